@@ -1,0 +1,1 @@
+"""The broker service: hosts partitions, appends record batches, serves fetches and positions."""

@@ -1,0 +1,51 @@
+"""``myqueue-broker``: run one broker process."""
+
+import argparse
+import logging
+import os
+
+from myqueue.core import defaults
+from myqueue.core.names import validate_broker_name
+from myqueue.core.refusal import Refusal
+from myqueue.service.serving import configure_logging, serve
+
+from .app import create_app
+from .storage import open_storage
+
+log = logging.getLogger("myqueue.broker")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="myqueue-broker", description="Run one myqueue broker.")
+    parser.add_argument("--name", default=os.environ.get("MYQUEUE_BROKER_NAME"), required=False)
+    parser.add_argument("--host", default=os.environ.get("MYQUEUE_HOST", defaults.DEFAULT_HOST))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MYQUEUE_PORT", "0") or 0))
+    parser.add_argument("--store", choices=["memory", "postgres"], default=os.environ.get("MYQUEUE_STORE", "memory"))
+    parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: $MYQUEUE_DSN)")
+    parser.add_argument("--threads", type=int, default=defaults.SERVICE_THREADS)
+    parser.add_argument("--max-message-bytes", type=int, default=defaults.MAX_MESSAGE_BYTES)
+    parser.add_argument("--log-level", default=os.environ.get("MYQUEUE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    if not args.name:
+        parser.error("--name (or MYQUEUE_BROKER_NAME) is required")
+    if not 1 <= args.port <= 65535:
+        parser.error("--port (or MYQUEUE_PORT) must be between 1 and 65535")
+    try:
+        validate_broker_name(args.name)
+    except Refusal as e:
+        parser.error(e.message)
+    args.dsn = args.dsn or os.environ.get("MYQUEUE_DSN")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    storage = open_storage(args.store, args.dsn, args.name)
+    app, state = create_app(storage, args.name, max_message_bytes=args.max_message_bytes, threads=args.threads)
+    log.info("broker %s (%s store)", args.name, args.store)
+    serve(app, state, args.host, args.port, threads=args.threads, on_shutdown=storage.close)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""The broker's HTTP API (see docs/http-api.md and openapi.yaml beside this file).
+
+The append path is deliberately thin: check the batch framing (C-level, see core.framing), hand
+the bytes to storage, wake long-polling fetchers, answer with the base offset. Nothing here
+looks inside a record.
+"""
+
+import functools
+import logging
+import threading
+import time
+import uuid
+
+from flask import Response, request
+from prometheus_client import Counter
+
+from myqueue.core import defaults, framing
+from myqueue.core.names import parse_int, validate_group, validate_partition, validate_topic
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+from myqueue.db.pool import StorageUnavailable
+from myqueue.service.base_app import create_base_app
+from myqueue.service.envelope import json_object, reject_unknown_fields, success
+
+from .storage import LogStorage, NotHosted
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=65536)
+def _partition_key(topic: str, partition: str) -> tuple[str, str]:
+    return validate_topic(topic), validate_partition(partition)
+
+
+class _Waiters:
+    """Per-partition conditions that wake long-polling fetches when a batch lands."""
+
+    def __init__(self, max_waiting: int):
+        self._conditions: dict[tuple[str, str], threading.Condition] = {}
+        self._guard = threading.Lock()
+        # Long-polls hold a server thread; cap them so appends always find a free thread.
+        self.slots = threading.BoundedSemaphore(max_waiting)
+
+    def condition(self, key: tuple[str, str]) -> threading.Condition:
+        with self._guard:
+            cond = self._conditions.get(key)
+            if cond is None:
+                cond = self._conditions[key] = threading.Condition()
+            return cond
+
+    def notify(self, key: tuple[str, str]) -> None:
+        cond = self._conditions.get(key)
+        if cond is not None:
+            with cond:
+                cond.notify_all()
+
+
+def create_app(
+    storage: LogStorage,
+    name: str,
+    *,
+    max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
+    threads: int = defaults.SERVICE_THREADS,
+):
+    incarnation = uuid.uuid4().hex
+
+    def ready_check() -> tuple[bool, str]:
+        return (True, "ready") if storage.ready() else (False, "storage unavailable")
+
+    app, state, registry = create_base_app(
+        "broker", "myqueue.broker", ready_check, max_content_length=defaults.MAX_BATCH_BYTES
+    )
+    appended_records = Counter("myqueue_broker_appended_records_total", "Records appended", registry=registry)
+    appended_bytes = Counter("myqueue_broker_appended_bytes_total", "Batch bytes appended", registry=registry)
+    waiters = _Waiters(max(1, threads // 2))
+
+    @app.errorhandler(NotHosted)
+    def _not_hosted(error: NotHosted):
+        from myqueue.service.envelope import failure
+
+        return failure(Reason.NOT_HERE, f"broker {name} does not host partition {error}")
+
+    @app.errorhandler(StorageUnavailable)
+    def _unavailable(error: StorageUnavailable):
+        from myqueue.service.envelope import failure
+
+        log.warning("storage unavailable: %s", error)
+        return failure(Reason.UNAVAILABLE, "storage unavailable; retry later")
+
+    def info(p) -> dict:
+        return {"topic": p.topic, "partition": p.partition, "end_offset": p.end_offset}
+
+    @app.get("/v1/partitions")
+    def list_partitions():
+        parts = sorted(storage.partitions(), key=lambda p: (p.topic, p.partition))
+        return success({"broker": name, "incarnation": incarnation, "partitions": [info(p) for p in parts]})
+
+    @app.put("/v1/partitions/<topic>/<partition>")
+    def host_partition(topic: str, partition: str):
+        t, p = _partition_key(topic, partition)
+        return success(info(storage.host(t, p)))
+
+    @app.get("/v1/partitions/<topic>/<partition>")
+    def get_partition(topic: str, partition: str):
+        t, p = _partition_key(topic, partition)
+        return success({"topic": t, "partition": p, "end_offset": storage.end_offset(t, p)})
+
+    @app.delete("/v1/partitions/<topic>/<partition>")
+    def unhost_partition(topic: str, partition: str):
+        t, p = _partition_key(topic, partition)
+        storage.unhost(t, p)
+        return success(f"partition {t}:{p} no longer hosted by {name}")
+
+    @app.post("/v1/partitions/<topic>/<partition>/records")
+    def append(topic: str, partition: str):
+        key = _partition_key(topic, partition)
+        body = request.get_data(cache=False)
+        count = framing.check_batch(
+            body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=max_message_bytes
+        )
+        base = storage.append(key[0], key[1], body, count)
+        appended_records.inc(count)
+        appended_bytes.inc(len(body))
+        waiters.notify(key)
+        return success({"base_offset": base, "count": count})
+
+    @app.get("/v1/partitions/<topic>/<partition>/records")
+    def fetch(topic: str, partition: str):
+        key = _partition_key(topic, partition)
+        args = request.args
+        offset = parse_int(args.get("offset"), "offset", low=0, high=2**62)
+        max_records = parse_int(
+            args.get("max_records"), "max_records", low=1, high=defaults.MAX_FETCH_RECORDS, default=1000
+        )
+        max_bytes = parse_int(
+            args.get("max_bytes"), "max_bytes", low=1, high=defaults.MAX_BATCH_BYTES,
+            default=defaults.DEFAULT_FETCH_MAX_BYTES,
+        )
+        wait_ms = parse_int(args.get("wait_ms"), "wait_ms", low=0, high=defaults.MAX_FETCH_WAIT_MS, default=0)
+        result = storage.read(key[0], key[1], offset, max_records, max_bytes)
+        if not result.batches and wait_ms and offset >= result.end_offset and waiters.slots.acquire(blocking=False):
+            try:
+                deadline = time.monotonic() + wait_ms / 1000
+                cond = waiters.condition(key)
+                with cond:
+                    while storage.end_offset(*key) <= offset and not state.draining.is_set():
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        cond.wait(min(remaining, 0.5))
+            finally:
+                waiters.slots.release()
+            result = storage.read(key[0], key[1], offset, max_records, max_bytes)
+        parts = [framing.set_header(result.end_offset, result.next_offset, len(result.batches))]
+        for base, body in result.batches:
+            parts.append(framing.base_offset_prefix(base))
+            parts.append(body)
+        response = Response(b"".join(parts), mimetype=framing.SET_CONTENT_TYPE)
+        response.headers["X-MyQueue-End-Offset"] = str(result.end_offset)
+        return response
+
+    def position_payload(group: str, offset, key) -> dict:
+        return {"group": group, "offset": offset, "end_offset": storage.end_offset(*key)}
+
+    @app.get("/v1/partitions/<topic>/<partition>/positions/<group>")
+    def get_position(topic: str, partition: str, group: str):
+        key = _partition_key(topic, partition)
+        group = validate_group(group)
+        return success(position_payload(group, storage.get_position(group, *key), key))
+
+    @app.put("/v1/partitions/<topic>/<partition>/positions/<group>")
+    def set_position(topic: str, partition: str, group: str):
+        key = _partition_key(topic, partition)
+        group = validate_group(group)
+        data = json_object()
+        reject_unknown_fields(data, {"offset", "at"})
+        if ("offset" in data) == ("at" in data):
+            raise Refusal(Reason.INVALID_REQUEST, "give exactly one of 'offset' or 'at'")
+        if "at" in data:
+            if data["at"] not in ("latest", "earliest"):
+                raise Refusal(Reason.INVALID_REQUEST, "'at' must be 'latest' or 'earliest'")
+            target = data["at"]
+        else:
+            target = parse_int(data["offset"], "offset", low=0, high=2**62)
+            if not isinstance(data["offset"], int):
+                raise Refusal(Reason.INVALID_REQUEST, "offset must be a JSON integer")
+        stored = storage.set_position(group, key[0], key[1], target)
+        return success(position_payload(group, stored, key))
+
+    @app.post("/v1/partitions/<topic>/<partition>/positions/<group>/take")
+    def take(topic: str, partition: str, group: str):
+        key = _partition_key(topic, partition)
+        group = validate_group(group)
+        data = request.get_json(force=True, silent=True) if request.content_length else {}
+        if not isinstance(data, dict):
+            raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
+        reject_unknown_fields(data, {"max_records"})
+        if "max_records" in data and not isinstance(data["max_records"], int):
+            raise Refusal(Reason.INVALID_REQUEST, "max_records must be a JSON integer")
+        max_records = parse_int(data.get("max_records"), "max_records", low=1, high=1000, default=1)
+        records, end = storage.take(group, key[0], key[1], max_records)
+        return success(
+            {
+                "records": [{"offset": o, "value": v.decode("utf-8", errors="replace")} for o, v in records],
+                "end_offset": end,
+            }
+        )
+
+    @app.post("/v1/selftest")
+    def selftest():
+        try:
+            checks = storage.selftest()
+        except AssertionError as e:
+            log.error("self-test failed: %s", e)
+            return success({"passed": False, "checks": [], "failed": str(e) or "assertion failed"})
+        return success({"passed": True, "checks": checks})
+
+    return app, state

@@ -1,0 +1,155 @@
+"""The storage contract every broker backend fulfils (memory, PostgreSQL).
+
+Invariants, whatever the backend:
+- A partition's offsets start at 0 and have no gaps; ``append`` assigns a batch's base offset
+  and the batch's records take the next ``count`` offsets. Offsets are assigned in exactly one
+  place per backend, under a per-partition lock (memory: a ``threading.Lock``; PostgreSQL: the
+  partition row's lock inside the append statement), and stored batches are keyed by
+  (partition, base offset) so a second writer can never reuse an offset.
+- ``append`` returns only once the batch is stored (for PostgreSQL: committed), so an
+  acknowledged batch is never lost by a backend that persists.
+- A consumer group's position is the next offset it will read; a group with no stored position
+  reads from offset 0 (so a partition created after a group subscribed is read from its start).
+- Records are opaque bytes; batches are stored as the record batch the producer framed
+  (``myqueue.core.framing``), never re-encoded.
+
+Thread-safety: every method may be called from many request threads at once. ``take`` (read
+from a group's position and advance it) is atomic per (group, partition) within one process; a
+partition is served by one broker at a time (placement), which makes that sufficient.
+"""
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from myqueue.core import framing
+
+
+class NotHosted(Exception):
+    """This broker does not host the partition."""
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    topic: str
+    partition: str
+    end_offset: int
+
+
+@dataclass
+class ReadResult:
+    """What a read found: batches as (base offset, record batch), the end offset, where to go next."""
+
+    end_offset: int
+    next_offset: int
+    batches: list[tuple[int, bytes]] = field(default_factory=list)
+    record_count: int = 0
+
+
+def trim_batches(
+    rows: Iterable[tuple[int, bytes]], offset: int, max_records: int, max_bytes: int
+) -> tuple[list[tuple[int, bytes]], int]:
+    """Cut stored batches (in offset order, the first one containing ``offset`` or after it)
+    down to the records from ``offset`` on, at most ``max_records`` records and, beyond the first
+    batch, about ``max_bytes`` bytes. Returns the kept batches and the number of records."""
+    kept: list[tuple[int, bytes]] = []
+    records = 0
+    size = 0
+    for base, body in rows:
+        count = framing.batch_count(body)
+        if base + count <= offset:
+            continue
+        skip = max(0, offset - base)
+        take = min(count - skip, max_records - records)
+        if take <= 0 or (kept and size + len(body) > max_bytes):
+            break
+        part = framing.slice_batch(body, skip, take)
+        kept.append((base + skip, part))
+        records += take
+        size += len(part)
+    return kept, records
+
+
+class LogStorage(ABC):
+    """Partition logs plus consumer-group positions."""
+
+    def __init__(self) -> None:
+        self._take_locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._take_locks_guard = threading.Lock()
+
+    # --- partitions ----------------------------------------------------------------------
+    @abstractmethod
+    def host(self, topic: str, partition: str) -> PartitionInfo:
+        """Start hosting a partition (idempotent); returns its current end offset."""
+
+    @abstractmethod
+    def unhost(self, topic: str, partition: str) -> None:
+        """Stop hosting a partition. Memory: its data goes. PostgreSQL: data stays for the next owner."""
+
+    @abstractmethod
+    def partitions(self) -> list[PartitionInfo]:
+        """Partitions hosted here, with end offsets."""
+
+    @abstractmethod
+    def end_offset(self, topic: str, partition: str) -> int:
+        """The offset the next appended record will get. Raises NotHosted."""
+
+    # --- the log -------------------------------------------------------------------------
+    @abstractmethod
+    def append(self, topic: str, partition: str, batch: bytes, count: int) -> int:
+        """Store one checked record batch; return its base offset. Raises NotHosted."""
+
+    @abstractmethod
+    def read(self, topic: str, partition: str, offset: int, max_records: int, max_bytes: int) -> ReadResult:
+        """Records from ``offset`` on (at least one record when any exist). Raises NotHosted."""
+
+    # --- consumer positions ----------------------------------------------------------------
+    @abstractmethod
+    def get_position(self, group: str, topic: str, partition: str) -> int | None:
+        """The group's next offset, or None when never set. Raises NotHosted."""
+
+    @abstractmethod
+    def set_position(self, group: str, topic: str, partition: str, offset: int | str) -> int:
+        """Set the group's next offset: an int, or "latest"/"earliest". Returns the stored offset."""
+
+    def take(self, group: str, topic: str, partition: str, max_records: int) -> tuple[list[tuple[int, bytes]], int]:
+        """Read up to ``max_records`` from the group's position and advance past them, atomically.
+
+        Returns ((offset, value) pairs, end offset). The position is stored before the records are
+        returned: the seed's consume call is at-most-once at its HTTP boundary by design.
+        """
+        with self._take_lock(group, topic, partition):
+            start = self.get_position(group, topic, partition) or 0
+            result = self.read(topic, partition, start, max_records, 1 << 62)
+            records = [
+                (base + i, value)
+                for base, body in result.batches
+                for i, value in enumerate(framing.iter_batch(body))
+            ]
+            if records:
+                self.set_position(group, topic, partition, records[-1][0] + 1)
+            return records, result.end_offset
+
+    def _take_lock(self, group: str, topic: str, partition: str) -> threading.Lock:
+        key = (group, topic, partition)
+        with self._take_locks_guard:
+            lock = self._take_locks.get(key)
+            if lock is None:
+                lock = self._take_locks[key] = threading.Lock()
+            return lock
+
+    # --- lifecycle --------------------------------------------------------------------------
+    @abstractmethod
+    def selftest(self) -> list[str]:
+        """Exercise append, read and positions on scratch state (never a user partition).
+
+        Returns the names of the checks that passed; raises AssertionError on the first failure.
+        """
+
+    def ready(self) -> bool:
+        """Whether the backend can serve now (PostgreSQL reachable)."""
+        return True
+
+    def close(self) -> None:  # noqa: B027 - nothing to release by default
+        """Release connections; data already acknowledged is already stored."""

@@ -1,0 +1,117 @@
+"""In-memory partition logs: fast, and gone when the process ends (by design).
+
+Each partition keeps its batches exactly as producers framed them plus a compact array of base
+offsets for bisecting, so a million 100-byte records cost little beyond their bytes. One lock per
+partition orders appends and assigns offsets; reads take the same lock only to snapshot the list
+length, never while copying record bytes.
+"""
+
+import threading
+from array import array
+from bisect import bisect_right
+
+from myqueue.core import framing
+
+from .base import LogStorage, NotHosted, PartitionInfo, ReadResult, trim_batches
+
+
+class _Log:
+    """One partition: batches in offset order. Guarded by ``lock``."""
+
+    __slots__ = ("lock", "bases", "batches", "end")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bases = array("q")
+        self.batches: list[bytes] = []
+        self.end = 0
+
+
+class MemoryStorage(LogStorage):
+    """Logs and positions in this process's memory."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._logs: dict[tuple[str, str], _Log] = {}
+        self._positions: dict[tuple[str, str, str], int] = {}
+        self._guard = threading.Lock()  # guards the two dicts' membership, not the logs
+
+    def _log(self, topic: str, partition: str) -> _Log:
+        log = self._logs.get((topic, partition))
+        if log is None:
+            raise NotHosted(f"{topic}:{partition}")
+        return log
+
+    def host(self, topic: str, partition: str) -> PartitionInfo:
+        with self._guard:
+            log = self._logs.setdefault((topic, partition), _Log())
+        return PartitionInfo(topic, partition, log.end)
+
+    def unhost(self, topic: str, partition: str) -> None:
+        with self._guard:
+            self._logs.pop((topic, partition), None)
+            for key in [k for k in self._positions if k[1:] == (topic, partition)]:
+                del self._positions[key]
+
+    def partitions(self) -> list[PartitionInfo]:
+        with self._guard:
+            items = list(self._logs.items())
+        return [PartitionInfo(t, p, log.end) for (t, p), log in items]
+
+    def end_offset(self, topic: str, partition: str) -> int:
+        return self._log(topic, partition).end
+
+    def append(self, topic: str, partition: str, batch: bytes, count: int) -> int:
+        log = self._log(topic, partition)
+        with log.lock:
+            base = log.end
+            log.bases.append(base)
+            log.batches.append(batch)
+            log.end = base + count
+        return base
+
+    def read(self, topic: str, partition: str, offset: int, max_records: int, max_bytes: int) -> ReadResult:
+        log = self._log(topic, partition)
+        with log.lock:
+            end = log.end
+            count = len(log.batches)
+        if offset >= end:
+            return ReadResult(end, offset)
+        # The lists only grow (unhost replaces the whole log), so entries below ``count`` can be
+        # read without the lock; the generator stops as soon as the limits are met.
+        first = max(0, bisect_right(log.bases, offset, 0, count) - 1)
+        window = ((log.bases[i], log.batches[i]) for i in range(first, count))
+        kept, records = trim_batches(window, offset, max_records, max_bytes)
+        next_offset = kept[-1][0] + framing.batch_count(kept[-1][1]) if kept else offset
+        return ReadResult(end, next_offset, kept, records)
+
+    def get_position(self, group: str, topic: str, partition: str) -> int | None:
+        self._log(topic, partition)
+        return self._positions.get((group, topic, partition))
+
+    def set_position(self, group: str, topic: str, partition: str, offset: int | str) -> int:
+        log = self._log(topic, partition)
+        if offset == "latest":
+            value = log.end
+        elif offset == "earliest":
+            value = 0
+        else:
+            value = int(offset)
+        self._positions[(group, topic, partition)] = value
+        return value
+
+    def selftest(self) -> list[str]:
+        scratch = MemoryStorage()  # never touches this broker's partitions
+        scratch.host("__selftest__", "p")
+        checks = []
+        assert scratch.append("__selftest__", "p", framing.encode_batch([b"a", b"b"]), 2) == 0
+        assert scratch.append("__selftest__", "p", framing.encode_batch([b"c"]), 1) == 2
+        checks.append("append assigns consecutive offsets")
+        result = scratch.read("__selftest__", "p", 1, 10, 1 << 20)
+        assert [body for _, body in result.batches] == [framing.encode_batch([b"b"]), framing.encode_batch([b"c"])]
+        checks.append("read from a mid-batch offset")
+        scratch.set_position("g", "__selftest__", "p", "earliest")
+        assert scratch.take("g", "__selftest__", "p", 2)[0] == [(0, b"a"), (1, b"b")]
+        assert scratch.get_position("g", "__selftest__", "p") == 2
+        checks.append("take advances the group position")
+        return checks

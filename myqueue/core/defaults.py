@@ -1,0 +1,58 @@
+"""Every default port, limit, timeout and batch size, in one documented place.
+
+Services and the client read these as defaults; each can be overridden by a flag or an
+environment variable where the component documents it.
+"""
+
+# --- addressing -------------------------------------------------------------------------
+PRIMARY_PORT = 5000  # the seed's primary manager port
+REPLICA_PORT = 5001  # the seed's read-only manager port
+DEFAULT_HOST = "127.0.0.1"
+
+# --- names and counts (validated at every edge) ------------------------------------------
+MAX_NAME_LENGTH = 64  # topic, partition and broker names
+MAX_GROUP_LENGTH = 128  # consumer group names on the fast path
+MAX_PARTITIONS_PER_TOPIC = 1024
+MAX_TOPICS = 10_000
+MAX_BROKERS = 256
+MAX_PRODUCERS = 1_000_000  # registered seed-path producers (ids 0..N-1)
+MAX_CONSUMERS = 1_000_000  # registered seed-path consumers (ids 0..N-1)
+MAX_ID = 2**31 - 1  # producer/consumer ids on the wire
+
+# --- sizes ----------------------------------------------------------------------------
+MAX_MESSAGE_BYTES = 1024 * 1024  # 1 MiB per record (seed path and fast path)
+MAX_BATCH_RECORDS = 100_000  # records in one fast-path append
+MAX_BATCH_BYTES = 64 * 1024 * 1024  # one fast-path request body
+MAX_JSON_BODY_BYTES = 2 * MAX_MESSAGE_BYTES  # seed-path JSON bodies: a message plus envelope
+MAX_FETCH_RECORDS = 100_000
+DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
+MAX_FETCH_WAIT_MS = 30_000
+
+# --- timing ---------------------------------------------------------------------------
+BROKER_CALL_TIMEOUT_S = 10.0  # manager -> broker request timeout
+RECONCILE_INTERVAL_S = 1.0  # primary checks broker health and pushes assignments this often
+VIEW_LONG_POLL_S = 20.0  # replica <- primary long-poll of the cluster view
+BROKER_READY_TIMEOUT_S = 30.0  # how long /brokers/add waits for a new broker to become ready
+SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
+CONSUMER_IDLE_TIMEOUT_S = 20.0  # the seed consumer stopped after 20 s without a message
+
+# --- client fast path -------------------------------------------------------------------
+PRODUCER_LINGER_MS = 2.0
+PRODUCER_BATCH_RECORDS = 10_000
+PRODUCER_BATCH_BYTES = 1024 * 1024
+CLIENT_TIMEOUT_S = 10.0
+CLIENT_RETRIES = 5
+CLIENT_BACKOFF_S = 0.05  # first retry delay; doubles up to CLIENT_BACKOFF_MAX_S
+CLIENT_BACKOFF_MAX_S = 2.0
+CLIENT_IDLE_POLL_MAX_S = 0.5  # an idle consumer polls again after 0.05 s, doubling up to this
+CLIENT_METADATA_MIN_INTERVAL_S = 0.05  # metadata refreshes are spaced at least this far apart
+CLIENT_POOL_SIZE = 16  # pooled HTTP connections per host
+PRODUCER_MAX_IN_FLIGHT = 4  # batches in flight at once, to different partitions (one per partition)
+
+# --- services ---------------------------------------------------------------------------
+SERVICE_THREADS = 16  # WSGI worker threads per service process
+PG_POOL_MIN = 1
+PG_POOL_MAX = 16
+
+# Consumer groups whose name starts with this prefix belong to the managers' seed path.
+SEED_GROUP_PREFIX = "myqueue.seed."

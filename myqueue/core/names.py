@@ -1,0 +1,137 @@
+"""Validation of every name, id and size that crosses an edge.
+
+The seed reserved ``- @ x * | :`` inside topic and partition names (it used them to build
+combined keys) and the words ``subl``/``publ``; we keep refusing them so that a client written
+for the seed sees the same answers. Beyond the seed we restrict names to a small portable
+charset (they appear in URLs, SQL keys and Kubernetes objects) and bound their length.
+"""
+
+import re
+
+from . import defaults
+from .reasons import Reason
+from .refusal import Refusal
+
+RESERVED_CHARACTERS = "-@x*|:"
+RESERVED_WORDS = frozenset({"subl", "publ"})
+WILDCARD = "*"
+
+# Letters, digits, underscore and dot; the reserved characters are checked separately so the
+# error names the offending character.
+_NAME_CHARSET = re.compile(r"[A-Za-z0-9_.]+")
+_BROKER_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")  # a DNS-1123 label, as Kubernetes needs
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _require_text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise Refusal(Reason.INVALID_REQUEST, f"{what} must be a string")
+    if not value:
+        raise Refusal(Reason.INVALID_NAME, f"{what} must not be empty")
+    return value
+
+
+def validate_name(value: object, what: str = "name") -> str:
+    """Return a valid topic or partition name or raise Refusal naming the problem."""
+    name = _require_text(value, what)
+    if len(name) > defaults.MAX_NAME_LENGTH:
+        raise Refusal(Reason.INVALID_NAME, f"{what} is longer than {defaults.MAX_NAME_LENGTH} characters")
+    for ch in RESERVED_CHARACTERS:
+        if ch in name:
+            raise Refusal(Reason.INVALID_NAME, f"{what} {name!r} contains the reserved character {ch!r}")
+    if name.lower() in RESERVED_WORDS:
+        raise Refusal(Reason.INVALID_NAME, f"{what} {name!r} is a reserved word")
+    if not _NAME_CHARSET.fullmatch(name):
+        raise Refusal(
+            Reason.INVALID_NAME,
+            f"{what} {name!r} may contain only letters, digits, '_' and '.'",
+        )
+    return name
+
+
+def validate_topic(value: object) -> str:
+    return validate_name(value, "topic")
+
+
+def validate_partition(value: object) -> str:
+    return validate_name(value, "partition")
+
+
+def validate_broker_name(value: object) -> str:
+    """Broker names must contain ``broker`` (the seed's rule) and be a DNS-1123 label."""
+    name = _require_text(value, "broker_name")
+    if len(name) > defaults.MAX_NAME_LENGTH:
+        raise Refusal(Reason.INVALID_NAME, f"broker_name is longer than {defaults.MAX_NAME_LENGTH} characters")
+    if "broker" not in name:
+        raise Refusal(Reason.INVALID_NAME, f"broker_name {name!r} must contain the word 'broker'")
+    if not _BROKER_NAME.fullmatch(name):
+        raise Refusal(
+            Reason.INVALID_NAME,
+            f"broker_name {name!r} may contain only lowercase letters, digits and '-' (not at the ends)",
+        )
+    return name
+
+
+def validate_group(value: object) -> str:
+    """Consumer group names of the fast path."""
+    name = _require_text(value, "group")
+    if len(name) > defaults.MAX_GROUP_LENGTH:
+        raise Refusal(Reason.INVALID_NAME, f"group is longer than {defaults.MAX_GROUP_LENGTH} characters")
+    if not _GROUP_NAME.fullmatch(name):
+        raise Refusal(Reason.INVALID_NAME, f"group {name!r} may contain only letters, digits, '_', '.' and '-'")
+    return name
+
+
+def parse_id(value: object, what: str) -> int:
+    """Producer/consumer ids: non-negative integers (JSON ints or decimal strings from a query)."""
+    if isinstance(value, bool):
+        raise Refusal(Reason.INVALID_REQUEST, f"{what} must be an integer")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        number = int(value)
+    else:
+        raise Refusal(Reason.INVALID_REQUEST, f"{what} must be a non-negative integer")
+    if not 0 <= number <= defaults.MAX_ID:
+        raise Refusal(Reason.INVALID_REQUEST, f"{what} must be between 0 and {defaults.MAX_ID}")
+    return number
+
+
+def parse_int(value: object, what: str, *, low: int, high: int, default: int | None = None) -> int:
+    """A bounded integer from a query string or JSON value."""
+    if value is None:
+        if default is None:
+            raise Refusal(Reason.INVALID_REQUEST, f"{what} is required")
+        return default
+    if isinstance(value, bool):
+        raise Refusal(Reason.INVALID_REQUEST, f"{what} must be an integer")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii() and len(value) <= 20 and value.lstrip("-").isdigit():
+        number = int(value)
+    else:
+        raise Refusal(Reason.INVALID_REQUEST, f"{what} must be an integer")
+    if not low <= number <= high:
+        raise Refusal(Reason.INVALID_REQUEST, f"{what} must be between {low} and {high}")
+    return number
+
+
+def validate_message(value: object, max_bytes: int = defaults.MAX_MESSAGE_BYTES) -> bytes:
+    """A seed-path message: a non-empty string of at most ``max_bytes`` in UTF-8."""
+    if not isinstance(value, str):
+        raise Refusal(Reason.INVALID_REQUEST, "message must be a string")
+    if not value:
+        raise Refusal(Reason.INVALID_REQUEST, "message must not be empty")
+    data = value.encode("utf-8", errors="surrogatepass")
+    if len(data) > max_bytes:
+        raise Refusal(Reason.TOO_LARGE, f"message is {len(data)} bytes; the limit is {max_bytes}")
+    return data
+
+
+def parse_topic_spec(spec: str) -> tuple[str, str | None]:
+    """``T1:P1`` -> (T1, P1); ``T1:*`` or ``T1`` -> (T1, None). Used by the CLI and client."""
+    topic, sep, part = spec.partition(":")
+    topic = validate_topic(topic)
+    if not sep or part == WILDCARD:
+        return topic, None
+    return topic, validate_partition(part)

@@ -1,0 +1,1 @@
+"""PostgreSQL plumbing shared by the broker's and the managers' stores (no HTTP here)."""

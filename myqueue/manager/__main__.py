@@ -1,0 +1,65 @@
+"""``myqueue-manager``: run the primary or the read-only replica manager."""
+
+import argparse
+import logging
+import os
+
+from myqueue.core import defaults
+from myqueue.service.serving import configure_logging, serve
+
+from .app import create_app
+from .brokers import BrokerClient
+from .launcher import make_launcher
+from .primary import Primary
+from .replica import Replica
+from .store import open_meta_store
+
+log = logging.getLogger("myqueue.manager")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="myqueue-manager", description="Run a myqueue manager.")
+    parser.add_argument("--role", choices=["primary", "replica"], default=env("MYQUEUE_ROLE", "primary"))
+    parser.add_argument("--host", default=env("MYQUEUE_HOST", defaults.DEFAULT_HOST))
+    parser.add_argument("--port", type=int, default=None, help="default 5000 (primary) / 5001 (replica)")
+    parser.add_argument("--store", choices=["memory", "postgres"], default=env("MYQUEUE_STORE", "memory"))
+    parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: $MYQUEUE_DSN)")
+    parser.add_argument("--primary-url", default=env("MYQUEUE_PRIMARY_URL"), help="replica: the primary's URL")
+    parser.add_argument("--launcher", choices=["none", "local"], default=env("MYQUEUE_LAUNCHER", "none"))
+    parser.add_argument("--launcher-url", default=env("MYQUEUE_LAUNCHER_URL"))
+    parser.add_argument("--threads", type=int, default=defaults.SERVICE_THREADS)
+    parser.add_argument("--log-level", default=env("MYQUEUE_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    if args.port is None:
+        args.port = int(env("MYQUEUE_PORT") or (defaults.PRIMARY_PORT if args.role == "primary" else defaults.REPLICA_PORT))
+    if args.role == "replica" and not args.primary_url:
+        parser.error("--primary-url (or MYQUEUE_PRIMARY_URL) is required for the replica")
+    args.dsn = args.dsn or env("MYQUEUE_DSN")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    store = open_meta_store(args.store, args.dsn)
+    brokers = BrokerClient()
+    if args.role == "primary":
+        node = Primary(store, make_launcher(args.launcher, args.launcher_url), brokers)
+        app, state = create_app("primary", primary=node)
+    else:
+        node = Replica(store, args.primary_url, brokers)
+        app, state = create_app("replica", replica=node)
+    node.load()
+    node.start_background()
+    log.info("%s manager (%s store)", args.role, args.store)
+
+    def shutdown() -> None:
+        node.stop()
+        store.close()
+
+    serve(app, state, args.host, args.port, threads=args.threads, on_shutdown=shutdown)
+
+
+if __name__ == "__main__":
+    main()

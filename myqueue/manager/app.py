@@ -1,0 +1,192 @@
+"""The managers' HTTP API: the seed's endpoints (unchanged wire contract) plus /v1.
+
+One app serves both roles. Every route exists on both so that a request sent to the wrong
+manager gets a clear answer (421 NOT_PRIMARY / NOT_REPLICA on /v1, 400 with the same reason on
+the seed's endpoints) instead of a bare 404.
+"""
+
+from urllib.parse import urlsplit
+
+from flask import request
+from prometheus_client import Counter
+
+from myqueue.core import defaults
+from myqueue.core.names import parse_id, parse_int, validate_message
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+from myqueue.service.base_app import create_base_app
+from myqueue.service.envelope import json_object, reject_unknown_fields, seed_endpoint, success
+
+from .primary import Primary
+from .replica import Replica
+
+
+def _query(name: str) -> str:
+    value = request.args.get(name)
+    if value is None:
+        raise Refusal(Reason.INVALID_REQUEST, f"query parameter {name!r} is required")
+    return value
+
+
+def _topic_body() -> tuple[object, object | None]:
+    data = json_object()
+    reject_unknown_fields(data, {"topic", "part"})
+    if "topic" not in data:
+        raise Refusal(Reason.INVALID_REQUEST, "field 'topic' is required")
+    return data["topic"], data.get("part")
+
+
+def _validate_address(value: object) -> str:
+    if not isinstance(value, str) or len(value) > 512:
+        raise Refusal(Reason.INVALID_REQUEST, "address must be a string like http://host:port")
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port or parts.path not in ("", "/"):
+        raise Refusal(Reason.INVALID_REQUEST, "address must look like http://host:port")
+    return value.rstrip("/")
+
+
+def create_app(role: str, primary: Primary | None = None, replica: Replica | None = None):
+    node = primary if role == "primary" else replica
+    assert node is not None
+    app, state, registry = create_base_app(
+        f"manager-{role}", "myqueue.manager", node.ready, max_content_length=defaults.MAX_JSON_BODY_BYTES
+    )
+    produced = Counter("myqueue_manager_produced_messages_total", "Seed-path messages produced", registry=registry)
+    consumed = Counter("myqueue_manager_consumed_messages_total", "Seed-path messages consumed", registry=registry)
+
+    def need_primary() -> Primary:
+        if primary is None:
+            raise Refusal(Reason.NOT_PRIMARY, "this is the read-only manager: send writes to the primary")
+        return primary
+
+    def need_replica() -> Replica:
+        if replica is None:
+            raise Refusal(Reason.NOT_REPLICA, "this is the primary manager: send consumer calls to the read-only manager")
+        return replica
+
+    # --- the seed's endpoints: both roles ---------------------------------------------------------------
+    @app.get("/brokers")
+    @seed_endpoint
+    def list_brokers():
+        return success(node.broker_names())
+
+    @app.get("/topics")
+    @seed_endpoint
+    def list_topics():
+        return success(node.seed_topics())
+
+    # --- the seed's endpoints: primary --------------------------------------------------------------------
+    @app.get("/brokers/add")
+    @seed_endpoint
+    def add_broker():
+        p = need_primary()
+        name = _query("broker_name")
+        address = p.add_broker(name)
+        return success(f"broker {name} added at {address}")
+
+    @app.get("/brokers/rm")
+    @seed_endpoint
+    def remove_broker():
+        p = need_primary()
+        names, moved = p.remove_broker(_query("broker_name"))
+        return success(f"removed {', '.join(names) or 'no broker'}; {moved} partition(s) moved to other brokers")
+
+    @app.get("/brokers/test")
+    @seed_endpoint
+    def test_broker():
+        p = need_primary()
+        name = _query("broker_name")
+        checks = p.test_broker(name)
+        return success(f"All test cases are passed for {name}: {'; '.join(checks)}")
+
+    @app.post("/topics/add")
+    @seed_endpoint
+    def add_topic():
+        p = need_primary()
+        topic, part = _topic_body()
+        if part is None:
+            raise Refusal(Reason.INVALID_REQUEST, "field 'part' is required")
+        broker = p.add_partition(topic, part)
+        return success(f"partition {topic}:{part} created on {broker}")
+
+    @app.post("/producer/register")
+    @seed_endpoint
+    def register_producer():
+        p = need_primary()
+        topic, part = _topic_body()
+        return success(p.register_producer(topic, part))
+
+    @app.post("/producer/produce")
+    @seed_endpoint
+    def produce():
+        p = need_primary()
+        data = json_object()
+        reject_unknown_fields(data, {"producer_id", "message"})
+        if "producer_id" not in data or "message" not in data:
+            raise Refusal(Reason.INVALID_REQUEST, "fields 'producer_id' and 'message' are required")
+        if not isinstance(data["producer_id"], int) or isinstance(data["producer_id"], bool):
+            raise Refusal(Reason.INVALID_REQUEST, "producer_id must be a JSON integer")
+        producer_id = parse_id(data["producer_id"], "producer_id")
+        value = validate_message(data["message"])
+        topic, partition, offset = p.produce(producer_id, value)
+        produced.inc()
+        return success(f"{topic}x{partition}:Success", topic=f"{topic}:{partition}", offset=offset)
+
+    # --- the seed's endpoints: replica ----------------------------------------------------------------------
+    @app.post("/consumer/register")
+    @seed_endpoint
+    def register_consumer():
+        r = need_replica()
+        topic, part = _topic_body()
+        return success(r.register_consumer(topic, part))
+
+    @app.get("/consumer/consume")
+    @seed_endpoint
+    def consume():
+        r = need_replica()
+        consumer_id = parse_id(_query("consumer_id"), "consumer_id")
+        value, topic, offset = r.consume(consumer_id)
+        consumed.inc()
+        return success(value, topic=topic, offset=offset)
+
+    @app.get("/size")
+    @seed_endpoint
+    def size():
+        r = need_replica()
+        consumer_id = parse_id(_query("consumer_id"), "consumer_id")
+        return success(r.size(consumer_id), note="messages pending for this consumer over all its partitions")
+
+    # --- /v1 --------------------------------------------------------------------------------------------------
+    @app.get("/v1/metadata")
+    def metadata():
+        return success(node.view())
+
+    @app.get("/v1/view")
+    def view():
+        p = need_primary()
+        since = parse_int(request.args.get("since"), "since", low=-1, high=2**62, default=-1)
+        wait = parse_int(request.args.get("wait"), "wait", low=0, high=30, default=0)
+        epoch = request.args.get("epoch") or None
+        return success(p.wait_view(since, epoch, wait))
+
+    @app.post("/v1/brokers")
+    def register_broker():
+        p = need_primary()
+        data = json_object()
+        reject_unknown_fields(data, {"name", "address"})
+        if "name" not in data or "address" not in data:
+            raise Refusal(Reason.INVALID_REQUEST, "fields 'name' and 'address' are required")
+        created = p.register_broker(data["name"], _validate_address(data["address"]))
+        return success(f"broker {data['name']} {'registered' if created else 'up to date'}", 201 if created else 200)
+
+    @app.delete("/v1/brokers/<name>")
+    def unregister_broker(name: str):
+        p = need_primary()
+        names, moved = p.remove_broker(name)
+        return success({"removed": names, "partitions_moved": moved})
+
+    return app, state

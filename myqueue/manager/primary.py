@@ -1,0 +1,370 @@
+"""The primary manager: the single writer of cluster configuration, and the seed's produce path.
+
+Two locks with one job each: ``_write_lock`` serialises configuration changes end to end
+(check, broker calls, persist, apply; they are rare and may wait on a broker), ``_state_lock``
+is held only for the instant of applying events or copying what a reader needs, so produce
+calls never wait behind a slow configuration change. Producer round-robin cursors live in
+memory (one lock per producer also keeps each producer's messages in order); after a restart a
+producer's rotation starts again at the topic's first partition.
+"""
+
+import logging
+import random
+import threading
+import time
+import uuid
+
+from myqueue.core import defaults
+from myqueue.core.names import validate_broker_name, validate_partition, validate_topic
+from myqueue.core.placement import place_partitions
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+
+from .brokers import BrokerClient, BrokerLostPartition
+from .launcher import Launcher
+from .state import (
+    ClusterState,
+    EventType,
+    check_new_broker,
+    check_new_partition,
+    check_new_producer,
+    event,
+    next_round_robin,
+    require_broker,
+    require_topic,
+)
+from .store import MetaStore
+
+log = logging.getLogger(__name__)
+STREAM = "cluster"
+
+
+class Primary:
+    """Owns ClusterState: every configuration write and every seed-path produce goes through here."""
+
+    def __init__(self, store: MetaStore, launcher: Launcher, brokers: BrokerClient, rng: random.Random | None = None):
+        self._store = store
+        self._launcher = launcher
+        self._brokers = brokers
+        self._rng = rng
+        self._state = ClusterState()
+        self._write_lock = threading.RLock()
+        self._state_lock = threading.Lock()
+        self._ready: dict[str, bool] = {}
+        self._changed = threading.Condition()
+        self._version = 0
+        self.epoch = uuid.uuid4().hex  # lets the replica notice a restarted (memory-mode) primary
+        self._cursors: dict[int, int] = {}
+        self._producer_locks: dict[int, threading.Lock] = {}
+        self._producer_locks_guard = threading.Lock()
+        self._stop = threading.Event()
+        self._loaded = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def load(self) -> None:
+        for ev in self._store.load(STREAM):
+            self._state.apply(ev)
+        self._loaded = True
+        log.info(
+            "loaded %d events: %d brokers, %d topics, %d producers",
+            self._state.applied, len(self._state.brokers), len(self._state.topics), len(self._state.producers),
+        )
+
+    def ready(self) -> tuple[bool, str]:
+        if not self._loaded:
+            return False, "loading configuration"
+        return (True, "ready") if self._store.ready() else (False, "metadata store unavailable")
+
+    def start_background(self) -> None:
+        threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- events and the view ------------------------------------------------------------------------
+    def _commit(self, events: list[dict]) -> None:
+        """Persist, then apply. Called with _write_lock held."""
+        if not events:
+            return
+        self._store.append(STREAM, self._state.applied, events)
+        with self._state_lock:
+            for ev in events:
+                self._state.apply(ev)
+        self._bump()
+
+    def _bump(self) -> None:
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+
+    def view(self) -> dict:
+        with self._state_lock:
+            brokers = dict(self._state.brokers)
+            topics = {t: list(parts.items()) for t, parts in self._state.topics.items()}
+        return {
+            "epoch": self.epoch,
+            "version": self._version,
+            "brokers": {n: {"address": a, "ready": self._ready.get(n, False)} for n, a in brokers.items()},
+            "topics": {t: [{"partition": p, "broker": b} for p, b in parts] for t, parts in topics.items()},
+        }
+
+    def wait_view(self, since: int, epoch: str | None, wait_s: float) -> dict:
+        """Long-poll: the view once it is newer than ``since`` (or at once for another epoch)."""
+        deadline = time.monotonic() + wait_s
+        with self._changed:
+            while epoch == self.epoch and self._version <= since and not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+        return self.view()
+
+    def seed_topics(self) -> dict:
+        with self._state_lock:
+            return self._state.seed_topics()
+
+    def broker_names(self) -> list[str]:
+        with self._state_lock:
+            return list(self._state.brokers)
+
+    def _ready_brokers(self, excluding: set[str] = frozenset()) -> list[str]:
+        return [n for n in self._state.brokers if self._ready.get(n) and n not in excluding]
+
+    def _address(self, broker: str) -> str:
+        with self._state_lock:
+            return self._state.brokers[broker]
+
+    # --- topics and producers -----------------------------------------------------------------------
+    def _plan_partition(self, topic: str, partition: str) -> dict:
+        """Place a new partition, host it on its broker, return the event. _write_lock held."""
+        check_new_partition(self._state, topic, partition)
+        broker = place_partitions([partition], self._ready_brokers(), self._rng)[partition]
+        try:
+            self._brokers.host(self._address(broker), topic, partition)
+        except BrokerLostPartition as e:  # not possible for PUT, but keep the mapping total
+            raise Refusal(Reason.UNAVAILABLE, str(e)) from e
+        return event(EventType.PARTITION_ADDED, topic=topic, partition=partition, broker=broker)
+
+    def add_partition(self, topic: object, partition: object) -> str:
+        topic, partition = validate_topic(topic), validate_partition(partition)
+        with self._write_lock:
+            ev = self._plan_partition(topic, partition)
+            self._commit([ev])
+        log.info("created %s:%s on %s", topic, partition, ev["broker"])
+        return ev["broker"]
+
+    def register_producer(self, topic: object, partition: object | None) -> int:
+        topic = validate_topic(topic)
+        partition = None if partition is None else validate_partition(partition)
+        with self._write_lock:
+            check_new_producer(self._state)
+            events = []
+            if partition is None:
+                require_topic(self._state.topics, topic)
+            elif partition not in self._state.topics.get(topic, {}):
+                events.append(self._plan_partition(topic, partition))  # the seed creates it
+            producer_id = len(self._state.producers)
+            events.append(event(EventType.PRODUCER_REGISTERED, topic=topic, partition=partition))
+            self._commit(events)
+        return producer_id
+
+    def _producer_lock(self, producer_id: int) -> threading.Lock:
+        with self._producer_locks_guard:
+            lock = self._producer_locks.get(producer_id)
+            if lock is None:
+                lock = self._producer_locks[producer_id] = threading.Lock()
+            return lock
+
+    def produce(self, producer_id: int, value: bytes) -> tuple[str, str, int]:
+        """Append one message for a registered producer; returns (topic, partition, offset)."""
+        with self._state_lock:
+            topic, fixed = self._state.producer(producer_id)
+        with self._producer_lock(producer_id):
+            cursor = self._cursors.get(producer_id, 0)
+            if fixed is None:
+                with self._state_lock:
+                    partitions = self._state.partitions_of(topic)
+                partition, cursor = next_round_robin(partitions, cursor)
+            else:
+                partition = fixed
+            offset = self._append(topic, partition, value)
+            self._cursors[producer_id] = cursor
+        return topic, partition, offset
+
+    def _append(self, topic: str, partition: str, value: bytes) -> int:
+        with self._state_lock:
+            broker = self._state.topics[topic][partition]
+            address = self._state.brokers.get(broker) if broker else None
+        if address is None:
+            raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
+        try:
+            return self._brokers.append_one(address, topic, partition, value)
+        except BrokerLostPartition:
+            # The broker restarted and has not been told again yet: tell it now, then retry once.
+            self._brokers.host(address, topic, partition)
+            return self._brokers.append_one(address, topic, partition, value)
+
+    # --- brokers -------------------------------------------------------------------------------------
+    def add_broker(self, name: object) -> str:
+        name = validate_broker_name(name)
+        with self._write_lock:
+            check_new_broker(self._state, name)
+            address = self._launcher.start(name)
+            deadline = time.monotonic() + defaults.BROKER_READY_TIMEOUT_S
+            while not self._brokers.ready(address):
+                if time.monotonic() > deadline:
+                    self._launcher.stop(name)
+                    raise Refusal(
+                        Reason.UNAVAILABLE,
+                        f"broker {name} did not become ready within {defaults.BROKER_READY_TIMEOUT_S:.0f} s",
+                    )
+                time.sleep(0.05)  # polling a condition with a deadline
+            self._ready[name] = True
+            self._commit([event(EventType.BROKER_REGISTERED, name=name, address=address)])
+            self._place_unassigned()
+        log.info("added broker %s at %s", name, address)
+        return address
+
+    def register_broker(self, name: object, address: str) -> bool:
+        """Record a broker started elsewhere (supervisor, operator). Returns True when it is new."""
+        name = validate_broker_name(name)
+        with self._write_lock:
+            known = self._state.brokers.get(name)
+            if known == address:
+                return False
+            if known is None:
+                check_new_broker(self._state, name)
+            self._commit([event(EventType.BROKER_REGISTERED, name=name, address=address)])
+        self.check_broker(name)
+        return known is None
+
+    def remove_broker(self, name: object) -> tuple[list[str], int]:
+        """Remove one broker (or ``all``); its partitions are re-placed on the remaining ready brokers.
+
+        Returns the removed names and how many partitions moved. In PostgreSQL mode a moved
+        partition keeps its data (storage is shared); in memory mode its data goes with the broker.
+        """
+        if name != "all":
+            name = validate_broker_name(name)
+        with self._write_lock:
+            if name == "all":
+                names = list(self._state.brokers)
+            else:
+                require_broker(self._state, name)
+                names = [name]
+            leaving = set(names)
+            events: list[dict] = []
+            moved = 0
+            for broker in names:
+                self._launcher.stop(broker)
+            targets = self._ready_brokers(excluding=leaving)
+            for broker in names:
+                owned = self._state.partitions_on(broker)
+                placement = (
+                    place_partitions([f"{t}\0{p}" for t, p in owned], targets, self._rng) if targets else {}
+                )
+                for t, p in owned:
+                    target = placement.get(f"{t}\0{p}")
+                    events.append(event(EventType.PARTITION_ASSIGNED, topic=t, partition=p, broker=target))
+                    moved += target is not None
+                events.append(event(EventType.BROKER_REMOVED, name=broker))
+            self._commit(events)
+            for broker in names:
+                self._ready.pop(broker, None)
+            self._host_assigned(events)
+        log.info("removed brokers %s (%d partitions moved)", names, moved)
+        return names, moved
+
+    def test_broker(self, name: object) -> list[str]:
+        name = validate_broker_name(name)
+        with self._state_lock:
+            require_broker(self._state, name)
+            address = self._state.brokers[name]
+        result = self._brokers.selftest(address)
+        if not result.get("passed"):
+            raise Refusal(Reason.UNAVAILABLE, f"broker {name} failed its self-test: {result.get('failed')}")
+        return list(result.get("checks", []))
+
+    def _host_assigned(self, events: list[dict]) -> None:
+        """Best effort: tell new owners about their partitions now (the reconciler retries)."""
+        for ev in events:
+            if ev["type"] == EventType.PARTITION_ASSIGNED.value and ev["broker"]:
+                try:
+                    self._brokers.host(self._address(ev["broker"]), ev["topic"], ev["partition"])
+                except Refusal as e:
+                    log.warning("could not host %s:%s on %s yet: %s", ev["topic"], ev["partition"], ev["broker"], e)
+
+    def _place_unassigned(self) -> None:
+        """Give partitions left without a broker (after ``rm all``) to ready brokers. _write_lock held."""
+        orphans = self._state.unassigned()
+        ready = self._ready_brokers()
+        if not orphans or not ready:
+            return
+        placement = place_partitions([f"{t}\0{p}" for t, p in orphans], ready, self._rng)
+        events = [
+            event(EventType.PARTITION_ASSIGNED, topic=t, partition=p, broker=placement[f"{t}\0{p}"]) for t, p in orphans
+        ]
+        self._commit(events)
+        self._host_assigned(events)
+
+    # --- reconciliation ----------------------------------------------------------------------------------
+    def check_broker(self, name: str) -> bool:
+        """Health-check one broker and push any partition it should host but does not."""
+        with self._state_lock:
+            address = self._state.brokers.get(name)
+            assigned = self._state.partitions_on(name)
+        if address is None:
+            return False
+        try:
+            hosted = {(p["topic"], p["partition"]) for p in self._brokers.list_partitions(address)["partitions"]}
+            for topic, partition in assigned:
+                if (topic, partition) not in hosted:
+                    log.info("re-hosting %s:%s on %s", topic, partition, name)
+                    self._brokers.host(address, topic, partition)
+            ok = True
+        except (Refusal, BrokerLostPartition) as e:
+            log.debug("broker %s not ready: %s", name, e)
+            ok = False
+        if self._ready.get(name) != ok:
+            self._ready[name] = ok
+            log.info("broker %s is %s", name, "ready" if ok else "NOT ready")
+            self._bump()
+        return ok
+
+    def relaunch_known_brokers(self) -> None:
+        """After a restart, make sure every broker in the configuration runs (PostgreSQL mode)."""
+        if not self._launcher.can_start:
+            return
+        for name in self.broker_names():
+            try:
+                address = self._launcher.start(name)
+            except Refusal as e:
+                log.warning("could not relaunch %s: %s", name, e)
+                continue
+            if address != self._state.brokers.get(name):
+                self.register_broker(name, address)
+
+    def _reconcile_loop(self) -> None:
+        try:
+            self.relaunch_known_brokers()
+        except Exception:  # noqa: BLE001 - the loop below keeps retrying what matters
+            log.exception("relaunching known brokers failed")
+        while not self._stop.is_set():
+            try:
+                self._reconcile_once()
+            except Exception:  # noqa: BLE001 - a reconciler must outlive any one failure
+                log.exception("reconcile pass failed")
+            self._stop.wait(defaults.RECONCILE_INTERVAL_S)
+
+    def _reconcile_once(self) -> None:
+        for name in self.broker_names():
+            self.check_broker(name)
+        with self._state_lock:
+            orphans = bool(self._state.unassigned())
+        if orphans and self._write_lock.acquire(timeout=0.1):
+            try:
+                self._place_unassigned()
+            except Refusal as e:
+                log.warning("placing unassigned partitions failed: %s", e)
+            finally:
+                self._write_lock.release()

@@ -1,0 +1,219 @@
+"""The read-only replica: serves reads and the seed's consumers from a view synced from the primary.
+
+The view arrives by long-polling the primary's ``/v1/view`` (an answer comes as soon as the
+configuration changes, or every ``VIEW_LONG_POLL_S`` otherwise) and is saved in the store, so a
+replica restarted while the primary is down still serves. Consumers are the replica's own state
+(it never writes cluster configuration): their registrations are events in the ``consumers``
+stream, their positions live on the brokers beside the data (group ``myqueue.seed.c<id>``), so
+both survive restarts in PostgreSQL mode.
+"""
+
+import logging
+import threading
+
+import requests
+
+from myqueue.core import defaults
+from myqueue.core.names import validate_partition, validate_topic
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+
+from .brokers import BrokerClient, BrokerLostPartition
+from .state import ConsumerRegistry, EventType, event, require_partition, require_topic, seed_group
+from .store import MetaStore
+
+log = logging.getLogger(__name__)
+STREAM = "consumers"
+VIEW_NAME = "replica"
+
+
+class Replica:
+    """Serves the cluster view, consumer registration, consume and size."""
+
+    def __init__(self, store: MetaStore, primary_url: str, brokers: BrokerClient):
+        self._store = store
+        self._primary_url = primary_url.rstrip("/")
+        self._brokers = brokers
+        self._view: dict | None = None
+        self._view_lock = threading.Lock()
+        self._registry = ConsumerRegistry()
+        self._register_lock = threading.Lock()
+        self._cursors: dict[int, int] = {}
+        self._consumer_locks: dict[int, threading.Lock] = {}
+        self._consumer_locks_guard = threading.Lock()
+        self._stop = threading.Event()
+        self.primary_reachable: bool | None = None  # None until the first sync attempt
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        for ev in self._store.load(STREAM):
+            self._registry.apply(ev)
+        self._view = self._store.load_view(VIEW_NAME)
+        log.info(
+            "loaded %d consumers; saved view %s",
+            len(self._registry.consumers),
+            "found" if self._view else "absent",
+        )
+
+    def ready(self) -> tuple[bool, str]:
+        if self._view is None:
+            return False, "no cluster view from the primary yet"
+        return (True, "ready") if self._store.ready() else (False, "metadata store unavailable")
+
+    def start_background(self) -> None:
+        threading.Thread(target=self._sync_loop, name="view-sync", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- view sync ---------------------------------------------------------------------------------
+    def _sync_loop(self) -> None:
+        session = requests.Session()
+        backoff = 0.1
+        while not self._stop.is_set():
+            current = self._view or {}
+            try:
+                response = session.get(
+                    f"{self._primary_url}/v1/view",
+                    params={
+                        "since": current.get("version", -1),
+                        "epoch": current.get("epoch", ""),
+                        "wait": int(defaults.VIEW_LONG_POLL_S),
+                    },
+                    timeout=defaults.VIEW_LONG_POLL_S + 10,
+                )
+                response.raise_for_status()
+                view = response.json()["message"]
+            except (requests.RequestException, ValueError, KeyError) as e:
+                if self.primary_reachable is not False:
+                    log.warning("primary unreachable (%s: %s); serving the last view", type(e).__name__, e)
+                self.primary_reachable = False
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.1
+            if not self.primary_reachable:
+                log.info("synced with the primary at %s", self._primary_url)
+            self.primary_reachable = True
+            if (view.get("epoch"), view.get("version")) != (current.get("epoch"), current.get("version")):
+                self._set_view(view)
+
+    def _set_view(self, view: dict) -> None:
+        with self._view_lock:
+            self._view = view
+        try:
+            self._store.save_view(VIEW_NAME, view)
+        except Exception:  # noqa: BLE001 - the in-memory view still serves; the next sync saves again
+            log.warning("could not save the synced view", exc_info=True)
+
+    def view(self) -> dict:
+        view = self._current_view()
+        return {"version": view["version"], "brokers": view["brokers"], "topics": view["topics"]}
+
+    def _current_view(self) -> dict:
+        view = self._view
+        if view is None:
+            raise Refusal(Reason.UNAVAILABLE, "no cluster view from the primary yet; retry")
+        return view
+
+    def seed_topics(self) -> dict:
+        view = self._current_view()
+        return {t: {p["partition"]: p["broker"] for p in parts} for t, parts in view["topics"].items()}
+
+    def broker_names(self) -> list[str]:
+        return list(self._current_view()["brokers"])
+
+    def _partitions(self, view: dict, topic: str) -> list[str]:
+        return [p["partition"] for p in view["topics"].get(topic, [])]
+
+    def _address(self, view: dict, topic: str, partition: str) -> str | None:
+        for p in view["topics"].get(topic, []):
+            if p["partition"] == partition and p["broker"]:
+                broker = view["brokers"].get(p["broker"])
+                return broker["address"] if broker else None
+        return None
+
+    # --- consumers ----------------------------------------------------------------------------------------
+    def register_consumer(self, topic: object, partition: object | None) -> int:
+        topic = validate_topic(topic)
+        partition = None if partition is None else validate_partition(partition)
+        view = self._current_view()
+        topics = {t: {p["partition"] for p in parts} for t, parts in view["topics"].items()}
+        if partition is None:
+            require_topic(topics, topic)
+        else:
+            require_partition(topics, topic, partition)
+        with self._register_lock:
+            self._registry.check_new()
+            consumer_id = len(self._registry.consumers)
+            group = seed_group(consumer_id)
+            # Positions first: a registration that fails half-way leaves only unused positions
+            # for an id that the next registration overwrites, never a half-registered consumer.
+            for part in [partition] if partition else self._partitions(view, topic):
+                address = self._address(view, topic, part)
+                if address is None:
+                    raise Refusal(Reason.NO_BROKER, f"partition {topic}:{part} has no broker right now; retry")
+                try:
+                    self._brokers.set_position_latest(address, topic, part, group)
+                except BrokerLostPartition as e:
+                    raise Refusal(Reason.UNAVAILABLE, f"partition {topic}:{part} is moving; retry") from e
+            ev = event(EventType.CONSUMER_REGISTERED, topic=topic, partition=partition)
+            self._store.append(STREAM, consumer_id, [ev])
+            self._registry.apply(ev)
+        return consumer_id
+
+    def _consumer_lock(self, consumer_id: int) -> threading.Lock:
+        with self._consumer_locks_guard:
+            lock = self._consumer_locks.get(consumer_id)
+            if lock is None:
+                lock = self._consumer_locks[consumer_id] = threading.Lock()
+            return lock
+
+    def _consumer_partitions(self, consumer_id: int) -> tuple[str, list[str], dict]:
+        topic, partition = self._registry.consumer(consumer_id)
+        view = self._current_view()
+        return topic, [partition] if partition else self._partitions(view, topic), view
+
+    def consume(self, consumer_id: int) -> tuple[str, str, int]:
+        """The next message for a consumer, round-robin over its partitions: (value, "T:P", offset)."""
+        topic, partitions, view = self._consumer_partitions(consumer_id)
+        group = seed_group(consumer_id)
+        with self._consumer_lock(consumer_id):
+            start = self._cursors.get(consumer_id, 0)
+            failures = []
+            for step in range(len(partitions)):
+                index = (start + step) % len(partitions)
+                partition = partitions[index]
+                address = self._address(view, topic, partition)
+                if address is None:
+                    failures.append(partition)
+                    continue
+                try:
+                    record = self._brokers.take_one(address, topic, partition, group)
+                except (Refusal, BrokerLostPartition) as e:
+                    log.warning("consume %s:%s for consumer %d: %s", topic, partition, consumer_id, e)
+                    failures.append(partition)
+                    continue
+                if record is not None:
+                    self._cursors[consumer_id] = index + 1
+                    offset, value = record
+                    return value, f"{topic}:{partition}", offset
+        if partitions and len(failures) == len(partitions):
+            raise Refusal(Reason.UNAVAILABLE, f"no broker of consumer {consumer_id}'s partitions answered; retry")
+        raise Refusal(Reason.NO_MESSAGE, f"no new message for consumer {consumer_id}")
+
+    def size(self, consumer_id: int) -> int:
+        """Messages pending for a consumer over all its partitions."""
+        topic, partitions, view = self._consumer_partitions(consumer_id)
+        group = seed_group(consumer_id)
+        pending = 0
+        for partition in partitions:
+            address = self._address(view, topic, partition)
+            if address is None:
+                raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
+            try:
+                position, end = self._brokers.get_position(address, topic, partition, group)
+            except BrokerLostPartition as e:
+                raise Refusal(Reason.UNAVAILABLE, f"partition {topic}:{partition} is moving; retry") from e
+            pending += max(0, end - (position or 0))
+        return pending

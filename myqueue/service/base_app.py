@@ -1,0 +1,99 @@
+"""The Flask app every service starts from: envelope errors, health, readiness, metrics, OpenAPI."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+
+import yaml
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+from myqueue.core.reasons import Reason
+
+from .envelope import failure, install_error_handlers, success
+
+log = logging.getLogger(__name__)
+
+
+class ServiceState:
+    """Readiness and shutdown flags shared by the app and the server loop."""
+
+    def __init__(self) -> None:
+        self.draining = threading.Event()
+        self.in_flight = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+
+def create_base_app(
+    service: str,
+    openapi_package: str,
+    ready_check: Callable[[], tuple[bool, str]],
+    max_content_length: int,
+) -> tuple[Flask, ServiceState, CollectorRegistry]:
+    app = Flask(service)
+    app.config["MAX_CONTENT_LENGTH"] = max_content_length
+    app.json.sort_keys = False
+    state = ServiceState()
+    registry = CollectorRegistry()
+    requests_total = Counter(
+        "myqueue_http_requests_total", "HTTP requests answered", ["service", "endpoint", "code"], registry=registry
+    )
+    latency = Histogram(
+        "myqueue_http_request_seconds",
+        "HTTP request latency",
+        ["service", "endpoint"],
+        registry=registry,
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+    )
+    install_error_handlers(app)
+
+    @app.before_request
+    def _start():
+        state.enter()
+        request.environ["myqueue.start"] = time.perf_counter()
+
+    @app.teardown_request
+    def _finish(_exc):
+        state.leave()
+
+    @app.after_request
+    def _observe(response: Response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        started = request.environ.get("myqueue.start")
+        if started is not None:
+            latency.labels(service, endpoint).observe(time.perf_counter() - started)
+        requests_total.labels(service, endpoint, str(response.status_code)).inc()
+        return response
+
+    @app.get("/healthz")
+    def healthz():
+        return success("ok")
+
+    @app.get("/readyz")
+    def readyz():
+        if state.draining.is_set():
+            return failure(Reason.UNAVAILABLE, "shutting down", 503)
+        ok, detail = ready_check()
+        return success(detail) if ok else failure(Reason.UNAVAILABLE, detail, 503)
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    spec = yaml.safe_load(resources.files(openapi_package).joinpath("openapi.yaml").read_text())
+
+    @app.get("/openapi.json")
+    def openapi():
+        return spec
+
+    return app, state, registry

@@ -1,0 +1,97 @@
+"""The seed's JSON envelope and the single place where refusals become HTTP answers.
+
+Every response is ``{"status": "success"|"failure", "message": ...}``; failures add ``reason``.
+The seed's own endpoints answer every refusal with 400 (a seed client raises only on 400/500);
+the /v1 endpoints use the status that fits the reason. Unexpected exceptions are logged with
+their traceback and answered with a 500 that carries no trace.
+"""
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from myqueue.core.reasons import HTTP_STATUS, Reason
+from myqueue.core.refusal import Refusal
+
+log = logging.getLogger(__name__)
+
+SEED_ENDPOINT_ATTR = "_myqueue_seed"
+
+
+def success(message: Any, status: int = 200, **extra: Any) -> Response:
+    response = jsonify({"status": "success", "message": message, **extra})
+    response.status_code = status
+    return response
+
+
+def failure(reason: Reason, message: str, status: int | None = None) -> Response:
+    response = jsonify({"status": "failure", "message": message, "reason": reason.value})
+    response.status_code = status or _status_for(reason)
+    return response
+
+
+def seed_endpoint(view):
+    """Mark a view as part of the seed's wire contract (refusals answered with 400)."""
+    setattr(view, SEED_ENDPOINT_ATTR, True)
+    return view
+
+
+def _is_seed_request() -> bool:
+    view = request.url_rule and request.url_rule.endpoint
+    func = view and current_app.view_functions.get(view)
+    return bool(func and getattr(func, SEED_ENDPOINT_ATTR, False))
+
+
+def _status_for(reason: Reason) -> int:
+    if reason is Reason.INTERNAL:
+        return 500
+    if _is_seed_request():
+        return 400
+    return HTTP_STATUS.get(reason, 400)
+
+
+_HTTP_REASONS = {
+    404: Reason.NOT_FOUND,
+    405: Reason.METHOD_NOT_ALLOWED,
+    413: Reason.TOO_LARGE,
+    401: Reason.UNAUTHORIZED,
+}
+
+
+def install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(Refusal)
+    def _refusal(error: Refusal):
+        return failure(error.reason, error.message)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException):
+        reason = _HTTP_REASONS.get(error.code or 400, Reason.INVALID_REQUEST)
+        status = error.code or 400
+        if _is_seed_request() and status < 500:
+            status = 400 if status != 405 else 405
+        if error.code == 413:
+            message = f"request body is larger than the {app.config.get('MAX_CONTENT_LENGTH')}-byte limit"
+        else:
+            message = error.description or error.name
+        return failure(reason, message, status)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return failure(Reason.INTERNAL, "internal error; it has been logged", 500)
+
+
+def json_object() -> dict:
+    """The request body as a JSON object, or a Refusal saying why not."""
+    data = request.get_json(force=True, silent=True)
+    if not isinstance(data, dict):
+        raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
+    return data
+
+
+def reject_unknown_fields(data: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise Refusal(Reason.INVALID_REQUEST, f"unknown field(s): {', '.join(unknown)}")
