@@ -1,6 +1,5 @@
 """Every refusal path answers 4xx with a JSON reason, and leaves the cluster unchanged."""
 
-import pytest
 import requests
 
 from myqueue.core import defaults
