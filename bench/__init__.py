@@ -1,0 +1,1 @@
+"""Benchmarks: printed figures measured in one run on this machine (see README)."""
