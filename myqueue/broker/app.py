@@ -18,9 +18,8 @@ from myqueue.core import defaults, framing
 from myqueue.core.names import parse_int, validate_group, validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.db.pool import StorageUnavailable
 from myqueue.service.base_app import create_base_app
-from myqueue.service.envelope import json_object, reject_unknown_fields, success
+from myqueue.service.envelope import failure, json_object, reject_unknown_fields, success
 
 from .storage import LogStorage, NotHosted
 
@@ -76,16 +75,7 @@ def create_app(
 
     @app.errorhandler(NotHosted)
     def _not_hosted(error: NotHosted):
-        from myqueue.service.envelope import failure
-
         return failure(Reason.NOT_HERE, f"broker {name} does not host partition {error}")
-
-    @app.errorhandler(StorageUnavailable)
-    def _unavailable(error: StorageUnavailable):
-        from myqueue.service.envelope import failure
-
-        log.warning("storage unavailable: %s", error)
-        return failure(Reason.UNAVAILABLE, "storage unavailable; retry later")
 
     def info(p) -> dict:
         return {"topic": p.topic, "partition": p.partition, "end_offset": p.end_offset}

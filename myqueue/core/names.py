@@ -16,9 +16,11 @@ RESERVED_CHARACTERS = "-@x*|:"
 RESERVED_WORDS = frozenset({"subl", "publ"})
 WILDCARD = "*"
 
-# Letters, digits, underscore and dot; the reserved characters are checked separately so the
-# error names the offending character.
-_NAME_CHARSET = re.compile(r"[A-Za-z0-9_.]+")
+# Letters, digits, underscore and dot, not starting with a dot (``.`` and ``..`` would be read
+# as path segments in URLs); the reserved characters are checked separately so the error names
+# the offending character.
+_NAME_CHARSET = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]*")
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 _BROKER_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")  # a DNS-1123 label, as Kubernetes needs
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
@@ -44,7 +46,7 @@ def validate_name(value: object, what: str = "name") -> str:
     if not _NAME_CHARSET.fullmatch(name):
         raise Refusal(
             Reason.INVALID_NAME,
-            f"{what} {name!r} may contain only letters, digits, '_' and '.'",
+            f"{what} {name!r} may contain only letters, digits, '_' and '.', and must not start with '.'",
         )
     return name
 
@@ -107,7 +109,7 @@ def parse_int(value: object, what: str, *, low: int, high: int, default: int | N
         raise Refusal(Reason.INVALID_REQUEST, f"{what} must be an integer")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.isascii() and len(value) <= 20 and value.lstrip("-").isdigit():
+    elif isinstance(value, str) and _INTEGER.fullmatch(value):
         number = int(value)
     else:
         raise Refusal(Reason.INVALID_REQUEST, f"{what} must be an integer")

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from myqueue.core.reasons import HTTP_STATUS, Reason
 from myqueue.core.refusal import Refusal
+from myqueue.db.pool import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,15 @@ def install_error_handlers(app: Flask) -> None:
             message = f"request body is larger than the {app.config.get('MAX_CONTENT_LENGTH')}-byte limit"
         else:
             message = error.description or error.name
-        return failure(reason, message, status)
+        response = failure(reason, message, status)
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(StorageUnavailable)
+    def _storage(error: StorageUnavailable):
+        log.warning("storage unavailable: %s", error)
+        return failure(Reason.UNAVAILABLE, "storage unavailable; retry later", 503)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -37,6 +37,9 @@ def test_valid_names(name):
         ("Té", "only letters"),
         ("T\n1", "only letters"),
         ("T/1", "only letters"),
+        (".", "must not start with '.'"),
+        ("..", "must not start with '.'"),
+        (".hidden", "must not start with '.'"),
         ("Z" * (defaults.MAX_NAME_LENGTH + 1), "longer than"),
     ],
 )
@@ -85,7 +88,7 @@ def test_bad_ids(value):
 def test_parse_int_bounds_and_default():
     assert parse_int(None, "n", low=1, high=5, default=3) == 3
     assert parse_int("5", "n", low=1, high=5) == 5
-    for bad in ["6", "0", "x", 2.0, True]:
+    for bad in ["6", "0", "x", 2.0, True, "--5", "-", "5-", " 5", "1" * 25]:
         with pytest.raises(Refusal):
             parse_int(bad, "n", low=1, high=5)
     with pytest.raises(Refusal):
