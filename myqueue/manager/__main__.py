@@ -54,11 +54,7 @@ def main(argv=None) -> None:
     node.start_background()
     log.info("%s manager (%s store)", args.role, args.store)
 
-    def shutdown() -> None:
-        node.stop()
-        store.close()
-
-    serve(app, state, args.host, args.port, threads=args.threads, on_shutdown=shutdown)
+    serve(app, state, args.host, args.port, threads=args.threads, on_drain=node.stop, on_shutdown=store.close)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,10 @@ class Primary:
         threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
 
     def stop(self) -> None:
+        """Stop the reconciler and end every view long-poll now (the service is draining)."""
         self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
 
     # --- events and the view ------------------------------------------------------------------------
     def _commit(self, events: list[dict]) -> None:

@@ -29,8 +29,11 @@ def serve(
     *,
     threads: int = defaults.SERVICE_THREADS,
     grace_s: float = defaults.SHUTDOWN_GRACE_S,
+    on_drain: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> None:
+    """Run until SIGTERM/SIGINT. ``on_drain`` runs when draining starts (end long-polls there);
+    ``on_shutdown`` after the last request finished (close stores there)."""
     server = create_server(
         app,
         host=host,
@@ -64,6 +67,8 @@ def serve(
         if stopping["at"] is None:
             continue
         if listening:
+            if on_drain is not None:
+                on_drain()
             server.accepting = False
             server.del_channel()
             server.socket.close()
