@@ -1,0 +1,1 @@
+"""The ``myqueue`` command: one module per subcommand, each exposing ``register(subparsers)``."""

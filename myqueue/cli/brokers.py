@@ -1,0 +1,48 @@
+"""``myqueue brokers list|add|rm|test``: the managers' brokers, through the seed API."""
+
+import argparse
+import json
+
+from myqueue.client.api import ApiHandler
+
+from .common import add_manager_options, api_from
+
+_ACTIONS = {
+    "add": (ApiHandler.add_broker, "start a broker and place it in the cluster"),
+    "rm": (ApiHandler.rm_broker, "remove a broker ('all' removes every one)"),
+    "test": (ApiHandler.test_broker, "run a broker's self-test"),
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("brokers", help="list, add, remove or test brokers")
+    actions = parser.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the brokers' names")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    add_manager_options(listing)
+    listing.set_defaults(func=list_brokers)
+    for name, (_, help_text) in _ACTIONS.items():
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("name", help="broker name (must contain 'broker')")
+        add_manager_options(action)
+        action.set_defaults(func=change_broker)
+
+
+def list_brokers(args: argparse.Namespace) -> int:
+    api = api_from(args)
+    try:
+        brokers = api.get_brokers()
+    finally:
+        api.close()
+    print(json.dumps(brokers) if args.json else "\n".join(brokers))
+    return 0
+
+
+def change_broker(args: argparse.Namespace) -> int:
+    call, _ = _ACTIONS[args.action]
+    api = api_from(args)
+    try:
+        print(call(api, args.name))
+    finally:
+        api.close()
+    return 0

@@ -1,0 +1,45 @@
+"""Options every manager-facing subcommand shares, and what they build."""
+
+import argparse
+
+from myqueue.client.api import ApiHandler
+from myqueue.core import defaults
+from myqueue.core.names import parse_topic_spec
+from myqueue.core.refusal import Refusal
+
+DEFAULT_BROKER = f"{defaults.DEFAULT_HOST}:{defaults.PRIMARY_PORT}"
+
+
+def add_manager_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--broker",
+        default=DEFAULT_BROKER,
+        metavar="HOST[:PORT]",
+        help=f"the primary manager (default {DEFAULT_BROKER}); the read-only one is on PORT+1",
+    )
+    parser.add_argument("--replica-port", type=int, help="port of the read-only manager (default: PORT+1)")
+    parser.add_argument(
+        "--timeout", type=float, default=defaults.CLIENT_TIMEOUT_S, help="seconds to wait for each answer"
+    )
+
+
+def api_from(args: argparse.Namespace) -> ApiHandler:
+    return ApiHandler(args.broker, readonly=args.replica_port, timeout=args.timeout)
+
+
+def topic_spec(text: str) -> str:
+    """argparse type for ``T:P``, ``T:*`` or ``T``: refused at parse time when a name is invalid."""
+    try:
+        parse_topic_spec(text)
+    except Refusal as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e.message}") from e
+    return text
+
+
+def seed_pairs(specs: list[str]) -> list[list[str]]:
+    """``--topics`` specs as the seed classes' [topic, part] pairs (``*`` for a whole topic)."""
+    return [[topic, part or "*"] for topic, part in map(parse_topic_spec, specs)]
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count} messages in {seconds:.2f} s ({count / seconds if seconds > 0 else 0:.1f} msg/s)"

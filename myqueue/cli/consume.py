@@ -1,0 +1,66 @@
+"""``myqueue consume``: write what a seed consumer receives to a log file, as the seed's runconsume.py did.
+
+Registers one consumer per ``--topics`` spec at the read-only manager, says ``consumer {id}
+registered`` on stderr once all are registered (callers wait on that line before producing), then
+writes ``DIR/consumer_{id}.txt`` until nothing has come for ``--idle-timeout`` seconds.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from myqueue.client.logfiles import format_consumer_line
+from myqueue.client.seed import MyConsumer, writeComsumeLog
+from myqueue.core import defaults
+
+from .common import add_manager_options, rate, seed_pairs, topic_spec
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("consume", help="write what arrives to DIR/consumer_{id}.txt")
+    parser.add_argument("--id", type=int, required=True, help="consumer number: writes consumer_{id}.txt")
+    parser.add_argument(
+        "--topics",
+        nargs="+",
+        type=topic_spec,
+        required=True,
+        metavar="T:P",
+        help="topic specs (T:P, or T:* for the whole topic round-robin)",
+    )
+    parser.add_argument("--log_loc", required=True, metavar="DIR", help="folder for consumer_{id}.txt")
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.CONSUMER_IDLE_TIMEOUT_S,
+        metavar="S",
+        help=f"stop after S seconds without a message (default {defaults.CONSUMER_IDLE_TIMEOUT_S:g})",
+    )
+    add_manager_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    output = writeComsumeLog(Path(args.log_loc) / f"consumer_{args.id}.txt")
+    try:
+        consumer = MyConsumer(
+            seed_pairs(args.topics),
+            args.broker,
+            timeout=args.idle_timeout,
+            readonly=args.replica_port,
+            request_timeout=args.timeout,
+        )
+        print(f"consumer {args.id} registered", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        count = 0
+        try:
+            for message in consumer.get_next():
+                topic, _, partition = message.topic.partition(":")
+                output.writeline(format_consumer_line(topic, partition, message.message))
+                count += 1
+        finally:
+            consumer.stop()
+    finally:
+        output.close()
+    print(f"consumed {rate(count, time.monotonic() - started)}", flush=True)
+    return 0

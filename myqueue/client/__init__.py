@@ -1,0 +1,66 @@
+"""The myqueue client library: the seed-compatible API and the fast-path Producer/Consumer.
+
+Imports only ``myqueue.core``, the standard library and ``requests`` (an import-linter contract):
+never any server code.
+"""
+
+from . import errors
+from .api import ApiHandler, Message
+from .consumer import Consumer
+from .errors import (
+    AlreadyExists,
+    BrokerUnavailable,
+    InvalidRequest,
+    LimitReached,
+    MyQueueError,
+    NoMessage,
+    NotFoundError,
+    NotHere,
+    NotPrimary,
+    NotReplica,
+    OffsetOutOfRange,
+    PartitionNotFound,
+    ProtocolError,
+    RequestTimeout,
+    ServerError,
+    TooLarge,
+    TopicNotFound,
+    Unauthorized,
+)
+from .logfiles import IncompatibleLogFile
+from .producer import Producer
+from .records import Record, RecordMetadata
+from .seed import MyConsumer, MyProducer, readProduceLog, writeComsumeLog
+
+__all__ = [
+    "AlreadyExists",
+    "ApiHandler",
+    "BrokerUnavailable",
+    "Consumer",
+    "IncompatibleLogFile",
+    "InvalidRequest",
+    "LimitReached",
+    "Message",
+    "MyConsumer",
+    "MyProducer",
+    "MyQueueError",
+    "NoMessage",
+    "NotFoundError",
+    "NotHere",
+    "NotPrimary",
+    "NotReplica",
+    "OffsetOutOfRange",
+    "PartitionNotFound",
+    "Producer",
+    "ProtocolError",
+    "Record",
+    "RecordMetadata",
+    "RequestTimeout",
+    "ServerError",
+    "TooLarge",
+    "TopicNotFound",
+    "Unauthorized",
+    "errors",
+    "readProduceLog",
+    "writeComsumeLog",
+]

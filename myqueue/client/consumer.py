@@ -1,0 +1,233 @@
+"""The fast-path consumer: fetches record batches straight from the owning brokers, from an offset.
+
+Each assigned partition has a position (the next offset to read). It starts at the group's
+committed position when the group has one on the broker, else at ``start``: ``'latest'`` (the
+partition's end when the consumer starts: the seed's "from subscription"), ``'earliest'`` or an
+offset. A group's starting position is committed at once, so a restarted group member resumes
+from its subscription rather than from a later "latest". Without a group, positions live only in
+this object.
+
+``poll`` goes round-robin over the partitions and returns the records of the first one that has
+some; when a whole round finds nothing it long-polls one partition for a short, growing while
+(sleeping out what the broker's long-poll does not use) rather than spinning. Routing failures
+(partition moved, broker down) refresh metadata and are retried on later rounds, never raised. With ``auto_commit`` (the default, like Kafka) what one
+``poll`` delivered is committed at the start of the next one and on ``close``: at-least-once.
+Not thread-safe: one consumer per thread.
+"""
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+from myqueue.core import defaults, framing, names
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+
+from .address import manager_urls
+from .errors import InvalidRequest, ProtocolError, from_refusal
+from .metadata import ROUTING_ERRORS, Metadata, partition_url
+from .records import Record
+from .transport import Backoff, Transport
+
+log = logging.getLogger(__name__)
+
+Start = Literal["latest", "earliest"] | int
+TopicPartition = tuple[str, str]
+
+
+class Consumer:
+    """Reads the records of its topics' partitions in partition order; an iterator of Record."""
+
+    def __init__(
+        self,
+        topics: str | Sequence[str],
+        group: str | None = None,
+        start: Start = "latest",
+        host: str = defaults.DEFAULT_HOST,
+        primary_port: int | None = None,
+        replica_port: int | None = None,
+        *,
+        auto_commit: bool = True,
+        max_records: int | None = None,
+        max_bytes: int = defaults.DEFAULT_FETCH_MAX_BYTES,
+        idle_timeout: float | None = None,
+        timeout: float = defaults.CLIENT_TIMEOUT_S,
+        retries: int = defaults.CLIENT_RETRIES,
+        token: str | None = None,
+    ):
+        if start not in ("latest", "earliest") and not (isinstance(start, int) and start >= 0):
+            raise ValueError(f"start is 'latest', 'earliest' or an offset >= 0, not {start!r}")
+        self.group = _checked_group(group)
+        self.auto_commit = auto_commit
+        self.idle_timeout = idle_timeout
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._timeout = timeout
+        self._retries = retries
+        managers = manager_urls(host, primary_port, replica_port)
+        self._transport = Transport(timeout=timeout, retries=retries, token=token)
+        self._metadata = Metadata(self._transport, [managers.replica, managers.primary])
+        self._idle = Backoff(defaults.CLIENT_BACKOFF_S, defaults.CLIENT_IDLE_POLL_MAX_S)
+        self._closed = False
+        try:
+            self.assignment = self._assign([topics] if isinstance(topics, str) else topics)
+            self._positions = {tp: self._start_position(tp, start) for tp in self.assignment}
+        except BaseException:
+            self._transport.close()
+            raise
+        self._committed = dict(self._positions) if self.group else {}
+        self._cursor = 0
+
+    def __enter__(self) -> "Consumer":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Record]:
+        """Records as they arrive; ends after ``idle_timeout`` seconds without one (never if None)."""
+        idle_since = time.monotonic()
+        while not self._closed:
+            if self.idle_timeout is None:
+                wait = defaults.CLIENT_BACKOFF_MAX_S
+            else:
+                wait = idle_since + self.idle_timeout - time.monotonic()
+                if wait <= 0:
+                    return
+            records = self.poll(wait)
+            yield from records
+            if records:
+                idle_since = time.monotonic()
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset to read of each assigned partition."""
+        return dict(self._positions)
+
+    def poll(self, timeout: float = 0.0) -> list[Record]:
+        """The next records of one partition (round-robin), waiting up to ``timeout`` s for some."""
+        if self._closed:
+            raise RuntimeError("the consumer is closed")
+        if self.auto_commit:
+            self.commit()
+        deadline = time.monotonic() + timeout
+        idle_rounds = 0
+        while True:
+            for _ in self.assignment:
+                records = self._fetch(self._next_partition(), 0.0)
+                if records:
+                    return records
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            wait = min(remaining, self._idle.delay(idle_rounds))
+            waited_from = time.monotonic()
+            records = self._fetch(self._next_partition(), wait)
+            if records:
+                return records
+            time.sleep(max(0.0, waited_from + wait - time.monotonic()))  # a long-poll may end early
+            idle_rounds += 1
+
+    def commit(self) -> None:
+        """Store the group's position of every partition read since the last commit (no-op without a group)."""
+        if not self.group:
+            return
+        for tp, offset in self._positions.items():
+            if self._committed.get(tp) != offset:
+                self._put_position(tp, offset)
+                self._committed[tp] = offset
+
+    def close(self) -> None:
+        """Commit (with auto_commit) and release connections."""
+        if self._closed:
+            return
+        try:
+            if self.auto_commit:
+                self.commit()
+        finally:
+            self._closed = True
+            self._transport.close()
+
+    def _assign(self, specs: Sequence[str]) -> list[TopicPartition]:
+        """Topic specs (``T``, ``T:*``, ``T:P``) to partitions, in spec order then creation order."""
+        assignment: list[TopicPartition] = []
+        for spec in specs:
+            try:
+                topic, partition = names.parse_topic_spec(spec)
+            except Refusal as e:
+                raise from_refusal(e) from e
+            known = self._metadata.partitions(topic, containing=partition)
+            chosen = [partition] if partition else known
+            assignment.extend((topic, p) for p in chosen if (topic, p) not in assignment)
+        if not assignment:
+            raise InvalidRequest("a consumer needs at least one topic", reason=Reason.INVALID_REQUEST)
+        return assignment
+
+    def _start_position(self, tp: TopicPartition, start: Start) -> int:
+        if self.group:
+            state = self._get(tp, f"/positions/{self.group}")
+            if state["offset"] is not None:
+                return state["offset"]
+            end = state["end_offset"]
+        else:
+            end = self._get(tp)["end_offset"] if start == "latest" else None
+        offset = end if start == "latest" else 0 if start == "earliest" else start
+        if self.group:
+            self._put_position(tp, offset)
+        return offset
+
+    def _get(self, tp: TopicPartition, suffix: str = "") -> dict:
+        def get(broker: str) -> dict:
+            return self._transport.json("GET", partition_url(broker, *tp, suffix))["message"]
+
+        return self._metadata.call_owner(*tp, get, retries=self._retries)
+
+    def _put_position(self, tp: TopicPartition, offset: int) -> None:
+        def put(broker: str) -> None:
+            url = partition_url(broker, *tp, f"/positions/{self.group}")
+            self._transport.json("PUT", url, body={"offset": offset})
+
+        self._metadata.call_owner(*tp, put, retries=self._retries)
+
+    def _next_partition(self) -> TopicPartition:
+        tp = self.assignment[self._cursor]
+        self._cursor = (self._cursor + 1) % len(self.assignment)
+        return tp
+
+    def _fetch(self, tp: TopicPartition, wait: float) -> list[Record]:
+        """Records from the partition's position, long-polling ``wait`` s; [] on a routing failure."""
+        topic, partition = tp
+        params = {"offset": self._positions[tp], "max_bytes": self._max_bytes, "wait_ms": int(wait * 1000)}
+        if self._max_records is not None:
+            params["max_records"] = self._max_records
+
+        def read(broker: str) -> bytes:
+            url = partition_url(broker, topic, partition, "/records")
+            return self._transport.binary("GET", url, params=params, timeout=self._timeout + wait)
+
+        try:
+            data = self._metadata.call_owner(topic, partition, read, retries=0)
+        except ROUTING_ERRORS as e:
+            log.warning("fetch from %s:%s failed, will retry: %s", topic, partition, e)
+            return []
+        try:
+            batch_set = framing.decode_set(data)
+        except ValueError as e:
+            raise ProtocolError(f"{topic}:{partition}: bad batch set: {e}") from e
+        self._positions[tp] = batch_set.next_offset
+        return [Record(topic, partition, offset, value) for offset, value in batch_set.records]
+
+
+def _checked_group(group: str | None) -> str | None:
+    if group is None:
+        return None
+    try:
+        names.validate_group(group)
+    except Refusal as e:
+        raise from_refusal(e) from e
+    if group.startswith(defaults.SEED_GROUP_PREFIX):
+        raise InvalidRequest(
+            f"group names starting with {defaults.SEED_GROUP_PREFIX!r} are reserved for the managers",
+            reason=Reason.INVALID_NAME,
+        )
+    return group

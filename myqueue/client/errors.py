@@ -1,0 +1,163 @@
+"""Every exception the client raises, and the one place that maps a failure to its class.
+
+Services answer a refusal with an HTTP status and an envelope whose ``reason`` comes from
+``myqueue.core.reasons``; ``error_class`` turns the pair into a ``MyQueueError`` subclass. How
+``requests`` failures become these errors is the transport's business (``transport.py``); no
+``requests`` exception ever reaches a caller. Every class subclasses ``Exception`` through
+``MyQueueError``, so scripts written for the seed that catch ``Exception`` keep working.
+"""
+
+from myqueue.core.reasons import HTTP_STATUS, Reason
+from myqueue.core.refusal import Refusal
+
+
+class MyQueueError(Exception):
+    """Root of every error the client raises."""
+
+    retriable = False  # whether a later attempt (after a metadata refresh and a backoff) may succeed
+
+    def __init__(self, message: str, *, reason: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.status = status
+
+
+class InvalidRequest(MyQueueError):
+    """The request was malformed or a name was refused."""
+
+
+class Unauthorized(MyQueueError):
+    """The service refused our credentials (see MYQUEUE_TOKEN)."""
+
+
+class NotFoundError(MyQueueError):
+    """The named broker, producer, consumer or route does not exist."""
+
+
+class TopicNotFound(NotFoundError):
+    """The topic does not exist."""
+
+
+class PartitionNotFound(NotFoundError):
+    """The topic exists but that partition does not."""
+
+
+class AlreadyExists(MyQueueError):
+    """The partition or broker to create exists already."""
+
+
+class LimitReached(MyQueueError):
+    """A count limit (topics, partitions, brokers, clients) would be exceeded."""
+
+
+class TooLarge(MyQueueError):
+    """A message, batch or body is over its size limit."""
+
+
+class OffsetOutOfRange(MyQueueError):
+    """A fetch asked for an offset beyond the partition's end."""
+
+
+class NoMessage(MyQueueError):
+    """Nothing is pending for that consumer right now (the seed's consume answer)."""
+
+
+class NotHere(MyQueueError):
+    """The broker does not host that partition: refresh metadata and retry."""
+
+    retriable = True
+
+
+class NotPrimary(MyQueueError):
+    """A configuration write was sent to the read-only manager."""
+
+
+class NotReplica(MyQueueError):
+    """A consumer call was sent to the primary manager."""
+
+
+class BrokerUnavailable(MyQueueError):
+    """A broker or manager did not answer, or the partition has no ready broker now."""
+
+    retriable = True
+
+
+class RequestTimeout(MyQueueError):
+    """No answer within the timeout; for a write, whether it was applied is unknown."""
+
+    retriable = True
+
+
+class ServerError(MyQueueError):
+    """The service failed internally."""
+
+
+class ProtocolError(MyQueueError):
+    """The service answered something the client cannot read (not an envelope, bad framing)."""
+
+
+_BY_REASON: dict[Reason, type[MyQueueError]] = {
+    Reason.INVALID_REQUEST: InvalidRequest,
+    Reason.INVALID_NAME: InvalidRequest,
+    Reason.METHOD_NOT_ALLOWED: InvalidRequest,
+    Reason.TOO_LARGE: TooLarge,
+    Reason.LIMIT_REACHED: LimitReached,
+    Reason.TOPIC_NOT_FOUND: TopicNotFound,
+    Reason.PARTITION_NOT_FOUND: PartitionNotFound,
+    Reason.BROKER_NOT_FOUND: NotFoundError,
+    Reason.PRODUCER_NOT_FOUND: NotFoundError,
+    Reason.CONSUMER_NOT_FOUND: NotFoundError,
+    Reason.NOT_FOUND: NotFoundError,
+    Reason.PARTITION_EXISTS: AlreadyExists,
+    Reason.BROKER_EXISTS: AlreadyExists,
+    Reason.NO_MESSAGE: NoMessage,
+    Reason.NOT_HERE: NotHere,
+    Reason.NOT_PRIMARY: NotPrimary,
+    Reason.NOT_REPLICA: NotReplica,
+    Reason.OFFSET_OUT_OF_RANGE: OffsetOutOfRange,
+    Reason.NO_BROKER: BrokerUnavailable,
+    Reason.UNAVAILABLE: BrokerUnavailable,
+    Reason.UNAUTHORIZED: Unauthorized,
+    Reason.INTERNAL: ServerError,
+}
+
+# For answers without a known reason (a proxy in between, an older service).
+_BY_STATUS: dict[int, type[MyQueueError]] = {
+    400: InvalidRequest,
+    401: Unauthorized,
+    403: Unauthorized,
+    404: NotFoundError,
+    405: InvalidRequest,
+    408: RequestTimeout,
+    409: AlreadyExists,
+    413: TooLarge,
+    416: OffsetOutOfRange,
+    421: NotHere,
+    502: BrokerUnavailable,
+    503: BrokerUnavailable,
+    504: RequestTimeout,
+}
+
+
+def error_class(status: int | None, reason: str | None) -> type[MyQueueError]:
+    """The exception class for an HTTP status and envelope reason; the reason wins when known."""
+    try:
+        return _BY_REASON[Reason(reason)]
+    except ValueError:
+        pass
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status is not None and status >= 500:
+        return ServerError
+    return MyQueueError
+
+
+def error_for(status: int | None, reason: str | None, message: str) -> MyQueueError:
+    """An exception instance for a failure answer."""
+    return error_class(status, reason)(message, reason=reason, status=status)
+
+
+def from_refusal(refusal: Refusal) -> MyQueueError:
+    """The client-side twin of a refusal raised by shared validation (``myqueue.core.names``)."""
+    return error_for(HTTP_STATUS[refusal.reason], refusal.reason.value, refusal.message)

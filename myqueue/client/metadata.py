@@ -1,0 +1,156 @@
+"""Which broker holds each partition: a cache of the managers' ``GET /v1/metadata``.
+
+The fast path talks to brokers directly, so it must know where each partition lives. The view is
+fetched from the managers in the order given (a producer asks the primary first, a consumer the
+replica), cached, and fetched again when it proves wrong: a broker answered NOT_HERE or could not be
+reached, or a topic or partition is not in it. Fetches are spaced at least
+``defaults.CLIENT_METADATA_MIN_INTERVAL_S`` apart so a storm of failures costs one fetch, and
+concurrent callers share one fetch. Thread-safe.
+"""
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from myqueue.core import defaults
+from myqueue.core.reasons import Reason
+
+from .errors import (
+    BrokerUnavailable,
+    MyQueueError,
+    NotHere,
+    PartitionNotFound,
+    ProtocolError,
+    RequestTimeout,
+    TopicNotFound,
+)
+from .transport import Transport
+
+T = TypeVar("T")
+
+ROUTING_ERRORS: tuple[type[MyQueueError], ...] = (NotHere, BrokerUnavailable, RequestTimeout)
+
+
+def partition_url(broker_url: str, topic: str, partition: str, suffix: str = "") -> str:
+    """URL of a partition resource on a broker (names are validated: no quoting needed)."""
+    return f"{broker_url}/v1/partitions/{topic}/{partition}{suffix}"
+
+
+@dataclass(frozen=True)
+class _View:
+    """One fetched metadata view."""
+
+    topics: dict[str, list[str]]  # topic -> partitions in creation order
+    owners: dict[tuple[str, str], str | None]  # (topic, partition) -> broker name
+    brokers: dict[str, tuple[str, bool]]  # broker name -> (address, ready)
+
+
+def _parse(message: Any) -> _View:
+    try:
+        brokers = {name: (b["address"], bool(b["ready"])) for name, b in message["brokers"].items()}
+        topics: dict[str, list[str]] = {}
+        owners: dict[tuple[str, str], str | None] = {}
+        for topic, parts in message["topics"].items():
+            topics[topic] = [p["partition"] for p in parts]
+            owners.update({(topic, p["partition"]): p["broker"] for p in parts})
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ProtocolError(f"metadata answer has an unexpected shape: {e!r}") from e
+    return _View(topics, owners, brokers)
+
+
+class Metadata:
+    """Partitions of each topic and the address of each partition's broker, refreshed on demand."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        managers: Sequence[str],
+        *,
+        min_interval: float = defaults.CLIENT_METADATA_MIN_INTERVAL_S,
+    ):
+        self._transport = transport
+        self._managers = list(managers)
+        self._min_interval = min_interval
+        self._lock = threading.Lock()
+        self._view: _View | None = None
+        self._fetched_at = float("-inf")  # monotonic start time of the fetch that gave _view
+        self._stale = True
+
+    def partitions(self, topic: str, containing: str | None = None) -> list[str]:
+        """The topic's partitions in creation order; refreshes once if the topic (or partition) is missing."""
+        view = self._current()
+        if topic not in view.topics or (containing is not None and containing not in view.topics[topic]):
+            view = self.refresh()
+        if topic not in view.topics:
+            raise TopicNotFound(f"topic {topic!r} does not exist", reason=Reason.TOPIC_NOT_FOUND)
+        if containing is not None and containing not in view.topics[topic]:
+            raise PartitionNotFound(
+                f"topic {topic!r} has no partition {containing!r}", reason=Reason.PARTITION_NOT_FOUND
+            )
+        return list(view.topics[topic])
+
+    def broker_url(self, topic: str, partition: str) -> str:
+        """Base URL of the broker that holds the partition; BrokerUnavailable if none is ready."""
+        self.partitions(topic, containing=partition)
+        view = self._current()
+        name = view.owners.get((topic, partition))
+        address, ready = view.brokers.get(name, (None, False)) if name else (None, False)
+        if not address or not ready:
+            raise BrokerUnavailable(f"{topic}:{partition} has no ready broker now", reason=Reason.NO_BROKER)
+        return address.rstrip("/")
+
+    def invalidate(self) -> None:
+        """The view proved wrong: the next lookup fetches a new one."""
+        self._stale = True
+
+    def refresh(self) -> _View:
+        """Fetch a view that is newer than this call, waiting out the minimum spacing."""
+        asked = time.monotonic()
+        with self._lock:
+            if self._view is not None and self._fetched_at >= asked:
+                return self._view  # another thread fetched while we waited for the lock
+            wait = self._fetched_at + self._min_interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            started = time.monotonic()
+            self._view = self._fetch()
+            self._fetched_at = started
+            self._stale = False
+            return self._view
+
+    def call_owner(
+        self,
+        topic: str,
+        partition: str,
+        call: Callable[[str], T],
+        *,
+        retries: int,
+        retry_on: tuple[type[MyQueueError], ...] = ROUTING_ERRORS,
+    ) -> T:
+        """``call(broker_url)`` against the partition's broker; on ``retry_on`` refresh, back off, retry."""
+        attempt = 0
+        while True:
+            try:
+                return call(self.broker_url(topic, partition))
+            except retry_on:
+                self.invalidate()
+                if attempt >= retries:
+                    raise
+            self._transport.backoff.sleep(attempt)
+            attempt += 1
+
+    def _current(self) -> _View:
+        view = self._view
+        return self.refresh() if view is None or self._stale else view
+
+    def _fetch(self) -> _View:
+        failure: MyQueueError | None = None
+        for manager in self._managers:
+            try:
+                return _parse(self._transport.json("GET", f"{manager}/v1/metadata")["message"])
+            except (BrokerUnavailable, RequestTimeout) as e:
+                failure = e  # try the other manager
+        assert failure is not None
+        raise failure
