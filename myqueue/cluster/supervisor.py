@@ -1,0 +1,301 @@
+"""The local cluster supervisor: one foreground process that runs a whole myqueue cluster.
+
+It starts (a private PostgreSQL if asked, then) its control API, the primary and replica
+managers, and asks the primary to add the brokers through the seed API, so that brokers are
+started the way they are in production: by the primary, through its launcher (here, us). It
+restarts any child that dies, and on SIGINT/SIGTERM stops brokers, replica, primary and the
+private PostgreSQL, in that order. What the services do is theirs; this module only orders
+their lives.
+"""
+
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO, TypeVar
+
+import requests
+
+from myqueue.core import defaults as core_defaults
+from myqueue.core.names import validate_broker_name
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+
+from . import defaults, probes
+from .child import ManagedChild
+from .commands import Role, Store, broker_spec, manager_spec, ready_line, url
+from .control import ControlServer
+from .ports import free_port
+from .postgres import PostgresError, PrivatePostgres
+from .statefile import remove_state, write_state
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SupervisorError(RuntimeError):
+    """The cluster could not be brought up."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while the cluster was starting."""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """What ``myqueue cluster up`` asked for; the defaults are the CLI's."""
+
+    brokers: int = 3
+    store: Store = Store.MEMORY
+    dsn: str | None = None  # an existing PostgreSQL; without it (postgres store) a private one in data_dir
+    data_dir: Path = Path(defaults.PG_DATA_DIR)
+    host: str = core_defaults.DEFAULT_HOST
+    primary_port: int = core_defaults.PRIMARY_PORT
+    replica_port: int = core_defaults.REPLICA_PORT
+    state_file: Path | None = None
+    log_dir: Path | None = None
+    grace_s: float = core_defaults.SHUTDOWN_GRACE_S + defaults.STOP_MARGIN_S  # SIGTERM to SIGKILL
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.brokers <= core_defaults.MAX_BROKERS:
+            raise ValueError(f"brokers must be between 0 and {core_defaults.MAX_BROKERS}")
+        if self.dsn and self.store is not Store.POSTGRES:
+            raise ValueError("a DSN only makes sense with the postgres store")
+
+
+class Supervisor:
+    """Runs one local cluster; also the ``Launcher`` behind the control API."""
+
+    def __init__(self, config: ClusterConfig, out: TextIO = sys.stdout):
+        self.config = config
+        self._out = out
+        self._lock = threading.Lock()  # guards the broker tables and _shutting_down
+        self._stop_requested = threading.Event()
+        self._starting = False
+        self._shutting_down = False
+        self._session = requests.Session()
+        self._postgres: PrivatePostgres | None = None
+        self._dsn = config.dsn
+        self._control: ControlServer | None = None
+        self._primary: ManagedChild | None = None
+        self._replica: ManagedChild | None = None
+        self._brokers: dict[str, ManagedChild] = {}
+        self._broker_ports: dict[str, int] = {}  # kept after a broker stops: a re-add reuses its port
+
+    # --- foreground life --------------------------------------------------------------------
+    def run(self) -> int:
+        """Start, serve until SIGINT/SIGTERM, stop everything; 0 unless startup failed."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            while not self._stop_requested.wait(1.0):
+                pass
+            return 0
+        except Interrupted:
+            log.info("interrupted during startup")
+            return 0
+        except (SupervisorError, PostgresError, probes.ProbeError, OSError) as error:
+            log.error("cluster startup failed: %s", error)
+            return 1
+        except Exception:
+            log.exception("cluster startup failed")
+            return 1
+        finally:
+            self.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping the cluster", signal.Signals(signum).name)
+        self._stop_requested.set()
+        if self._starting:
+            raise Interrupted
+
+    def start(self) -> None:
+        """Bring the cluster up, write the state file and print the ready line."""
+        self._starting = True
+        try:
+            self._start()
+        finally:
+            self._starting = False
+
+    def _start(self) -> None:
+        config = self.config
+        if config.log_dir is not None:
+            config.log_dir.mkdir(parents=True, exist_ok=True)
+        if config.store is Store.POSTGRES and not self._dsn:
+            self._postgres = PrivatePostgres(config.data_dir)
+            self._postgres.start()
+            self._dsn = self._postgres.dsn
+        token = secrets.token_urlsafe(32)
+        self._control = ControlServer(self, token, config.host)
+        self._control.start()
+        primary_url, replica_url = self._start_managers(self._control.url, token)
+        deadline = time.monotonic() + defaults.STARTUP_TIMEOUT_S
+        self._wait_for(
+            "the managers to answer /readyz",
+            lambda: probes.is_ready(self._session, primary_url) and probes.is_ready(self._session, replica_url),
+            deadline,
+        )
+        expected = [f"broker{i}" for i in range(config.brokers)]
+        listed = probes.listed_brokers(self._session, primary_url)
+        for name in expected:
+            if name not in listed:
+                log.info("adding %s through %s/brokers/add", name, primary_url)
+                probes.add_broker(self._session, primary_url, name)
+
+        def settled_view() -> dict[str, Any] | None:
+            view = probes.metadata(self._session, primary_url)
+            return view if probes.settled(view, probes.metadata(self._session, replica_url), expected) else None
+
+        view = self._wait_for("every broker ready and the replica in sync", settled_view, deadline)
+        if config.state_file is not None:
+            write_state(
+                config.state_file,
+                {
+                    "control_url": self._control.url,
+                    "token": token,
+                    "supervisor_pid": os.getpid(),
+                    "primary": primary_url,
+                    "replica": replica_url,
+                },
+            )
+        self._out.write(ready_line(primary_url, replica_url, len(view["brokers"]), config.store) + "\n")
+        self._out.flush()
+
+    def _start_managers(self, launcher_url: str, token: str) -> tuple[str, str]:
+        """Start the primary (which launches brokers through us) and the replica; their URLs."""
+        config = self.config
+        primary_url = url(config.host, config.primary_port)
+        self._primary = ManagedChild(
+            manager_spec(
+                Role.PRIMARY, config.host, config.primary_port, config.store, self._dsn,
+                launcher_url=launcher_url, launcher_token=token,
+            ),
+            config.log_dir,
+            on_restart=self._after_primary_restart,
+        )
+        self._replica = ManagedChild(
+            manager_spec(Role.REPLICA, config.host, config.replica_port, config.store, self._dsn, primary_url=primary_url),
+            config.log_dir,
+        )
+        self._primary.start()
+        self._replica.start()
+        return primary_url, self._replica.spec.address
+
+    def _wait_for(self, what: str, condition: Callable[[], T], deadline: float) -> T:
+        """Poll ``condition`` until it returns something truthy, and return that; fail early if
+        a child keeps dying."""
+        while not (result := condition()):
+            for child in self._children():
+                if child.deaths >= defaults.STARTUP_MAX_DEATHS:
+                    raise SupervisorError(
+                        f"{child.name} died {child.deaths} times while waiting for {what} "
+                        f"(last exit code {child.last_exit}); see its log"
+                    )
+            if time.monotonic() > deadline:
+                raise SupervisorError(
+                    f"timed out after {defaults.STARTUP_TIMEOUT_S:.0f} s waiting for {what}; "
+                    f"processes: {self.processes()}"
+                )
+            if self._stop_requested.wait(defaults.POLL_INTERVAL_S):
+                raise Interrupted
+        return result
+
+    def shutdown(self) -> None:
+        """Stop brokers (together), then the replica, then the primary, then PostgreSQL."""
+        with self._lock:
+            self._shutting_down = True
+            brokers = list(self._brokers.values())
+        stoppers = [threading.Thread(target=child.stop, args=(self.config.grace_s,)) for child in brokers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        for manager in (self._replica, self._primary):
+            if manager is not None:
+                manager.stop(self.config.grace_s)
+        if self._control is not None:
+            self._control.stop()
+        if self._postgres is not None:
+            try:
+                self._postgres.stop()
+            except Exception as error:
+                log.error("could not stop the private PostgreSQL: %s", error)
+        if self.config.state_file is not None:
+            remove_state(self.config.state_file)
+        self._session.close()
+        log.info("cluster stopped")
+
+    def _children(self) -> list[ManagedChild]:
+        with self._lock:
+            brokers = list(self._brokers.values())
+        return [child for child in (self._primary, self._replica) if child is not None] + brokers
+
+    # --- the Launcher behind the control API ----------------------------------------------
+    def processes(self) -> dict[str, dict[str, object]]:
+        return {child.name: child.status() for child in self._children()}
+
+    def start_broker(self, name: object) -> dict[str, str]:
+        """Start broker ``name`` (idempotent: a running one's address is returned)."""
+        valid = validate_broker_name(name)
+        with self._lock:
+            if self._shutting_down:
+                raise Refusal(Reason.UNAVAILABLE, "the local cluster is shutting down")
+            child = self._brokers.get(valid)
+            if child is None:
+                if len(self._brokers) >= core_defaults.MAX_BROKERS:
+                    raise Refusal(Reason.LIMIT_REACHED, f"at most {core_defaults.MAX_BROKERS} brokers")
+                port = self._broker_ports.get(valid) or self._unused_port()
+                self._broker_ports[valid] = port
+                spec = broker_spec(valid, self.config.host, port, self.config.store, self._dsn)
+                child = ManagedChild(spec, self.config.log_dir)
+                child.start()
+                self._brokers[valid] = child
+                log.info("started %s on %s (pid %s)", valid, spec.address, child.pid)
+        return {"name": valid, "address": child.spec.address}
+
+    def stop_broker(self, name: str) -> None:
+        with self._lock:
+            child = self._brokers.pop(name, None)
+        if child is None:
+            raise Refusal(Reason.BROKER_NOT_FOUND, f"no broker {name!r} runs here")
+        child.stop(self.config.grace_s)
+        log.info("stopped %s", name)
+
+    def _unused_port(self) -> int:
+        """A free port no child of ours was given (callers hold ``_lock``)."""
+        taken = {self.config.primary_port, self.config.replica_port, *self._broker_ports.values()}
+        for _ in range(100):
+            port = free_port(self.config.host)
+            if port not in taken:
+                return port
+        raise Refusal(Reason.UNAVAILABLE, "no free port found")
+
+    # --- a restarted primary ------------------------------------------------------------------
+    def _after_primary_restart(self) -> None:
+        threading.Thread(target=self._reregister_brokers, name="reregister-brokers", daemon=True).start()
+
+    def _reregister_brokers(self) -> None:
+        """Tell a restarted primary about the brokers that kept running (memory mode forgets them)."""
+        primary_url = url(self.config.host, self.config.primary_port)
+        deadline = time.monotonic() + defaults.STARTUP_TIMEOUT_S
+        with requests.Session() as session:  # sessions are not shared across threads
+            while not probes.is_ready(session, primary_url):
+                if time.monotonic() > deadline or self._stop_requested.wait(defaults.POLL_INTERVAL_S):
+                    return
+            with self._lock:
+                brokers = [(name, child.spec.address) for name, child in self._brokers.items()]
+            for name, address in brokers:
+                try:
+                    probes.register_broker(session, primary_url, name, address)
+                except probes.ProbeError as error:
+                    log.warning("could not re-register %s with the restarted primary: %s", name, error)
