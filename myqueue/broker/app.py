@@ -15,13 +15,19 @@ from flask import Response, request
 from prometheus_client import Counter
 
 from myqueue.core import defaults, framing
-from myqueue.core.names import parse_int, validate_group, validate_partition, validate_topic
+from myqueue.core.names import (
+    parse_int,
+    validate_group,
+    validate_partition,
+    validate_producer_id,
+    validate_topic,
+)
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.service.base_app import create_base_app
 from myqueue.service.envelope import failure, json_object, reject_unknown_fields, success
 
-from .storage import LogStorage, NotHosted
+from .storage import LogStorage, NotHosted, SequenceError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +83,10 @@ def create_app(
     def _not_hosted(error: NotHosted):
         return failure(Reason.NOT_HERE, f"broker {name} does not host partition {error}")
 
+    @app.errorhandler(SequenceError)
+    def _sequence(error: SequenceError):
+        return failure(Reason.SEQUENCE_CONFLICT, f"idempotent producer out of sequence: {error}")
+
     def info(p) -> dict:
         return {"topic": p.topic, "partition": p.partition, "end_offset": p.end_offset}
 
@@ -104,15 +114,31 @@ def create_app(
     @app.post("/v1/partitions/<topic>/<partition>/records")
     def append(topic: str, partition: str):
         key = _partition_key(topic, partition)
+        producer_id = request.args.get("producer_id")
+        sequence = request.args.get("sequence")
+        if (producer_id is None) != (sequence is None):
+            raise Refusal(Reason.INVALID_REQUEST, "give both producer_id and sequence, or neither")
         body = request.get_data(cache=False)
         count = framing.check_batch(
             body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=max_message_bytes
         )
-        base = storage.append(key[0], key[1], body, count)
-        appended_records.inc(count)
-        appended_bytes.inc(len(body))
-        waiters.notify(key)
-        return success({"base_offset": base, "count": count})
+        duplicate = False
+        if producer_id is None:
+            base = storage.append(key[0], key[1], body, count)
+        else:
+            base, duplicate = storage.append_sequenced(
+                key[0],
+                key[1],
+                body,
+                count,
+                validate_producer_id(producer_id),
+                parse_int(sequence, "sequence", low=0, high=2**62),
+            )
+        if not duplicate:
+            appended_records.inc(count)
+            appended_bytes.inc(len(body))
+            waiters.notify(key)
+        return success({"base_offset": base, "count": count, "duplicate": duplicate})
 
     @app.get("/v1/partitions/<topic>/<partition>/records")
     def fetch(topic: str, partition: str):

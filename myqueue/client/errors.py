@@ -59,6 +59,10 @@ class OffsetOutOfRange(MyQueueError):
     """A fetch asked for an offset beyond the partition's end."""
 
 
+class SequenceConflict(MyQueueError):
+    """The broker refused an idempotent batch whose sequence number does not follow the last one."""
+
+
 class NoMessage(MyQueueError):
     """Nothing is pending for that consumer right now (the seed's consume answer)."""
 
@@ -116,6 +120,7 @@ _BY_REASON: dict[Reason, type[MyQueueError]] = {
     Reason.NOT_PRIMARY: NotPrimary,
     Reason.NOT_REPLICA: NotReplica,
     Reason.OFFSET_OUT_OF_RANGE: OffsetOutOfRange,
+    Reason.SEQUENCE_CONFLICT: SequenceConflict,
     Reason.NO_BROKER: BrokerUnavailable,
     Reason.UNAVAILABLE: BrokerUnavailable,
     Reason.UNAUTHORIZED: Unauthorized,

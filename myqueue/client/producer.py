@@ -8,15 +8,24 @@ delivery threads, so batches for different partitions travel in parallel.
 Order: a partition has at most one batch in flight, always taken from the front of its queue, so
 records of one partition are stored in the order ``send`` was called.
 
+Idempotence (on by default, Kafka's design): every batch carries the producer's id and the
+sequence number of its first record on that partition; the broker stores a batch once and answers
+a resend of its last batch with the original offsets. So a batch whose outcome is unknown (a
+timeout, a connection dropped after the request was sent) is simply resent. If a batch finally
+fails, the partition's producer id moves to a new epoch (``<id>.<epoch>``, sequence 0), so the next
+batch is never mistaken for the failed one.
+
 Retries: a batch refused with NOT_HERE, or whose broker cannot be reached or has none ready, was
-not stored; it is retried (metadata refresh, backoff) up to ``retries`` times. A batch that timed
-out may or may not have been stored, so it is not resent: its futures fail with ``RequestTimeout``
-rather than risk storing records twice. Every other failure fails the batch's futures with the
-typed error; ``flush``/``close`` wait for all futures but do not raise their errors.
+not stored; it is retried (metadata refresh, backoff) up to ``retries`` times, and so is a timeout
+when the producer is idempotent. With ``idempotent=False`` a timed-out batch is not resent: its
+futures fail with ``RequestTimeout`` rather than risk storing records twice. Every other failure
+fails the batch's futures with the typed error; ``flush``/``close`` wait for all futures but do not
+raise their errors.
 """
 
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,6 +51,7 @@ from .transport import Transport
 
 Callback = Callable[[RecordMetadata | None, BaseException | None], None]
 _NOT_STORED = (NotHere, BrokerUnavailable)  # failures after which a resend cannot duplicate
+_RESENDABLE = (NotHere, BrokerUnavailable, RequestTimeout)  # with idempotence, the broker dedups
 
 
 def _record_bytes(value: bytes | bytearray | memoryview | str) -> bytes:
@@ -68,6 +78,8 @@ class _Queue:
 
     records: deque[tuple[bytes, Future]] = field(default_factory=deque)
     size: int = 0  # bytes waiting
+    epoch: int = 0  # idempotence: bumped after a batch finally failed
+    next_sequence: int = 0  # idempotence: sequence number of the next record sent
     since: float = 0.0  # monotonic time the oldest waiting record was queued
     in_flight: bool = False
 
@@ -88,8 +100,11 @@ class Producer:
         timeout: float = defaults.CLIENT_TIMEOUT_S,
         retries: int = defaults.CLIENT_RETRIES,
         token: str | None = None,
+        idempotent: bool = True,
     ):
         managers = manager_urls(host, primary_port, replica_port)
+        self.idempotent = idempotent
+        self.producer_id = uuid.uuid4().hex
         self._transport = Transport(timeout=timeout, retries=retries, token=token)
         self._metadata = Metadata(self._transport, [managers.primary, managers.replica])
         self._partitioner = Partitioner()
@@ -166,7 +181,7 @@ class Producer:
                 self._urgent -= 1
             queue.in_flight = True
         try:
-            base = self._append(topic, partition, records)
+            base = self._append(topic, partition, records, queue)
         finally:
             with self._cond:
                 queue.in_flight = False
@@ -250,7 +265,7 @@ class Producer:
     def _deliver(self, topic: str, partition: str, queue: _Queue, batch: list[tuple[bytes, Future]]) -> None:
         """Delivery thread: append one batch, then settle its futures and free the partition."""
         try:
-            base = self._append(topic, partition, [data for data, _ in batch])
+            base = self._append(topic, partition, [data for data, _ in batch], queue)
         except Exception as e:  # every failure, even a bug, must reach the futures
             for _, future in batch:
                 future.set_exception(e)
@@ -263,13 +278,22 @@ class Producer:
                 self._unfinished -= len(batch)
                 self._cond.notify_all()
 
-    def _append(self, topic: str, partition: str, records: list[bytes]) -> int:
-        """POST one record batch to the partition's broker; returns its base offset."""
+    def _append(self, topic: str, partition: str, records: list[bytes], queue: _Queue) -> int:
+        """POST one record batch to the partition's broker; returns its base offset.
+
+        Runs while the partition's batch is the only one in flight, so it owns ``queue``'s
+        sequence fields until it returns.
+        """
         body = framing.encode_batch(records)
+        params = None
+        if self.idempotent:
+            params = {"producer_id": f"{self.producer_id}.{queue.epoch}", "sequence": queue.next_sequence}
 
         def post(broker: str) -> int:
             url = partition_url(broker, topic, partition, "/records")
-            answer = self._transport.json("POST", url, data=body, content_type=framing.BATCH_CONTENT_TYPE)
+            answer = self._transport.json(
+                "POST", url, params=params, data=body, content_type=framing.BATCH_CONTENT_TYPE
+            )
             try:
                 base, count = answer["message"]["base_offset"], answer["message"]["count"]
             except (KeyError, TypeError) as e:
@@ -278,4 +302,14 @@ class Producer:
                 raise ProtocolError(f"POST {url}: stored {count} records of {len(records)}")
             return base
 
-        return self._metadata.call_owner(topic, partition, post, retries=self._retries, retry_on=_NOT_STORED)
+        retry_on = _RESENDABLE if self.idempotent else _NOT_STORED
+        try:
+            base = self._metadata.call_owner(topic, partition, post, retries=self._retries, retry_on=retry_on)
+        except BaseException:
+            if self.idempotent:  # the outcome may be unknown: never reuse this sequence
+                queue.epoch += 1
+                queue.next_sequence = 0
+            raise
+        if self.idempotent:
+            queue.next_sequence += len(records)
+        return base

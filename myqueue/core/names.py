@@ -84,6 +84,18 @@ def validate_group(value: object) -> str:
     return name
 
 
+_PRODUCER_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+def validate_producer_id(value: object) -> str:
+    """An idempotent producer's id on the fast path (the client makes a random one)."""
+    if not isinstance(value, str) or not _PRODUCER_ID.fullmatch(value):
+        raise Refusal(
+            Reason.INVALID_REQUEST, "producer_id must be 1-64 characters of letters, digits, '_', '.' and '-'"
+        )
+    return value
+
+
 def parse_id(value: object, what: str) -> int:
     """Producer/consumer ids: non-negative integers (JSON ints or decimal strings from a query)."""
     if isinstance(value, bool):

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     NOT_PRIMARY = "NOT_PRIMARY"  # a configuration write sent to the read-only replica
     NOT_REPLICA = "NOT_REPLICA"  # a consumer call sent to the primary
     OFFSET_OUT_OF_RANGE = "OFFSET_OUT_OF_RANGE"
+    SEQUENCE_CONFLICT = "SEQUENCE_CONFLICT"  # an idempotent producer's batch is out of sequence
     NO_BROKER = "NO_BROKER"  # no ready broker to place on / partition unassigned
     UNAVAILABLE = "UNAVAILABLE"  # a dependency (broker, storage, primary) did not answer
     NOT_FOUND = "NOT_FOUND"  # unknown route
@@ -53,6 +54,7 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.NOT_PRIMARY: 421,
     Reason.NOT_REPLICA: 421,
     Reason.OFFSET_OUT_OF_RANGE: 416,
+    Reason.SEQUENCE_CONFLICT: 409,
     Reason.NO_BROKER: 503,
     Reason.UNAVAILABLE: 503,
     Reason.NOT_FOUND: 404,

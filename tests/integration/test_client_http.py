@@ -278,9 +278,9 @@ def test_retries_run_out_into_the_typed_error(stub):
 # --- timeouts and connection failures ---------------------------------------------------------------
 
 
-def test_an_append_that_times_out_fails_with_request_timeout_and_is_not_resent(stub):
+def test_without_idempotence_a_timed_out_append_fails_and_is_not_resent(stub):
     stub.hold = threading.Event()
-    with producer(stub, timeout=0.3) as p:
+    with producer(stub, timeout=0.3, idempotent=False) as p:
         future = p.send("T1", "x", partition="P1")
         error = future.exception(30)
         stub.hold.set()

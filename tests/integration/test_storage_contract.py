@@ -153,3 +153,65 @@ def test_unhost_then_host_memory_loses_postgres_keeps(storage, request):
     storage.unhost("T1", "P1")
     kept = storage.host("T1", "P1").end_offset
     assert kept == (1 if "postgres" in request.node.callspec.id else 0)
+
+
+def append_seq(store, records, producer, sequence, topic="T1", part="P1"):
+    return store.append_sequenced(topic, part, framing.encode_batch(records), len(records), producer, sequence)
+
+
+def test_idempotent_resend_returns_the_original_offset(storage):
+    storage.host("T1", "P1")
+    assert append_seq(storage, [b"a", b"b"], "prod-1", 0) == (0, False)
+    assert append_seq(storage, [b"c"], "prod-1", 2) == (2, False)
+    # The reply to the last batch was lost and the producer sends it again: stored once.
+    assert append_seq(storage, [b"c"], "prod-1", 2) == (2, True)
+    assert storage.end_offset("T1", "P1") == 3
+    # Another producer has a sequence of its own.
+    assert append_seq(storage, [b"z"], "prod-2", 0) == (3, False)
+
+
+def test_idempotent_gaps_and_stale_resends_are_refused(storage):
+    from myqueue.broker.storage import SequenceError
+
+    storage.host("T1", "P1")
+    append_seq(storage, [b"a"], "p", 0)
+    append_seq(storage, [b"b"], "p", 1)
+    with pytest.raises(SequenceError):
+        append_seq(storage, [b"x"], "p", 5)  # a gap
+    with pytest.raises(SequenceError):
+        append_seq(storage, [b"a"], "p", 0)  # older than the last batch
+    with pytest.raises(SequenceError):
+        append_seq(storage, [b"b", b"b2"], "p", 1)  # same sequence, different batch
+    assert storage.end_offset("T1", "P1") == 2
+
+
+def test_concurrent_resends_store_once(storage):
+    storage.host("T1", "P1")
+    results = []
+    lock = threading.Lock()
+
+    def resend():
+        outcome = append_seq(storage, [b"once"], "p", 0)
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=resend) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results) == [(0, False)] + [(0, True)] * 5
+    assert storage.end_offset("T1", "P1") == 1
+
+
+@pytest.mark.postgres
+def test_postgres_restart_keeps_partitions_data_and_producer_state(fresh_pg_dsn):
+    first = open_storage("postgres", fresh_pg_dsn, "broker0")
+    first.host("T1", "P1")
+    assert append_seq(first, [b"a"], "p", 0) == (0, False)
+    first.close()
+    second = open_storage("postgres", fresh_pg_dsn, "broker0")  # the same broker, restarted
+    assert {(p.topic, p.partition, p.end_offset) for p in second.partitions()} == {("T1", "P1", 1)}
+    assert append_seq(second, [b"a"], "p", 0) == (0, True)
+    assert values(second.read("T1", "P1", 0, 10, 1 << 20)) == [(0, b"a")]
+    second.close()

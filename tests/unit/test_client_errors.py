@@ -24,6 +24,7 @@ EXPECTED = {
     Reason.NOT_PRIMARY: errors.NotPrimary,
     Reason.NOT_REPLICA: errors.NotReplica,
     Reason.OFFSET_OUT_OF_RANGE: errors.OffsetOutOfRange,
+    Reason.SEQUENCE_CONFLICT: errors.SequenceConflict,
     Reason.NO_BROKER: errors.BrokerUnavailable,
     Reason.UNAVAILABLE: errors.BrokerUnavailable,
     Reason.NOT_FOUND: errors.NotFoundError,

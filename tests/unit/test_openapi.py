@@ -398,7 +398,7 @@ def test_broker_answers_match_the_document(broker_doc: dict, broker_app: Flask) 
         "/v1/partitions/T1/P1/records", data=batch, content_type=framing.BATCH_CONTENT_TYPE
     )
     check_response(doc, "POST", records, appended, 200)
-    assert appended.get_json()["message"] == {"base_offset": 0, "count": 2}
+    assert appended.get_json()["message"] == {"base_offset": 0, "count": 2, "duplicate": False}
     check_response(doc, "POST", records, client.post("/v1/partitions/T1/P1/records", data=b"MQB1"), 400)
     check_response(doc, "POST", records, client.post("/v1/partitions/T1/nope/records", data=batch), 421)
 

@@ -1,8 +1,8 @@
 """Partition logs and consumer positions behind one interface, in memory or in PostgreSQL."""
 
-from .base import LogStorage, NotHosted, PartitionInfo, ReadResult
+from .base import LogStorage, NotHosted, PartitionInfo, ReadResult, SequenceError
 
-__all__ = ["LogStorage", "NotHosted", "PartitionInfo", "ReadResult", "open_storage"]
+__all__ = ["LogStorage", "NotHosted", "PartitionInfo", "ReadResult", "SequenceError", "open_storage"]
 
 
 def open_storage(kind: str, dsn: str | None, broker_name: str) -> LogStorage:

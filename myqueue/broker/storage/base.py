@@ -30,6 +30,34 @@ class NotHosted(Exception):
     """This broker does not host the partition."""
 
 
+class SequenceError(Exception):
+    """An idempotent producer's batch does not follow its last stored batch on this partition."""
+
+
+@dataclass(frozen=True)
+class ProducerState:
+    """What a partition remembers of one idempotent producer: enough to recognise a resent batch."""
+
+    next_sequence: int
+    last_sequence: int  # first sequence number of the last stored batch
+    last_count: int
+    last_base: int
+
+
+def check_sequence(state: ProducerState | None, sequence: int, count: int) -> int | None:
+    """Decide an idempotent append: the base offset of the batch it repeats (a resend after a lost
+    reply), or None to append it. Raises SequenceError for anything else.
+
+    A producer the partition has no state for may start at any sequence (its state may have been
+    lost with a memory-mode broker, or it rotated its id after an unknown outcome).
+    """
+    if state is None or sequence == state.next_sequence:
+        return None
+    if sequence == state.last_sequence and count == state.last_count:
+        return state.last_base
+    raise SequenceError(f"expected sequence {state.next_sequence}, got {sequence}")
+
+
 @dataclass(frozen=True)
 class PartitionInfo:
     topic: str
@@ -99,6 +127,14 @@ class LogStorage(ABC):
     @abstractmethod
     def append(self, topic: str, partition: str, batch: bytes, count: int) -> int:
         """Store one checked record batch; return its base offset. Raises NotHosted."""
+
+    @abstractmethod
+    def append_sequenced(
+        self, topic: str, partition: str, batch: bytes, count: int, producer_id: str, sequence: int
+    ) -> tuple[int, bool]:
+        """Idempotent append: (base offset, False) when stored now, (the original base offset, True)
+        when this is a resend of the producer's last stored batch. The check and the append are
+        one atomic step under the partition's lock. Raises NotHosted or SequenceError."""
 
     @abstractmethod
     def read(self, topic: str, partition: str, offset: int, max_records: int, max_bytes: int) -> ReadResult:

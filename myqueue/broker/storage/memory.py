@@ -9,22 +9,43 @@ length, never while copying record bytes.
 import threading
 from array import array
 from bisect import bisect_right
+from collections import OrderedDict
 
 from myqueue.core import framing
 
-from .base import LogStorage, NotHosted, PartitionInfo, ReadResult, trim_batches
+from .base import (
+    LogStorage,
+    NotHosted,
+    PartitionInfo,
+    ProducerState,
+    ReadResult,
+    check_sequence,
+    trim_batches,
+)
+
+# Idempotent producers remembered per partition; the least recently active are forgotten first.
+MAX_PRODUCERS_PER_PARTITION = 10_000
 
 
 class _Log:
     """One partition: batches in offset order. Guarded by ``lock``."""
 
-    __slots__ = ("lock", "bases", "batches", "end")
+    __slots__ = ("lock", "bases", "batches", "end", "producers")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.bases = array("q")
         self.batches: list[bytes] = []
         self.end = 0
+        self.producers: OrderedDict[str, ProducerState] = OrderedDict()
+
+    def append(self, batch: bytes, count: int) -> int:
+        """Assign offsets and store; caller holds ``lock``."""
+        base = self.end
+        self.bases.append(base)
+        self.batches.append(batch)
+        self.end = base + count
+        return base
 
 
 class MemoryStorage(LogStorage):
@@ -64,11 +85,22 @@ class MemoryStorage(LogStorage):
     def append(self, topic: str, partition: str, batch: bytes, count: int) -> int:
         log = self._log(topic, partition)
         with log.lock:
-            base = log.end
-            log.bases.append(base)
-            log.batches.append(batch)
-            log.end = base + count
-        return base
+            return log.append(batch, count)
+
+    def append_sequenced(
+        self, topic: str, partition: str, batch: bytes, count: int, producer_id: str, sequence: int
+    ) -> tuple[int, bool]:
+        log = self._log(topic, partition)
+        with log.lock:
+            repeated = check_sequence(log.producers.get(producer_id), sequence, count)
+            if repeated is not None:
+                return repeated, True
+            base = log.append(batch, count)
+            log.producers[producer_id] = ProducerState(sequence + count, sequence, count, base)
+            log.producers.move_to_end(producer_id)
+            if len(log.producers) > MAX_PRODUCERS_PER_PARTITION:
+                log.producers.popitem(last=False)
+            return base, False
 
     def read(self, topic: str, partition: str, offset: int, max_records: int, max_bytes: int) -> ReadResult:
         log = self._log(topic, partition)

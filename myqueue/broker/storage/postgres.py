@@ -20,7 +20,7 @@ import psycopg2
 from myqueue.core import framing
 from myqueue.db.pool import Database
 
-from .base import LogStorage, NotHosted, PartitionInfo, ReadResult, trim_batches
+from .base import LogStorage, NotHosted, PartitionInfo, ReadResult, SequenceError, trim_batches
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,51 @@ CREATE TABLE IF NOT EXISTS mq_batches (
 );
 -- Batches are already compact frames; skip pglz compression on the write path.
 ALTER TABLE mq_batches ALTER COLUMN body SET STORAGE EXTERNAL;
+-- Idempotent producers: enough per (partition, producer) to recognise a resent batch.
+CREATE TABLE IF NOT EXISTS mq_producers (
+    partition_id  bigint NOT NULL,
+    producer_id   text   NOT NULL,
+    next_sequence bigint NOT NULL,
+    last_sequence bigint NOT NULL,
+    last_count    integer NOT NULL,
+    last_base     bigint NOT NULL,
+    PRIMARY KEY (partition_id, producer_id)
+);
+-- The idempotent append in one round trip: lock the partition row, check the producer's
+-- sequence, append, remember the batch. Mirrors base.check_sequence; raises MQ001 on a conflict.
+CREATE OR REPLACE FUNCTION mq_append_sequenced(
+    p_id bigint, p_producer text, p_sequence bigint, p_count integer, p_body bytea
+) RETURNS TABLE (base bigint, duplicate boolean) LANGUAGE plpgsql AS $fn$
+DECLARE
+    st mq_producers%ROWTYPE;
+    b bigint;
+BEGIN
+    PERFORM 1 FROM mq_partitions WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO st FROM mq_producers WHERE partition_id = p_id AND producer_id = p_producer;
+    IF FOUND AND p_sequence <> st.next_sequence THEN
+        IF p_sequence = st.last_sequence AND p_count = st.last_count THEN
+            base := st.last_base;
+            duplicate := true;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+        RAISE EXCEPTION 'expected sequence %, got %', st.next_sequence, p_sequence USING ERRCODE = 'MQ001';
+    END IF;
+    UPDATE mq_partitions SET next_offset = next_offset + p_count WHERE id = p_id
+        RETURNING next_offset - p_count INTO b;
+    INSERT INTO mq_batches (partition_id, base_offset, record_count, body) VALUES (p_id, b, p_count, p_body);
+    INSERT INTO mq_producers VALUES (p_id, p_producer, p_sequence + p_count, p_sequence, p_count, b)
+        ON CONFLICT (partition_id, producer_id) DO UPDATE SET
+            next_sequence = EXCLUDED.next_sequence, last_sequence = EXCLUDED.last_sequence,
+            last_count = EXCLUDED.last_count, last_base = EXCLUDED.last_base;
+    base := b;
+    duplicate := false;
+    RETURN NEXT;
+END
+$fn$;
 CREATE TABLE IF NOT EXISTS mq_positions (
     grp          text   NOT NULL,
     partition_id bigint NOT NULL,
@@ -201,6 +246,29 @@ class PostgresStorage(LogStorage):
 
         # Not idempotent: a retry after the statement reached the server could append twice.
         return self._db.run(work, transaction=False)
+
+    def append_sequenced(
+        self, topic: str, partition: str, batch: bytes, count: int, producer_id: str, sequence: int
+    ) -> tuple[int, bool]:
+        pid = self._id(topic, partition)
+
+        def work(cur):
+            try:
+                cur.execute(
+                    "SELECT base, duplicate FROM mq_append_sequenced(%s, %s, %s, %s, %s)",
+                    (pid, producer_id, sequence, count, psycopg2.Binary(batch)),
+                )
+            except psycopg2.Error as e:
+                if e.pgcode == "MQ001":
+                    raise SequenceError(e.diag.message_primary) from e
+                raise
+            row = cur.fetchone()
+            if row is None:
+                raise NotHosted(f"{topic}:{partition}")
+            return row[0], row[1]
+
+        # Safe to retry on a dropped connection: a resend is recognised by its sequence.
+        return self._db.run(work, idempotent=True, transaction=False)
 
     def read(self, topic: str, partition: str, offset: int, max_records: int, max_bytes: int) -> ReadResult:
         pid = self._id(topic, partition)
