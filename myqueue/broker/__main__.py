@@ -7,6 +7,7 @@ import os
 from myqueue.core import defaults
 from myqueue.core.names import validate_broker_name
 from myqueue.core.refusal import Refusal
+from myqueue.service.auth import load_token
 from myqueue.service.serving import configure_logging, serve
 
 from .app import create_app
@@ -42,7 +43,9 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
     storage = open_storage(args.store, args.dsn, args.name)
-    app, state = create_app(storage, args.name, max_message_bytes=args.max_message_bytes, threads=args.threads)
+    app, state = create_app(
+        storage, args.name, max_message_bytes=args.max_message_bytes, threads=args.threads, token=load_token()
+    )
     log.info("broker %s (%s store)", args.name, args.store)
     serve(app, state, args.host, args.port, threads=args.threads, on_shutdown=storage.close)
 

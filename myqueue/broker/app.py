@@ -66,6 +66,7 @@ def create_app(
     *,
     max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
     threads: int = defaults.SERVICE_THREADS,
+    token: str | None = None,
 ):
     incarnation = uuid.uuid4().hex
 
@@ -73,7 +74,7 @@ def create_app(
         return (True, "ready") if storage.ready() else (False, "storage unavailable")
 
     app, state, registry = create_base_app(
-        "broker", "myqueue.broker", ready_check, max_content_length=defaults.MAX_BATCH_BYTES
+        "broker", "myqueue.broker", ready_check, max_content_length=defaults.MAX_BATCH_BYTES, token=token
     )
     appended_records = Counter("myqueue_broker_appended_records_total", "Records appended", registry=registry)
     appended_bytes = Counter("myqueue_broker_appended_bytes_total", "Batch bytes appended", registry=registry)

@@ -4,12 +4,22 @@ Every call has a short timeout and reports failure as an exception the superviso
 user with the endpoint and the answer; ``settled`` is the pure test of "the cluster is ready".
 """
 
+import os
 from collections.abc import Collection
 from typing import Any
 
 import requests
 
 from . import defaults
+
+
+def session() -> requests.Session:
+    """A session that presents the cluster token (``MYQUEUE_TOKEN``) when one is set."""
+    s = requests.Session()
+    token = os.environ.get("MYQUEUE_TOKEN")
+    if token:
+        s.headers["Authorization"] = f"Bearer {token}"
+    return s
 
 
 class ProbeError(RuntimeError):

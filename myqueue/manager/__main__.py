@@ -5,6 +5,7 @@ import logging
 import os
 
 from myqueue.core import defaults
+from myqueue.service.auth import load_token
 from myqueue.service.serving import configure_logging, serve
 
 from .app import create_app
@@ -43,13 +44,14 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
     store = open_meta_store(args.store, args.dsn)
-    brokers = BrokerClient()
+    token = load_token()
+    brokers = BrokerClient(token=token)
     if args.role == "primary":
         node = Primary(store, make_launcher(args.launcher, args.launcher_url), brokers)
-        app, state = create_app("primary", primary=node)
+        app, state = create_app("primary", primary=node, token=token)
     else:
-        node = Replica(store, args.primary_url, brokers)
-        app, state = create_app("replica", replica=node)
+        node = Replica(store, args.primary_url, brokers, token=token)
+        app, state = create_app("replica", replica=node, token=token)
     node.load()
     node.start_background()
     log.info("%s manager (%s store)", args.role, args.store)

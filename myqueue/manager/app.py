@@ -49,11 +49,11 @@ def _validate_address(value: object) -> str:
     return value.rstrip("/")
 
 
-def create_app(role: str, primary: Primary | None = None, replica: Replica | None = None):
+def create_app(role: str, primary: Primary | None = None, replica: Replica | None = None, token: str | None = None):
     node = primary if role == "primary" else replica
     assert node is not None
     app, state, registry = create_base_app(
-        f"manager-{role}", "myqueue.manager", node.ready, max_content_length=defaults.MAX_JSON_BODY_BYTES
+        f"manager-{role}", "myqueue.manager", node.ready, max_content_length=defaults.MAX_JSON_BODY_BYTES, token=token
     )
     produced = Counter("myqueue_manager_produced_messages_total", "Seed-path messages produced", registry=registry)
     consumed = Counter("myqueue_manager_consumed_messages_total", "Seed-path messages consumed", registry=registry)

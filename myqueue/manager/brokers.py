@@ -13,6 +13,7 @@ import requests
 from myqueue.core import defaults, framing
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.service.auth import auth_headers
 
 
 class BrokerLostPartition(Exception):
@@ -22,14 +23,16 @@ class BrokerLostPartition(Exception):
 class BrokerClient:
     """HTTP calls from a manager to brokers."""
 
-    def __init__(self, timeout: float = defaults.BROKER_CALL_TIMEOUT_S):
+    def __init__(self, timeout: float = defaults.BROKER_CALL_TIMEOUT_S, token: str | None = None):
         self._timeout = timeout
+        self._headers = auth_headers(token)
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            session.headers.update(self._headers)
         return session
 
     def _call(self, method: str, address: str, path: str, *, timeout: float | None = None, **kwargs) -> Any:

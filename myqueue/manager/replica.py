@@ -17,6 +17,7 @@ from myqueue.core import defaults
 from myqueue.core.names import validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.service.auth import auth_headers
 
 from .brokers import BrokerClient, BrokerLostPartition
 from .state import ConsumerRegistry, EventType, event, require_partition, require_topic, seed_group
@@ -30,10 +31,11 @@ VIEW_NAME = "replica"
 class Replica:
     """Serves the cluster view, consumer registration, consume and size."""
 
-    def __init__(self, store: MetaStore, primary_url: str, brokers: BrokerClient):
+    def __init__(self, store: MetaStore, primary_url: str, brokers: BrokerClient, token: str | None = None):
         self._store = store
         self._primary_url = primary_url.rstrip("/")
         self._brokers = brokers
+        self._token = token
         self._view: dict | None = None
         self._view_lock = threading.Lock()
         self._registry = ConsumerRegistry()
@@ -69,6 +71,7 @@ class Replica:
     # --- view sync ---------------------------------------------------------------------------------
     def _sync_loop(self) -> None:
         session = requests.Session()
+        session.headers.update(auth_headers(self._token))
         backoff = 0.1
         while not self._stop.is_set():
             current = self._view or {}

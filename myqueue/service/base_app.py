@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from myqueue.core.reasons import Reason
 
+from .auth import OPEN_PATHS, authorized
 from .envelope import failure, install_error_handlers, success
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def create_base_app(
     openapi_package: str,
     ready_check: Callable[[], tuple[bool, str]],
     max_content_length: int,
+    token: str | None = None,
 ) -> tuple[Flask, ServiceState, CollectorRegistry]:
     app = Flask(service)
     app.config["MAX_CONTENT_LENGTH"] = max_content_length
@@ -61,6 +63,9 @@ def create_base_app(
     def _start():
         state.enter()
         request.environ["myqueue.start"] = time.perf_counter()
+        if token and request.path not in OPEN_PATHS and not authorized(request.headers.get("Authorization"), token):
+            return failure(Reason.UNAUTHORIZED, "missing or wrong bearer token", 401)
+        return None
 
     @app.teardown_request
     def _finish(_exc):
