@@ -27,6 +27,14 @@ def api_from(args: argparse.Namespace) -> ApiHandler:
     return ApiHandler(args.broker, readonly=args.replica_port, timeout=args.timeout)
 
 
+def add_seed_options(parser: argparse.ArgumentParser, role: str, topics_help: str) -> None:
+    """The seed's flags shared by produce and consume: --id, --topics and --log_loc."""
+    log_file = f"{role}_{{id}}.txt"
+    parser.add_argument("--id", type=int, required=True, help=f"{role} number: the file is {log_file}")
+    parser.add_argument("--topics", nargs="+", type=topic_spec, required=True, metavar="T:P", help=topics_help)
+    parser.add_argument("--log_loc", required=True, metavar="DIR", help=f"folder of {log_file}")
+
+
 def topic_spec(text: str) -> str:
     """argparse type for ``T:P``, ``T:*`` or ``T``: refused at parse time when a name is invalid."""
     try:

@@ -14,21 +14,12 @@ from myqueue.client.logfiles import format_consumer_line
 from myqueue.client.seed import MyConsumer, writeComsumeLog
 from myqueue.core import defaults
 
-from .common import add_manager_options, rate, seed_pairs, topic_spec
+from .common import add_manager_options, add_seed_options, rate, seed_pairs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("consume", help="write what arrives to DIR/consumer_{id}.txt")
-    parser.add_argument("--id", type=int, required=True, help="consumer number: writes consumer_{id}.txt")
-    parser.add_argument(
-        "--topics",
-        nargs="+",
-        type=topic_spec,
-        required=True,
-        metavar="T:P",
-        help="topic specs (T:P, or T:* for the whole topic round-robin)",
-    )
-    parser.add_argument("--log_loc", required=True, metavar="DIR", help="folder for consumer_{id}.txt")
+    add_seed_options(parser, "consumer", "topic specs (T:P, or T:* for the whole topic round-robin)")
     parser.add_argument(
         "--idle-timeout",
         type=float,

@@ -13,23 +13,14 @@ from pathlib import Path
 from myqueue.client.logfiles import check_line, read_producer_log
 from myqueue.client.seed import MyProducer
 
-from .common import add_manager_options, rate, seed_pairs, topic_spec
+from .common import add_manager_options, add_seed_options, rate, seed_pairs
 
 PROGRESS_EVERY_S = 5.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("produce", help="send DIR/producer_{id}.txt through the managers")
-    parser.add_argument("--id", type=int, required=True, help="producer number: reads producer_{id}.txt")
-    parser.add_argument(
-        "--topics",
-        nargs="+",
-        type=topic_spec,
-        required=True,
-        metavar="T:P",
-        help="topic specs (T:P, or T:* for the whole topic round-robin), in file order",
-    )
-    parser.add_argument("--log_loc", required=True, metavar="DIR", help="folder of producer_{id}.txt")
+    add_seed_options(parser, "producer", "topic specs (T:P, or T:* for the whole topic round-robin), in file order")
     parser.add_argument("--interval", type=float, default=0.0, metavar="S", help="seconds between messages")
     add_manager_options(parser)
     parser.set_defaults(func=run)

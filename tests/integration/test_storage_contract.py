@@ -20,6 +20,15 @@ def storage(request):
     store.close()
 
 
+def run_concurrently(target, count: int, args=()) -> None:
+    threads = [threading.Thread(target=target, args=args(n) if callable(args) else args) for n in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+
+
 def values(result):
     return [(base + i, v) for base, body in result.batches for i, v in enumerate(framing.iter_batch(body))]
 
@@ -119,11 +128,7 @@ def test_concurrent_takes_deliver_each_record_once(storage):
             with lock:
                 seen.extend(records)
 
-    threads = [threading.Thread(target=taker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_concurrently(taker, 4)
     assert sorted(o for o, _ in seen) == list(range(20))
 
 
@@ -138,11 +143,7 @@ def test_concurrent_appends_get_distinct_contiguous_offsets(storage):
             with lock:
                 bases.append(base)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_concurrently(writer, 4, lambda n: (n,))
     assert sorted(bases) == list(range(0, 80, 2))
     assert storage.end_offset("T1", "P1") == 80
 
@@ -195,11 +196,7 @@ def test_concurrent_resends_store_once(storage):
         with lock:
             results.append(outcome)
 
-    threads = [threading.Thread(target=resend) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    run_concurrently(resend, 6)
     assert sorted(results) == [(0, False)] + [(0, True)] * 5
     assert storage.end_offset("T1", "P1") == 1
 
