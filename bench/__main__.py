@@ -1,0 +1,166 @@
+"""The peer benchmark (issue 6): myqueue against Redis Streams, NATS JetStream, Kafka and raw PostgreSQL.
+
+    python -m bench --quick          # about 2-3 minutes
+    python -m bench                  # full mode: 1 M-message catch-up, 20 s latency runs, ...
+    python -m bench --systems myqueue,redis --workloads 1,3 --profile /tmp/prof
+
+Starts every system itself on 127.0.0.1, runs the same workloads against each in this one run,
+prints a table and the issue's targets next to the measured ratios, and writes
+bench/results/latest.json (rows plus machine facts and versions). Every process it starts is
+stopped by PID when it ends, also on an exception, Ctrl-C or SIGTERM.
+
+Needs: Debian's redis-server, redis-tools, nats-server, PostgreSQL server binaries, Java 17 and
+Maven (the Kafka jars are fetched once from Maven Central into ~/.cache/myqueue-bench), and
+``pip install -e '.[bench]' -c constraints.txt``. A system that cannot start gets FAILED rows with
+the reason; the others still run.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import procs, profile, report
+from .workloads import WORKLOADS, Row, Settings, failed
+
+SYSTEMS = ["myqueue", "redis", "nats", "kafka", "postgres"]
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts and short runs (about 2-3 minutes)")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
+    parser.add_argument("--workloads", default=",".join(map(str, WORKLOADS)), help="comma-separated subset of 1..7")
+    parser.add_argument("--dsn", default=os.environ.get("MYQUEUE_BENCH_DSN"),
+                        help="PostgreSQL for myqueue-pg and raw PostgreSQL (default $MYQUEUE_BENCH_DSN, else a private server)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="py-spy speedscope profiles of myqueue's broker/primary during its workloads")
+    args = parser.parse_args(argv)
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = set(systems) - set(SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems: {sorted(unknown)}")
+    settings = Settings.make(args.quick, {int(w) for w in args.workloads.split(",") if w})
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    facts = report.machine_facts()
+    facts["command"] = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    versions: dict = {}
+    rows: list[Row] = []
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="mq-peer-bench-"))
+    os.chmod(workdir, 0o755)  # the private PostgreSQL runs as the postgres user below it
+
+    def phase(name: str, fn, *fn_args) -> None:
+        t0 = time.monotonic()
+        print(f"[{t0 - started:6.1f} s] {name} ...", file=sys.stderr, flush=True)
+        try:
+            got = fn(*fn_args)
+        except Exception as e:  # noqa: BLE001 - one system failing must not end the run
+            got = [failed(name, min(settings.workloads), e)]
+        rows.extend(got)
+        print(f"[{time.monotonic() - started:6.1f} s] {name}: {len(got)} rows in {time.monotonic() - t0:.0f} s",
+              file=sys.stderr, flush=True)
+
+    def version_of(name: str, fn, *fn_args) -> None:
+        try:
+            versions.update(fn(*fn_args))
+        except Exception as e:  # noqa: BLE001
+            versions[name] = f"unknown ({e})"
+
+    try:
+        if "myqueue" in systems:
+            from .peers import myqueue
+
+            version_of("myqueue", myqueue.version)
+            phase("myqueue memory", myqueue.run, settings, workdir, "memory", None, args.profile)
+        if "redis" in systems:
+            from .peers import redis
+
+            version_of("redis", redis.version)
+            phase("redis", redis.run, settings, workdir)
+        if "nats" in systems:
+            from .peers import nats
+
+            version_of("nats", nats.version)
+            phase("nats", nats.run, settings, workdir)
+        if "kafka" in systems:
+            from .peers import kafka
+
+            version_of("kafka", kafka.version)
+            phase("kafka", kafka.run, settings, workdir)
+        needs_pg = ("postgres" in systems and 5 in settings.workloads) or (
+            "myqueue" in systems and settings.workloads & {2, 5, 6})
+        if needs_pg:
+            dsn = args.dsn or _private_postgres(workdir)
+            from .peers import postgres
+
+            version_of("postgresql", postgres.version, dsn)
+            if "myqueue" in systems:
+                from .peers import myqueue
+
+                phase("myqueue postgres", myqueue.run, settings, workdir, "postgres", dsn, args.profile)
+            if "postgres" in systems:
+                phase("postgres", postgres.run, settings, dsn)
+    except KeyboardInterrupt:
+        print("interrupted: stopping everything the bench started", file=sys.stderr, flush=True)
+        _cleanup(workdir)
+        return 130
+    _cleanup(workdir)
+
+    facts["loadavg_end"] = os.getloadavg()
+    facts["duration_s"] = round(time.monotonic() - started, 1)
+    facts["versions"] = versions
+    facts["warnings"] = procs.warnings
+    results = report.targets(rows)
+    print()
+    print(f"{facts['command']}  ({'quick' if settings.quick else 'full'} mode)  {facts['date_utc']}")
+    print(f"{facts['cpu_count']} x {facts['cpu_model']}, {facts['memory_gib']} GiB, {facts['os']}, Python {facts['python']}; "
+          f"load average {facts['loadavg_start'][0]:.1f} at start, {facts['loadavg_end'][0]:.1f} at end; {facts['duration_s']} s")
+    print("versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()))
+    print()
+    print(report.table(rows))
+    print()
+    print(report.format_targets(results))
+    for warning in procs.warnings:
+        print(f"warning: {warning}")
+    if args.profile and args.profile.is_dir():
+        print()
+        for path in sorted(args.profile.glob("*.json")):
+            try:
+                print(profile.summary(path, top=12))
+            except (OSError, ValueError, KeyError) as e:
+                print(f"{path.name}: unreadable ({e})")
+    settings_doc = {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(settings).items()}
+    report.write_json(args.out, facts, settings_doc, rows, results)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def _private_postgres(workdir: Path) -> str:
+    from myqueue.cluster.postgres import PrivatePostgres
+
+    server = PrivatePostgres(workdir / "pg")
+    procs.on_exit("private PostgreSQL", server.stop)
+    server.start()
+    return server.dsn
+
+
+def _cleanup(workdir: Path) -> None:
+    for error in procs.stop_all():
+        procs.warn(error)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

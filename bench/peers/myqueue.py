@@ -1,0 +1,390 @@
+"""myqueue itself, the real product: ``myqueue cluster up`` (tests/localcluster.LocalCluster: primary,
+replica, three brokers) in memory mode and in PostgreSQL mode.
+
+Rows through the client library (``Producer.send_batch`` x1000, ``Producer.send`` with its linger,
+``Consumer.poll``) and, as a second row, raw framed batches over HTTP with one ``requests.Session``
+(what the broker can take without the client library's per-record Python work). Workload 6 is the
+seed's per-message JSON path through the managers (two HTTP hops); workload 7 reads VmRSS of the
+broker PIDs the supervisor's control API reports.
+"""
+
+import secrets
+import shutil
+import struct
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+from myqueue import Consumer, Producer
+from myqueue.core import framing
+from tests.localcluster import LocalCluster
+
+from .. import procs, profile
+from ..workloads import (
+    MSG_BYTES,
+    PAYLOAD,
+    WORKLOADS,
+    LatencyProbe,
+    Row,
+    Settings,
+    bounded,
+    failed,
+    parallel_processes,
+    throughput,
+)
+
+TIMEOUT = 30
+
+
+class Cluster:
+    """A LocalCluster plus the calls the workloads need; stopped by ``procs.stop_all`` too."""
+
+    def __init__(self, workdir: Path, store: str, dsn: str | None):
+        self.workdir = workdir / f"myqueue-{store}"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.local = LocalCluster(self.workdir, store=store, brokers=3, dsn=dsn)
+        self.stop = procs.on_exit(f"myqueue cluster ({store})", self.local.stop)
+        self.local.start()
+        self.session = requests.Session()
+        self.suffix = f"R{secrets.token_hex(2)}"  # a shared --dsn database may hold earlier runs' topics
+
+    def post(self, url: str, body: dict):
+        response = self.session.post(url, json=body, timeout=TIMEOUT)
+        response.raise_for_status()
+        return response.json()["message"]
+
+    def add_topic(self, base: str, partitions: int = 1) -> str:
+        """Create topic ``base`` + this run's suffix with partitions P1..Pn; returns its name."""
+        topic = base + self.suffix
+        names = [f"P{i + 1}" for i in range(partitions)]
+        for part in names:
+            self.post(self.local.primary_url + "/topics/add", {"topic": topic, "part": part})
+        deadline = time.monotonic() + 30  # the replica serves consumers from its synced view
+        while topic not in self.session.get(self.local.replica_url + "/topics", timeout=TIMEOUT).json()["message"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica does not know topic {topic} after 30 s")
+            time.sleep(0.05)
+        return topic
+
+    def owner(self, topic: str, partition: str) -> tuple[str, str]:
+        """(broker name, broker address) hosting a partition."""
+        meta = self.session.get(self.local.primary_url + "/v1/metadata", timeout=TIMEOUT).json()["message"]
+        broker = next(p["broker"] for p in meta["topics"][topic] if p["partition"] == partition)
+        return broker, meta["brokers"][broker]["address"]
+
+    def pid(self, name: str) -> int:
+        return self.local.pid(name)
+
+    def producer(self, **kwargs) -> Producer:
+        return Producer(procs.HOST, self.local.primary_port, self.local.replica_port, **kwargs)
+
+    def consumer(self, spec: str, **kwargs) -> Consumer:
+        return Consumer(spec, host=procs.HOST, primary_port=self.local.primary_port,
+                        replica_port=self.local.replica_port, **kwargs)
+
+
+def version() -> dict:
+    from importlib.metadata import version as dist_version
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[2], check=False, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "myqueue"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[2], check=False, timeout=10).stdout.strip()
+    return {"myqueue": f"{dist_version('myqueue')} (git {commit or '?'}{', myqueue/ modified' if dirty else ''})"}
+
+
+# --- shared steps ---------------------------------------------------------------------------------
+def _raw_step(session: requests.Session, address: str, topic: str, partition: str, batch: int):
+    body = framing.encode_batch([PAYLOAD] * batch)
+    url = f"{address}/v1/partitions/{topic}/{partition}/records"
+    headers = {"Content-Type": framing.BATCH_CONTENT_TYPE}
+
+    def step() -> int:
+        response = session.post(url, data=body, headers=headers, timeout=TIMEOUT)
+        response.raise_for_status()
+        return response.json()["message"]["count"]
+
+    return step
+
+
+def _send_batch_step(producer: Producer, topic: str, partition: str, batch: int):
+    records = [PAYLOAD] * batch
+
+    def step() -> int:
+        return len(producer.send_batch(topic, partition, records))
+
+    return step
+
+
+def _send_each(producer: Producer, topic: str, partition: str, count: int, time_limit: float) -> tuple[int, float]:
+    """``Producer.send`` per message (its sender thread batches with linger), then flush; every
+    future checked after the clock stopped."""
+    futures = []
+    started = time.perf_counter()
+    while len(futures) < count and (len(futures) % 1000 or time.perf_counter() - started < time_limit):
+        futures.append(producer.send(topic, PAYLOAD, partition=partition))
+    producer.flush(TIMEOUT * 4)
+    secs = time.perf_counter() - started
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(futures)} sends failed: {errors[0]!r}")
+    return len(futures), secs
+
+
+def _poll_all(consumer: Consumer, expected: int, time_limit: float) -> tuple[int, float]:
+    got = 0
+    started = time.perf_counter()
+    while got < expected and time.perf_counter() - started < time_limit:
+        got += len(consumer.poll(timeout=1.0))
+    return got, time.perf_counter() - started
+
+
+_NEXT = struct.Struct("<4sQQI")
+
+
+def _raw_fetch(address: str, topic: str, partition: str, expected: int, time_limit: float) -> tuple[int, float]:
+    """Fetch loop without the client library: bytes only, the next offset read from the set header."""
+    session = requests.Session()
+    url = f"{address}/v1/partitions/{topic}/{partition}/records"
+    offset = 0
+    started = time.perf_counter()
+    while offset < expected and time.perf_counter() - started < time_limit:
+        response = session.get(url, params={"offset": offset, "max_records": 10_000}, timeout=TIMEOUT)
+        response.raise_for_status()
+        offset = _NEXT.unpack_from(response.content)[2]
+    return offset, time.perf_counter() - started
+
+
+def _guard(rows: list[Row], system: str, workload: int, fn, *args, **kwargs) -> None:
+    """Run one workload; a failure becomes a FAILED row instead of ending the run."""
+    try:
+        result = fn(*args, **kwargs)
+        rows.extend(result if isinstance(result, list) else [result])
+    except Exception as e:  # noqa: BLE001
+        rows.append(failed(system, workload, e))
+
+
+# --- the runs -------------------------------------------------------------------------------------
+def run(settings: Settings, workdir: Path, store: str, dsn: str | None, profile_dir: Path | None) -> list[Row]:
+    sysname = "myqueue-mem" if store == "memory" else "myqueue-pg"
+    w = settings.workloads
+    wanted = w & ({1, 2, 3, 4, 6, 7} if store == "memory" else {2, 5, 6})
+    if not wanted:
+        return []
+    rows: list[Row] = []
+    try:
+        cluster = Cluster(workdir, store, dsn)
+    except Exception as e:  # noqa: BLE001
+        return [failed(sysname, n, f"cluster up failed: {e}") for n in sorted(wanted)]
+    prof = _Profiler(profile_dir, cluster, sysname)
+    try:
+        if 7 in wanted:
+            _guard(rows, sysname, 7, _memory, cluster, settings, sysname)
+        warm = cluster.add_topic("Warm")
+        with cluster.producer() as producer:
+            bounded(_send_batch_step(producer, warm, "P1", settings.batch), 20_000, 5)
+        if 1 in wanted:
+            _guard(rows, sysname, 1, _produce, cluster, settings, sysname, 1, prof)
+        if 5 in wanted:
+            _guard(rows, sysname, 5, _produce, cluster, settings, sysname, 5, prof)
+        if 2 in wanted:
+            _guard(rows, sysname, 2, _consume, cluster, settings, sysname, prof)
+        if 3 in wanted:
+            _guard(rows, sysname, 3, _latency, cluster, settings, sysname, prof)
+        if 4 in wanted:
+            _guard(rows, sysname, 4, _parallel, cluster, settings, sysname)
+        if 6 in wanted:
+            _guard(rows, sysname, 6, _seed, cluster, settings, sysname, prof)
+    finally:
+        try:
+            cluster.stop()
+        except Exception as e:  # noqa: BLE001 - reported, the other systems still run
+            procs.warn(f"{sysname}: stopping the cluster: {e}")
+        shutil.rmtree(cluster.workdir, ignore_errors=True)
+    return rows
+
+
+class _Profiler:
+    """py-spy on the broker hosting a partition (and the primary for the seed path), when asked."""
+
+    def __init__(self, directory: Path | None, cluster: Cluster, sysname: str):
+        self.directory, self.cluster, self.sysname = directory, cluster, sysname
+
+    def broker(self, name: str, topic: str, partition: str = "P1"):
+        if self.directory is None:
+            return profile.record(None, None)
+        broker, _ = self.cluster.owner(topic, partition)
+        return profile.record(self.cluster.pid(broker), self.directory / f"{self.sysname}-{name}-{broker}.json")
+
+    def process(self, name: str, process: str):
+        if self.directory is None:
+            return profile.record(None, None)
+        return profile.record(self.cluster.pid(process), self.directory / f"{self.sysname}-{name}-{process}.json")
+
+
+def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, prof: _Profiler) -> list[Row]:
+    rows = []
+    tag = "W1" if workload == 1 else "W5"
+    topic_b, topic_s, topic_r = (cluster.add_topic(f"{tag}{x}") for x in ("batch", "send", "raw"))
+    with cluster.producer() as producer:
+        with prof.broker(f"w{workload}-send_batch", topic_b):
+            sent, secs = bounded(_send_batch_step(producer, topic_b, "P1", settings.batch), settings.produce_n,
+                                 settings.time_limit)
+        rows.append(throughput(f"{sysname}/send_batch", workload, sent, secs,
+                               f"Producer.send_batch x{settings.batch}, blocking, 1 request in flight"))
+    if workload == 1:
+        with cluster.producer() as producer:
+            with prof.broker("w1-send", topic_s):
+                sent, secs = _send_each(producer, topic_s, "P1", settings.produce_n, settings.time_limit)
+            rows.append(throughput(f"{sysname}/send", workload, sent, secs,
+                                   "Producer.send per message (linger 2 ms, 10k/batch), flush awaited"))
+    _, address = cluster.owner(topic_r, "P1")
+    with prof.broker(f"w{workload}-raw", topic_r):
+        sent, secs = bounded(_raw_step(requests.Session(), address, topic_r, "P1", settings.batch),
+                             settings.produce_n, settings.time_limit)
+    rows.append(throughput(f"{sysname}/raw-http", workload, sent, secs,
+                           f"framed batch x{settings.batch} per POST, requests.Session, 1 in flight"))
+    return rows
+
+
+def _consume(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -> list[Row]:
+    topic = cluster.add_topic("W2")
+    _, address = cluster.owner(topic, "P1")
+    loaded, _ = bounded(_raw_step(requests.Session(), address, topic, "P1", settings.batch), settings.consume_n, 120)
+    rows = []
+    with cluster.consumer(f"{topic}:P1", start="earliest", max_records=10_000) as consumer:
+        with prof.broker("w2-poll", topic):
+            got, secs = _poll_all(consumer, loaded, settings.time_limit * 3)
+    rows.append(throughput(f"{sysname}/Consumer.poll", 2, got, secs,
+                           f"no group, from earliest, max_records=10000, of {loaded} msgs"))
+    got, secs = _raw_fetch(address, topic, "P1", loaded, settings.time_limit * 3)
+    rows.append(throughput(f"{sysname}/raw-http", 2, got, secs,
+                           "GET records max_records=10000, bytes only (no per-record decode)"))
+    return rows
+
+
+def _latency(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -> Row:
+    topic = cluster.add_topic("W3")
+    probe = LatencyProbe(settings.latency_rate, settings.latency_s)
+    stop = threading.Event()
+    consumer = cluster.consumer(f"{topic}:P1", start="latest")
+
+    def receive() -> None:
+        while not stop.is_set():
+            probe.arrived([r.value for r in consumer.poll(timeout=0.2)])
+
+    thread = threading.Thread(target=receive, name="w3-consumer", daemon=True)
+    thread.start()
+    try:
+        with cluster.producer() as producer:
+            probe.prime(lambda payload: producer.send(topic, payload, partition="P1").result(TIMEOUT))
+            with prof.broker("w3-latency", topic):
+                probe.run(lambda payload: producer.send(topic, payload, partition="P1"))
+    finally:
+        stop.set()
+        thread.join(5)
+        consumer.close()
+    return probe.row(f"{sysname}/send+poll", "Producer.send (linger 2 ms) -> Consumer.poll (long-poll)")
+
+
+def _parallel_producer(go, host: str, primary_port: int, replica_port: int, topic: str, index: int, count: int,
+                       batch: int, time_limit: float) -> tuple[int, float, float]:
+    records = [PAYLOAD] * batch
+    partitions = [f"P{(index + i) % 8 + 1}" for i in range(8)]
+    with Producer(host, primary_port, replica_port) as producer:
+        producer.partitions(topic)
+        go()
+        sent, i = 0, 0
+        started = time.perf_counter()
+        while sent < count and time.perf_counter() - started < time_limit:
+            sent += len(producer.send_batch(topic, partitions[i % 8], records))
+            i += 1
+        return sent, started, time.perf_counter()
+
+
+def _parallel(cluster: Cluster, settings: Settings, sysname: str) -> Row:
+    topic = cluster.add_topic("W4", 8)
+    placement = Counter(cluster.owner(topic, f"P{i + 1}")[0] for i in range(8))
+    per = settings.parallel_n // 4
+    args = [(procs.HOST, cluster.local.primary_port, cluster.local.replica_port, topic, i, per, settings.batch,
+             settings.time_limit) for i in range(4)]
+    sent, secs = parallel_processes(_parallel_producer, args, settings.time_limit + 60)
+    spread = ", ".join(f"{b}:{n}" for b, n in sorted(placement.items()))
+    return throughput(f"{sysname}/send_batch", 4, sent, secs,
+                      f"3 brokers ({spread} partitions), 4 processes, send_batch x{settings.batch} round-robin")
+
+
+def _seed(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -> list[Row]:
+    topic = cluster.add_topic("Seed")
+    primary, replica = cluster.local.primary_url, cluster.local.replica_url
+    consumer_id = cluster.post(replica + "/consumer/register", {"topic": topic, "part": "P1"})
+    producer_ids = [cluster.post(primary + "/producer/register", {"topic": topic, "part": "P1"}) for _ in range(4)]
+    message = PAYLOAD.decode()
+
+    def produce(pid: int, count: int) -> int:
+        session = requests.Session()
+
+        def step() -> int:
+            response = session.post(f"{primary}/producer/produce", json={"producer_id": pid, "message": message},
+                                    timeout=TIMEOUT)
+            response.raise_for_status()
+            return 1
+
+        return bounded(step, count, settings.time_limit)[0]
+
+    rows = []
+    with prof.process("w6-seed-produce", "primary"):
+        started = time.perf_counter()
+        sent1 = produce(producer_ids[0], settings.seed_n)
+        secs1 = time.perf_counter() - started
+    rows.append(throughput(f"{sysname}/seed-http", 6, sent1, secs1,
+                           "POST /producer/produce per message, 1 client (closed loop), primary -> broker"))
+    started = time.perf_counter()
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda pid=pid: results.append(produce(pid, settings.seed_n // 4)))
+               for pid in producer_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(settings.time_limit + TIMEOUT)
+    secs4 = time.perf_counter() - started
+    rows.append(throughput(f"{sysname}/seed-http x4", 6, sum(results), secs4,
+                           "POST /producer/produce per message, 4 client threads"))
+    session = requests.Session()
+    total = sent1 + sum(results)
+
+    def take() -> int:
+        response = session.get(f"{replica}/consumer/consume", params={"consumer_id": consumer_id}, timeout=TIMEOUT)
+        response.raise_for_status()
+        return 1
+
+    got, secs = bounded(take, total, settings.time_limit)
+    rows.append(Row(f"{sysname}/seed-consume", WORKLOADS[6], got / secs, got / secs * MSG_BYTES / 1e6,
+                    notes="GET /consumer/consume per message, 1 client, replica -> broker take",
+                    extra={"messages": got, "seconds": round(secs, 3)}))
+    return rows
+
+
+def _memory(cluster: Cluster, settings: Settings, sysname: str) -> Row:
+    """Idle RSS of every broker right after start, then RSS of one broker after memory_n messages."""
+    processes = cluster.local.processes()
+    idle = {name: procs.rss_mb(info["pid"]) for name, info in processes.items() if info.get("pid")}
+    topic = cluster.add_topic("W7")
+    broker, address = cluster.owner(topic, "P1")
+    before = procs.rss_mb(cluster.pid(broker))
+    loaded, _ = bounded(_raw_step(requests.Session(), address, topic, "P1", settings.batch), settings.memory_n, 300)
+    after = procs.rss_mb(cluster.pid(broker))
+    payload_mb = loaded * MSG_BYTES / 2**20
+    brokers_idle = [v for k, v in idle.items() if processes[k]["role"] == "broker"]
+    ratio = (after - before) / payload_mb
+    others = ", ".join(f"{k} {v:.1f}" for k, v in sorted(idle.items()) if processes[k]["role"] != "broker")
+    return Row(sysname, WORKLOADS[7],
+               notes=(f"idle broker {max(brokers_idle):.1f} MB (max of {len(brokers_idle)}; {others} MB); "
+                      f"{loaded} msgs: {after:.1f} MB RSS (+{after - before:.1f} MB = {ratio:.2f}x payload)"),
+               extra={"rss_idle_mb": round(max(brokers_idle), 1), "rss_idle_all_mb": {k: round(v, 1) for k, v in idle.items()},
+                      "rss_before_load_mb": round(before, 1), "rss_loaded_mb": round(after, 1), "messages": loaded,
+                      "loaded_over_payload": round(ratio, 2)})

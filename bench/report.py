@@ -1,0 +1,137 @@
+"""The table, the issue's targets next to the measured ratios, machine facts and the JSON file."""
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from .workloads import WORKLOADS, Row
+
+# (label, numerator (system, workload), denominator (system, workload) or None, kind, target)
+# kind "ratio": numerator msgs/s over denominator msgs/s >= target; "p99": p99_ms <= target;
+# "rate": msgs/s >= target; "rss_idle"/"rss_ratio": from the memory row's extra.
+TARGETS = [
+    ("(1) memory produce vs Redis pipelined (redis-py)", ("myqueue-mem/send_batch", 1), ("redis/redis-py", 1), "ratio", 3.0),
+    ("(1) memory produce vs NATS JetStream async publish", ("myqueue-mem/send_batch", 1), ("nats-mem/nats-py", 1), "ratio", 10.0),
+    ("(1) stretch: memory produce vs redis-benchmark native", ("myqueue-mem/send_batch", 1), ("redis/redis-benchmark", 1), "ratio", 1.0),
+    ("(1) raw HTTP batches vs Redis pipelined (redis-py)", ("myqueue-mem/raw-http", 1), ("redis/redis-py", 1), "ratio", 3.0),
+    ("(2) consume catch-up (Consumer.poll) vs Redis XREAD COUNT 1000", ("myqueue-mem/Consumer.poll", 2), ("redis/redis-py", 2), "ratio", 1.0),
+    ("(3) e2e p99 at 5,000 msgs/s (ms)", ("myqueue-mem/send+poll", 3), None, "p99", 5.0),
+    ("(5) persistent produce vs raw PostgreSQL, same layout", ("myqueue-pg/send_batch", 5), ("postgres/blob-row", 5), "ratio", 0.5),
+    ("(5) persistent produce vs Redis appendfsync always", ("myqueue-pg/send_batch", 5), ("redis-aof-always/redis-py", 5), "ratio", 2.0),
+    ("(6) seed per-message produce, memory (msgs/s)", ("myqueue-mem/seed-http", 6), None, "rate", 1000.0),
+    ("(6) seed per-message produce, PostgreSQL (msgs/s)", ("myqueue-pg/seed-http", 6), None, "rate", 1000.0),
+    ("(7) idle broker RSS (MB)", ("myqueue-mem", 7), None, "rss_idle", 60.0),
+    ("(7) 1 M in-memory msgs: RSS growth / payload bytes", ("myqueue-mem", 7), None, "rss_ratio", 2.0),
+]
+
+
+def _find(rows: list[Row], system: str, workload: int) -> Row | None:
+    return next((r for r in rows if r.system == system and r.workload == WORKLOADS[workload]), None)
+
+
+def targets(rows: list[Row]) -> list[dict]:
+    out = []
+    for label, (num_sys, num_w), den, kind, target in TARGETS:
+        num = _find(rows, num_sys, num_w)
+        value, ok = None, None
+        if kind == "ratio":
+            d = _find(rows, *den)
+            if num and d and num.msgs_per_s and d.msgs_per_s:
+                value = num.msgs_per_s / d.msgs_per_s
+        elif kind == "p99" and num and num.p99_ms is not None and not math.isnan(num.p99_ms):
+            value = num.p99_ms
+        elif kind == "rate" and num and num.msgs_per_s:
+            value = num.msgs_per_s
+        elif kind == "rss_idle" and num:
+            value = num.extra.get("rss_idle_mb")
+        elif kind == "rss_ratio" and num:
+            value = num.extra.get("loaded_over_payload")
+        if value is not None:
+            ok = value <= target if kind in ("p99", "rss_idle", "rss_ratio") else value >= target
+        out.append({"target": label, "measured": value, "goal": target, "kind": kind, "met": ok})
+    return out
+
+
+def format_targets(results: list[dict]) -> str:
+    lines = []
+    for t in results:
+        if t["measured"] is None:
+            lines.append(f"{t['target']}: not measured")
+            continue
+        if t["kind"] == "ratio":
+            shown, goal = f"{t['measured']:.2f}x", f">= {t['goal']:g}x"
+        elif t["kind"] in ("p99", "rss_idle"):
+            shown, goal = f"{t['measured']:.1f}", f"<= {t['goal']:g}"
+        elif t["kind"] == "rss_ratio":
+            shown, goal = f"{t['measured']:.2f}x", f"<= {t['goal']:g}x"
+        else:
+            shown, goal = f"{t['measured']:,.0f}", f">= {t['goal']:,.0f}"
+        lines.append(f"{t['target']}: {shown} (target {goal}) {'met' if t['met'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def table(rows: list[Row]) -> str:
+    order = {name: i for i, name in enumerate(WORKLOADS.values())}
+    rows = sorted(rows, key=lambda r: order.get(r.workload, 99))
+    head = f"{'workload':<24} {'system':<28} {'msgs/s':>11} {'MB/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}  notes"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.workload:<24} {r.system:<28} {_num(r.msgs_per_s):>11} {_num(r.mb_per_s, 1):>7} "
+                     f"{_num(r.p50_ms, 2):>8} {_num(r.p99_ms, 2):>8} {_num(r.p999_ms, 2):>9}  {r.notes}")
+    return "\n".join(lines)
+
+
+def machine_facts() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                  if line.startswith("model name")), platform.processor())
+    mem_kb = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
+                   if line.startswith("MemTotal:")), 0)
+    os_name = next((line.split("=", 1)[1].strip('"') for line in _read("/etc/os-release").splitlines()
+                    if line.startswith("PRETTY_NAME=")), platform.system())
+    return {
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "os": os_name,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def write_json(path: Path, facts: dict, settings: dict, rows: list[Row], target_results: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"machine": facts, "settings": settings, "rows": [r.as_dict() for r in rows],
+                "targets": target_results}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_clean(document), indent=2, allow_nan=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _clean(value):
+    """NaN/inf become null (strict JSON); floats rounded to what the figures can carry."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else round(value, 4)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
