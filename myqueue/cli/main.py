@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from myqueue.client.errors import MyQueueError
 from myqueue.client.logfiles import IncompatibleLogFile
 
-from . import brokers, cluster, consume, produce, topics
+from . import brokers, cluster, consume, produce, topics, verify
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myqueue", description="A sharded, distributed log queue.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (produce, consume, topics, brokers, cluster):
+    for command in (produce, consume, topics, brokers, cluster, verify):
         command.register(subparsers)
     return parser
 

@@ -4,6 +4,10 @@ Loopback only and behind a bearer token (``MYQUEUE_LAUNCHER_TOKEN``), so the std
 HTTP server is enough: a handful of requests per cluster lifetime, never on the data path. The
 routes and envelopes are documented in docs/http-api.md ("Local supervisor control API"). What
 starting and stopping means is left to a ``Launcher`` (the supervisor).
+
+Fault injection (``myqueue verify --faults restart-postgres``) adds ``POST /postgres/stop`` and
+``POST /postgres/start``: stop (fast mode) or start the supervisor's private PostgreSQL, answering
+once it is down or accepts connections; 404 NOT_FOUND when the launcher runs none.
 """
 
 import hmac
@@ -32,6 +36,8 @@ class Launcher(Protocol):
     def start_broker(self, name: object) -> dict[str, str]: ...
 
     def stop_broker(self, name: str) -> None: ...
+
+    # Optional: ``stop_postgres()`` and ``start_postgres()`` when it owns a private PostgreSQL.
 
 
 class ControlServer:
@@ -113,6 +119,14 @@ class _Handler(BaseHTTPRequestHandler):
             _require(method, "DELETE")
             launcher.stop_broker(path.removeprefix("/brokers/"))
             return HTTPStatus.OK, f"stopped {path.removeprefix('/brokers/')}"
+        if path in ("/postgres/stop", "/postgres/start"):
+            _require(method, "POST")
+            action = path.removeprefix("/postgres/")
+            operation = getattr(launcher, f"{action}_postgres", None)
+            if operation is None:
+                raise Refusal(Reason.NOT_FOUND, "this launcher runs no PostgreSQL")
+            operation()
+            return HTTPStatus.OK, f"PostgreSQL {'stopped' if action == 'stop' else 'started'}"
         raise Refusal(Reason.NOT_FOUND, f"no route {path or '/'}")
 
     def _json_body(self) -> dict[str, object]:

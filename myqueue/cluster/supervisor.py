@@ -21,8 +21,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
 
-import requests
-
 from myqueue.core import defaults as core_defaults
 from myqueue.core.names import validate_broker_name
 from myqueue.core.reasons import Reason
@@ -81,8 +79,9 @@ class Supervisor:
         self._stop_requested = threading.Event()
         self._starting = False
         self._shutting_down = False
-        self._session = requests.Session()
+        self._session = probes.session()
         self._postgres: PrivatePostgres | None = None
+        self._postgres_lock = threading.Lock()  # one start/stop of the private PostgreSQL at a time
         self._dsn = config.dsn
         self._control: ControlServer | None = None
         self._primary: ManagedChild | None = None
@@ -227,7 +226,8 @@ class Supervisor:
             self._control.stop()
         if self._postgres is not None:
             try:
-                self._postgres.stop()
+                with self._postgres_lock:
+                    self._postgres.stop()
             except Exception as error:
                 log.error("could not stop the private PostgreSQL: %s", error)
         if self.config.state_file is not None:
@@ -271,6 +271,28 @@ class Supervisor:
         child.stop(self.config.grace_s)
         log.info("stopped %s", name)
 
+    def stop_postgres(self) -> None:
+        """Stop the private PostgreSQL (fault injection: the services stay up and must cope)."""
+        with self._postgres_lock:
+            postgres = self._owned_postgres()
+            log.info("stopping the private PostgreSQL on request")
+            _as_refusal(postgres.stop)
+
+    def start_postgres(self) -> None:
+        """Start the private PostgreSQL again (a no-op when it runs) and wait until it is ready."""
+        with self._postgres_lock:
+            postgres = self._owned_postgres()
+            log.info("starting the private PostgreSQL on request")
+            _as_refusal(postgres.start)
+
+    def _owned_postgres(self) -> PrivatePostgres:
+        with self._lock:
+            if self._shutting_down:
+                raise Refusal(Reason.UNAVAILABLE, "the local cluster is shutting down")
+        if self._postgres is None:
+            raise Refusal(Reason.NOT_FOUND, "this cluster runs no private PostgreSQL (memory store or --dsn)")
+        return self._postgres
+
     def _unused_port(self) -> int:
         """A free port no child of ours was given (callers hold ``_lock``)."""
         taken = {self.config.primary_port, self.config.replica_port, *self._broker_ports.values()}
@@ -288,7 +310,7 @@ class Supervisor:
         """Tell a restarted primary about the brokers that kept running (memory mode forgets them)."""
         primary_url = url(self.config.host, self.config.primary_port)
         deadline = time.monotonic() + defaults.STARTUP_TIMEOUT_S
-        with requests.Session() as session:  # sessions are not shared across threads
+        with probes.session() as session:  # sessions are not shared across threads
             while not probes.is_ready(session, primary_url):
                 if time.monotonic() > deadline or self._stop_requested.wait(defaults.POLL_INTERVAL_S):
                     return
@@ -299,3 +321,11 @@ class Supervisor:
                     probes.register_broker(session, primary_url, name, address)
                 except probes.ProbeError as error:
                     log.warning("could not re-register %s with the restarted primary: %s", name, error)
+
+
+def _as_refusal(operation: Callable[[], None]) -> None:
+    """Run a PostgreSQL operation; its failure becomes a 503 the control API can answer."""
+    try:
+        operation()
+    except PostgresError as error:
+        raise Refusal(Reason.UNAVAILABLE, str(error)) from error

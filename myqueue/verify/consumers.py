@@ -1,0 +1,128 @@
+"""The two kinds of consumer a verify run registers, and their loops, each recording what it gets.
+
+A fast-path consumer is a ``Consumer`` group reading the brokers directly from ``latest``; a
+seed-path consumer is one seed consumer id per topic at the replica, read through
+``GET /consumer/consume`` and never resent (the seed's consume is at-most-once when a reply is
+lost, so a retry cannot help). Both record each delivery with its partition and offset in a
+``ConsumerLog`` that only their own thread writes. Every loop ends when the run's stop event is set.
+"""
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from myqueue.client import ApiHandler, Consumer
+from myqueue.client.address import Managers
+from myqueue.client.errors import MyQueueError, NoMessage
+from myqueue.client.metadata import Metadata, partition_url
+from myqueue.client.transport import Backoff, Transport
+from myqueue.core import defaults
+
+from .history import Delivery, TopicPartition
+from .values import value_id
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2  # one fast-path poll
+IDLE_ROUNDS_CAP = 6  # an idle seed consumer's backoff stops growing after this many empty rounds
+SEED_GROUP = defaults.SEED_GROUP_PREFIX + "c{id}"  # the broker group of seed consumer {id} (manager/state.py)
+
+Position = tuple[str, str, int, str]  # topic, partition, offset, value
+
+
+@dataclass
+class ConsumerLog:
+    """One consumer's subscription and deliveries, written only by its thread."""
+
+    name: str
+    subscription: dict[TopicPartition, int]
+    deliveries: list[Delivery] = field(default_factory=list)
+    received: set[Position] = field(default_factory=set)
+    errors: Counter = field(default_factory=Counter)
+    last_delivery: float = 0.0
+
+    def record(self, topic: str, partition: str, offset: int, value: str) -> None:
+        self.deliveries.append(Delivery(self.name, topic, partition, offset, value))
+        self.received.add((topic, partition, offset, value))
+        self.last_delivery = time.monotonic()
+
+
+def open_fast(
+    name: str, topics: list[str], group: str, broker: str, replica_port: int | None, timeout: float
+) -> tuple[Consumer, ConsumerLog]:
+    """A fast-path group from ``latest``; its subscription is where it starts on each partition."""
+    consumer = Consumer(topics, group=group, start="latest", host=broker, replica_port=replica_port, timeout=timeout)
+    return consumer, ConsumerLog(name, consumer.positions())
+
+
+def open_seed(
+    name: str, partitions: list[TopicPartition], managers: Managers, broker: str, replica_port: int | None,
+    timeout: float,
+) -> tuple[list[int], ConsumerLog]:
+    """One seed consumer id per topic (the seed API subscribes to a topic), registered at the replica;
+    its subscription is the position the replica set on each partition's broker."""
+    topics = list(dict.fromkeys(topic for topic, _ in partitions))
+    api = ApiHandler(broker, readonly=replica_port, timeout=timeout)
+    transport = Transport(timeout=timeout)
+    metadata = Metadata(transport, [managers.replica, managers.primary])
+
+    def position(topic: str, partition: str, group: str) -> int:
+        def get(broker_url: str) -> dict:
+            return transport.json("GET", partition_url(broker_url, topic, partition, f"/positions/{group}"))["message"]
+
+        offset = metadata.call_owner(topic, partition, get, retries=defaults.CLIENT_RETRIES)["offset"]
+        return 0 if offset is None else offset
+
+    try:
+        ids = {topic: api.reg_consumer(topic) for topic in topics}
+        subscription = {(t, p): position(t, p, SEED_GROUP.format(id=ids[t])) for t, p in partitions}
+    finally:
+        api.close()
+        transport.close()
+    return list(ids.values()), ConsumerLog(f"{name}[ids {','.join(map(str, ids.values()))}]", subscription)
+
+
+def run_fast(consumer: Consumer, log_: ConsumerLog, size: int, stop: threading.Event) -> None:
+    """Poll until ``stop``; a failure is counted and the poll retried (positions stay in the consumer)."""
+    while not stop.is_set():
+        try:
+            records = consumer.poll(POLL_S)
+        except Exception as error:  # noqa: BLE001 - counted and reported; the consumer must keep going
+            log_.errors[type(error).__name__] += 1
+            log.warning("%s: poll failed: %s", log_.name, error)
+            stop.wait(POLL_S)
+            continue
+        for r in records:
+            log_.record(r.topic, r.partition, r.offset, value_id(r.value.decode("utf-8", "replace"), size))
+
+
+def run_seed(ids: list[int], log_: ConsumerLog, replica_url: str, size: int, timeout: float,
+             stop: threading.Event) -> None:
+    """GET /consumer/consume for each id, round-robin, until ``stop``; idle rounds back off."""
+    url = f"{replica_url}/consumer/consume"
+    idle = Backoff(defaults.CLIENT_BACKOFF_S, defaults.CLIENT_IDLE_POLL_MAX_S)
+    transport = Transport(timeout=timeout, retries=0)
+    idle_rounds = 0
+    try:
+        while not stop.is_set():
+            got = False
+            for consumer_id in ids:
+                try:
+                    answer = transport.json("GET", url, params={"consumer_id": consumer_id})
+                    topic, _, partition = str(answer["topic"]).partition(":")
+                    offset, value = int(answer["offset"]), str(answer["message"])
+                except NoMessage:
+                    continue
+                except (MyQueueError, KeyError, TypeError, ValueError) as error:
+                    log_.errors[type(error).__name__] += 1
+                    log.warning("%s: consume for id %d failed: %s", log_.name, consumer_id, error)
+                    continue
+                log_.record(topic, partition, offset, value_id(value, size))
+                got = True
+            idle_rounds = 0 if got else min(idle_rounds + 1, IDLE_ROUNDS_CAP)
+            if not got:
+                stop.wait(idle.delay(idle_rounds))
+    finally:
+        transport.close()
