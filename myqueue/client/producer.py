@@ -11,16 +11,20 @@ records of one partition are stored in the order ``send`` was called.
 Idempotence (on by default, Kafka's design): every batch carries the producer's id and the
 sequence number of its first record on that partition; the broker stores a batch once and answers
 a resend of its last batch with the original offsets. So a batch whose outcome is unknown (a
-timeout, a connection dropped after the request was sent) is simply resent. If a batch finally
-fails, the partition's producer id moves to a new epoch (``<id>.<epoch>``, sequence 0), so the next
-batch is never mistaken for the failed one.
+timeout, a connection dropped after the request was sent) is simply resent — with the same
+sequence, after a metadata refresh and a backoff, until ``delivery_timeout`` seconds after its
+first try (Kafka's ``delivery.timeout.ms``), long enough to ride out a broker restart or pause. If
+it still fails, its futures fail with ``RequestTimeout`` when any try's outcome was unknown (the
+batch may be stored: resending it from the application could store it twice) and with the last
+typed error otherwise; and the partition's producer id moves to a new epoch (``<id>.<epoch>``,
+sequence 0), so the next batch is never mistaken for the failed one.
 
-Retries: a batch refused with NOT_HERE, or whose broker cannot be reached or has none ready, was
-not stored; it is retried (metadata refresh, backoff) up to ``retries`` times, and so is a timeout
-when the producer is idempotent. With ``idempotent=False`` a timed-out batch is not resent: its
-futures fail with ``RequestTimeout`` rather than risk storing records twice. Every other failure
-fails the batch's futures with the typed error; ``flush``/``close`` wait for all futures but do not
-raise their errors.
+With ``idempotent=False``: a batch refused with NOT_HERE, or whose broker cannot be reached or has
+none ready, was not stored; it is retried up to ``retries`` times. A timed-out batch is not resent:
+its futures fail with ``RequestTimeout`` rather than risk storing records twice.
+
+Every other failure fails the batch's futures with the typed error; ``flush``/``close`` wait for
+all futures but do not raise their errors.
 """
 
 import threading
@@ -101,10 +105,12 @@ class Producer:
         retries: int = defaults.CLIENT_RETRIES,
         token: str | None = None,
         idempotent: bool = True,
+        delivery_timeout: float = defaults.PRODUCER_DELIVERY_TIMEOUT_S,
     ):
         managers = manager_urls(host, primary_port, replica_port)
         self.idempotent = idempotent
         self.producer_id = uuid.uuid4().hex
+        self._delivery_timeout = delivery_timeout
         self._transport = Transport(timeout=timeout, retries=retries, token=token)
         self._metadata = Metadata(self._transport, [managers.primary, managers.replica])
         self._partitioner = Partitioner()
@@ -302,14 +308,39 @@ class Producer:
                 raise ProtocolError(f"POST {url}: stored {count} records of {len(records)}")
             return base
 
-        retry_on = _RESENDABLE if self.idempotent else _NOT_STORED
+        if not self.idempotent:
+            return self._metadata.call_owner(topic, partition, post, retries=self._retries, retry_on=_NOT_STORED)
         try:
-            base = self._metadata.call_owner(topic, partition, post, retries=self._retries, retry_on=retry_on)
+            base = self._resend_until_stored(topic, partition, post)
         except BaseException:
-            if self.idempotent:  # the outcome may be unknown: never reuse this sequence
-                queue.epoch += 1
-                queue.next_sequence = 0
+            queue.epoch += 1  # this sequence may be stored: never reuse it
+            queue.next_sequence = 0
             raise
-        if self.idempotent:
-            queue.next_sequence += len(records)
+        queue.next_sequence += len(records)
         return base
+
+    def _resend_until_stored(self, topic: str, partition: str, post: Callable[[str], int]) -> int:
+        """Send one idempotent batch until stored or ``delivery_timeout`` passes (same sequence)."""
+        deadline = time.monotonic() + self._delivery_timeout
+        unknown: RequestTimeout | None = None
+        attempt = 0
+        while True:
+            try:
+                return post(self._metadata.broker_url(topic, partition))
+            except _RESENDABLE as error:
+                if isinstance(error, RequestTimeout):
+                    unknown = error
+                self._metadata.invalidate()
+                delay = self._transport.backoff.delay(attempt)
+                if time.monotonic() + delay <= deadline:
+                    time.sleep(delay)
+                    attempt += 1
+                    continue
+                final: MyQueueError = error
+            except MyQueueError as error:
+                final = error
+            if unknown is not None and not isinstance(final, RequestTimeout):
+                raise RequestTimeout(
+                    f"{topic}:{partition}: the batch may be stored (a try timed out); last error: {final}"
+                ) from final
+            raise final

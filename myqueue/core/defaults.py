@@ -33,6 +33,7 @@ BROKER_CALL_TIMEOUT_S = 10.0  # manager -> broker request timeout
 RECONCILE_INTERVAL_S = 1.0  # primary checks broker health and pushes assignments this often
 VIEW_LONG_POLL_S = 20.0  # replica <- primary long-poll of the cluster view
 BROKER_READY_TIMEOUT_S = 30.0  # how long /brokers/add waits for a new broker to become ready
+KUBERNETES_BROKER_START_TIMEOUT_S = 120.0  # --launcher kubernetes: Broker resource -> ready Pod (image pulls)
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
 CONSUMER_IDLE_TIMEOUT_S = 20.0  # the seed consumer stopped after 20 s without a message
 
@@ -41,6 +42,9 @@ PRODUCER_LINGER_MS = 2.0
 PRODUCER_BATCH_RECORDS = 10_000
 PRODUCER_BATCH_BYTES = 1024 * 1024
 CLIENT_TIMEOUT_S = 10.0
+# An idempotent producer resends a batch (same sequence) until this long after its first try,
+# like Kafka's delivery.timeout.ms: long enough to ride out a broker restart or pause.
+PRODUCER_DELIVERY_TIMEOUT_S = 60.0
 CLIENT_RETRIES = 5
 CLIENT_BACKOFF_S = 0.05  # first retry delay; doubles up to CLIENT_BACKOFF_MAX_S
 CLIENT_BACKOFF_MAX_S = 2.0

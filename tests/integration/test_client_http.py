@@ -269,10 +269,22 @@ def test_a_refusal_is_not_retried(stub, status, reason, error):
 
 def test_retries_run_out_into_the_typed_error(stub):
     stub.scripted.extend([(503, "UNAVAILABLE")] * 3)
-    with producer(stub, retries=2) as p:
+    with producer(stub, retries=2, idempotent=False) as p:
         with pytest.raises(errors.BrokerUnavailable):
             p.send_batch("T1", "P1", ["x"])
     assert len(stub.posts) == 3
+
+
+def test_an_idempotent_producer_resends_until_its_delivery_timeout(stub):
+    stub.scripted.extend([(503, "UNAVAILABLE")] * 1000)
+    with producer(stub, delivery_timeout=0.5) as p:
+        with pytest.raises(errors.BrokerUnavailable):
+            p.send_batch("T1", "P1", ["x"])
+    assert len(stub.posts) >= 3  # resent with backoff, then given up when the time ran out
+    stub.scripted.clear()
+    with producer(stub, delivery_timeout=30) as p:
+        stub.scripted.extend([(503, "UNAVAILABLE")] * 4)
+        assert p.send_batch("T1", "P1", ["y"])[0].offset == 0
 
 
 # --- timeouts and connection failures ---------------------------------------------------------------
