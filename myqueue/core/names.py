@@ -96,6 +96,11 @@ def validate_producer_id(value: object) -> str:
     return value
 
 
+def seed_group(consumer_id: int) -> str:
+    """The broker-side consumer group that holds a seed consumer's positions (the replica's naming)."""
+    return f"{defaults.SEED_GROUP_PREFIX}c{consumer_id}"
+
+
 def parse_id(value: object, what: str) -> int:
     """Producer/consumer ids: non-negative integers (JSON ints or decimal strings from a query)."""
     if isinstance(value, bool):

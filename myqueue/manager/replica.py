@@ -14,13 +14,13 @@ import threading
 import requests
 
 from myqueue.core import defaults
-from myqueue.core.names import validate_partition, validate_topic
+from myqueue.core.names import seed_group, validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.service.auth import auth_headers
 
 from .brokers import BrokerClient, BrokerLostPartition
-from .state import ConsumerRegistry, EventType, event, require_partition, require_topic, seed_group
+from .state import ConsumerRegistry, EventType, event, require_partition, require_topic
 from .store import MetaStore
 
 log = logging.getLogger(__name__)

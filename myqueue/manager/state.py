@@ -144,8 +144,3 @@ class ConsumerRegistry:
     def check_new(self) -> None:
         if len(self.consumers) >= defaults.MAX_CONSUMERS:
             raise Refusal(Reason.LIMIT_REACHED, f"{defaults.MAX_CONSUMERS} consumers are already registered")
-
-
-def seed_group(consumer_id: int) -> str:
-    """The broker-side consumer group that holds a seed consumer's positions."""
-    return f"{defaults.SEED_GROUP_PREFIX}c{consumer_id}"

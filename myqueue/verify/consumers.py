@@ -19,6 +19,7 @@ from myqueue.client.errors import MyQueueError, NoMessage
 from myqueue.client.metadata import Metadata, partition_url
 from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
+from myqueue.core.names import seed_group
 
 from .history import Delivery, TopicPartition
 from .values import value_id
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # one fast-path poll
 IDLE_ROUNDS_CAP = 6  # an idle seed consumer's backoff stops growing after this many empty rounds
-SEED_GROUP = defaults.SEED_GROUP_PREFIX + "c{id}"  # the broker group of seed consumer {id} (manager/state.py)
 
 Position = tuple[str, str, int, str]  # topic, partition, offset, value
 
@@ -77,7 +77,7 @@ def open_seed(
 
     try:
         ids = {topic: api.reg_consumer(topic) for topic in topics}
-        subscription = {(t, p): position(t, p, SEED_GROUP.format(id=ids[t])) for t, p in partitions}
+        subscription = {(t, p): position(t, p, seed_group(ids[t])) for t, p in partitions}
     finally:
         api.close()
         transport.close()

@@ -3,6 +3,7 @@
 import pytest
 
 from myqueue.core import defaults
+from myqueue.core.names import seed_group
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.manager.state import (
@@ -13,7 +14,6 @@ from myqueue.manager.state import (
     check_new_partition,
     event,
     next_round_robin,
-    seed_group,
 )
 
 
