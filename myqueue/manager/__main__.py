@@ -27,8 +27,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--store", choices=["memory", "postgres"], default=env("MYQUEUE_STORE", "memory"))
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: $MYQUEUE_DSN)")
     parser.add_argument("--primary-url", default=env("MYQUEUE_PRIMARY_URL"), help="replica: the primary's URL")
-    parser.add_argument("--launcher", choices=["none", "local"], default=env("MYQUEUE_LAUNCHER", "none"))
-    parser.add_argument("--launcher-url", default=env("MYQUEUE_LAUNCHER_URL"))
+    parser.add_argument("--launcher", choices=["none", "local", "kubernetes"], default=env("MYQUEUE_LAUNCHER", "none"))
+    parser.add_argument("--launcher-url", default=env("MYQUEUE_LAUNCHER_URL"), help="local: the supervisor's control API")
+    parser.add_argument(
+        "--launcher-namespace",
+        default=env("MYQUEUE_NAMESPACE"),
+        help="kubernetes: where to create Broker resources (default: the Pod's own namespace)",
+    )
+    parser.add_argument(
+        "--broker-store",
+        choices=["memory", "postgres"],
+        default=env("MYQUEUE_BROKER_STORE"),
+        help="kubernetes: spec.store of the Brokers it creates (default: --store)",
+    )
     parser.add_argument("--threads", type=int, default=defaults.SERVICE_THREADS)
     parser.add_argument("--log-level", default=env("MYQUEUE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
@@ -47,7 +58,10 @@ def main(argv=None) -> None:
     token = load_token()
     brokers = BrokerClient(token=token)
     if args.role == "primary":
-        node = Primary(store, make_launcher(args.launcher, args.launcher_url), brokers)
+        launcher = make_launcher(
+            args.launcher, args.launcher_url, args.launcher_namespace, args.broker_store or args.store
+        )
+        node = Primary(store, launcher, brokers)
         app, state = create_app("primary", primary=node, token=token)
     else:
         node = Replica(store, args.primary_url, brokers, token=token)

@@ -1,15 +1,18 @@
 """How the primary gets broker processes started and stopped, without knowing who runs them.
 
 ``LocalLauncher`` asks the local supervisor (``myqueue cluster up``) over its loopback control
-API; a Kubernetes launcher creates ``Broker`` resources for the operator. With ``NoLauncher``
-brokers are started by someone else and register themselves (``POST /v1/brokers``).
+API; ``KubernetesLauncher`` creates and deletes ``Broker`` resources that the operator runs. With
+``NoLauncher`` brokers are started by someone else and register themselves (``POST /v1/brokers``).
 """
 
 import os
+import time
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import requests
 
+from myqueue.core import defaults
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
@@ -71,11 +74,100 @@ class LocalLauncher(Launcher):
         self._call("DELETE", f"/brokers/{name}")
 
 
-def make_launcher(kind: str, url: str | None) -> Launcher:
+class KubernetesLauncher(Launcher):
+    """``Broker`` resources (myqueue.io/v1alpha1) in one namespace, run by the operator.
+
+    ``start`` creates the Broker (an existing one is kept) and waits until the operator publishes
+    ``status.address`` — it does so once the broker's Pod is ready, before it registers the broker
+    with the primary, because the primary calls ``start`` holding its write lock. ``stop`` deletes
+    the Broker and does not wait: the operator's finalizer lets it go once the primary has moved its
+    partitions, which the primary does right after ``stop`` returns. Least privilege (see
+    operator/RBAC.md): create, get, list, delete on brokers in this namespace, nothing else.
+    """
+
+    GROUP, VERSION, PLURAL = "myqueue.io", "v1alpha1", "brokers"
+    FAILED_REASONS = frozenset({"InvalidSpec", "PodFailed", "RegistrationRefused"})
+    SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+    def __init__(
+        self,
+        namespace: str | None = None,
+        broker_store: str = "memory",
+        timeout: float = defaults.KUBERNETES_BROKER_START_TIMEOUT_S,
+        api=None,
+    ):
+        self.namespace = namespace or self._pod_namespace()
+        if not self.namespace:
+            raise ValueError("--launcher kubernetes needs --launcher-namespace (or MYQUEUE_NAMESPACE)")
+        self.broker_store = broker_store
+        self._timeout = timeout
+        self._api = api  # a kubernetes.client.CustomObjectsApi; created on first use
+
+    @classmethod
+    def _pod_namespace(cls) -> str | None:
+        try:
+            return cls.SA_NAMESPACE_FILE.read_text().strip() or None
+        except OSError:
+            return None
+
+    def _client(self):
+        if self._api is None:
+            from kubernetes import client, config  # the kubernetes extra: only this launcher needs it
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            self._api = client.CustomObjectsApi()
+        return self._api
+
+    def _call(self, what: str, fn, *args, missing_ok: bool = False, exists_ok: bool = False):
+        from kubernetes.client import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return fn(self.GROUP, self.VERSION, self.namespace, self.PLURAL, *args)
+        except ApiException as e:
+            if (missing_ok and e.status == 404) or (exists_ok and e.status == 409):
+                return None
+            raise Refusal(Reason.UNAVAILABLE, f"Kubernetes refused to {what}: {e.status} {e.reason}") from e
+        except (HTTPError, OSError) as e:  # the API server did not answer
+            raise Refusal(Reason.UNAVAILABLE, f"Kubernetes did not answer ({type(e).__name__})") from e
+
+    def start(self, name: str) -> str:
+        api = self._client()
+        body = {
+            "apiVersion": f"{self.GROUP}/{self.VERSION}",
+            "kind": "Broker",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "myqueue-manager"}},
+            "spec": {"store": self.broker_store},
+        }
+        created = self._call(f"create Broker {name}", api.create_namespaced_custom_object, body, exists_ok=True)
+        deadline = time.monotonic() + self._timeout
+        while True:
+            broker = self._call(f"read Broker {name}", api.get_namespaced_custom_object, name, missing_ok=True)
+            status = (broker or {}).get("status") or {}
+            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            if broker is not None and status.get("address"):
+                return status["address"]
+            if ready.get("reason") in self.FAILED_REASONS or time.monotonic() > deadline:
+                why = ready.get("message") or f"no address within {self._timeout:.0f} s (is the operator running?)"
+                if created is not None:
+                    self.stop(name)
+                raise Refusal(Reason.UNAVAILABLE, f"Broker {name} did not start: {why}")
+            time.sleep(0.2)  # polling the resource's status with a deadline
+
+    def stop(self, name: str) -> None:
+        self._call(f"delete Broker {name}", self._client().delete_namespaced_custom_object, name, missing_ok=True)
+
+
+def make_launcher(kind: str, url: str | None, namespace: str | None = None, broker_store: str = "memory") -> Launcher:
     if kind == "none":
         return NoLauncher()
     if kind == "local":
         if not url:
             raise ValueError("--launcher local needs --launcher-url")
         return LocalLauncher(url)
+    if kind == "kubernetes":
+        return KubernetesLauncher(namespace, broker_store)
     raise ValueError(f"unknown launcher {kind!r}")

@@ -1,0 +1,189 @@
+"""Helpers of the control-plane tests: kubectl, waiting on conditions, processes, ServiceAccount
+kubeconfigs, and handles on the managers and the operator. Fixtures live in conftest.py."""
+
+# ruff: noqa: S603, S607 - a test harness starting the programs it tests
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from controlplane import ControlPlane
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; by PID, never by name."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def _tail(path: Path, lines: int = 60) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Kubectl:
+    def __init__(self, cp: ControlPlane, namespace: str):
+        self.cp = cp
+        self.namespace = namespace
+
+    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+        result = self.cp.kubectl("-n", self.namespace, *args, check=False, input=input)
+        if check and result.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self("get", *args, "-o", "json").stdout)
+
+    def get(self, kind: str, name: str) -> dict | None:
+        result = self("get", kind, name, "-o", "json", check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr:
+                return None
+            pytest.fail(f"kubectl get {kind} {name}: {result.stderr}")
+        return json.loads(result.stdout)
+
+    def apply(self, obj: dict | list[dict], *extra: str) -> subprocess.CompletedProcess:
+        items = obj if isinstance(obj, list) else [obj]
+        return self("apply", *extra, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+    def events(self, name: str | None = None, source: str | None = "myqueue-operator") -> list[dict]:
+        """Events about ``name`` (all objects: None) posted by ``source`` (anyone: None)."""
+        items = self.json("events")["items"]
+        return [
+            e
+            for e in items
+            if (name is None or e["involvedObject"].get("name") == name)
+            and (source is None or (e.get("source") or {}).get("component") == source)
+        ]
+
+
+def ready_condition(obj: dict | None) -> dict:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return c
+    return {}
+
+
+def service_account_kubeconfig(cp: ControlPlane, namespace: str, account: str, path: Path) -> str:
+    """A kubeconfig that authenticates as ``namespace/account`` with a TokenRequest token."""
+    token = cp.kubectl("-n", namespace, "create", "token", account, "--duration=4h").stdout.strip()
+    admin = json.loads(Path(cp.kubeconfig).read_text())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": admin["clusters"][0]["name"], "user": account, "namespace": namespace}}],
+        "current-context": account,
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return str(path)
+
+
+@dataclass
+class Managers:
+    primary_port: int
+    replica_port: int
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def primary(self) -> str:
+        return f"http://127.0.0.1:{self.primary_port}"
+
+    @property
+    def replica(self) -> str:
+        return f"http://127.0.0.1:{self.replica_port}"
+
+    def metadata(self, url: str | None = None) -> dict:
+        return requests.get(f"{url or self.primary}/v1/metadata", timeout=5).json()["message"]
+
+    def seed_topics(self, url: str | None = None) -> dict:
+        return requests.get(f"{url or self.replica}/topics", timeout=5).json()["message"]
+
+
+def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_http_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"{url} exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            return requests.get(url, timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_for(f"{url} to be ready", ready, timeout=timeout)
+
+
+class Operator:
+    """``python -m myqueue_operator`` as a subprocess; ``restart()`` stops it by PID and starts it again."""
+
+    def __init__(self, env: dict[str, str], log: Path, health_port: int):
+        self.env = env
+        self.log = log
+        self.health = f"http://127.0.0.1:{health_port}/healthz"
+        self.process: subprocess.Popen | None = None
+        self.pids: list[int] = []
+
+    def start(self) -> None:
+        self.process = start_process([sys.executable, "-m", "myqueue_operator", "--health", self.health], self.env, self.log)
+        self.pids.append(self.process.pid)
+        wait_http_ready(self.health, self.process, self.log, timeout=60)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+
+    def restart(self, **env: str) -> None:
+        """Stop by PID and start again, with ``env`` added to its environment."""
+        self.stop()
+        self.env.update(env)
+        self.start()
+
+    def log_tail(self, lines: int = 80) -> str:
+        return _tail(self.log, lines)
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")

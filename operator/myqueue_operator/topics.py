@@ -1,0 +1,128 @@
+"""Reconciling a Topic: the primary has at least ``spec.partitions`` partitions of it; status mirrors them.
+
+The primary manager is the source of truth (operator/README.md). The operator never places a
+partition itself: it asks the primary to create the missing ones (``POST /topics/add``), and the
+primary places each with ``myqueue.core.placement.place_partitions`` — the one placement function
+— over its ready brokers. Then the operator copies placement (``/v1/metadata``) and end offsets
+(each broker's ``/v1/partitions``) into status.
+
+Idempotent: what exists is counted first, so a resumed operator creates nothing twice, and a
+refused decrease changes nothing but the Ready condition. Deleting a Topic deletes no data (the
+managers have no topic-delete API yet): see ``finalize_topic``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from myqueue.core.reasons import Reason as ManagerReason
+
+from . import render
+from .config import TOPICS
+from .context import Context, InvalidSpec, RetryLater
+from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
+from .render import Reason
+
+log = logging.getLogger(__name__)
+
+
+def _write(ctx: Context, obj: dict, status: dict) -> None:
+    old = obj.get("status") or {}
+    if render.status_differs(old, status):
+        meta = obj["metadata"]
+        ctx.kube.patch_status(TOPICS, meta["namespace"], meta["name"], status)
+    before, after = render.condition_of(old), render.condition_of(status)
+    if after and render.worth_an_event(before, after):
+        ctx.events(obj, render.event_type(after["reason"]), after["reason"], after["message"])
+    obj["status"] = {**old, **status}
+
+
+def end_offsets(ctx: Context, metadata: Mapping, topic: str) -> dict[str, int | None]:
+    """partition -> end offset, asking each broker that holds some of the topic once."""
+    brokers = metadata.get("brokers") or {}
+    by_broker: dict[str, list[str]] = {}
+    for p in (metadata.get("topics") or {}).get(topic, []):
+        if p.get("broker"):
+            by_broker.setdefault(p["broker"], []).append(p["partition"])
+    offsets: dict[str, int | None] = {}
+    for broker, partitions in by_broker.items():
+        address = (brokers.get(broker) or {}).get("address")
+        try:
+            hosted = ctx.primary.end_offsets(address) if address else {}
+        except PrimaryError as e:
+            log.debug("no end offsets from %s: %s", broker, e)
+            hosted = {}
+        for partition in partitions:
+            offsets[partition] = hosted.get((topic, partition))
+    return offsets
+
+
+def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str] | None:
+    """Create missing partitions and refresh status; returns (ready, reason), None when gone.
+
+    Raises InvalidSpec for a bad spec, RetryLater when the primary is down or has no ready broker.
+    """
+    with ctx.locks.hold((TOPICS, namespace, name)):
+        obj = ctx.kube.get_custom(TOPICS, namespace, name)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return None
+        problems = render.topic_spec_problems(obj)
+        if problems:
+            _write(ctx, obj, render.invalid_status(obj, problems, ctx.now(), phase=None))
+            raise InvalidSpec("; ".join(problems))
+        topic = render.topic_name(obj)
+        desired = (obj.get("spec") or {}).get("partitions", 1)
+
+        def fail(reason: Reason, message: str, delay: float) -> RetryLater:
+            _write(ctx, obj, render.topic_status(obj, topic, ctx.now(), ready=False, reason=reason, message=message))
+            return RetryLater(message, delay)
+
+        try:
+            metadata = ctx.primary.metadata()
+        except PrimaryUnavailable as e:
+            raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+        existing = [p["partition"] for p in (metadata.get("topics") or {}).get(topic, [])]
+        plan = render.plan_partitions(existing, desired)
+        added: list[str] = []
+        try:
+            for partition in plan.add:
+                if ctx.primary.add_partition(topic, partition):
+                    added.append(partition)
+        except PrimaryUnavailable as e:
+            raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+        except PrimaryRefused as e:
+            if e.reason == ManagerReason.NO_BROKER.value:
+                raise fail(Reason.NO_READY_BROKER, f"no ready broker to place partitions on: {e.message}", ctx.config.retry_delay_s) from e
+            raise fail(Reason.CREATE_REFUSED, f"the primary refused a partition: {e}", ctx.config.resync_s) from e
+        finally:
+            if added:
+                ctx.events(obj, "Normal", "PartitionsAdded", f"created {', '.join(added)} of topic {topic} through the primary manager")
+        if added:
+            try:
+                metadata = ctx.primary.metadata()
+            except PrimaryUnavailable as e:
+                raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+        offsets = end_offsets(ctx, metadata, topic)
+        ready, reason, message = render.topic_readiness(metadata, topic, desired, plan)
+        status = render.topic_status(
+            obj, topic, ctx.now(), ready=ready, reason=reason, message=message,
+            partitions=render.topic_partitions(metadata, topic, offsets),
+        )
+        _write(ctx, obj, status)
+        return ready, reason
+
+
+def finalize_topic(ctx: Context, topic_obj: Mapping) -> str:
+    """A Topic CR is being deleted. The managers have no topic-delete API yet, so the topic, its
+    partitions and their data stay in the primary (and keep working through the HTTP API and the
+    client); the operator only says so in an Event and lets the CR go. It never blocks."""
+    meta = topic_obj["metadata"]
+    topic = render.topic_name(topic_obj)
+    ctx.locks.forget((TOPICS, meta["namespace"], meta["name"]))
+    message = (
+        f"Topic resource deleted; topic {topic} and its data are kept in the managers "
+        "(they have no topic-delete API yet)"
+    )
+    ctx.events(topic_obj, "Normal", "TopicKept", message)
+    return message
