@@ -34,11 +34,6 @@ from controlplane import ControlPlane, default_bin_dir, ensure_binaries, missing
 REQUIRE_ENV = "MYQUEUE_REQUIRE_CONTROLPLANE"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "controlplane: needs the real Kubernetes control plane (e2e/controlplane)"
-    )
-
 
 @dataclass
 class Manifests:

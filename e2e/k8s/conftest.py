@@ -50,9 +50,6 @@ REQUIRE_ENV = "MYQUEUE_REQUIRE_CONTROLPLANE"
 RESYNC_S = "2"  # the operator's timers, short so status refreshes are seen quickly
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "controlplane: needs the real Kubernetes control plane (e2e/controlplane)")
-
 
 # --- the control plane ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")

@@ -97,7 +97,7 @@ def test_scenario(scenario, store, local_cluster, tmp_path, request):
         procs: list[Proc] = []
         try:
             consumers = {
-                i: Proc(cli("consume", i, specs, cluster, log_dir, "--idle-timeout", "3"), tmp_path)
+                i: Proc(cli("consume", i, specs, cluster, log_dir, "--idle-timeout", "10"), tmp_path)
                 for i, specs in layout["consumers"].items()
             }
             procs += consumers.values()

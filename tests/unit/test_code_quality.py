@@ -13,7 +13,7 @@ def run(*argv: str) -> subprocess.CompletedProcess:
 
 
 def test_ruff_including_security_rules():
-    result = run(sys.executable, "-m", "ruff", "check", "myqueue", "tests", "bench")
+    result = run(sys.executable, "-m", "ruff", "check", "myqueue", "operator", "tests", "bench", "e2e")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
