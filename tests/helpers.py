@@ -4,12 +4,12 @@
 bare sleep as synchronisation.
 """
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from psycopg2.extensions import make_dsn
 
+from myqueue.cluster.local import LocalClusterError, wait_for
 from myqueue.cluster.ports import free_port
 
 __all__ = ["database_dsn", "free_port", "wait_until"]
@@ -26,15 +26,10 @@ def wait_until(
     """Call ``predicate`` until it returns something truthy and return that; AssertionError after
     ``timeout`` seconds. ``message`` may be a callable, evaluated only on failure (for diagnostics
     such as the last answer seen)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            text = message() if callable(message) else message
-            raise AssertionError(f"timed out after {timeout:.1f} s: {text}")
-        time.sleep(interval)
+    try:
+        return wait_for(predicate, timeout, message, interval)
+    except LocalClusterError as error:
+        raise AssertionError(str(error)) from None
 
 
 def database_dsn(dsn: str, database: str) -> str:

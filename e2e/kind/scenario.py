@@ -37,8 +37,8 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE / "scenarios"
 PARTITION_LOGS = HERE / "partition_logs.py"
 
-# The seed's layouts (shared/seed/SEED-API.md); equal to tests/integration/test_seed_scenarios.py
-# and to topics/*.yaml (checked by tests/unit/test_kind_e2e_files.py).
+# The seed's layouts (shared/seed/SEED-API.md), kept only here: tests/integration/test_seed_scenarios.py
+# loads them from this file; topics/*.yaml must match (checked by tests/unit/test_kind_e2e_files.py).
 LAYOUTS = {
     "2P2C": {
         "partitions": {"T1": ["P1", "P2"], "T2": ["P1", "P2"]},

@@ -5,6 +5,7 @@ What must hold: every consumer receives each message produced to its partitions 
 and, per partition, in the partition's log order; 5P3C consumer 1 gets all 72 messages.
 """
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -17,22 +18,18 @@ import pytest
 from tests.helpers import wait_until
 from tests.integration.seedcalls import Seed
 
-SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "seed" / "scenarios"
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = REPO.parent / "shared" / "seed" / "scenarios"
 
-LAYOUTS = {
-    "2P2C": {
-        "partitions": {"T1": ["P1", "P2"], "T2": ["P1", "P2"]},
-        "producers": {1: ["T1:P1", "T2:P1", "T1:P2", "T2:P2"], 2: ["T1:*", "T2:*"]},
-        "consumers": {1: ["T1:P1", "T2:P1", "T1:P2", "T2:P2"], 2: ["T1:*", "T2:*"]},
-        "total": 10,
-    },
-    "5P3C": {
-        "partitions": {"T1": ["P1", "P2"], "T2": ["P1", "P2"], "T3": ["P1", "P2", "P3"]},
-        "producers": {1: ["T1:*", "T3:P2"], 2: ["T1:P2", "T2:P1"], 3: ["T2:*"], 4: ["T2:P2"], 5: ["T3:*"]},
-        "consumers": {1: ["T1:*", "T2:*", "T3:*"], 2: ["T2:*", "T1:P1"], 3: ["T3:*", "T1:P2"]},
-        "total": 72,
-    },
-}
+def _kind_driver_layouts() -> dict:
+    """The seed's layouts, kept once: in the kind e2e driver that users' CI runs."""
+    spec = importlib.util.spec_from_file_location("kind_scenario", REPO / "e2e" / "kind" / "scenario.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.LAYOUTS
+
+
+LAYOUTS = _kind_driver_layouts()
 
 
 class Proc:

@@ -46,12 +46,6 @@ def test_run_sh_is_strict_and_cleans_up():
     assert "pkill" not in text and "killall" not in text  # port-forwards are stopped by PID
 
 
-def test_layouts_equal_the_seed_scenarios_test():
-    driver = load(KIND / "scenario.py", "kind_scenario")
-    seed = load(ROOT / "tests" / "integration" / "test_seed_scenarios.py", "seed_scenarios")
-    assert driver.LAYOUTS == seed.LAYOUTS
-
-
 @pytest.mark.parametrize("scenario", ["2P2C", "5P3C"])
 def test_topic_resources_match_the_layout(scenario):
     layout = load(KIND / "scenario.py", "kind_scenario").LAYOUTS[scenario]
