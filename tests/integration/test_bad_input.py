@@ -134,3 +134,23 @@ def test_every_refusal_is_json_4xx_and_changes_nothing(local_cluster):
         assert seed.ok(seed.post(seed.p, "/producer/register", {"topic": "T1"})) == producer + 1
         assert seed.ok(seed.post(seed.r, "/consumer/register", {"topic": "T1"})) == consumer + 1
         assert seed.ok(seed.get(seed.r, "/consumer/consume", consumer_id=consumer)) == "pending"
+
+
+def test_thousands_of_partitions_stop_at_the_limit_and_change_nothing(local_cluster):
+    with local_cluster(store="memory", brokers=1) as cluster:
+        seed = Seed(cluster.primary_url, cluster.replica_url)
+        for i in range(defaults.MAX_PARTITIONS_PER_TOPIC):
+            seed.add_partition("Wide", f"P{i}")
+        before = seed.metadata(seed.p)
+        assert len(before["topics"]["Wide"]) == defaults.MAX_PARTITIONS_PER_TOPIC
+        for i in range(defaults.MAX_PARTITIONS_PER_TOPIC, defaults.MAX_PARTITIONS_PER_TOPIC + 5):
+            body = seed.refused(seed.post(seed.p, "/topics/add", {"topic": "Wide", "part": f"P{i}"}), "LIMIT_REACHED")
+            assert str(defaults.MAX_PARTITIONS_PER_TOPIC) in body["message"]
+        # A producer asking for one more partition is refused the same way, and registers nothing.
+        seed.refused(seed.post(seed.p, "/producer/register", {"topic": "Wide", "part": "P9999"}), "LIMIT_REACHED")
+        after = seed.metadata(seed.p)
+        assert after["version"] == before["version"] and after["topics"] == before["topics"]
+        broker = after["brokers"]["broker0"]["address"]
+        hosted = seed.ok(seed.http.get(f"{broker}/v1/partitions", timeout=30))["partitions"]
+        assert len(hosted) == defaults.MAX_PARTITIONS_PER_TOPIC
+        assert seed.ok(seed.post(seed.p, "/producer/register", {"topic": "Wide"})) == 0
