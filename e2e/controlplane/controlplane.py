@@ -32,7 +32,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build.sh"
@@ -84,6 +86,24 @@ def ensure_binaries(build: bool = True) -> Path:
         )
         bin_dir = Path(out.stdout.strip().splitlines()[-1])
     return bin_dir
+
+
+REQUIRE_ENV = "MYQUEUE_REQUIRE_CONTROLPLANE"
+
+
+def server_bin_dir_or_skip(skip: Callable[[str], NoReturn]) -> Path:
+    """The server binaries for a test session (helm is not needed to run a control plane).
+
+    Missing binaries call ``skip(reason)``, unless $MYQUEUE_REQUIRE_CONTROLPLANE is set (CI sets
+    it): then they are built, so the tests that need them run instead of skipping.
+    """
+    missing = [b for b in missing_binaries() if b != "helm"]
+    if missing and not os.environ.get(REQUIRE_ENV):
+        skip(
+            f"control-plane binaries not built ({', '.join(missing)} missing in {default_bin_dir()}): run "
+            f"e2e/controlplane/build.sh, or set {REQUIRE_ENV}=1 to build them and require these tests"
+        )
+    return ensure_binaries(build=True)
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -29,10 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "myqueue"
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 
-from controlplane import ControlPlane, default_bin_dir, ensure_binaries, missing_binaries  # noqa: E402
-
-REQUIRE_ENV = "MYQUEUE_REQUIRE_CONTROLPLANE"
-
+from controlplane import ControlPlane, default_bin_dir, server_bin_dir_or_skip  # noqa: E402
 
 
 @dataclass
@@ -111,13 +108,7 @@ def render(helm) -> Callable[..., Manifests]:
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A real apiserver (no controller manager: nothing here needs one) with the chart's CRDs."""
-    missing = [m for m in missing_binaries() if m != "helm"]
-    if missing and not os.environ.get(REQUIRE_ENV):
-        pytest.skip(
-            f"control-plane binaries not built ({', '.join(missing)} missing in {default_bin_dir()}): "
-            f"run e2e/controlplane/build.sh, or set {REQUIRE_ENV}=1 to build them"
-        )
-    bin_dir = ensure_binaries(build=True)
+    bin_dir = server_bin_dir_or_skip(pytest.skip)
     cp = ControlPlane(bin_dir, tmp_path_factory.mktemp("cp") / "work", controller_manager=False)
     cp.start()
     try:

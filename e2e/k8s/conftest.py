@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from controlplane import ControlPlane, default_bin_dir, ensure_binaries, missing_binaries  # noqa: E402
+from controlplane import ControlPlane, server_bin_dir_or_skip  # noqa: E402
 from harness import (  # noqa: E402
     Kubectl,
     Managers,
@@ -46,7 +46,6 @@ from myqueue.cluster.ports import free_port  # noqa: E402
 NAMESPACE = "mq-e2e"
 OPERATOR_SA = "myqueue-operator"
 MANAGER_SA = "myqueue-manager"
-REQUIRE_ENV = "MYQUEUE_REQUIRE_CONTROLPLANE"
 RESYNC_S = "2"  # the operator's timers, short so status refreshes are seen quickly
 
 
@@ -54,13 +53,7 @@ RESYNC_S = "2"  # the operator's timers, short so status refreshes are seen quic
 # --- the control plane ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    missing = [b for b in missing_binaries() if b != "helm"]
-    if missing and not os.environ.get(REQUIRE_ENV):
-        pytest.skip(
-            f"control-plane binaries not built ({', '.join(missing)} missing in {default_bin_dir()}): run "
-            f"e2e/controlplane/build.sh, or set {REQUIRE_ENV}=1 to build them and require these tests"
-        )
-    bin_dir = ensure_binaries(build=True)
+    bin_dir = server_bin_dir_or_skip(pytest.skip)
     cp = ControlPlane(bin_dir, tmp_path_factory.mktemp("controlplane"))
     cp.start()
     try:

@@ -7,9 +7,7 @@ and, per partition, in the partition's log order; 5P3C consumer 1 gets all 72 me
 
 import importlib.util
 import shutil
-import subprocess
 import sys
-import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,41 +19,17 @@ from tests.integration.seedcalls import Seed
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO.parent / "shared" / "seed" / "scenarios"
 
-def _kind_driver_layouts() -> dict:
-    """The seed's layouts, kept once: in the kind e2e driver that users' CI runs."""
+def _kind_driver():
+    """The kind e2e driver that users' CI runs: the seed's layouts and the CLI process wrapper live there once."""
     spec = importlib.util.spec_from_file_location("kind_scenario", REPO / "e2e" / "kind" / "scenario.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.LAYOUTS
+    return module
 
 
-LAYOUTS = _kind_driver_layouts()
-
-
-class Proc:
-    """A CLI process whose stderr is collected line by line."""
-
-    def __init__(self, argv: list[str], cwd: Path):
-        self.lines: list[str] = []
-        self.popen = subprocess.Popen(
-            argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait(self, timeout: float) -> int:
-        code = self.popen.wait(timeout)
-        self.reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
+_DRIVER = _kind_driver()
+LAYOUTS = _DRIVER.LAYOUTS
+Proc = _DRIVER.Proc
 
 
 def cli(command: str, ident: int, specs: list[str], cluster, log_dir: Path, *extra: str) -> list[str]:
@@ -94,7 +68,7 @@ def test_scenario(scenario, store, local_cluster, tmp_path, request):
         procs: list[Proc] = []
         try:
             consumers = {
-                i: Proc(cli("consume", i, specs, cluster, log_dir, "--idle-timeout", "10"), tmp_path)
+                i: Proc(f"consumer {i}", cli("consume", i, specs, cluster, log_dir, "--idle-timeout", "10"), tmp_path)
                 for i, specs in layout["consumers"].items()
             }
             procs += consumers.values()
@@ -107,7 +81,8 @@ def test_scenario(scenario, store, local_cluster, tmp_path, request):
                 )
                 assert proc.popen.poll() is None, "\n".join(proc.lines)
             producers = {
-                i: Proc(cli("produce", i, specs, cluster, log_dir), tmp_path) for i, specs in layout["producers"].items()
+                i: Proc(f"producer {i}", cli("produce", i, specs, cluster, log_dir), tmp_path)
+                for i, specs in layout["producers"].items()
             }
             procs += producers.values()
             for i, proc in producers.items():
