@@ -2,12 +2,15 @@
 replica, three brokers) in memory mode and in PostgreSQL mode.
 
 Rows through the client library (``Producer.send_batch`` x1000, ``Producer.send`` with its linger,
-``Consumer.poll``) and, as a second row, raw framed batches over HTTP with one ``requests.Session``
+``Consumer.poll``) and, as a second row, raw framed batches over one ``http.client`` connection
 (what the broker can take without the client library's per-record Python work). Workload 6 is the
-seed's per-message JSON path through the managers (two HTTP hops); workload 7 reads VmRSS of the
+seed's per-message JSON path through the managers (two HTTP hops), driven by the seed-compatible
+``ApiHandler``, 1 and 4 clients; workload 7 reads VmRSS of the
 broker PIDs the supervisor's control API reports.
 """
 
+import http.client
+import json
 import secrets
 import shutil
 import struct
@@ -16,10 +19,11 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
-from myqueue import Consumer, Producer
+from myqueue import ApiHandler, Consumer, Producer
 from myqueue.core import framing
 from tests.localcluster import LocalCluster
 
@@ -98,15 +102,31 @@ def version() -> dict:
 
 
 # --- shared steps ---------------------------------------------------------------------------------
-def _raw_step(session: requests.Session, address: str, topic: str, partition: str, batch: int):
+class _RawConnection:
+    """One keep-alive ``http.client`` connection to a broker: the floor under the client library
+    (no per-record Python work, no pooling layer). ``requests`` would add ~0.5 ms per call."""
+
+    def __init__(self, address: str):
+        parts = urlsplit(address)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+
+    def call(self, method: str, target: str, body: bytes | None = None, headers: dict | None = None) -> bytes:
+        self.conn.request(method, target, body=body, headers=headers or {})
+        response = self.conn.getresponse()
+        data = response.read()
+        if response.status >= 400:
+            raise RuntimeError(f"{method} {target}: HTTP {response.status} {data[:200]!r}")
+        return data
+
+
+def _raw_step(address: str, topic: str, partition: str, batch: int):
     body = framing.encode_batch([PAYLOAD] * batch)
-    url = f"{address}/v1/partitions/{topic}/{partition}/records"
+    raw = _RawConnection(address)
+    target = f"/v1/partitions/{topic}/{partition}/records"
     headers = {"Content-Type": framing.BATCH_CONTENT_TYPE}
 
     def step() -> int:
-        response = session.post(url, data=body, headers=headers, timeout=TIMEOUT)
-        response.raise_for_status()
-        return response.json()["message"]["count"]
+        return json.loads(raw.call("POST", target, body, headers))["message"]["count"]
 
     return step
 
@@ -148,14 +168,12 @@ _NEXT = struct.Struct("<4sQQI")
 
 def _raw_fetch(address: str, topic: str, partition: str, expected: int, time_limit: float) -> tuple[int, float]:
     """Fetch loop without the client library: bytes only, the next offset read from the set header."""
-    session = requests.Session()
-    url = f"{address}/v1/partitions/{topic}/{partition}/records"
+    raw = _RawConnection(address)
+    target = f"/v1/partitions/{topic}/{partition}/records?max_records=10000&offset="
     offset = 0
     started = time.perf_counter()
     while offset < expected and time.perf_counter() - started < time_limit:
-        response = session.get(url, params={"offset": offset, "max_records": 10_000}, timeout=TIMEOUT)
-        response.raise_for_status()
-        offset = _NEXT.unpack_from(response.content)[2]
+        offset = _NEXT.unpack_from(raw.call("GET", f"{target}{offset}"))[2]
     return offset, time.perf_counter() - started
 
 
@@ -244,17 +262,17 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
                                    "Producer.send per message (linger 2 ms, 10k/batch), flush awaited"))
     _, address = cluster.owner(topic_r, "P1")
     with prof.broker(f"w{workload}-raw", topic_r):
-        sent, secs = bounded(_raw_step(requests.Session(), address, topic_r, "P1", settings.batch),
+        sent, secs = bounded(_raw_step(address, topic_r, "P1", settings.batch),
                              settings.produce_n, settings.time_limit)
     rows.append(throughput(f"{sysname}/raw-http", workload, sent, secs,
-                           f"framed batch x{settings.batch} per POST, requests.Session, 1 in flight"))
+                           f"framed batch x{settings.batch} per POST, one http.client connection, 1 in flight"))
     return rows
 
 
 def _consume(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -> list[Row]:
     topic = cluster.add_topic("W2")
     _, address = cluster.owner(topic, "P1")
-    loaded, _ = bounded(_raw_step(requests.Session(), address, topic, "P1", settings.batch), settings.consume_n, 120)
+    loaded, _ = bounded(_raw_step(address, topic, "P1", settings.batch), settings.consume_n, 120)
     rows = []
     with cluster.consumer(f"{topic}:P1", start="earliest", max_records=10_000) as consumer:
         with prof.broker("w2-poll", topic):
@@ -319,22 +337,25 @@ def _parallel(cluster: Cluster, settings: Settings, sysname: str) -> Row:
 
 
 def _seed(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -> list[Row]:
+    """The seed's per-message path through the product's seed-compatible client, ``ApiHandler``
+    (what the seed's own scripts call): produce on the primary, consume on the replica."""
     topic = cluster.add_topic("Seed")
-    primary, replica = cluster.local.primary_url, cluster.local.replica_url
-    consumer_id = cluster.post(replica + "/consumer/register", {"topic": topic, "part": "P1"})
-    producer_ids = [cluster.post(primary + "/producer/register", {"topic": topic, "part": "P1"}) for _ in range(4)]
+    host, primary_port, replica_port = procs.HOST, cluster.local.primary_port, cluster.local.replica_port
+    consumer_id = cluster.post(cluster.local.replica_url + "/consumer/register", {"topic": topic, "part": "P1"})
+    producer_ids = [cluster.post(cluster.local.primary_url + "/producer/register", {"topic": topic, "part": "P1"})
+                    for _ in range(4)]
     message = PAYLOAD.decode()
 
     def produce(pid: int, count: int) -> int:
-        session = requests.Session()
-
+        api = ApiHandler(host, primary_port, replica_port, timeout=TIMEOUT)
         def step() -> int:
-            response = session.post(f"{primary}/producer/produce", json={"producer_id": pid, "message": message},
-                                    timeout=TIMEOUT)
-            response.raise_for_status()
+            api.produce(pid, message)
             return 1
 
-        return bounded(step, count, settings.time_limit)[0]
+        try:
+            return bounded(step, count, settings.time_limit)[0]
+        finally:
+            api.close()
 
     rows = []
     with prof.process("w6-seed-produce", "primary"):
@@ -342,10 +363,10 @@ def _seed(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -
         sent1 = produce(producer_ids[0], settings.seed_n)
         secs1 = time.perf_counter() - started
     rows.append(throughput(f"{sysname}/seed-http", 6, sent1, secs1,
-                           "POST /producer/produce per message, 1 client (closed loop), primary -> broker"))
+                           "ApiHandler.produce per message, 1 client (closed loop), primary -> broker"))
     started = time.perf_counter()
     results: list[int] = []
-    threads = [threading.Thread(target=lambda pid=pid: results.append(produce(pid, settings.seed_n // 4)))
+    threads = [threading.Thread(target=lambda pid=pid: results.append(produce(pid, settings.seed_n)))
                for pid in producer_ids]
     for t in threads:
         t.start()
@@ -353,18 +374,19 @@ def _seed(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -
         t.join(settings.time_limit + TIMEOUT)
     secs4 = time.perf_counter() - started
     rows.append(throughput(f"{sysname}/seed-http x4", 6, sum(results), secs4,
-                           "POST /producer/produce per message, 4 client threads"))
-    session = requests.Session()
+                           "ApiHandler.produce per message, 4 client threads (1 process)"))
     total = sent1 + sum(results)
-
+    api = ApiHandler(host, primary_port, replica_port, timeout=TIMEOUT)
     def take() -> int:
-        response = session.get(f"{replica}/consumer/consume", params={"consumer_id": consumer_id}, timeout=TIMEOUT)
-        response.raise_for_status()
+        api.consume(consumer_id)
         return 1
 
-    got, secs = bounded(take, total, settings.time_limit)
+    try:
+        got, secs = bounded(take, total, settings.time_limit)
+    finally:
+        api.close()
     rows.append(Row(f"{sysname}/seed-consume", WORKLOADS[6], got / secs, got / secs * MSG_BYTES / 1e6,
-                    notes="GET /consumer/consume per message, 1 client, replica -> broker take",
+                    notes="ApiHandler.consume per message, 1 client, replica -> broker take",
                     extra={"messages": got, "seconds": round(secs, 3)}))
     return rows
 
@@ -376,7 +398,7 @@ def _memory(cluster: Cluster, settings: Settings, sysname: str) -> Row:
     topic = cluster.add_topic("W7")
     broker, address = cluster.owner(topic, "P1")
     before = procs.rss_mb(cluster.pid(broker))
-    loaded, _ = bounded(_raw_step(requests.Session(), address, topic, "P1", settings.batch), settings.memory_n, 300)
+    loaded, _ = bounded(_raw_step(address, topic, "P1", settings.batch), settings.memory_n, 300)
     after = procs.rss_mb(cluster.pid(broker))
     payload_mb = loaded * MSG_BYTES / 2**20
     brokers_idle = [v for k, v in idle.items() if processes[k]["role"] == "broker"]
