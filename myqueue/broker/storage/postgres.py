@@ -5,14 +5,35 @@ row per record batch (the producer's framing, stored as-is: one INSERT per batch
 record), one row per (group, partition) position. Because data is keyed by partition and not by
 broker, a partition moved to another broker keeps its log and positions.
 
-Offsets are assigned by the append statement itself: it bumps the partition row's
-``next_offset`` and inserts the batch at the old value in one statement, so PostgreSQL's row
-lock is the per-partition lock and the (partition_id, base_offset) primary key guarantees no
-offset is used twice — no process-wide lock, and concurrent appends to different partitions
-proceed in parallel over the connection pool.
+Offsets are assigned in one place, the PL/pgSQL function ``mq_append`` (every append path calls
+it): it bumps the partition row's ``next_offset`` and inserts the batch at the old value in the
+caller's transaction, so PostgreSQL's row lock is the per-partition lock and the
+(partition_id, base_offset) primary key guarantees no offset is used twice — no process-wide
+lock, and concurrent appends to different partitions proceed in parallel over the connection
+pool. The schema is created at start-up with ``IF NOT EXISTS`` / ``CREATE OR REPLACE`` only, so
+a database made by an earlier version gains the newer functions and view in place.
+
+Round trips and copies, the two costs of the write path (synchronous_commit stays on: an
+acknowledged batch is a committed one):
+
+- A small batch (the seed's one-record appends) is one call in autocommit, one round trip:
+  ``SELECT mq_append(...)`` or ``SELECT mq_append_sequenced(...)`` (PL/pgSQL: plans are
+  prepared once per session, not parsed and planned per call).
+- A large batch goes through ``COPY mq_append_input FROM STDIN (FORMAT binary)``: the body
+  travels as raw bytes instead of a hex literal twice its size, which psycopg2 would build
+  (~0.5 ms per 100 kB) and the server would scan and decode (~1.5 ms per 100 kB). The view
+  ``mq_append_input`` accepts no rows itself; its INSTEAD OF trigger runs the same append
+  (``mq_append_sequenced`` or ``mq_append``) and reports the outcome with ``RAISE INFO`` —
+  COPY has no RETURNING, and INFO reaches the client whatever ``client_min_messages`` says.
+  Two round trips (COPY, then its data), one implicit transaction.
+- ``take`` (the seed's consume) is one call of ``mq_take``: read the group's position, store
+  the advanced one, return the batches, in one transaction (it was four round trips).
 """
 
+import io
 import logging
+import re
+import struct
 import threading
 
 import psycopg2
@@ -53,6 +74,22 @@ CREATE TABLE IF NOT EXISTS mq_producers (
     last_base     bigint NOT NULL,
     PRIMARY KEY (partition_id, producer_id)
 );
+-- The append, the one place offsets are assigned: bump the partition row's next_offset (its row
+-- lock is the partition's lock until commit) and store the batch at the old value. NULL when the
+-- partition row does not exist.
+CREATE OR REPLACE FUNCTION mq_append(p_id bigint, p_count integer, p_body bytea)
+RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    b bigint;
+BEGIN
+    UPDATE mq_partitions SET next_offset = next_offset + p_count WHERE id = p_id
+        RETURNING next_offset - p_count INTO b;
+    IF FOUND THEN
+        INSERT INTO mq_batches (partition_id, base_offset, record_count, body) VALUES (p_id, b, p_count, p_body);
+    END IF;
+    RETURN b;
+END
+$fn$;
 -- The idempotent append in one round trip: lock the partition row, check the producer's
 -- sequence, append, remember the batch. Mirrors base.check_sequence; raises MQ001 on a conflict.
 CREATE OR REPLACE FUNCTION mq_append_sequenced(
@@ -76,9 +113,7 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'expected sequence %, got %', st.next_sequence, p_sequence USING ERRCODE = 'MQ001';
     END IF;
-    UPDATE mq_partitions SET next_offset = next_offset + p_count WHERE id = p_id
-        RETURNING next_offset - p_count INTO b;
-    INSERT INTO mq_batches (partition_id, base_offset, record_count, body) VALUES (p_id, b, p_count, p_body);
+    b := mq_append(p_id, p_count, p_body);
     INSERT INTO mq_producers VALUES (p_id, p_producer, p_sequence + p_count, p_sequence, p_count, b)
         ON CONFLICT (partition_id, producer_id) DO UPDATE SET
             next_sequence = EXCLUDED.next_sequence, last_sequence = EXCLUDED.last_sequence,
@@ -88,26 +123,81 @@ BEGIN
     RETURN NEXT;
 END
 $fn$;
+-- The large-batch append (see the module docstring): COPY one row into this view; the trigger
+-- appends it and reports "mq_append_result <base> stored|duplicate" or "... not_hosted".
+-- A NULL producer_id is a plain (non-idempotent) append.
+CREATE OR REPLACE VIEW mq_append_input AS
+    SELECT NULL::bigint AS partition_id, NULL::text AS producer_id, NULL::bigint AS sequence,
+           NULL::integer AS record_count, NULL::bytea AS body
+    WHERE false;
+CREATE OR REPLACE FUNCTION mq_append_input_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    b bigint;
+    dup boolean := false;
+BEGIN
+    IF NEW.producer_id IS NULL THEN
+        b := mq_append(NEW.partition_id, NEW.record_count, NEW.body);
+    ELSE
+        SELECT base, duplicate INTO b, dup
+            FROM mq_append_sequenced(NEW.partition_id, NEW.producer_id, NEW.sequence, NEW.record_count, NEW.body);
+    END IF;
+    RAISE INFO 'mq_append_result %',
+        COALESCE(b::text || CASE WHEN dup THEN ' duplicate' ELSE ' stored' END, 'not_hosted');
+    RETURN NULL;
+END
+$fn$;
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'mq_append_input_row'
+                   AND tgrelid = 'mq_append_input'::regclass) THEN
+        CREATE TRIGGER mq_append_input_row INSTEAD OF INSERT ON mq_append_input
+            FOR EACH ROW EXECUTE FUNCTION mq_append_input_row();
+    END IF;
+END
+$do$;
 CREATE TABLE IF NOT EXISTS mq_positions (
     grp          text   NOT NULL,
     partition_id bigint NOT NULL,
     next_offset  bigint NOT NULL,
     PRIMARY KEY (grp, partition_id)
 );
-"""
-
-_APPEND = """
-WITH bumped AS (
-    UPDATE mq_partitions SET next_offset = next_offset + %(n)s
-    WHERE id = %(id)s RETURNING next_offset - %(n)s AS base
-)
-INSERT INTO mq_batches (partition_id, base_offset, record_count, body)
-SELECT %(id)s, base, %(n)s, %(body)s FROM bumped
-RETURNING base_offset
+-- The seed's take in one round trip (plans cached per session): the group's position (0 when
+-- never set, locked when stored), the advanced position min(position + n, end) stored, and the
+-- batches from the one holding the position up to it. Rows (start, end, base, body); one row
+-- with a NULL base when there is nothing to take; none when the partition row is missing.
+CREATE OR REPLACE FUNCTION mq_take(p_grp text, p_id bigint, p_n bigint)
+RETURNS TABLE (t_start bigint, t_end bigint, t_base bigint, t_body bytea) LANGUAGE plpgsql AS $fn$
+DECLARE
+    e bigint;
+    s bigint;
+    stop bigint;
+BEGIN
+    SELECT p.next_offset INTO e FROM mq_partitions p WHERE p.id = p_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT g.next_offset INTO s FROM mq_positions g WHERE g.grp = p_grp AND g.partition_id = p_id FOR UPDATE;
+    s := COALESCE(s, 0);
+    stop := LEAST(e, s + p_n);
+    IF stop <= s THEN
+        RETURN QUERY SELECT s, e, NULL::bigint, NULL::bytea;
+        RETURN;
+    END IF;
+    INSERT INTO mq_positions AS g (grp, partition_id, next_offset) VALUES (p_grp, p_id, stop)
+        ON CONFLICT (grp, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset;
+    -- Rows below e are committed and immutable, so this later snapshot holds all of them.
+    RETURN QUERY SELECT s, e, b.base_offset, b.body FROM mq_batches b
+        WHERE b.partition_id = p_id AND b.base_offset < stop
+          AND b.base_offset >= (SELECT COALESCE(max(f.base_offset), 0) FROM mq_batches f
+                                WHERE f.partition_id = p_id AND f.base_offset <= s)
+        ORDER BY b.base_offset;
+END
+$fn$;
 """
 
 # Batches from the one containing %(off)s on, with running sizes so only the bodies that fit the
-# record and byte limits are sent back; one round trip.
+# record and byte limits are sent back. ``read`` runs it through binary COPY: bodies arrive as
+# raw bytes rather than as hex text twice their size (half the time of a 10 x 100 kB read).
 _READ = """
 WITH first AS (
     SELECT COALESCE(max(base_offset), 0) AS base FROM mq_batches
@@ -130,6 +220,15 @@ ORDER BY m.base_offset
 """
 
 MAX_ROWS_PER_READ = 1000
+
+# Batches at least this large are appended by binary COPY (two round trips, no hex encoding);
+# smaller ones by one statement. Measured crossover on loopback: a few kB.
+COPY_MIN_BYTES = 8 * 1024
+_COPY_APPEND = "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body) FROM STDIN (FORMAT binary)"
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # signature, flags, no extension
+_COPY_TRAILER = struct.pack("!h", -1)
+_COPY_NULL = struct.pack("!i", -1)
+_APPEND_RESULT = re.compile(r"mq_append_result (?:(\d+) (stored|duplicate)|(not_hosted))")
 
 
 class PostgresStorage(LogStorage):
@@ -236,16 +335,19 @@ class PostgresStorage(LogStorage):
     # --- the log -------------------------------------------------------------------------------
     def append(self, topic: str, partition: str, batch: bytes, count: int) -> int:
         pid = self._id(topic, partition)
+        if len(batch) >= COPY_MIN_BYTES:
+            # Not idempotent: a retry after the data reached the server could append twice.
+            base, _ = self._db.run(lambda cur: _copy_append(cur, pid, None, 0, count, batch), transaction=False)
+        else:
 
-        def work(cur):
-            cur.execute(_APPEND, {"id": pid, "n": count, "body": psycopg2.Binary(batch)})
-            row = cur.fetchone()
-            if row is None:
-                raise NotHosted(f"{topic}:{partition}")
-            return row[0]
+            def work(cur):
+                cur.execute("SELECT mq_append(%s, %s, %s)", (pid, count, psycopg2.Binary(batch)))
+                return cur.fetchone()[0]
 
-        # Not idempotent: a retry after the statement reached the server could append twice.
-        return self._db.run(work, transaction=False)
+            base = self._db.run(work, transaction=False)
+        if base is None:
+            raise NotHosted(f"{topic}:{partition}")
+        return base
 
     def append_sequenced(
         self, topic: str, partition: str, batch: bytes, count: int, producer_id: str, sequence: int
@@ -254,6 +356,8 @@ class PostgresStorage(LogStorage):
 
         def work(cur):
             try:
+                if len(batch) >= COPY_MIN_BYTES:
+                    return _copy_append(cur, pid, producer_id, sequence, count, batch)
                 cur.execute(
                     "SELECT base, duplicate FROM mq_append_sequenced(%s, %s, %s, %s, %s)",
                     (pid, producer_id, sequence, count, psycopg2.Binary(batch)),
@@ -263,36 +367,39 @@ class PostgresStorage(LogStorage):
                     raise SequenceError(e.diag.message_primary) from e
                 raise
             row = cur.fetchone()
-            if row is None:
-                raise NotHosted(f"{topic}:{partition}")
-            return row[0], row[1]
+            return (None, False) if row is None else (row[0], row[1])
 
         # Safe to retry on a dropped connection: a resend is recognised by its sequence.
-        return self._db.run(work, idempotent=True, transaction=False)
+        base, duplicate = self._db.run(work, idempotent=True, transaction=False)
+        if base is None:
+            raise NotHosted(f"{topic}:{partition}")
+        return base, duplicate
 
     def read(self, topic: str, partition: str, offset: int, max_records: int, max_bytes: int) -> ReadResult:
         pid = self._id(topic, partition)
+        params = {
+            "id": pid,
+            "off": offset,
+            "rows": min(max_records, MAX_ROWS_PER_READ),
+            "max_bytes": max_bytes,
+            "max_records": max_records,
+        }
 
         def work(cur):
             cur.execute("SELECT next_offset FROM mq_partitions WHERE id = %s", (pid,))
-            end = cur.fetchone()[0]
-            if offset >= end:
-                return end, []
-            cur.execute(
-                _READ,
-                {
-                    "id": pid,
-                    "off": offset,
-                    "rows": min(max_records, MAX_ROWS_PER_READ),
-                    "max_bytes": max_bytes,
-                    "max_records": max_records,
-                },
-            )
-            return end, [(base, bytes(body)) for base, body in cur.fetchall()]
+            row = cur.fetchone()
+            if row is None or offset >= row[0]:
+                return row, []  # a caught-up consumer's poll costs this one cheap statement
+            out = io.BytesIO()
+            cur.copy_expert(cur.mogrify(f"COPY ({_READ}) TO STDOUT (FORMAT binary)", params).decode(), out)
+            return row, [(_int8(base), bytes(body)) for base, body in _copy_rows(out.getbuffer(), 2)]
 
         # REPEATABLE READ is unnecessary: the end offset is read first and only grows, and rows
         # below it are immutable.
-        end, rows = self._db.run(work, idempotent=True, transaction=False)
+        row, rows = self._db.run(work, idempotent=True, transaction=False)
+        if row is None:
+            raise NotHosted(f"{topic}:{partition}")
+        end = row[0]
         if not rows:
             return ReadResult(end, offset)
         kept, records = trim_batches(rows, offset, max_records, max_bytes)
@@ -330,6 +437,26 @@ class PostgresStorage(LogStorage):
 
         return self._db.run(work, idempotent=True, transaction=False)
 
+    def take(self, group: str, topic: str, partition: str, max_records: int) -> tuple[list[tuple[int, bytes]], int]:
+        """``LogStorage.take`` in one call of ``mq_take``: read and advance share one transaction."""
+        pid = self._id(topic, partition)
+
+        def work(cur):
+            cur.execute("SELECT * FROM mq_take(%s, %s, %s)", (group, pid, max_records))
+            return cur.fetchall()
+
+        # The per-(group, partition) lock serialises takes within this process (mq_take locks a
+        # stored position, but two first takes of a group could both start from 0).
+        with self._take_lock(group, topic, partition):
+            rows = self._db.run(work, transaction=False)
+        if not rows:
+            raise NotHosted(f"{topic}:{partition}")
+        start, end = rows[0][0], rows[0][1]
+        batches = [(base, bytes(body)) for _, _, base, body in rows if base is not None]
+        kept, _ = trim_batches(batches, start, max_records, 1 << 62)
+        records = [(base + i, value) for base, body in kept for i, value in enumerate(framing.iter_batch(body))]
+        return records, end
+
     # --- lifecycle -------------------------------------------------------------------------------
     def selftest(self) -> list[str]:
         """Append, read back and position a scratch partition inside a transaction that is rolled back."""
@@ -345,10 +472,10 @@ class PostgresStorage(LogStorage):
                 "INSERT INTO mq_partitions (topic, partition) VALUES ('__selftest__', md5(random()::text)) RETURNING id"
             )
             pid = cur.fetchone()[0]
-            cur.execute(_APPEND, {"id": pid, "n": 2, "body": psycopg2.Binary(body)})
+            cur.execute("SELECT mq_append(%s, 2, %s)", (pid, psycopg2.Binary(body)))
             assert cur.fetchone()[0] == 0, "first batch must get offset 0"
             checks.append("append assigns offset 0")
-            cur.execute(_APPEND, {"id": pid, "n": 2, "body": psycopg2.Binary(body)})
+            cur.execute("SELECT mq_append(%s, 2, %s)", (pid, psycopg2.Binary(body)))
             assert cur.fetchone()[0] == 2, "second batch must follow the first"
             checks.append("append assigns consecutive offsets")
             cur.execute(
@@ -367,3 +494,79 @@ class PostgresStorage(LogStorage):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _copy_append(cur, pid: int, producer_id: str | None, sequence: int, count: int, batch: bytes):
+    """Append one batch through ``COPY mq_append_input`` (binary); returns (base or None, duplicate).
+
+    The trigger's ``RAISE INFO`` arrives before COPY completes; psycopg2 moves pending notices into
+    ``connection.notices`` on its next call, which ``commit()`` (a no-op in autocommit) is.
+    """
+    conn = cur.connection
+    producer = None if producer_id is None else producer_id.encode("utf-8")
+    data = b"".join(
+        (
+            _COPY_HEADER,
+            struct.pack("!hiq", 5, 8, pid),
+            _COPY_NULL if producer is None else struct.pack("!i", len(producer)) + producer,
+            struct.pack("!iqii", 8, sequence, 4, count),
+            struct.pack("!i", len(batch)),
+            batch,
+            _COPY_TRAILER,
+        )
+    )
+    del conn.notices[:]
+    cur.copy_expert(_COPY_APPEND, io.BytesIO(data), size=len(data))
+    conn.commit()
+    result = _append_result(conn.notices)
+    if result is None:
+        # Only if a psycopg2 release stopped collecting notices on commit(): any query does.
+        cur.execute("SELECT 1")
+        result = _append_result(conn.notices)
+    if result is None:
+        # The batch is committed but its offset unknown; not a connection failure, so the pool
+        # does not retry it (a plain append would be stored twice). An idempotent producer's
+        # resend is answered as a duplicate.
+        raise RuntimeError("COPY mq_append_input committed without reporting its result")
+    return result
+
+
+def _append_result(notices: list[str]) -> tuple[int | None, bool] | None:
+    for notice in reversed(notices):
+        found = _APPEND_RESULT.search(notice)
+        if found:
+            return (None, False) if found.group(3) else (int(found.group(1)), found.group(2) == "duplicate")
+    return None
+
+
+def _copy_rows(data: memoryview, fields: int) -> list[tuple[memoryview | None, ...]]:
+    """Split binary COPY output into rows of raw field values (None for NULL), without copying."""
+    rows = []
+    try:
+        if bytes(data[: len(_COPY_HEADER) - 8]) != _COPY_HEADER[:-8]:
+            raise psycopg2.InterfaceError("not binary COPY output")
+        (extension,) = struct.unpack_from("!i", data, len(_COPY_HEADER) - 4)
+        pos = len(_COPY_HEADER) + extension
+        while True:
+            (count,) = struct.unpack_from("!h", data, pos)
+            pos += 2
+            if count == -1:
+                return rows
+            if count != fields:
+                raise psycopg2.InterfaceError(f"binary COPY row with {count} fields, expected {fields}")
+            row = []
+            for _ in range(count):
+                (size,) = struct.unpack_from("!i", data, pos)
+                pos += 4
+                if size < 0:
+                    row.append(None)
+                else:
+                    row.append(data[pos : pos + size])
+                    pos += size
+            rows.append(tuple(row))
+    except struct.error as e:
+        raise psycopg2.InterfaceError("truncated binary COPY output") from e
+
+
+def _int8(value: memoryview) -> int:
+    return int.from_bytes(value, "big", signed=True)
