@@ -102,7 +102,7 @@ class Pool:
             data = response.read()
         except ConnectFailed:
             raise
-        except (TimeoutError, socket.timeout) as e:
+        except TimeoutError as e:
             self._discard(conn)
             raise NoAnswer(f"{method} {url}: no answer within {timeout} s") from e
         except (http.client.HTTPException, OSError) as e:
