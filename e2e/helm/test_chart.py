@@ -4,8 +4,9 @@ kube-apiserver — a server-side dry run of the rendered manifests in a namespac
 "restricted" Pod Security Standard, then a real install, RBAC checked by the API server's own
 authorizer, an upgrade that keeps the generated password, and an uninstall.
 
-What needs a kubelet (pods actually running, `helm test`) is covered by e2e/kind/run.sh, which
-cannot run here (no Docker engine).
+Pods actually running (`helm install` with every pod run by the test-side pod runner, Topic CRs,
+the client, `helm test`, uninstall) is e2e/k8s/test_helm_install.py; with real images and a real
+kubelet, e2e/kind/run.sh, which cannot run here (no Docker engine).
 
 Run: pytest e2e/helm  (the control-plane tests: -m controlplane; skipped with the reason when
 its binaries are not built).
@@ -432,6 +433,42 @@ def test_helm_test_pod_runs_the_produce_consume_script(default):
     assert env["REPLICA_URL"]["value"] == f"http://{REPLICA}.{NAMESPACE}.svc:5001"
 
 
+AUTH = ("--set", "auth.enabled=true")
+
+
+def test_auth_token_reaches_every_api_container_only_via_secret_key_ref(default, render):
+    assert all(
+        "MYQUEUE_TOKEN" not in env_of(c) for s in default.pod_specs().values() for c in containers_of(s)
+    )
+    for values, secret in (
+        (AUTH, f"{PREFIX}-auth"),
+        ((*AUTH, "--set", "auth.existingSecret=my-token"), "my-token"),
+    ):
+        manifests = render(*values)
+        users = sorted(
+            f"{where}/{c['name']}"
+            for where, spec in manifests.pod_specs().items()
+            for c in containers_of(spec)
+            if "MYQUEUE_TOKEN" in env_of(c)
+        )
+        assert users == sorted(
+            [f"Deployment/{OPERATOR}/operator", f"Deployment/{PRIMARY}/manager", f"Deployment/{REPLICA}/manager",
+             f"Pod/{TEST_POD}/produce-consume"]
+        ), values  # fmt: skip
+        for where, spec in manifests.pod_specs().items():
+            for c in containers_of(spec):
+                if "MYQUEUE_TOKEN" in env_of(c):
+                    assert env_of(c)["MYQUEUE_TOKEN"] == {
+                        "name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}
+                    }, where  # fmt: skip
+        operator = env_of(manifests.get("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"][0])
+        assert operator["MYQUEUE_TOKEN_SECRET"]["value"] == secret  # broker pods: the operator's rendering
+    generated = render(*AUTH).get("Secret", f"{PREFIX}-auth")
+    assert generated["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", base64.b64decode(generated["data"]["token"]).decode())
+    assert f"{PREFIX}-auth" not in render(*AUTH, "--set", "auth.existingSecret=my-token").of_kind("Secret")
+
+
 def test_names_follow_release_and_overrides(render):
     assert "Deployment/myqueue-operator" in render(release="myqueue").names()
     assert "Deployment/q-operator" in render("--set", "fullnameOverride=q").names()
@@ -500,7 +537,7 @@ def test_install_rbac_upgrade_uninstall_on_the_control_plane(control_plane, helm
     restricted_namespace(cp, namespace)
     kube = ("--kubeconfig", cp.kubeconfig, "--namespace", namespace)
 
-    installed = helm("install", RELEASE, str(CHART), *kube, timeout=180)
+    installed = helm("install", RELEASE, str(CHART), *kube, "--set", "auth.enabled=true", timeout=180)
     assert "STATUS: deployed" in installed.stdout
     assert f"helm test {RELEASE} -n {namespace}" in installed.stdout  # NOTES.txt rendered
     assert f"svc/{PRIMARY}" in installed.stdout
@@ -513,6 +550,12 @@ def test_install_rbac_upgrade_uninstall_on_the_control_plane(control_plane, helm
         return json.loads(found.stdout)["data"]
 
     first = secret()
+
+    def token() -> str:
+        found = cp.kubectl("-n", namespace, "get", "secret", f"{PREFIX}-auth", "-o", "json")
+        return json.loads(found.stdout)["data"]["token"]
+
+    first_token = token()
 
     # RBAC as the API server decides it, for each ServiceAccount of the chart.
     op = (cp, namespace, OPERATOR)
@@ -539,8 +582,9 @@ def test_install_rbac_upgrade_uninstall_on_the_control_plane(control_plane, helm
     assert not can(*replica, "get", "brokers", "myqueue.io") and not can(*replica, "get", "secrets")
 
     # An upgrade keeps the generated password (lookup of the live Secret), even with new values.
-    helm("upgrade", RELEASE, str(CHART), *kube, "--set", "manager.logLevel=DEBUG", timeout=180)
-    assert secret() == first
+    helm("upgrade", RELEASE, str(CHART), *kube, "--set", "manager.logLevel=DEBUG", "--set", "auth.enabled=true",
+         timeout=180)  # fmt: skip
+    assert secret() == first and token() == first_token  # the generated token too: clients keep working
     replica = json.loads(cp.kubectl("-n", namespace, "get", "deployment", REPLICA, "-o", "json").stdout)
     replica_env = replica["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "MYQUEUE_LOG_LEVEL", "value": "DEBUG"} in replica_env

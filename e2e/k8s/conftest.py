@@ -34,6 +34,7 @@ from harness import (  # noqa: E402
     Kubectl,
     Managers,
     Operator,
+    fresh_database,
     service_account_kubeconfig,
     start_process,
     stop_process,
@@ -158,47 +159,8 @@ def operator(control_plane: ControlPlane, kubectl: Kubectl, managers: Managers, 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
     """A fresh database: on $MYQUEUE_TEST_DSN's server (CI), else a private server in a temp dir."""
-    import secrets
-    import shutil
-    import tempfile
-
-    import psycopg2
-    from psycopg2 import sql
-    from psycopg2.extensions import make_dsn
-
-    from myqueue.cluster.postgres import PostgresNotInstalled, PrivatePostgres, find_bindir
-
-    server_dsn = os.environ.get("MYQUEUE_TEST_DSN")
-    if server_dsn:
-        name = f"mq_k8s_{secrets.token_hex(6)}"
-
-        def admin(statement: sql.Composable) -> None:
-            connection = psycopg2.connect(server_dsn, connect_timeout=10)
-            try:
-                connection.autocommit = True
-                with connection.cursor() as cursor:
-                    cursor.execute(statement)
-            finally:
-                connection.close()
-
-        admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield make_dsn(server_dsn, dbname=name)
-        finally:
-            admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        return
-    try:
-        find_bindir()
-    except PostgresNotInstalled as error:
-        pytest.skip(f"no PostgreSQL: set MYQUEUE_TEST_DSN or install PostgreSQL ({error})")
-    directory = Path(tempfile.mkdtemp(prefix="mq-k8s-pg-"))  # not pytest's 0700 dirs: the server user must enter
-    server = PrivatePostgres(directory)
-    try:
-        server.start()
-        yield server.dsn
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    with fresh_database("mq_k8s") as dsn:
+        yield dsn
 
 
 # --- timings -------------------------------------------------------------------------------------------------------

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,3 +190,118 @@ class Operator:
         with open(self.log, "rb") as f:
             f.seek(offset)
             return f.read().decode(errors="replace")
+
+
+class PortForward:
+    """``kubectl port-forward`` for a pod the pod runner runs: 127.0.0.1:<free port> -> ``target``.
+
+    The client takes one host with a primary and a replica port, as a user's machine has them with
+    two port-forwards; here the two managers are pods on different loopback IPs. A thread accepts,
+    and two threads per connection copy bytes each way. ``close()`` stops everything it opened.
+    """
+
+    def __init__(self, target_host: str, target_port: int):
+        self.target = (target_host, target_port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._accept, name=f"port-forward-{self.port}", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    upstream.close()
+                    return
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sockets, self._sockets = self._sockets, []
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() (close alone may not)
+        except OSError:
+            pass
+        self._server.close()
+        for s in sockets:
+            s.close()
+        self._thread.join(timeout=5)
+
+
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A throwaway database: on $MYQUEUE_TEST_DSN's server (CI), else a private server in a temp
+    dir; dropped (or the server stopped) afterwards. Skips when there is no PostgreSQL at all."""
+    import os
+    import secrets
+    import shutil
+    import tempfile
+
+    import psycopg2
+    from psycopg2 import sql
+    from psycopg2.extensions import make_dsn
+
+    from myqueue.cluster.postgres import PostgresNotInstalled, PrivatePostgres, find_bindir
+
+    server_dsn = os.environ.get("MYQUEUE_TEST_DSN")
+    if server_dsn:
+        name = f"{prefix}_{secrets.token_hex(6)}"
+
+        def admin(statement: sql.Composable) -> None:
+            connection = psycopg2.connect(server_dsn, connect_timeout=10)
+            try:
+                connection.autocommit = True
+                with connection.cursor() as cursor:
+                    cursor.execute(statement)
+            finally:
+                connection.close()
+
+        admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield make_dsn(server_dsn, dbname=name)
+        finally:
+            admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        return
+    try:
+        find_bindir()
+    except PostgresNotInstalled as error:
+        pytest.skip(f"no PostgreSQL: set MYQUEUE_TEST_DSN or install PostgreSQL ({error})")
+    directory = Path(tempfile.mkdtemp(prefix=f"{prefix}-pg-"))  # not pytest's 0700 dirs: the server user must enter
+    server = PrivatePostgres(directory)
+    try:
+        server.start()
+        yield server.dsn
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -22,7 +22,9 @@ PRIMARY = os.environ.get("E2E_PRIMARY_URL", "http://127.0.0.1:5000").rstrip("/")
 
 
 def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    token = os.environ.get("MYQUEUE_TOKEN")  # the cluster's API token, when auth is on
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=30) as response:
         return response.read()
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -114,8 +115,14 @@ def wait_for(what: str, check, timeout: float, interval: float = 0.5):
 
 
 def replica_serves(replica_url: str, layout: dict) -> bool:
-    """True when the replica's /topics has every partition of the layout, each on a broker."""
-    with urllib.request.urlopen(f"{replica_url}/topics", timeout=10) as response:
+    """True when the replica's /topics has every partition of the layout, each on a broker.
+
+    Sends $MYQUEUE_TOKEN as a bearer token when set (a cluster with auth on), as the CLI does."""
+    token = os.environ.get("MYQUEUE_TOKEN")
+    request = urllib.request.Request(
+        f"{replica_url}/topics", headers={"Authorization": f"Bearer {token}"} if token else {}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         topics = json.load(response)["message"]
     return all(
         topics.get(topic, {}).get(part) for topic, parts in layout["partitions"].items() for part in parts

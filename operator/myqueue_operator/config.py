@@ -54,6 +54,7 @@ class OperatorConfig:
     broker_image: str = DEFAULT_BROKER_IMAGE
     dsn_secret: str | None = None
     primary_token: str | None = None
+    token_secret: str | None = None  # a Secret with key "token": broker pods get it as MYQUEUE_TOKEN
     address_mode: AddressMode = AddressMode.SERVICE
     image_pull_policy: str = "IfNotPresent"
     resync_s: float = RESYNC_S
@@ -81,6 +82,7 @@ class OperatorConfig:
             broker_image=env.get("MYQUEUE_BROKER_IMAGE") or DEFAULT_BROKER_IMAGE,
             dsn_secret=env.get("MYQUEUE_DSN_SECRET") or None,
             primary_token=env.get("MYQUEUE_TOKEN") or None,
+            token_secret=env.get("MYQUEUE_TOKEN_SECRET") or None,
             address_mode=mode,
             image_pull_policy=env.get("MYQUEUE_BROKER_PULL_POLICY") or "IfNotPresent",
             resync_s=_positive(env, "MYQUEUE_OPERATOR_RESYNC_S", RESYNC_S),

@@ -154,6 +154,8 @@ def pod_spec_hash(spec: Mapping, config: OperatorConfig) -> str:
         "dsn_secret": config.dsn_secret if spec.get("store") == "postgres" else None,
         "pull": config.image_pull_policy,
     }
+    if config.token_secret:  # only when set, so turning auth on replaces pods but upgrading the operator does not
+        relevant["token_secret"] = config.token_secret
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -173,7 +175,8 @@ def broker_pod(broker: Mapping, config: OperatorConfig) -> dict:
     """The Pod that runs a Broker: named like it, restricted security, probes on /readyz and /healthz.
 
     A postgres-mode broker reads its DSN from the Secret ``config.dsn_secret`` (key ``dsn``) via
-    ``secretKeyRef``: the DSN itself never appears in the Pod spec.
+    ``secretKeyRef``: the DSN itself never appears in the Pod spec. With ``config.token_secret``
+    the broker requires the API token, ``MYQUEUE_TOKEN`` from that Secret's key ``token``, likewise.
     """
     meta = broker["metadata"]
     name = meta["name"]
@@ -188,6 +191,10 @@ def broker_pod(broker: Mapping, config: OperatorConfig) -> dict:
     if store == "postgres":
         env.append(
             {"name": "MYQUEUE_DSN", "valueFrom": {"secretKeyRef": {"name": config.dsn_secret, "key": "dsn"}}}
+        )
+    if config.token_secret:
+        env.append(
+            {"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": config.token_secret, "key": "token"}}}
         )
     container = {
         "name": "broker",

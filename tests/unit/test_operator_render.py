@@ -3,6 +3,7 @@ that the CRDs' OpenAPI rules mirror myqueue.core.names), and the reconcilers' de
 Kubernetes and manager clients."""
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -123,6 +124,20 @@ def test_postgres_broker_reads_its_dsn_from_the_secret_never_from_the_spec():
     assert dsn == {"name": "MYQUEUE_DSN", "valueFrom": {"secretKeyRef": {"name": "pg", "key": "dsn"}}}
     assert container["image"] == "mine:2"
     assert "password" not in json.dumps(pod) and "host=" not in json.dumps(pod)
+
+
+def test_broker_reads_the_api_token_from_the_secret_when_auth_is_on():
+    authed = dataclasses.replace(CONFIG, token_secret="mq-auth")
+    (container,) = render.broker_pod(broker_obj(), authed)["spec"]["containers"]
+    token = [e for e in container["env"] if e["name"] == "MYQUEUE_TOKEN"]
+    assert token == [{"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mq-auth", "key": "token"}}}]
+    (plain,) = render.broker_pod(broker_obj(), CONFIG)["spec"]["containers"]
+    assert "MYQUEUE_TOKEN" not in {e["name"] for e in plain["env"]}
+    # Turning auth on replaces the pods (a new hash); an operator without it keeps the old hash.
+    assert render.pod_spec_hash({"store": "memory"}, authed) != render.pod_spec_hash({"store": "memory"}, CONFIG)
+    assert OperatorConfig.from_env(
+        {"MYQUEUE_PRIMARY_URL": "http://p:1", "MYQUEUE_NAMESPACE": "mq", "MYQUEUE_TOKEN_SECRET": "mq-auth"}
+    ).token_secret == "mq-auth"
 
 
 def test_pod_spec_hash_changes_only_with_what_shapes_the_pod():

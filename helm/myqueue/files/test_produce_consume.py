@@ -6,7 +6,8 @@ producer on the primary, produces one message and consumes it back. Standard lib
 chart runs this file from the manager image as `python -c`, and
 tests/integration/test_helm_test_script.py runs the same file against a local cluster.
 
-Environment: PRIMARY_URL, REPLICA_URL (http://host:port), TIMEOUT_S (whole test). Exits 0 when
+Environment: PRIMARY_URL, REPLICA_URL (http://host:port), TIMEOUT_S (whole test), MYQUEUE_TOKEN
+(sent as a bearer token when set: the chart's auth.enabled). Exits 0 when
 the message came back; otherwise exits non-zero naming the step that failed and the last answer.
 """
 
@@ -26,7 +27,10 @@ import urllib.request
 def call(base: str, path: str, body: dict | None = None) -> dict:
     """One request; the seed's envelope as a dict, also for 4xx answers."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get("MYQUEUE_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['MYQUEUE_TOKEN']}"
+    request = urllib.request.Request(base + path, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)

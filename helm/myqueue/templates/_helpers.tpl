@@ -120,3 +120,23 @@ seccompProfile:
 - name: tmp
   mountPath: /tmp
 {{- end }}
+
+{{/*
+The Secret holding the API token (key "token") when auth.enabled: the user's existing one, or
+the chart's generated `<prefix>-auth` (templates/auth-secret.yaml).
+*/}}
+{{- define "myqueue.auth.name" -}}{{ include "myqueue.prefix" . }}-auth{{- end }}
+{{- define "myqueue.authSecret" -}}
+{{- default (include "myqueue.auth.name" .) .Values.auth.existingSecret }}
+{{- end }}
+
+{{/* The only way the token reaches a container: env MYQUEUE_TOKEN from the Secret's key "token". */}}
+{{- define "myqueue.tokenEnv" -}}
+{{- if .Values.auth.enabled }}
+- name: MYQUEUE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "myqueue.authSecret" . }}
+      key: token
+{{- end }}
+{{- end }}

@@ -106,6 +106,7 @@ spec:
             {{- include "myqueue.dsnEnv" $ | nindent 12 }}
             - name: MYQUEUE_LOG_LEVEL
               value: {{ $.Values.manager.logLevel | quote }}
+            {{- include "myqueue.tokenEnv" $ | nindent 12 }}
             {{- if eq $role "primary" }}
             # /brokers/add and /brokers/rm create and delete Broker resources in this namespace.
             - name: MYQUEUE_LAUNCHER
