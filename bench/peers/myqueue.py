@@ -259,7 +259,7 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
             with prof.broker("w1-send", topic_s):
                 sent, secs = _send_each(producer, topic_s, "P1", settings.produce_n, settings.time_limit)
             rows.append(throughput(f"{sysname}/send", workload, sent, secs,
-                                   "Producer.send per message (linger 2 ms, 10k/batch), flush awaited"))
+                                   "Producer.send per message (linger 0: batches form while one is in flight), flush awaited"))
     _, address = cluster.owner(topic_r, "P1")
     with prof.broker(f"w{workload}-raw", topic_r):
         sent, secs = bounded(_raw_step(address, topic_r, "P1", settings.batch),
@@ -306,7 +306,7 @@ def _latency(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler
         stop.set()
         thread.join(5)
         consumer.close()
-    return probe.row(f"{sysname}/send+poll", "Producer.send (linger 2 ms) -> Consumer.poll (long-poll)")
+    return probe.row(f"{sysname}/send+poll", "Producer.send (linger 0) -> Consumer.poll (long-poll)")
 
 
 def _parallel_producer(go, host: str, primary_port: int, replica_port: int, topic: str, index: int, count: int,

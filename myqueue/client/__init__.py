@@ -1,7 +1,7 @@
 """The myqueue client library: the seed-compatible API and the fast-path Producer/Consumer.
 
-Imports only ``myqueue.core``, the standard library and ``requests`` (an import-linter contract):
-never any server code.
+Imports only ``myqueue.core``, ``myqueue.net`` (its HTTP connection pool) and the standard
+library (an import-linter contract): never any server code.
 """
 
 from . import errors

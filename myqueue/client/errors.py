@@ -2,8 +2,8 @@
 
 Services answer a refusal with an HTTP status and an envelope whose ``reason`` comes from
 ``myqueue.core.reasons``; ``error_class`` turns the pair into a ``MyQueueError`` subclass. How
-``requests`` failures become these errors is the transport's business (``transport.py``); no
-``requests`` exception ever reaches a caller. Every class subclasses ``Exception`` through
+connection failures become these errors is the transport's business (``transport.py``); no
+HTTP-layer exception ever reaches a caller. Every class subclasses ``Exception`` through
 ``MyQueueError``, so scripts written for the seed that catch ``Exception`` keep working.
 """
 

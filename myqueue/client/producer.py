@@ -1,9 +1,17 @@
 """The fast-path producer: batches records per partition and appends them straight to the owning broker.
 
-``send`` only queues a record and returns a future. A sender thread turns each partition's queue
-into batches (when ``batch_records`` or ``batch_bytes`` is reached, when the oldest record has
-waited ``linger_ms``, or at once during ``flush``/``close``) and hands them to a small pool of
-delivery threads, so batches for different partitions travel in parallel.
+``send`` appends a record to its partition's open batch (Kafka's record accumulator: a new batch
+opens when ``batch_records`` or ``batch_bytes`` would be exceeded) and returns a light future that
+points at the batch's shared outcome and the record's index in it (kafka-python's
+``FutureRecordMetadata``): no lock, event or metadata object per record until someone asks.
+
+When a batch goes: at once when its partition has no batch in flight and ``linger_ms`` is 0 (the
+default), so a lone record travels without waiting; while a batch is in flight the next records
+accumulate and go together as soon as it returns (batches form under load, as with Kafka's
+``linger.ms=0``). With ``linger_ms`` > 0 a batch waits until its first record is that old, or
+until it is full, or ``flush``/``close``/``send_batch`` ask for everything now. Batches are
+delivered by a small pool of threads, so batches for different partitions travel in parallel;
+a sender thread only runs the linger timers.
 
 Order: a partition has at most one batch in flight, always taken from the front of its queue, so
 records of one partition are stored in the order ``send`` was called.
@@ -19,21 +27,22 @@ batch may be stored: resending it from the application could store it twice) and
 typed error otherwise; and the partition's producer id moves to a new epoch (``<id>.<epoch>``,
 sequence 0), so the next batch is never mistaken for the failed one.
 
-With ``idempotent=False``: a batch refused with NOT_HERE, or whose broker cannot be reached or has
-none ready, was not stored; it is retried up to ``retries`` times. A timed-out batch is not resent:
-its futures fail with ``RequestTimeout`` rather than risk storing records twice.
+With ``idempotent=False``: a batch refused with NOT_HERE, or whose broker cannot be reached (no
+connection could be made) or has none ready, was not stored; it is retried up to ``retries``
+times. A batch whose outcome is unknown (timed out, or the connection broke after it was sent:
+both ``RequestTimeout``) is not resent: its futures fail rather than risk storing records twice.
 
 Every other failure fails the batch's futures with the typed error; ``flush``/``close`` wait for
 all futures but do not raise their errors.
 """
 
+import logging
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from myqueue.core import defaults, framing
 from myqueue.core.reasons import Reason
@@ -48,14 +57,18 @@ from .errors import (
     RequestTimeout,
     TooLarge,
 )
+from .futures import Batch, RecordFuture
 from .metadata import Metadata, partition_url
 from .partitioner import Partitioner
-from .records import RecordMetadata
+from .records import BatchMetadata, RecordMetadata
 from .transport import Transport
+
+log = logging.getLogger(__name__)
 
 Callback = Callable[[RecordMetadata | None, BaseException | None], None]
 _NOT_STORED = (NotHere, BrokerUnavailable)  # failures after which a resend cannot duplicate
 _RESENDABLE = (NotHere, BrokerUnavailable, RequestTimeout)  # with idempotence, the broker dedups
+_MAX = defaults.MAX_MESSAGE_BYTES
 
 
 def _record_bytes(value: bytes | bytearray | memoryview | str) -> bytes:
@@ -68,24 +81,39 @@ def _record_bytes(value: bytes | bytearray | memoryview | str) -> bytes:
         raise TypeError(f"a record value is bytes or str, not {type(value).__name__}")
     if not data:
         raise InvalidRequest("a record must not be empty", reason=Reason.INVALID_REQUEST)
-    if len(data) > defaults.MAX_MESSAGE_BYTES:
-        raise TooLarge(
-            f"a record is {len(data)} bytes; the limit is {defaults.MAX_MESSAGE_BYTES}",
-            reason=Reason.TOO_LARGE,
-        )
+    if len(data) > _MAX:
+        raise TooLarge(f"a record is {len(data)} bytes; the limit is {_MAX}", reason=Reason.TOO_LARGE)
     return data
 
 
-@dataclass
-class _Queue:
-    """Records waiting for one partition, oldest first; guarded by the producer's condition."""
+def _batch_bytes(values: Iterable[bytes | bytearray | memoryview | str]) -> list[bytes]:
+    """Every record's bytes, checked with a few C-level passes; refuses the whole batch on one bad record."""
+    records = values if isinstance(values, list) else list(values)
+    kinds = set(map(type, records))
+    if kinds == {str}:
+        records = list(map(str.encode, records))
+    elif not kinds <= {bytes}:
+        return [_record_bytes(v) for v in records]  # mixed or unusual types: checked one by one
+    if not all(records):  # bytes are false when empty
+        raise InvalidRequest("a record must not be empty", reason=Reason.INVALID_REQUEST)
+    longest = max(map(len, records), default=0)
+    if longest > _MAX:
+        raise TooLarge(f"a record is {longest} bytes; the limit is {_MAX}", reason=Reason.TOO_LARGE)
+    return records
 
-    records: deque[tuple[bytes, Future]] = field(default_factory=deque)
-    size: int = 0  # bytes waiting
-    epoch: int = 0  # idempotence: bumped after a batch finally failed
-    next_sequence: int = 0  # idempotence: sequence number of the next record sent
-    since: float = 0.0  # monotonic time the oldest waiting record was queued
-    in_flight: bool = False
+
+class _Queue:
+    """One partition's batches waiting to go, oldest first; guarded by the producer's lock."""
+
+    __slots__ = ("topic", "partition", "batches", "epoch", "next_sequence", "in_flight")
+
+    def __init__(self, topic: str, partition: str):
+        self.topic = topic
+        self.partition = partition
+        self.batches: deque[Batch] = deque()
+        self.epoch = 0  # idempotence: bumped after a batch finally failed
+        self.next_sequence = 0  # idempotence: sequence number of the next record sent
+        self.in_flight = False
 
 
 class Producer:
@@ -118,7 +146,9 @@ class Producer:
         self._batch_records = batch_records
         self._batch_bytes = batch_bytes
         self._retries = retries
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # flush, close and send_batch wait on it
+        self._timer = threading.Condition(self._lock)  # the sender thread waits on it
         self._queues: dict[tuple[str, str], _Queue] = {}
         self._unfinished = 0  # records queued or in flight
         self._urgent = 0  # > 0 while someone waits for everything to go out now
@@ -151,57 +181,90 @@ class Producer:
         ``callback(metadata, error)`` runs in a delivery thread when the outcome is known. Raises at once
         (nothing queued) for an unknown topic or partition, an empty or oversized value.
         """
-        data = _record_bytes(value)
+        kind = value.__class__
+        data = value if kind is bytes else value.encode("utf-8") if kind is str else _record_bytes(value)
+        size = len(data)
+        if not 0 < size <= _MAX:
+            _record_bytes(data)  # raises the typed refusal
         if partition is None:
             partition = self._partitioner.choose(topic, self._metadata.partitions(topic), key)
-        else:
+        queue = self._queues.get((topic, partition))
+        if queue is None:  # a partition is checked once: partitions are never deleted
             self._metadata.partitions(topic, containing=partition)
-        future: Future[RecordMetadata] = Future()
-        future.set_running_or_notify_cancel()  # an acknowledgement cannot be cancelled
-        if callback is not None:
-            future.add_done_callback(lambda f: callback(None if f.exception() else f.result(), f.exception()))
-        with self._cond:
-            queue = self._open_queue(topic, partition)
-            if not queue.records:
-                queue.since = time.monotonic()
-            queue.records.append((data, future))
-            queue.size += len(data)
+        with self._lock:
+            if queue is None:
+                queue = self._open_queue(topic, partition)
+            elif self._closed:
+                raise RuntimeError("the producer is closed")
+            batches = queue.batches
+            batch = batches[-1] if batches else None
+            opened = (
+                batch is None
+                or len(batch.records) >= self._batch_records
+                or batch.size + size > self._batch_bytes
+            )
+            if opened:
+                batch = Batch(topic, partition, time.monotonic())
+                batches.append(batch)
+            future = RecordFuture(batch, len(batch.records))
+            batch.records.append(data)
+            batch.size += size
             self._unfinished += 1
-            if len(queue.records) == 1 or self._is_full(queue):
-                self._cond.notify_all()
+            if callback is not None:  # the batch is still open: the callback will run when it is settled
+                future.add_done_callback(lambda f: callback(f._result, f._exception))
+            if not queue.in_flight:
+                if self._ready(queue, batches[0], 0.0):
+                    self._dispatch(queue)
+                elif opened:
+                    self._timer.notify()  # a linger timer starts
         return future
 
-    def send_batch(self, topic: str, partition: str, values: Iterable[bytes | str]) -> list[RecordMetadata]:
-        """Store ``values`` in one request, after any records ``send`` queued for that partition; blocking."""
-        records = [_record_bytes(v) for v in values]
+    def send_batch(
+        self, topic: str, partition: str, values: Iterable[bytes | str]
+    ) -> Sequence[RecordMetadata]:
+        """Store ``values`` in one request, after any records ``send`` queued for that partition; blocking.
+
+        Returns one entry per record, in order (a ``BatchMetadata``: a sequence of RecordMetadata made
+        on access). Refuses the whole batch, sending nothing, if a record is empty or oversized.
+        """
+        records = _batch_bytes(values)
         if not records:
             return []
-        self._metadata.partitions(topic, containing=partition)
-        with self._cond:
-            queue = self._open_queue(topic, partition)
-            self._urgent += 1
-            self._cond.notify_all()
-            try:
-                self._cond.wait_for(lambda: not queue.in_flight and not queue.records)
-            finally:
-                self._urgent -= 1
+        queue = self._queues.get((topic, partition))
+        if queue is None:
+            self._metadata.partitions(topic, containing=partition)
+        with self._lock:
+            if queue is None:
+                queue = self._open_queue(topic, partition)
+            elif self._closed:
+                raise RuntimeError("the producer is closed")
+            if queue.in_flight or queue.batches:
+                self._urgent += 1
+                self._timer.notify()
+                try:
+                    self._cond.wait_for(lambda: not queue.in_flight and not queue.batches)
+                finally:
+                    self._urgent -= 1
             queue.in_flight = True
         try:
             base = self._append(topic, partition, records, queue)
         finally:
-            with self._cond:
+            with self._lock:
                 queue.in_flight = False
+                if queue.batches and self._ready(queue, queue.batches[0], time.monotonic()):
+                    self._dispatch(queue)
                 self._cond.notify_all()
-        return [RecordMetadata(topic, partition, base + i) for i in range(len(records))]
+                self._timer.notify()
+        return BatchMetadata(topic, partition, base, len(records))
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued now and wait until every record has an outcome.
 
         Raises RequestTimeout if records are still unsent after ``timeout`` seconds.
         """
-        with self._cond:
+        with self._lock:
             self._urgent += 1
-            self._cond.notify_all()
+            self._timer.notify()
             try:
                 if not self._cond.wait_for(lambda: self._unfinished == 0, timeout):
                     raise RequestTimeout(f"{self._unfinished} records still unsent after {timeout} s")
@@ -213,75 +276,80 @@ class Producer:
         try:
             self.flush(timeout)
         finally:
-            with self._cond:
+            with self._lock:
                 already_closed, self._closed = self._closed, True
-                abandoned = [future for queue in self._queues.values() for _, future in queue.records]
+                abandoned = [batch for queue in self._queues.values() for batch in queue.batches]
                 for queue in self._queues.values():
-                    queue.records.clear()
-                    queue.size = 0
-                self._unfinished -= len(abandoned)
+                    queue.batches.clear()
+                self._unfinished -= sum(len(batch.records) for batch in abandoned)
                 self._cond.notify_all()
-            for future in abandoned:
-                future.set_exception(MyQueueError("the producer was closed before the record was sent"))
+                self._timer.notify()
+            for batch in abandoned:
+                batch.settle(-1, MyQueueError("the producer was closed before the record was sent"))
             if not already_closed:
                 self._sender.join()
                 self._pool.shutdown()
                 self._transport.close()
 
     def _open_queue(self, topic: str, partition: str) -> _Queue:
+        """The partition's queue, made on first use. Caller holds the lock."""
         if self._closed:
             raise RuntimeError("the producer is closed")
-        return self._queues.setdefault((topic, partition), _Queue())
+        queue = self._queues.get((topic, partition))
+        if queue is None:
+            queue = self._queues[(topic, partition)] = _Queue(topic, partition)
+        return queue
 
-    def _is_full(self, queue: _Queue) -> bool:
-        return len(queue.records) >= self._batch_records or queue.size >= self._batch_bytes
+    def _ready(self, queue: _Queue, front: Batch, now: float) -> bool:
+        """Whether a queue's front batch should go now (its queue has none in flight). Caller holds the lock."""
+        return (
+            self._linger <= 0
+            or self._urgent > 0
+            or len(queue.batches) > 1
+            or len(front.records) >= self._batch_records
+            or front.size >= self._batch_bytes
+            or now >= front.created + self._linger
+        )
+
+    def _dispatch(self, queue: _Queue) -> None:
+        """Hand the queue's front batch to a delivery thread. Caller holds the lock."""
+        queue.in_flight = True
+        self._pool.submit(self._deliver, queue, queue.batches.popleft())
 
     def _run(self) -> None:
-        """Sender thread: start a delivery for every partition whose batch is due, sleep till the next."""
-        with self._cond:
+        """Sender thread: dispatch every batch whose linger ran out (or that ``flush`` wants now), sleep till the next."""
+        with self._lock:
             while not (self._closed and self._unfinished == 0):
                 now = time.monotonic()
                 next_due: float | None = None
-                for (topic, partition), queue in self._queues.items():
-                    if queue.in_flight or not queue.records:
+                for queue in self._queues.values():
+                    if queue.in_flight or not queue.batches:
                         continue
-                    due = queue.since + self._linger
-                    if self._urgent or now >= due or self._is_full(queue):
-                        queue.in_flight = True
-                        self._pool.submit(self._deliver, topic, partition, queue, self._take(queue))
-                    elif next_due is None or due < next_due:
-                        next_due = due
-                self._cond.wait(None if next_due is None else next_due - now)
+                    front = queue.batches[0]
+                    if self._ready(queue, front, now):
+                        self._dispatch(queue)
+                    else:
+                        due = front.created + self._linger
+                        if next_due is None or due < next_due:
+                            next_due = due
+                self._timer.wait(None if next_due is None else next_due - now)
 
-    def _take(self, queue: _Queue) -> list[tuple[bytes, Future]]:
-        """The next batch from the front of a queue (at least one record). Caller holds the condition."""
-        batch = [queue.records.popleft()]
-        size = len(batch[0][0])
-        while queue.records and len(batch) < self._batch_records:
-            data = queue.records[0][0]
-            if size + len(data) > self._batch_bytes:
-                break
-            batch.append(queue.records.popleft())
-            size += len(data)
-        queue.size -= size
-        if queue.records:
-            queue.since = time.monotonic()
-        return batch
-
-    def _deliver(self, topic: str, partition: str, queue: _Queue, batch: list[tuple[bytes, Future]]) -> None:
-        """Delivery thread: append one batch, then settle its futures and free the partition."""
+    def _deliver(self, queue: _Queue, batch: Batch) -> None:
+        """Delivery thread: append one batch, settle its futures, then send the partition's next batch if due."""
         try:
-            base = self._append(topic, partition, [data for data, _ in batch], queue)
+            base = self._append(queue.topic, queue.partition, batch.records, queue)
         except Exception as e:  # every failure, even a bug, must reach the futures
-            for _, future in batch:
-                future.set_exception(e)
+            batch.settle(-1, e)
         else:
-            for i, (_, future) in enumerate(batch):
-                future.set_result(RecordMetadata(topic, partition, base + i))
+            batch.settle(base, None)
         finally:
-            with self._cond:
+            with self._lock:
                 queue.in_flight = False
-                self._unfinished -= len(batch)
+                self._unfinished -= len(batch.records)
+                if queue.batches and self._ready(queue, queue.batches[0], time.monotonic()):
+                    self._dispatch(queue)
+                elif queue.batches or self._closed:
+                    self._timer.notify()  # a linger timer runs from now on, or the sender may stop
                 self._cond.notify_all()
 
     def _append(self, topic: str, partition: str, records: list[bytes], queue: _Queue) -> int:

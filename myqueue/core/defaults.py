@@ -38,7 +38,9 @@ SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
 CONSUMER_IDLE_TIMEOUT_S = 20.0  # the seed consumer stopped after 20 s without a message
 
 # --- client fast path -------------------------------------------------------------------
-PRODUCER_LINGER_MS = 2.0
+# 0: a partition with no batch in flight sends a record at once; records queued while a batch is in
+# flight go together when it returns (batches form under load, like Kafka's linger.ms=0).
+PRODUCER_LINGER_MS = 0.0
 PRODUCER_BATCH_RECORDS = 10_000
 PRODUCER_BATCH_BYTES = 1024 * 1024
 CLIENT_TIMEOUT_S = 10.0
