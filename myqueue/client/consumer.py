@@ -9,15 +9,32 @@ this object.
 
 ``poll`` goes round-robin over the partitions and returns the records of the first one that has
 some; when a whole round finds nothing it long-polls one partition for a short, growing while
-(sleeping out what the broker's long-poll does not use) rather than spinning. Routing failures
-(partition moved, broker down) refresh metadata and are retried on later rounds, never raised. With ``auto_commit`` (the default, like Kafka) what one
-``poll`` delivered is committed at the start of the next one and on ``close``: at-least-once.
-Not thread-safe: one consumer per thread.
+(sleeping out what the broker's long-poll does not use) rather than spinning. With a single
+partition and a timeout the round is skipped: the long-poll answers at once when records are
+there, so a caught-up consumer makes one request per poll, not two. Routing failures (partition
+moved, broker down) refresh metadata and are retried on later rounds, never raised. With
+``auto_commit`` (the default, like Kafka) what one ``poll`` delivered is committed at the start of
+the next one and on ``close``: at-least-once.
+
+Catching up, the next fetch overlaps with the application's work (``prefetch``, on by default):
+when the batch set just read says the partition holds more (its end offset is past the new
+position), the fetch the next ``poll`` would make first is started at once on a background
+thread, without long-poll. At most one such fetch (at most ``max_bytes``) is held; its records are
+not delivered, and the position does not move, until a ``poll`` takes them, so positions and
+commits are exactly as without it. A consumer that is caught up never prefetches.
+
+Records are cut from the fetched bytes and built with C-level operations (``framing.DecodedSet``,
+``Record`` is a named tuple): no per-record Python code.
+
+Not thread-safe: one consumer per thread (its prefetch thread shares only the thread-safe
+``Transport`` and ``Metadata``).
 """
 
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import repeat
 from typing import Literal
 
 from myqueue.core import defaults, framing, names
@@ -34,6 +51,8 @@ log = logging.getLogger(__name__)
 
 Start = Literal["latest", "earliest"] | int
 TopicPartition = tuple[str, str]
+
+_new_record = tuple.__new__  # Record from a (topic, partition, offset, value) tuple, in C
 
 
 class Consumer:
@@ -55,6 +74,7 @@ class Consumer:
         timeout: float = defaults.CLIENT_TIMEOUT_S,
         retries: int = defaults.CLIENT_RETRIES,
         token: str | None = None,
+        prefetch: bool = True,
     ):
         if start not in ("latest", "earliest") and not (isinstance(start, int) and start >= 0):
             raise ValueError(f"start is 'latest', 'earliest' or an offset >= 0, not {start!r}")
@@ -78,6 +98,10 @@ class Consumer:
             raise
         self._committed = dict(self._positions) if self.group else {}
         self._cursor = 0
+        self._prefetch_enabled = prefetch
+        self._ends: dict[TopicPartition, int] = {}  # end offset each partition's last fetch reported
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._prefetch: tuple[TopicPartition, int, Future[bytes]] | None = None  # (tp, offset, fetch)
 
     def __enter__(self) -> "Consumer":
         return self
@@ -112,11 +136,13 @@ class Consumer:
             self.commit()
         deadline = time.monotonic() + timeout
         idle_rounds = 0
+        single = len(self.assignment) == 1
         while True:
-            for _ in self.assignment:
-                records = self._fetch(self._next_partition(), 0.0)
-                if records:
-                    return records
+            if not single or self._prefetch is not None or timeout <= 0:
+                for _ in self.assignment:
+                    records = self._fetch(self._next_partition(), 0.0)
+                    if records:
+                        return records
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return []
@@ -146,6 +172,9 @@ class Consumer:
                 self.commit()
         finally:
             self._closed = True
+            self._prefetch = None
+            if self._prefetcher is not None:
+                self._prefetcher.shutdown(wait=True, cancel_futures=True)  # a prefetch does not long-poll
             self._transport.close()
 
     def _assign(self, specs: Sequence[str]) -> list[TopicPartition]:
@@ -197,16 +226,13 @@ class Consumer:
     def _fetch(self, tp: TopicPartition, wait: float) -> list[Record]:
         """Records from the partition's position, long-polling ``wait`` s; [] on a routing failure."""
         topic, partition = tp
-        params = {"offset": self._positions[tp], "max_bytes": self._max_bytes, "wait_ms": int(wait * 1000)}
-        if self._max_records is not None:
-            params["max_records"] = self._max_records
-
-        def read(broker: str) -> bytes:
-            url = partition_url(broker, topic, partition, "/records")
-            return self._transport.binary("GET", url, params=params, timeout=self._timeout + wait)
-
+        offset = self._positions[tp]
+        prefetch, self._prefetch = self._prefetch, None
         try:
-            data = self._metadata.call_owner(topic, partition, read, retries=0)
+            if prefetch is not None and prefetch[:2] == (tp, offset):
+                data = prefetch[2].result()
+            else:
+                data = self._read(tp, offset, wait)
         except ROUTING_ERRORS as e:
             log.warning("fetch from %s:%s failed, will retry: %s", topic, partition, e)
             return []
@@ -215,8 +241,40 @@ class Consumer:
         except ValueError as e:
             raise ProtocolError(f"{topic}:{partition}: bad batch set: {e}") from e
         self._positions[tp] = batch_set.next_offset
-        return [Record(topic, partition, offset, value) for offset, value in batch_set.records]
+        self._ends[tp] = batch_set.end_offset
+        if not len(batch_set):
+            return []
+        self._start_prefetch()  # these records go to the application now: fetch the next ones meanwhile
+        return list(
+            map(
+                _new_record,
+                repeat(Record),
+                zip(repeat(topic), repeat(partition), batch_set.offsets(), batch_set.values()),
+            )
+        )
 
+    def _read(self, tp: TopicPartition, offset: int, wait: float) -> bytes:
+        """One fetch's batch set, as bytes, from the partition's owner (no retry)."""
+        topic, partition = tp
+        params = {"offset": offset, "max_bytes": self._max_bytes, "wait_ms": int(wait * 1000)}
+        if self._max_records is not None:
+            params["max_records"] = self._max_records
+
+        def read(broker: str) -> bytes:
+            url = partition_url(broker, topic, partition, "/records")
+            return self._transport.binary("GET", url, params=params, timeout=self._timeout + wait)
+
+        return self._metadata.call_owner(topic, partition, read, retries=0)
+
+    def _start_prefetch(self) -> None:
+        """Start the next poll's first fetch now if that partition is known to hold more records."""
+        tp = self.assignment[self._cursor]
+        offset = self._positions[tp]
+        if not self._prefetch_enabled or self._prefetch is not None or self._ends.get(tp, 0) <= offset:
+            return
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="myqueue-prefetch")
+        self._prefetch = (tp, offset, self._prefetcher.submit(self._read, tp, offset, 0.0))
 
 def _checked_group(group: str | None) -> str | None:
     if group is None:

@@ -19,10 +19,12 @@ and never looks inside a record. A fetch answers with a batch set::
 Offsets are per partition, start at 0 and have no gaps.
 """
 
+import functools
 import struct
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
+from itertools import chain
 
 from .reasons import Reason
 from .refusal import Refusal
@@ -106,13 +108,45 @@ def slice_batch(body: bytes, skip: int, take: int) -> bytes:
 
 
 def iter_batch(body: bytes | memoryview) -> Iterator[bytes]:
-    """The records of one batch, in order."""
-    view = memoryview(body)
-    count = _BATCH_HEADER.unpack_from(view)[1]
-    pos = _BATCH_HEADER.size + 4 * count
-    for size in _sizes(view, count):
-        yield bytes(view[pos : pos + size])
-        pos += size
+    """The records of one batch, in order (cut in C by ``_cut``, no per-record Python loop)."""
+    data = body if isinstance(body, bytes) else bytes(body)
+    count = _BATCH_HEADER.unpack_from(data)[1]
+    return iter(_cut(data, _BATCH_HEADER.size + 4 * count, _sizes(data, count)))
+
+
+def _cut(data: bytes, start: int, sizes: array) -> list[bytes]:
+    """The records of sizes ``sizes`` laid back to back in ``data`` from ``start``, as bytes.
+
+    ``struct`` cuts them in C: a batch of equal-sized records (the common case) is read in chunks
+    of ``_CHUNK`` records with a cached compiled format (about 8x cheaper than slicing record by
+    record), any other batch with a format made for it (still a little cheaper than slicing).
+    """
+    count = len(sizes)
+    if not count:
+        return []
+    size = sizes[0]
+    table = sizes.tobytes()
+    if table != table[:4] * count:  # not all the same size (compared with memcmp, not per record)
+        # a Struct of its own, not struct.unpack_from(format): the module would cache it
+        return list(struct.Struct("<" + "s".join(map(str, sizes)) + "s").unpack_from(data, start))
+    if size == 0:  # brokers refuse empty records, but a set may come from anywhere
+        return [b""] * count
+    whole, rest = divmod(count, _CHUNK)
+    end = start + whole * _CHUNK * size
+    values: list[bytes] = []
+    if whole:
+        values = list(chain.from_iterable(_equal_sizes(size, _CHUNK).iter_unpack(memoryview(data)[start:end])))
+    if rest:
+        values += _equal_sizes(size, rest).unpack_from(data, end)
+    return values
+
+
+_CHUNK = 256
+
+
+@functools.lru_cache(maxsize=64)  # a compiled format costs ~36 bytes per record: at most ~600 KB
+def _equal_sizes(size: int, count: int) -> struct.Struct:
+    return struct.Struct(f"<{count * f'{size}s'}")
 
 
 def set_header(end_offset: int, next_offset: int, batches: int) -> bytes:
@@ -133,36 +167,70 @@ def encode_set(end_offset: int, next_offset: int, batches: Sequence[tuple[int, b
 
 
 class DecodedSet:
-    """A decoded batch set: the partition's end offset, where to read next, and the records."""
+    """A decoded batch set: the partition's end offset, where to read next, and the records.
 
-    __slots__ = ("end_offset", "next_offset", "records")
+    Decoding reads the headers and size tables only; the records are cut out of the set's bytes
+    when asked for (``values``, ``records``) with C-level operations, so a consumer builds its
+    records with no per-record Python code.
+    """
 
-    def __init__(self, end_offset: int, next_offset: int, records: list[tuple[int, bytes]]):
+    __slots__ = ("end_offset", "next_offset", "_data", "_batches")
+
+    def __init__(self, end_offset: int, next_offset: int, data: bytes, batches: list[tuple[int, int, array]]):
         self.end_offset = end_offset
         self.next_offset = next_offset
-        self.records = records  # (offset, value) in offset order
+        self._data = data
+        self._batches = batches  # (base offset, position of its first record in data, record sizes)
+
+    def __len__(self) -> int:
+        return sum(len(sizes) for _, _, sizes in self._batches)
+
+    def offsets(self) -> Iterator[int]:
+        """The records' offsets, in order."""
+        return chain.from_iterable(range(base, base + len(sizes)) for base, _, sizes in self._batches)
+
+    def values(self) -> list[bytes]:
+        """The records' values, in offset order."""
+        if len(self._batches) == 1:
+            _, start, sizes = self._batches[0]
+            return _cut(self._data, start, sizes)
+        values: list[bytes] = []
+        for _, start, sizes in self._batches:
+            values += _cut(self._data, start, sizes)
+        return values
+
+    @property
+    def records(self) -> list[tuple[int, bytes]]:
+        """(offset, value) pairs in offset order."""
+        return list(zip(self.offsets(), self.values(), strict=True))
 
 
-def decode_set(data: bytes) -> DecodedSet:
-    """Parse a batch set into (offset, record) pairs. Raises ValueError on bad framing."""
-    view = memoryview(data)
-    if len(view) < _SET_HEADER.size:
+def decode_set(data: bytes | bytearray | memoryview) -> DecodedSet:
+    """Parse a batch set's headers and size tables. Raises ValueError on bad framing."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    if len(data) < _SET_HEADER.size:
         raise ValueError("batch set shorter than its header")
-    magic, end_offset, next_offset, n_batches = _SET_HEADER.unpack_from(view)
+    magic, end_offset, next_offset, n_batches = _SET_HEADER.unpack_from(data)
     if magic != SET_MAGIC:
         raise ValueError("batch set does not start with the MQS1 magic")
-    records: list[tuple[int, bytes]] = []
+    batches: list[tuple[int, int, array]] = []
     pos = _SET_HEADER.size
-    for _ in range(n_batches):
-        (base,) = _BASE_OFFSET.unpack_from(view, pos)
-        pos += _BASE_OFFSET.size
-        _, count = _BATCH_HEADER.unpack_from(view, pos)
-        sizes = _sizes(view[pos:], count)
-        data_pos = pos + _BATCH_HEADER.size + 4 * count
-        for i, size in enumerate(sizes):
-            records.append((base + i, bytes(view[data_pos : data_pos + size])))
-            data_pos += size
-        pos = data_pos
-    if pos != len(view):
-        raise ValueError("batch set has trailing bytes")
-    return DecodedSet(end_offset, next_offset, records)
+    try:
+        for _ in range(n_batches):
+            (base,) = _BASE_OFFSET.unpack_from(data, pos)
+            pos += _BASE_OFFSET.size
+            magic, count = _BATCH_HEADER.unpack_from(data, pos)
+            if magic != BATCH_MAGIC:
+                raise ValueError("a batch in the set does not start with the MQB1 magic")
+            start = pos + _BATCH_HEADER.size + 4 * count
+            if start > len(data):
+                raise ValueError("batch set is shorter than a batch's size table")
+            sizes = _sizes(memoryview(data)[pos:], count)
+            batches.append((base, start, sizes))
+            pos = start + sum(sizes)
+    except struct.error as e:
+        raise ValueError(f"batch set is truncated: {e}") from e
+    if pos != len(data):
+        raise ValueError("batch set has trailing bytes" if pos < len(data) else "batch set is truncated")
+    return DecodedSet(end_offset, next_offset, data, batches)
