@@ -70,7 +70,11 @@ def main(argv=None) -> None:
     node.start_background()
     log.info("%s manager (%s store)", args.role, args.store)
 
-    serve(app, state, args.host, args.port, threads=args.threads, on_drain=node.stop, on_shutdown=store.close)
+    def shutdown() -> None:
+        store.close()
+        brokers.close()
+
+    serve(app, state, args.host, args.port, threads=args.threads, on_drain=node.stop, on_shutdown=shutdown)
 
 
 if __name__ == "__main__":

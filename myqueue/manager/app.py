@@ -2,10 +2,13 @@
 
 One app serves both roles. Every route exists on both so that a request sent to the wrong
 manager gets a clear answer (421 NOT_PRIMARY / NOT_REPLICA on /v1, 400 with the same reason on
-the seed's endpoints) instead of a bare 404.
+the seed's endpoints) instead of a bare 404. The seed's two per-message routes (produce on the
+primary, consume on the replica) are also served by a lean WSGI lane in front of Flask
+(``service/lean.py``) through the same functions; every other request, and any unusual form of
+those two, goes through Flask.
 """
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import request
 from prometheus_client import Counter
@@ -14,8 +17,9 @@ from myqueue.core import defaults
 from myqueue.core.names import parse_id, parse_int, validate_message
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.service.base_app import create_base_app
+from myqueue.service.base_app import OBSERVE_EXTENSION, create_base_app
 from myqueue.service.envelope import json_object, reject_unknown_fields, seed_endpoint, success
+from myqueue.service.lean import LeanRoutes, read_json_object
 
 from .primary import Primary
 from .replica import Replica
@@ -26,6 +30,14 @@ def _query(name: str) -> str:
     if value is None:
         raise Refusal(Reason.INVALID_REQUEST, f"query parameter {name!r} is required")
     return value
+
+
+def _first_query_value(environ: dict, name: str) -> str | None:
+    """``request.args.get(name)`` without Flask: the first value, blank values kept."""
+    for key, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+        if key == name:
+            return value
+    return None
 
 
 def _topic_body() -> tuple[object, object | None]:
@@ -120,11 +132,9 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         topic, part = _topic_body()
         return success(p.register_producer(topic, part))
 
-    @app.post("/producer/produce")
-    @seed_endpoint
-    def produce():
+    # The two per-message routes: one function each, called by the Flask view and by the lean lane.
+    def produce_reply(data: dict) -> dict:
         p = need_primary()
-        data = json_object()
         reject_unknown_fields(data, {"producer_id", "message"})
         if "producer_id" not in data or "message" not in data:
             raise Refusal(Reason.INVALID_REQUEST, "fields 'producer_id' and 'message' are required")
@@ -134,7 +144,22 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         value = validate_message(data["message"])
         topic, partition, offset = p.produce(producer_id, value)
         produced.inc()
-        return success(f"{topic}x{partition}:Success", topic=f"{topic}:{partition}", offset=offset)
+        return {"message": f"{topic}x{partition}:Success", "topic": f"{topic}:{partition}", "offset": offset}
+
+    def consume_reply(consumer_id: str | None) -> dict:
+        r = need_replica()
+        if consumer_id is None:
+            raise Refusal(Reason.INVALID_REQUEST, "query parameter 'consumer_id' is required")
+        value, topic, offset = r.consume(parse_id(consumer_id, "consumer_id"))
+        consumed.inc()
+        return {"message": value, "topic": topic, "offset": offset}
+
+    @app.post("/producer/produce")
+    @seed_endpoint
+    def produce():
+        need_primary()
+        reply = produce_reply(json_object())
+        return success(reply.pop("message"), **reply)
 
     # --- the seed's endpoints: replica ----------------------------------------------------------------------
     @app.post("/consumer/register")
@@ -147,11 +172,9 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     @app.get("/consumer/consume")
     @seed_endpoint
     def consume():
-        r = need_replica()
-        consumer_id = parse_id(_query("consumer_id"), "consumer_id")
-        value, topic, offset = r.consume(consumer_id)
-        consumed.inc()
-        return success(value, topic=topic, offset=offset)
+        need_replica()
+        reply = consume_reply(request.args.get("consumer_id"))
+        return success(reply.pop("message"), **reply)
 
     @app.get("/size")
     @seed_endpoint
@@ -189,4 +212,12 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         names, moved = p.remove_broker(name)
         return success({"removed": names, "partitions_moved": moved})
 
+    lane = LeanRoutes(
+        app.wsgi_app, state, app.extensions[OBSERVE_EXTENSION], max_body=defaults.MAX_JSON_BODY_BYTES, token=token
+    )
+    if primary is not None:
+        lane.add("POST", "/producer/produce", lambda environ: produce_reply(read_json_object(environ)))
+    if replica is not None:
+        lane.add("GET", "/consumer/consume", lambda environ: consume_reply(_first_query_value(environ, "consumer_id")))
+    app.wsgi_app = lane
     return app, state

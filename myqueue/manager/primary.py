@@ -5,7 +5,8 @@ Two locks with one job each: ``_write_lock`` serialises configuration changes en
 is held only for the instant of applying events or copying what a reader needs, so produce
 calls never wait behind a slow configuration change. Producer round-robin cursors live in
 memory (one lock per producer also keeps each producer's messages in order); after a restart a
-producer's rotation starts again at the topic's first partition.
+producer's rotation starts again at the topic's first partition. Concurrent produces to one
+partition are grouped into one broker append (``appender.GroupAppender``).
 """
 
 import logging
@@ -20,6 +21,7 @@ from myqueue.core.placement import place_partitions
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
+from .appender import GroupAppender
 from .brokers import BrokerClient, BrokerLostPartition
 from .launcher import Launcher
 from .state import (
@@ -57,6 +59,7 @@ class Primary:
         self._cursors: dict[int, int] = {}
         self._producer_locks: dict[int, threading.Lock] = {}
         self._producer_locks_guard = threading.Lock()
+        self._appender = GroupAppender(self._append_batch)
         self._stop = threading.Event()
         self._loaded = False
 
@@ -190,22 +193,27 @@ class Primary:
                 partition, cursor = next_round_robin(partitions, cursor)
             else:
                 partition = fixed
-            offset = self._append(topic, partition, value)
+            offset = self._appender.append(topic, partition, value)
             self._cursors[producer_id] = cursor
         return topic, partition, offset
 
-    def _append(self, topic: str, partition: str, value: bytes) -> int:
+    def _append_batch(self, topic: str, partition: str, values: list[bytes]) -> int:
+        """Append values as one batch on the partition's current broker; returns the base offset."""
         with self._state_lock:
             broker = self._state.topics[topic][partition]
             address = self._state.brokers.get(broker) if broker else None
         if address is None:
             raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
         try:
-            return self._brokers.append_one(address, topic, partition, value)
+            return self._brokers.append(address, topic, partition, values)
         except BrokerLostPartition:
-            # The broker restarted and has not been told again yet: tell it now, then retry once.
+            # The broker restarted and has not been told again yet (it refused, storing nothing):
+            # tell it now, then retry once.
             self._brokers.host(address, topic, partition)
-            return self._brokers.append_one(address, topic, partition, value)
+            try:
+                return self._brokers.append(address, topic, partition, values)
+            except BrokerLostPartition as e:
+                raise Refusal(Reason.UNAVAILABLE, f"partition {topic}:{partition} is moving; retry") from e
 
     # --- brokers -------------------------------------------------------------------------------------
     def add_broker(self, name: object) -> str:

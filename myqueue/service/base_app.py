@@ -16,6 +16,7 @@ from .auth import OPEN_PATHS, authorized
 from .envelope import failure, install_error_handlers, success
 
 log = logging.getLogger(__name__)
+OBSERVE_EXTENSION = "myqueue.observe"  # app.extensions key: observe(endpoint, status, seconds)
 
 
 class ServiceState:
@@ -71,13 +72,19 @@ def create_base_app(
     def _finish(_exc):
         state.leave()
 
+    def observe(endpoint: str, status: int, seconds: float | None) -> None:
+        if seconds is not None:
+            latency.labels(service, endpoint).observe(seconds)
+        requests_total.labels(service, endpoint, str(status)).inc()
+
+    # For routes served in front of Flask (service/lean.py), so they count in the same metrics.
+    app.extensions[OBSERVE_EXTENSION] = observe
+
     @app.after_request
     def _observe(response: Response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         started = request.environ.get("myqueue.start")
-        if started is not None:
-            latency.labels(service, endpoint).observe(time.perf_counter() - started)
-        requests_total.labels(service, endpoint, str(response.status_code)).inc()
+        observe(endpoint, response.status_code, None if started is None else time.perf_counter() - started)
         return response
 
     @app.get("/healthz")

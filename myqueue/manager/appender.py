@@ -1,0 +1,168 @@
+"""Group commit for the seed's produce: concurrent messages for one partition share one append.
+
+The seed's produce is one message per request. While one append to a partition is in flight on
+its broker, the messages that arrive for that partition queue here; the next append takes them
+all as one batch (one broker request, one storage write), FIFO, up to ``GROUP_MAX_RECORDS`` /
+``GROUP_MAX_BYTES``. A lone producer sees no change: its message goes out at once, alone.
+
+What each caller gets: its own record's offset (the batch's base offset plus its index), or the
+batch's failure as its own Refusal. Order: records are appended in the order they queued, and a
+partition's next batch is sent only after the previous one returned, so any message acknowledged
+before another was produced has the lower offset (per-partition order = order of
+acknowledgement). Nothing is resent when a batch's outcome is unknown (``BrokerClient`` says
+UNAVAILABLE): every caller of that batch gets the refusal, as it would have alone. A batch the
+broker refused outright (it stored nothing, e.g. one record over a broker's lower size limit) is
+sent again one record per request, so one bad record cannot fail its neighbours.
+
+Thread-safety and hand-off: one lock per partition guards its queue and its "in flight" flag.
+The thread that finds no append in flight becomes the partition's sender; the others park on
+their own slot's lock. When a batch is settled, the sender wakes exactly the callers in it and
+hands the sending to the oldest queued caller (no thundering herd: a wake-up per message).
+"""
+
+import threading
+from collections.abc import Callable
+
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+
+GROUP_MAX_RECORDS = 256  # records in one grouped append
+GROUP_MAX_BYTES = 8 * 1024 * 1024  # payload bytes in one grouped append (a single larger message goes alone)
+
+SendBatch = Callable[[str, str, list[bytes]], int]  # (topic, partition, values) -> base offset
+
+
+class _Slot:
+    __slots__ = ("value", "offset", "error", "done", "parked")
+
+    def __init__(self, value: bytes):
+        self.value = value
+        self.offset = -1
+        self.error: BaseException | None = None
+        self.done = False
+        self.parked: threading.Lock | None = None  # held while its caller waits; released to wake it
+
+    def park(self) -> None:
+        """Called with the queue lock held, before waiting outside it."""
+        self.parked = threading.Lock()
+        self.parked.acquire()
+
+    def wait(self) -> None:
+        assert self.parked is not None
+        self.parked.acquire()  # returns once wake() released it
+
+    def wake(self) -> None:
+        if self.parked is not None:
+            self.parked.release()
+
+    def outcome(self) -> int:
+        error = self.error
+        if error is None:
+            return self.offset
+        if isinstance(error, Refusal):
+            raise Refusal(error.reason, error.message) from error
+        raise RuntimeError(f"grouped append failed: {type(error).__name__}: {error}") from error
+
+
+class _Queue:
+    __slots__ = ("lock", "pending", "busy")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: list[_Slot] = []
+        self.busy = False  # a sender is appending a batch; invariant: not busy => pending is empty
+
+    def take_batch(self) -> list[_Slot]:
+        """The oldest queued slots that fit one append (at least one). Called with lock held."""
+        size = 0
+        count = 0
+        for slot in self.pending:
+            size += len(slot.value)
+            if count and (count >= GROUP_MAX_RECORDS or size > GROUP_MAX_BYTES):
+                break
+            count += 1
+        batch, self.pending = self.pending[:count], self.pending[count:]
+        return batch
+
+
+class GroupAppender:
+    """Appends single messages, grouping the ones that arrive for a partition while it is busy."""
+
+    def __init__(self, send: SendBatch):
+        self._send = send
+        self._queues: dict[tuple[str, str], _Queue] = {}
+        self._guard = threading.Lock()
+
+    def _queue(self, key: tuple[str, str]) -> _Queue:
+        queue = self._queues.get(key)
+        if queue is None:
+            with self._guard:
+                queue = self._queues.setdefault(key, _Queue())
+        return queue
+
+    def pending(self, topic: str, partition: str) -> int:
+        """How many messages wait for the partition's append in flight (for tests and metrics)."""
+        queue = self._queues.get((topic, partition))
+        if queue is None:
+            return 0
+        with queue.lock:
+            return len(queue.pending)
+
+    def append(self, topic: str, partition: str, value: bytes) -> int:
+        """Append one message; returns its offset once its batch is stored, or raises its Refusal."""
+        queue = self._queue((topic, partition))
+        slot = _Slot(value)
+        with queue.lock:
+            queue.pending.append(slot)
+            sender = not queue.busy
+            if sender:
+                queue.busy = True
+            else:
+                slot.park()
+        if not sender:
+            slot.wait()  # woken when its batch is settled, or when it is handed the sending
+            if slot.done:
+                return slot.outcome()
+        # The sender: this slot is the oldest queued one, so the first batch holds it.
+        batch: list[_Slot] = []
+        try:
+            with queue.lock:
+                batch = queue.take_batch()
+            self._flush(topic, partition, batch)
+        finally:
+            for other in batch:
+                if other is not slot:
+                    other.wake()
+            with queue.lock:
+                if queue.pending:
+                    queue.pending[0].wake()  # hand the sending on; busy stays True
+                else:
+                    queue.busy = False
+        return slot.outcome()
+
+    def _flush(self, topic: str, partition: str, batch: list[_Slot]) -> None:
+        """Send one batch and settle every slot in it (never raises for a slot's failure)."""
+        try:
+            base = self._send(topic, partition, [slot.value for slot in batch])
+        except Refusal as e:
+            if len(batch) > 1 and e.reason is not Reason.UNAVAILABLE:
+                # Refused outright, nothing stored: let each record get its own answer.
+                for slot in batch:
+                    self._flush(topic, partition, [slot])
+                return
+            self._settle(batch, error=e)
+            return
+        except BaseException as e:
+            self._settle(batch, error=e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        for index, slot in enumerate(batch):
+            slot.offset = base + index
+        self._settle(batch)
+
+    @staticmethod
+    def _settle(batch: list[_Slot], error: BaseException | None = None) -> None:
+        for slot in batch:
+            slot.error = error
+            slot.done = True
