@@ -22,8 +22,10 @@ TARGETS = [
     ("(3) e2e p99 at 5,000 msgs/s (ms)", ("myqueue-mem/send+poll", 3), None, "p99", 5.0),
     ("(5) persistent produce vs raw PostgreSQL, same layout", ("myqueue-pg/send_batch", 5), ("postgres/blob-row", 5), "ratio", 0.5),
     ("(5) persistent produce vs Redis appendfsync always", ("myqueue-pg/send_batch", 5), ("redis-aof-always/redis-py", 5), "ratio", 2.0),
-    ("(6) seed per-message produce, memory (msgs/s)", ("myqueue-mem/seed-http", 6), None, "rate", 1000.0),
-    ("(6) seed per-message produce, PostgreSQL (msgs/s)", ("myqueue-pg/seed-http", 6), None, "rate", 1000.0),
+    ("(6) seed per-message produce, memory, 1 client (msgs/s)", ("myqueue-mem/seed-http", 6), None, "rate", 1000.0),
+    ("(6) seed per-message produce, PostgreSQL, 1 client (msgs/s)", ("myqueue-pg/seed-http", 6), None, "rate", 1000.0),
+    ("(6) the same, memory, 4 clients (msgs/s)", ("myqueue-mem/seed-http x4", 6), None, "rate", 1000.0),
+    ("(6) the same, PostgreSQL, 4 clients (msgs/s)", ("myqueue-pg/seed-http x4", 6), None, "rate", 1000.0),
     ("(7) idle broker RSS (MB)", ("myqueue-mem", 7), None, "rss_idle", 60.0),
     ("(7) 1 M in-memory msgs: RSS growth / payload bytes", ("myqueue-mem", 7), None, "rss_ratio", 2.0),
 ]
