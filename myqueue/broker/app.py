@@ -3,9 +3,16 @@
 The append path is deliberately thin: check the batch framing (C-level, see core.framing), hand
 the bytes to storage, wake long-polling fetchers, answer with the base offset. Nothing here
 looks inside a record.
+
+The three per-request hot routes (append, fetch with long-poll, take) are also served by the lean
+WSGI lane in front of Flask (``service/lean.py``) through the same functions: Flask's request
+machinery was most of the broker's CPU per append. Every other request, and any unusual form of
+those three, goes through Flask.
 """
 
+import contextlib
 import functools
+import json
 import logging
 import threading
 import time
@@ -24,17 +31,34 @@ from myqueue.core.names import (
 )
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.service.base_app import create_base_app
+from myqueue.service.base_app import OBSERVE_EXTENSION, create_base_app
 from myqueue.service.envelope import failure, json_object, reject_unknown_fields, success
+from myqueue.service.lean import LeanRoutes, Raw, query_args, read_body
 
 from .storage import LogStorage, NotHosted, SequenceError
 
 log = logging.getLogger(__name__)
 
+# The hot routes, served by the lean lane (service/lean.py) and, in any unusual form, by Flask.
+APPEND_RULE = "/v1/partitions/<topic>/<partition>/records"
+FETCH_RULE = APPEND_RULE
+TAKE_RULE = "/v1/partitions/<topic>/<partition>/positions/<group>/take"
+
 
 @functools.lru_cache(maxsize=65536)
 def _partition_key(topic: str, partition: str) -> tuple[str, str]:
     return validate_topic(topic), validate_partition(partition)
+
+
+def _json_or_empty(environ: dict) -> object:
+    """The take body as Flask's ``get_json(force=True, silent=True)`` sees it; {} when empty."""
+    body = read_body(environ)
+    if not body:
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 class _Waiters:
@@ -88,6 +112,16 @@ def create_app(
     def _sequence(error: SequenceError):
         return failure(Reason.SEQUENCE_CONFLICT, f"idempotent producer out of sequence: {error}")
 
+    @contextlib.contextmanager
+    def _storage_refusals():
+        """Storage's own exceptions as the refusals the error handlers above answer with."""
+        try:
+            yield
+        except NotHosted as e:
+            raise Refusal(Reason.NOT_HERE, f"broker {name} does not host partition {e}") from e
+        except SequenceError as e:
+            raise Refusal(Reason.SEQUENCE_CONFLICT, f"idempotent producer out of sequence: {e}") from e
+
     def info(p) -> dict:
         return {"topic": p.topic, "partition": p.partition, "end_offset": p.end_offset}
 
@@ -112,39 +146,38 @@ def create_app(
         storage.unhost(t, p)
         return success(f"partition {t}:{p} no longer hosted by {name}")
 
-    @app.post("/v1/partitions/<topic>/<partition>/records")
-    def append(topic: str, partition: str):
+    # The hot routes: one function each, called by the Flask view and by the lean lane.
+    def append_reply(topic: str, partition: str, args, get_body) -> dict:
         key = _partition_key(topic, partition)
-        producer_id = request.args.get("producer_id")
-        sequence = request.args.get("sequence")
+        producer_id = args.get("producer_id")
+        sequence = args.get("sequence")
         if (producer_id is None) != (sequence is None):
             raise Refusal(Reason.INVALID_REQUEST, "give both producer_id and sequence, or neither")
-        body = request.get_data(cache=False)
+        body = get_body()
         count = framing.check_batch(
             body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=max_message_bytes
         )
         duplicate = False
-        if producer_id is None:
-            base = storage.append(key[0], key[1], body, count)
-        else:
-            base, duplicate = storage.append_sequenced(
-                key[0],
-                key[1],
-                body,
-                count,
-                validate_producer_id(producer_id),
-                parse_int(sequence, "sequence", low=0, high=2**62),
-            )
+        with _storage_refusals():
+            if producer_id is None:
+                base = storage.append(key[0], key[1], body, count)
+            else:
+                base, duplicate = storage.append_sequenced(
+                    key[0],
+                    key[1],
+                    body,
+                    count,
+                    validate_producer_id(producer_id),
+                    parse_int(sequence, "sequence", low=0, high=2**62),
+                )
         if not duplicate:
             appended_records.inc(count)
             appended_bytes.inc(len(body))
             waiters.notify(key)
-        return success({"base_offset": base, "count": count, "duplicate": duplicate})
+        return {"base_offset": base, "count": count, "duplicate": duplicate}
 
-    @app.get("/v1/partitions/<topic>/<partition>/records")
-    def fetch(topic: str, partition: str):
+    def fetch_reply(topic: str, partition: str, args) -> Raw:
         key = _partition_key(topic, partition)
-        args = request.args
         offset = parse_int(args.get("offset"), "offset", low=0, high=2**62)
         max_records = parse_int(
             args.get("max_records"), "max_records", low=1, high=defaults.MAX_FETCH_RECORDS, default=1000
@@ -154,26 +187,57 @@ def create_app(
             default=defaults.DEFAULT_FETCH_MAX_BYTES,
         )
         wait_ms = parse_int(args.get("wait_ms"), "wait_ms", low=0, high=defaults.MAX_FETCH_WAIT_MS, default=0)
-        result = storage.read(key[0], key[1], offset, max_records, max_bytes)
-        if not result.batches and wait_ms and offset >= result.end_offset and waiters.slots.acquire(blocking=False):
-            try:
-                deadline = time.monotonic() + wait_ms / 1000
-                cond = waiters.condition(key)
-                with cond:
-                    while storage.end_offset(*key) <= offset and not state.draining.is_set():
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        cond.wait(min(remaining, 0.5))
-            finally:
-                waiters.slots.release()
+        with _storage_refusals():
             result = storage.read(key[0], key[1], offset, max_records, max_bytes)
+            if (
+                not result.batches
+                and wait_ms
+                and offset >= result.end_offset
+                and waiters.slots.acquire(blocking=False)
+            ):
+                try:
+                    deadline = time.monotonic() + wait_ms / 1000
+                    cond = waiters.condition(key)
+                    with cond:
+                        while storage.end_offset(*key) <= offset and not state.draining.is_set():
+                            remaining = deadline - time.monotonic()
+                            if remaining <= 0:
+                                break
+                            cond.wait(min(remaining, 0.5))
+                finally:
+                    waiters.slots.release()
+                result = storage.read(key[0], key[1], offset, max_records, max_bytes)
         parts = [framing.set_header(result.end_offset, result.next_offset, len(result.batches))]
         for base, body in result.batches:
             parts.append(framing.base_offset_prefix(base))
             parts.append(body)
-        response = Response(b"".join(parts), mimetype=framing.SET_CONTENT_TYPE)
-        response.headers["X-MyQueue-End-Offset"] = str(result.end_offset)
+        return Raw(framing.SET_CONTENT_TYPE, b"".join(parts), (("X-MyQueue-End-Offset", str(result.end_offset)),))
+
+    def take_reply(topic: str, partition: str, group: str, data: object) -> dict:
+        key = _partition_key(topic, partition)
+        group = validate_group(group)
+        if not isinstance(data, dict):
+            raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
+        reject_unknown_fields(data, {"max_records"})
+        if "max_records" in data and not isinstance(data["max_records"], int):
+            raise Refusal(Reason.INVALID_REQUEST, "max_records must be a JSON integer")
+        max_records = parse_int(data.get("max_records"), "max_records", low=1, high=1000, default=1)
+        with _storage_refusals():
+            records, end = storage.take(group, key[0], key[1], max_records)
+        return {
+            "records": [{"offset": o, "value": v.decode("utf-8", errors="replace")} for o, v in records],
+            "end_offset": end,
+        }
+
+    @app.post(APPEND_RULE)
+    def append(topic: str, partition: str):
+        return success(append_reply(topic, partition, request.args, lambda: request.get_data(cache=False)))
+
+    @app.get(FETCH_RULE)
+    def fetch(topic: str, partition: str):
+        raw = fetch_reply(topic, partition, request.args)
+        response = Response(raw.body, mimetype=raw.content_type)
+        response.headers.update(raw.headers)
         return response
 
     def position_payload(group: str, offset, key) -> dict:
@@ -204,24 +268,10 @@ def create_app(
         stored = storage.set_position(group, key[0], key[1], target)
         return success(position_payload(group, stored, key))
 
-    @app.post("/v1/partitions/<topic>/<partition>/positions/<group>/take")
+    @app.post(TAKE_RULE)
     def take(topic: str, partition: str, group: str):
-        key = _partition_key(topic, partition)
-        group = validate_group(group)
         data = request.get_json(force=True, silent=True) if request.content_length else {}
-        if not isinstance(data, dict):
-            raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
-        reject_unknown_fields(data, {"max_records"})
-        if "max_records" in data and not isinstance(data["max_records"], int):
-            raise Refusal(Reason.INVALID_REQUEST, "max_records must be a JSON integer")
-        max_records = parse_int(data.get("max_records"), "max_records", low=1, high=1000, default=1)
-        records, end = storage.take(group, key[0], key[1], max_records)
-        return success(
-            {
-                "records": [{"offset": o, "value": v.decode("utf-8", errors="replace")} for o, v in records],
-                "end_offset": end,
-            }
-        )
+        return success(take_reply(topic, partition, group, data))
 
     @app.post("/v1/selftest")
     def selftest():
@@ -232,4 +282,15 @@ def create_app(
             return success({"passed": False, "checks": [], "failed": str(e) or "assertion failed"})
         return success({"passed": True, "checks": checks})
 
+    lane = LeanRoutes(
+        app.wsgi_app, state, app.extensions[OBSERVE_EXTENSION], max_body=defaults.MAX_BATCH_BYTES, token=token
+    )
+    lane.add_v1(
+        "POST",
+        APPEND_RULE,
+        lambda environ, t, p: {"message": append_reply(t, p, query_args(environ), lambda: read_body(environ))},
+    )
+    lane.add_v1("GET", FETCH_RULE, lambda environ, t, p: fetch_reply(t, p, query_args(environ)))
+    lane.add_v1("POST", TAKE_RULE, lambda environ, t, p, g: {"message": take_reply(t, p, g, _json_or_empty(environ))})
+    app.wsgi_app = lane
     return app, state
