@@ -17,6 +17,7 @@ the reason; the others still run.
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import sys
@@ -54,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     facts = report.machine_facts()
-    facts["command"] = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    # A --dsn may carry a password: keep it out of the printed command and the JSON.
+    shown = " ".join(argv if argv is not None else sys.argv[1:])
+    facts["command"] = "python -m bench " + re.sub(r"password=\S+", "password=***", shown)
     versions: dict = {}
     rows: list[Row] = []
     started = time.monotonic()
