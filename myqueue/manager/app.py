@@ -8,7 +8,7 @@ primary, consume on the replica) are also served by a lean WSGI lane in front of
 those two, goes through Flask.
 """
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from flask import request
 from prometheus_client import Counter
@@ -19,7 +19,7 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.service.base_app import OBSERVE_EXTENSION, create_base_app
 from myqueue.service.envelope import json_object, reject_unknown_fields, seed_endpoint, success
-from myqueue.service.lean import LeanRoutes, read_json_object
+from myqueue.service.lean import LeanRoutes, query_args, read_json_object
 
 from .primary import Primary
 from .replica import Replica
@@ -30,14 +30,6 @@ def _query(name: str) -> str:
     if value is None:
         raise Refusal(Reason.INVALID_REQUEST, f"query parameter {name!r} is required")
     return value
-
-
-def _first_query_value(environ: dict, name: str) -> str | None:
-    """``request.args.get(name)`` without Flask: the first value, blank values kept."""
-    for key, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
-        if key == name:
-            return value
-    return None
 
 
 def _topic_body() -> tuple[object, object | None]:
@@ -218,6 +210,6 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     if primary is not None:
         lane.add("POST", "/producer/produce", lambda environ: produce_reply(read_json_object(environ)))
     if replica is not None:
-        lane.add("GET", "/consumer/consume", lambda environ: consume_reply(_first_query_value(environ, "consumer_id")))
+        lane.add("GET", "/consumer/consume", lambda environ: consume_reply(query_args(environ).get("consumer_id")))
     app.wsgi_app = lane
     return app, state
