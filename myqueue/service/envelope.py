@@ -45,12 +45,21 @@ def _is_seed_request() -> bool:
     return bool(func and getattr(func, SEED_ENDPOINT_ATTR, False))
 
 
-def _status_for(reason: Reason) -> int:
+def status_for(reason: Reason, seed: bool) -> int:
+    """The HTTP status of a refusal: 400 on the seed's endpoints, the reason's own on /v1; 500 for INTERNAL."""
     if reason is Reason.INTERNAL:
         return 500
-    if _is_seed_request():
+    if seed:
         return 400
     return HTTP_STATUS.get(reason, 400)
+
+
+def _status_for(reason: Reason) -> int:
+    return status_for(reason, _is_seed_request())
+
+
+STORAGE_UNAVAILABLE = "storage unavailable; retry later"
+INTERNAL_ERROR = "internal error; it has been logged"
 
 
 _HTTP_REASONS = {
@@ -84,12 +93,12 @@ def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(StorageUnavailable)
     def _storage(error: StorageUnavailable):
         log.warning("storage unavailable: %s", error)
-        return failure(Reason.UNAVAILABLE, "storage unavailable; retry later", 503)
+        return failure(Reason.UNAVAILABLE, STORAGE_UNAVAILABLE, 503)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return failure(Reason.INTERNAL, "internal error; it has been logged", 500)
+        return failure(Reason.INTERNAL, INTERNAL_ERROR, 500)
 
 
 def json_object() -> dict:

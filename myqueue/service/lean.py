@@ -36,6 +36,7 @@ from myqueue.db.pool import StorageUnavailable
 
 from .auth import authorized
 from .base_app import ServiceState
+from .envelope import INTERNAL_ERROR, STORAGE_UNAVAILABLE, status_for
 
 log = logging.getLogger(__name__)
 
@@ -190,14 +191,10 @@ class LeanRoutes:
             answer = handler(environ, *values)
             return 200, (answer if isinstance(answer, Raw) else {"status": "success", **answer})
         except Refusal as e:
-            if e.reason is Reason.INTERNAL:
-                status = 500
-            else:
-                status = 400 if seed else HTTP_STATUS.get(e.reason, 400)
-            return status, _failure(e.reason, e.message)
+            return status_for(e.reason, seed), _failure(e.reason, e.message)
         except StorageUnavailable as e:
             log.warning("storage unavailable: %s", e)
-            return 503, _failure(Reason.UNAVAILABLE, "storage unavailable; retry later")
+            return 503, _failure(Reason.UNAVAILABLE, STORAGE_UNAVAILABLE)
         except Exception:
             log.exception("unhandled error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            return 500, _failure(Reason.INTERNAL, "internal error; it has been logged")
+            return 500, _failure(Reason.INTERNAL, INTERNAL_ERROR)
