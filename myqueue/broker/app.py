@@ -104,23 +104,24 @@ def create_app(
     appended_bytes = Counter("myqueue_broker_appended_bytes_total", "Batch bytes appended", registry=registry)
     waiters = _Waiters(max(1, threads // 2))
 
-    @app.errorhandler(NotHosted)
-    def _not_hosted(error: NotHosted):
-        return failure(Reason.NOT_HERE, f"broker {name} does not host partition {error}")
+    def _as_refusal(error: NotHosted | SequenceError) -> Refusal:
+        """Storage's own exceptions as the refusals both the Flask views and the lean lane answer with."""
+        if isinstance(error, NotHosted):
+            return Refusal(Reason.NOT_HERE, f"broker {name} does not host partition {error}")
+        return Refusal(Reason.SEQUENCE_CONFLICT, f"idempotent producer out of sequence: {error}")
 
+    @app.errorhandler(NotHosted)
     @app.errorhandler(SequenceError)
-    def _sequence(error: SequenceError):
-        return failure(Reason.SEQUENCE_CONFLICT, f"idempotent producer out of sequence: {error}")
+    def _storage_error(error: NotHosted | SequenceError):
+        refusal = _as_refusal(error)
+        return failure(refusal.reason, refusal.message)
 
     @contextlib.contextmanager
     def _storage_refusals():
-        """Storage's own exceptions as the refusals the error handlers above answer with."""
         try:
             yield
-        except NotHosted as e:
-            raise Refusal(Reason.NOT_HERE, f"broker {name} does not host partition {e}") from e
-        except SequenceError as e:
-            raise Refusal(Reason.SEQUENCE_CONFLICT, f"idempotent producer out of sequence: {e}") from e
+        except (NotHosted, SequenceError) as e:
+            raise _as_refusal(e) from e
 
     def info(p) -> dict:
         return {"topic": p.topic, "partition": p.partition, "end_offset": p.end_offset}
