@@ -11,7 +11,7 @@ import re
 import threading
 from collections import Counter, defaultdict, deque
 from concurrent.futures import wait
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -21,7 +21,7 @@ from myqueue.cli.main import main
 from myqueue.client.transport import Transport
 from myqueue.core import framing
 from myqueue.net import pool
-from tests.helpers import free_port
+from tests.helpers import free_port, serve_stub
 
 PARTITION = re.compile(r"/(b\d)/v1/partitions/(\w+)/(\w+)(/records|/positions/[\w.\-]+)?")
 
@@ -180,8 +180,8 @@ class Handler(BaseHTTPRequestHandler):
     def dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.stub.authorizations.append(self.headers.get("Authorization"))
-        status, payload, content_type = self.server.stub.handle(
+        self.server.state.authorizations.append(self.headers.get("Authorization"))
+        status, payload, content_type = self.server.state.handle(
             method, url.path, dict(parse_qsl(url.query)), body
         )
         self.send_response(status)
@@ -194,29 +194,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-class StubServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        pass  # a client that timed out and hung up is expected here
-
-
 @pytest.fixture
 def stub():
-    server = StubServer(("127.0.0.1", 0), Handler)
-    server.stub = Stub()
-    server.stub.base_url = f"http://127.0.0.1:{server.server_port}"
-    server.stub.port = server.server_port
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server.stub
-    finally:
-        if server.stub.hold is not None:
-            server.stub.hold.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_stub(Handler, Stub()) as state:
+        yield state
 
 
 def producer(stub: Stub, **options) -> Producer:

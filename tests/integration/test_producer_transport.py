@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -19,7 +19,7 @@ from myqueue import Producer, errors
 from myqueue.client.transport import Transport
 from myqueue.core import defaults, framing
 from myqueue.net.pool import ConnectFailed, ConnectionBroke, NoAnswer
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, serve_stub, wait_until
 
 # --- servers -------------------------------------------------------------------------------------
 
@@ -135,29 +135,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        pass
-
-
 @pytest.fixture
 def broker():
-    server = Server(("127.0.0.1", 0), Handler)
-    server.state = Broker()
-    server.state.base_url = f"http://127.0.0.1:{server.server_port}"
-    server.state.port = server.server_port
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server.state
-    finally:
-        if server.state.hold is not None:
-            server.state.hold.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_stub(Handler, Broker()) as state:
+        yield state
 
 
 @pytest.fixture
