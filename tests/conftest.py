@@ -4,67 +4,30 @@ Tier-specific fixtures live in ``tests/<tier>/conftest.py``; plain helpers (``fr
 ``wait_until``) in ``tests/helpers.py``.
 """
 
-import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-import psycopg2
 import pytest
-from psycopg2 import sql
 
-from myqueue.cluster.postgres import PostgresNotInstalled, PrivatePostgres, find_bindir
-from tests.helpers import database_dsn
+from tests.helpers import fresh_database, postgres_server
 from tests.localcluster import LocalCluster
-
-TEST_DSN_ENV = "MYQUEUE_TEST_DSN"  # CI points this at a server whose role may CREATE DATABASE
 
 
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
     """A PostgreSQL server for the session: $MYQUEUE_TEST_DSN, or a private one in a temp dir."""
-    dsn = os.environ.get(TEST_DSN_ENV)
-    if dsn:
+    with postgres_server(missing=lambda why: pytest.fail(why, pytrace=False)) as dsn:
         yield dsn
-        return
-    try:
-        find_bindir()
-    except PostgresNotInstalled as error:
-        pytest.fail(f"PostgreSQL tests need a server: set {TEST_DSN_ENV} or install PostgreSQL. {error}", pytrace=False)
-    # Under /tmp rather than pytest's tmp_path: as root the server runs as the postgres user,
-    # which cannot traverse pytest's 0700 directories.
-    directory = Path(tempfile.mkdtemp(prefix="mq-test-pg-"))
-    server = PrivatePostgres(directory)
-    try:
-        server.start()
-        yield server.dsn
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
 def fresh_pg_dsn(pg_dsn: str) -> Iterator[str]:
     """A brand-new, empty database on the ``pg_dsn`` server, dropped (WITH FORCE) after the test."""
-    name = f"mq_test_{secrets.token_hex(6)}"
-    _admin(pg_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield database_dsn(pg_dsn, name)
-    finally:
-        _admin(pg_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def _admin(dsn: str, statement: sql.Composable) -> None:
-    connection = psycopg2.connect(dsn, connect_timeout=10)
-    try:
-        connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
+    with fresh_database(pg_dsn) as dsn:
+        yield dsn
 
 
 ClusterFactory = Callable[..., AbstractContextManager[LocalCluster]]

@@ -4,18 +4,28 @@
 bare sleep as synchronisation.
 """
 
+import os
+import secrets
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TypeVar
 
+import psycopg2
+from psycopg2 import sql
 from psycopg2.extensions import make_dsn
 
 from myqueue.cluster.local import LocalClusterError, wait_for
 from myqueue.cluster.ports import free_port
+from myqueue.cluster.postgres import PostgresNotInstalled, PrivatePostgres, find_bindir
 
-__all__ = ["database_dsn", "free_port", "serve_stub", "wait_until"]
+__all__ = ["TEST_DSN_ENV", "database_dsn", "fresh_database", "free_port", "postgres_server", "serve_stub", "wait_until"]
+
+TEST_DSN_ENV = "MYQUEUE_TEST_DSN"  # CI points this at a server whose role may CREATE DATABASE
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -39,6 +49,54 @@ def wait_until(
 def database_dsn(dsn: str, database: str) -> str:
     """The same server and credentials as ``dsn``, another database (key=value form)."""
     return make_dsn(dsn, dbname=database)
+
+
+@contextmanager
+def postgres_server(missing: Callable[[str], object]) -> Iterator[str]:
+    """A PostgreSQL server's DSN for the block: $MYQUEUE_TEST_DSN, or a private server in a temp dir.
+
+    Without either, ``missing(why)`` is called (``pytest.fail`` or ``pytest.skip``: it must raise).
+    """
+    dsn = os.environ.get(TEST_DSN_ENV)
+    if dsn:
+        yield dsn
+        return
+    try:
+        find_bindir()
+    except PostgresNotInstalled as error:
+        missing(f"PostgreSQL tests need a server: set {TEST_DSN_ENV} or install PostgreSQL. {error}")
+        raise  # ``missing`` did not raise
+    # Under /tmp rather than pytest's tmp_path: as root the server runs as the postgres user,
+    # which cannot traverse pytest's 0700 directories.
+    directory = Path(tempfile.mkdtemp(prefix="mq-test-pg-"))
+    server = PrivatePostgres(directory)
+    try:
+        server.start()
+        yield server.dsn
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def fresh_database(server_dsn: str, prefix: str = "mq_test") -> Iterator[str]:
+    """A brand-new, empty database on ``server_dsn``'s server, dropped (WITH FORCE) after the block."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    _admin(server_dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield database_dsn(server_dsn, name)
+    finally:
+        _admin(server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _admin(dsn: str, statement: sql.Composable) -> None:
+    connection = psycopg2.connect(dsn, connect_timeout=10)
+    try:
+        connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
 
 
 class _StubServer(ThreadingHTTPServer):

@@ -261,47 +261,10 @@ class PortForward:
 
 @contextmanager
 def fresh_database(prefix: str) -> Iterator[str]:
-    """A throwaway database: on $MYQUEUE_TEST_DSN's server (CI), else a private server in a temp
-    dir; dropped (or the server stopped) afterwards. Skips when there is no PostgreSQL at all."""
-    import os
-    import secrets
-    import shutil
-    import tempfile
+    """A throwaway database: on $MYQUEUE_TEST_DSN's server (CI), else on a private server in a temp
+    dir; dropped (and the server stopped) afterwards. Skips when there is no PostgreSQL at all."""
+    from tests.helpers import fresh_database as database_on
+    from tests.helpers import postgres_server
 
-    import psycopg2
-    from psycopg2 import sql
-    from psycopg2.extensions import make_dsn
-
-    from myqueue.cluster.postgres import PostgresNotInstalled, PrivatePostgres, find_bindir
-
-    server_dsn = os.environ.get("MYQUEUE_TEST_DSN")
-    if server_dsn:
-        name = f"{prefix}_{secrets.token_hex(6)}"
-
-        def admin(statement: sql.Composable) -> None:
-            connection = psycopg2.connect(server_dsn, connect_timeout=10)
-            try:
-                connection.autocommit = True
-                with connection.cursor() as cursor:
-                    cursor.execute(statement)
-            finally:
-                connection.close()
-
-        admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield make_dsn(server_dsn, dbname=name)
-        finally:
-            admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        return
-    try:
-        find_bindir()
-    except PostgresNotInstalled as error:
-        pytest.skip(f"no PostgreSQL: set MYQUEUE_TEST_DSN or install PostgreSQL ({error})")
-    directory = Path(tempfile.mkdtemp(prefix=f"{prefix}-pg-"))  # not pytest's 0700 dirs: the server user must enter
-    server = PrivatePostgres(directory)
-    try:
-        server.start()
-        yield server.dsn
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+    with postgres_server(missing=pytest.skip) as server, database_on(server, prefix) as dsn:
+        yield dsn
