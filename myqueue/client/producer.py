@@ -188,14 +188,10 @@ class Producer:
             _record_bytes(data)  # raises the typed refusal
         if partition is None:
             partition = self._partitioner.choose(topic, self._metadata.partitions(topic), key)
-        queue = self._queues.get((topic, partition))
-        if queue is None:  # a partition is checked once: partitions are never deleted
+        if (topic, partition) not in self._queues:  # a partition is checked once: partitions are never deleted
             self._metadata.partitions(topic, containing=partition)
         with self._lock:
-            if queue is None:
-                queue = self._open_queue(topic, partition)
-            elif self._closed:
-                raise RuntimeError("the producer is closed")
+            queue = self._open_queue(topic, partition)
             batches = queue.batches
             batch = batches[-1] if batches else None
             opened = (
@@ -230,14 +226,10 @@ class Producer:
         records = _batch_bytes(values)
         if not records:
             return []
-        queue = self._queues.get((topic, partition))
-        if queue is None:
+        if (topic, partition) not in self._queues:
             self._metadata.partitions(topic, containing=partition)
         with self._lock:
-            if queue is None:
-                queue = self._open_queue(topic, partition)
-            elif self._closed:
-                raise RuntimeError("the producer is closed")
+            queue = self._open_queue(topic, partition)
             if queue.in_flight or queue.batches:
                 self._urgent += 1
                 self._timer.notify()
@@ -292,7 +284,7 @@ class Producer:
                 self._transport.close()
 
     def _open_queue(self, topic: str, partition: str) -> _Queue:
-        """The partition's queue, made on first use. Caller holds the lock."""
+        """The partition's queue, made on first use; refuses once the producer is closed. Caller holds the lock."""
         if self._closed:
             raise RuntimeError("the producer is closed")
         queue = self._queues.get((topic, partition))
