@@ -30,6 +30,7 @@ def _kind_driver():
 _DRIVER = _kind_driver()
 LAYOUTS = _DRIVER.LAYOUTS
 Proc = _DRIVER.Proc
+expected_partitions = _DRIVER.expected_partitions
 
 
 def cli(command: str, ident: int, specs: list[str], cluster, log_dir: Path, *extra: str) -> list[str]:
@@ -38,15 +39,6 @@ def cli(command: str, ident: int, specs: list[str], cluster, log_dir: Path, *ext
         "--broker", f"127.0.0.1:{cluster.primary_port}", "--replica-port", str(cluster.replica_port),
         "--log_loc", str(log_dir), *extra,
     ]
-
-
-def expected_partitions(specs: list[str], layout: dict) -> set[tuple[str, str]]:
-    wanted = set()
-    for spec in specs:
-        topic, part = spec.split(":")
-        parts = layout["partitions"][topic] if part == "*" else [part]
-        wanted |= {(topic, p) for p in parts}
-    return wanted
 
 
 @pytest.mark.parametrize("store", ["memory", "postgres"])
