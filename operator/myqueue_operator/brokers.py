@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from . import render
 from .config import BLOCKED_DELETE_DELAY_S, BROKERS, ON_DELETE_ANNOTATION
-from .context import Context, InvalidSpec, RetryLater
+from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
 from .render import Registration
 
@@ -28,16 +28,8 @@ log = logging.getLogger(__name__)
 MOVE_PARTITIONS = "move-partitions"
 
 
-def _write(ctx: Context, broker: dict, status: dict) -> None:
-    """Patch the status if it changed; post an Event when the Ready condition's status/reason changed."""
-    old = broker.get("status") or {}
-    if render.status_differs(old, status):
-        meta = broker["metadata"]
-        ctx.kube.patch_status(BROKERS, meta["namespace"], meta["name"], status)
-    before, after = render.condition_of(old), render.condition_of(status)
-    if after and render.worth_an_event(before, after):
-        ctx.events(broker, render.event_type(after["reason"]), after["reason"], after["message"])
-    broker["status"] = {k: v for k, v in {**old, **status}.items() if v is not None}
+def _write(ctx: Context, obj: dict, status: dict) -> None:
+    write_status(ctx, BROKERS, obj, status)
 
 
 def reconcile_broker(ctx: Context, namespace: str, name: str) -> render.Readiness | None:

@@ -20,7 +20,7 @@ from myqueue.core.reasons import Reason as ManagerReason
 
 from . import render
 from .config import TOPICS
-from .context import Context, InvalidSpec, RetryLater
+from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
 from .render import Reason
 
@@ -28,14 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _write(ctx: Context, obj: dict, status: dict) -> None:
-    old = obj.get("status") or {}
-    if render.status_differs(old, status):
-        meta = obj["metadata"]
-        ctx.kube.patch_status(TOPICS, meta["namespace"], meta["name"], status)
-    before, after = render.condition_of(old), render.condition_of(status)
-    if after and render.worth_an_event(before, after):
-        ctx.events(obj, render.event_type(after["reason"]), after["reason"], after["message"])
-    obj["status"] = {**old, **status}
+    write_status(ctx, TOPICS, obj, status)
 
 
 def end_offsets(ctx: Context, metadata: Mapping, topic: str) -> dict[str, int | None]:
