@@ -28,7 +28,8 @@ class Reason(StrEnum):
     OFFSET_OUT_OF_RANGE = "OFFSET_OUT_OF_RANGE"
     SEQUENCE_CONFLICT = "SEQUENCE_CONFLICT"  # an idempotent producer's batch is out of sequence
     NO_BROKER = "NO_BROKER"  # no ready broker to place on / partition unassigned
-    UNAVAILABLE = "UNAVAILABLE"  # a dependency (broker, storage, primary) did not answer
+    UNAVAILABLE = "UNAVAILABLE"  # a dependency (broker, storage, primary) did not answer; nothing applied
+    OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # the write may or may not have been applied: never resend blindly
     NOT_FOUND = "NOT_FOUND"  # unknown route
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     UNAUTHORIZED = "UNAUTHORIZED"
@@ -57,6 +58,7 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.SEQUENCE_CONFLICT: 409,
     Reason.NO_BROKER: 503,
     Reason.UNAVAILABLE: 503,
+    Reason.OUTCOME_UNKNOWN: 503,
     Reason.NOT_FOUND: 404,
     Reason.METHOD_NOT_ALLOWED: 405,
     Reason.UNAUTHORIZED: 401,

@@ -19,13 +19,12 @@ import psycopg2.extensions
 import psycopg2.pool
 
 from myqueue.core import defaults
+from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-
-class StorageUnavailable(Exception):
-    """PostgreSQL could not be reached or dropped the connection."""
+__all__ = ["Database", "OutcomeUnknown", "StorageUnavailable"]
 
 
 class Database:
