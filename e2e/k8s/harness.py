@@ -24,6 +24,19 @@ from controlplane import ControlPlane
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
+class Falsy:
+    """A false answer of a ``wait_for`` check that carries the state it saw, for the failure message."""
+
+    def __init__(self, state: Any):
+        self.state = state
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return repr(self.state)
+
+
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
     """Poll ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -60,7 +73,9 @@ class Kubectl:
         self.cp = cp
         self.namespace = namespace
 
-    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         result = self.cp.kubectl("-n", self.namespace, *args, check=False, input=input)
         if check and result.returncode != 0:
             pytest.fail(f"kubectl {' '.join(args)} failed: {result.stderr}")
@@ -79,7 +94,9 @@ class Kubectl:
 
     def apply(self, obj: dict | list[dict], *extra: str) -> subprocess.CompletedProcess:
         items = obj if isinstance(obj, list) else [obj]
-        return self("apply", *extra, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        return self(
+            "apply", *extra, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        )
 
     def events(self, name: str | None = None, source: str | None = "myqueue-operator") -> list[dict]:
         """Events about ``name`` (all objects: None) posted by ``source`` (anyone: None)."""
@@ -108,7 +125,12 @@ def service_account_kubeconfig(cp: ControlPlane, namespace: str, account: str, p
         "kind": "Config",
         "clusters": admin["clusters"],
         "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": admin["clusters"][0]["name"], "user": account, "namespace": namespace}}],
+        "contexts": [
+            {
+                "name": account,
+                "context": {"cluster": admin["clusters"][0]["name"], "user": account, "namespace": namespace},
+            }
+        ],
         "current-context": account,
     }
     path.write_text(json.dumps(config))
@@ -140,7 +162,14 @@ class Managers:
 
 def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def wait_http_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
@@ -166,7 +195,9 @@ class Operator:
         self.pids: list[int] = []
 
     def start(self) -> None:
-        self.process = start_process([sys.executable, "-m", "myqueue_operator", "--health", self.health], self.env, self.log)
+        self.process = start_process(
+            [sys.executable, "-m", "myqueue_operator", "--health", self.health], self.env, self.log
+        )
         self.pids.append(self.process.pid)
         wait_http_ready(self.health, self.process, self.log, timeout=60)
 
