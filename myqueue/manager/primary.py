@@ -251,7 +251,12 @@ class Primary:
                     f"broker {name} did not become ready within {defaults.BROKER_READY_TIMEOUT_S:.0f} s",
                 )
             self._ready[name] = True
-            self._commit([event(EventType.BROKER_REGISTERED, name=name, address=address)])
+            try:
+                self._commit([event(EventType.BROKER_REGISTERED, name=name, address=address)])
+            except (Refusal, StorageUnavailable):  # not recorded: do not leave the broker running unknown
+                self._ready.pop(name, None)
+                self._launcher.stop(name)
+                raise
             self._place_unassigned()
         log.info("added broker %s at %s", name, address)
         return address
