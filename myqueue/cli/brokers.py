@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, (_, help_text) in _ACTIONS.items():
         action = actions.add_parser(name, help=help_text)
         action.add_argument("name", help="broker name (must contain 'broker')")
+        if name == "rm":
+            action.add_argument(
+                "--force", action="store_true", help="remove even if the records a memory-mode broker holds are lost"
+            )
         add_manager_options(action)
         action.set_defaults(func=change_broker)
 
@@ -42,7 +46,7 @@ def change_broker(args: argparse.Namespace) -> int:
     call, _ = _ACTIONS[args.action]
     api = api_from(args)
     try:
-        print(call(api, args.name))
+        print(call(api, args.name, force=True) if getattr(args, "force", False) else call(api, args.name))
     finally:
         api.close()
     return 0

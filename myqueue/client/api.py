@@ -77,8 +77,10 @@ class ApiHandler:
     def add_broker(self, name: str) -> str:
         return self._call("GET", self.manager, "/brokers/add", params={"broker_name": name})
 
-    def rm_broker(self, name: str) -> str:
-        return self._call("GET", self.manager, "/brokers/rm", params={"broker_name": name})
+    def rm_broker(self, name: str, force: bool = False) -> str:
+        """Remove a broker; ``force`` accepts losing the records a memory-mode broker holds."""
+        params = {"broker_name": name, **({"force": "true"} if force else {})}
+        return self._call("GET", self.manager, "/brokers/rm", params=params)
 
     def test_broker(self, name: str) -> str:
         return self._call("GET", self.manager, "/brokers/test", params={"broker_name": name})

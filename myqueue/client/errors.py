@@ -81,6 +81,10 @@ class NotReplica(MyQueueError):
     """A consumer call was sent to the primary manager."""
 
 
+class WouldLoseRecords(MyQueueError):
+    """Removing that broker would drop records it holds (memory mode): repeat with force to accept it."""
+
+
 class BrokerUnavailable(MyQueueError):
     """A broker or manager did not answer, or the partition has no ready broker now."""
 
@@ -121,6 +125,7 @@ _BY_REASON: dict[Reason, type[MyQueueError]] = {
     Reason.NOT_REPLICA: NotReplica,
     Reason.OFFSET_OUT_OF_RANGE: OffsetOutOfRange,
     Reason.SEQUENCE_CONFLICT: SequenceConflict,
+    Reason.WOULD_LOSE_RECORDS: WouldLoseRecords,
     Reason.NO_BROKER: BrokerUnavailable,
     Reason.UNAVAILABLE: BrokerUnavailable,
     Reason.UNAUTHORIZED: Unauthorized,

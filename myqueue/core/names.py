@@ -6,7 +6,9 @@ for the seed sees the same answers. Beyond the seed we restrict names to a small
 charset (they appear in URLs, SQL keys and Kubernetes objects) and bound their length.
 """
 
+import ipaddress
 import re
+from urllib.parse import urlsplit
 
 from . import defaults
 from .reasons import Reason
@@ -72,6 +74,48 @@ def validate_broker_name(value: object) -> str:
             f"broker_name {name!r} may contain only lowercase letters, digits and '-' (not at the ends)",
         )
     return name
+
+
+_DNS_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+MAX_ADDRESS_LENGTH = 512
+
+
+def _valid_host(host: str) -> bool:
+    """An IP literal (IPv6 in brackets) or a DNS name of RFC 1123 labels (at most 253 characters)."""
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return isinstance(ipaddress.ip_address(host[1:-1]), ipaddress.IPv6Address)
+        except ValueError:
+            return False
+    try:
+        ipaddress.IPv4Address(host)
+        return True
+    except ValueError:
+        pass
+    if len(host) > 253 or host.replace(".", "").isdigit():  # digits only: a malformed IPv4 address
+        return False
+    return all(_DNS_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))
+
+
+def validate_broker_address(value: object) -> str:
+    """A broker's base URL, ``http://host:port`` exactly: the primary calls it presenting the token.
+
+    The host is a DNS name (RFC 1123) or an IP literal, the port 1-65535; no userinfo, path,
+    query or fragment. Returned without a trailing slash.
+    """
+    hint = "address must look like http://host:port (a DNS name or IP literal, port 1-65535)"
+    if not isinstance(value, str) or len(value) > MAX_ADDRESS_LENGTH or not value.isascii():
+        raise Refusal(Reason.INVALID_REQUEST, hint)
+    scheme, sep, rest = value.partition("://")
+    netloc = rest.removesuffix("/")
+    if scheme != "http" or not sep or not netloc or any(c in netloc for c in "/?#@\\ \t\r\n"):
+        raise Refusal(Reason.INVALID_REQUEST, hint)
+    host, colon, port = netloc.rpartition(":")
+    if not colon or not port.isdigit() or len(port) > 5 or not 1 <= int(port) <= 65535 or not _valid_host(host):
+        raise Refusal(Reason.INVALID_REQUEST, hint)
+    if urlsplit(value).port != int(port):  # what the HTTP client will dial must be what we checked
+        raise Refusal(Reason.INVALID_REQUEST, hint)
+    return f"http://{host}:{int(port)}"
 
 
 def validate_group(value: object) -> str:

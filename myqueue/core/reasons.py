@@ -27,6 +27,7 @@ class Reason(StrEnum):
     NOT_REPLICA = "NOT_REPLICA"  # a consumer call sent to the primary
     OFFSET_OUT_OF_RANGE = "OFFSET_OUT_OF_RANGE"
     SEQUENCE_CONFLICT = "SEQUENCE_CONFLICT"  # an idempotent producer's batch is out of sequence
+    WOULD_LOSE_RECORDS = "WOULD_LOSE_RECORDS"  # removing a memory-mode broker that holds records: needs force
     NO_BROKER = "NO_BROKER"  # no ready broker to place on / partition unassigned
     UNAVAILABLE = "UNAVAILABLE"  # a dependency (broker, storage, primary) did not answer; nothing applied
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # the write may or may not have been applied: never resend blindly
@@ -56,6 +57,7 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.NOT_REPLICA: 421,
     Reason.OFFSET_OUT_OF_RANGE: 416,
     Reason.SEQUENCE_CONFLICT: 409,
+    Reason.WOULD_LOSE_RECORDS: 409,
     Reason.NO_BROKER: 503,
     Reason.UNAVAILABLE: 503,
     Reason.OUTCOME_UNKNOWN: 503,

@@ -61,7 +61,8 @@ def main(argv=None) -> None:
         launcher = make_launcher(
             args.launcher, args.launcher_url, args.launcher_namespace, args.broker_store or args.store
         )
-        node = Primary(store, launcher, brokers)
+        shared = (args.broker_store or args.store) == "postgres"  # brokers keep records in PostgreSQL
+        node = Primary(store, launcher, brokers, shared_storage=shared)
         app, state = create_app("primary", primary=node, token=token)
     else:
         node = Replica(store, args.primary_url, brokers, token=token)

@@ -8,8 +8,6 @@ primary, consume on the replica) are also served by a lean WSGI lane in front of
 those two, goes through Flask.
 """
 
-from urllib.parse import urlsplit
-
 from flask import request
 from prometheus_client import Counter
 
@@ -40,17 +38,12 @@ def _topic_body() -> tuple[object, object | None]:
     return data["topic"], data.get("part")
 
 
-def _validate_address(value: object) -> str:
-    if not isinstance(value, str) or len(value) > 512:
-        raise Refusal(Reason.INVALID_REQUEST, "address must be a string like http://host:port")
-    parts = urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port or parts.path not in ("", "/"):
-        raise Refusal(Reason.INVALID_REQUEST, "address must look like http://host:port")
-    return value.rstrip("/")
+def _force() -> bool:
+    """The ``force`` query parameter of a broker removal: accept losing a memory-mode broker's records."""
+    value = request.args.get("force", "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise Refusal(Reason.INVALID_REQUEST, "force must be true or false")
+    return value in ("true", "1")
 
 
 def create_app(role: str, primary: Primary | None = None, replica: Replica | None = None, token: str | None = None):
@@ -96,7 +89,7 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     @seed_endpoint
     def remove_broker():
         p = need_primary()
-        names, moved = p.remove_broker(_query("broker_name"))
+        names, moved = p.remove_broker(_query("broker_name"), force=_force())
         return success(f"removed {', '.join(names) or 'no broker'}; {moved} partition(s) moved to other brokers")
 
     @app.get("/brokers/test")
@@ -195,13 +188,13 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         reject_unknown_fields(data, {"name", "address"})
         if "name" not in data or "address" not in data:
             raise Refusal(Reason.INVALID_REQUEST, "fields 'name' and 'address' are required")
-        created = p.register_broker(data["name"], _validate_address(data["address"]))
+        created = p.register_broker(data["name"], data["address"])
         return success(f"broker {data['name']} {'registered' if created else 'up to date'}", 201 if created else 200)
 
     @app.delete("/v1/brokers/<name>")
     def unregister_broker(name: str):
         p = need_primary()
-        names, moved = p.remove_broker(name)
+        names, moved = p.remove_broker(name, force=_force())
         return success({"removed": names, "partitions_moved": moved})
 
     lane = LeanRoutes(

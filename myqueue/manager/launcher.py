@@ -30,6 +30,13 @@ class Launcher(ABC):
     def stop(self, name: str) -> None:
         """Stop broker ``name`` (idempotent)."""
 
+    def started(self, names: list[str]) -> set[str]:
+        """Which of ``names`` this launcher runs (and so must stop); the others registered themselves.
+
+        Asked before a removal acts, so that a launcher that cannot answer refuses the whole change.
+        """
+        return set(names)
+
 
 class NoLauncher(Launcher):
     """Brokers are managed elsewhere; /brokers/add is refused with a pointer to the right tool."""
@@ -45,6 +52,9 @@ class NoLauncher(Launcher):
 
     def stop(self, name: str) -> None:
         return None
+
+    def started(self, names: list[str]) -> set[str]:
+        return set()
 
 
 class LocalLauncher(Launcher):
@@ -72,6 +82,10 @@ class LocalLauncher(Launcher):
 
     def stop(self, name: str) -> None:
         self._call("DELETE", f"/brokers/{name}")
+
+    def started(self, names: list[str]) -> set[str]:
+        running = self._call("GET", "/processes")
+        return {name for name in names if (running.get(name) or {}).get("role") == "broker"}
 
 
 class KubernetesLauncher(Launcher):

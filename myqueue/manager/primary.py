@@ -16,10 +16,16 @@ import time
 import uuid
 
 from myqueue.core import defaults
-from myqueue.core.names import validate_broker_name, validate_partition, validate_topic
+from myqueue.core.names import (
+    validate_broker_address,
+    validate_broker_name,
+    validate_partition,
+    validate_topic,
+)
 from myqueue.core.placement import place_partitions
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 
 from .appender import GroupAppender
 from .brokers import BrokerClient, BrokerLostPartition
@@ -44,8 +50,16 @@ STREAM = "cluster"
 class Primary:
     """Owns ClusterState: every configuration write and every seed-path produce goes through here."""
 
-    def __init__(self, store: MetaStore, launcher: Launcher, brokers: BrokerClient, rng: random.Random | None = None):
+    def __init__(
+        self,
+        store: MetaStore,
+        launcher: Launcher,
+        brokers: BrokerClient,
+        rng: random.Random | None = None,
+        shared_storage: bool = False,
+    ):
         self._store = store
+        self._shared_storage = shared_storage  # the brokers keep records in PostgreSQL: a moved partition keeps them
         self._launcher = launcher
         self._brokers = brokers
         self._rng = rng
@@ -216,29 +230,41 @@ class Primary:
                 raise Refusal(Reason.UNAVAILABLE, f"partition {topic}:{partition} is moving; retry") from e
 
     # --- brokers -------------------------------------------------------------------------------------
+    def _await_ready(self, address: str) -> bool:
+        """Poll the broker's readiness until BROKER_READY_TIMEOUT_S; True once it is ready."""
+        deadline = time.monotonic() + defaults.BROKER_READY_TIMEOUT_S
+        while not self._brokers.ready(address):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)  # polling a condition with a deadline
+        return True
+
     def add_broker(self, name: object) -> str:
         name = validate_broker_name(name)
         with self._write_lock:
             check_new_broker(self._state, name)
             address = self._launcher.start(name)
-            deadline = time.monotonic() + defaults.BROKER_READY_TIMEOUT_S
-            while not self._brokers.ready(address):
-                if time.monotonic() > deadline:
-                    self._launcher.stop(name)
-                    raise Refusal(
-                        Reason.UNAVAILABLE,
-                        f"broker {name} did not become ready within {defaults.BROKER_READY_TIMEOUT_S:.0f} s",
-                    )
-                time.sleep(0.05)  # polling a condition with a deadline
+            if not self._await_ready(address):
+                self._launcher.stop(name)
+                raise Refusal(
+                    Reason.UNAVAILABLE,
+                    f"broker {name} did not become ready within {defaults.BROKER_READY_TIMEOUT_S:.0f} s",
+                )
             self._ready[name] = True
-            self._commit([event(EventType.BROKER_REGISTERED, name=name, address=address)])
+            try:
+                self._commit([event(EventType.BROKER_REGISTERED, name=name, address=address)])
+            except (Refusal, StorageUnavailable):  # not recorded: do not leave the broker running unknown
+                self._ready.pop(name, None)
+                self._launcher.stop(name)
+                raise
             self._place_unassigned()
         log.info("added broker %s at %s", name, address)
         return address
 
-    def register_broker(self, name: object, address: str) -> bool:
+    def register_broker(self, name: object, address: object) -> bool:
         """Record a broker started elsewhere (supervisor, operator). Returns True when it is new."""
         name = validate_broker_name(name)
+        address = validate_broker_address(address)
         with self._write_lock:
             known = self._state.brokers.get(name)
             if known == address:
@@ -249,11 +275,16 @@ class Primary:
         self.check_broker(name)
         return known is None
 
-    def remove_broker(self, name: object) -> tuple[list[str], int]:
+    def remove_broker(self, name: object, force: bool = False) -> tuple[list[str], int]:
         """Remove one broker (or ``all``); its partitions are re-placed on the remaining ready brokers.
 
-        Returns the removed names and how many partitions moved. In PostgreSQL mode a moved
-        partition keeps its data (storage is shared); in memory mode its data goes with the broker.
+        All or nothing: every check comes first (the brokers exist, the launcher can say which it
+        runs, no records would be lost unless ``force``); then the launcher stops the brokers it
+        started (a self-registered broker is only forgotten) and the change is committed. If a stop
+        or the commit fails, the brokers already stopped are started again and the configuration is
+        left as it was. Returns the removed names and how many partitions moved. In PostgreSQL mode
+        a moved partition keeps its data (storage is shared); in memory mode its data goes with the
+        broker, so a broker holding records is refused without ``force``.
         """
         if name != "all":
             name = validate_broker_name(name)
@@ -263,28 +294,91 @@ class Primary:
             else:
                 require_broker(self._state, name)
                 names = [name]
-            leaving = set(names)
-            events: list[dict] = []
-            moved = 0
-            for broker in names:
-                self._launcher.stop(broker)
-            targets = self._ready_brokers(excluding=leaving)
-            for broker in names:
-                owned = self._state.partitions_on(broker)
-                placement = (
-                    place_partitions([f"{t}\0{p}" for t, p in owned], targets, self._rng) if targets else {}
-                )
-                for t, p in owned:
-                    target = placement.get(f"{t}\0{p}")
-                    events.append(event(EventType.PARTITION_ASSIGNED, topic=t, partition=p, broker=target))
-                    moved += target is not None
-                events.append(event(EventType.BROKER_REMOVED, name=broker))
-            self._commit(events)
+            started = self._launcher.started(names)
+            if not force and not self._shared_storage:
+                self._refuse_record_loss(names)
+            events, moved = self._removal_events(names)
+            stopped: list[str] = []
+            try:
+                for broker in names:
+                    if broker in started:
+                        self._launcher.stop(broker)
+                        stopped.append(broker)
+                self._commit(events)
+            except (Refusal, StorageUnavailable, OutcomeUnknown) as e:
+                raise self._roll_back_removal(names, stopped, e) from e
             for broker in names:
                 self._ready.pop(broker, None)
             self._host_assigned(events)
         log.info("removed brokers %s (%d partitions moved)", names, moved)
         return names, moved
+
+    def _removal_events(self, names: list[str]) -> tuple[list[dict], int]:
+        """The events that move the leaving brokers' partitions and forget the brokers. _write_lock held."""
+        targets = self._ready_brokers(excluding=set(names))
+        events: list[dict] = []
+        moved = 0
+        for broker in names:
+            owned = self._state.partitions_on(broker)
+            placement = place_partitions([f"{t}\0{p}" for t, p in owned], targets, self._rng) if targets else {}
+            for t, p in owned:
+                target = placement.get(f"{t}\0{p}")
+                events.append(event(EventType.PARTITION_ASSIGNED, topic=t, partition=p, broker=target))
+                moved += target is not None
+            events.append(event(EventType.BROKER_REMOVED, name=broker))
+        return events, moved
+
+    def _refuse_record_loss(self, names: list[str]) -> None:
+        """Memory mode: refuse to remove brokers whose assigned partitions hold records. _write_lock held."""
+        held: dict[str, int] = {}
+        for broker in names:
+            owned = set(self._state.partitions_on(broker))
+            if not owned:
+                continue
+            try:
+                listed = self._brokers.list_partitions(self._address(broker))["partitions"]
+            except (Refusal, BrokerLostPartition) as e:
+                raise Refusal(
+                    Reason.WOULD_LOSE_RECORDS,
+                    f"cannot count the records of broker {broker} ({e}); its {len(owned)} partition(s) may hold "
+                    "records that removing it loses (memory mode): repeat with force to remove it anyway",
+                ) from e
+            count = sum(int(p["end_offset"]) for p in listed if (p["topic"], p["partition"]) in owned)
+            if count:
+                held[broker] = count
+        if held:
+            detail = ", ".join(f"{broker}: {count}" for broker, count in held.items())
+            raise Refusal(
+                Reason.WOULD_LOSE_RECORDS,
+                f"removing would lose {sum(held.values())} record(s) ({detail}): in memory mode a broker's "
+                "records go with it; repeat with force to remove anyway",
+            )
+
+    def _roll_back_removal(self, names: list[str], stopped: list[str], error: Exception) -> Refusal:
+        """Start again what a failed removal stopped; the refusal to answer. _write_lock held."""
+        failed: list[str] = []
+        for broker in stopped:
+            try:
+                address = self._launcher.start(broker)
+                if address != self._state.brokers.get(broker):
+                    self._commit([event(EventType.BROKER_REGISTERED, name=broker, address=address)])
+                if not self._await_ready(address):
+                    failed.append(broker)
+            except (Refusal, StorageUnavailable) as e:
+                log.warning("rolling back the removal: could not restart %s: %s", broker, e)
+                failed.append(broker)
+        for broker in stopped:
+            self.check_broker(broker)  # marks it ready again and re-hosts its partitions
+        message = str(error.message if isinstance(error, Refusal) else error)
+        outcome = "nothing was changed" + (f" (restarted {', '.join(stopped)})" if stopped else "")
+        if failed:
+            outcome = f"still configured, but {', '.join(failed)} did not come back and is not ready"
+        reason = Reason.UNAVAILABLE
+        if isinstance(error, Refusal):
+            reason = error.reason
+        elif isinstance(error, OutcomeUnknown):
+            reason = Reason.OUTCOME_UNKNOWN
+        return Refusal(reason, f"could not remove {', '.join(names)}: {message}; {outcome}")
 
     def test_broker(self, name: object) -> list[str]:
         name = validate_broker_name(name)

@@ -108,7 +108,7 @@ def finalize_broker(ctx: Context, broker: Mapping) -> str:
         if ctx.kube.namespace_terminating(namespace):
             # Everything goes: do not wait for anyone (the primary may already be gone).
             try:
-                ctx.primary.unregister_broker(name)
+                ctx.primary.unregister_broker(name, force=True)  # everything in it goes anyway
             except PrimaryError as e:
                 log.info("namespace %s is terminating; not unregistering %s: %s", namespace, name, e)
             _remove_children(ctx, namespace, name)
@@ -127,7 +127,7 @@ def finalize_broker(ctx: Context, broker: Mapping) -> str:
         done = "not registered with the primary"
         if registered:
             try:
-                answer = ctx.primary.unregister_broker(name) or {}
+                answer = ctx.primary.unregister_broker(name, force=move) or {}  # the annotation is the consent
             except PrimaryUnavailable as e:
                 raise RetryLater(f"cannot unregister: {e}", ctx.config.retry_delay_s) from e
             done = f"unregistered; the primary moved {answer.get('partitions_moved', 0)} partition(s)"

@@ -81,10 +81,14 @@ class PrimaryClient:
         """Idempotent: a known broker with the same address is a no-op; a new address replaces the old."""
         self._call("POST", f"{self.url}/v1/brokers", json={"name": name, "address": address}, timeout=REGISTER_TIMEOUT_S)
 
-    def unregister_broker(self, name: str) -> dict | None:
-        """Remove a broker; the primary re-places its partitions. None when it was not registered."""
+    def unregister_broker(self, name: str, force: bool = False) -> dict | None:
+        """Remove a broker; the primary re-places its partitions. None when it was not registered.
+
+        ``force`` accepts losing the records a memory-mode broker holds (the primary refuses otherwise).
+        """
+        params = {"force": "true"} if force else None
         try:
-            return self._call("DELETE", f"{self.url}/v1/brokers/{name}", timeout=REGISTER_TIMEOUT_S)
+            return self._call("DELETE", f"{self.url}/v1/brokers/{name}", params=params, timeout=REGISTER_TIMEOUT_S)
         except PrimaryRefused as e:
             if e.reason == Reason.BROKER_NOT_FOUND.value:
                 return None

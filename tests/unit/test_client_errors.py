@@ -25,6 +25,7 @@ EXPECTED = {
     Reason.NOT_REPLICA: errors.NotReplica,
     Reason.OFFSET_OUT_OF_RANGE: errors.OffsetOutOfRange,
     Reason.SEQUENCE_CONFLICT: errors.SequenceConflict,
+    Reason.WOULD_LOSE_RECORDS: errors.WouldLoseRecords,
     Reason.NO_BROKER: errors.BrokerUnavailable,
     Reason.UNAVAILABLE: errors.BrokerUnavailable,
     Reason.NOT_FOUND: errors.NotFoundError,

@@ -7,6 +7,7 @@ from myqueue.core.names import (
     parse_id,
     parse_int,
     parse_topic_spec,
+    validate_broker_address,
     validate_broker_name,
     validate_group,
     validate_message,
@@ -114,3 +115,31 @@ def test_topic_specs():
     assert parse_topic_spec("T1") == ("T1", None)
     with pytest.raises(Refusal):
         parse_topic_spec("T-1:P1")
+
+
+@pytest.mark.parametrize(
+    "address, canonical",
+    [
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("http://broker0.myqueue.svc.cluster.local:9000/", "http://broker0.myqueue.svc.cluster.local:9000"),
+        ("http://[::1]:80", "http://[::1]:80"),
+        ("http://localhost:65535", "http://localhost:65535"),
+    ],
+)
+def test_broker_addresses(address, canonical):
+    assert validate_broker_address(address) == canonical
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://bad host:9000", "https://h:1", "ftp://h:1", "http://h", "http://h:0", "http://h:65536",
+        "http://u@h:1", "http://u:p@h:1", "http://h:1/p", "http://h:1?q", "http://h:1#f", "http://-h:1",
+        "http://h-:1", "http://999.0.0.1:1", "http://[zz]:1", "http://h:+1", "http://h:1\n", "http://é:1",
+        "http://" + "a" * 64 + ":1", "h:1", "", 5, None,
+    ],
+)
+def test_malformed_broker_addresses(address):
+    with pytest.raises(Refusal) as refused:
+        validate_broker_address(address)
+    assert refused.value.reason is Reason.INVALID_REQUEST

@@ -429,7 +429,7 @@ class FakePrimary:
         self.calls.append(("register", name, address))
         self.brokers[name] = address
 
-    def unregister_broker(self, name):
+    def unregister_broker(self, name, force=False):
         self._check()
         self.calls.append(("unregister", name))
         if name not in self.brokers:
