@@ -28,11 +28,13 @@ import subprocess  # noqa: S404 - argv lists only, never a shell
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from . import defaults
+
 log = logging.getLogger(__name__)
 
-PREFIX = "mqp"  # every namespace, link and rule comment we create starts with this
-SUBNET_PREFIX = "10.241"  # 10.241.N.0/24, N the first one not already on this host
-COMMAND_TIMEOUT_S = 10.0  # one ip/iptables command
+PREFIX = defaults.NETNS_PREFIX  # every namespace, link and rule comment we create starts with this
+SUBNET_PREFIX = defaults.NETNS_SUBNET_PREFIX
+COMMAND_TIMEOUT_S = defaults.NETNS_COMMAND_TIMEOUT_S
 TOOLS = ("ip", "iptables")
 _TAG = re.compile(rf"^{PREFIX}(\d+)")
 
