@@ -64,11 +64,14 @@ def test_against_a_running_cluster_by_address(local_cluster):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("fault", ["kill-broker", "pause-broker", "kill-primary", "kill-replica", "restart-postgres"])
+@pytest.mark.parametrize("fault", ["kill-broker", "pause-broker", "kill-primary", "kill-replica", "restart-postgres",
+                                   "partition-broker", "partition-primary", "partition-postgres"])
 def test_postgres_mode_loses_nothing_under_each_fault(fault, request):
     """One fault per run, a few hundred messages; retried sends stored twice are reported as
     duplicate writes (not duplicate deliveries) until producers are idempotent end to end."""
-    if fault == "restart-postgres":  # needs the PostgreSQL the cluster runs itself
+    if fault.startswith("partition-") and (os.geteuid() != 0 or not shutil.which("iptables")):
+        pytest.skip("network partitions need root, iproute2 and iptables")
+    if fault == "restart-postgres" or fault.startswith("partition-"):  # the PostgreSQL the cluster runs itself
         where = {"data_dir": request.getfixturevalue("server_tmp_dir")}
     else:
         where = {"dsn": request.getfixturevalue("fresh_pg_dsn")}
