@@ -48,8 +48,8 @@ def check_available(euid: int | None = None) -> None:
     euid = os.geteuid() if euid is None else euid
     if euid != 0:
         raise NetnsError(
-            f"network partition faults need root (they create network namespaces, veth pairs and iptables "
-            f"rules); running as uid {euid}"
+            f"network partition faults (cluster up --netns) need root: they create network namespaces, veth "
+            f"pairs and iptables rules; running as uid {euid}"
         )
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:

@@ -284,13 +284,22 @@ class Supervisor:
                     raise Refusal(Reason.LIMIT_REACHED, f"at most {core_defaults.MAX_BROKERS} brokers")
                 port = self._broker_ports.get(valid) or self._unused_port()
                 self._broker_ports[valid] = port
-                host = self._network.add(valid) if self._network is not None else self.config.host
+                host = self._broker_host(valid)
                 spec = self._placed(valid, broker_spec(valid, host, port, self.config.store, self._dsn))
                 child = ManagedChild(spec, self.config.log_dir)
                 child.start()
                 self._brokers[valid] = child
                 log.info("started %s on %s (pid %s)", valid, spec.address, child.pid)
         return {"name": valid, "address": child.spec.address}
+
+    def _broker_host(self, name: str) -> str:
+        """Where broker ``name`` listens: its own namespace's address with --netns."""
+        if self._network is None:
+            return self.config.host
+        try:
+            return self._network.add(name)
+        except NetnsError as error:
+            raise Refusal(Reason.UNAVAILABLE, str(error)) from error
 
     def stop_broker(self, name: str) -> None:
         with self._lock:

@@ -264,5 +264,6 @@ def test_partition_faults_are_refused_without_root():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
                             cwd=REPO_ROOT)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "network partition faults need root" in result.stderr and "uid 65534" in result.stderr
+    assert "network partition faults (cluster up --netns) need root" in result.stderr, result.stderr
+    assert "running as uid 65534" in result.stderr
     assert result.stdout == ""
