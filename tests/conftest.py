@@ -52,11 +52,12 @@ def local_cluster() -> Iterator[ClusterFactory]:
         data_dir: Path | None = None,
         primary_port: int | None = None,
         replica_port: int | None = None,
+        netns: bool = False,
     ) -> Iterator[LocalCluster]:
         workdir = Path(tempfile.mkdtemp(prefix="mq-cluster-"))
         cluster = LocalCluster(
             workdir, store=store, brokers=brokers, dsn=dsn, data_dir=data_dir,
-            primary_port=primary_port, replica_port=replica_port,
+            primary_port=primary_port, replica_port=replica_port, netns=netns,
         )
         started.append(cluster)
         try:

@@ -72,6 +72,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     up.add_argument(
         "--log-dir", type=Path, help="write each process's output to DIR/NAME.log instead of stderr"
     )
+    up.add_argument(
+        "--netns", action="store_true",
+        help="root only: run each broker, and the managers, in a network namespace of its own on a private "
+        "bridge, so that their traffic can be cut (verify --faults partition-*); needs a private PostgreSQL",
+    )
     up.set_defaults(func=cmd_up)
 
     status = commands.add_parser("status", help="list the processes of a running local cluster")
@@ -96,6 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             replica_port=args.replica_port,
             state_file=args.state_file,
             log_dir=args.log_dir,
+            netns=args.netns,
         )
     except ValueError as error:
         print(f"myqueue cluster up: {error}", file=sys.stderr)

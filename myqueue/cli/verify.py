@@ -41,6 +41,10 @@ needs --local: verify then runs `myqueue cluster up` itself on free loopback por
 each fault once during the workload, waiting for the process to be back and ready before the
 next. pause-broker stops a broker for --client-timeout + 2 s. restart-postgres needs --store
 postgres without --dsn.
+partition-broker, partition-primary (the primary and the replica: one namespace) and
+partition-postgres cut that process's traffic for as long (iptables DROP; the cluster then runs
+with --netns, each broker and the managers in a network namespace of their own): root only,
+without --dsn.
 
 By design, memory mode keeps nothing across a process restart: with --store memory, kill-broker
 loses the killed broker's records, and verify reports exactly that loss and exits 1 (kill-primary

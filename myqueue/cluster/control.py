@@ -8,6 +8,8 @@ starting and stopping means is left to a ``Launcher`` (the supervisor).
 Fault injection (``myqueue verify --faults restart-postgres``) adds ``POST /postgres/stop`` and
 ``POST /postgres/start``: stop (fast mode) or start the supervisor's private PostgreSQL, answering
 once it is down or accepts connections; 404 NOT_FOUND when the launcher runs none.
+``myqueue verify --faults partition-*`` adds ``POST /partitions/<target>/cut`` and ``.../heal``
+(target: a broker's name, ``primary`` or ``postgres``) for a cluster started with ``--netns``.
 """
 
 import hmac
@@ -127,6 +129,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise Refusal(Reason.NOT_FOUND, "this launcher runs no PostgreSQL")
             operation()
             return HTTPStatus.OK, f"PostgreSQL {'stopped' if action == 'stop' else 'started'}"
+        parts = path.split("/")
+        if len(parts) == 4 and parts[1] == "partitions" and parts[3] in ("cut", "heal"):
+            _require(method, "POST")
+            operation = getattr(launcher, f"{parts[3]}_partition", None)
+            if operation is None:
+                raise Refusal(Reason.NOT_FOUND, "this launcher runs no network namespaces")
+            operation(parts[2])
+            return HTTPStatus.OK, f"{parts[2]}: traffic {'cut' if parts[3] == 'cut' else 'restored'}"
         raise Refusal(Reason.NOT_FOUND, f"no route {path or '/'}")
 
     def _json_body(self) -> dict[str, object]:

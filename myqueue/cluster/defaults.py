@@ -18,6 +18,11 @@ SEED_CALL_TIMEOUT_S = 60.0  # one /brokers/add call (the primary waits for the b
 KILL_WAIT_S = 5.0  # after SIGKILL, how long to wait for the process to be reaped
 STOP_MARGIN_S = 5.0  # services drain for core SHUTDOWN_GRACE_S, then clean up: SIGKILL only after this more
 
+# --- network namespaces (cluster up --netns, for verify's partition faults) ----------------------
+NETNS_PREFIX = "mqp"  # namespaces, links and iptables rule comments: mqp<supervisor pid>...
+NETNS_SUBNET_PREFIX = "10.241"  # the bridge takes the first 10.241.N.0/24 not on this host
+NETNS_COMMAND_TIMEOUT_S = 10.0  # one ip or iptables command
+
 # --- control API ---------------------------------------------------------------------------
 CONTROL_MAX_BODY_BYTES = 4096  # the only body is {"name": ...}
 

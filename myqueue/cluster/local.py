@@ -76,6 +76,7 @@ class LocalCluster:
         data_dir: Path | None = None,
         primary_port: int | None = None,
         replica_port: int | None = None,
+        netns: bool = False,
     ):
         self.workdir = workdir
         self.store = store
@@ -91,6 +92,8 @@ class LocalCluster:
             "--primary-port", str(self.primary_port), "--replica-port", str(self.replica_port),
             "--state-file", str(self.state_file),
         ]
+        if netns:
+            self.argv.append("--netns")
         if dsn is not None:
             self.argv += ["--dsn", dsn]
         elif data_dir is not None:
@@ -111,11 +114,16 @@ class LocalCluster:
     # --- addresses ------------------------------------------------------------------------
     @property
     def primary_url(self) -> str:
-        return f"http://{self.host}:{self.primary_port}"
+        return self.state.get("primary") or f"http://{self.host}:{self.primary_port}"
 
     @property
     def replica_url(self) -> str:
-        return f"http://{self.host}:{self.replica_port}"
+        return self.state.get("replica") or f"http://{self.host}:{self.replica_port}"
+
+    @property
+    def primary_address(self) -> str:
+        """host:port of the primary, as clients take it (a namespace's address with --netns)."""
+        return self.primary_url.removeprefix("http://")
 
     @property
     def supervisor_pid(self) -> int:
@@ -236,6 +244,14 @@ class LocalCluster:
     def start_postgres(self) -> None:
         """Start the supervisor's private PostgreSQL again and wait until it accepts connections."""
         self._control("POST", "/postgres/start", timeout=POSTGRES_CALL_TIMEOUT_S)
+
+    def cut(self, target: str) -> None:
+        """Cut the traffic of ``target`` (a broker's name, ``primary`` or ``postgres``); needs --netns."""
+        self._control("POST", f"/partitions/{target}/cut")
+
+    def heal(self, target: str) -> None:
+        """Restore the traffic ``cut`` cut."""
+        self._control("POST", f"/partitions/{target}/heal")
 
     def _control(self, method: str, path: str, timeout: float = CONTROL_TIMEOUT_S) -> Any:
         response = requests.request(

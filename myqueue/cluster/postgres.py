@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _SERVER_BINARIES = ("initdb", "pg_ctl", "pg_isready")
 _UNIX_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes including the terminating NUL
 _CONFIG_FILE = "myqueue.conf"
+_HBA_FILE = "myqueue_hba.conf"  # with ``allow``: initdb's rules plus that network, rewritten at each start
 
 
 class PostgresError(RuntimeError):
@@ -91,9 +92,13 @@ class PrivatePostgres:
     time. Not thread-safe: one owner starts and stops it.
     """
 
-    def __init__(self, data_dir: str | os.PathLike[str], port: int | None = None, host: str = DEFAULT_HOST):
+    def __init__(
+        self, data_dir: str | os.PathLike[str], port: int | None = None, host: str = DEFAULT_HOST,
+        allow: str | None = None,
+    ):
         self.data_dir = Path(data_dir).absolute()
         self.host = host
+        self.allow = allow  # a further client network (CIDR) allowed in, e.g. the local cluster's namespaces
         self._requested_port = port
         self._port: int | None = None
         self._bindir: Path | None = None
@@ -232,9 +237,14 @@ class PrivatePostgres:
             conf.write(f"\n# written by myqueue: settings of the private cluster\ninclude_if_exists = '{_CONFIG_FILE}'\n")
 
     def _write_config(self) -> None:
+        hba_setting = ""
+        if self.allow:  # initdb's rules (loopback, scram) plus that network
+            rules = ["local all all", "host all all 127.0.0.1/32", "host all all ::1/128", f"host all all {self.allow}"]
+            self._write_private(self.pgdata / _HBA_FILE, "".join(f"{rule} scram-sha-256\n" for rule in rules))
+            hba_setting = f"hba_file = '{self.pgdata / _HBA_FILE}'\n"
         self._write_private(
             self.pgdata / _CONFIG_FILE,
-            f"listen_addresses = '{self.host}'\n"
+            hba_setting + f"listen_addresses = '{self.host}'\n"
             f"port = {self.port}\n"
             f"unix_socket_directories = '{self.pgdata}'\n"
             f"max_connections = {defaults.PG_MAX_CONNECTIONS}\n",

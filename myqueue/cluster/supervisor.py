@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
@@ -28,8 +28,9 @@ from myqueue.core.refusal import Refusal
 
 from . import defaults, probes
 from .child import ManagedChild
-from .commands import Role, Store, broker_spec, manager_spec, ready_line, url
+from .commands import ChildSpec, Role, Store, broker_spec, manager_spec, ready_line, url
 from .control import ControlServer
+from .netns import NetnsError, Network, check_available, remove_stale
 from .ports import free_port
 from .postgres import PostgresError, PrivatePostgres
 from .statefile import remove_state, write_state
@@ -37,6 +38,7 @@ from .statefile import remove_state, write_state
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+MANAGERS = "managers"  # the primary and replica share a namespace: the seed client finds both on one host
 
 
 class SupervisorError(RuntimeError):
@@ -61,12 +63,15 @@ class ClusterConfig:
     state_file: Path | None = None
     log_dir: Path | None = None
     grace_s: float = core_defaults.SHUTDOWN_GRACE_S + defaults.STOP_MARGIN_S  # SIGTERM to SIGKILL
+    netns: bool = False  # children in network namespaces (root), so partitions can be injected (netns.py)
 
     def __post_init__(self) -> None:
         if not 0 <= self.brokers <= core_defaults.MAX_BROKERS:
             raise ValueError(f"brokers must be between 0 and {core_defaults.MAX_BROKERS}")
         if self.dsn and self.store is not Store.POSTGRES:
             raise ValueError("a DSN only makes sense with the postgres store")
+        if self.netns and self.dsn:
+            raise ValueError("--netns runs its own PostgreSQL: the namespaces cannot reach another one; drop --dsn")
 
 
 class Supervisor:
@@ -88,6 +93,8 @@ class Supervisor:
         self._replica: ManagedChild | None = None
         self._brokers: dict[str, ManagedChild] = {}
         self._broker_ports: dict[str, int] = {}  # kept after a broker stops: a re-add reuses its port
+        self._network: Network | None = None  # with --netns: the bridge and the children's namespaces
+        self._host = config.host  # where the host's side listens (the bridge's address with --netns)
 
     # --- foreground life --------------------------------------------------------------------
     def run(self) -> int:
@@ -101,7 +108,7 @@ class Supervisor:
         except Interrupted:
             log.info("interrupted during startup")
             return 0
-        except (SupervisorError, PostgresError, probes.ProbeError, OSError) as error:
+        except (SupervisorError, PostgresError, NetnsError, probes.ProbeError, OSError) as error:
             log.error("cluster startup failed: %s", error)
             return 1
         except Exception:
@@ -130,12 +137,19 @@ class Supervisor:
         config = self.config
         if config.log_dir is not None:
             config.log_dir.mkdir(parents=True, exist_ok=True)
+        if config.netns:
+            check_available()
+            remove_stale()
+            self._network = Network()
+            self._network.create()
+            self._host = self._network.host_address
         if config.store is Store.POSTGRES and not self._dsn:
-            self._postgres = PrivatePostgres(config.data_dir)
+            allow = f"{self._network.subnet}.0/24" if self._network is not None else None
+            self._postgres = PrivatePostgres(config.data_dir, host=self._host, allow=allow)
             self._postgres.start()
             self._dsn = self._postgres.dsn
         token = secrets.token_urlsafe(32)
-        self._control = ControlServer(self, token, config.host)
+        self._control = ControlServer(self, token, self._host)
         self._control.start()
         primary_url, replica_url = self._start_managers(self._control.url, token)
         deadline = time.monotonic() + defaults.STARTUP_TIMEOUT_S
@@ -173,22 +187,31 @@ class Supervisor:
     def _start_managers(self, launcher_url: str, token: str) -> tuple[str, str]:
         """Start the primary (which launches brokers through us) and the replica; their URLs."""
         config = self.config
-        primary_url = url(config.host, config.primary_port)
+        host = self._network.add(MANAGERS) if self._network is not None else config.host
+        primary_url = url(host, config.primary_port)
         self._primary = ManagedChild(
-            manager_spec(
-                Role.PRIMARY, config.host, config.primary_port, config.store, self._dsn,
+            self._placed(MANAGERS, manager_spec(
+                Role.PRIMARY, host, config.primary_port, config.store, self._dsn,
                 launcher_url=launcher_url, launcher_token=token,
-            ),
+            )),
             config.log_dir,
             on_restart=self._after_primary_restart,
         )
         self._replica = ManagedChild(
-            manager_spec(Role.REPLICA, config.host, config.replica_port, config.store, self._dsn, primary_url=primary_url),
+            self._placed(MANAGERS, manager_spec(
+                Role.REPLICA, host, config.replica_port, config.store, self._dsn, primary_url=primary_url
+            )),
             config.log_dir,
         )
         self._primary.start()
         self._replica.start()
         return primary_url, self._replica.spec.address
+
+    def _placed(self, group: str, spec: ChildSpec) -> ChildSpec:
+        """``spec`` run inside ``group``'s network namespace with --netns (``ip netns exec`` keeps the PID)."""
+        if self._network is None:
+            return spec
+        return replace(spec, argv=(*self._network.exec_prefix(group), *spec.argv))
 
     def _wait_for(self, what: str, condition: Callable[[], T], deadline: float) -> T:
         """Poll ``condition`` until it returns something truthy, and return that; fail early if
@@ -230,6 +253,11 @@ class Supervisor:
                     self._postgres.stop()
             except Exception as error:
                 log.error("could not stop the private PostgreSQL: %s", error)
+        if self._network is not None:
+            try:
+                self._network.teardown()
+            except Exception as error:
+                log.error("could not remove the network namespaces: %s", error)
         if self.config.state_file is not None:
             remove_state(self.config.state_file)
         self._session.close()
@@ -256,12 +284,22 @@ class Supervisor:
                     raise Refusal(Reason.LIMIT_REACHED, f"at most {core_defaults.MAX_BROKERS} brokers")
                 port = self._broker_ports.get(valid) or self._unused_port()
                 self._broker_ports[valid] = port
-                spec = broker_spec(valid, self.config.host, port, self.config.store, self._dsn)
+                host = self._broker_host(valid)
+                spec = self._placed(valid, broker_spec(valid, host, port, self.config.store, self._dsn))
                 child = ManagedChild(spec, self.config.log_dir)
                 child.start()
                 self._brokers[valid] = child
                 log.info("started %s on %s (pid %s)", valid, spec.address, child.pid)
         return {"name": valid, "address": child.spec.address}
+
+    def _broker_host(self, name: str) -> str:
+        """Where broker ``name`` listens: its own namespace's address with --netns."""
+        if self._network is None:
+            return self.config.host
+        try:
+            return self._network.add(name)
+        except NetnsError as error:
+            raise Refusal(Reason.UNAVAILABLE, str(error)) from error
 
     def stop_broker(self, name: str) -> None:
         with self._lock:
@@ -284,6 +322,30 @@ class Supervisor:
             postgres = self._owned_postgres()
             log.info("starting the private PostgreSQL on request")
             _as_refusal(postgres.start)
+
+    def cut_partition(self, target: str) -> None:
+        """Cut ``target``'s traffic (a broker, ``primary``: the managers' namespace, ``postgres``)."""
+        self._partition(target, cut=True)
+
+    def heal_partition(self, target: str) -> None:
+        self._partition(target, cut=False)
+
+    def _partition(self, target: str, cut: bool) -> None:
+        network = self._network
+        if network is None:
+            raise Refusal(Reason.NOT_FOUND, "this cluster runs no network namespaces (start it with --netns)")
+        try:
+            if target == "postgres":
+                postgres = self._owned_postgres()
+                (network.cut_host_port if cut else network.heal_host_port)(postgres.port)
+            else:
+                group = MANAGERS if target == Role.PRIMARY.value else target
+                if group not in network.groups():
+                    raise Refusal(Reason.NOT_FOUND, f"no namespace for {target!r}; choose primary, postgres or a broker")
+                (network.cut if cut else network.heal)(group)
+        except NetnsError as error:
+            raise Refusal(Reason.UNAVAILABLE, str(error)) from error
+        log.info("%s the traffic of %s", "cut" if cut else "restored", target)
 
     def _owned_postgres(self) -> PrivatePostgres:
         with self._lock:
@@ -308,7 +370,8 @@ class Supervisor:
 
     def _reregister_brokers(self) -> None:
         """Tell a restarted primary about the brokers that kept running (memory mode forgets them)."""
-        primary_url = url(self.config.host, self.config.primary_port)
+        assert self._primary is not None
+        primary_url = self._primary.spec.address
         deadline = time.monotonic() + defaults.STARTUP_TIMEOUT_S
         with probes.session() as session:  # sessions are not shared across threads
             while not probes.is_ready(session, primary_url):

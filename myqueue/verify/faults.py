@@ -5,6 +5,11 @@
 - ``kill-primary`` / ``kill-replica``: SIGKILL that manager; the supervisor restarts it.
 - ``restart-postgres``: stop (fast mode) and start the supervisor's private PostgreSQL through its
   control API; the services stay up and must ride it out.
+- ``partition-broker`` / ``partition-primary`` / ``partition-postgres``: cut all traffic of such a
+  broker, of the managers (the primary and the replica share one namespace: the seed client finds
+  the replica on the primary's host) or of the private PostgreSQL for as long as a pause, then
+  restore it. The cluster runs with ``--netns`` (root): iptables DROP in the process's network
+  namespace, or on the host for PostgreSQL's port (``myqueue.cluster.netns``).
 
 After each fault the driver waits until the process is back (a new PID, ``/readyz``) and the
 cluster has settled (every broker ready in the primary's view, the replica in sync) before the
@@ -43,6 +48,12 @@ class Fault(StrEnum):
     KILL_PRIMARY = "kill-primary"
     KILL_REPLICA = "kill-replica"
     RESTART_POSTGRES = "restart-postgres"
+    PARTITION_BROKER = "partition-broker"
+    PARTITION_PRIMARY = "partition-primary"
+    PARTITION_POSTGRES = "partition-postgres"
+
+
+PARTITIONS = (Fault.PARTITION_BROKER, Fault.PARTITION_PRIMARY, Fault.PARTITION_POSTGRES)
 
 
 def parse_faults(text: str | Sequence[str] | None) -> tuple[Fault, ...]:
@@ -110,13 +121,23 @@ class FaultDriver:
 
     def _inject(self, fault: Fault, workload: Workload, index: int) -> None:
         started = time.monotonic()
-        if fault in (Fault.KILL_BROKER, Fault.PAUSE_BROKER):
+        if fault in (Fault.KILL_BROKER, Fault.PAUSE_BROKER, Fault.PARTITION_BROKER):
             victim, hosted = self._victim_broker(workload, index)
             what = f"{victim} (hosting {', '.join(hosted)})"
+        elif fault is Fault.PARTITION_POSTGRES:
+            victim = what = "postgres"
         else:
-            victim = "primary" if fault is Fault.KILL_PRIMARY else "replica"
-            what = victim
-        if fault is Fault.RESTART_POSTGRES:
+            victim = "replica" if fault is Fault.KILL_REPLICA else "primary"
+            what = "primary and replica (one namespace)" if fault is Fault.PARTITION_PRIMARY else victim
+        if fault in PARTITIONS:
+            self.cluster.cut(victim)
+            try:
+                workload.progress.open_gate(index)
+                time.sleep(self.pause_s)  # the fault itself: a partition longer than the clients' timeout
+            finally:
+                self.cluster.heal(victim)
+            detail = f"traffic of {what} cut (iptables DROP) for {self.pause_s:.1f} s, then restored"
+        elif fault is Fault.RESTART_POSTGRES:
             self.cluster.stop_postgres()
             workload.progress.open_gate(index)
             down = time.monotonic() - started

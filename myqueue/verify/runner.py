@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from myqueue.cluster.local import HOST, LocalCluster, LocalClusterError
+from myqueue.cluster.local import LocalCluster, LocalClusterError
+from myqueue.cluster.netns import NetnsError, check_available
 
-from .faults import PAUSE_MARGIN_S, Fault, FaultDriver, parse_faults, schedule
+from .faults import PARTITIONS, PAUSE_MARGIN_S, Fault, FaultDriver, parse_faults, schedule
 from .history import Verdict, check
 from .progress import Progress
 from .workload import Report, Workload, WorkloadConfig
@@ -77,6 +78,14 @@ def run(
     local_config = LocalConfig(store, brokers, dsn, Path(data_dir) if data_dir else None)
     if Fault.RESTART_POSTGRES in chosen and (store != "postgres" or dsn):
         raise ValueError("restart-postgres needs --store postgres without --dsn (a PostgreSQL verify runs itself)")
+    if set(chosen) & set(PARTITIONS):
+        if dsn or (Fault.PARTITION_POSTGRES in chosen and store != "postgres"):
+            raise ValueError("partition faults need a PostgreSQL verify runs itself (no --dsn; "
+                             "partition-postgres: --store postgres)")
+        try:
+            check_available()
+        except NetnsError as error:
+            raise ValueError(str(error)) from None
     return _run_local(config, local_config, chosen, report, strict_writes)
 
 
@@ -101,11 +110,14 @@ def _run_local(
     if local.store == "postgres" and not local.dsn and data_dir is None:
         # Directly under /tmp: as root the server runs as the postgres user, who must reach it.
         temporary_data = data_dir = Path(tempfile.mkdtemp(prefix="mq-verify-pg-"))
-    cluster = LocalCluster(workdir, store=local.store, brokers=local.brokers, dsn=local.dsn, data_dir=data_dir)
+    cluster = LocalCluster(
+        workdir, store=local.store, brokers=local.brokers, dsn=local.dsn, data_dir=data_dir,
+        netns=bool(set(faults) & set(PARTITIONS)),
+    )
     try:
         cluster.start()
         report(f"cluster: {cluster.ready_line}")
-        config = replace(config, broker=f"{HOST}:{cluster.primary_port}", replica_port=cluster.replica_port)
+        config = replace(config, broker=cluster.primary_address, replica_port=cluster.replica_port)
         driver = gates = None
         if faults:
             triggers, gates = schedule(config.messages, len(faults))

@@ -4,12 +4,17 @@ exactly (exit code 1): the checker can fail."""
 
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 
 import pytest
+import requests
 
+from myqueue.cluster import netns
 from myqueue.verify import run
+from tests.helpers import wait_until
 from tests.localcluster import REPO_ROOT, LocalClusterError
 
 SUMMARY = re.compile(r"verify: acked=(\d+) delivered=(\d+) lost=(\d+) duplicated=(\d+) reordered=(\d+) (ok|FAILED)")
@@ -59,11 +64,14 @@ def test_against_a_running_cluster_by_address(local_cluster):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("fault", ["kill-broker", "pause-broker", "kill-primary", "kill-replica", "restart-postgres"])
+@pytest.mark.parametrize("fault", ["kill-broker", "pause-broker", "kill-primary", "kill-replica", "restart-postgres",
+                                   "partition-broker", "partition-primary", "partition-postgres"])
 def test_postgres_mode_loses_nothing_under_each_fault(fault, request):
     """One fault per run, a few hundred messages; retried sends stored twice are reported as
     duplicate writes (not duplicate deliveries) until producers are idempotent end to end."""
-    if fault == "restart-postgres":  # needs the PostgreSQL the cluster runs itself
+    if fault.startswith("partition-") and (os.geteuid() != 0 or not shutil.which("iptables")):
+        pytest.skip("network partitions need root, iproute2 and iptables")
+    if fault == "restart-postgres" or fault.startswith("partition-"):  # the PostgreSQL the cluster runs itself
         where = {"data_dir": request.getfixturevalue("server_tmp_dir")}
     else:
         where = {"dsn": request.getfixturevalue("fresh_pg_dsn")}
@@ -105,6 +113,8 @@ def test_memory_mode_reports_the_killed_brokers_loss_and_fails():
         (["--local", "--faults", "kill-everything"], "unknown fault 'kill-everything'"),
         (["--local", "--faults", "restart-postgres"], "restart-postgres needs --store postgres without --dsn"),
         (["--local", "--dsn", "postgresql://x"], "--dsn and --data-dir need --store postgres"),
+        (["--local", "--store", "postgres", "--dsn", "postgresql://x", "--faults", "partition-broker"],
+         "partition faults need a PostgreSQL verify runs itself"),
         (["--messages", "0"], "messages must be between 1 and"),
         (["--messages", "many"], "invalid int value"),
     ],
@@ -123,3 +133,137 @@ def test_restarting_postgres_is_refused_when_the_cluster_runs_none(local_cluster
             with pytest.raises(LocalClusterError, match=r"404.*NOT_FOUND"):
                 operation()
         assert cluster.is_ready("broker0")
+
+
+# --- network partitions (root: namespaces, veth pairs, iptables) ------------------------------------
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or not (shutil.which("ip") and shutil.which("iptables")),
+    reason="network partitions need root, iproute2 and iptables",
+)
+PARTITION_FAULTS = ("partition-broker", "partition-primary", "partition-postgres")
+
+
+def no_leftovers(tag: str = netns.PREFIX) -> dict:
+    """Our namespaces, links and host rules still present (empty lists when all are gone)."""
+    return {kind: names for kind, names in netns.leftovers(tag).items() if names}
+
+
+@needs_netns
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_verify_partition_faults():
+    """Each partition in turn, in PostgreSQL mode: nothing lost, duplicated or reordered, and the
+    namespaces, veths and iptables rules are gone once verify exits."""
+    assert no_leftovers() == {}, "leftovers of an earlier run"
+    result = verify_cli("--local", "--store", "postgres", "--faults", ",".join(PARTITION_FAULTS),
+                        "--messages", "400", "--producers", "2", "--consumers", "2",
+                        "--client-timeout", CLIENT_TIMEOUT, "--drain-timeout", "60")
+    output = result.stdout + result.stderr
+    print(result.stdout)
+    assert result.returncode == 0, output
+    got = summary(result.stdout)
+    assert got == {"acked": 400, "delivered": 800, "lost": 0, "duplicated": 0, "reordered": 0, "outcome": "ok"}, output
+    for fault in PARTITION_FAULTS:
+        line = next((line for line in result.stdout.splitlines() if line.startswith(f"fault {fault}:")), "")
+        assert "cut (iptables DROP)" in line and "then restored" in line, output
+    assert no_leftovers() == {}, output
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/readyz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@needs_netns
+@pytest.mark.postgres
+def test_a_partition_cuts_the_process_traffic_until_restored(local_cluster, server_tmp_dir):
+    """``cut`` really drops the traffic of the one process (it keeps running, same PID), ``heal``
+    restores it, and stopping the cluster removes every namespace, link and rule it made."""
+    with local_cluster(store="postgres", brokers=2, data_dir=server_tmp_dir, netns=True) as cluster:
+        tag = f"{netns.PREFIX}{cluster.supervisor_pid}"
+        assert set(no_leftovers(tag)) == {"namespaces", "links"}
+        processes = cluster.processes()
+        broker0, broker1 = processes["broker0"]["address"], processes["broker1"]["address"]
+        pid = processes["broker0"]["pid"]
+        cluster.cut("broker0")
+        try:
+            assert not _answers(broker0) and _answers(broker1) and _answers(cluster.primary_url)
+            assert cluster.pid("broker0") == pid
+        finally:
+            cluster.heal("broker0")
+        wait_until(lambda: _answers(broker0), 10, message=lambda: f"broker0 back: {cluster.processes()}")
+
+        cluster.cut("primary")
+        try:
+            assert not _answers(cluster.primary_url) and not _answers(cluster.replica_url) and _answers(broker0)
+        finally:
+            cluster.heal("primary")
+        wait_until(lambda: _answers(cluster.primary_url), 10, message="the primary back")
+
+        pg_host, pg_port = netns_host(cluster), int((server_tmp_dir / "port").read_text())
+        assert _tcp_open(pg_host, pg_port)
+        cluster.cut("postgres")
+        try:
+            assert not _tcp_open(pg_host, pg_port)
+            assert iptables_rules(tag), "the host-side DROP rules for PostgreSQL's port"
+        finally:
+            cluster.heal("postgres")
+        assert _tcp_open(pg_host, pg_port) and not iptables_rules(tag)
+
+        with pytest.raises(LocalClusterError, match=r"404.*NOT_FOUND"):
+            cluster.cut("broker9")
+        cluster.cut("broker1")  # left cut: stopping must remove it all the same
+    assert no_leftovers(tag) == {}
+
+
+def netns_host(cluster) -> str:
+    """The host's address on the cluster's bridge (where the control API and PostgreSQL listen)."""
+    return cluster.state["control_url"].removeprefix("http://").rsplit(":", 1)[0]
+
+
+def iptables_rules(tag: str) -> list[str]:
+    return netns.leftovers(tag)["rules"]
+
+
+@needs_netns
+def test_stale_namespaces_of_a_dead_supervisor_are_removed():
+    """What a SIGKILLed supervisor left (bridge, namespace, veth, host rule) goes at the next start."""
+    gone = subprocess.Popen(["true"])  # noqa: S603, S607
+    gone.wait()
+    network = netns.Network(tag=f"{netns.PREFIX}{gone.pid}")
+    try:
+        network.create()
+        network.add("broker0")
+        network.cut("broker0")
+        network.cut_host_port(9)
+        assert set(no_leftovers(network.tag)) == {"namespaces", "links", "rules"}
+        netns.remove_stale()
+        assert no_leftovers(network.tag) == {}
+    finally:
+        network.teardown()
+
+
+def test_partition_faults_are_refused_without_root():
+    """Not root: a clear refusal, exit 2, before any cluster is started."""
+    with pytest.raises(netns.NetnsError, match="need root"):
+        netns.check_available(euid=65534)
+    code = ("import os, runpy, sys; os.geteuid = lambda: 65534; "
+            "sys.argv = ['myqueue', 'verify', '--local', '--store', 'postgres', '--faults', 'partition-broker']; "
+            "runpy.run_module('myqueue', run_name='__main__')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
+                            cwd=REPO_ROOT)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "network partition faults (cluster up --netns) need root" in result.stderr, result.stderr
+    assert "running as uid 65534" in result.stderr
+    assert result.stdout == ""
