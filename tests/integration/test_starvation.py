@@ -202,3 +202,39 @@ def test_a_stopped_broker_and_held_long_polls_do_not_stall_unrelated_requests(lo
             _long_poll_phase(cluster, s, urls)
         finally:
             s.http.close()
+
+
+def test_a_broker_that_timed_out_is_refused_at_once_until_it_answers_again(local_cluster, monkeypatch):
+    # One timeout opens the circuit and only the primary's health check closes it again.
+    monkeypatch.setenv("MYQUEUE_BROKER_CALL_TIMEOUT_S", "1")
+    monkeypatch.setenv("MYQUEUE_BROKER_BREAKER_TIMEOUTS", "1")
+    monkeypatch.setenv("MYQUEUE_BROKER_BREAKER_COOLDOWN_S", "600")
+    with local_cluster(store="memory", brokers=1) as cluster:
+        s = Seed(cluster.primary_url, cluster.replica_url)
+        s.add_partition("Hung", "P1")
+        producer = s.ok(s.post(s.p, "/producer/register", {"topic": "Hung", "part": "P1"}))
+        s.ok(s.post(s.p, "/producer/produce", {"producer_id": producer, "message": "before"}))
+        broker = _broker_of(s, "Hung", "P1")
+        cluster.kill(broker, signal.SIGSTOP)
+        try:
+            body = s.refused(s.post(s.p, "/producer/produce", {"producer_id": producer, "message": "unknown"}))
+            assert body["reason"] == "UNAVAILABLE" and "outcome unknown" in body["message"], body
+            begun = time.monotonic()
+            body = s.refused(s.post(s.p, "/producer/produce", {"producer_id": producer, "message": "shed"}))
+            assert time.monotonic() - begun < 0.5, "an open circuit must refuse at once"
+            assert body["reason"] == "UNAVAILABLE" and "nothing sent" in body["message"], body
+        finally:
+            cluster.kill(broker, signal.SIGCONT)
+        attempts = iter(range(10**6))
+        last: dict = {}
+
+        def produced() -> bool:
+            answer = s.post(s.p, "/producer/produce", {"producer_id": producer, "message": f"after-{next(attempts)}"})
+            last["answer"] = answer.text
+            return answer.status_code == 200
+
+        wait_until(produced, 20, message=lambda: f"circuit did not close after SIGCONT; last answer {last}")
+        log = s.partition_log("Hung", "P1")
+        assert "shed" not in log  # refused with "nothing sent": never reached the broker
+        assert log.count("unknown") == 1 and log[0] == "before", log
+        s.http.close()
