@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,15 +65,15 @@ class BrokerGuard:
         self._probing: set[str] = set()  # half-open: the one call in flight that decides
         self._held = threading.local()
 
-    def _refuse_if_open(self, address: str, probe_if_open: bool | None) -> bool:
-        """Refuse while open; after the cool-down let one call through as the probe (True).
-        ``probe_if_open`` False: never refused (a health check); None: refused even after the cool-down."""
+    def _refuse_if_open(self, address: str, may_probe: bool) -> bool:
+        """Refuse while open; after the cool-down let one call through as the probe (True) if it
+        ``may_probe`` (one that sends itself, not one that only queues for another's call)."""
         with self._lock:
             until = self._open_until.get(address)
-            if until is None or probe_if_open is False:
+            if until is None:
                 return False
             remaining = until - time.monotonic()
-            if remaining > 0 or address in self._probing or probe_if_open is None:
+            if remaining > 0 or address in self._probing or not may_probe:
                 raise Refusal(
                     Reason.UNAVAILABLE,
                     f"broker at {address} did not answer {self._trip_after} calls in a row; "
@@ -84,7 +84,7 @@ class BrokerGuard:
 
     def record(self, address: str, timed_out: bool, probe: bool = False) -> None:
         with self._lock:
-            if probe:
+            if probe or not timed_out:
                 self._probing.discard(address)
             if not timed_out:
                 self._timeouts.pop(address, None)
@@ -98,11 +98,13 @@ class BrokerGuard:
                 self._open_until[address] = time.monotonic() + self._cooldown_s
 
     @contextmanager
-    def slot(self, address: str, probe_if_open: bool | None = None) -> Iterator[bool]:
+    def slot(self, address: str, may_probe: bool = False) -> Iterator[bool]:
         """Hold one of the broker's slots for the block (refused at once while its circuit is open,
         after ``slot_wait_s`` when all are taken). Yields True when the block is the half-open probe."""
-        probe = self._refuse_if_open(address, probe_if_open)
-        held: dict[str, int] = self._held.__dict__.setdefault("depth", {})
+        probe = self._refuse_if_open(address, may_probe)
+        held: dict[str, int] | None = getattr(self._held, "depth", None)
+        if held is None:
+            held = self._held.depth = {}
         if held.get(address):
             held[address] += 1
         else:
@@ -148,16 +150,22 @@ class BrokerClient:
     def _send(
         self, method: str, address: str, path: str, timeout: float, body: bytes | None, headers, health: bool = False
     ) -> Answer:
-        """One call through the broker's guard. ``health`` checks bypass an open circuit (the primary's
-        health check is what notices a broker answering again) but still take a slot."""
-        with self.guard.slot(address, probe_if_open=not health) as probe:
-            try:
-                answer = self._request(method, address, path, timeout, body, headers)
-            except Refusal as e:
-                self.guard.record(address, timed_out=isinstance(e.__cause__, NoAnswer), probe=probe)
-                raise
-        self.guard.record(address, timed_out=False, probe=probe)
-        return answer
+        """One call through the broker's guard. ``health`` checks (the primary's reconciler thread, not a
+        request's) bypass it: they are what notices a broker answering again and closes its circuit."""
+        if health:
+            return self._recorded(address, False, lambda: self._request(method, address, path, timeout, body, headers))
+        with self.guard.slot(address, may_probe=True) as probe:
+            return self._recorded(address, probe, lambda: self._request(method, address, path, timeout, body, headers))
+
+    def _recorded(self, address: str, probe: bool, call: Callable[[], Answer]) -> Answer:
+        timed_out = False
+        try:
+            return call()
+        except Refusal as e:
+            timed_out = isinstance(e.__cause__, NoAnswer)
+            raise
+        finally:
+            self.guard.record(address, timed_out, probe)
 
     def _request(self, method: str, address: str, path: str, timeout: float, body: bytes | None, headers) -> Answer:
         url = f"{address}{path}"
