@@ -4,6 +4,15 @@ Services and the client read these as defaults; each can be overridden by a flag
 environment variable where the component documents it.
 """
 
+import os
+
+
+def _env(name: str, default: float) -> float:
+    """``default``, or the number in environment variable ``name`` (overload limits below)."""
+    value = os.environ.get(name)
+    return type(default)(value) if value else default
+
+
 # --- addressing -------------------------------------------------------------------------
 PRIMARY_PORT = 5000  # the seed's primary manager port
 REPLICA_PORT = 5001  # the seed's read-only manager port
@@ -29,7 +38,8 @@ DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
 MAX_FETCH_WAIT_MS = 30_000
 
 # --- timing ---------------------------------------------------------------------------
-BROKER_CALL_TIMEOUT_S = 10.0  # manager -> broker request timeout
+# manager -> broker request timeout; short so that a hung broker frees the manager's threads soon
+BROKER_CALL_TIMEOUT_S = _env("MYQUEUE_BROKER_CALL_TIMEOUT_S", 5.0)
 RECONCILE_INTERVAL_S = 1.0  # primary checks broker health and pushes assignments this often
 VIEW_LONG_POLL_S = 20.0  # replica <- primary long-poll of the cluster view
 BROKER_READY_TIMEOUT_S = 30.0  # how long /brokers/add waits for a new broker to become ready
@@ -62,3 +72,20 @@ PG_POOL_MAX = 16
 
 # Consumer groups whose name starts with this prefix belong to the managers' seed path.
 SEED_GROUP_PREFIX = "myqueue.seed."
+
+# --- overload protection: a slow broker or idle waiters must not stall unrelated requests ---
+# Each is read from the environment variable named in it when the process starts.
+MANAGER_THREADS = _env("MYQUEUE_MANAGER_THREADS", 32)  # WSGI worker threads of each manager
+# Per broker, per manager: requests waiting on that broker at once (a seed produce counts while it
+# queues for its partition's grouped append); one more waits this long for a slot, then is refused.
+BROKER_MAX_CONCURRENT_CALLS = _env("MYQUEUE_BROKER_MAX_CONCURRENT_CALLS", 16)  # half of MANAGER_THREADS
+BROKER_SLOT_WAIT_S = _env("MYQUEUE_BROKER_SLOT_WAIT_S", 0.5)
+# Circuit breaker: after this many timeouts in a row a broker is not called (refused at once, nothing
+# sent) for the cool-down; then one call probes it (as does the primary's health check).
+BROKER_BREAKER_TIMEOUTS = _env("MYQUEUE_BROKER_BREAKER_TIMEOUTS", 3)
+BROKER_BREAKER_COOLDOWN_S = _env("MYQUEUE_BROKER_BREAKER_COOLDOWN_S", 2.0)
+# GET /v1/view?wait=N long-polls held at once on the primary, in all and per client address; beyond
+# that a long-poll that would wait is answered 503 + Retry-After (a newer view is still answered).
+VIEW_MAX_WAITERS = _env("MYQUEUE_VIEW_MAX_WAITERS", 8)
+VIEW_MAX_WAITERS_PER_CLIENT = _env("MYQUEUE_VIEW_MAX_WAITERS_PER_CLIENT", 4)
+RETRY_AFTER_S = _env("MYQUEUE_RETRY_AFTER_S", 1)  # Retry-After of the managers' 503 answers

@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=env("MYQUEUE_BROKER_STORE"),
         help="kubernetes: spec.store of the Brokers it creates (default: --store)",
     )
-    parser.add_argument("--threads", type=int, default=defaults.SERVICE_THREADS)
+    parser.add_argument("--threads", type=int, default=defaults.MANAGER_THREADS, help="default $MYQUEUE_MANAGER_THREADS or 32")
     parser.add_argument("--log-level", default=env("MYQUEUE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     if args.port is None:

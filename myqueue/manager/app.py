@@ -8,6 +8,10 @@ primary, consume on the replica) are also served by a lean WSGI lane in front of
 those two, goes through Flask.
 """
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from flask import request
 from prometheus_client import Counter
 
@@ -46,6 +50,33 @@ def _force() -> bool:
     return value in ("true", "1")
 
 
+class WaiterBudget:
+    """Bounds the long-polls held at once, in all and per client address, so that idle waiters
+    cannot take every request thread. Beyond it a long-poll is refused at once (503 + Retry-After)."""
+
+    def __init__(self, total: int = defaults.VIEW_MAX_WAITERS, per_client: int = defaults.VIEW_MAX_WAITERS_PER_CLIENT):
+        self._total, self._per_client = total, per_client
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+
+    @contextmanager
+    def slot(self, client: str) -> Iterator[None]:
+        with self._lock:
+            if sum(self._held.values()) >= self._total or self._held.get(client, 0) >= self._per_client:
+                raise Refusal(
+                    Reason.UNAVAILABLE,
+                    f"too many long-polls held (at most {self._total}, {self._per_client} per client); retry later",
+                )
+            self._held[client] = self._held.get(client, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held[client] -= 1
+                if not self._held[client]:
+                    del self._held[client]
+
+
 def create_app(role: str, primary: Primary | None = None, replica: Replica | None = None, token: str | None = None):
     node = primary if role == "primary" else replica
     assert node is not None
@@ -54,6 +85,14 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     )
     produced = Counter("myqueue_manager_produced_messages_total", "Seed-path messages produced", registry=registry)
     consumed = Counter("myqueue_manager_consumed_messages_total", "Seed-path messages consumed", registry=registry)
+    waiters = WaiterBudget()
+
+    @app.after_request
+    def _retry_after(response):
+        # Load shed or a dependency down: tell clients when to come back instead of queueing.
+        if response.status_code == 503 and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = str(defaults.RETRY_AFTER_S)
+        return response
 
     def need_primary() -> Primary:
         if primary is None:
@@ -179,7 +218,10 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         since = parse_int(request.args.get("since"), "since", low=-1, high=2**62, default=-1)
         wait = parse_int(request.args.get("wait"), "wait", low=0, high=30, default=0)
         epoch = request.args.get("epoch") or None
-        return success(p.wait_view(since, epoch, wait))
+        if not wait or p.view_is_news(since, epoch):
+            return success(p.wait_view(since, epoch, 0))
+        with waiters.slot(request.remote_addr or ""):
+            return success(p.wait_view(since, epoch, wait))
 
     @app.post("/v1/brokers")
     def register_broker():

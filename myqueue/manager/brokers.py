@@ -10,9 +10,19 @@ No call is repeated here when its outcome is unknown (the request may have been 
 append or a take repeated after a lost reply could store a message twice or skip one. Only
 idempotent calls (GET, PUT) are resent once, and only when a kept-alive connection turned out to
 be closed by the broker (a restarted broker).
+
+A hung broker must not hold every thread of a manager (``BrokerGuard``): calls time out soon
+(``BROKER_CALL_TIMEOUT_S``), at most ``BROKER_MAX_CONCURRENT_CALLS`` requests wait on one broker
+at once, and after ``BROKER_BREAKER_TIMEOUTS`` timeouts in a row the broker is not called for a
+cool-down. Those refusals are UNAVAILABLE with "nothing sent": the request never left.
 """
 
 import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from myqueue.core import defaults, framing
@@ -24,23 +34,140 @@ from myqueue.service.auth import auth_headers
 JSON_HEADERS = {"Content-Type": "application/json"}
 BATCH_HEADERS = {"Content-Type": framing.BATCH_CONTENT_TYPE}
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+log = logging.getLogger(__name__)
 
 
 class BrokerLostPartition(Exception):
     """The broker answered NOT_HERE (e.g. it restarted in memory mode before being told again)."""
 
 
+class BrokerGuard:
+    """Per-broker bulkhead (bounded concurrent requests) and circuit breaker; thread-safe.
+
+    A thread holding a broker's slot may call that broker again without taking a second one (the
+    seed produce holds its slot while it queues for a grouped append, which one of the queued
+    threads then sends).
+    """
+
+    def __init__(
+        self,
+        max_calls: int = defaults.BROKER_MAX_CONCURRENT_CALLS,
+        slot_wait_s: float = defaults.BROKER_SLOT_WAIT_S,
+        trip_after: int = defaults.BROKER_BREAKER_TIMEOUTS,
+        cooldown_s: float = defaults.BROKER_BREAKER_COOLDOWN_S,
+    ):
+        self._max_calls, self._slot_wait_s = max_calls, slot_wait_s
+        self._trip_after, self._cooldown_s = trip_after, cooldown_s
+        self._lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._timeouts: dict[str, int] = {}  # consecutive timeouts per broker
+        self._open_until: dict[str, float] = {}  # present while the breaker is open (or half-open)
+        self._probing: set[str] = set()  # half-open: the one call in flight that decides
+        self._held = threading.local()
+
+    def _refuse_if_open(self, address: str, may_probe: bool) -> bool:
+        """Refuse while open; after the cool-down let one call through as the probe (True) if it
+        ``may_probe`` (one that sends itself, not one that only queues for another's call)."""
+        with self._lock:
+            until = self._open_until.get(address)
+            if until is None:
+                return False
+            remaining = until - time.monotonic()
+            if remaining > 0 or address in self._probing or not may_probe:
+                raise Refusal(
+                    Reason.UNAVAILABLE,
+                    f"broker at {address} did not answer {self._trip_after} calls in a row; "
+                    f"not called for {max(remaining, 0.1):.1f} s (nothing sent); retry later",
+                )
+            self._probing.add(address)
+            return True
+
+    def record(self, address: str, timed_out: bool, probe: bool = False) -> None:
+        with self._lock:
+            if probe or not timed_out:
+                self._probing.discard(address)
+            if not timed_out:
+                self._timeouts.pop(address, None)
+                if self._open_until.pop(address, None) is not None:
+                    log.info("broker at %s answers again: circuit closed", address)
+                return
+            count = self._timeouts[address] = self._timeouts.get(address, 0) + 1
+            if count >= self._trip_after:
+                if address not in self._open_until:
+                    log.warning("broker at %s timed out %d times in a row: circuit open", address, count)
+                self._open_until[address] = time.monotonic() + self._cooldown_s
+
+    @contextmanager
+    def slot(self, address: str, may_probe: bool = False) -> Iterator[bool]:
+        """Hold one of the broker's slots for the block (refused at once while its circuit is open,
+        after ``slot_wait_s`` when all are taken). Yields True when the block is the half-open probe."""
+        probe = self._refuse_if_open(address, may_probe)
+        held: dict[str, int] | None = getattr(self._held, "depth", None)
+        if held is None:
+            held = self._held.depth = {}
+        if held.get(address):
+            held[address] += 1
+        else:
+            with self._lock:
+                semaphore = self._slots.setdefault(address, threading.BoundedSemaphore(self._max_calls))
+            if not semaphore.acquire(timeout=self._slot_wait_s):
+                if probe:
+                    self._end_probe(address)
+                raise Refusal(
+                    Reason.UNAVAILABLE,
+                    f"broker at {address} has {self._max_calls} requests in progress (nothing sent); retry later",
+                )
+            held[address] = 1
+        try:
+            yield probe
+        finally:
+            held[address] -= 1
+            if not held[address]:
+                del held[address]
+                self._slots[address].release()
+
+    def _end_probe(self, address: str) -> None:
+        with self._lock:
+            self._probing.discard(address)
+
+
 class BrokerClient:
     """HTTP calls from a manager to brokers; thread-safe (one shared keep-alive pool)."""
 
-    def __init__(self, timeout: float = defaults.BROKER_CALL_TIMEOUT_S, token: str | None = None):
+    def __init__(
+        self,
+        timeout: float = defaults.BROKER_CALL_TIMEOUT_S,
+        token: str | None = None,
+        guard: BrokerGuard | None = None,
+    ):
         self._timeout = timeout
         self._pool = Pool(max_idle_per_host=defaults.SERVICE_THREADS, headers=auth_headers(token))
+        self.guard = guard or BrokerGuard()
 
     def close(self) -> None:
         self._pool.close()
 
-    def _send(self, method: str, address: str, path: str, timeout: float, body: bytes | None, headers) -> Answer:
+    def _send(
+        self, method: str, address: str, path: str, timeout: float, body: bytes | None, headers, health: bool = False
+    ) -> Answer:
+        """One call through the broker's guard. ``health`` checks (the primary's reconciler thread, not a
+        request's) bypass it: they are what notices a broker answering again and closes its circuit."""
+        if health:
+            return self._recorded(address, False, lambda: self._request(method, address, path, timeout, body, headers))
+        with self.guard.slot(address, may_probe=True) as probe:
+            return self._recorded(address, probe, lambda: self._request(method, address, path, timeout, body, headers))
+
+    def _recorded(self, address: str, probe: bool, call: Callable[[], Answer]) -> Answer:
+        timed_out = False
+        try:
+            return call()
+        except Refusal as e:
+            timed_out = isinstance(e.__cause__, NoAnswer)
+            raise
+        finally:
+            self.guard.record(address, timed_out, probe)
+
+    def _request(self, method: str, address: str, path: str, timeout: float, body: bytes | None, headers) -> Answer:
         url = f"{address}{path}"
         try:
             try:
@@ -71,10 +198,11 @@ class BrokerClient:
         body: bytes | None = None,
         json_body: Any = None,
         headers: dict[str, str] | None = None,
+        health: bool = False,
     ) -> Any:
         if json_body is not None:
             body, headers = json.dumps(json_body).encode(), JSON_HEADERS
-        answer = self._send(method, address, path, timeout or self._timeout, body, headers)
+        answer = self._send(method, address, path, timeout or self._timeout, body, headers, health)
         try:
             reply = json.loads(answer.body)
         except ValueError as e:
@@ -96,7 +224,8 @@ class BrokerClient:
 
     # --- partitions -------------------------------------------------------------------------
     def list_partitions(self, address: str, timeout: float = 2.0) -> dict:
-        return self._call("GET", address, "/v1/partitions", timeout=timeout)
+        """Also the primary's health check: called even while the broker's circuit is open."""
+        return self._call("GET", address, "/v1/partitions", timeout=timeout, health=True)
 
     def host(self, address: str, topic: str, partition: str) -> dict:
         return self._call("PUT", address, f"/v1/partitions/{topic}/{partition}")
@@ -139,7 +268,7 @@ class BrokerClient:
     # --- health ------------------------------------------------------------------------------------
     def ready(self, address: str, timeout: float = 2.0) -> bool:
         try:
-            answer = self._send("GET", address, "/readyz", timeout, None, None)
+            answer = self._send("GET", address, "/readyz", timeout, None, None, health=True)
         except Refusal:
             return False
         return answer.status == 200

@@ -128,6 +128,10 @@ class Primary:
             "topics": {t: [{"partition": p, "broker": b} for p, b in parts] for t, parts in topics.items()},
         }
 
+    def view_is_news(self, since: int, epoch: str | None) -> bool:
+        """True when ``wait_view`` would answer at once (a newer view, or another epoch)."""
+        return epoch != self.epoch or self._version > since or self._stop.is_set()
+
     def wait_view(self, since: int, epoch: str | None, wait_s: float) -> dict:
         """Long-poll: the view once it is newer than ``since`` (or at once for another epoch)."""
         deadline = time.monotonic() + wait_s
@@ -207,15 +211,24 @@ class Primary:
                 partition, cursor = next_round_robin(partitions, cursor)
             else:
                 partition = fixed
-            offset = self._appender.append(topic, partition, value)
+            address = self._partition_address(topic, partition)
+            if address is None:
+                raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
+            # The broker's slot is held while queued for the grouped append, so a hung broker
+            # holds at most its bulkhead's share of this manager's threads.
+            with self._brokers.guard.slot(address):
+                offset = self._appender.append(topic, partition, value)
             self._cursors[producer_id] = cursor
         return topic, partition, offset
 
-    def _append_batch(self, topic: str, partition: str, values: list[bytes]) -> int:
-        """Append values as one batch on the partition's current broker; returns the base offset."""
+    def _partition_address(self, topic: str, partition: str) -> str | None:
         with self._state_lock:
             broker = self._state.topics[topic][partition]
-            address = self._state.brokers.get(broker) if broker else None
+            return self._state.brokers.get(broker) if broker else None
+
+    def _append_batch(self, topic: str, partition: str, values: list[bytes]) -> int:
+        """Append values as one batch on the partition's current broker; returns the base offset."""
+        address = self._partition_address(topic, partition)
         if address is None:
             raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
         try:
