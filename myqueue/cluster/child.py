@@ -20,6 +20,7 @@ from typing import IO
 
 from . import defaults
 from .commands import ChildSpec, restart_delay
+from .lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class ManagedChild:
         self._deaths = 0
         self._last_exit: int | None = None
         self._watcher = threading.Thread(target=self._watch, name=f"watch-{spec.name}", daemon=True)
+        self._spawned = threading.Event()  # the watcher made its first attempt to start the process
+        self._spawn_error: OSError | None = None
 
     @property
     def name(self) -> str:
@@ -71,9 +74,12 @@ class ManagedChild:
         return {"pid": self.pid, "address": self.spec.address, "role": self.spec.role.value, "restarts": restarts}
 
     def start(self) -> None:
-        with self._lock:
-            self._process = self._spawn()
+        """Start the process, from the watcher thread: the child's PDEATHSIG is tied to the thread
+        that forks it, and the watcher lives as long as the child is watched."""
         self._watcher.start()
+        self._spawned.wait()
+        if self._spawn_error is not None:
+            raise self._spawn_error
 
     def stop(self, grace: float) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; returns once the process is reaped."""
@@ -102,6 +108,14 @@ class ManagedChild:
 
     # --- the watcher ----------------------------------------------------------------------
     def _watch(self) -> None:
+        try:
+            with self._lock:
+                self._process = self._spawn()
+        except OSError as error:
+            self._spawn_error = error
+            return
+        finally:
+            self._spawned.set()
         consecutive = 0
         while True:
             with self._lock:
@@ -143,11 +157,11 @@ class ManagedChild:
             with (self._log_dir / f"{self.name}.log").open("ab") as log_file:
                 return subprocess.Popen(  # noqa: S603
                     self.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                    stderr=subprocess.STDOUT, start_new_session=True,
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
                 )
         process = subprocess.Popen(  # noqa: S603
             self.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
         )
         assert process.stdout is not None
         threading.Thread(target=_pump, args=(process.stdout, self.name), name=f"log-{self.name}", daemon=True).start()

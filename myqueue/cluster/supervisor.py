@@ -30,8 +30,9 @@ from . import defaults, probes
 from .child import ManagedChild
 from .commands import Role, Store, broker_spec, manager_spec, ready_line, url
 from .control import ControlServer
+from .lifeline import Watchdog
 from .ports import free_port
-from .postgres import PostgresError, PrivatePostgres
+from .postgres import PostgresError, PrivatePostgres, server_env
 from .statefile import remove_state, write_state
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Supervisor:
         self._shutting_down = False
         self._session = probes.session()
         self._postgres: PrivatePostgres | None = None
+        self._postgres_watchdog: Watchdog | None = None  # stops the private PostgreSQL if we are killed
         self._postgres_lock = threading.Lock()  # one start/stop of the private PostgreSQL at a time
         self._dsn = config.dsn
         self._control: ControlServer | None = None
@@ -132,6 +134,8 @@ class Supervisor:
             config.log_dir.mkdir(parents=True, exist_ok=True)
         if config.store is Store.POSTGRES and not self._dsn:
             self._postgres = PrivatePostgres(config.data_dir)
+            # Armed first: if we are SIGKILLed from here on, the watchdog stops the server.
+            self._postgres_watchdog = Watchdog(self._postgres.stop_argv(), env=server_env())
             self._postgres.start()
             self._dsn = self._postgres.dsn
         token = secrets.token_urlsafe(32)
@@ -230,6 +234,8 @@ class Supervisor:
                     self._postgres.stop()
             except Exception as error:
                 log.error("could not stop the private PostgreSQL: %s", error)
+        if self._postgres_watchdog is not None:
+            self._postgres_watchdog.disarm()
         if self.config.state_file is not None:
             remove_state(self.config.state_file)
         self._session.close()
