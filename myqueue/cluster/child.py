@@ -31,9 +31,17 @@ class ManagedChild:
     """A child process kept running until ``stop``."""
 
     def __init__(
-        self, spec: ChildSpec, log_dir: Path | None = None, on_restart: Callable[[], None] | None = None
+        self,
+        spec: ChildSpec,
+        log_dir: Path | None = None,
+        on_restart: Callable[[], None] | None = None,
+        *,
+        max_consecutive_deaths: int | None = None,
+        on_give_up: Callable[["ManagedChild"], None] | None = None,
     ):
         self.spec = spec
+        self._max_deaths = max_consecutive_deaths  # None: restart for ever
+        self._on_give_up = on_give_up  # called on the watcher thread when it stops restarting
         self._log_dir = log_dir
         self._on_restart = on_restart  # called on the watcher thread after each restart
         self._lock = threading.Lock()
@@ -130,6 +138,14 @@ class ManagedChild:
             with self._lock:
                 self._deaths += 1
                 self._last_exit = code
+            if self._max_deaths is not None and consecutive >= self._max_deaths:
+                log.error(
+                    "%s died %d times in a row, each within %.0f s of its start (last exit code %s); "
+                    "not restarting it", self.name, consecutive, defaults.STABLE_RUN_S, code,
+                )
+                if self._on_give_up is not None:
+                    self._on_give_up(self)
+                return
             log.warning("%s exited with %s after %.1f s; restarting in %.1f s", self.name, code, ran, delay)
             if self._stopping.wait(delay):
                 return

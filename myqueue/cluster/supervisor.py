@@ -31,7 +31,7 @@ from .child import ManagedChild
 from .commands import Role, Store, broker_spec, manager_spec, ready_line, url
 from .control import ControlServer
 from .lifeline import Watchdog
-from .ports import free_port
+from .ports import free_port, port_in_use
 from .postgres import PostgresError, PrivatePostgres, server_env
 from .statefile import remove_state, write_state
 
@@ -78,6 +78,7 @@ class Supervisor:
         self._out = out
         self._lock = threading.Lock()  # guards the broker tables and _shutting_down
         self._stop_requested = threading.Event()
+        self._failure: str | None = None  # why the supervisor stops on its own (a crash-looping child)
         self._starting = False
         self._shutting_down = False
         self._session = probes.session()
@@ -99,6 +100,9 @@ class Supervisor:
             self.start()
             while not self._stop_requested.wait(1.0):
                 pass
+            if self._failure is not None:
+                log.error("stopping the cluster: %s", self._failure)
+                return 1
             return 0
         except Interrupted:
             log.info("interrupted during startup")
@@ -132,6 +136,7 @@ class Supervisor:
         config = self.config
         if config.log_dir is not None:
             config.log_dir.mkdir(parents=True, exist_ok=True)
+        self._check_ports_free()
         if config.store is Store.POSTGRES and not self._dsn:
             self._postgres = PrivatePostgres(config.data_dir)
             # Armed first: if we are SIGKILLed from here on, the watchdog stops the server.
@@ -145,7 +150,7 @@ class Supervisor:
         deadline = time.monotonic() + defaults.STARTUP_TIMEOUT_S
         self._wait_for(
             "the managers to answer /readyz",
-            lambda: probes.is_ready(self._session, primary_url) and probes.is_ready(self._session, replica_url),
+            lambda: self._answers_ready(self._primary) and self._answers_ready(self._replica),
             deadline,
         )
         expected = [f"broker{i}" for i in range(config.brokers)]
@@ -185,14 +190,42 @@ class Supervisor:
             ),
             config.log_dir,
             on_restart=self._after_primary_restart,
+            **self._crash_loop_limit(),
         )
         self._replica = ManagedChild(
             manager_spec(Role.REPLICA, config.host, config.replica_port, config.store, self._dsn, primary_url=primary_url),
             config.log_dir,
+            **self._crash_loop_limit(),
         )
         self._primary.start()
         self._replica.start()
         return primary_url, self._replica.spec.address
+
+    def _check_ports_free(self) -> None:
+        """Fail fast if the managers' ports are taken (another cluster?): otherwise our probes
+        would reach the process there and take it for ours."""
+        config = self.config
+        for role, port in ((Role.PRIMARY, config.primary_port), (Role.REPLICA, config.replica_port)):
+            if port_in_use(config.host, port):
+                raise SupervisorError(
+                    f"port in use: {config.host}:{port}, the {role.value}'s port, already has a listener "
+                    f"(another cluster?); stop it or choose another port with --{role.value}-port"
+                )
+
+    def _answers_ready(self, child: ManagedChild | None) -> bool:
+        """``child`` itself listens on its port (not a stranger who took it) and answers /readyz."""
+        pid = child.pid if child is not None else None
+        if child is None or pid is None or probes.listens_on(pid, child.spec.port) is False:
+            return False
+        return probes.is_ready(self._session, child.spec.address)
+
+    def _child_gave_up(self, child: ManagedChild) -> None:
+        """A child is crash-looping: stop the whole cluster with a clear reason and exit 1."""
+        self._failure = (
+            f"{child.name} keeps crashing: it died {defaults.CRASH_LOOP_MAX_DEATHS} times in a row, each "
+            f"within {defaults.STABLE_RUN_S:.0f} s of its start (last exit code {child.last_exit}); see its log"
+        )
+        self._stop_requested.set()
 
     def _wait_for(self, what: str, condition: Callable[[], T], deadline: float) -> T:
         """Poll ``condition`` until it returns something truthy, and return that; fail early if
@@ -210,6 +243,8 @@ class Supervisor:
                     f"processes: {self.processes()}"
                 )
             if self._stop_requested.wait(defaults.POLL_INTERVAL_S):
+                if self._failure is not None:
+                    raise SupervisorError(self._failure)
                 raise Interrupted
         return result
 
@@ -241,6 +276,9 @@ class Supervisor:
         self._session.close()
         log.info("cluster stopped")
 
+    def _crash_loop_limit(self) -> dict[str, Any]:
+        return {"max_consecutive_deaths": defaults.CRASH_LOOP_MAX_DEATHS, "on_give_up": self._child_gave_up}
+
     def _children(self) -> list[ManagedChild]:
         with self._lock:
             brokers = list(self._brokers.values())
@@ -263,7 +301,7 @@ class Supervisor:
                 port = self._broker_ports.get(valid) or self._unused_port()
                 self._broker_ports[valid] = port
                 spec = broker_spec(valid, self.config.host, port, self.config.store, self._dsn)
-                child = ManagedChild(spec, self.config.log_dir)
+                child = ManagedChild(spec, self.config.log_dir, **self._crash_loop_limit())
                 child.start()
                 self._brokers[valid] = child
                 log.info("started %s on %s (pid %s)", valid, spec.address, child.pid)
