@@ -97,6 +97,8 @@ class Replica:
                 if answer.status != 200:
                     raise ValueError(f"GET /v1/view answered {answer.status}")
                 view = json.loads(answer.body)["message"]
+                if not isinstance(view, dict):  # checked here: an uncaught error would end the sync for good
+                    raise ValueError(f"GET /v1/view answered a {type(view).__name__} view")
             except (OSError, ValueError, KeyError, TypeError) as e:
                 if self.primary_reachable is not False:
                     log.warning("primary unreachable (%s: %s); serving the last view", type(e).__name__, e)

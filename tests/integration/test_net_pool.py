@@ -5,7 +5,9 @@ import os
 import resource
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import pytest
 import requests
@@ -129,7 +131,8 @@ class Primary(Counting):
         self.version = 1
         self.breaking = False
         self.broken = 0
-        self.changed = threading.Event()
+        self.garbage = 0  # this many answers are 200 with a null view, as a confused proxy might send
+        self.never = threading.Event()  # a long-poll's wait: nobody sets it
 
 
 class ViewHandler(KeepAlive):
@@ -140,16 +143,17 @@ class ViewHandler(KeepAlive):
             return
         since = int(dict(p.split("=", 1) for p in self.path.split("?", 1)[1].split("&")).get("since", "-1"))
         if since >= state.version and not state.breaking:
-            state.changed.wait(0.2)  # a short long-poll, so the replica does not spin
+            state.never.wait(0.2)  # a short long-poll, so the replica does not spin
         with state.lock:
             if state.breaking:
                 state.broken += 1
                 self.close_connection = True
                 return
             version = state.version
-        body = json.dumps(
-            {"status": "success", "message": {"version": version, "epoch": "e1", "brokers": {}, "topics": {}}}
-        ).encode()
+            garbage = state.garbage > 0
+            state.garbage -= garbage
+        view = None if garbage else {"version": version, "epoch": "e1", "brokers": {}, "topics": {}}
+        body = json.dumps({"status": "success", "message": view}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -165,30 +169,46 @@ def _replica_version(base_url: str) -> int | None:
         return None
 
 
+@contextmanager
+def replica_of(primary: Primary, log_dir: Path) -> Iterator[str]:
+    """A real replica process following the stub ``primary``; its URL."""
+    spec = manager_spec(Role.REPLICA, "127.0.0.1", free_port(), Store.MEMORY, None, primary_url=primary.base_url)
+    child = ManagedChild(spec, log_dir)
+    child.start()
+    try:
+        yield spec.address
+    finally:
+        child.stop(10)
+
+
+def wait_for_version(replica_url: str, version: int, why: str) -> None:
+    seen: list[object] = [None]
+
+    def reached() -> bool:
+        seen.append(_replica_version(replica_url))
+        return seen[-1] == version
+
+    wait_until(reached, 30, message=lambda: f"replica at version {seen[-1]}, expected {version} {why}")
+
+
+def test_a_malformed_view_answer_does_not_end_the_replicas_sync(tmp_path):
+    with serve_stub(ViewHandler, Primary()) as primary:
+        with replica_of(primary, tmp_path) as replica_url:
+            wait_for_version(replica_url, 1, "at start")
+            with primary.lock:
+                primary.garbage, primary.version = 2, 2
+            wait_for_version(replica_url, 2, "after two null views")
+            assert primary.garbage == 0
+
+
 def test_the_replica_resyncs_after_the_primary_drops_its_connections(tmp_path):
     with serve_stub(ViewHandler, Primary()) as primary:
-        port = free_port()
-        spec = manager_spec(Role.REPLICA, "127.0.0.1", port, Store.MEMORY, None, primary_url=primary.base_url)
-        child = ManagedChild(spec, tmp_path)
-        child.start()
-        try:
-            replica_url = spec.address
-            seen: list[object] = []
-
-            def at(version: int):
-                def check() -> bool:
-                    seen.append(_replica_version(replica_url))
-                    return seen[-1] == version
-                return check
-
-            wait_until(at(1), 30, message=lambda: f"replica version {seen[-1:]}, log in {tmp_path}")
+        with replica_of(primary, tmp_path) as replica_url:
+            wait_for_version(replica_url, 1, "at start")
             with primary.lock:
                 primary.breaking = True
-            primary.changed.set()
             wait_until(lambda: primary.broken >= 3, 30, message=lambda: f"broken {primary.broken}")
             with primary.lock:
                 primary.version, primary.breaking = 2, False
-            wait_until(at(2), 30, message=lambda: f"replica version {seen[-1:]} after the primary recovered")
+            wait_for_version(replica_url, 2, "after the primary recovered")
             assert primary.count() >= 2, "the replica never opened a fresh connection"
-        finally:
-            child.stop(10)
