@@ -20,6 +20,7 @@ from typing import IO
 
 from . import defaults
 from .commands import ChildSpec, restart_delay
+from .lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,17 @@ class ManagedChild:
     """A child process kept running until ``stop``."""
 
     def __init__(
-        self, spec: ChildSpec, log_dir: Path | None = None, on_restart: Callable[[], None] | None = None
+        self,
+        spec: ChildSpec,
+        log_dir: Path | None = None,
+        on_restart: Callable[[], None] | None = None,
+        *,
+        max_consecutive_deaths: int | None = None,
+        on_give_up: Callable[["ManagedChild"], None] | None = None,
     ):
         self.spec = spec
+        self._max_deaths = max_consecutive_deaths  # None: restart for ever
+        self._on_give_up = on_give_up  # called on the watcher thread when it stops restarting
         self._log_dir = log_dir
         self._on_restart = on_restart  # called on the watcher thread after each restart
         self._lock = threading.Lock()
@@ -42,6 +51,8 @@ class ManagedChild:
         self._deaths = 0
         self._last_exit: int | None = None
         self._watcher = threading.Thread(target=self._watch, name=f"watch-{spec.name}", daemon=True)
+        self._spawned = threading.Event()  # the watcher made its first attempt to start the process
+        self._spawn_error: OSError | None = None
 
     @property
     def name(self) -> str:
@@ -71,9 +82,12 @@ class ManagedChild:
         return {"pid": self.pid, "address": self.spec.address, "role": self.spec.role.value, "restarts": restarts}
 
     def start(self) -> None:
-        with self._lock:
-            self._process = self._spawn()
+        """Start the process, from the watcher thread: the child's PDEATHSIG is tied to the thread
+        that forks it, and the watcher lives as long as the child is watched."""
         self._watcher.start()
+        self._spawned.wait()
+        if self._spawn_error is not None:
+            raise self._spawn_error
 
     def stop(self, grace: float) -> None:
         """SIGTERM, then SIGKILL after ``grace`` seconds; returns once the process is reaped."""
@@ -102,6 +116,14 @@ class ManagedChild:
 
     # --- the watcher ----------------------------------------------------------------------
     def _watch(self) -> None:
+        try:
+            with self._lock:
+                self._process = self._spawn()
+        except OSError as error:
+            self._spawn_error = error
+            return
+        finally:
+            self._spawned.set()
         consecutive = 0
         while True:
             with self._lock:
@@ -116,6 +138,14 @@ class ManagedChild:
             with self._lock:
                 self._deaths += 1
                 self._last_exit = code
+            if self._max_deaths is not None and consecutive >= self._max_deaths:
+                log.error(
+                    "%s died %d times in a row, each within %.0f s of its start (last exit code %s); "
+                    "not restarting it", self.name, consecutive, defaults.STABLE_RUN_S, code,
+                )
+                if self._on_give_up is not None:
+                    self._on_give_up(self)
+                return
             log.warning("%s exited with %s after %.1f s; restarting in %.1f s", self.name, code, ran, delay)
             if self._stopping.wait(delay):
                 return
@@ -143,11 +173,11 @@ class ManagedChild:
             with (self._log_dir / f"{self.name}.log").open("ab") as log_file:
                 return subprocess.Popen(  # noqa: S603
                     self.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                    stderr=subprocess.STDOUT, start_new_session=True,
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
                 )
         process = subprocess.Popen(  # noqa: S603
             self.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
         )
         assert process.stdout is not None
         threading.Thread(target=_pump, args=(process.stdout, self.name), name=f"log-{self.name}", daemon=True).start()

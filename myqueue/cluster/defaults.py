@@ -4,11 +4,16 @@ Ports, limits and timeouts shared with the services stay in ``myqueue.core.defau
 only concern starting, watching and stopping local processes.
 """
 
+import os
+
 # --- restarting children ------------------------------------------------------------------
 RESTART_BACKOFF_INITIAL_S = 0.1  # delay before the first restart of a child that died
 RESTART_BACKOFF_MAX_S = 2.0  # the delay doubles per consecutive death up to this cap
 STABLE_RUN_S = 10.0  # a child that ran this long before dying starts the backoff afresh
 STARTUP_MAX_DEATHS = 5  # a child dying this often before the cluster is ready aborts startup
+# Once the cluster is ready, a child dying this many times in a row, each time within STABLE_RUN_S
+# of its start, is crash-looping: the supervisor stops the cluster and exits 1 instead of looping.
+CRASH_LOOP_MAX_DEATHS = int(os.environ.get("MYQUEUE_CLUSTER_CRASH_LOOP_DEATHS", "8"))
 
 # --- startup and shutdown ------------------------------------------------------------------
 STARTUP_TIMEOUT_S = 90.0  # managers ready, brokers added and the replica in sync, or give up

@@ -168,6 +168,10 @@ class LocalCluster:
         self.processes()
         return self
 
+    def exit_code(self) -> int | None:
+        """The supervisor's exit code once it has exited by itself; None while it runs."""
+        return self._process.poll() if self._process is not None else None
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM the supervisor by PID, wait for it, and check that none of its children is
         left (stragglers are SIGKILLed by PID, then reported). Returns its exit code; idempotent."""

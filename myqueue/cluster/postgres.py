@@ -153,6 +153,13 @@ class PrivatePostgres:
             return
         self._pg_ctl(["stop", "-m", "fast", "-w", "-t", str(int(defaults.PG_STOP_TIMEOUT_S))])
 
+    def stop_argv(self) -> list[str]:
+        """The command ``stop`` runs, for a watchdog that must stop the server after we are gone."""
+        if self._bindir is None:
+            self._bindir = find_bindir()
+        argv = [str(self._binary("pg_ctl")), "-D", str(self.pgdata), "stop", "-m", "fast"]
+        return self._as_server_user([*argv, "-w", "-t", str(int(defaults.PG_STOP_TIMEOUT_S))])
+
     def __enter__(self) -> "PrivatePostgres":
         self.start()
         return self
@@ -253,7 +260,7 @@ class PrivatePostgres:
     def _running(self) -> bool:
         status = subprocess.run(  # noqa: S603
             self._as_server_user([str(self._binary("pg_ctl")), "status", "-D", str(self.pgdata)]),
-            cwd=self.data_dir, env=_server_env(), capture_output=True, check=False,
+            cwd=self.data_dir, env=server_env(), capture_output=True, check=False,
         )
         return status.returncode == 0
 
@@ -263,7 +270,7 @@ class PrivatePostgres:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + defaults.PG_START_TIMEOUT_S
         argv = [str(self._binary("pg_isready")), "-h", self.host, "-p", str(self.port), "-t", "2", "-q"]
-        while subprocess.run(argv, env=_server_env(), check=False).returncode != 0:  # noqa: S603
+        while subprocess.run(argv, env=server_env(), check=False).returncode != 0:  # noqa: S603
             if time.monotonic() > deadline:
                 raise PostgresError(
                     f"PostgreSQL on {self.host}:{self.port} not ready after {defaults.PG_START_TIMEOUT_S:.0f} s; "
@@ -291,7 +298,7 @@ class PrivatePostgres:
         result = subprocess.run(  # noqa: S603
             self._as_server_user(argv),
             cwd=self.data_dir,
-            env=_server_env(),
+            env=server_env(),
             capture_output=True,
             text=True,
             start_new_session=True,  # the server must not get the terminal's Ctrl-C before the services stop
@@ -319,6 +326,6 @@ def _server_user() -> tuple[int, int]:
     return user.pw_uid, user.pw_gid
 
 
-def _server_env() -> dict[str, str]:
+def server_env() -> dict[str, str]:
     """Our environment without libpq variables (PGPORT, PGHOST...) that would redirect commands."""
     return {key: value for key, value in os.environ.items() if not key.startswith("PG")}

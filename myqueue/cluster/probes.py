@@ -6,6 +6,7 @@ user with the endpoint and the answer; ``settled`` is the pure test of "the clus
 
 import os
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -32,6 +33,36 @@ def is_ready(session: requests.Session, base_url: str) -> bool:
         return session.get(f"{base_url}/readyz", timeout=defaults.PROBE_TIMEOUT_S).status_code == 200
     except requests.RequestException:
         return False
+
+
+_TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """True if process ``pid`` holds a listening TCP socket on ``port``: the manager answering a
+    probe is our child, not another cluster's on the same port. None where /proc cannot tell."""
+    if not Path("/proc/self/net/tcp").exists():
+        return None
+    try:
+        sockets = set()
+        for table in ("tcp", "tcp6"):
+            path = Path(f"/proc/{pid}/net/{table}")
+            if path.exists():
+                for line in path.read_text().splitlines()[1:]:
+                    fields = line.split()
+                    if fields[3] == _TCP_LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        sockets.add(f"socket:[{fields[9]}]")
+        if not sockets:
+            return False
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) in sockets:
+                    return True
+            except OSError:
+                continue  # closed meanwhile
+    except OSError:
+        return False  # the process is gone
+    return False
 
 
 def metadata(session: requests.Session, base_url: str) -> dict[str, Any] | None:

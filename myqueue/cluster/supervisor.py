@@ -30,9 +30,10 @@ from . import defaults, probes
 from .child import ManagedChild
 from .commands import ChildSpec, Role, Store, broker_spec, manager_spec, ready_line, url
 from .control import ControlServer
+from .lifeline import Watchdog
 from .netns import NetnsError, Network, check_available, remove_stale
-from .ports import free_port
-from .postgres import PostgresError, PrivatePostgres
+from .ports import free_port, port_in_use
+from .postgres import PostgresError, PrivatePostgres, server_env
 from .statefile import remove_state, write_state
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,12 @@ class Supervisor:
         self._out = out
         self._lock = threading.Lock()  # guards the broker tables and _shutting_down
         self._stop_requested = threading.Event()
+        self._failure: str | None = None  # why the supervisor stops on its own (a crash-looping child)
         self._starting = False
         self._shutting_down = False
         self._session = probes.session()
         self._postgres: PrivatePostgres | None = None
+        self._postgres_watchdog: Watchdog | None = None  # stops the private PostgreSQL if we are killed
         self._postgres_lock = threading.Lock()  # one start/stop of the private PostgreSQL at a time
         self._dsn = config.dsn
         self._control: ControlServer | None = None
@@ -104,6 +107,9 @@ class Supervisor:
             self.start()
             while not self._stop_requested.wait(1.0):
                 pass
+            if self._failure is not None:
+                log.error("stopping the cluster: %s", self._failure)
+                return 1
             return 0
         except Interrupted:
             log.info("interrupted during startup")
@@ -137,6 +143,7 @@ class Supervisor:
         config = self.config
         if config.log_dir is not None:
             config.log_dir.mkdir(parents=True, exist_ok=True)
+        self._check_ports_free()
         if config.netns:
             check_available()
             remove_stale()
@@ -146,6 +153,8 @@ class Supervisor:
         if config.store is Store.POSTGRES and not self._dsn:
             allow = f"{self._network.subnet}.0/24" if self._network is not None else None
             self._postgres = PrivatePostgres(config.data_dir, host=self._host, allow=allow)
+            # Armed first: if we are SIGKILLed from here on, the watchdog stops the server.
+            self._postgres_watchdog = Watchdog(self._postgres.stop_argv(), env=server_env())
             self._postgres.start()
             self._dsn = self._postgres.dsn
         token = secrets.token_urlsafe(32)
@@ -155,7 +164,7 @@ class Supervisor:
         deadline = time.monotonic() + defaults.STARTUP_TIMEOUT_S
         self._wait_for(
             "the managers to answer /readyz",
-            lambda: probes.is_ready(self._session, primary_url) and probes.is_ready(self._session, replica_url),
+            lambda: self._answers_ready(self._primary) and self._answers_ready(self._replica),
             deadline,
         )
         expected = [f"broker{i}" for i in range(config.brokers)]
@@ -196,12 +205,14 @@ class Supervisor:
             )),
             config.log_dir,
             on_restart=self._after_primary_restart,
+            **self._crash_loop_limit(),
         )
         self._replica = ManagedChild(
             self._placed(MANAGERS, manager_spec(
                 Role.REPLICA, host, config.replica_port, config.store, self._dsn, primary_url=primary_url
             )),
             config.log_dir,
+            **self._crash_loop_limit(),
         )
         self._primary.start()
         self._replica.start()
@@ -212,6 +223,32 @@ class Supervisor:
         if self._network is None:
             return spec
         return replace(spec, argv=(*self._network.exec_prefix(group), *spec.argv))
+
+    def _check_ports_free(self) -> None:
+        """Fail fast if the managers' ports are taken (another cluster?): otherwise our probes
+        would reach the process there and take it for ours."""
+        config = self.config
+        for role, port in ((Role.PRIMARY, config.primary_port), (Role.REPLICA, config.replica_port)):
+            if port_in_use(config.host, port):
+                raise SupervisorError(
+                    f"port in use: {config.host}:{port}, the {role.value}'s port, already has a listener "
+                    f"(another cluster?); stop it or choose another port with --{role.value}-port"
+                )
+
+    def _answers_ready(self, child: ManagedChild | None) -> bool:
+        """``child`` itself listens on its port (not a stranger who took it) and answers /readyz."""
+        pid = child.pid if child is not None else None
+        if child is None or pid is None or probes.listens_on(pid, child.spec.port) is False:
+            return False
+        return probes.is_ready(self._session, child.spec.address)
+
+    def _child_gave_up(self, child: ManagedChild) -> None:
+        """A child is crash-looping: stop the whole cluster with a clear reason and exit 1."""
+        self._failure = (
+            f"{child.name} keeps crashing: it died {defaults.CRASH_LOOP_MAX_DEATHS} times in a row, each "
+            f"within {defaults.STABLE_RUN_S:.0f} s of its start (last exit code {child.last_exit}); see its log"
+        )
+        self._stop_requested.set()
 
     def _wait_for(self, what: str, condition: Callable[[], T], deadline: float) -> T:
         """Poll ``condition`` until it returns something truthy, and return that; fail early if
@@ -229,6 +266,8 @@ class Supervisor:
                     f"processes: {self.processes()}"
                 )
             if self._stop_requested.wait(defaults.POLL_INTERVAL_S):
+                if self._failure is not None:
+                    raise SupervisorError(self._failure)
                 raise Interrupted
         return result
 
@@ -258,10 +297,15 @@ class Supervisor:
                 self._network.teardown()
             except Exception as error:
                 log.error("could not remove the network namespaces: %s", error)
+        if self._postgres_watchdog is not None:
+            self._postgres_watchdog.disarm()
         if self.config.state_file is not None:
             remove_state(self.config.state_file)
         self._session.close()
         log.info("cluster stopped")
+
+    def _crash_loop_limit(self) -> dict[str, Any]:
+        return {"max_consecutive_deaths": defaults.CRASH_LOOP_MAX_DEATHS, "on_give_up": self._child_gave_up}
 
     def _children(self) -> list[ManagedChild]:
         with self._lock:
@@ -286,7 +330,7 @@ class Supervisor:
                 self._broker_ports[valid] = port
                 host = self._broker_host(valid)
                 spec = self._placed(valid, broker_spec(valid, host, port, self.config.store, self._dsn))
-                child = ManagedChild(spec, self.config.log_dir)
+                child = ManagedChild(spec, self.config.log_dir, **self._crash_loop_limit())
                 child.start()
                 self._brokers[valid] = child
                 log.info("started %s on %s (pid %s)", valid, spec.address, child.pid)

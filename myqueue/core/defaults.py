@@ -42,6 +42,7 @@ MAX_FETCH_WAIT_MS = 30_000
 BROKER_CALL_TIMEOUT_S = _env("MYQUEUE_BROKER_CALL_TIMEOUT_S", 5.0)
 RECONCILE_INTERVAL_S = 1.0  # primary checks broker health and pushes assignments this often
 VIEW_LONG_POLL_S = 20.0  # replica <- primary long-poll of the cluster view
+VIEW_CONNECT_TIMEOUT_S = 5.0  # replica -> primary: connecting for the long-poll (a dead peer fails fast)
 BROKER_READY_TIMEOUT_S = 30.0  # how long /brokers/add waits for a new broker to become ready
 KUBERNETES_BROKER_START_TIMEOUT_S = 120.0  # --launcher kubernetes: Broker resource -> ready Pod (image pulls)
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM

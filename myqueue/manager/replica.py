@@ -8,15 +8,15 @@ stream, their positions live on the brokers beside the data (group ``myqueue.see
 both survive restarts in PostgreSQL mode.
 """
 
+import json
 import logging
 import threading
-
-import requests
 
 from myqueue.core import defaults
 from myqueue.core.names import seed_group, validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.net.pool import Pool
 from myqueue.service.auth import auth_headers
 
 from .brokers import BrokerClient, BrokerLostPartition
@@ -70,13 +70,21 @@ class Replica:
 
     # --- view sync ---------------------------------------------------------------------------------
     def _sync_loop(self) -> None:
-        session = requests.Session()
-        session.headers.update(auth_headers(self._token))
+        # The project's pool, not a requests.Session: a connection that failed is closed and
+        # never reused, so a dead or half-open connection to a replaced primary cannot stall us.
+        pool = Pool(max_idle_per_host=1, headers=auth_headers(self._token))
+        try:
+            self._sync_with(pool)
+        finally:
+            pool.close()
+
+    def _sync_with(self, pool: Pool) -> None:
         backoff = 0.1
         while not self._stop.is_set():
             current = self._view or {}
             try:
-                response = session.get(
+                answer = pool.request(
+                    "GET",
                     f"{self._primary_url}/v1/view",
                     params={
                         "since": current.get("version", -1),
@@ -84,10 +92,14 @@ class Replica:
                         "wait": int(defaults.VIEW_LONG_POLL_S),
                     },
                     timeout=defaults.VIEW_LONG_POLL_S + 10,
+                    connect_timeout=defaults.VIEW_CONNECT_TIMEOUT_S,
                 )
-                response.raise_for_status()
-                view = response.json()["message"]
-            except (requests.RequestException, ValueError, KeyError) as e:
+                if answer.status != 200:
+                    raise ValueError(f"GET /v1/view answered {answer.status}")
+                view = json.loads(answer.body)["message"]
+                if not isinstance(view, dict):  # checked here: an uncaught error would end the sync for good
+                    raise ValueError(f"GET /v1/view answered a {type(view).__name__} view")
+            except (OSError, ValueError, KeyError, TypeError) as e:
                 if self.primary_reachable is not False:
                     log.warning("primary unreachable (%s: %s); serving the last view", type(e).__name__, e)
                 self.primary_reachable = False

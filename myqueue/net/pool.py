@@ -164,11 +164,12 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     sock = conn.sock
     if sock is None:
         return True
+    poller = select.poll()  # not select.select: it refuses fds >= 1024, common in a busy process
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))  # POLLHUP and POLLERR are reported whatever was asked
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 class Pool:
