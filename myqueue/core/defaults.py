@@ -35,6 +35,10 @@ VIEW_LONG_POLL_S = 20.0  # replica <- primary long-poll of the cluster view
 BROKER_READY_TIMEOUT_S = 30.0  # how long /brokers/add waits for a new broker to become ready
 KUBERNETES_BROKER_START_TIMEOUT_S = 120.0  # --launcher kubernetes: Broker resource -> ready Pod (image pulls)
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
+# The primary's bound on a configuration write's store work (append, and the re-read of the log
+# after an unknown outcome) and on waiting for the write lock; past it the write answers 503 +
+# Retry-After and releases the lock. Environment: MYQUEUE_CONFIG_WRITE_TIMEOUT (seconds).
+CONFIG_WRITE_TIMEOUT_S = 5.0
 CONSUMER_IDLE_TIMEOUT_S = 20.0  # the seed consumer stopped after 20 s without a message
 
 # --- client fast path -------------------------------------------------------------------

@@ -80,7 +80,7 @@ _HTTP_REASONS = {
 def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(Refusal)
     def _refusal(error: Refusal):
-        return failure(error.reason, error.message)
+        return failure(error.reason, error.message, error.status)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):

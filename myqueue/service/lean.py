@@ -201,7 +201,7 @@ class LeanRoutes:
             answer = handler(environ, *values)
             return 200, (answer if isinstance(answer, Raw) else {"status": "success", **answer})
         except Refusal as e:
-            return status_for(e.reason, seed), _failure(e.reason, e.message)
+            return e.status or status_for(e.reason, seed), _failure(e.reason, e.message)
         except StorageUnavailable as e:
             log.warning("storage unavailable: %s", e)
             return 503, _failure(Reason.UNAVAILABLE, STORAGE_UNAVAILABLE)
