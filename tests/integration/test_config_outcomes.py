@@ -1,17 +1,22 @@
-"""The primary's configuration events in PostgreSQL: batch ids, and the schema upgraded in place.
-
-Issue 11, item 3. The lost-acknowledgement and black-hole cases through the fault-injecting
-proxy live beside these once the proxy is available (myqueue/verify/pgproxy.py).
+"""The primary's configuration events in real PostgreSQL: batch ids, the schema upgraded in place,
+and (through the fault-injecting proxy, myqueue/verify/pgproxy.py) a lost COMMIT acknowledgement
+and a black-holed connection. Issue 11, item 3.
 """
+
+import threading
+import time
 
 import psycopg2
 import pytest
 
+from myqueue.manager.app import create_app
 from myqueue.manager.brokers import BrokerClient
 from myqueue.manager.launcher import NoLauncher
 from myqueue.manager.primary import STREAM, Primary
 from myqueue.manager.state import ClusterState
 from myqueue.manager.store import PostgresMetaStore
+from tests.helpers import wait_until
+from tests.integration.conftest import ProxiedDatabase
 
 pytestmark = pytest.mark.postgres
 
@@ -57,3 +62,76 @@ def test_an_old_database_is_upgraded_in_place_and_batches_are_found_by_id(fresh_
         assert replay(store) == {n: b["address"] for n, b in primary.view()["brokers"].items()}
     finally:
         store.close()
+
+
+# --- through the fault-injecting proxy ---------------------------------------------------------------
+
+BOUND = 2.0  # the primary's write bound in these tests
+
+
+@pytest.fixture
+def proxied_primary(pg_proxy: ProxiedDatabase):
+    store = PostgresMetaStore(pg_proxy.dsn)
+    direct = PostgresMetaStore(pg_proxy.direct_dsn)  # the log as it is, for the replay
+    primary = Primary(store, NoLauncher(), BrokerClient(), write_timeout=BOUND)
+    primary.load()
+    try:
+        yield primary, direct, pg_proxy.proxy
+    finally:
+        pg_proxy.proxy.pass_through()
+        store.close()
+        direct.close()
+
+
+def http_address(name: str) -> str:
+    return f"http://127.0.0.1:{10 + int(name.removeprefix('broker'))}"  # nothing listens there
+
+
+def view_brokers(primary: Primary) -> dict[str, str]:
+    return {n: b["address"] for n, b in primary.view()["brokers"].items()}
+
+
+def test_a_lost_commit_acknowledgement_does_not_wedge_the_primary(proxied_primary):
+    primary, direct, proxy = proxied_primary
+    primary.register_broker("broker0", ADDRESS + "/0")
+    proxy.lose_reply("COMMIT")  # the event is committed, its acknowledgement never arrives
+    assert primary.register_broker("broker1", ADDRESS + "/1") is True  # found in the log: applied
+    assert proxy.counters.lost_replies == 1
+    # Before the fix the state stayed one event behind and every later write hit (stream, seq).
+    primary.register_broker("broker2", ADDRESS + "/2")
+    expected = {f"broker{i}": f"{ADDRESS}/{i}" for i in range(3)}
+    assert view_brokers(primary) == replay(direct) == expected
+    assert len(direct.load(STREAM)) == 3  # each event once
+
+
+def test_a_black_holed_store_answers_503_retry_after_within_the_bound_and_writes_resume(proxied_primary):
+    primary, direct, proxy = proxied_primary
+    primary.register_broker("broker0", ADDRESS + "/0")
+    app, _ = create_app("primary", primary=primary)
+    proxy.black_hole(4 * BOUND)
+    answers: list = []
+
+    def write(name: str) -> None:
+        started = time.monotonic()
+        answer = app.test_client().post("/v1/brokers", json={"name": name, "address": http_address(name)})
+        answers.append((name, answer.status_code, answer.json, answer.headers.get("Retry-After"), time.monotonic() - started))
+
+    writers = [threading.Thread(target=write, args=(f"broker{i}",)) for i in (1, 2, 3)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(4 * BOUND + 10)
+    assert len(answers) == 3, answers
+    for name, status, body, retry_after, took in answers:
+        assert status == 503 and retry_after == "1", (name, status, body)
+        assert body["reason"] in ("UNAVAILABLE", "OUTCOME_UNKNOWN"), body
+        assert took < 2 * BOUND + 1.5, (name, took)  # a queued write waits for the lock, then gives up
+    wait_until(lambda: not proxy.black_holed(), 4 * BOUND + 5, message="the black hole never ended")
+
+    def accepted():
+        answer = app.test_client().post("/v1/brokers", json={"name": "broker9", "address": http_address("broker9")})
+        return answer.status_code in (200, 201) or None
+
+    wait_until(accepted, 30, message=lambda: f"writes never resumed: {primary.view()}")
+    assert view_brokers(primary) == replay(direct)  # whatever the hung write did, the state matches the log
+    assert view_brokers(primary)["broker9"] == http_address("broker9")
