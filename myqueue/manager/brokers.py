@@ -13,6 +13,7 @@ be closed by the broker (a restarted broker).
 """
 
 import json
+import uuid
 from typing import Any
 
 from myqueue.core import defaults, framing
@@ -109,10 +110,11 @@ class BrokerClient:
 
     def append(self, address: str, topic: str, partition: str, values: list[bytes]) -> int:
         """Append ``values`` as one batch (one storage write); returns the first one's offset."""
+        # The request id lets the broker recognise its own replay after a lost PostgreSQL reply.
         result = self._call(
             "POST",
             address,
-            f"/v1/partitions/{topic}/{partition}/records",
+            f"/v1/partitions/{topic}/{partition}/records?request_id={uuid.uuid4().hex}",
             body=framing.encode_batch(values),
             headers=BATCH_HEADERS,
         )
