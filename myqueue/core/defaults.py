@@ -63,6 +63,15 @@ PRODUCER_MAX_IN_FLIGHT = 4  # batches in flight at once, to different partitions
 SERVICE_THREADS = 16  # WSGI worker threads per service process
 PG_POOL_MIN = 1
 PG_POOL_MAX = 16
+# PostgreSQL connection timeouts (myqueue.db.pool), each overridden by its MYQUEUE_PG_* variable:
+PG_CONNECT_TIMEOUT_S = 5  # MYQUEUE_PG_CONNECT_TIMEOUT: libpq connect_timeout
+PG_KEEPALIVES_IDLE_S = 10  # MYQUEUE_PG_KEEPALIVES_IDLE: idle seconds before the first TCP keepalive
+PG_KEEPALIVES_INTERVAL_S = 3  # MYQUEUE_PG_KEEPALIVES_INTERVAL: seconds between keepalive probes
+PG_KEEPALIVES_COUNT = 3  # MYQUEUE_PG_KEEPALIVES_COUNT: unanswered probes before the connection is dead
+PG_TCP_USER_TIMEOUT_MS = 15_000  # MYQUEUE_PG_TCP_USER_TIMEOUT: unacknowledged data before a reset
+PG_STATEMENT_TIMEOUT_MS = 15_000  # MYQUEUE_PG_STATEMENT_TIMEOUT: server-side bound on any statement
+PG_CALL_TIMEOUT_S = 20.0  # MYQUEUE_PG_CALL_TIMEOUT: client-side bound on waiting for one reply
+PG_PING_TIMEOUT_S = 2.0  # MYQUEUE_PG_PING_TIMEOUT: /readyz's ping of the store
 
 # Consumer groups whose name starts with this prefix belong to the managers' seed path.
 SEED_GROUP_PREFIX = "myqueue.seed."

@@ -16,6 +16,7 @@ reply): UNAVAILABLE always means that nothing was applied.
 """
 
 import json
+import uuid
 from typing import Any
 
 from myqueue.core import defaults, framing
@@ -117,10 +118,11 @@ class BrokerClient:
 
     def append(self, address: str, topic: str, partition: str, values: list[bytes]) -> int:
         """Append ``values`` as one batch (one storage write); returns the first one's offset."""
+        # The request id lets the broker recognise its own replay after a lost PostgreSQL reply.
         result = self._call(
             "POST",
             address,
-            f"/v1/partitions/{topic}/{partition}/records",
+            f"/v1/partitions/{topic}/{partition}/records?request_id={uuid.uuid4().hex}",
             body=framing.encode_batch(values),
             headers=BATCH_HEADERS,
         )
