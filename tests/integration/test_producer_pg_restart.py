@@ -1,4 +1,4 @@
-"""A non-idempotent fast-path producer while the cluster's private PostgreSQL restarts under it.
+"""A non-idempotent fast-path producer while PostgreSQL restarts under it or loses a reply.
 
 Issue 11, item 2: the broker answered an append whose outcome was unknown as 503 UNAVAILABLE,
 the client took that for "not stored" and resent, so batches were stored twice and, because the
@@ -72,3 +72,19 @@ def _log_or_none(s: Seed) -> list[str] | None:
         return s.partition_log("Restart", "P1")
     except AssertionError:
         return None
+
+
+def test_a_lost_append_reply_reaches_a_non_idempotent_producer_as_outcome_unknown(local_cluster, pg_proxy):
+    """Real processes, every service's PostgreSQL connection through the fault-injecting proxy."""
+    with local_cluster(store="postgres", brokers=1, dsn=pg_proxy.dsn) as cluster:
+        s = Seed(cluster.primary_url, cluster.replica_url)
+        s.add_partition("Lost", "P1")
+        with Producer("127.0.0.1", cluster.primary_port, cluster.replica_port, idempotent=False) as producer:
+            assert producer.send("Lost", "before", partition="P1").result(30).offset == 0
+            pg_proxy.proxy.lose_reply("mq_append")  # executed and committed, the reply never arrives
+            error = producer.send("Lost", "lost", partition="P1").exception(30)
+            after = producer.send("Lost", "after", partition="P1").result(30)
+        assert pg_proxy.proxy.counters.lost_replies == 1
+        assert type(error) is errors.OutcomeUnknownError and error.reason == "OUTCOME_UNKNOWN", repr(error)
+        assert s.partition_log("Lost", "P1") == ["before", "lost", "after"]  # once, in order
+        assert after.offset == 2
