@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -31,6 +32,7 @@ from myqueue.core.names import (
 )
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.core.storage import OutcomeUnknown
 from myqueue.service.base_app import OBSERVE_EXTENSION, create_base_app
 from myqueue.service.envelope import failure, json_object, reject_unknown_fields, success
 from myqueue.service.lean import LeanRoutes, Raw, query_args, read_body
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 APPEND_RULE = "/v1/partitions/<topic>/<partition>/records"
 FETCH_RULE = APPEND_RULE
 TAKE_RULE = "/v1/partitions/<topic>/<partition>/positions/<group>/take"
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -122,6 +125,8 @@ def create_app(
             yield
         except (NotHosted, SequenceError) as e:
             raise _as_refusal(e) from e
+        except OutcomeUnknown as e:  # maybe applied: never "unavailable", which means "not applied"
+            raise Refusal(Reason.OUTCOME_UNKNOWN, str(e)) from e
 
     def info(p) -> dict:
         return {"topic": p.topic, "partition": p.partition, "end_offset": p.end_offset}
@@ -161,7 +166,7 @@ def create_app(
         duplicate = False
         with _storage_refusals():
             if producer_id is None:
-                base = storage.append(key[0], key[1], body, count)
+                base = storage.append(key[0], key[1], body, count, _request_id(args.get("request_id")))
             else:
                 base, duplicate = storage.append_sequenced(
                     key[0],
@@ -219,12 +224,13 @@ def create_app(
         group = validate_group(group)
         if not isinstance(data, dict):
             raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
-        reject_unknown_fields(data, {"max_records"})
+        reject_unknown_fields(data, {"max_records", "take_id"})
+        take_id = _request_id(data.get("take_id"))
         if "max_records" in data and not isinstance(data["max_records"], int):
             raise Refusal(Reason.INVALID_REQUEST, "max_records must be a JSON integer")
         max_records = parse_int(data.get("max_records"), "max_records", low=1, high=1000, default=1)
         with _storage_refusals():
-            records, end = storage.take(group, key[0], key[1], max_records)
+            records, end = storage.take(group, key[0], key[1], max_records, take_id)
         return {
             "records": [{"offset": o, "value": v.decode("utf-8", errors="replace")} for o, v in records],
             "end_offset": end,
@@ -295,3 +301,12 @@ def create_app(
     lane.add_v1("POST", TAKE_RULE, lambda environ, t, p, g: {"message": take_reply(t, p, g, _json_or_empty(environ))})
     app.wsgi_app = lane
     return app, state
+
+
+def _request_id(value: object) -> str | None:
+    """A request or take id as given by the caller: 1-64 characters of [A-Za-z0-9_.:-], or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
+        raise Refusal(Reason.INVALID_REQUEST, "request_id and take_id must be 1-64 characters of [A-Za-z0-9_.:-]")
+    return value

@@ -91,8 +91,22 @@ class BrokerUnavailable(MyQueueError):
     retriable = True
 
 
-class RequestTimeout(MyQueueError):
-    """No answer within the timeout; for a write, whether it was applied is unknown."""
+class OutcomeUnknownError(MyQueueError):
+    """A write may or may not have been applied: its answer was lost on the way back.
+
+    The service says so with reason OUTCOME_UNKNOWN (its store executed the statement, maybe
+    committed it, and the reply was lost), or the client lost the answer itself
+    (``RequestTimeout``). Resending such a write may apply it twice, so nothing resends it: only
+    the idempotent producer does, because the broker recognises its resend (producer id and
+    sequence). Check what was applied (read the log) before writing it again.
+    """
+
+    retriable = False
+
+
+class RequestTimeout(OutcomeUnknownError):
+    """No answer within the timeout, or the connection broke after sending; for a write, whether it
+    was applied is unknown. Retriable only for calls whose caller says they are safe to repeat (reads)."""
 
     retriable = True
 
@@ -128,6 +142,7 @@ _BY_REASON: dict[Reason, type[MyQueueError]] = {
     Reason.WOULD_LOSE_RECORDS: WouldLoseRecords,
     Reason.NO_BROKER: BrokerUnavailable,
     Reason.UNAVAILABLE: BrokerUnavailable,
+    Reason.OUTCOME_UNKNOWN: OutcomeUnknownError,
     Reason.UNAUTHORIZED: Unauthorized,
     Reason.INTERNAL: ServerError,
 }

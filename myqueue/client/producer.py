@@ -22,15 +22,18 @@ a resend of its last batch with the original offsets. So a batch whose outcome i
 timeout, a connection dropped after the request was sent) is simply resent — with the same
 sequence, after a metadata refresh and a backoff, until ``delivery_timeout`` seconds after its
 first try (Kafka's ``delivery.timeout.ms``), long enough to ride out a broker restart or pause. If
-it still fails, its futures fail with ``RequestTimeout`` when any try's outcome was unknown (the
-batch may be stored: resending it from the application could store it twice) and with the last
+it still fails, its futures fail with an ``OutcomeUnknownError`` (``RequestTimeout`` when the
+client lost the answer itself) when any try's outcome was unknown (the batch may be stored:
+resending it from the application could store it twice) and with the last
 typed error otherwise; and the partition's producer id moves to a new epoch (``<id>.<epoch>``,
 sequence 0), so the next batch is never mistaken for the failed one.
 
 With ``idempotent=False``: a batch refused with NOT_HERE, or whose broker cannot be reached (no
 connection could be made) or has none ready, was not stored; it is retried up to ``retries``
 times. A batch whose outcome is unknown (timed out, or the connection broke after it was sent:
-both ``RequestTimeout``) is not resent: its futures fail rather than risk storing records twice.
+both ``RequestTimeout``; or the broker answered OUTCOME_UNKNOWN because its store's reply was lost:
+``OutcomeUnknownError``, the parent class of both) is never resent: its futures fail with that
+error rather than risk storing records twice or out of order.
 
 Every other failure fails the batch's futures with the typed error; ``flush``/``close`` wait for
 all futures but do not raise their errors.
@@ -53,6 +56,7 @@ from .errors import (
     InvalidRequest,
     MyQueueError,
     NotHere,
+    OutcomeUnknownError,
     ProtocolError,
     RequestTimeout,
     TooLarge,
@@ -67,7 +71,7 @@ log = logging.getLogger(__name__)
 
 Callback = Callable[[RecordMetadata | None, BaseException | None], None]
 _NOT_STORED = (NotHere, BrokerUnavailable)  # failures after which a resend cannot duplicate
-_RESENDABLE = (NotHere, BrokerUnavailable, RequestTimeout)  # with idempotence, the broker dedups
+_RESENDABLE = (NotHere, BrokerUnavailable, OutcomeUnknownError)  # with idempotence, the broker dedups
 _MAX = defaults.MAX_MESSAGE_BYTES
 
 
@@ -382,13 +386,13 @@ class Producer:
     def _resend_until_stored(self, topic: str, partition: str, post: Callable[[str], int]) -> int:
         """Send one idempotent batch until stored or ``delivery_timeout`` passes (same sequence)."""
         deadline = time.monotonic() + self._delivery_timeout
-        unknown: RequestTimeout | None = None
+        unknown: OutcomeUnknownError | None = None
         attempt = 0
         while True:
             try:
                 return post(self._metadata.broker_url(topic, partition))
             except _RESENDABLE as error:
-                if isinstance(error, RequestTimeout):
+                if isinstance(error, OutcomeUnknownError):
                     unknown = error
                 self._metadata.invalidate()
                 delay = self._transport.backoff.delay(attempt)
@@ -399,8 +403,8 @@ class Producer:
                 final: MyQueueError = error
             except MyQueueError as error:
                 final = error
-            if unknown is not None and not isinstance(final, RequestTimeout):
-                raise RequestTimeout(
-                    f"{topic}:{partition}: the batch may be stored (a try timed out); last error: {final}"
+            if unknown is not None and not isinstance(final, OutcomeUnknownError):
+                raise type(unknown)(
+                    f"{topic}:{partition}: the batch may be stored (a try's outcome is unknown); last error: {final}"
                 ) from final
             raise final

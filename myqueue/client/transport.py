@@ -11,6 +11,10 @@ socket exception. The pool says how far a failed request got, and that decides i
   ``RequestTimeout`` too, because its outcome is just as unknown: a non-idempotent producer must
   not resend it, an idempotent one resends it and the broker deduplicates.
 
+``RequestTimeout`` is a kind of ``OutcomeUnknownError``, the class a failure envelope with reason
+OUTCOME_UNKNOWN becomes (the service's own store lost its reply): one ``except`` catches every
+write whose outcome is unknown, however far from the client the answer was lost.
+
 A failure envelope becomes the class ``errors.error_class`` picks. A call is retried (backoff with
 jitter) only when its caller says it is safe to repeat and the error is retriable; calls that must
 go elsewhere on retry (a partition that moved) are retried by ``metadata.Metadata.call_owner``.

@@ -46,6 +46,10 @@ VIEW_CONNECT_TIMEOUT_S = 5.0  # replica -> primary: connecting for the long-poll
 BROKER_READY_TIMEOUT_S = 30.0  # how long /brokers/add waits for a new broker to become ready
 KUBERNETES_BROKER_START_TIMEOUT_S = 120.0  # --launcher kubernetes: Broker resource -> ready Pod (image pulls)
 SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
+# The primary's bound on a configuration write's store work (append, and the re-read of the log
+# after an unknown outcome) and on waiting for the write lock; past it the write answers 503 +
+# Retry-After and releases the lock. Environment: MYQUEUE_CONFIG_WRITE_TIMEOUT (seconds).
+CONFIG_WRITE_TIMEOUT_S = 5.0
 CONSUMER_IDLE_TIMEOUT_S = 20.0  # the seed consumer stopped after 20 s without a message
 
 # --- client fast path -------------------------------------------------------------------
@@ -70,6 +74,15 @@ PRODUCER_MAX_IN_FLIGHT = 4  # batches in flight at once, to different partitions
 SERVICE_THREADS = 16  # WSGI worker threads per service process
 PG_POOL_MIN = 1
 PG_POOL_MAX = 16
+# PostgreSQL connection timeouts (myqueue.db.pool), each overridden by its MYQUEUE_PG_* variable:
+PG_CONNECT_TIMEOUT_S = 5  # MYQUEUE_PG_CONNECT_TIMEOUT: libpq connect_timeout
+PG_KEEPALIVES_IDLE_S = 10  # MYQUEUE_PG_KEEPALIVES_IDLE: idle seconds before the first TCP keepalive
+PG_KEEPALIVES_INTERVAL_S = 3  # MYQUEUE_PG_KEEPALIVES_INTERVAL: seconds between keepalive probes
+PG_KEEPALIVES_COUNT = 3  # MYQUEUE_PG_KEEPALIVES_COUNT: unanswered probes before the connection is dead
+PG_TCP_USER_TIMEOUT_MS = 15_000  # MYQUEUE_PG_TCP_USER_TIMEOUT: unacknowledged data before a reset
+PG_STATEMENT_TIMEOUT_MS = 15_000  # MYQUEUE_PG_STATEMENT_TIMEOUT: server-side bound on any statement
+PG_CALL_TIMEOUT_S = 20.0  # MYQUEUE_PG_CALL_TIMEOUT: client-side bound on waiting for one reply
+PG_PING_TIMEOUT_S = 2.0  # MYQUEUE_PG_PING_TIMEOUT: /readyz's ping of the store
 
 # Consumer groups whose name starts with this prefix belong to the managers' seed path.
 SEED_GROUP_PREFIX = "myqueue.seed."

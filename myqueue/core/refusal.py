@@ -10,7 +10,11 @@ from .reasons import Reason
 class Refusal(Exception):
     """A request refused for a stated reason; nothing was changed."""
 
-    def __init__(self, reason: Reason, message: str):
+    def __init__(self, reason: Reason, message: str, status: int | None = None):
         super().__init__(message)
         self.reason = reason
         self.message = message
+        # Overrides the reason's status, on the seed's endpoints too: a failure of the moment
+        # (the configuration store did not answer in time) is answered 503 + Retry-After like
+        # StorageUnavailable, not as a refusal of the request.
+        self.status = status

@@ -1,15 +1,28 @@
-"""A thread-safe psycopg2 connection pool that survives a PostgreSQL restart.
+"""A thread-safe psycopg2 connection pool that survives a PostgreSQL restart without replaying blindly.
 
 psycopg2's ThreadedConnectionPool hands out connections but does not notice that one died with
-the server. ``Database.run`` borrows a connection, runs a function in one transaction, and on a
-connection-level failure discards that connection and retries once on a fresh one, so a
-restarted PostgreSQL costs one failed attempt per pooled connection instead of a wedged service.
-Only failures that happened before or during connecting are retried blindly; a failure after a
-statement was sent is retried only when the caller says the work is idempotent.
+the server. ``Database.run`` borrows a connection, runs a function in one transaction and commits.
+The one rule of this layer: **a statement whose bytes may have reached the server is never replayed
+blindly.** What counts as "not sent" is decided here alone:
+
+- connecting failed, or a pooled connection was found dead *before use* (closed, or its socket
+  readable while idle: the server's FIN or its "terminating connection" notice) — the connection is
+  replaced and the work runs on another, so a restarted PostgreSQL costs no failed attempt;
+- in a transaction, a failure before COMMIT was sent: the server rolls the transaction back, so the
+  work was not applied (``StorageUnavailable``, and ``run`` retries once).
+
+Anything else after the send — a failure during COMMIT, or during an autocommit statement — may
+have been applied: ``OutcomeUnknown``, unless the caller says the work is idempotent (a replay is
+recognised by the work itself, e.g. by a request id stored with the write), in which case ``run``
+replays it once on a fresh connection.
 """
 
 import logging
+import os
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TypeVar
@@ -32,6 +45,10 @@ class Database:
 
     def __init__(self, dsn: str, minconn: int = defaults.PG_POOL_MIN, maxconn: int = defaults.PG_POOL_MAX):
         self._dsn = dsn
+        self._options = connection_options()
+        self._call_timeout = _env_float("MYQUEUE_PG_CALL_TIMEOUT", defaults.PG_CALL_TIMEOUT_S)
+        self._watchdog = _Watchdog()
+        self._ping_lock = threading.Lock()
         self._maxconn = maxconn
         # The semaphore makes callers wait for a free connection instead of failing with
         # "connection pool exhausted" under load.
@@ -44,19 +61,31 @@ class Database:
         with self._pool_lock:
             if self._pool is None:
                 try:
-                    self._pool = psycopg2.pool.ThreadedConnectionPool(self._minconn, self._maxconn, self._dsn)
+                    self._pool = psycopg2.pool.ThreadedConnectionPool(
+                        self._minconn, self._maxconn, self._dsn, **self._options
+                    )
                 except psycopg2.OperationalError as e:
                     raise StorageUnavailable(f"cannot connect to PostgreSQL: {e}".strip()) from e
             return self._pool
+
+    def _live_connection(self, pool: psycopg2.pool.ThreadedConnectionPool):
+        """A pooled connection that is alive as far as can be told without sending anything."""
+        for _ in range(self._maxconn + 1):
+            try:
+                conn = pool.getconn()
+            except psycopg2.OperationalError as e:
+                raise StorageUnavailable(f"cannot connect to PostgreSQL: {e}".strip()) from e
+            if not _dead_while_idle(conn):
+                return conn
+            log.info("discarding a pooled PostgreSQL connection closed by the server")
+            pool.putconn(conn, close=True)
+        raise StorageUnavailable("PostgreSQL closes every new connection")
 
     @contextmanager
     def _connection(self):
         with self._slots:
             pool = self._get_pool()
-            try:
-                conn = pool.getconn()
-            except psycopg2.OperationalError as e:
-                raise StorageUnavailable(f"cannot connect to PostgreSQL: {e}".strip()) from e
+            conn = self._live_connection(pool)
             broken = False
             try:
                 yield conn
@@ -78,38 +107,66 @@ class Database:
         *,
         idempotent: bool = False,
         transaction: bool = True,
+        lost_is_unknown: bool = False,
     ) -> T:
-        """Run ``work(cursor)`` and commit; retry once on a dead connection.
+        """Run ``work(cursor)`` and commit; replay once only when safe (see the module docstring).
+
+        Raises ``StorageUnavailable`` when the work was not applied (or is idempotent: the caller
+        may simply try again) and ``OutcomeUnknown`` when it may have been — also for idempotent
+        work with ``lost_is_unknown``, whose replay is recognised only by this call (an id the
+        caller will not send again).
 
         With ``transaction=False`` every statement commits by itself (autocommit): one round trip
         for a single-statement unit of work instead of three (BEGIN, statement, COMMIT).
         """
         attempts = 2
         for attempt in range(attempts):
+            committing = False
             try:
-                with self._connection() as conn:
+                with self._connection() as conn, self._watchdog.bound(conn, self._call_timeout):
                     conn.autocommit = not transaction
                     with conn.cursor() as cur:
                         result = work(cur)
                     if transaction:
+                        committing = True
                         conn.commit()
                     return result
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
-                # A pooled connection killed by a server restart fails on first use: retry once
-                # when the work is safe to repeat or clearly never reached the server.
-                retry = attempt + 1 < attempts and (idempotent or _never_sent(e))
+                if isinstance(e, psycopg2.extensions.QueryCanceledError):  # statement_timeout: rolled back
+                    raise StorageUnavailable(f"PostgreSQL statement timed out: {str(e).strip()}") from e
+                # Bytes were sent: only an uncommitted transaction is certainly not applied.
+                not_applied = transaction and not committing
+                retry = attempt + 1 < attempts and (idempotent or not_applied)
                 log.warning("PostgreSQL connection failed (%s)%s", str(e).strip(), "; retrying" if retry else "")
-                if not retry:
+                if retry:
+                    continue
+                if not_applied or (idempotent and not lost_is_unknown):  # the caller may try again
                     raise StorageUnavailable(f"PostgreSQL unavailable: {str(e).strip()}") from e
+                raise OutcomeUnknown(f"PostgreSQL connection lost after the statement was sent: {str(e).strip()}") from e
         raise AssertionError("unreachable")
 
-    def ping(self) -> bool:
-        try:
-            return self.run(
-                lambda cur: (cur.execute("SELECT 1"), cur.fetchone())[1] == (1,), idempotent=True, transaction=False
-            )
-        except StorageUnavailable:
+    def ping(self, timeout: float | None = None) -> bool:
+        """Whether the store answers ``SELECT 1`` within ``timeout`` (default MYQUEUE_PG_PING_TIMEOUT).
+
+        The ping runs in a helper thread so a store whose replies stopped cannot hold the caller
+        (``/readyz``); while one ping is still hanging, the next answers False at once."""
+        timeout = _env_float("MYQUEUE_PG_PING_TIMEOUT", defaults.PG_PING_TIMEOUT_S) if timeout is None else timeout
+        if not self._ping_lock.acquire(blocking=False):
             return False
+        answer: list[bool] = []
+
+        def ping() -> None:
+            try:
+                answer.append(self.run(_select_one, idempotent=True, transaction=False))
+            except (StorageUnavailable, OutcomeUnknown):
+                answer.append(False)
+            finally:
+                self._ping_lock.release()
+
+        worker = threading.Thread(target=ping, name="pg-ping", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        return bool(answer and answer[0])
 
     def close(self) -> None:
         with self._pool_lock:
@@ -118,8 +175,86 @@ class Database:
                 self._pool = None
 
 
-def _never_sent(error: Exception) -> bool:
-    text = str(error)
-    return "server closed the connection unexpectedly" in text or "connection already closed" in text or (
-        isinstance(error, psycopg2.InterfaceError)
-    )
+def _dead_while_idle(conn: psycopg2.extensions.connection) -> bool:
+    """True when an idle pooled connection is closed or has something to read: an idle server sends
+    nothing but its goodbye (an error notice before it exits, or the FIN of a closed socket)."""
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg2.Error):
+        return True
+    return bool(readable)
+
+
+def _select_one(cur: psycopg2.extensions.cursor) -> bool:
+    cur.execute("SELECT 1")
+    return cur.fetchone() == (1,)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return default if value in (None, "") else float(value)
+
+
+def connection_options() -> dict[str, object]:
+    """libpq's timeouts for every connection (defaults in core.defaults, MYQUEUE_PG_* to override).
+
+    A dead peer or a partition is noticed by TCP keepalives and ``tcp_user_timeout``; a statement
+    the server works on too long is cancelled by ``statement_timeout`` (0 disables one)."""
+    statement_ms = int(_env_float("MYQUEUE_PG_STATEMENT_TIMEOUT", defaults.PG_STATEMENT_TIMEOUT_MS))
+    return {
+        "connect_timeout": int(_env_float("MYQUEUE_PG_CONNECT_TIMEOUT", defaults.PG_CONNECT_TIMEOUT_S)),
+        "keepalives": 1,
+        "keepalives_idle": int(_env_float("MYQUEUE_PG_KEEPALIVES_IDLE", defaults.PG_KEEPALIVES_IDLE_S)),
+        "keepalives_interval": int(_env_float("MYQUEUE_PG_KEEPALIVES_INTERVAL", defaults.PG_KEEPALIVES_INTERVAL_S)),
+        "keepalives_count": int(_env_float("MYQUEUE_PG_KEEPALIVES_COUNT", defaults.PG_KEEPALIVES_COUNT)),
+        "tcp_user_timeout": int(_env_float("MYQUEUE_PG_TCP_USER_TIMEOUT", defaults.PG_TCP_USER_TIMEOUT_MS)),
+        "options": f"-c statement_timeout={statement_ms}",
+    }
+
+
+class _Watchdog:
+    """Bounds a call's wait for replies on the client side: a connection still in a call past its
+    deadline has its socket shut down, which wakes libpq with "server closed the connection".
+
+    TCP timeouts cannot see a peer whose kernel still acknowledges (a hung proxy, a stopped server
+    process); this can. One thread per pool, started on first use; entries are cheap dict writes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[int, tuple[float, int]] = {}  # id(conn) -> (deadline, fileno)
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def bound(self, conn: psycopg2.extensions.connection, timeout: float):
+        if timeout <= 0:
+            yield
+            return
+        key = id(conn)
+        with self._lock:
+            self._calls[key] = (time.monotonic() + timeout, conn.fileno())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="pg-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._calls.pop(key, None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.2)
+            now = time.monotonic()
+            with self._lock:
+                late = [(key, fd) for key, (deadline, fd) in self._calls.items() if deadline <= now]
+                for key, fd in late:
+                    del self._calls[key]
+                    log.warning("no reply from PostgreSQL within the call timeout; closing the connection")
+                    try:  # a duplicate of the descriptor: shutdown acts on the shared socket
+                        sock = socket.socket(fileno=os.dup(fd))
+                        sock.shutdown(socket.SHUT_RDWR)
+                        sock.close()
+                    except OSError:
+                        pass

@@ -40,6 +40,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=env("MYQUEUE_BROKER_STORE"),
         help="kubernetes: spec.store of the Brokers it creates (default: --store)",
     )
+    parser.add_argument(
+        "--config-write-timeout",
+        type=float,
+        default=float(env("MYQUEUE_CONFIG_WRITE_TIMEOUT", defaults.CONFIG_WRITE_TIMEOUT_S)),
+        help="primary: seconds a configuration write may wait for the lock and for its store (then 503)",
+    )
     parser.add_argument("--threads", type=int, default=defaults.MANAGER_THREADS, help="default $MYQUEUE_MANAGER_THREADS or 32")
     parser.add_argument("--log-level", default=env("MYQUEUE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
@@ -62,7 +68,7 @@ def main(argv=None) -> None:
             args.launcher, args.launcher_url, args.launcher_namespace, args.broker_store or args.store
         )
         shared = (args.broker_store or args.store) == "postgres"  # brokers keep records in PostgreSQL
-        node = Primary(store, launcher, brokers, shared_storage=shared)
+        node = Primary(store, launcher, brokers, shared_storage=shared, write_timeout=args.config_write_timeout)
         app, state = create_app("primary", primary=node, token=token)
     else:
         node = Replica(store, args.primary_url, brokers, token=token)

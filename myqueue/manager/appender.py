@@ -9,8 +9,9 @@ What each caller gets: its own record's offset (the batch's base offset plus its
 batch's failure as its own Refusal. Order: records are appended in the order they queued, and a
 partition's next batch is sent only after the previous one returned, so any message acknowledged
 before another was produced has the lower offset (per-partition order = order of
-acknowledgement). Nothing is resent when a batch's outcome is unknown (``BrokerClient`` says
-UNAVAILABLE): every caller of that batch gets the refusal, as it would have alone. A batch the
+acknowledgement). Nothing is resent when a batch failed for the moment or its outcome is unknown
+(``BrokerClient`` says UNAVAILABLE or OUTCOME_UNKNOWN): every caller of that batch gets the
+refusal, as it would have alone, and the seed client hears OUTCOME_UNKNOWN where it is unknown. A batch the
 broker refused outright (it stored nothing, e.g. one record over a broker's lower size limit) is
 sent again one record per request, so one bad record cannot fail its neighbours.
 
@@ -28,6 +29,9 @@ from myqueue.core.refusal import Refusal
 
 GROUP_MAX_RECORDS = 256  # records in one grouped append
 GROUP_MAX_BYTES = 8 * 1024 * 1024  # payload bytes in one grouped append (a single larger message goes alone)
+
+# Failures that are not a refusal of the records: resending each record alone could store it twice.
+_NOT_REFUSED = frozenset({Reason.UNAVAILABLE, Reason.OUTCOME_UNKNOWN, Reason.NO_BROKER})
 
 SendBatch = Callable[[str, str, list[bytes]], int]  # (topic, partition, values) -> base offset
 
@@ -145,7 +149,7 @@ class GroupAppender:
         try:
             base = self._send(topic, partition, [slot.value for slot in batch])
         except Refusal as e:
-            if len(batch) > 1 and e.reason is not Reason.UNAVAILABLE:
+            if len(batch) > 1 and e.reason not in _NOT_REFUSED:
                 # Refused outright, nothing stored: let each record get its own answer.
                 for slot in batch:
                     self._flush(topic, partition, [slot])

@@ -9,7 +9,10 @@ partition asked for becomes BrokerLostPartition so the caller can re-host and re
 No call is repeated here when its outcome is unknown (the request may have been received): an
 append or a take repeated after a lost reply could store a message twice or skip one. Only
 idempotent calls (GET, PUT) are resent once, and only when a kept-alive connection turned out to
-be closed by the broker (a restarted broker).
+be closed by the broker (a restarted broker). A non-idempotent call whose answer was lost (no
+answer in time, the connection broke after sending, an answer that is not the broker's envelope)
+becomes Refusal(OUTCOME_UNKNOWN), as does the broker's own OUTCOME_UNKNOWN (its store lost a
+reply): UNAVAILABLE always means that nothing was applied.
 
 A hung broker must not hold every thread of a manager (``BrokerGuard``): calls time out soon
 (``BROKER_CALL_TIMEOUT_S``), at most ``BROKER_MAX_CONCURRENT_CALLS`` requests wait on one broker
@@ -21,6 +24,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +39,11 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 BATCH_HEADERS = {"Content-Type": framing.BATCH_CONTENT_TYPE}
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
 log = logging.getLogger(__name__)
+
+
+def _lost(method: str) -> Reason:
+    """The reason for a call whose answer was lost: a read applied nothing, a write may have."""
+    return Reason.UNAVAILABLE if method in IDEMPOTENT else Reason.OUTCOME_UNKNOWN
 
 
 class BrokerLostPartition(Exception):
@@ -181,11 +190,11 @@ class BrokerClient:
             raise Refusal(Reason.UNAVAILABLE, f"broker at {address} is unavailable (cannot connect)") from e
         except NoAnswer as e:
             raise Refusal(
-                Reason.UNAVAILABLE, f"broker at {address} did not answer within {timeout:g} s (outcome unknown)"
+                _lost(method), f"broker at {address} did not answer within {timeout:g} s (outcome unknown)"
             ) from e
         except (ConnectionBroke, OSError) as e:
             raise Refusal(
-                Reason.UNAVAILABLE, f"broker at {address} is unavailable ({type(e).__name__}; outcome unknown)"
+                _lost(method), f"broker at {address} is unavailable ({type(e).__name__}; outcome unknown)"
             ) from e
 
     def _call(
@@ -206,9 +215,9 @@ class BrokerClient:
         try:
             reply = json.loads(answer.body)
         except ValueError as e:
-            raise Refusal(Reason.UNAVAILABLE, f"broker at {address} answered {answer.status} without JSON") from e
+            raise Refusal(_lost(method), f"broker at {address} answered {answer.status} without JSON") from e
         if not isinstance(reply, dict):
-            raise Refusal(Reason.UNAVAILABLE, f"broker at {address} answered {answer.status} with unexpected JSON")
+            raise Refusal(_lost(method), f"broker at {address} answered {answer.status} with unexpected JSON")
         if answer.status < 400 and reply.get("status") == "success":
             return reply.get("message")
         reason = reply.get("reason")
@@ -217,9 +226,9 @@ class BrokerClient:
         try:
             parsed = Reason(reason)
         except ValueError:
-            parsed = Reason.UNAVAILABLE
-        if parsed is Reason.INTERNAL:
-            parsed = Reason.UNAVAILABLE
+            parsed = _lost(method)
+        if parsed is Reason.INTERNAL:  # the broker failed midway: for a write, what it did is unknown
+            parsed = _lost(method)
         raise Refusal(parsed, f"broker at {address}: {reply.get('message', answer.reason)}")
 
     # --- partitions -------------------------------------------------------------------------
@@ -238,10 +247,11 @@ class BrokerClient:
 
     def append(self, address: str, topic: str, partition: str, values: list[bytes]) -> int:
         """Append ``values`` as one batch (one storage write); returns the first one's offset."""
+        # The request id lets the broker recognise its own replay after a lost PostgreSQL reply.
         result = self._call(
             "POST",
             address,
-            f"/v1/partitions/{topic}/{partition}/records",
+            f"/v1/partitions/{topic}/{partition}/records?request_id={uuid.uuid4().hex}",
             body=framing.encode_batch(values),
             headers=BATCH_HEADERS,
         )

@@ -7,6 +7,15 @@ calls never wait behind a slow configuration change. Producer round-robin cursor
 memory (one lock per producer also keeps each producer's messages in order); after a restart a
 producer's rotation starts again at the topic's first partition. Concurrent produces to one
 partition are grouped into one broker append (``appender.GroupAppender``).
+
+The state never drifts from the event log. Each configuration batch is appended with a batch id
+of its own; when the append's outcome is unknown (the COMMIT acknowledgement was lost, the store
+did not answer within ``write_timeout``, a sequence number was taken), the primary re-reads the
+log and rebuilds its state from it before the next write, and asks the store whether its batch
+is in the log: found, the change is answered as applied; not found, as not applied; no answer,
+as OUTCOME_UNKNOWN. Waiting for the write lock and each store call are bounded by
+``write_timeout``: past it the write answers 503 with Retry-After and the lock is free again, so
+writes behind a hung store call never queue for ever.
 """
 
 import logging
@@ -14,6 +23,9 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
 from myqueue.core import defaults
 from myqueue.core.names import (
@@ -45,6 +57,11 @@ from .store import MetaStore
 
 log = logging.getLogger(__name__)
 STREAM = "cluster"
+T = TypeVar("T")
+
+
+class _StoreTimeout(Exception):
+    """A store call did not return within the write bound (it may still be running)."""
 
 
 class Primary:
@@ -57,9 +74,12 @@ class Primary:
         brokers: BrokerClient,
         rng: random.Random | None = None,
         shared_storage: bool = False,
+        write_timeout: float = defaults.CONFIG_WRITE_TIMEOUT_S,
     ):
         self._store = store
         self._shared_storage = shared_storage  # the brokers keep records in PostgreSQL: a moved partition keeps them
+        self._write_timeout = write_timeout
+        self._stale = False  # the log may hold events the state lacks: re-read it before the next write
         self._launcher = launcher
         self._brokers = brokers
         self._rng = rng
@@ -102,15 +122,91 @@ class Primary:
             self._changed.notify_all()
 
     # --- events and the view ------------------------------------------------------------------------
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock, waited for at most ``write_timeout``; the state caught up with the log first."""
+        if not self._write_lock.acquire(timeout=self._write_timeout):
+            raise _busy("another configuration write is still running; nothing was changed")
+        try:
+            if self._stale:
+                self._replay()
+            yield
+        finally:
+            self._write_lock.release()
+
+    def _bounded(self, work: Callable[[], T]) -> T:
+        """``work()`` in a thread of its own, given up on after ``write_timeout`` (it may still finish)."""
+        outcome: dict[str, object] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["value"] = work()
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
+                outcome["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="config-store", daemon=True).start()
+        if not done.wait(self._write_timeout):
+            raise _StoreTimeout(f"the configuration store did not answer within {self._write_timeout:g} s")
+        if "error" in outcome:
+            raise outcome["error"]  # type: ignore[misc]
+        return outcome["value"]  # type: ignore[return-value]
+
+    def _replay(self) -> None:
+        """Rebuild the state from the log (after an unknown outcome). Called with _write_lock held."""
+        try:
+            events = self._bounded(lambda: self._store.load(STREAM))
+        except Exception as e:  # noqa: BLE001 - any failure leaves the state stale: refuse the write
+            raise _busy(f"the configuration store does not answer ({e}); nothing was changed") from e
+        state = ClusterState()
+        for ev in events:
+            state.apply(ev)
+        with self._state_lock:
+            self._state = state
+        self._stale = False
+        self._bump()
+        log.info("re-read the configuration log: %d events", state.applied)
+
     def _commit(self, events: list[dict]) -> None:
-        """Persist, then apply. Called with _write_lock held."""
+        """Persist, then apply. Called with _write_lock held.
+
+        Returns once the batch is in the log and the state; raises a Refusal saying whether it is
+        certainly not applied (UNAVAILABLE) or may be (OUTCOME_UNKNOWN).
+        """
         if not events:
             return
-        self._store.append(STREAM, self._state.applied, events)
+        batch_id = uuid.uuid4().hex
+        seq = self._state.applied
+        try:
+            self._bounded(lambda: self._store.append(STREAM, seq, events, batch_id))
+        except StorageUnavailable as e:  # certainly not applied: the state still equals the log
+            raise _busy(f"the configuration store is unavailable ({e}); nothing was changed") from e
+        except _StoreTimeout as e:  # still running: it may commit after any answer we give
+            self._stale = True
+            raise _unknown(f"{e}: the change may or may not be applied") from e
+        except Exception as e:  # noqa: BLE001 - OutcomeUnknown, a taken sequence number: ask the log
+            self._stale = True
+            log.warning("configuration append of batch %s (event %d) failed: %s; re-reading the log", batch_id, seq, e)
+            self._settle(batch_id, e)
+            return
         with self._state_lock:
             for ev in events:
                 self._state.apply(ev)
         self._bump()
+
+    def _settle(self, batch_id: str, error: Exception) -> None:
+        """After a failed append: catch up with the log, then answer whether the batch is in it."""
+        try:
+            self._replay()
+            committed = self._bounded(lambda: self._store.batch_committed(STREAM, batch_id))
+        except Exception as e:  # noqa: BLE001 - the store cannot say what happened
+            self._stale = True
+            raise _unknown(f"the configuration store lost its reply ({error}); the change may be applied") from e
+        if not committed:
+            raise _busy(f"the configuration change was not applied ({error}); retry") from error
+        log.info("configuration batch %s was committed although its acknowledgement was lost", batch_id)
 
     def _bump(self) -> None:
         with self._changed:
@@ -171,7 +267,7 @@ class Primary:
 
     def add_partition(self, topic: object, partition: object) -> str:
         topic, partition = validate_topic(topic), validate_partition(partition)
-        with self._write_lock:
+        with self._writing():
             ev = self._plan_partition(topic, partition)
             self._commit([ev])
         log.info("created %s:%s on %s", topic, partition, ev["broker"])
@@ -180,7 +276,7 @@ class Primary:
     def register_producer(self, topic: object, partition: object | None) -> int:
         topic = validate_topic(topic)
         partition = None if partition is None else validate_partition(partition)
-        with self._write_lock:
+        with self._writing():
             check_new_producer(self._state)
             events = []
             if partition is None:
@@ -254,7 +350,7 @@ class Primary:
 
     def add_broker(self, name: object) -> str:
         name = validate_broker_name(name)
-        with self._write_lock:
+        with self._writing():
             check_new_broker(self._state, name)
             address = self._launcher.start(name)
             if not self._await_ready(address):
@@ -278,7 +374,7 @@ class Primary:
         """Record a broker started elsewhere (supervisor, operator). Returns True when it is new."""
         name = validate_broker_name(name)
         address = validate_broker_address(address)
-        with self._write_lock:
+        with self._writing():
             known = self._state.brokers.get(name)
             if known == address:
                 return False
@@ -301,7 +397,7 @@ class Primary:
         """
         if name != "all":
             name = validate_broker_name(name)
-        with self._write_lock:
+        with self._writing():
             if name == "all":
                 names = list(self._state.brokers)
             else:
@@ -481,8 +577,20 @@ class Primary:
             orphans = bool(self._state.unassigned())
         if orphans and self._write_lock.acquire(timeout=0.1):
             try:
+                if self._stale:
+                    self._replay()
                 self._place_unassigned()
             except Refusal as e:
                 log.warning("placing unassigned partitions failed: %s", e)
             finally:
                 self._write_lock.release()
+
+
+def _busy(message: str) -> Refusal:
+    """Nothing was changed, try again later: 503 + Retry-After, on the seed's endpoints too."""
+    return Refusal(Reason.UNAVAILABLE, message, status=503)
+
+
+def _unknown(message: str) -> Refusal:
+    """The change may or may not be applied: 503 OUTCOME_UNKNOWN + Retry-After."""
+    return Refusal(Reason.OUTCOME_UNKNOWN, message, status=503)

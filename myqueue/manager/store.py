@@ -5,6 +5,11 @@ ConsumerRegistry events). Each event gets the next sequence number of its stream
 key (stream, seq) means two writers can never both believe they appended event N. The replica
 also keeps the last cluster view it synced, so after a restart it can serve while the primary
 is down.
+
+Every appended batch may carry a batch id (a random token its writer chose), stored on each of
+its rows in the same INSERT: after a lost COMMIT acknowledgement the writer asks
+``batch_committed`` whether its batch is in the log, instead of guessing. The column is added in
+place to a database created before it (``ADD COLUMN IF NOT EXISTS``); older rows have none.
 """
 
 import json
@@ -23,6 +28,8 @@ CREATE TABLE IF NOT EXISTS mq_meta_events (
     event  jsonb  NOT NULL,
     PRIMARY KEY (stream, seq)
 );
+ALTER TABLE mq_meta_events ADD COLUMN IF NOT EXISTS batch_id text;
+CREATE INDEX IF NOT EXISTS mq_meta_events_batch ON mq_meta_events (stream, batch_id) WHERE batch_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS mq_meta_views (
     name text PRIMARY KEY,
     view jsonb NOT NULL
@@ -37,10 +44,14 @@ class MetaStore(ABC):
     def load(self, stream: str) -> list[dict]: ...
 
     @abstractmethod
-    def append(self, stream: str, seq: int, events: list[dict]) -> None:
-        """Persist ``events`` as numbers ``seq, seq+1, ...`` of ``stream``, all or none.
+    def append(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
+        """Persist ``events`` as numbers ``seq, seq+1, ...`` of ``stream``, all or none, tagged ``batch_id``.
 
         Raises on a conflict (someone else already wrote one of those numbers)."""
+
+    @abstractmethod
+    def batch_committed(self, stream: str, batch_id: str) -> bool:
+        """Whether a batch appended with ``batch_id`` is in the log."""
 
     @abstractmethod
     def save_view(self, name: str, view: dict) -> None: ...
@@ -60,6 +71,7 @@ class MemoryMetaStore(MetaStore):
 
     def __init__(self) -> None:
         self._streams: dict[str, list[dict]] = {}
+        self._batches: set[tuple[str, str]] = set()
         self._views: dict[str, dict] = {}
         self._lock = threading.Lock()
 
@@ -67,12 +79,18 @@ class MemoryMetaStore(MetaStore):
         with self._lock:
             return list(self._streams.get(stream, []))
 
-    def append(self, stream: str, seq: int, events: list[dict]) -> None:
+    def append(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
         with self._lock:
             stored = self._streams.setdefault(stream, [])
             if seq != len(stored):
                 raise RuntimeError(f"stream {stream}: expected event {len(stored)}, got {seq}")
             stored.extend(json.loads(json.dumps(ev)) for ev in events)
+            if batch_id is not None:
+                self._batches.add((stream, batch_id))
+
+    def batch_committed(self, stream: str, batch_id: str) -> bool:
+        with self._lock:
+            return (stream, batch_id) in self._batches
 
     def save_view(self, name: str, view: dict) -> None:
         with self._lock:
@@ -110,12 +128,23 @@ class PostgresMetaStore(MetaStore):
 
         return self._db.run(work, idempotent=True, transaction=False)
 
-    def append(self, stream: str, seq: int, events: list[dict]) -> None:
+    def append(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
         self._ensure_schema()
-        rows = [(stream, seq + i, Json(ev)) for i, ev in enumerate(events)]
+        rows = [(stream, seq + i, Json(ev), batch_id) for i, ev in enumerate(events)]
         self._db.run(
-            lambda cur: execute_values(cur, "INSERT INTO mq_meta_events (stream, seq, event) VALUES %s", rows)
+            lambda cur: execute_values(
+                cur, "INSERT INTO mq_meta_events (stream, seq, event, batch_id) VALUES %s", rows
+            )
         )
+
+    def batch_committed(self, stream: str, batch_id: str) -> bool:
+        self._ensure_schema()
+
+        def work(cur):
+            cur.execute("SELECT 1 FROM mq_meta_events WHERE stream = %s AND batch_id = %s LIMIT 1", (stream, batch_id))
+            return cur.fetchone() is not None
+
+        return self._db.run(work, idempotent=True, transaction=False)
 
     def save_view(self, name: str, view: dict) -> None:
         self._ensure_schema()

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from myqueue.core.reasons import HTTP_STATUS, Reason
 from myqueue.core.refusal import Refusal
-from myqueue.db.pool import StorageUnavailable
+from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ def success(message: Any, status: int = 200, **extra: Any) -> Response:
 def failure(reason: Reason, message: str, status: int | None = None) -> Response:
     response = jsonify({"status": "failure", "message": message, "reason": reason.value})
     response.status_code = status or _status_for(reason)
+    if reason in RETRY_LATER:
+        response.headers["Retry-After"] = RETRY_AFTER_S
     return response
 
 
@@ -59,6 +61,11 @@ def _status_for(reason: Reason) -> int:
 
 
 STORAGE_UNAVAILABLE = "storage unavailable; retry later"
+OUTCOME_UNKNOWN = "the storage's reply was lost: the write may or may not have been applied; do not resend it blindly"
+# Failures of the moment (nothing refused for good): answered with a Retry-After header too, on the
+# seed's endpoints (status 400) as on /v1 (503).
+RETRY_LATER = frozenset({Reason.UNAVAILABLE, Reason.OUTCOME_UNKNOWN, Reason.NO_BROKER})
+RETRY_AFTER_S = "1"
 INTERNAL_ERROR = "internal error; it has been logged"
 
 
@@ -73,7 +80,7 @@ _HTTP_REASONS = {
 def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(Refusal)
     def _refusal(error: Refusal):
-        return failure(error.reason, error.message)
+        return failure(error.reason, error.message, error.status)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
@@ -94,6 +101,11 @@ def install_error_handlers(app: Flask) -> None:
     def _storage(error: StorageUnavailable):
         log.warning("storage unavailable: %s", error)
         return failure(Reason.UNAVAILABLE, STORAGE_UNAVAILABLE, 503)
+
+    @app.errorhandler(OutcomeUnknown)
+    def _outcome_unknown(error: OutcomeUnknown):
+        log.warning("storage outcome unknown: %s", error)
+        return failure(Reason.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN, 503)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -16,7 +16,8 @@ passed to the handler, refusals answered with the status of their reason, as ``e
 What a lane route keeps from the Flask app: the bearer-token check (a failure goes to Flask,
 which answers 401), in-flight accounting for graceful shutdown, the same request metrics
 (``myqueue_http_requests_total`` / ``myqueue_http_request_seconds`` under the route's rule), the
-envelope and its refusal mapping (StorageUnavailable 503, anything unexpected logged and answered
+envelope and its refusal mapping (StorageUnavailable 503 UNAVAILABLE, OutcomeUnknown 503
+OUTCOME_UNKNOWN, a Retry-After header on both, anything unexpected logged and answered
 500 without a trace). Handlers are the same functions the Flask views call, so the two paths
 cannot drift apart.
 """
@@ -32,11 +33,18 @@ from urllib.parse import parse_qsl
 
 from myqueue.core.reasons import HTTP_STATUS, Reason
 from myqueue.core.refusal import Refusal
-from myqueue.db.pool import StorageUnavailable
+from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 
 from .auth import authorized
 from .base_app import ServiceState
-from .envelope import INTERNAL_ERROR, STORAGE_UNAVAILABLE, status_for
+from .envelope import (
+    INTERNAL_ERROR,
+    OUTCOME_UNKNOWN,
+    RETRY_AFTER_S,
+    RETRY_LATER,
+    STORAGE_UNAVAILABLE,
+    status_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +189,8 @@ class LeanRoutes:
         else:
             body = _json(answer)
             headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            if answer.get("reason") in RETRY_LATER:
+                headers.append(("Retry-After", RETRY_AFTER_S))
         start_response(_STATUS_LINES[status], headers)
         self._observe(rule, status, time.perf_counter() - started)
         return [body]
@@ -191,10 +201,13 @@ class LeanRoutes:
             answer = handler(environ, *values)
             return 200, (answer if isinstance(answer, Raw) else {"status": "success", **answer})
         except Refusal as e:
-            return status_for(e.reason, seed), _failure(e.reason, e.message)
+            return e.status or status_for(e.reason, seed), _failure(e.reason, e.message)
         except StorageUnavailable as e:
             log.warning("storage unavailable: %s", e)
             return 503, _failure(Reason.UNAVAILABLE, STORAGE_UNAVAILABLE)
+        except OutcomeUnknown as e:  # never UNAVAILABLE, which tells the client nothing was applied
+            log.warning("storage outcome unknown: %s", e)
+            return 503, _failure(Reason.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN)
         except Exception:
             log.exception("unhandled error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             return 500, _failure(Reason.INTERNAL, INTERNAL_ERROR)

@@ -77,6 +77,7 @@ class Broker:
         self.authorizations: list[str | None] = []
         self.hangups: deque[bool] = deque()  # True: hang up on that append (after storing it or not)
         self.store_before_hangup = False
+        self.unknowns: deque[bool] = deque()  # True: store that append, then answer 503 OUTCOME_UNKNOWN
         self.hold: threading.Event | None = None
         self.seen: dict[tuple[str, int], int] = {}  # idempotence: (producer_id, sequence) -> base
 
@@ -103,6 +104,7 @@ class Handler(BaseHTTPRequestHandler):
             state.authorizations.append(self.headers.get("Authorization"))
             state.posts.append((len(records), query))
             hangup = state.hangups.popleft() if state.hangups else False
+            unknown = state.unknowns.popleft() if state.unknowns else False
             hold = state.hold
         if hold is not None:
             hold.wait(30)
@@ -121,6 +123,9 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return None
+        if unknown:  # as the broker answers when its store executed the append but the reply was lost
+            envelope = {"status": "failure", "message": "reply lost", "reason": "OUTCOME_UNKNOWN"}
+            return self.answer(503, envelope)
         return self.answer(200, {"status": "success", "message": {"base_offset": base, "count": len(records)}})
 
     def answer(self, status: int, envelope: dict) -> None:
@@ -232,6 +237,25 @@ def test_an_idempotent_producer_resends_a_broken_append_and_it_is_stored_once(br
     assert (n1, n2, n3) == (2, 2, 1)
     assert q1 == q2  # the same producer id and sequence: the broker recognised the resend
     assert q3["producer_id"] == q1["producer_id"] and int(q3["sequence"]) == 2
+
+
+def test_without_idempotence_an_outcome_unknown_answer_is_the_typed_error_and_never_resent(broker):
+    broker.unknowns.append(True)  # stored, then 503 OUTCOME_UNKNOWN: a resend would store it twice
+    with producer(broker, idempotent=False) as p:
+        error = p.send("T1", "x", partition="P1").exception(30)
+        after = p.send("T1", "y", partition="P1").result(30)
+    assert type(error) is errors.OutcomeUnknownError and not error.retriable, error
+    assert error.reason == "OUTCOME_UNKNOWN" and error.status == 503
+    assert len(broker.posts) == 2 and broker.log == [b"x", b"y"] and after.offset == 1
+
+
+def test_an_idempotent_producer_resends_an_outcome_unknown_append_and_it_is_stored_once(broker):
+    broker.unknowns.append(True)
+    with producer(broker) as p:
+        stored = p.send_batch("T1", "P1", ["a", "b"])
+    assert [m.offset for m in stored] == [0, 1] and broker.log == [b"a", b"b"]
+    (_, q1), (_, q2) = broker.posts
+    assert q1 == q2  # the resend carries the same producer id and sequence
 
 
 def test_the_token_goes_with_every_call_of_the_producer(broker, monkeypatch):

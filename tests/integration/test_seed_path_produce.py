@@ -93,8 +93,9 @@ def test_a_broker_that_does_not_answer_is_a_refusal_and_the_message_is_not_resen
         cluster.kill(broker, signal.SIGSTOP)  # takes the request, answers nothing
         try:
             response = s.post(s.p, "/producer/produce", {"producer_id": producer, "message": "unknown"})
-            body = s.refused(response, "UNAVAILABLE")
+            body = s.refused(response, "OUTCOME_UNKNOWN")  # not UNAVAILABLE: that says "not stored"
             assert "outcome unknown" in body["message"]
+            assert response.headers.get("Retry-After") == "1"
         finally:
             cluster.kill(broker, signal.SIGCONT)
         # The stopped broker still had the request: it stores it once when resumed, and the

@@ -212,3 +212,22 @@ def test_postgres_restart_keeps_partitions_data_and_producer_state(fresh_pg_dsn)
     assert append_seq(second, [b"a"], "p", 0) == (0, True)
     assert values(second.read("T1", "P1", 0, 10, 1 << 20)) == [(0, b"a")]
     second.close()
+
+
+def test_an_append_repeating_a_request_id_returns_the_original_offset_and_stores_nothing(storage):
+    storage.host("T1", "P1")
+    batch = framing.encode_batch([b"a", b"b"])
+    assert storage.append("T1", "P1", batch, 2, request_id="r1") == 0
+    assert storage.append("T1", "P1", batch, 2, request_id="r1") == 0
+    assert storage.append("T1", "P1", framing.encode_batch([b"c"]), 1, request_id="r2") == 2
+    assert storage.end_offset("T1", "P1") == 3
+    assert values(storage.read("T1", "P1", 0, 10, 1 << 20)) == [(0, b"a"), (1, b"b"), (2, b"c")]
+
+
+def test_a_take_repeating_its_take_id_returns_the_same_records_without_advancing(storage):
+    storage.host("T1", "P1")
+    append(storage, "T1", "P1", [b"a", b"b", b"c"])
+    assert storage.take("g", "T1", "P1", 2, "t1")[0] == [(0, b"a"), (1, b"b")]
+    assert storage.take("g", "T1", "P1", 2, "t1")[0] == [(0, b"a"), (1, b"b")]
+    assert storage.get_position("g", "T1", "P1") == 2
+    assert storage.take("g", "T1", "P1", 2, "t2")[0] == [(2, b"c")]

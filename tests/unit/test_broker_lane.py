@@ -15,7 +15,7 @@ import pytest
 from myqueue.broker.app import create_app
 from myqueue.broker.storage.memory import MemoryStorage
 from myqueue.core import defaults, framing
-from myqueue.db.pool import StorageUnavailable
+from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 
 TOKEN = "broker-lane-token"  # noqa: S105 - a test value
 RECORDS = "/v1/partitions/T1/P1/records"
@@ -215,6 +215,19 @@ def test_storage_unavailable_is_answered_alike(broker, monkeypatch):
     lane, flask = broker.both("POST", RECORDS, data=batch(b"a"))
     assert lane == flask
     assert lane[0] == 503 and envelope(lane)["reason"] == "UNAVAILABLE"
+
+
+@pytest.mark.parametrize(("route", "path", "body"), [("append", RECORDS, batch(b"a")), ("take", TAKE, b"{}")])
+def test_an_unknown_storage_outcome_is_outcome_unknown_not_unavailable_alike(broker, monkeypatch, route, path, body):
+    def reply_lost(*_args):
+        raise OutcomeUnknown("the reply to the statement was lost")
+
+    monkeypatch.setattr(broker.storage, route, reply_lost)
+    lane, flask = broker.both("POST", path, data=body)
+    assert lane == flask
+    assert lane[0] == 503 and envelope(lane)["reason"] == "OUTCOME_UNKNOWN", lane
+    for flask_only in (False, True):
+        assert broker.send("POST", path, flask_only=flask_only, data=body).headers.get("Retry-After") == "1"
 
 
 def test_the_lane_serves_the_hot_routes_without_flask(broker):

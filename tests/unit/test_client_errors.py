@@ -28,6 +28,7 @@ EXPECTED = {
     Reason.WOULD_LOSE_RECORDS: errors.WouldLoseRecords,
     Reason.NO_BROKER: errors.BrokerUnavailable,
     Reason.UNAVAILABLE: errors.BrokerUnavailable,
+    Reason.OUTCOME_UNKNOWN: errors.OutcomeUnknownError,
     Reason.NOT_FOUND: errors.NotFoundError,
     Reason.UNAUTHORIZED: errors.Unauthorized,
     Reason.INTERNAL: errors.ServerError,
@@ -47,6 +48,17 @@ def test_each_reason_maps_to_its_class_on_v1_status_and_on_the_seeds_400(reason)
 def test_the_retriable_classes_are_exactly_the_cores_retriable_reasons():
     assert {r for r in Reason if EXPECTED[r].retriable} == set(RETRIABLE)
     assert errors.RequestTimeout.retriable
+
+
+def test_an_unknown_outcome_is_its_own_typed_error_never_retried_never_unavailable():
+    error = errors.error_for(503, Reason.OUTCOME_UNKNOWN.value, "reply lost")
+    assert type(error) is errors.OutcomeUnknownError
+    assert not error.retriable
+    assert not isinstance(error, errors.BrokerUnavailable)  # BrokerUnavailable means "not stored"
+    assert error.reason == "OUTCOME_UNKNOWN" and error.status == 503
+    # A lost answer on the client's side is an unknown outcome too: one except catches both.
+    assert issubclass(errors.RequestTimeout, errors.OutcomeUnknownError)
+    assert errors.OutcomeUnknownError.__doc__ and "resend" in errors.OutcomeUnknownError.__doc__
 
 
 @pytest.mark.parametrize(

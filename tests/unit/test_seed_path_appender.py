@@ -95,18 +95,19 @@ def test_a_group_never_exceeds_the_record_limit():
     assert offsets == list(range(len(values)))
 
 
-def test_an_outcome_unknown_failure_reaches_every_caller_and_is_not_resent():
+@pytest.mark.parametrize("reason", [Reason.UNAVAILABLE, Reason.OUTCOME_UNKNOWN])
+def test_an_outcome_unknown_failure_reaches_every_caller_and_is_not_resent(reason):
     broker = FakeBroker()
     appender = GroupAppender(broker.send)
     values = [b"a", b"b", b"c"]
     with ThreadPoolExecutor(len(values)) as pool:
         futures = _queue_while_held(appender, broker, pool, values)
-        broker.refuse = Refusal(Reason.UNAVAILABLE, "broker did not answer (outcome unknown)")
+        broker.refuse = Refusal(reason, "broker did not answer (outcome unknown)")
         broker.gate.set()
         for future in futures:
             with pytest.raises(Refusal) as caught:
                 future.result(TIMEOUT)
-            assert caught.value.reason is Reason.UNAVAILABLE
+            assert caught.value.reason is reason
     assert broker.calls == [[b"a"], [b"b", b"c"]]  # each batch sent exactly once
 
 

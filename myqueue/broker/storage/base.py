@@ -105,6 +105,8 @@ class LogStorage(ABC):
     def __init__(self) -> None:
         self._take_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._take_locks_guard = threading.Lock()
+        # The last take per (group, topic, partition): (take id, start, records) for its replay.
+        self._last_takes: dict[tuple[str, str, str], tuple[str, int, int]] = {}
 
     # --- partitions ----------------------------------------------------------------------
     @abstractmethod
@@ -125,8 +127,12 @@ class LogStorage(ABC):
 
     # --- the log -------------------------------------------------------------------------
     @abstractmethod
-    def append(self, topic: str, partition: str, batch: bytes, count: int) -> int:
-        """Store one checked record batch; return its base offset. Raises NotHosted."""
+    def append(self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None) -> int:
+        """Store one checked record batch; return its base offset. Raises NotHosted.
+
+        With a ``request_id`` (the managers' seed appends), an append repeating a recent request id
+        of the partition stores nothing and returns the original base offset: the storage may then
+        replay it after a lost reply."""
 
     @abstractmethod
     def append_sequenced(
@@ -149,22 +155,33 @@ class LogStorage(ABC):
     def set_position(self, group: str, topic: str, partition: str, offset: int | str) -> int:
         """Set the group's next offset: an int, or "latest"/"earliest". Returns the stored offset."""
 
-    def take(self, group: str, topic: str, partition: str, max_records: int) -> tuple[list[tuple[int, bytes]], int]:
+    def take(
+        self, group: str, topic: str, partition: str, max_records: int, take_id: str | None = None
+    ) -> tuple[list[tuple[int, bytes]], int]:
         """Read up to ``max_records`` from the group's position and advance past them, atomically.
+
+        ``take_id`` names the take: a take repeating the group's last take id returns the same
+        records without advancing again (PostgreSQL replays a take whose reply was lost).
 
         Returns ((offset, value) pairs, end offset). The position is stored before the records are
         returned: the seed's consume call is at-most-once at its HTTP boundary by design.
         """
+        key = (group, topic, partition)
         with self._take_lock(group, topic, partition):
-            start = self.get_position(group, topic, partition) or 0
-            result = self.read(topic, partition, start, max_records, 1 << 62)
+            last = self._last_takes.get(key)
+            replay = take_id is not None and last is not None and last[0] == take_id
+            start = last[1] if replay else self.get_position(group, topic, partition) or 0
+            result = self.read(topic, partition, start, last[2] if replay else max_records, 1 << 62)
             records = [
                 (base + i, value)
                 for base, body in result.batches
                 for i, value in enumerate(framing.iter_batch(body))
-            ]
-            if records:
+                if base + i >= start
+            ][: last[2] if replay else max_records]
+            if records and not replay:
                 self.set_position(group, topic, partition, records[-1][0] + 1)
+                if take_id is not None:
+                    self._last_takes[key] = (take_id, start, len(records))
             return records, result.end_offset
 
     def _take_lock(self, group: str, topic: str, partition: str) -> threading.Lock:

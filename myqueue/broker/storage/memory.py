@@ -30,7 +30,7 @@ MAX_PRODUCERS_PER_PARTITION = 10_000
 class _Log:
     """One partition: batches in offset order. Guarded by ``lock``."""
 
-    __slots__ = ("lock", "bases", "batches", "end", "producers")
+    __slots__ = ("lock", "bases", "batches", "end", "producers", "requests")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -38,6 +38,7 @@ class _Log:
         self.batches: list[bytes] = []
         self.end = 0
         self.producers: OrderedDict[str, ProducerState] = OrderedDict()
+        self.requests: OrderedDict[str, int] = OrderedDict()  # recent request ids -> base offset
 
     def append(self, batch: bytes, count: int) -> int:
         """Assign offsets and store; caller holds ``lock``."""
@@ -82,10 +83,17 @@ class MemoryStorage(LogStorage):
     def end_offset(self, topic: str, partition: str) -> int:
         return self._log(topic, partition).end
 
-    def append(self, topic: str, partition: str, batch: bytes, count: int) -> int:
+    def append(self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None) -> int:
         log = self._log(topic, partition)
         with log.lock:
-            return log.append(batch, count)
+            if request_id is not None and request_id in log.requests:
+                return log.requests[request_id]
+            base = log.append(batch, count)
+            if request_id is not None:
+                log.requests[request_id] = base
+                if len(log.requests) > MAX_PRODUCERS_PER_PARTITION:
+                    log.requests.popitem(last=False)
+            return base
 
     def append_sequenced(
         self, topic: str, partition: str, batch: bytes, count: int, producer_id: str, sequence: int
@@ -130,6 +138,7 @@ class MemoryStorage(LogStorage):
         else:
             value = int(offset)
         self._positions[(group, topic, partition)] = value
+        self._last_takes.pop((group, topic, partition), None)  # a moved position ends the last take's replay
         return value
 
     def selftest(self) -> list[str]:

@@ -26,8 +26,11 @@ acknowledged batch is a committed one):
   (``mq_append_sequenced`` or ``mq_append``) and reports the outcome with ``RAISE INFO`` —
   COPY has no RETURNING, and INFO reaches the client whatever ``client_min_messages`` says.
   Two round trips (COPY, then its data), one implicit transaction.
-- ``take`` (the seed's consume) is one call of ``mq_take``: read the group's position, store
-  the advanced one, return the batches, in one transaction (it was four round trips).
+- ``take`` (the seed's consume) is one call of ``mq_take_named``: read the group's position, store
+  the advanced one, return the batches, in one transaction (it was four round trips). The take id
+  is stored with the position, so the pool's replay after a lost reply returns the same records.
+- An append with a request id (the managers' seed appends) is one call of ``mq_append_request``:
+  the id is stored with the batch in ``mq_requests``, so a replay answers the original offset.
 """
 
 import io
@@ -35,6 +38,7 @@ import logging
 import re
 import struct
 import threading
+import uuid
 
 import psycopg2
 
@@ -161,30 +165,79 @@ CREATE TABLE IF NOT EXISTS mq_positions (
     next_offset  bigint NOT NULL,
     PRIMARY KEY (grp, partition_id)
 );
+-- The last take per (group, partition): a replay of the same take id returns the same records.
+ALTER TABLE mq_positions ADD COLUMN IF NOT EXISTS last_take text;
+ALTER TABLE mq_positions ADD COLUMN IF NOT EXISTS last_start bigint;
+-- Appends that carry a request id (the managers' seed appends): a replay after a lost reply
+-- finds its batch here, stored in the same transaction, and answers the original offset.
+CREATE TABLE IF NOT EXISTS mq_requests (
+    partition_id bigint      NOT NULL,
+    request_id   text        NOT NULL,
+    base         bigint      NOT NULL,
+    created      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (partition_id, request_id)
+);
+CREATE OR REPLACE FUNCTION mq_append_request(p_id bigint, p_request text, p_count integer, p_body bytea)
+RETURNS TABLE (base bigint, duplicate boolean) LANGUAGE plpgsql AS $fn$
+DECLARE
+    b bigint;
+BEGIN
+    PERFORM 1 FROM mq_partitions WHERE id = p_id FOR UPDATE;  -- serialises with the original
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT r.base INTO b FROM mq_requests r WHERE r.partition_id = p_id AND r.request_id = p_request;
+    IF FOUND THEN
+        base := b;
+        duplicate := true;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    b := mq_append(p_id, p_count, p_body);
+    INSERT INTO mq_requests (partition_id, request_id, base) VALUES (p_id, p_request, b);
+    IF random() < 0.01 THEN  -- now and then, forget ids far older than any replay
+        DELETE FROM mq_requests WHERE partition_id = p_id AND created < now() - interval '1 hour';
+    END IF;
+    base := b;
+    duplicate := false;
+    RETURN NEXT;
+END
+$fn$;
 -- The seed's take in one round trip (plans cached per session): the group's position (0 when
 -- never set, locked when stored), the advanced position min(position + n, end) stored, and the
 -- batches from the one holding the position up to it. Rows (start, end, base, body); one row
 -- with a NULL base when there is nothing to take; none when the partition row is missing.
-CREATE OR REPLACE FUNCTION mq_take(p_grp text, p_id bigint, p_n bigint)
+-- With a take id (p_take), a replay of the group's last take returns its records again.
+CREATE OR REPLACE FUNCTION mq_take_named(p_grp text, p_id bigint, p_n bigint, p_take text)
 RETURNS TABLE (t_start bigint, t_end bigint, t_base bigint, t_body bytea) LANGUAGE plpgsql AS $fn$
 DECLARE
     e bigint;
     s bigint;
     stop bigint;
+    lt text;
+    ls bigint;
 BEGIN
     SELECT p.next_offset INTO e FROM mq_partitions p WHERE p.id = p_id;
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    SELECT g.next_offset INTO s FROM mq_positions g WHERE g.grp = p_grp AND g.partition_id = p_id FOR UPDATE;
+    SELECT g.next_offset, g.last_take, g.last_start INTO s, lt, ls FROM mq_positions g
+        WHERE g.grp = p_grp AND g.partition_id = p_id FOR UPDATE;
     s := COALESCE(s, 0);
-    stop := LEAST(e, s + p_n);
-    IF stop <= s THEN
-        RETURN QUERY SELECT s, e, NULL::bigint, NULL::bytea;
-        RETURN;
+    IF p_take IS NOT NULL AND lt = p_take THEN
+        stop := s;  -- the replayed take: its records are [last_start, next_offset)
+        s := ls;
+    ELSE
+        stop := LEAST(e, s + p_n);
+        IF stop <= s THEN
+            RETURN QUERY SELECT s, e, NULL::bigint, NULL::bytea;
+            RETURN;
+        END IF;
+        INSERT INTO mq_positions AS g (grp, partition_id, next_offset, last_take, last_start)
+            VALUES (p_grp, p_id, stop, p_take, s)
+            ON CONFLICT (grp, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset,
+                last_take = EXCLUDED.last_take, last_start = EXCLUDED.last_start;
     END IF;
-    INSERT INTO mq_positions AS g (grp, partition_id, next_offset) VALUES (p_grp, p_id, stop)
-        ON CONFLICT (grp, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset;
     -- Rows below e are committed and immutable, so this later snapshot holds all of them.
     RETURN QUERY SELECT s, e, b.base_offset, b.body FROM mq_batches b
         WHERE b.partition_id = p_id AND b.base_offset < stop
@@ -192,6 +245,11 @@ BEGIN
                                 WHERE f.partition_id = p_id AND f.base_offset <= s)
         ORDER BY b.base_offset;
 END
+$fn$;
+-- The take without an id, as before take ids (kept for callers of an older broker).
+CREATE OR REPLACE FUNCTION mq_take(p_grp text, p_id bigint, p_n bigint)
+RETURNS TABLE (t_start bigint, t_end bigint, t_base bigint, t_body bytea) LANGUAGE sql AS $fn$
+    SELECT * FROM mq_take_named(p_grp, p_id, p_n, NULL)
 $fn$;
 """
 
@@ -333,9 +391,21 @@ class PostgresStorage(LogStorage):
         return self._db.run(work, idempotent=True, transaction=False)
 
     # --- the log -------------------------------------------------------------------------------
-    def append(self, topic: str, partition: str, batch: bytes, count: int) -> int:
+    def append(self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None) -> int:
         pid = self._id(topic, partition)
-        if len(batch) >= COPY_MIN_BYTES:
+        if request_id is not None:
+
+            def with_request(cur):
+                cur.execute(
+                    "SELECT base FROM mq_append_request(%s, %s, %s, %s)",
+                    (pid, request_id, count, psycopg2.Binary(batch)),
+                )
+                row = cur.fetchone()
+                return None if row is None else row[0]
+
+            # Safe to replay after a lost reply: the replay finds the request id stored with the batch.
+            base = self._db.run(with_request, idempotent=True, transaction=False, lost_is_unknown=True)
+        elif len(batch) >= COPY_MIN_BYTES:
             # Not idempotent: a retry after the data reached the server could append twice.
             base, _ = self._db.run(lambda cur: _copy_append(cur, pid, None, 0, count, batch), transaction=False)
         else:
@@ -427,7 +497,7 @@ class PostgresStorage(LogStorage):
             source = "SELECT %(g)s, %(id)s, %(off)s::bigint"
         sql = (
             f"INSERT INTO mq_positions (grp, partition_id, next_offset) {source} "  # noqa: S608 - fixed fragments
-            "ON CONFLICT (grp, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset "
+            "ON CONFLICT (grp, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset, last_take = NULL "
             "RETURNING next_offset"
         )
 
@@ -437,18 +507,24 @@ class PostgresStorage(LogStorage):
 
         return self._db.run(work, idempotent=True, transaction=False)
 
-    def take(self, group: str, topic: str, partition: str, max_records: int) -> tuple[list[tuple[int, bytes]], int]:
-        """``LogStorage.take`` in one call of ``mq_take``: read and advance share one transaction."""
+    def take(
+        self, group: str, topic: str, partition: str, max_records: int, take_id: str | None = None
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        """``LogStorage.take`` in one call of ``mq_take``: read and advance share one transaction.
+
+        The take id is stored with the position, so the pool's replay after a lost reply returns
+        the same records instead of the next ones; without one, each call gets its own."""
         pid = self._id(topic, partition)
+        take_id = take_id or uuid.uuid4().hex
 
         def work(cur):
-            cur.execute("SELECT * FROM mq_take(%s, %s, %s)", (group, pid, max_records))
+            cur.execute("SELECT * FROM mq_take_named(%s, %s, %s, %s)", (group, pid, max_records, take_id))
             return cur.fetchall()
 
         # The per-(group, partition) lock serialises takes within this process (mq_take locks a
         # stored position, but two first takes of a group could both start from 0).
         with self._take_lock(group, topic, partition):
-            rows = self._db.run(work, transaction=False)
+            rows = self._db.run(work, idempotent=True, transaction=False, lost_is_unknown=True)
         if not rows:
             raise NotHosted(f"{topic}:{partition}")
         start, end = rows[0][0], rows[0][1]
