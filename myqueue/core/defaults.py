@@ -62,3 +62,8 @@ PG_POOL_MAX = 16
 
 # Consumer groups whose name starts with this prefix belong to the managers' seed path.
 SEED_GROUP_PREFIX = "myqueue.seed."
+
+# A memory-mode primary answers a new seed producer id only once the replica holds the view naming
+# it (so a restarted primary, recovering from that view, never hands the id out again); how long it
+# waits for that. myqueue-manager --replica-confirm-timeout / MYQUEUE_REPLICA_CONFIRM_TIMEOUT_S.
+REPLICA_CONFIRM_TIMEOUT_S = 5.0

@@ -40,6 +40,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=env("MYQUEUE_BROKER_STORE"),
         help="kubernetes: spec.store of the Brokers it creates (default: --store)",
     )
+    parser.add_argument(
+        "--no-recover",
+        action="store_true",
+        default=env("MYQUEUE_NO_RECOVER", "") not in ("", "0"),
+        help="memory-mode primary: start empty instead of recovering the configuration from the replica's last view",
+    )
+    parser.add_argument(
+        "--replica-confirm-timeout",
+        type=float,
+        default=float(env("MYQUEUE_REPLICA_CONFIRM_TIMEOUT_S", defaults.REPLICA_CONFIRM_TIMEOUT_S)),
+        metavar="S",
+        help="memory-mode primary: how long a new producer id waits for the replica to hold it",
+    )
     parser.add_argument("--threads", type=int, default=defaults.SERVICE_THREADS)
     parser.add_argument("--log-level", default=env("MYQUEUE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
@@ -61,7 +74,9 @@ def main(argv=None) -> None:
         launcher = make_launcher(
             args.launcher, args.launcher_url, args.launcher_namespace, args.broker_store or args.store
         )
-        node = Primary(store, launcher, brokers)
+        # Memory mode forgets everything at a restart: recover from the replica's last view instead.
+        recover = args.store == "memory" and not args.no_recover
+        node = Primary(store, launcher, brokers, recover=recover, confirm_timeout_s=args.replica_confirm_timeout)
         app, state = create_app("primary", primary=node, token=token)
     else:
         node = Replica(store, args.primary_url, brokers, token=token)

@@ -188,6 +188,18 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         epoch = request.args.get("epoch") or None
         return success(p.wait_view(since, epoch, wait))
 
+    @app.post("/v1/view")
+    def offer_view():
+        """The replica's last view, offered to a (memory-mode) primary recovering after a restart."""
+        p = need_primary()
+        data = json_object()
+        reject_unknown_fields(data, {"view"})
+        if "view" not in data:
+            raise Refusal(Reason.INVALID_REQUEST, "field 'view' is required (null: no view to offer)")
+        if not p.recover(data["view"]):
+            return success("not recovering: the primary keeps its own configuration; the offer is ignored")
+        return success("configuration recovered from the offered view")
+
     @app.post("/v1/brokers")
     def register_broker():
         p = need_primary()

@@ -7,6 +7,15 @@ calls never wait behind a slow configuration change. Producer round-robin cursor
 memory (one lock per producer also keeps each producer's messages in order); after a restart a
 producer's rotation starts again at the topic's first partition. Concurrent produces to one
 partition are grouped into one broker append (``appender.GroupAppender``).
+
+Memory mode (``recover=True``): a restarted primary has forgotten everything, but the replica still
+holds the last view it synced and the brokers still host their partitions. So the primary starts
+*recovering*: it refuses every write and produce (UNAVAILABLE, retry) until the replica offers its
+last view (``POST /v1/view``; the replica does so when it sees a new epoch that is recovering),
+rebuilds brokers, topics, placement and seed producers from it, and only then serves. A producer id
+is answered only once the replica holds the view that names it, so a recovered primary can never
+hand out again an id an application still holds: an old producer id keeps producing into its own
+topic, never into another's.
 """
 
 import logging
@@ -32,6 +41,7 @@ from .state import (
     check_new_producer,
     event,
     next_round_robin,
+    recovery_events,
     require_broker,
     require_topic,
 )
@@ -44,7 +54,10 @@ STREAM = "cluster"
 class Primary:
     """Owns ClusterState: every configuration write and every seed-path produce goes through here."""
 
-    def __init__(self, store: MetaStore, launcher: Launcher, brokers: BrokerClient, rng: random.Random | None = None):
+    def __init__(
+        self, store: MetaStore, launcher: Launcher, brokers: BrokerClient, rng: random.Random | None = None,
+        *, recover: bool = False, confirm_timeout_s: float = defaults.REPLICA_CONFIRM_TIMEOUT_S,
+    ):
         self._store = store
         self._launcher = launcher
         self._brokers = brokers
@@ -62,6 +75,13 @@ class Primary:
         self._appender = GroupAppender(self._append_batch)
         self._stop = threading.Event()
         self._loaded = False
+        # Memory mode: serve nothing until the replica's last view is recovered (see the module doc).
+        self._recover = recover
+        self._confirm_timeout_s = confirm_timeout_s
+        self._recovered = threading.Event()
+        if not recover:
+            self._recovered.set()
+        self._replica_version = -1  # the newest version of this epoch the replica asked beyond (holds)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -76,6 +96,8 @@ class Primary:
     def ready(self) -> tuple[bool, str]:
         if not self._loaded:
             return False, "loading configuration"
+        if not self._recovered.is_set():
+            return False, "memory mode: waiting for the replica's last view to recover the configuration"
         return (True, "ready") if self._store.ready() else (False, "metadata store unavailable")
 
     def start_background(self) -> None:
@@ -115,15 +137,62 @@ class Primary:
         }
 
     def wait_view(self, since: int, epoch: str | None, wait_s: float) -> dict:
-        """Long-poll: the view once it is newer than ``since`` (or at once for another epoch)."""
+        """Long-poll: the view once it is newer than ``since`` (or at once for another epoch).
+
+        The replica's answer also carries the seed producers (so that a restarted memory-mode
+        primary can recover them from it) and whether this primary is still recovering; its
+        ``since`` in this epoch tells us which version it holds."""
         deadline = time.monotonic() + wait_s
         with self._changed:
+            if epoch == self.epoch and since > self._replica_version:
+                self._replica_version = since
+                self._changed.notify_all()
             while epoch == self.epoch and self._version <= since and not self._stop.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
-        return self.view()
+        with self._state_lock:
+            producers = [[topic, partition] for topic, partition in self._state.producers]
+        return {**self.view(), "producers": producers, "recovering": not self._recovered.is_set()}
+
+    def recover(self, view: object) -> bool:
+        """Rebuild the configuration from the replica's last view (None: it has none, a fresh
+        cluster). Only a recovering primary takes it; returns False when it was not recovering."""
+        with self._write_lock:
+            if self._recovered.is_set():
+                return False
+            events = recovery_events(view)
+            self._commit(events)
+            self._recovered.set()
+            self._bump()
+        log.info(
+            "recovered from the replica's view: %d brokers, %d topics, %d producers",
+            len(self._state.brokers), len(self._state.topics), len(self._state.producers),
+        )
+        return True
+
+    def _require_recovered(self) -> None:
+        if not self._recovered.is_set():
+            raise Refusal(
+                Reason.UNAVAILABLE,
+                "the primary restarted and is recovering its configuration from the replica; retry",
+            )
+
+    def _await_replica(self, version: int) -> None:
+        """Memory mode: return once the replica holds ``version`` (it then knows a new producer id)."""
+        deadline = time.monotonic() + self._confirm_timeout_s
+        with self._changed:
+            while self._replica_version < version:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    raise Refusal(
+                        Reason.UNAVAILABLE,
+                        f"the replica did not confirm the registration within "
+                        f"{self._confirm_timeout_s:g} s (memory mode hands out a producer id only "
+                        "once the replica holds it); register again",
+                    )
+                self._changed.wait(remaining)
 
     def seed_topics(self) -> dict:
         with self._state_lock:
@@ -153,6 +222,7 @@ class Primary:
 
     def add_partition(self, topic: object, partition: object) -> str:
         topic, partition = validate_topic(topic), validate_partition(partition)
+        self._require_recovered()
         with self._write_lock:
             ev = self._plan_partition(topic, partition)
             self._commit([ev])
@@ -162,6 +232,7 @@ class Primary:
     def register_producer(self, topic: object, partition: object | None) -> int:
         topic = validate_topic(topic)
         partition = None if partition is None else validate_partition(partition)
+        self._require_recovered()
         with self._write_lock:
             check_new_producer(self._state)
             events = []
@@ -172,6 +243,9 @@ class Primary:
             producer_id = len(self._state.producers)
             events.append(event(EventType.PRODUCER_REGISTERED, topic=topic, partition=partition))
             self._commit(events)
+            version = self._version
+        if self._recover:
+            self._await_replica(version)
         return producer_id
 
     def _producer_lock(self, producer_id: int) -> threading.Lock:
@@ -183,6 +257,7 @@ class Primary:
 
     def produce(self, producer_id: int, value: bytes) -> tuple[str, str, int]:
         """Append one message for a registered producer; returns (topic, partition, offset)."""
+        self._require_recovered()
         with self._state_lock:
             topic, fixed = self._state.producer(producer_id)
         with self._producer_lock(producer_id):
@@ -218,6 +293,7 @@ class Primary:
     # --- brokers -------------------------------------------------------------------------------------
     def add_broker(self, name: object) -> str:
         name = validate_broker_name(name)
+        self._require_recovered()
         with self._write_lock:
             check_new_broker(self._state, name)
             address = self._launcher.start(name)
@@ -239,6 +315,7 @@ class Primary:
     def register_broker(self, name: object, address: str) -> bool:
         """Record a broker started elsewhere (supervisor, operator). Returns True when it is new."""
         name = validate_broker_name(name)
+        self._require_recovered()
         with self._write_lock:
             known = self._state.brokers.get(name)
             if known == address:
@@ -257,6 +334,7 @@ class Primary:
         """
         if name != "all":
             name = validate_broker_name(name)
+        self._require_recovered()
         with self._write_lock:
             if name == "all":
                 names = list(self._state.brokers)

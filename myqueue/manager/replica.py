@@ -6,6 +6,10 @@ replica restarted while the primary is down still serves. Consumers are the repl
 (it never writes cluster configuration): their registrations are events in the ``consumers``
 stream, their positions live on the brokers beside the data (group ``myqueue.seed.c<id>``), so
 both survive restarts in PostgreSQL mode.
+
+A memory-mode primary that restarted has forgotten the configuration and says it is recovering:
+the replica then offers it its last view (``POST /v1/view``) and keeps serving that view until the
+primary answers with the recovered one, so consumers never see their topics vanish meanwhile.
 """
 
 import logging
@@ -98,8 +102,27 @@ class Replica:
             if not self.primary_reachable:
                 log.info("synced with the primary at %s", self._primary_url)
             self.primary_reachable = True
+            if view.get("recovering"):
+                if not self._offer_view(session, current, view.get("epoch")):
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                continue
             if (view.get("epoch"), view.get("version")) != (current.get("epoch"), current.get("version")):
                 self._set_view(view)
+
+    def _offer_view(self, session: requests.Session, current: dict, epoch: object) -> bool:
+        """Give a recovering primary our last view (none if we have none, or only its own epoch's)."""
+        offer = current if current and current.get("epoch") != epoch else None
+        try:
+            response = session.post(
+                f"{self._primary_url}/v1/view", json={"view": offer}, timeout=defaults.VIEW_LONG_POLL_S
+            )
+            response.raise_for_status()
+        except requests.RequestException as e:
+            log.warning("offering the last view to the recovering primary failed: %s", e)
+            return False
+        log.info("offered the recovering primary %s", "our last view" if offer else "no view (we have none)")
+        return True
 
     def _set_view(self, view: dict) -> None:
         with self._view_lock:
@@ -175,6 +198,10 @@ class Replica:
     def _consumer_partitions(self, consumer_id: int) -> tuple[str, list[str], dict]:
         topic, partition = self._registry.consumer(consumer_id)
         view = self._current_view()
+        if topic not in view["topics"]:  # topics are never deleted: the configuration was lost
+            raise Refusal(
+                Reason.TOPIC_NOT_FOUND, f"topic {topic} of consumer {consumer_id} is not in the cluster's configuration"
+            )
         return topic, [partition] if partition else self._partitions(view, topic), view
 
     def consume(self, consumer_id: int) -> tuple[str, str, int]:
