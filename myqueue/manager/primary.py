@@ -10,7 +10,8 @@ partition are grouped into one broker append (``appender.GroupAppender``).
 
 Memory mode (``recover=True``): a restarted primary has forgotten everything, but the replica still
 holds the last view it synced and the brokers still host their partitions. So the primary starts
-*recovering*: it refuses every write and produce (UNAVAILABLE, retry) until the replica offers its
+*recovering*: it refuses every write and produce (UNAVAILABLE, retry) but brokers registering
+themselves (``POST /v1/brokers``, the supervisor, the operator) until the replica offers its
 last view (``POST /v1/view``; the replica does so when it sees a new epoch that is recovering),
 rebuilds brokers, topics, placement and seed producers from it, and only then serves. A producer id
 is answered only once the replica holds the view that names it, so a recovered primary can never
@@ -96,9 +97,13 @@ class Primary:
     def ready(self) -> tuple[bool, str]:
         if not self._loaded:
             return False, "loading configuration"
+        if not self._store.ready():
+            return False, "metadata store unavailable"
         if not self._recovered.is_set():
-            return False, "memory mode: waiting for the replica's last view to recover the configuration"
-        return (True, "ready") if self._store.ready() else (False, "metadata store unavailable")
+            # Ready all the same: the replica (and brokers registering) must be able to reach us,
+            # also through a Kubernetes Service, which routes only to ready pods.
+            return True, "ready; recovering: waiting for the replica's last view (writes answer 503 until then)"
+        return True, "ready"
 
     def start_background(self) -> None:
         threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
@@ -162,7 +167,7 @@ class Primary:
         with self._write_lock:
             if self._recovered.is_set():
                 return False
-            events = recovery_events(view)
+            events = recovery_events(view, self._state)
             self._commit(events)
             self._recovered.set()
             self._bump()
@@ -315,8 +320,7 @@ class Primary:
     def register_broker(self, name: object, address: str) -> bool:
         """Record a broker started elsewhere (supervisor, operator). Returns True when it is new."""
         name = validate_broker_name(name)
-        self._require_recovered()
-        with self._write_lock:
+        with self._write_lock:  # also while recovering: the recovered view keeps a broker registered meanwhile
             known = self._state.brokers.get(name)
             if known == address:
                 return False

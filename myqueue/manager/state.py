@@ -114,15 +114,16 @@ def check_new_producer(state: ClusterState) -> None:
         raise Refusal(Reason.LIMIT_REACHED, f"{defaults.MAX_PRODUCERS} producers are already registered")
 
 
-def recovery_events(view: object) -> list[dict]:
+def recovery_events(view: object, state: ClusterState) -> list[dict]:
     """The events that rebuild a configuration from a replica's last synced view (``/v1/view``'s
-    answer: brokers, topics in creation order, seed producers in id order); None: nothing to
-    recover. Checked like the requests that made it, all before any event is returned."""
+    answer: brokers, topics in creation order, seed producers in id order) on top of ``state``,
+    which holds only brokers that registered meanwhile (their address is newer: kept). None:
+    nothing to recover. Checked like the requests that made it, all before any event is returned."""
     if view is None:
         return []
     try:
         brokers, topics, producers = view["brokers"], view["topics"], view.get("producers", [])  # type: ignore[index]
-        scratch = ClusterState()
+        scratch = ClusterState(brokers=dict(state.brokers))
         events: list[dict] = []
 
         def add(ev: dict) -> None:
@@ -131,6 +132,8 @@ def recovery_events(view: object) -> list[dict]:
 
         for name, broker in brokers.items():
             name = validate_broker_name(name)
+            if name in state.brokers:
+                continue
             check_new_broker(scratch, name)
             if not isinstance(broker["address"], str):
                 raise TypeError("a broker address is a string")

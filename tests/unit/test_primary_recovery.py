@@ -25,12 +25,20 @@ VIEW = {
 
 def test_recovery_events_rebuild_brokers_topics_placement_and_producer_ids():
     state = ClusterState()
-    for ev in recovery_events(VIEW):
+    for ev in recovery_events(VIEW, state):
         state.apply(ev)
     assert state.brokers == {"broker0": "http://127.0.0.1:1", "broker1": "http://127.0.0.1:2"}
     assert state.seed_topics() == {"T1": {"P1": "broker0", "P2": "broker1"}, "T2": {"P1": None}}
     assert [state.producer(i) for i in range(3)] == [("T1", None), ("T2", "P1"), ("T1", "P2")]
-    assert recovery_events(None) == []
+    assert recovery_events(None, state) == []
+
+
+def test_a_broker_registered_while_recovering_keeps_its_newer_address():
+    state = ClusterState(brokers={"broker1": "http://127.0.0.1:9"})
+    for ev in recovery_events(VIEW, state):
+        state.apply(ev)
+    assert state.brokers == {"broker1": "http://127.0.0.1:9", "broker0": "http://127.0.0.1:1"}
+    assert state.seed_topics()["T1"] == {"P1": "broker0", "P2": "broker1"}
 
 
 @pytest.mark.parametrize("view", [
@@ -43,7 +51,7 @@ def test_recovery_events_rebuild_brokers_topics_placement_and_producer_ids():
 ])
 def test_a_malformed_view_is_refused_whole(view):
     with pytest.raises(Refusal) as refused:
-        recovery_events(view)
+        recovery_events(view, ClusterState())
     assert refused.value.reason in (Reason.INVALID_REQUEST, Reason.INVALID_NAME, Reason.TOPIC_NOT_FOUND,
                                     Reason.PARTITION_NOT_FOUND)
 
@@ -57,9 +65,11 @@ def recovering_primary(confirm_timeout_s: float = 0.2) -> Primary:
 
 def test_a_recovering_primary_serves_nothing_until_the_replica_offers_its_view():
     primary = recovering_primary()
-    assert primary.ready() == (False, "memory mode: waiting for the replica's last view to recover the configuration")
+    ready, detail = primary.ready()
+    assert ready and "recovering" in detail  # reachable (a Service routes to ready pods only) ...
     assert primary.wait_view(-1, None, 0)["recovering"] is True
-    for call in (lambda: primary.register_producer("T1", None), lambda: primary.produce(0, b"m")):
+    for call in (lambda: primary.register_producer("T1", None), lambda: primary.produce(0, b"m"),
+                 lambda: primary.add_partition("T1", "P1")):  # ... but serving no write
         with pytest.raises(Refusal) as refused:
             call()
         assert refused.value.reason is Reason.UNAVAILABLE and "recovering" in str(refused.value)
