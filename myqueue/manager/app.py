@@ -186,7 +186,8 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         since = parse_int(request.args.get("since"), "since", low=-1, high=2**62, default=-1)
         wait = parse_int(request.args.get("wait"), "wait", low=0, high=30, default=0)
         epoch = request.args.get("epoch") or None
-        return success(p.wait_view(since, epoch, wait))
+        producers = parse_int(request.args.get("producers"), "producers", low=0, high=2**62, default=0)
+        return success(p.wait_view(since, epoch, wait, producers))
 
     @app.post("/v1/view")
     def offer_view():

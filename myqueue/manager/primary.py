@@ -141,11 +141,12 @@ class Primary:
             "topics": {t: [{"partition": p, "broker": b} for p, b in parts] for t, parts in topics.items()},
         }
 
-    def wait_view(self, since: int, epoch: str | None, wait_s: float) -> dict:
+    def wait_view(self, since: int, epoch: str | None, wait_s: float, producers_known: int = 0) -> dict:
         """Long-poll: the view once it is newer than ``since`` (or at once for another epoch).
 
         The replica's answer also carries the seed producers (so that a restarted memory-mode
-        primary can recover them from it) and whether this primary is still recovering; its
+        primary can recover them from it) — in this epoch only those after the ``producers_known``
+        the replica has (``producers_from``) — and whether this primary is still recovering; its
         ``since`` in this epoch tells us which version it holds."""
         deadline = time.monotonic() + wait_s
         with self._changed:
@@ -158,8 +159,11 @@ class Primary:
                     break
                 self._changed.wait(remaining)
         with self._state_lock:
-            producers = [[topic, partition] for topic, partition in self._state.producers]
-        return {**self.view(), "producers": producers, "recovering": not self._recovered.is_set()}
+            known = producers_known if epoch == self.epoch and producers_known <= len(self._state.producers) else 0
+            producers = [[topic, partition] for topic, partition in self._state.producers[known:]]
+        return {
+            **self.view(), "producers_from": known, "producers": producers, "recovering": not self._recovered.is_set()
+        }
 
     def recover(self, view: object) -> bool:
         """Rebuild the configuration from the replica's last view (None: it has none, a fresh

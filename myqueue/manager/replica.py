@@ -77,6 +77,7 @@ class Replica:
         session = requests.Session()
         session.headers.update(auth_headers(self._token))
         backoff = 0.1
+        full = True  # ask for every seed producer (else only those after the ones we have)
         while not self._stop.is_set():
             current = self._view or {}
             try:
@@ -86,6 +87,7 @@ class Replica:
                         "since": current.get("version", -1),
                         "epoch": current.get("epoch", ""),
                         "wait": int(defaults.VIEW_LONG_POLL_S),
+                        "producers": 0 if full else len(current.get("producers", [])),
                     },
                     timeout=defaults.VIEW_LONG_POLL_S + 10,
                 )
@@ -102,6 +104,9 @@ class Replica:
             if not self.primary_reachable:
                 log.info("synced with the primary at %s", self._primary_url)
             self.primary_reachable = True
+            view, full = _with_producers(view, current)
+            if full:
+                continue  # our producer list does not continue the primary's: ask for all of it
             if view.get("recovering"):
                 if not self._offer_view(session, current, view.get("epoch")):
                     self._stop.wait(backoff)
@@ -247,3 +252,14 @@ class Replica:
                 raise Refusal(Reason.UNAVAILABLE, f"partition {topic}:{partition} is moving; retry") from e
             pending += max(0, end - (position or 0))
         return pending
+
+
+def _with_producers(view: dict, current: dict) -> tuple[dict, bool]:
+    """The view with its complete seed producer list (an answer may carry only the new ones), and
+    whether that failed because the answer does not continue ``current``'s list."""
+    start = view.get("producers_from", 0)
+    if not start:
+        return view, False
+    if view.get("epoch") != current.get("epoch") or start != len(current.get("producers", [])):
+        return view, True
+    return {**view, "producers": current["producers"] + view.get("producers", []), "producers_from": 0}, False

@@ -105,3 +105,13 @@ def test_a_producer_id_is_answered_only_once_the_replica_holds_it_and_never_hand
     restarted.recover(primary.wait_view(-1, None, 0))
     producers = restarted.wait_view(-1, None, 0)["producers"]
     assert [topic for topic, _ in producers] == ["T1", "T2", "T1", "T1", "T2"]
+
+
+def test_the_replica_is_sent_only_the_producers_it_does_not_have_in_this_epoch():
+    primary = recovering_primary()
+    primary.recover(VIEW)
+    same = primary.wait_view(-1, primary.epoch, 0, producers_known=2)
+    assert (same["producers_from"], same["producers"]) == (2, [["T1", "P2"]])
+    for epoch, known in ((None, 2), ("another", 2), (primary.epoch, 9)):  # all of them otherwise
+        answer = primary.wait_view(-1, epoch, 0, producers_known=known)
+        assert (answer["producers_from"], answer["producers"]) == (0, VIEW["producers"])
