@@ -102,6 +102,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="after producing, wait at most S seconds for consumers to catch up (default: %(default)s)",
     )
     work.add_argument(
+        "--readback-timeout", type=float, default=_DEFAULTS.readback_timeout, metavar="S",
+        help="then read partitions still short of records back from the log start for at most S seconds, "
+        "to tell records not delivered in time (undelivered) from records not stored (lost) "
+        "(default: %(default)s)",
+    )
+    work.add_argument(
         "--client-timeout", type=float, default=defaults.CLIENT_TIMEOUT_S, metavar="S",
         help="clients' request timeout; pause-broker pauses longer than this (default: %(default)s)",
     )
@@ -123,6 +129,10 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--strict-writes", action="store_true",
         help="fail on duplicate writes too (for producers that promise idempotence)",
     )
+    check.add_argument(
+        "--strict-delivery", action="store_true",
+        help="fail on undelivered records too (stored, but not delivered within --drain-timeout)",
+    )
     check.add_argument("--verbose", action="store_true", help="log client warnings (retries, failovers) to stderr")
     parser.set_defaults(func=cmd_verify)
 
@@ -141,13 +151,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         options = {
             "messages": args.messages, "producers": args.producers, "consumers": args.consumers,
             "topics": args.topics, "partitions": args.partitions, "message_size": args.message_size,
-            "duration": args.duration, "drain_timeout": args.drain_timeout, "client_timeout": args.client_timeout,
+            "duration": args.duration, "drain_timeout": args.drain_timeout,
+            "readback_timeout": args.readback_timeout, "client_timeout": args.client_timeout,
             "send_attempts": args.send_attempts, "fast_path": args.fast_path or not args.seed_path,
             "seed_path": args.seed_path, "broker": args.broker, "replica_port": args.replica_port,
         }
         verdict = run(
             local=args.local, store=args.store, brokers=args.brokers, dsn=args.dsn, data_dir=args.data_dir,
-            faults=[f.value for f in faults], strict_writes=args.strict_writes, report=report, **options,
+            faults=[f.value for f in faults], strict_writes=args.strict_writes,
+            strict_delivery=args.strict_delivery, report=report, **options,
         )
     except ValueError as error:
         print(f"myqueue verify: {error}", file=sys.stderr)

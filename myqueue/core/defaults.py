@@ -103,3 +103,7 @@ BROKER_BREAKER_COOLDOWN_S = _env("MYQUEUE_BROKER_BREAKER_COOLDOWN_S", 2.0)
 VIEW_MAX_WAITERS = _env("MYQUEUE_VIEW_MAX_WAITERS", 8)
 VIEW_MAX_WAITERS_PER_CLIENT = _env("MYQUEUE_VIEW_MAX_WAITERS_PER_CLIENT", 4)
 RETRY_AFTER_S = _env("MYQUEUE_RETRY_AFTER_S", 1)  # Retry-After of the managers' 503 answers
+# A memory-mode primary answers a new seed producer id only once the replica holds the view naming
+# it (so a restarted primary, recovering from that view, never hands the id out again); how long it
+# waits for that. myqueue-manager --replica-confirm-timeout / MYQUEUE_REPLICA_CONFIRM_TIMEOUT_S.
+REPLICA_CONFIRM_TIMEOUT_S = 5.0

@@ -46,6 +46,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=float(env("MYQUEUE_CONFIG_WRITE_TIMEOUT", defaults.CONFIG_WRITE_TIMEOUT_S)),
         help="primary: seconds a configuration write may wait for the lock and for its store (then 503)",
     )
+    parser.add_argument(
+        "--no-recover",
+        action="store_true",
+        default=env("MYQUEUE_NO_RECOVER", "") not in ("", "0"),
+        help="memory-mode primary: start empty instead of recovering the configuration from the replica's last view",
+    )
+    parser.add_argument(
+        "--replica-confirm-timeout",
+        type=float,
+        default=float(env("MYQUEUE_REPLICA_CONFIRM_TIMEOUT_S", defaults.REPLICA_CONFIRM_TIMEOUT_S)),
+        metavar="S",
+        help="memory-mode primary: how long a new producer id waits for the replica to hold it",
+    )
     parser.add_argument("--threads", type=int, default=defaults.MANAGER_THREADS, help="default $MYQUEUE_MANAGER_THREADS or 32")
     parser.add_argument("--log-level", default=env("MYQUEUE_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
@@ -67,8 +80,13 @@ def main(argv=None) -> None:
         launcher = make_launcher(
             args.launcher, args.launcher_url, args.launcher_namespace, args.broker_store or args.store
         )
+        # Memory mode forgets everything at a restart: recover from the replica's last view instead.
+        recover = args.store == "memory" and not args.no_recover
         shared = (args.broker_store or args.store) == "postgres"  # brokers keep records in PostgreSQL
-        node = Primary(store, launcher, brokers, shared_storage=shared, write_timeout=args.config_write_timeout)
+        node = Primary(
+            store, launcher, brokers, shared_storage=shared, write_timeout=args.config_write_timeout,
+            recover=recover, confirm_timeout_s=args.replica_confirm_timeout,
+        )
         app, state = create_app("primary", primary=node, token=token)
     else:
         node = Replica(store, args.primary_url, brokers, token=token)

@@ -218,10 +218,23 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         since = parse_int(request.args.get("since"), "since", low=-1, high=2**62, default=-1)
         wait = parse_int(request.args.get("wait"), "wait", low=0, high=30, default=0)
         epoch = request.args.get("epoch") or None
+        producers = parse_int(request.args.get("producers"), "producers", low=0, high=2**62, default=0)
         if not wait or p.view_is_news(since, epoch):
-            return success(p.wait_view(since, epoch, 0))
+            return success(p.wait_view(since, epoch, 0, producers))
         with waiters.slot(request.remote_addr or ""):
-            return success(p.wait_view(since, epoch, wait))
+            return success(p.wait_view(since, epoch, wait, producers))
+
+    @app.post("/v1/view")
+    def offer_view():
+        """The replica's last view, offered to a (memory-mode) primary recovering after a restart."""
+        p = need_primary()
+        data = json_object()
+        reject_unknown_fields(data, {"view"})
+        if "view" not in data:
+            raise Refusal(Reason.INVALID_REQUEST, "field 'view' is required (null: no view to offer)")
+        if not p.recover(data["view"]):
+            return success("not recovering: the primary keeps its own configuration; the offer is ignored")
+        return success("configuration recovered from the offered view")
 
     @app.post("/v1/brokers")
     def register_broker():

@@ -16,6 +16,16 @@ is in the log: found, the change is answered as applied; not found, as not appli
 as OUTCOME_UNKNOWN. Waiting for the write lock and each store call are bounded by
 ``write_timeout``: past it the write answers 503 with Retry-After and the lock is free again, so
 writes behind a hung store call never queue for ever.
+
+Memory mode (``recover=True``): a restarted primary has forgotten everything, but the replica still
+holds the last view it synced and the brokers still host their partitions. So the primary starts
+*recovering*: it refuses every write and produce (UNAVAILABLE, retry) but brokers registering
+themselves (``POST /v1/brokers``, the supervisor, the operator) until the replica offers its
+last view (``POST /v1/view``; the replica does so when it sees a new epoch that is recovering),
+rebuilds brokers, topics, placement and seed producers from it, and only then serves. A producer id
+is answered only once the replica holds the view that names it, so a recovered primary can never
+hand out again an id an application still holds: an old producer id keeps producing into its own
+topic, never into another's.
 """
 
 import logging
@@ -50,6 +60,7 @@ from .state import (
     check_new_producer,
     event,
     next_round_robin,
+    recovery_events,
     require_broker,
     require_topic,
 )
@@ -75,6 +86,9 @@ class Primary:
         rng: random.Random | None = None,
         shared_storage: bool = False,
         write_timeout: float = defaults.CONFIG_WRITE_TIMEOUT_S,
+        *,
+        recover: bool = False,
+        confirm_timeout_s: float = defaults.REPLICA_CONFIRM_TIMEOUT_S,
     ):
         self._store = store
         self._shared_storage = shared_storage  # the brokers keep records in PostgreSQL: a moved partition keeps them
@@ -96,6 +110,13 @@ class Primary:
         self._appender = GroupAppender(self._append_batch)
         self._stop = threading.Event()
         self._loaded = False
+        # Memory mode: serve nothing until the replica's last view is recovered (see the module doc).
+        self._recover = recover
+        self._confirm_timeout_s = confirm_timeout_s
+        self._recovered = threading.Event()
+        if not recover:
+            self._recovered.set()
+        self._replica_version = -1  # the newest version of this epoch the replica asked beyond (holds)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -110,7 +131,13 @@ class Primary:
     def ready(self) -> tuple[bool, str]:
         if not self._loaded:
             return False, "loading configuration"
-        return (True, "ready") if self._store.ready() else (False, "metadata store unavailable")
+        if not self._store.ready():
+            return False, "metadata store unavailable"
+        if not self._recovered.is_set():
+            # Ready all the same: the replica (and brokers registering) must be able to reach us,
+            # also through a Kubernetes Service, which routes only to ready pods.
+            return True, "ready; recovering: waiting for the replica's last view (writes answer 503 until then)"
+        return True, "ready"
 
     def start_background(self) -> None:
         threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
@@ -228,16 +255,67 @@ class Primary:
         """True when ``wait_view`` would answer at once (a newer view, or another epoch)."""
         return epoch != self.epoch or self._version > since or self._stop.is_set()
 
-    def wait_view(self, since: int, epoch: str | None, wait_s: float) -> dict:
-        """Long-poll: the view once it is newer than ``since`` (or at once for another epoch)."""
+    def wait_view(self, since: int, epoch: str | None, wait_s: float, producers_known: int = 0) -> dict:
+        """Long-poll: the view once it is newer than ``since`` (or at once for another epoch).
+
+        The replica's answer also carries the seed producers (so that a restarted memory-mode
+        primary can recover them from it) — in this epoch only those after the ``producers_known``
+        the replica has (``producers_from``) — and whether this primary is still recovering; its
+        ``since`` in this epoch tells us which version it holds."""
         deadline = time.monotonic() + wait_s
         with self._changed:
+            if epoch == self.epoch and since > self._replica_version:
+                self._replica_version = since
+                self._changed.notify_all()
             while epoch == self.epoch and self._version <= since and not self._stop.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._changed.wait(remaining)
-        return self.view()
+        with self._state_lock:
+            known = producers_known if epoch == self.epoch and producers_known <= len(self._state.producers) else 0
+            producers = [[topic, partition] for topic, partition in self._state.producers[known:]]
+        return {
+            **self.view(), "producers_from": known, "producers": producers, "recovering": not self._recovered.is_set()
+        }
+
+    def recover(self, view: object) -> bool:
+        """Rebuild the configuration from the replica's last view (None: it has none, a fresh
+        cluster). Only a recovering primary takes it; returns False when it was not recovering."""
+        with self._write_lock:
+            if self._recovered.is_set():
+                return False
+            events = recovery_events(view, self._state)
+            self._commit(events)
+            self._recovered.set()
+            self._bump()
+        log.info(
+            "recovered from the replica's view: %d brokers, %d topics, %d producers",
+            len(self._state.brokers), len(self._state.topics), len(self._state.producers),
+        )
+        return True
+
+    def _require_recovered(self) -> None:
+        if not self._recovered.is_set():
+            raise Refusal(
+                Reason.UNAVAILABLE,
+                "the primary restarted and is recovering its configuration from the replica; retry",
+            )
+
+    def _await_replica(self, version: int) -> None:
+        """Memory mode: return once the replica holds ``version`` (it then knows a new producer id)."""
+        deadline = time.monotonic() + self._confirm_timeout_s
+        with self._changed:
+            while self._replica_version < version:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    raise Refusal(
+                        Reason.UNAVAILABLE,
+                        f"the replica did not confirm the registration within "
+                        f"{self._confirm_timeout_s:g} s (memory mode hands out a producer id only "
+                        "once the replica holds it); register again",
+                    )
+                self._changed.wait(remaining)
 
     def seed_topics(self) -> dict:
         with self._state_lock:
@@ -267,6 +345,7 @@ class Primary:
 
     def add_partition(self, topic: object, partition: object) -> str:
         topic, partition = validate_topic(topic), validate_partition(partition)
+        self._require_recovered()
         with self._writing():
             ev = self._plan_partition(topic, partition)
             self._commit([ev])
@@ -276,6 +355,7 @@ class Primary:
     def register_producer(self, topic: object, partition: object | None) -> int:
         topic = validate_topic(topic)
         partition = None if partition is None else validate_partition(partition)
+        self._require_recovered()
         with self._writing():
             check_new_producer(self._state)
             events = []
@@ -286,6 +366,9 @@ class Primary:
             producer_id = len(self._state.producers)
             events.append(event(EventType.PRODUCER_REGISTERED, topic=topic, partition=partition))
             self._commit(events)
+            version = self._version
+        if self._recover:
+            self._await_replica(version)
         return producer_id
 
     def _producer_lock(self, producer_id: int) -> threading.Lock:
@@ -297,6 +380,7 @@ class Primary:
 
     def produce(self, producer_id: int, value: bytes) -> tuple[str, str, int]:
         """Append one message for a registered producer; returns (topic, partition, offset)."""
+        self._require_recovered()
         with self._state_lock:
             topic, fixed = self._state.producer(producer_id)
         with self._producer_lock(producer_id):
@@ -350,6 +434,7 @@ class Primary:
 
     def add_broker(self, name: object) -> str:
         name = validate_broker_name(name)
+        self._require_recovered()
         with self._writing():
             check_new_broker(self._state, name)
             address = self._launcher.start(name)
@@ -374,7 +459,7 @@ class Primary:
         """Record a broker started elsewhere (supervisor, operator). Returns True when it is new."""
         name = validate_broker_name(name)
         address = validate_broker_address(address)
-        with self._writing():
+        with self._writing():  # also while recovering: the recovered view keeps a broker registered meanwhile
             known = self._state.brokers.get(name)
             if known == address:
                 return False
@@ -397,6 +482,7 @@ class Primary:
         """
         if name != "all":
             name = validate_broker_name(name)
+        self._require_recovered()
         with self._writing():
             if name == "all":
                 names = list(self._state.brokers)

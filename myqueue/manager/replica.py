@@ -6,6 +6,10 @@ replica restarted while the primary is down still serves. Consumers are the repl
 (it never writes cluster configuration): their registrations are events in the ``consumers``
 stream, their positions live on the brokers beside the data (group ``myqueue.seed.c<id>``), so
 both survive restarts in PostgreSQL mode.
+
+A memory-mode primary that restarted has forgotten the configuration and says it is recovering:
+the replica then offers it its last view (``POST /v1/view``) and keeps serving that view until the
+primary answers with the recovered one, so consumers never see their topics vanish meanwhile.
 """
 
 import json
@@ -80,6 +84,7 @@ class Replica:
 
     def _sync_with(self, pool: Pool) -> None:
         backoff = 0.1
+        full = True  # ask for every seed producer (else only those after the ones we have)
         while not self._stop.is_set():
             current = self._view or {}
             try:
@@ -90,6 +95,7 @@ class Replica:
                         "since": current.get("version", -1),
                         "epoch": current.get("epoch", ""),
                         "wait": int(defaults.VIEW_LONG_POLL_S),
+                        "producers": 0 if full else len(current.get("producers", [])),
                     },
                     timeout=defaults.VIEW_LONG_POLL_S + 10,
                     connect_timeout=defaults.VIEW_CONNECT_TIMEOUT_S,
@@ -110,8 +116,36 @@ class Replica:
             if not self.primary_reachable:
                 log.info("synced with the primary at %s", self._primary_url)
             self.primary_reachable = True
+            view, full = _with_producers(view, current)
+            if full:
+                continue  # our producer list does not continue the primary's: ask for all of it
+            if view.get("recovering"):
+                if not self._offer_view(pool, current, view.get("epoch")):
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                continue
             if (view.get("epoch"), view.get("version")) != (current.get("epoch"), current.get("version")):
                 self._set_view(view)
+
+    def _offer_view(self, pool: Pool, current: dict, epoch: object) -> bool:
+        """Give a recovering primary our last view (none if we have none, or only its own epoch's)."""
+        offer = current if current and current.get("epoch") != epoch else None
+        try:
+            answer = pool.request(
+                "POST",
+                f"{self._primary_url}/v1/view",
+                body=json.dumps({"view": offer}).encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=defaults.VIEW_LONG_POLL_S,
+                connect_timeout=defaults.VIEW_CONNECT_TIMEOUT_S,
+            )
+            if answer.status != 200:
+                raise ValueError(f"POST /v1/view answered {answer.status}")
+        except (OSError, ValueError) as e:
+            log.warning("offering the last view to the recovering primary failed: %s", e)
+            return False
+        log.info("offered the recovering primary %s", "our last view" if offer else "no view (we have none)")
+        return True
 
     def _set_view(self, view: dict) -> None:
         with self._view_lock:
@@ -187,6 +221,10 @@ class Replica:
     def _consumer_partitions(self, consumer_id: int) -> tuple[str, list[str], dict]:
         topic, partition = self._registry.consumer(consumer_id)
         view = self._current_view()
+        if topic not in view["topics"]:  # topics are never deleted: the configuration was lost
+            raise Refusal(
+                Reason.TOPIC_NOT_FOUND, f"topic {topic} of consumer {consumer_id} is not in the cluster's configuration"
+            )
         return topic, [partition] if partition else self._partitions(view, topic), view
 
     def consume(self, consumer_id: int) -> tuple[str, str, int]:
@@ -232,3 +270,14 @@ class Replica:
                 raise Refusal(Reason.UNAVAILABLE, f"partition {topic}:{partition} is moving; retry") from e
             pending += max(0, end - (position or 0))
         return pending
+
+
+def _with_producers(view: dict, current: dict) -> tuple[dict, bool]:
+    """The view with its complete seed producer list (an answer may carry only the new ones), and
+    whether that failed because the answer does not continue ``current``'s list."""
+    start = view.get("producers_from", 0)
+    if not start:
+        return view, False
+    if view.get("epoch") != current.get("epoch") or start != len(current.get("producers", [])):
+        return view, True
+    return {**view, "producers": current["producers"] + view.get("producers", []), "producers_from": 0}, False

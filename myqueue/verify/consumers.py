@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from myqueue.client import ApiHandler, Consumer
-from myqueue.client.address import Managers
+from myqueue.client.address import Managers, manager_urls
 from myqueue.client.errors import MyQueueError, NoMessage
 from myqueue.client.metadata import Metadata, partition_url
 from myqueue.client.transport import Backoff, Transport
@@ -124,5 +124,55 @@ def run_seed(ids: list[int], log_: ConsumerLog, replica_url: str, size: int, tim
             idle_rounds = 0 if got else min(idle_rounds + 1, IDLE_ROUNDS_CAP)
             if not got:
                 stop.wait(idle.delay(idle_rounds))
+    finally:
+        transport.close()
+
+
+def read_back(
+    partitions: list[TopicPartition], broker: str, replica_port: int | None, size: int, timeout: float,
+    deadline: float,
+) -> tuple[dict[TopicPartition, set[Position]], list[str]]:
+    """Every record stored in ``partitions``, read from the log start up to the end offset each had
+    when the read began, with a group-less fast-path ``Consumer`` (it commits nothing, so no
+    consumer's position moves). Returns the records of each partition read to its end, and why
+    the others were not (a failure, or ``deadline`` reached)."""
+    stored: dict[TopicPartition, set[Position]] = {}
+    problems: list[str] = []
+    for tp in partitions:
+        topic, partition = tp
+        try:
+            consumer = Consumer([f"{topic}:{partition}"], start="earliest", host=broker, replica_port=replica_port,
+                                auto_commit=False, prefetch=False, timeout=timeout)
+        except MyQueueError as error:
+            problems.append(f"{topic}:{partition}: {error}")
+            continue
+        try:
+            end = _end_offset(broker, replica_port, tp, timeout)
+            found: set[Position] = set()
+            while consumer.positions()[tp] < end and time.monotonic() < deadline:
+                for r in consumer.poll(min(POLL_S, max(0.0, deadline - time.monotonic()))):
+                    found.add((r.topic, r.partition, r.offset, value_id(r.value.decode("utf-8", "replace"), size)))
+            if consumer.positions()[tp] >= end:
+                stored[tp] = found
+            else:
+                problems.append(f"{topic}:{partition}: read back to {consumer.positions()[tp]} of {end} in time")
+        except MyQueueError as error:
+            problems.append(f"{topic}:{partition}: {error}")
+        finally:
+            consumer.close()
+    return stored, problems
+
+
+def _end_offset(broker: str, replica_port: int | None, tp: TopicPartition, timeout: float) -> int:
+    """The partition's end offset now, from its owning broker."""
+    transport = Transport(timeout=timeout)
+    try:
+        managers = manager_urls(broker, None, replica_port)
+        metadata = Metadata(transport, [managers.replica, managers.primary])
+
+        def get(broker_url: str) -> dict:
+            return transport.json("GET", partition_url(broker_url, *tp))["message"]
+
+        return int(metadata.call_owner(*tp, get, retries=defaults.CLIENT_RETRIES)["end_offset"])
     finally:
         transport.close()

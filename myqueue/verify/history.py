@@ -7,7 +7,12 @@ at which it starts on each partition) and each consumer's deliveries in the orde
 them; ``check`` returns a ``Verdict``:
 
 - **lost**: an acknowledged record that some consumer subscribed to its partition at or before its
-  offset never received (counted once per record; the examples name the consumers);
+  offset never received, and that is not in its partition either when read back from the log start
+  after the drain (counted once per record; the examples name the consumers);
+- **undelivered** (reported, not a failure): such a record that *is* still stored when read back:
+  not delivered in time (the drain ended first), not lost; it fails the run only with
+  ``strict_delivery``. Without a read-back (``stored`` None,
+  or the partition could not be read back to its end) a missed record counts as lost;
 - **duplicated**: a consumer received the same record (partition, offset, value) more than once;
 - **reordered**: a consumer received a partition's offsets not strictly increasing;
 - **unexpected** (reported, not a failure): a delivered record no acknowledgement names. When its
@@ -58,12 +63,15 @@ class History:
     """Everything a run saw. ``deliveries`` keeps each consumer's receive order (consumers may be
     interleaved); ``subscriptions`` maps consumer -> {(topic, partition): first offset it reads};
     ``attempted`` holds every value a producer tried to send (None: not recorded, so an
-    unacknowledged value cannot be told from a foreign one and is never called foreign)."""
+    unacknowledged value cannot be told from a foreign one and is never called foreign);
+    ``stored`` maps each partition read back from the log start after the drain to the records
+    found there (a partition that could not be read to its end is absent)."""
 
     acks: list[Ack] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     subscriptions: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
     attempted: set[str] | None = None
+    stored: dict[TopicPartition, set[tuple[str, str, int, str]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,8 @@ class Verdict:
     unacked_writes: int
     foreign: int
     strict_writes: bool = False
+    undelivered: int = 0  # records a consumer missed that are still stored: not delivered in time
+    strict_delivery: bool = False  # undelivered records fail the run too
     lost_by_partition: Mapping[str, int] = field(default_factory=dict)  # "topic:partition" -> lost records
     examples: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()  # failures of the run itself (a fault that did not recover, ...)
@@ -90,14 +100,17 @@ class Verdict:
         return (
             self.lost == self.duplicated == self.reordered == self.foreign == 0
             and not (self.strict_writes and self.duplicate_writes)
+            and not (self.strict_delivery and self.undelivered)
             and not self.problems
         )
 
     def summary_line(self) -> str:
-        """``verify: acked=N delivered=N lost=N duplicated=N reordered=N ok|FAILED``."""
+        """``verify: acked=N delivered=N lost=N duplicated=N reordered=N [undelivered=N ]ok|FAILED``
+        (``undelivered`` only when some records were stored but not delivered in time)."""
+        undelivered = f"undelivered={self.undelivered} " if self.undelivered else ""
         return (
             f"verify: acked={self.acked} delivered={self.delivered} lost={self.lost} "
-            f"duplicated={self.duplicated} reordered={self.reordered} {'ok' if self.ok else 'FAILED'}"
+            f"duplicated={self.duplicated} reordered={self.reordered} {undelivered}{'ok' if self.ok else 'FAILED'}"
         )
 
     def report_lines(self) -> list[str]:
@@ -116,13 +129,18 @@ class Verdict:
         if self.lost_by_partition:
             lost = ", ".join(f"{tp}={n}" for tp, n in sorted(self.lost_by_partition.items()))
             lines.append(f"lost by partition: {lost}")
-        for kind in ("lost", "duplicated", "reordered", "foreign", "duplicate_writes"):
+        if self.undelivered:
+            lines.append(
+                f"note: undelivered={self.undelivered} records were missed by a consumer within the drain "
+                "timeout but are stored (read back from the log start): not delivered in time, not lost"
+            )
+        for kind in ("lost", "undelivered", "duplicated", "reordered", "foreign", "duplicate_writes"):
             lines += [f"first {kind}: {example}" for example in self.examples.get(kind, ())]
         lines.append(self.summary_line())
         return lines
 
 
-def check(history: History, *, strict_writes: bool = False) -> Verdict:
+def check(history: History, *, strict_writes: bool = False, strict_delivery: bool = False) -> Verdict:
     """Compare what consumers received with what was acknowledged; see the module docstring."""
     acked_positions = {_position(a) for a in history.acks}
     acked_values: dict[str, set[tuple[str, str, int]]] = defaultdict(set)
@@ -164,7 +182,12 @@ def check(history: History, *, strict_writes: bool = False) -> Verdict:
                     missed_by[_position(ack)].append(consumer)
 
     lost_by_partition: dict[str, int] = defaultdict(int)
+    undelivered = 0
     for position, consumers in sorted(missed_by.items()):
+        if position in history.stored.get(position[:2], ()):
+            undelivered += 1
+            _note(examples, "undelivered", f"{_show(position)} stored, not received in time by {', '.join(consumers)}")
+            continue
         lost_by_partition[f"{position[0]}:{position[1]}"] += 1
         _note(examples, "lost", f"{_show(position)} acknowledged, never received by {', '.join(consumers)}")
 
@@ -186,7 +209,7 @@ def check(history: History, *, strict_writes: bool = False) -> Verdict:
         acked=len(history.acks),
         delivered=len(history.deliveries),
         expected=expected,
-        lost=len(missed_by),
+        lost=len(missed_by) - undelivered,
         duplicated=duplicated,
         reordered=reordered,
         unexpected=unexpected,
@@ -194,6 +217,8 @@ def check(history: History, *, strict_writes: bool = False) -> Verdict:
         unacked_writes=unacked_writes,
         foreign=foreign,
         strict_writes=strict_writes,
+        undelivered=undelivered,
+        strict_delivery=strict_delivery,
         lost_by_partition=dict(lost_by_partition),
         examples={kind: tuple(found) for kind, found in examples.items()},
     )

@@ -52,6 +52,7 @@ def run(
     data_dir: str | Path | None = None,
     faults: str | Sequence[str] | None = None,
     strict_writes: bool = False,
+    strict_delivery: bool = False,
     report: Report | None = None,
     **workload: object,
 ) -> Verdict:
@@ -74,7 +75,7 @@ def run(
             raise ValueError("--faults needs --local: verify injects faults only into a cluster it runs itself")
         if dsn or data_dir or store != "memory":
             raise ValueError("--store, --dsn and --data-dir describe a local cluster: add --local")
-        return _check_run(config, report, strict_writes)
+        return _check_run(config, report, strict_writes, strict_delivery)
     local_config = LocalConfig(store, brokers, dsn, Path(data_dir) if data_dir else None)
     if Fault.RESTART_POSTGRES in chosen and (store != "postgres" or dsn):
         raise ValueError("restart-postgres needs --store postgres without --dsn (a PostgreSQL verify runs itself)")
@@ -86,23 +87,24 @@ def run(
             check_available()
         except NetnsError as error:
             raise ValueError(str(error)) from None
-    return _run_local(config, local_config, chosen, report, strict_writes)
+    return _run_local(config, local_config, chosen, report, strict_writes, strict_delivery)
 
 
 def _check_run(
-    config: WorkloadConfig, report: Report, strict_writes: bool, driver: FaultDriver | None = None,
-    gates: list[int] | None = None,
+    config: WorkloadConfig, report: Report, strict_writes: bool, strict_delivery: bool,
+    driver: FaultDriver | None = None, gates: list[int] | None = None,
 ) -> Verdict:
     workload = Workload(config, report, Progress(gates))
     history = workload.run(driver.run if driver else None)
-    verdict = check(history, strict_writes=strict_writes)
+    verdict = check(history, strict_writes=strict_writes, strict_delivery=strict_delivery)
     if driver is not None and driver.problems:
         verdict = replace(verdict, problems=verdict.problems + tuple(driver.problems))
     return verdict
 
 
 def _run_local(
-    config: WorkloadConfig, local: LocalConfig, faults: tuple[Fault, ...], report: Report, strict_writes: bool
+    config: WorkloadConfig, local: LocalConfig, faults: tuple[Fault, ...], report: Report, strict_writes: bool,
+    strict_delivery: bool,
 ) -> Verdict:
     workdir = Path(tempfile.mkdtemp(prefix="mq-verify-"))
     temporary_data = None
@@ -122,7 +124,7 @@ def _run_local(
         if faults:
             triggers, gates = schedule(config.messages, len(faults))
             driver = FaultDriver(cluster, faults, triggers, config.client_timeout + PAUSE_MARGIN_S, report)
-        verdict = _check_run(config, report, strict_writes, driver, gates)
+        verdict = _check_run(config, report, strict_writes, strict_delivery, driver, gates)
     finally:
         try:
             cluster.stop()

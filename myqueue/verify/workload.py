@@ -9,7 +9,9 @@ partitions. A send that fails is sent again (the same value, to the same partiti
 stored the value is stored twice, which the check reports as a duplicate write. Every
 acknowledgement and every delivery is recorded; producing stops when ``messages`` were sent or
 after ``duration`` seconds, then consumers drain until each received every acknowledged record it
-should, or went quiet, or ``drain_timeout`` passed. The result is a ``history.History``; judging
+should, or went quiet, or ``drain_timeout`` passed; the partitions still missing records are then
+read back from the log start (within ``readback_timeout``), so that the check can tell a record not
+delivered in time from one not stored. The result is a ``history.History``; judging
 it is ``history.check``'s business, the consumers' loops ``consumers.py``'s, hurting the cluster
 meanwhile the caller's (``during``, see ``runner.py``). Every loop is bounded in time.
 """
@@ -30,7 +32,7 @@ from myqueue.client.errors import AlreadyExists, BrokerUnavailable, MyQueueError
 from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
 
-from .consumers import ConsumerLog, Position, open_fast, open_seed, run_fast, run_seed
+from .consumers import ConsumerLog, Position, open_fast, open_seed, read_back, run_fast, run_seed
 from .history import Ack, History, TopicPartition
 from .progress import Progress
 from .values import PAD, make_value, value_id
@@ -61,6 +63,7 @@ class WorkloadConfig:
     message_size: int = 64
     duration: float = 60.0  # seconds of producing at most
     drain_timeout: float = 120.0  # an upper bound: a drain ends as soon as consumers caught up or went quiet
+    readback_timeout: float = 60.0  # reading back, from the log start, the partitions a drain left short
     fast_path: bool = True  # fast-path consumers (Consumer groups straight to the brokers)
     seed_path: bool = False  # seed-path consumers (the replica's /consumer/consume); both: alternate
     client_timeout: float = defaults.CLIENT_TIMEOUT_S
@@ -75,6 +78,7 @@ class WorkloadConfig:
         _bounded("message size", self.message_size, 1, defaults.MAX_MESSAGE_BYTES)
         _bounded("duration", self.duration, 0.1, 86_400.0)
         _bounded("drain timeout", self.drain_timeout, 0.1, 3_600.0)
+        _bounded("read-back timeout", self.readback_timeout, 0.1, 3_600.0)
         _bounded("client timeout", self.client_timeout, 0.1, 600.0)
         _bounded("send attempts", self.send_attempts, 1, 1000)
         if not (self.fast_path or self.seed_path):
@@ -129,11 +133,12 @@ class Workload:
             threading.Thread(target=self._consume, args=(client, log_), name=f"verify-{log_.name}", daemon=True)
             for client, log_ in clients
         ]
+        short: set[TopicPartition] = set()
         try:
             for thread in consumer_threads:
                 thread.start()
             self._produce_phase(during)
-            self._drain_phase()
+            short = self._drain_phase()
         finally:
             self._stop_consumers.set()
             for thread in consumer_threads:
@@ -146,6 +151,7 @@ class Workload:
             deliveries=[d for log_ in self._logs for d in log_.deliveries],
             subscriptions={log_.name: dict(log_.subscription) for log_ in self._logs},
             attempted=set(self._attempted),
+            stored=self._read_back(short),
         )
 
     # --- setup -----------------------------------------------------------------------------
@@ -330,7 +336,8 @@ class Workload:
                      self._stop_consumers)
 
     # --- draining ----------------------------------------------------------------------------
-    def _drain_phase(self) -> None:
+    def _drain_phase(self) -> set[TopicPartition]:
+        """Wait for the consumers to catch up; the partitions where some still miss records."""
         started = time.monotonic()
         deadline = started + self.config.drain_timeout
         quiet_s = max(QUIET_MIN_S, self.config.client_timeout)
@@ -356,6 +363,22 @@ class Workload:
             f"still missing {sum(len(m) for m in missing.values())}; consumer errors: "
             + (", ".join(f"{name}: {n}" for name, n in errors.most_common()) or "none")
         )
+        return {(topic, partition) for m in missing.values() for topic, partition, _, _ in m}
+
+    def _read_back(self, partitions: set[TopicPartition]) -> dict[TopicPartition, set[Position]]:
+        """The records stored in ``partitions``, read from the log start (none to read: nothing)."""
+        if not partitions:
+            return {}
+        config = self.config
+        started = time.monotonic()
+        stored, problems = read_back(sorted(partitions), config.broker, config.replica_port, config.message_size,
+                                     config.client_timeout, started + config.readback_timeout)
+        self.report(
+            f"read back: {len(stored)} of {len(partitions)} partition(s) short of records read from the log "
+            f"start in {time.monotonic() - started:.1f} s, {sum(map(len, stored.values()))} records"
+            + (f"; not read to the end: {'; '.join(problems)}" if problems else "")
+        )
+        return stored
 
     def _expected(self, log_: ConsumerLog) -> set[Position]:
         with self._lock:

@@ -13,7 +13,9 @@ from myqueue.verify.values import make_value, value_id
 from myqueue.verify.workload import WorkloadConfig
 
 T = "V1_0"
-SUMMARY = re.compile(r"verify: acked=\d+ delivered=\d+ lost=\d+ duplicated=\d+ reordered=\d+ (ok|FAILED)")
+SUMMARY = re.compile(
+    r"verify: acked=\d+ delivered=\d+ lost=\d+ duplicated=\d+ reordered=\d+ (undelivered=[1-9]\d* )?(ok|FAILED)"
+)
 
 
 def history(values_by_partition: dict[str, list[str]], consumers=("c1", "c2")) -> History:
@@ -57,6 +59,36 @@ def test_a_record_missed_by_two_consumers_is_one_lost_record():
     verdict = check(h)
     assert verdict.lost == 1
     assert verdict.examples["lost"] == ("V1_0:P1@1 'b1' acknowledged, never received by c1, c2",)
+
+
+def test_a_missed_record_still_stored_is_undelivered_not_lost():
+    """Read back from the log start after the drain: a record a consumer missed but that is stored
+    was not delivered in time (reported, not a failure by default); one not stored is lost."""
+    h = history(CLEAN)
+    h.deliveries = [d for d in h.deliveries if not (d.consumer == "c2" and d.value in ("a2", "a3", "b2"))]
+    stored_p0 = {(T, "P0", offset, value) for offset, value in enumerate(CLEAN["P0"])}
+    stored_p1 = {(T, "P1", 0, "b0"), (T, "P1", 1, "b1")}  # b2 is not in its partition any more
+    h.stored = {(T, "P0"): stored_p0, (T, "P1"): stored_p1}
+    verdict = check(h)
+    assert (verdict.lost, verdict.undelivered) == (1, 2)
+    assert verdict.lost_by_partition == {"V1_0:P1": 1}
+    assert verdict.summary_line() == "verify: acked=7 delivered=11 lost=1 duplicated=0 reordered=0 undelivered=2 FAILED"
+    assert "first undelivered: V1_0:P0@2 'a2' stored, not received in time by c2" in verdict.report_lines()
+
+    h.stored[(T, "P1")] = stored_p1 | {(T, "P1", 2, "b2")}
+    verdict = check(h)
+    assert (verdict.lost, verdict.undelivered, verdict.ok) == (0, 3, True)
+    assert verdict.summary_line().endswith("lost=0 duplicated=0 reordered=0 undelivered=3 ok")
+    assert not check(h, strict_delivery=True).ok
+
+
+def test_a_missed_record_on_a_partition_not_read_back_is_lost():
+    """Same value at the same offset on another partition proves nothing; no read-back means lost."""
+    h = history(CLEAN)
+    h.deliveries = [d for d in h.deliveries if d.value != "b1"]
+    h.stored = {(T, "P0"): {(T, "P1", 1, "b1")}}
+    verdict = check(h)
+    assert (verdict.lost, verdict.undelivered) == (1, 0)
 
 
 def test_a_duplicated_delivery_is_flagged():
