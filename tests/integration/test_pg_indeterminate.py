@@ -2,7 +2,10 @@
 statement must never duplicate, skip or wedge. A ``PgProxy`` between the code and a real
 PostgreSQL loses replies, resets connections mid-statement and black-holes them."""
 
+import json
 import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 
 import psycopg2
 import pytest
@@ -10,7 +13,8 @@ import pytest
 from myqueue.broker.storage.postgres import PostgresStorage
 from myqueue.core import framing
 from myqueue.core.storage import OutcomeUnknown
-from tests.helpers import wait_until
+from myqueue.manager.brokers import BrokerClient
+from tests.helpers import serve_stub, wait_until
 from tests.integration.conftest import ProxiedDatabase
 from tests.integration.seedcalls import Seed
 from tests.integration.test_durability import drain
@@ -118,3 +122,42 @@ def test_a_request_append_whose_replay_is_lost_too_is_reported_unknown(storage, 
     with pytest.raises(OutcomeUnknown):
         storage.append("T", "P", framing.encode_batch([b"x"]), 1, request_id="req-2")
     assert _batches(pg_proxy.direct_dsn) == [(0, 1)]
+
+
+@dataclass
+class _TakeStub:
+    take_ids: list = field(default_factory=list)
+    base_url: str = ""
+    port: int = 0
+
+
+class _LoseFirstTakeAnswer(BaseHTTPRequestHandler):
+    """A broker whose first take is received but answered with a closed connection."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        seen = self.server.state.take_ids
+        seen.append(body.get("take_id"))
+        if len(seen) == 1:
+            self.close_connection = True  # hang up without an answer: the caller cannot know
+            return
+        reply = {"status": "success", "message": {"records": [{"offset": 7, "value": "m7"}], "end_offset": 8}}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_replica_re_asks_a_lost_take_with_the_same_take_id():
+    client = BrokerClient(timeout=5)
+    try:
+        with serve_stub(_LoseFirstTakeAnswer, _TakeStub()) as stub:
+            assert client.take_one(stub.base_url, "T", "P", "myqueue.seed.1") == (7, "m7")
+        assert len(stub.take_ids) == 2 and stub.take_ids[0] == stub.take_ids[1] is not None
+    finally:
+        client.close()
