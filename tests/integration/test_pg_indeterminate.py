@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler
 
 import psycopg2
 import pytest
+import requests
 
 from myqueue.broker.storage.postgres import PostgresStorage
 from myqueue.core import framing
@@ -161,3 +162,29 @@ def test_the_replica_re_asks_a_lost_take_with_the_same_take_id():
         assert len(stub.take_ids) == 2 and stub.take_ids[0] == stub.take_ids[1] is not None
     finally:
         client.close()
+
+
+def test_readyz_follows_a_black_holed_store(local_cluster, pg_proxy, monkeypatch):
+    monkeypatch.setenv("MYQUEUE_PG_CALL_TIMEOUT", "2")
+    monkeypatch.setenv("MYQUEUE_PG_PING_TIMEOUT", "1")
+    with local_cluster(store="postgres", dsn=pg_proxy.dsn, brokers=1) as cluster:
+        names = [n for n in cluster.processes() if n.startswith("broker")] + ["primary"]
+        assert all(cluster.is_ready(n) for n in names)
+        pg_proxy.proxy.black_hole(8.0)
+        started = time.monotonic()
+        addresses = {n: cluster.processes()[n]["address"] for n in names}
+        seen: dict[str, object] = {}
+
+        def answers_not_ready(name: str) -> bool:
+            try:  # an answer, within the bound: not a probe timing out against a hung service
+                seen[name] = requests.get(f"{addresses[name]}/readyz", timeout=3).status_code
+            except requests.RequestException as e:
+                seen[name] = repr(e)
+            return seen[name] == 503
+
+        for name in names:
+            wait_until(lambda n=name: answers_not_ready(n), 6, message=lambda: f"readyz in the black hole: {seen}")
+        assert time.monotonic() - started < 7.0
+        for name in names:
+            wait_until(lambda n=name: cluster.is_ready(n), 40, message=lambda n=name: f"{n} not ready again: "
+                       f"{cluster.processes().get(n)}")
