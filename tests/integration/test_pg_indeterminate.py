@@ -188,3 +188,20 @@ def test_readyz_follows_a_black_holed_store(local_cluster, pg_proxy, monkeypatch
         for name in names:
             wait_until(lambda n=name: cluster.is_ready(n), 40, message=lambda n=name: f"{n} not ready again: "
                        f"{cluster.processes().get(n)}")
+
+
+@pytest.mark.parametrize("size", [10, 20_000], ids=["statement", "copy"])
+def test_lost_reply_of_a_sequenced_append_is_recognised_by_its_sequence(storage, pg_proxy, size):
+    batch = framing.encode_batch([b"x" * size])
+    pg_proxy.proxy.lose_reply("mq_append")
+    assert storage.append_sequenced("T", "P", batch, 1, "prod-1", 0) == (0, True)  # the replay found it
+    assert pg_proxy.proxy.counters.lost_replies == 1
+    assert storage.append_sequenced("T", "P", batch, 1, "prod-1", 1) == (1, False)
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1)]
+
+
+def test_lost_reply_of_a_large_plain_append_is_reported_unknown(storage, pg_proxy):
+    pg_proxy.proxy.lose_reply("mq_append")
+    with pytest.raises(OutcomeUnknown):
+        storage.append("T", "P", framing.encode_batch([b"x" * 20_000]), 1)
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1)]
