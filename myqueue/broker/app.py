@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 APPEND_RULE = "/v1/partitions/<topic>/<partition>/records"
 FETCH_RULE = APPEND_RULE
 TAKE_RULE = "/v1/partitions/<topic>/<partition>/positions/<group>/take"
-_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as producer ids
 
 
 @functools.lru_cache(maxsize=65536)
@@ -159,6 +159,9 @@ def create_app(
         sequence = args.get("sequence")
         if (producer_id is None) != (sequence is None):
             raise Refusal(Reason.INVALID_REQUEST, "give both producer_id and sequence, or neither")
+        request_id = _request_id(args.get("request_id"))
+        if request_id is not None and producer_id is not None:
+            raise Refusal(Reason.INVALID_REQUEST, "give request_id or producer_id, not both")
         body = get_body()
         count = framing.check_batch(
             body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=max_message_bytes
@@ -166,7 +169,7 @@ def create_app(
         duplicate = False
         with _storage_refusals():
             if producer_id is None:
-                base = storage.append(key[0], key[1], body, count, _request_id(args.get("request_id")))
+                base = storage.append(key[0], key[1], body, count, request_id)
             else:
                 base, duplicate = storage.append_sequenced(
                     key[0],
@@ -304,9 +307,9 @@ def create_app(
 
 
 def _request_id(value: object) -> str | None:
-    """A request or take id as given by the caller: 1-64 characters of [A-Za-z0-9_.:-], or None."""
+    """A request or take id as given by the caller: 1-64 characters of [A-Za-z0-9_.-], or None."""
     if value is None:
         return None
     if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
-        raise Refusal(Reason.INVALID_REQUEST, "request_id and take_id must be 1-64 characters of [A-Za-z0-9_.:-]")
+        raise Refusal(Reason.INVALID_REQUEST, "request_id and take_id must be 1-64 characters of [A-Za-z0-9_.-]")
     return value

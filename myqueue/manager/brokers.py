@@ -270,8 +270,17 @@ class BrokerClient:
         return result["offset"], int(result["end_offset"])
 
     def take_one(self, address: str, topic: str, partition: str, group: str) -> tuple[int, str] | None:
-        # No body: the broker takes one record by default (saves a JSON encode and parse per message).
-        result = self._call("POST", address, self._position_path(topic, partition, group) + "/take")
+        """Take one record for ``group``. Each consume call's take has its own id, so a take whose
+        answer was lost is asked again once with the same id: the broker then returns the record
+        the first one took (if it took one) instead of the next, and nothing is skipped."""
+        path = self._position_path(topic, partition, group) + "/take"
+        body = {"take_id": uuid.uuid4().hex}
+        try:
+            result = self._call("POST", address, path, json_body=body)
+        except Refusal as e:
+            if e.reason not in (Reason.UNAVAILABLE, Reason.OUTCOME_UNKNOWN):
+                raise
+            result = self._call("POST", address, path, json_body=body)
         records = result["records"]
         return (records[0]["offset"], records[0]["value"]) if records else None
 

@@ -317,7 +317,8 @@ class _Connection:
                     if kind == b"Z":  # the server is done with the statement: now lose the connection
                         self.close()
                         return
-                    continue
+                    if kind != b"G":  # CopyInResponse goes through: the client then sends the data
+                        continue
                 self.proxy._wait_while_black_holed(self)
                 self.client.sendall(message)
         except (OSError, ConnectionError, ValueError):

@@ -88,6 +88,12 @@ def bad_requests(seed: Seed, broker: str) -> list[tuple[str, str, dict, int, str
         ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"json": {"max_records": 0}}, 400, "INVALID_REQUEST"),
         ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"json": {"max_records": "1"}}, 400, "INVALID_REQUEST"),
         ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"data": "[]"}, 400, "INVALID_REQUEST"),
+        ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"json": {"take_id": "a b"}}, 400, "INVALID_REQUEST"),
+        ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"json": {"take_id": 5}}, 400, "INVALID_REQUEST"),
+        ("POST", b + "/v1/partitions/T1/P1/records?request_id=" + "r" * 65,
+         {"data": b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a"}, 400, "INVALID_REQUEST"),
+        ("POST", b + "/v1/partitions/T1/P1/records?request_id=r1&producer_id=p&sequence=0",
+         {"data": b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a"}, 400, "INVALID_REQUEST"),
     ]
     for name in BAD_NAMES:
         cases.append(("POST", p + "/topics/add", {"json": {"topic": name, "part": "P1"}}, 400, None))

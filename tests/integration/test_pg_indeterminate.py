@@ -2,15 +2,20 @@
 statement must never duplicate, skip or wedge. A ``PgProxy`` between the code and a real
 PostgreSQL loses replies, resets connections mid-statement and black-holes them."""
 
+import json
 import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 
 import psycopg2
 import pytest
+import requests
 
 from myqueue.broker.storage.postgres import PostgresStorage
 from myqueue.core import framing
 from myqueue.core.storage import OutcomeUnknown
-from tests.helpers import wait_until
+from myqueue.manager.brokers import BrokerClient
+from tests.helpers import serve_stub, wait_until
 from tests.integration.conftest import ProxiedDatabase
 from tests.integration.seedcalls import Seed
 from tests.integration.test_durability import drain
@@ -117,4 +122,86 @@ def test_a_request_append_whose_replay_is_lost_too_is_reported_unknown(storage, 
     pg_proxy.proxy.lose_reply("mq_append", count=2)
     with pytest.raises(OutcomeUnknown):
         storage.append("T", "P", framing.encode_batch([b"x"]), 1, request_id="req-2")
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1)]
+
+
+@dataclass
+class _TakeStub:
+    take_ids: list = field(default_factory=list)
+    base_url: str = ""
+    port: int = 0
+
+
+class _LoseFirstTakeAnswer(BaseHTTPRequestHandler):
+    """A broker whose first take is received but answered with a closed connection."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        seen = self.server.state.take_ids
+        seen.append(body.get("take_id"))
+        if len(seen) == 1:
+            self.close_connection = True  # hang up without an answer: the caller cannot know
+            return
+        reply = {"status": "success", "message": {"records": [{"offset": 7, "value": "m7"}], "end_offset": 8}}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_replica_re_asks_a_lost_take_with_the_same_take_id():
+    client = BrokerClient(timeout=5)
+    try:
+        with serve_stub(_LoseFirstTakeAnswer, _TakeStub()) as stub:
+            assert client.take_one(stub.base_url, "T", "P", "myqueue.seed.1") == (7, "m7")
+        assert len(stub.take_ids) == 2 and stub.take_ids[0] == stub.take_ids[1] is not None
+    finally:
+        client.close()
+
+
+def test_readyz_follows_a_black_holed_store(local_cluster, pg_proxy, monkeypatch):
+    monkeypatch.setenv("MYQUEUE_PG_CALL_TIMEOUT", "2")
+    monkeypatch.setenv("MYQUEUE_PG_PING_TIMEOUT", "1")
+    with local_cluster(store="postgres", dsn=pg_proxy.dsn, brokers=1) as cluster:
+        names = [n for n in cluster.processes() if n.startswith("broker")] + ["primary"]
+        assert all(cluster.is_ready(n) for n in names)
+        pg_proxy.proxy.black_hole(8.0)
+        started = time.monotonic()
+        addresses = {n: cluster.processes()[n]["address"] for n in names}
+        seen: dict[str, object] = {}
+
+        def answers_not_ready(name: str) -> bool:
+            try:  # an answer, within the bound: not a probe timing out against a hung service
+                seen[name] = requests.get(f"{addresses[name]}/readyz", timeout=3).status_code
+            except requests.RequestException as e:
+                seen[name] = repr(e)
+            return seen[name] == 503
+
+        for name in names:
+            wait_until(lambda n=name: answers_not_ready(n), 6, message=lambda: f"readyz in the black hole: {seen}")
+        assert time.monotonic() - started < 7.0
+        for name in names:
+            wait_until(lambda n=name: cluster.is_ready(n), 40, message=lambda n=name: f"{n} not ready again: "
+                       f"{cluster.processes().get(n)}")
+
+
+@pytest.mark.parametrize("size", [10, 20_000], ids=["statement", "copy"])
+def test_lost_reply_of_a_sequenced_append_is_recognised_by_its_sequence(storage, pg_proxy, size):
+    batch = framing.encode_batch([b"x" * size])
+    pg_proxy.proxy.lose_reply("mq_append")
+    assert storage.append_sequenced("T", "P", batch, 1, "prod-1", 0) == (0, True)  # the replay found it
+    assert pg_proxy.proxy.counters.lost_replies == 1
+    assert storage.append_sequenced("T", "P", batch, 1, "prod-1", 1) == (1, False)
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1)]
+
+
+def test_lost_reply_of_a_large_plain_append_is_reported_unknown(storage, pg_proxy):
+    pg_proxy.proxy.lose_reply("mq_append")
+    with pytest.raises(OutcomeUnknown):
+        storage.append("T", "P", framing.encode_batch([b"x" * 20_000]), 1)
     assert _batches(pg_proxy.direct_dsn) == [(0, 1)]
