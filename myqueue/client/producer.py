@@ -207,7 +207,7 @@ class Producer:
             batch.size += size
             self._unfinished += 1
             if callback is not None:  # the batch is still open: the callback will run when it is settled
-                future.add_done_callback(lambda f: callback(f._result, f._exception))
+                future.add_done_callback(lambda f: callback(*f.outcome()))
             if not queue.in_flight:
                 if self._ready(queue, batches[0], 0.0):
                     self._dispatch(queue)
