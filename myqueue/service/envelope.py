@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from myqueue.core.reasons import HTTP_STATUS, Reason
 from myqueue.core.refusal import Refusal
-from myqueue.db.pool import StorageUnavailable
+from myqueue.core.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 
 from myqueue.core.reasons import HTTP_STATUS, Reason
 from myqueue.core.refusal import Refusal
-from myqueue.db.pool import StorageUnavailable
+from myqueue.core.storage import StorageUnavailable
 
 from .auth import authorized
 from .base_app import ServiceState
