@@ -31,3 +31,10 @@ def test_the_package_ships_its_py_typed_marker():
     assert (ROOT / "myqueue" / "py.typed").is_file()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["myqueue"]
+
+
+def test_mypy_passes_at_the_configured_level():
+    """[tool.mypy] in pyproject.toml: the defaults, third-party modules without types, excluded modules."""
+    result = run(sys.executable, "-m", "mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout
