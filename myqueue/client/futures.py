@@ -119,7 +119,7 @@ class RecordFuture(Future):
     def set_exception(self, exception: BaseException | None) -> None:
         raise RuntimeError("a record's future is settled by its producer")
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> object:
         # Only reached for an attribute the instance lacks: Future's own state before _materialize.
         if name.startswith("__") or self.__dict__.get("_full", True):
             raise AttributeError(name)
