@@ -99,7 +99,7 @@ class ApiHandler:
         """The consumer's next message; raises NoMessage when nothing is pending."""
         url = f"{self.manager2}/consumer/consume"
         envelope = self._transport.json("GET", url, params={"consumer_id": consumer_id})
-        return Message(topic=envelope.get("topic"), msg=envelope["message"])
+        return Message(topic=envelope.get("topic", ""), msg=envelope["message"])  # the seed always sends it
 
     def get_size(self, consumer_id: int) -> int:
         return self._call("GET", self.manager2, "/size", params={"consumer_id": consumer_id}, retry=True)

@@ -167,10 +167,11 @@ _BY_STATUS: dict[int, type[MyQueueError]] = {
 
 def error_class(status: int | None, reason: str | None) -> type[MyQueueError]:
     """The exception class for an HTTP status and envelope reason; the reason wins when known."""
-    try:
-        return _BY_REASON[Reason(reason)]
-    except ValueError:
-        pass
+    if reason is not None:
+        try:
+            return _BY_REASON[Reason(reason)]
+        except ValueError:
+            pass
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     if status is not None and status >= 500:

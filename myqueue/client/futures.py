@@ -1,19 +1,21 @@
 """The producer's batches and the light per-record futures that point into them.
 
 A ``Batch`` holds records that travel in one request and their shared outcome; a
-``RecordFuture`` is a ``concurrent.futures.Future`` to its callers but keeps no lock, condition
-or result of its own, only its batch and its index in it (kafka-python's ``FutureRecordMetadata``
-design): creating one per ``send`` costs next to nothing. To stay usable with
-``concurrent.futures.wait``/``as_completed`` it exposes the private attributes those functions
-read (``_condition``, ``_state``, ``_waiters``, ``_result``, ``_exception``), checked on CPython
-3.11 by tests/unit/test_producer_future.py.
+``RecordFuture`` keeps only its batch and its index in it (kafka-python's ``FutureRecordMetadata``
+design), so creating one per ``send`` costs next to nothing: ``result``, ``exception`` and
+``done`` read the batch.
+
+It is still a real ``concurrent.futures.Future`` for ``add_done_callback`` and
+``concurrent.futures.wait``/``as_completed``: the first time one of those needs the Future's own
+state (a plain instance has none, so Python calls ``__getattr__``), the future runs
+``Future.__init__`` and, from then on, is settled through ``Future.set_result``/``set_exception``
+like any other. No private attribute of ``Future`` is named, read or written here; its own code
+keeps its state.
 """
 
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures._base import FINISHED, RUNNING
 
 from .records import RecordMetadata
 
@@ -27,8 +29,18 @@ class Batch:
     outcome fields are written once, by ``settle``.
     """
 
-    __slots__ = ("topic", "partition", "created", "records", "size", "condition", "done", "base", "error",
-                 "watched")
+    __slots__ = (
+        "topic",
+        "partition",
+        "created",
+        "records",
+        "size",
+        "condition",
+        "done",
+        "base",
+        "error",
+        "watched",
+    )
 
     def __init__(self, topic: str, partition: str, created: float):
         self.topic = topic
@@ -36,48 +48,37 @@ class Batch:
         self.created = created  # monotonic time its first record was queued
         self.records: list[bytes] = []
         self.size = 0
-        self.condition = threading.Condition()  # reentrant, as concurrent.futures.wait needs
+        self.condition = threading.Condition()
         self.done = False
         self.base = -1
         self.error: BaseException | None = None
-        self.watched: list[RecordFuture] | None = None  # futures with callbacks or waiters
+        self.watched: list[RecordFuture] | None = None  # futures whose Future state exists
 
     def settle(self, base: int, error: BaseException | None) -> None:
-        """Record the outcome, wake whoever waits, then run the callbacks (in the calling thread)."""
+        """Record the outcome, wake whoever waits, then settle the full futures (in the calling thread).
+
+        ``Future.set_result``/``set_exception`` wake ``wait``/``as_completed`` and run the callbacks.
+        """
         with self.condition:
             self.base, self.error, self.done = base, error, True
             watched = self.watched or ()
-            for future in watched:
-                for waiter in future._waiters_ or ():
-                    if error is None:
-                        waiter.add_result(future)
-                    else:
-                        waiter.add_exception(future)
             self.condition.notify_all()
         for future in watched:
-            for fn in future._callbacks_ or ():
-                try:
-                    fn(future)
-                except Exception:
-                    log.exception("exception calling callback for %r", future)
+            future._resolve()
 
 
 class RecordFuture(Future):
     """The future of one record: its batch's shared outcome and its index in the batch.
 
-    A ``concurrent.futures.Future`` to every caller (``result``, ``exception``, ``done``,
-    ``add_done_callback``, ``concurrent.futures.wait``/``as_completed``) without a lock, condition
-    or result of its own: those belong to the batch. It cannot be cancelled (the record may be on
-    its way) and only the producer settles it.
+    Cheap until someone adds a callback or hands it to ``concurrent.futures.wait``/``as_completed``;
+    then it becomes a full ``Future`` (see the module docstring). It cannot be cancelled (the record
+    may be on its way) and only the producer settles it.
     """
 
-    __slots__ = ("_batch", "_index", "_waiters_", "_callbacks_")
-
-    def __init__(self, batch: Batch, index: int):  # no super().__init__(): the batch holds the state
+    def __init__(self, batch: Batch, index: int):  # Future.__init__ runs on demand, in _materialize
         self._batch = batch
         self._index = index
-        self._waiters_: list | None = None
-        self._callbacks_: list | None = None
+        self._full = False
 
     def done(self) -> bool:
         return self._batch.done
@@ -100,19 +101,14 @@ class RecordFuture(Future):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return self._wait(timeout).error
 
-    def add_done_callback(self, fn: Callable[[Future], object]) -> None:
-        batch = self._batch
-        with batch.condition:
-            if not batch.done:
-                if self._callbacks_ is None:
-                    self._callbacks_ = []
-                    self._register()
-                self._callbacks_.append(fn)
-                return
-        try:
-            fn(self)
-        except Exception:
-            log.exception("exception calling callback for %r", self)
+    def outcome(self) -> tuple[RecordMetadata | None, BaseException | None]:
+        """``(metadata, None)`` or ``(None, error)`` of a settled future, as the producer's callbacks take."""
+        error = self._batch.error
+        return (None, error) if error is not None else (self.result(), None)
+
+    def add_done_callback(self, fn) -> None:
+        self._materialize()
+        super().add_done_callback(fn)
 
     def set_running_or_notify_cancel(self) -> bool:
         raise RuntimeError("a record's future is settled by its producer")
@@ -122,6 +118,13 @@ class RecordFuture(Future):
 
     def set_exception(self, exception: BaseException | None) -> None:
         raise RuntimeError("a record's future is settled by its producer")
+
+    def __getattr__(self, name: str) -> object:
+        # Only reached for an attribute the instance lacks: Future's own state before _materialize.
+        if name.startswith("__") or self.__dict__.get("_full", True):
+            raise AttributeError(name)
+        self._materialize()
+        return object.__getattribute__(self, name)
 
     def __repr__(self) -> str:
         batch = self._batch
@@ -139,36 +142,25 @@ class RecordFuture(Future):
                     raise TimeoutError()
         return batch
 
-    def _register(self) -> None:
-        """Ask the batch to notify this future's waiters and callbacks; caller holds the condition."""
+    def _materialize(self) -> None:
+        """Give this future its Future state, once; settled at once if the batch already is."""
         batch = self._batch
-        if batch.watched is None:
-            batch.watched = []
-        batch.watched.append(self)
+        with batch.condition:
+            if self._full:
+                return
+            Future.__init__(self)
+            self._full = True
+            if not batch.done:  # Batch.settle will resolve it
+                if batch.watched is None:
+                    batch.watched = []
+                batch.watched.append(self)
+                return
+        self._resolve()
 
-    # What concurrent.futures.wait and as_completed read and write (under ``_condition``).
-    @property
-    def _condition(self) -> threading.Condition:
-        return self._batch.condition
-
-    @property
-    def _state(self) -> str:
-        return FINISHED if self._batch.done else RUNNING
-
-    @property
-    def _waiters(self) -> list:
-        if self._waiters_ is None:
-            self._waiters_ = []
-            self._register()
-        return self._waiters_
-
-    @property
-    def _result(self) -> RecordMetadata | None:
-        batch = self._batch
-        if batch.done and batch.error is None:
-            return RecordMetadata(batch.topic, batch.partition, batch.base + self._index)
-        return None
-
-    @property
-    def _exception(self) -> BaseException | None:
-        return self._batch.error if self._batch.done else None
+    def _resolve(self) -> None:
+        """Settle the Future state from the batch's outcome through Future's public setters."""
+        error = self._batch.error
+        if error is None:
+            Future.set_result(self, self.result())
+        else:
+            Future.set_exception(self, error)

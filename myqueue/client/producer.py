@@ -46,6 +46,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
 
 from myqueue.core import defaults, framing
 from myqueue.core.reasons import Reason
@@ -95,9 +96,12 @@ def _batch_bytes(values: Iterable[bytes | bytearray | memoryview | str]) -> list
     records = values if isinstance(values, list) else list(values)
     kinds = set(map(type, records))
     if kinds == {str}:
-        records = list(map(str.encode, records))
-    elif not kinds <= {bytes}:
+        checked: list[bytes] = list(map(str.encode, cast("list[str]", records)))
+    elif kinds <= {bytes}:
+        checked = cast("list[bytes]", records)  # every item is exactly bytes: passed through untouched
+    else:
         return [_record_bytes(v) for v in records]  # mixed or unusual types: checked one by one
+    records = checked
     if not all(records):  # bytes are false when empty
         raise InvalidRequest("a record must not be empty", reason=Reason.INVALID_REQUEST)
     longest = max(map(len, records), default=0)
@@ -185,8 +189,7 @@ class Producer:
         ``callback(metadata, error)`` runs in a delivery thread when the outcome is known. Raises at once
         (nothing queued) for an unknown topic or partition, an empty or oversized value.
         """
-        kind = value.__class__
-        data = value if kind is bytes else value.encode("utf-8") if kind is str else _record_bytes(value)
+        data = value if type(value) is bytes else value.encode("utf-8") if type(value) is str else _record_bytes(value)
         size = len(data)
         if not 0 < size <= _MAX:
             _record_bytes(data)  # raises the typed refusal
@@ -203,7 +206,7 @@ class Producer:
                 or len(batch.records) >= self._batch_records
                 or batch.size + size > self._batch_bytes
             )
-            if opened:
+            if batch is None or opened:
                 batch = Batch(topic, partition, time.monotonic())
                 batches.append(batch)
             future = RecordFuture(batch, len(batch.records))
@@ -211,7 +214,7 @@ class Producer:
             batch.size += size
             self._unfinished += 1
             if callback is not None:  # the batch is still open: the callback will run when it is settled
-                future.add_done_callback(lambda f: callback(f._result, f._exception))
+                future.add_done_callback(lambda f: callback(*f.outcome()))
             if not queue.in_flight:
                 if self._ready(queue, batches[0], 0.0):
                     self._dispatch(queue)

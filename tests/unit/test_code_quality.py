@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,8 +19,22 @@ def test_ruff_including_security_rules():
 
 
 def test_import_layers_hold():
-    """Core imports no I/O, the client never imports server code, storage never imports HTTP."""
+    """The packages are layered (service never imports db), core imports no I/O, the client no server code."""
     lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
     result = run(lint_imports)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "broken" in result.stdout and " 0 broken" in result.stdout
+
+
+def test_the_package_ships_its_py_typed_marker():
+    """PEP 561: without the marker (and it in the package data) users' type checkers ignore the hints."""
+    assert (ROOT / "myqueue" / "py.typed").is_file()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["myqueue"]
+
+
+def test_mypy_passes_at_the_configured_level():
+    """[tool.mypy] in pyproject.toml: the defaults, third-party modules without types, excluded modules."""
+    result = run(sys.executable, "-m", "mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout

@@ -96,6 +96,17 @@ def test_concurrent_futures_wait_and_as_completed_work_on_record_futures():
     other_thread.join(30)
 
 
+def test_a_future_first_waited_on_after_its_batch_settled_is_already_done():
+    batch, (first, second, third) = batch_of(3)
+    batch.settle(20, None)
+    done, not_done = wait([first], timeout=0)
+    assert done == {first} and not not_done
+    assert list(as_completed([second], timeout=0)) == [second]
+    calls = []
+    third.add_done_callback(lambda f: calls.append(f.result().offset))
+    assert calls == [22] and [f.result().offset for f in (first, second, third)] == [20, 21, 22]
+
+
 def test_only_the_producer_settles_a_record_future():
     _, (future,) = batch_of(1)
     with pytest.raises(RuntimeError):
