@@ -7,6 +7,7 @@ Exit codes: 0 done; 1 the queue refused or could not be reached (a ``MyQueueErro
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from myqueue.client.errors import MyQueueError
 from myqueue.client.logfiles import IncompatibleLogFile
@@ -16,14 +17,27 @@ from . import brokers, cluster, consume, produce, topics, verify
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myqueue", description="A sharded, distributed log queue.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"myqueue {package_version()}")
+    # not required: bare `myqueue` prints the help (exit 0) instead of a usage error
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in (produce, consume, topics, brokers, cluster, verify):
         command.register(subparsers)
     return parser
 
 
+def package_version() -> str:
+    try:
+        return version("myqueue")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         return args.func(args)
     except (IncompatibleLogFile, OSError) as e:
