@@ -2,13 +2,48 @@
 ``main`` in this process) against a real local cluster where it needs one."""
 
 import importlib.metadata
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
-from tests.localcluster import REPO_ROOT
+import pytest
+
+from tests.helpers import wait_until
+from tests.localcluster import REPO_ROOT, LocalCluster
 
 CLI_TIMEOUT_S = 60
+REPLICA_CATCH_UP_S = 10
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One memory-mode cluster for the module: every test uses topics of its own."""
+    with LocalCluster(Path(tmp_path_factory.mktemp("cli-cluster")), brokers=2) as running:
+        yield running
+
+
+def manager(cluster: LocalCluster) -> list[str]:
+    return ["--broker", cluster.primary_address, "--replica-port", str(cluster.replica_port)]
+
+
+def topics(cluster: LocalCluster) -> dict[str, dict[str, str]]:
+    listing = run_cli("topics", "list", "--json", *manager(cluster))
+    assert listing.returncode == 0, listing.stderr
+    return json.loads(listing.stdout)
+
+
+def wait_partitions(cluster: LocalCluster, topic: str, expected: set[str]) -> None:
+    """Until the read-only manager lists exactly ``expected`` for ``topic``."""
+    seen: list[dict] = [{}]
+
+    def listed() -> bool:
+        seen[0] = topics(cluster)
+        return set(seen[0].get(topic, {})) == expected
+
+    wait_until(listed, REPLICA_CATCH_UP_S, message=lambda: f"{topic}: wanted {expected}, last listing {seen[0]}")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -30,3 +65,20 @@ def test_version_and_bare_command_print_without_a_usage_error():
     bare = run_cli()
     assert bare.returncode == 0, bare.stderr
     assert bare.stdout.startswith("usage: myqueue") and "topics" in bare.stdout and bare.stderr == ""
+
+
+def test_topics_create_takes_a_count_and_is_all_or_nothing(cluster):
+    made = run_cli("topics", "create", "TC1", "--partitions", "3", *manager(cluster))
+    assert made.returncode == 0, made.stderr
+    wait_partitions(cluster, "TC1", {"P1", "P2", "P3"})  # before the fix: one partition named "3"
+
+    clash = run_cli("topics", "create", "TC1", "--partitions", "P4", "P3", *manager(cluster))
+    assert clash.returncode == 1 and "TC1 already has P3; nothing created" in clash.stderr
+    bad = run_cli("topics", "create", "TC1", "--partitions", "P5", "no@good", *manager(cluster))
+    assert bad.returncode == 2 and "nothing created" in bad.stderr and "Traceback" not in bad.stderr
+    assert set(topics(cluster)["TC1"]) == {"P1", "P2", "P3"}  # neither P4 nor P5 was made
+
+    again = run_cli("topics", "create", "TC1", "--partitions", "P3", "P4", "--if-not-exists", *manager(cluster))
+    assert again.returncode == 0, again.stderr
+    assert "TC1:P3 exists already, skipped" in again.stdout
+    wait_partitions(cluster, "TC1", {"P1", "P2", "P3", "P4"})
