@@ -82,3 +82,23 @@ def test_topics_create_takes_a_count_and_is_all_or_nothing(cluster):
     assert again.returncode == 0, again.stderr
     assert "TC1:P3 exists already, skipped" in again.stdout
     wait_partitions(cluster, "TC1", {"P1", "P2", "P3", "P4"})
+
+
+def test_consume_from_beginning_reads_what_was_produced_before_it(cluster, tmp_path):
+    assert run_cli("topics", "create", "TB", "--partitions", "2", *manager(cluster)).returncode == 0
+    wait_partitions(cluster, "TB", {"P1", "P2"})
+    (tmp_path / "producer_1.txt").write_text("t MSG1 P1 TB\nt MSG2 P2 TB\nt MSG3 P1 TB\n")
+    produced = run_cli("produce", "--id", "1", "--topics", "TB:P1", "TB:P2", "--log_loc", str(tmp_path),
+                       *manager(cluster))  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+
+    consume = ["consume", "--topics", "TB:*", "--log_loc", str(tmp_path), "--idle-timeout", "1", *manager(cluster)]
+    late = run_cli(*consume, "--id", "1")
+    assert late.returncode == 0, late.stderr
+    assert (tmp_path / "consumer_1.txt").read_text() == ""  # the seed's rule: from the subscription on
+    early = run_cli(*consume, "--id", "2", "--from-beginning")
+    assert early.returncode == 0, early.stderr
+    assert "consumed 3 messages" in early.stdout
+    lines = (tmp_path / "consumer_2.txt").read_text().splitlines()
+    assert sorted(lines) == sorted(["TB:P1     MSG1", "TB:P2     MSG2", "TB:P1     MSG3"])
+    assert [line for line in lines if line.startswith("TB:P1")] == ["TB:P1     MSG1", "TB:P1     MSG3"]
