@@ -1,6 +1,7 @@
 """Options every manager-facing subcommand shares, and what they build."""
 
 import argparse
+import os
 
 from myqueue.client.api import ApiHandler
 from myqueue.core import defaults
@@ -8,14 +9,21 @@ from myqueue.core.names import parse_topic_spec
 from myqueue.core.refusal import Refusal
 
 DEFAULT_BROKER = f"{defaults.DEFAULT_HOST}:{defaults.PRIMARY_PORT}"
+BROKER_ENV = "MYQUEUE_BROKER"  # the cluster's address when --broker is not given
+
+
+def broker_default() -> str:
+    """``--broker``'s default: $MYQUEUE_BROKER, else the local cluster's primary."""
+    return os.environ.get(BROKER_ENV) or DEFAULT_BROKER
 
 
 def add_manager_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--broker",
-        default=DEFAULT_BROKER,
+        default=broker_default(),
         metavar="HOST[:PORT]",
-        help=f"the primary manager (default {DEFAULT_BROKER}); the read-only one is on PORT+1",
+        help=f"the primary manager (default: ${BROKER_ENV}, else {DEFAULT_BROKER}; now {broker_default()}); "
+        "the read-only one is on PORT+1",
     )
     parser.add_argument("--replica-port", type=int, help="port of the read-only manager (default: PORT+1)")
     parser.add_argument(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import free_port, wait_until
 from tests.localcluster import REPO_ROOT, LocalCluster
 
 CLI_TIMEOUT_S = 60
@@ -102,3 +102,19 @@ def test_consume_from_beginning_reads_what_was_produced_before_it(cluster, tmp_p
     lines = (tmp_path / "consumer_2.txt").read_text().splitlines()
     assert sorted(lines) == sorted(["TB:P1     MSG1", "TB:P2     MSG2", "TB:P1     MSG3"])
     assert [line for line in lines if line.startswith("TB:P1")] == ["TB:P1     MSG1", "TB:P1     MSG3"]
+
+
+def test_myqueue_broker_names_the_cluster_and_refusal_comes_with_a_hint(cluster):
+    at_cluster = {"MYQUEUE_BROKER": cluster.primary_address}
+    made = run_cli("topics", "create", "TE", "--partitions", "1", "--replica-port", str(cluster.replica_port),
+                   env=at_cluster)  # fmt: skip
+    assert made.returncode == 0, made.stderr  # without the variable it went to 127.0.0.1:5000
+    wait_partitions(cluster, "TE", {"P1"})
+    assert "$MYQUEUE_BROKER" in run_cli("topics", "list", "--help").stdout
+
+    nowhere = f"127.0.0.1:{free_port('127.0.0.1')}"
+    refused = run_cli("topics", "list", env={"MYQUEUE_BROKER": nowhere})
+    assert refused.returncode == 1
+    assert f"no cluster answered at {nowhere}" in refused.stderr
+    assert "myqueue cluster up" in refused.stderr and "MYQUEUE_BROKER=HOST[:PORT]" in refused.stderr
+    assert "Traceback" not in refused.stderr
