@@ -40,7 +40,10 @@ def add_seed_options(parser: argparse.ArgumentParser, role: str, topics_help: st
     log_file = f"{role}_{{id}}.txt"
     parser.add_argument("--id", type=int, required=True, help=f"{role} number: the file is {log_file}")
     parser.add_argument("--topics", nargs="+", type=topic_spec, required=True, metavar="T:P", help=topics_help)
-    parser.add_argument("--log_loc", required=True, metavar="DIR", help=f"folder of {log_file}")
+    # the seed spelled it --log_loc; --log-loc matches the other flags
+    parser.add_argument(
+        "--log_loc", "--log-loc", dest="log_loc", required=True, metavar="DIR", help=f"folder of {log_file}"
+    )
 
 
 def topic_spec(text: str) -> str:

@@ -118,3 +118,14 @@ def test_myqueue_broker_names_the_cluster_and_refusal_comes_with_a_hint(cluster)
     assert f"no cluster answered at {nowhere}" in refused.stderr
     assert "myqueue cluster up" in refused.stderr and "MYQUEUE_BROKER=HOST[:PORT]" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_log_loc_takes_the_kebab_case_spelling_too(cluster, tmp_path):
+    assert run_cli("topics", "create", "TL", "--partitions", "1", *manager(cluster)).returncode == 0
+    wait_partitions(cluster, "TL", {"P1"})
+    (tmp_path / "producer_7.txt").write_text("t ONE P1 TL\n")
+    for flag in ("--log-loc", "--log_loc"):  # the seed's spelling keeps working
+        produced = run_cli("produce", "--id", "7", "--topics", "TL:P1", flag, str(tmp_path), *manager(cluster))
+        assert produced.returncode == 0, produced.stderr
+        assert "produced 1 messages" in produced.stdout
+
