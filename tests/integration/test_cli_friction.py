@@ -129,3 +129,9 @@ def test_log_loc_takes_the_kebab_case_spelling_too(cluster, tmp_path):
         assert produced.returncode == 0, produced.stderr
         assert "produced 1 messages" in produced.stdout
 
+
+def test_verify_help_says_the_durability_promise_once():
+    shown = run_cli("verify", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())  # argparse rewraps the description
+    assert text.count("the durability promise") == 1 and "promise.the" not in text
