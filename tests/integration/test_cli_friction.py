@@ -4,6 +4,7 @@
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -135,3 +136,17 @@ def test_verify_help_says_the_durability_promise_once():
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())  # argparse rewraps the description
     assert text.count("the durability promise") == 1 and "promise.the" not in text
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_http_api_doc_links_only_to_files_in_the_repo():
+    doc = REPO_ROOT / "docs" / "http-api.md"
+    text = doc.read_text()
+    targets = [t.split("#")[0] for t in MARKDOWN_LINK.findall(text) if not t.startswith(("http", "#"))]
+    assert targets, "the seed's endpoints should be linked to the repo's description of them"
+    for target in targets:
+        path = (doc.parent / target).resolve()
+        assert path.is_file() and path.is_relative_to(REPO_ROOT), f"{target} is not a file in the repo"
+    assert "../shared/" not in text  # the seed's notes live outside the repo
