@@ -31,6 +31,14 @@ def add_manager_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_output_option(parser: argparse.ArgumentParser) -> None:
+    """``--output text|json`` on a listing command; ``--json`` stays as its short form."""
+    parser.add_argument(
+        "--output", choices=("text", "json"), default="text", help="text for people (default), or JSON"
+    )
+    parser.add_argument("--json", dest="output", action="store_const", const="json", help="same as --output json")
+
+
 def api_from(args: argparse.Namespace) -> ApiHandler:
     return ApiHandler(args.broker, readonly=args.replica_port, timeout=args.timeout)
 

@@ -8,7 +8,7 @@ from myqueue.client.errors import MyQueueError
 from myqueue.core.names import validate_partition, validate_topic
 from myqueue.core.refusal import Refusal
 
-from .common import add_manager_options, api_from
+from .common import add_manager_options, add_output_option, api_from
 
 PARTITION_PREFIX = "P"  # `--partitions 3` names them P1, P2, P3, as the seed's topics do
 
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("topics", help="list or create topics")
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="every topic, its partitions and their brokers")
-    listing.add_argument("--json", action="store_true", help="print the raw JSON map")
+    add_output_option(listing)
     add_manager_options(listing)
     listing.set_defaults(func=list_topics)
     create = actions.add_parser(
@@ -47,7 +47,7 @@ def list_topics(args: argparse.Namespace) -> int:
         topics = api.get_topics()
     finally:
         api.close()
-    if args.json:
+    if args.output == "json":
         print(json.dumps(topics, indent=2, sort_keys=True))
         return 0
     for topic, partitions in sorted(topics.items()):

@@ -150,3 +150,24 @@ def test_http_api_doc_links_only_to_files_in_the_repo():
         path = (doc.parent / target).resolve()
         assert path.is_file() and path.is_relative_to(REPO_ROOT), f"{target} is not a file in the repo"
     assert "../shared/" not in text  # the seed's notes live outside the repo
+
+
+def test_every_listing_command_prints_json_with_output_json(cluster):
+    assert run_cli("topics", "create", "TJ", "--partitions", "2", *manager(cluster)).returncode == 0
+    wait_partitions(cluster, "TJ", {"P1", "P2"})
+    listed = run_cli("topics", "list", "--output", "json", *manager(cluster))
+    assert listed.returncode == 0, listed.stderr
+    assert set(json.loads(listed.stdout)["TJ"]) == {"P1", "P2"}
+    assert json.loads(run_cli("topics", "list", "--json", *manager(cluster)).stdout) == json.loads(listed.stdout)
+
+    brokers = run_cli("brokers", "list", "--output", "json", *manager(cluster))
+    assert brokers.returncode == 0, brokers.stderr
+    assert sorted(json.loads(brokers.stdout)) == ["broker0", "broker1"]
+
+    status = run_cli("cluster", "status", "--state-file", str(cluster.state_file), "--output", "json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["supervisor_pid"] == cluster.supervisor_pid
+    assert {name: info["pid"] for name, info in shown["processes"].items()} == {
+        name: info["pid"] for name, info in cluster.processes().items()
+    }
