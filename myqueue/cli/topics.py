@@ -91,10 +91,10 @@ def create_topic(args: argparse.Namespace) -> int:
                 continue
             try:
                 print(api.add_topic(args.topic, name))
-            except MyQueueError as e:
+            except MyQueueError:
                 # the check above makes this rare (a concurrent create, a broker gone): say what exists
-                made = ", ".join(created) or "none"
-                raise MyQueueError(f"{e}; created before it: {made}") from e
+                print(f"{args.topic}:{name} failed; created before it: {', '.join(created) or 'none'}", file=sys.stderr)
+                raise
             created.append(name)
     finally:
         api.close()
