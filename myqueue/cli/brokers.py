@@ -5,7 +5,7 @@ import json
 
 from myqueue.client.api import ApiHandler
 
-from .common import add_manager_options, api_from
+from .common import add_manager_options, add_output_option, api_from
 
 _ACTIONS = {
     "add": (ApiHandler.add_broker, "start a broker and place it in the cluster"),
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("brokers", help="list, add, remove or test brokers")
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="the brokers' names")
-    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    add_output_option(listing)
     add_manager_options(listing)
     listing.set_defaults(func=list_brokers)
     for name, (_, help_text) in _ACTIONS.items():
@@ -38,7 +38,7 @@ def list_brokers(args: argparse.Namespace) -> int:
         brokers = api.get_brokers()
     finally:
         api.close()
-    print(json.dumps(brokers) if args.json else "\n".join(brokers))
+    print(json.dumps(brokers) if args.output == "json" else "\n".join(brokers))
     return 0
 
 

@@ -5,6 +5,7 @@ calls ``register(subparsers)``; each subcommand sets ``func(args) -> int``.
 """
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from myqueue.cluster.commands import Store
 from myqueue.cluster.statefile import read_state
 from myqueue.cluster.supervisor import ClusterConfig, Supervisor
 from myqueue.core import defaults
+
+from .common import add_output_option
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -83,6 +86,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     status.add_argument(
         "--state-file", type=Path, required=True, help="the file given to 'cluster up --state-file'"
     )
+    add_output_option(status)
     status.set_defaults(func=cmd_status)
 
 
@@ -124,6 +128,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, requests.RequestException) as error:
         print(f"myqueue cluster status: no running cluster at {args.state_file}: {error}", file=sys.stderr)
         return 1
+    if args.output == "json":
+        summary = {key: state[key] for key in ("supervisor_pid", "primary", "replica")}
+        print(json.dumps({**summary, "processes": processes}, indent=2, sort_keys=True))
+        return 0
     print(f"supervisor pid {state['supervisor_pid']}  primary {state['primary']}  replica {state['replica']}")
     print(f"{'NAME':<20} {'ROLE':<8} {'PID':>8} {'RESTARTS':>8}  ADDRESS")
     for name, info in processes.items():

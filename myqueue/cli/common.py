@@ -1,6 +1,7 @@
 """Options every manager-facing subcommand shares, and what they build."""
 
 import argparse
+import os
 
 from myqueue.client.api import ApiHandler
 from myqueue.core import defaults
@@ -8,19 +9,34 @@ from myqueue.core.names import parse_topic_spec
 from myqueue.core.refusal import Refusal
 
 DEFAULT_BROKER = f"{defaults.DEFAULT_HOST}:{defaults.PRIMARY_PORT}"
+BROKER_ENV = "MYQUEUE_BROKER"  # the cluster's address when --broker is not given
+
+
+def broker_default() -> str:
+    """``--broker``'s default: $MYQUEUE_BROKER, else the local cluster's primary."""
+    return os.environ.get(BROKER_ENV) or DEFAULT_BROKER
 
 
 def add_manager_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--broker",
-        default=DEFAULT_BROKER,
+        default=broker_default(),
         metavar="HOST[:PORT]",
-        help=f"the primary manager (default {DEFAULT_BROKER}); the read-only one is on PORT+1",
+        help=f"the primary manager (default: ${BROKER_ENV}, else {DEFAULT_BROKER}; now {broker_default()}); "
+        "the read-only one is on PORT+1",
     )
     parser.add_argument("--replica-port", type=int, help="port of the read-only manager (default: PORT+1)")
     parser.add_argument(
         "--timeout", type=float, default=defaults.CLIENT_TIMEOUT_S, help="seconds to wait for each answer"
     )
+
+
+def add_output_option(parser: argparse.ArgumentParser) -> None:
+    """``--output text|json`` on a listing command; ``--json`` stays as its short form."""
+    parser.add_argument(
+        "--output", choices=("text", "json"), default="text", help="text for people (default), or JSON"
+    )
+    parser.add_argument("--json", dest="output", action="store_const", const="json", help="same as --output json")
 
 
 def api_from(args: argparse.Namespace) -> ApiHandler:
@@ -32,7 +48,10 @@ def add_seed_options(parser: argparse.ArgumentParser, role: str, topics_help: st
     log_file = f"{role}_{{id}}.txt"
     parser.add_argument("--id", type=int, required=True, help=f"{role} number: the file is {log_file}")
     parser.add_argument("--topics", nargs="+", type=topic_spec, required=True, metavar="T:P", help=topics_help)
-    parser.add_argument("--log_loc", required=True, metavar="DIR", help=f"folder of {log_file}")
+    # the seed spelled it --log_loc; --log-loc matches the other flags
+    parser.add_argument(
+        "--log_loc", "--log-loc", dest="log_loc", required=True, metavar="DIR", help=f"folder of {log_file}"
+    )
 
 
 def topic_spec(text: str) -> str:

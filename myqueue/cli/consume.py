@@ -3,6 +3,10 @@
 Registers one consumer per ``--topics`` spec at the read-only manager, says ``consumer {id}
 registered`` on stderr once all are registered (callers wait on that line before producing), then
 writes ``DIR/consumer_{id}.txt`` until nothing has come for ``--idle-timeout`` seconds.
+
+The seed consumers start at their subscription (what is produced after they register). With
+``--from-beginning`` the fast-path ``Consumer`` reads instead, without a group, from each
+partition's first record: same log file, same lines, partitions one after another.
 """
 
 import argparse
@@ -10,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from myqueue.client.consumer import Consumer
 from myqueue.client.logfiles import format_consumer_line
 from myqueue.client.seed import MyConsumer, writeComsumeLog
 from myqueue.core import defaults
@@ -27,12 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help=f"stop after S seconds without a message (default {defaults.CONSUMER_IDLE_TIMEOUT_S:g})",
     )
+    parser.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="read what the partitions hold already, from their first record (default: only what is "
+        "produced after the consumer registers, as the seed's consumers do)",
+    )
     add_manager_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     output = writeComsumeLog(Path(args.log_loc) / f"consumer_{args.id}.txt")
+    if args.from_beginning:
+        try:
+            return run_from_beginning(args, output)
+        finally:
+            output.close()
     try:
         consumer = MyConsumer(
             seed_pairs(args.topics),
@@ -53,5 +69,26 @@ def run(args: argparse.Namespace) -> int:
             consumer.stop()
     finally:
         output.close()
+    print(f"consumed {rate(count, time.monotonic() - started)}", flush=True)
+    return 0
+
+
+def run_from_beginning(args: argparse.Namespace, output: writeComsumeLog) -> int:
+    consumer = Consumer(
+        args.topics,
+        start="earliest",
+        host=args.broker,
+        replica_port=args.replica_port,
+        idle_timeout=args.idle_timeout,
+        timeout=args.timeout,
+    )
+    with consumer:
+        print(f"consumer {args.id} registered", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        count = 0
+        for record in consumer:
+            value = record.value.decode() if isinstance(record.value, bytes) else record.value
+            output.writeline(format_consumer_line(record.topic, record.partition, value))
+            count += 1
     print(f"consumed {rate(count, time.monotonic() - started)}", flush=True)
     return 0

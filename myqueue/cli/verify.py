@@ -50,7 +50,7 @@ By design, memory mode keeps nothing across a process restart: with --store memo
 loses the killed broker's records, and verify reports exactly that loss and exits 1 (kill-primary
 makes the primary forget topics and partitions too, though clients with cached metadata go on). Seed-path consumers are at-most-once when a reply is lost
 (ARCHITECTURE.md): under faults they may lose a message, and verify reports it. Use --store
-postgres with fast-path consumers to check the durability promise.the durability promise."""
+postgres with fast-path consumers to check the durability promise."""
 
 
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

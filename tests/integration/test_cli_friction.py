@@ -1,0 +1,173 @@
+"""The CLI's friction items of issue 16, each run as a real ``python -m myqueue`` process (or through
+``main`` in this process) against a real local cluster where it needs one."""
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port, wait_until
+from tests.localcluster import REPO_ROOT, LocalCluster
+
+CLI_TIMEOUT_S = 60
+REPLICA_CATCH_UP_S = 10
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One memory-mode cluster for the module: every test uses topics of its own."""
+    with LocalCluster(Path(tmp_path_factory.mktemp("cli-cluster")), brokers=2) as running:
+        yield running
+
+
+def manager(cluster: LocalCluster) -> list[str]:
+    return ["--broker", cluster.primary_address, "--replica-port", str(cluster.replica_port)]
+
+
+def topics(cluster: LocalCluster) -> dict[str, dict[str, str]]:
+    listing = run_cli("topics", "list", "--json", *manager(cluster))
+    assert listing.returncode == 0, listing.stderr
+    return json.loads(listing.stdout)
+
+
+def wait_partitions(cluster: LocalCluster, topic: str, expected: set[str]) -> None:
+    """Until the read-only manager lists exactly ``expected`` for ``topic``."""
+    seen: list[dict] = [{}]
+
+    def listed() -> bool:
+        seen[0] = topics(cluster)
+        return set(seen[0].get(topic, {})) == expected
+
+    wait_until(listed, REPLICA_CATCH_UP_S, message=lambda: f"{topic}: wanted {expected}, last listing {seen[0]}")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m myqueue ARGS`` from the repo root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "myqueue", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+
+
+def test_version_and_bare_command_print_without_a_usage_error():
+    version = run_cli("--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"myqueue {importlib.metadata.version('myqueue')}"
+    bare = run_cli()
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stdout.startswith("usage: myqueue") and "topics" in bare.stdout and bare.stderr == ""
+
+
+def test_topics_create_takes_a_count_and_is_all_or_nothing(cluster):
+    made = run_cli("topics", "create", "TC1", "--partitions", "3", *manager(cluster))
+    assert made.returncode == 0, made.stderr
+    wait_partitions(cluster, "TC1", {"P1", "P2", "P3"})  # before the fix: one partition named "3"
+
+    clash = run_cli("topics", "create", "TC1", "--partitions", "P4", "P3", *manager(cluster))
+    assert clash.returncode == 1 and "TC1 already has P3; nothing created" in clash.stderr
+    bad = run_cli("topics", "create", "TC1", "--partitions", "P5", "no@good", *manager(cluster))
+    assert bad.returncode == 2 and "nothing created" in bad.stderr and "Traceback" not in bad.stderr
+    assert set(topics(cluster)["TC1"]) == {"P1", "P2", "P3"}  # neither P4 nor P5 was made
+
+    again = run_cli("topics", "create", "TC1", "--partitions", "P3", "P4", "--if-not-exists", *manager(cluster))
+    assert again.returncode == 0, again.stderr
+    assert "TC1:P3 exists already, skipped" in again.stdout
+    wait_partitions(cluster, "TC1", {"P1", "P2", "P3", "P4"})
+
+
+def test_consume_from_beginning_reads_what_was_produced_before_it(cluster, tmp_path):
+    assert run_cli("topics", "create", "TB", "--partitions", "2", *manager(cluster)).returncode == 0
+    wait_partitions(cluster, "TB", {"P1", "P2"})
+    (tmp_path / "producer_1.txt").write_text("t MSG1 P1 TB\nt MSG2 P2 TB\nt MSG3 P1 TB\n")
+    produced = run_cli("produce", "--id", "1", "--topics", "TB:P1", "TB:P2", "--log_loc", str(tmp_path),
+                       *manager(cluster))  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+
+    consume = ["consume", "--topics", "TB:*", "--log_loc", str(tmp_path), "--idle-timeout", "1", *manager(cluster)]
+    late = run_cli(*consume, "--id", "1")
+    assert late.returncode == 0, late.stderr
+    assert (tmp_path / "consumer_1.txt").read_text() == ""  # the seed's rule: from the subscription on
+    early = run_cli(*consume, "--id", "2", "--from-beginning")
+    assert early.returncode == 0, early.stderr
+    assert "consumed 3 messages" in early.stdout
+    lines = (tmp_path / "consumer_2.txt").read_text().splitlines()
+    assert sorted(lines) == sorted(["TB:P1     MSG1", "TB:P2     MSG2", "TB:P1     MSG3"])
+    assert [line for line in lines if line.startswith("TB:P1")] == ["TB:P1     MSG1", "TB:P1     MSG3"]
+
+
+def test_myqueue_broker_names_the_cluster_and_refusal_comes_with_a_hint(cluster):
+    at_cluster = {"MYQUEUE_BROKER": cluster.primary_address}
+    made = run_cli("topics", "create", "TE", "--partitions", "1", "--replica-port", str(cluster.replica_port),
+                   env=at_cluster)  # fmt: skip
+    assert made.returncode == 0, made.stderr  # without the variable it went to 127.0.0.1:5000
+    wait_partitions(cluster, "TE", {"P1"})
+    assert "$MYQUEUE_BROKER" in run_cli("topics", "list", "--help").stdout
+
+    nowhere = f"127.0.0.1:{free_port('127.0.0.1')}"
+    refused = run_cli("topics", "list", env={"MYQUEUE_BROKER": nowhere})
+    assert refused.returncode == 1
+    assert f"no cluster answered at {nowhere}" in refused.stderr
+    assert "myqueue cluster up" in refused.stderr and "MYQUEUE_BROKER=HOST[:PORT]" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_log_loc_takes_the_kebab_case_spelling_too(cluster, tmp_path):
+    assert run_cli("topics", "create", "TL", "--partitions", "1", *manager(cluster)).returncode == 0
+    wait_partitions(cluster, "TL", {"P1"})
+    (tmp_path / "producer_7.txt").write_text("t ONE P1 TL\n")
+    for flag in ("--log-loc", "--log_loc"):  # the seed's spelling keeps working
+        produced = run_cli("produce", "--id", "7", "--topics", "TL:P1", flag, str(tmp_path), *manager(cluster))
+        assert produced.returncode == 0, produced.stderr
+        assert "produced 1 messages" in produced.stdout
+
+
+def test_verify_help_says_the_durability_promise_once():
+    shown = run_cli("verify", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())  # argparse rewraps the description
+    assert text.count("the durability promise") == 1 and "promise.the" not in text
+
+
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def test_http_api_doc_links_only_to_files_in_the_repo():
+    doc = REPO_ROOT / "docs" / "http-api.md"
+    text = doc.read_text()
+    targets = [t.split("#")[0] for t in MARKDOWN_LINK.findall(text) if not t.startswith(("http", "#"))]
+    assert targets, "the seed's endpoints should be linked to the repo's description of them"
+    for target in targets:
+        path = (doc.parent / target).resolve()
+        assert path.is_file() and path.is_relative_to(REPO_ROOT), f"{target} is not a file in the repo"
+    assert "../shared/" not in text  # the seed's notes live outside the repo
+
+
+def test_every_listing_command_prints_json_with_output_json(cluster):
+    assert run_cli("topics", "create", "TJ", "--partitions", "2", *manager(cluster)).returncode == 0
+    wait_partitions(cluster, "TJ", {"P1", "P2"})
+    listed = run_cli("topics", "list", "--output", "json", *manager(cluster))
+    assert listed.returncode == 0, listed.stderr
+    assert set(json.loads(listed.stdout)["TJ"]) == {"P1", "P2"}
+    assert json.loads(run_cli("topics", "list", "--json", *manager(cluster)).stdout) == json.loads(listed.stdout)
+
+    brokers = run_cli("brokers", "list", "--output", "json", *manager(cluster))
+    assert brokers.returncode == 0, brokers.stderr
+    assert sorted(json.loads(brokers.stdout)) == ["broker0", "broker1"]
+
+    status = run_cli("cluster", "status", "--state-file", str(cluster.state_file), "--output", "json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["supervisor_pid"] == cluster.supervisor_pid
+    assert {name: info["pid"] for name, info in shown["processes"].items()} == {
+        name: info["pid"] for name, info in cluster.processes().items()
+    }
