@@ -124,6 +124,7 @@ _BY_REASON: dict[Reason, type[MyQueueError]] = {
     Reason.NO_BROKER: BrokerUnavailable,
     Reason.UNAVAILABLE: BrokerUnavailable,
     Reason.UNAUTHORIZED: Unauthorized,
+    Reason.FORBIDDEN: Unauthorized,
     Reason.INTERNAL: ServerError,
 }
 

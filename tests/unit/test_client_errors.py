@@ -29,6 +29,7 @@ EXPECTED = {
     Reason.UNAVAILABLE: errors.BrokerUnavailable,
     Reason.NOT_FOUND: errors.NotFoundError,
     Reason.UNAUTHORIZED: errors.Unauthorized,
+    Reason.FORBIDDEN: errors.Unauthorized,
     Reason.INTERNAL: errors.ServerError,
 }
 
