@@ -77,11 +77,16 @@ class Guard:
         path = environ.get("PATH_INFO") or ""
         host = environ.get("HTTP_HOST") or ""
         if self._hosts is not None and _host_name(host) not in self._hosts:
-            return _refuse(start_response, 403, Reason.FORBIDDEN, f"this service does not answer to Host {host!r}")
+            return _refuse(
+                start_response, 403, Reason.FORBIDDEN, f"this service does not answer to Host {host!r}"
+            )
         unsafe_get = path in self._unsafe_gets
         if method == "HEAD" and unsafe_get:
             return _refuse(
-                start_response, 405, Reason.METHOD_NOT_ALLOWED, "HEAD is not allowed: GET on this route changes state",
+                start_response,
+                405,
+                Reason.METHOD_NOT_ALLOWED,
+                "HEAD is not allowed: GET on this route changes state",
                 allow="GET",
             )
         if (unsafe_get or method not in SAFE_METHODS) and _cross_site(environ, host):
@@ -99,7 +104,9 @@ def _cross_site(environ: dict, host: str) -> bool:
 
 
 def _refuse(start_response, status: int, reason: Reason, message: str, allow: str | None = None):
-    body = json.dumps({"status": "failure", "message": message, "reason": reason.value}, separators=(",", ":"))
+    body = json.dumps(
+        {"status": "failure", "message": message, "reason": reason.value}, separators=(",", ":")
+    )
     payload = body.encode() + b"\n"
     headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
     if allow:

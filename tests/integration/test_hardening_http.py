@@ -25,7 +25,9 @@ def cluster(local_cluster):
 def _seed_topic(cluster, topic: str) -> tuple[int, int]:
     """A topic with one partition, a seed consumer and a seed producer: (consumer id, producer id)."""
     p, r = cluster.primary_url, cluster.replica_url
-    assert requests.post(f"{p}/topics/add", json={"topic": topic, "part": "P1"}, timeout=10).status_code == 200
+    assert (
+        requests.post(f"{p}/topics/add", json={"topic": topic, "part": "P1"}, timeout=10).status_code == 200
+    )
     wait_until(lambda: topic in requests.get(f"{r}/topics", timeout=10).json()["message"], 20)
     consumer = requests.post(f"{r}/consumer/register", json={"topic": topic}, timeout=10).json()["message"]
     producer = requests.post(f"{p}/producer/register", json={"topic": topic}, timeout=10).json()["message"]
@@ -82,23 +84,36 @@ def test_unauthenticated_partial_bodies_do_not_fill_the_primarys_memory(local_cl
         finally:
             for s in socks:
                 s.close()
-        print(f"primary RSS grew by {grown / 2**20:.1f} MiB with {CONNECTIONS} partial bodies ({refused} cut short)")
+        print(
+            f"primary RSS grew by {grown / 2**20:.1f} MiB with {CONNECTIONS} partial bodies ({refused} cut short)"
+        )
         assert grown < 32 * 2**20, f"primary RSS grew by {grown / 2**20:.1f} MiB"
         assert all(a.startswith(b"HTTP/1.1 413") for a in answers), answers[:3]
         # The service still answers (with the token) once they are gone.
-        assert requests.get(f"{c.primary_url}/topics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).ok
+        assert requests.get(
+            f"{c.primary_url}/topics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+        ).ok
 
 
 def test_head_on_a_state_changing_route_is_refused_and_changes_nothing(cluster):
     """Item 4: HEAD /consumer/consume used to run the consume and drop the message."""
     consumer, producer = _seed_topic(cluster, "HEAD1")
     p, r = cluster.primary_url, cluster.replica_url
-    assert requests.post(f"{p}/producer/produce", json={"producer_id": producer, "message": "m1"}, timeout=10).ok
-    wait_until(lambda: requests.get(f"{r}/size", params={"consumer_id": consumer}, timeout=10).json()["message"] == 1, 20)
+    assert requests.post(
+        f"{p}/producer/produce", json={"producer_id": producer, "message": "m1"}, timeout=10
+    ).ok
+    wait_until(
+        lambda: (
+            requests.get(f"{r}/size", params={"consumer_id": consumer}, timeout=10).json()["message"] == 1
+        ),
+        20,
+    )
     head = requests.head(f"{r}/consumer/consume", params={"consumer_id": consumer}, timeout=10)
     assert head.status_code == 405 and head.headers["Allow"] == "GET", head.headers
     for path in ("/brokers/rm", "/brokers/add", "/brokers/test"):
-        assert requests.head(f"{p}{path}", params={"broker_name": "broker0"}, timeout=10).status_code == 405, path
+        assert (
+            requests.head(f"{p}{path}", params={"broker_name": "broker0"}, timeout=10).status_code == 405
+        ), path
     got = requests.get(f"{r}/consumer/consume", params={"consumer_id": consumer}, timeout=10).json()
     assert got["message"] == "m1", got
     assert len(requests.get(f"{p}/brokers", timeout=10).json()["message"]) == 2
@@ -112,8 +127,13 @@ def test_bad_json_is_a_400_with_a_reason_and_nothing_is_stored(cluster):
     p, r = cluster.primary_url, cluster.replica_url
     deep = "[" * 200_000 + "]" * 200_000
     json_type = {"Content-Type": "application/json"}
-    for url in (f"{p}/topics/add", f"{p}/producer/register", f"{p}/producer/produce", f"{r}/consumer/register",
-                f"{p}/v1/brokers"):
+    for url in (
+        f"{p}/topics/add",
+        f"{p}/producer/register",
+        f"{p}/producer/produce",
+        f"{r}/consumer/register",
+        f"{p}/v1/brokers",
+    ):
         answer = requests.post(url, data=deep, headers=json_type, timeout=10)
         assert _is_envelope(answer, 400, "INVALID_REQUEST"), (url, answer.status_code, answer.text[:200])
         assert "nested too deeply" in answer.json()["message"]
@@ -138,7 +158,9 @@ def test_cross_site_browser_requests_cannot_change_state(cluster):
     plain = requests.post(f"{p}/topics/add", data=body, headers={"Content-Type": "text/plain"}, timeout=10)
     assert _is_envelope(plain, 400, "INVALID_REQUEST"), plain.text
     evil = {"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"}
-    assert _is_envelope(requests.post(f"{p}/topics/add", data=body, headers=evil, timeout=10), 403, "FORBIDDEN")
+    assert _is_envelope(
+        requests.post(f"{p}/topics/add", data=body, headers=evil, timeout=10), 403, "FORBIDDEN"
+    )
     sec = {"Sec-Fetch-Site": "cross-site"}
     rm = requests.get(f"{p}/brokers/rm", params={"broker_name": "broker0"}, headers=sec, timeout=10)
     assert _is_envelope(rm, 403, "FORBIDDEN"), rm.text
@@ -146,13 +168,19 @@ def test_cross_site_browser_requests_cannot_change_state(cluster):
     rm = requests.get(f"{p}/brokers/rm", params={"broker_name": "broker0"}, headers=other_port, timeout=10)
     assert _is_envelope(rm, 403, "FORBIDDEN"), rm.text
     # DNS rebinding: a name that is not ours is refused even for reads.
-    rebound = requests.get(f"{r}/topics", headers={"Host": f"evil.example:{cluster.replica_port}"}, timeout=10)
+    rebound = requests.get(
+        f"{r}/topics", headers={"Host": f"evil.example:{cluster.replica_port}"}, timeout=10
+    )
     assert _is_envelope(rebound, 403, "FORBIDDEN"), rebound.text
     assert "XS1" not in requests.get(f"{p}/topics", timeout=10).json()["message"]
     assert len(requests.get(f"{p}/brokers", timeout=10).json()["message"]) == 2
     # What the seed's users send keeps working: curl -d (form-urlencoded), and a same-origin page.
-    curl = requests.post(f"{p}/topics/add", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"},
-                         timeout=10)
+    curl = requests.post(
+        f"{p}/topics/add",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
     assert curl.status_code == 200, curl.text
     same = {"Origin": p, "Sec-Fetch-Site": "same-origin"}
     assert requests.post(f"{p}/topics/add", json={"topic": "XS1", "part": "P2"}, headers=same, timeout=10).ok
