@@ -47,7 +47,8 @@ def main(argv=None) -> None:
         storage, args.name, max_message_bytes=args.max_message_bytes, threads=args.threads, token=load_token()
     )
     log.info("broker %s (%s store)", args.name, args.store)
-    serve(app, state, args.host, args.port, threads=args.threads, on_shutdown=storage.close)
+    limits = {"max_body": defaults.MAX_BATCH_BYTES, "threads": args.threads}
+    serve(app, state, args.host, args.port, **limits, on_shutdown=storage.close)
 
 
 if __name__ == "__main__":

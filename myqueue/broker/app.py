@@ -12,7 +12,6 @@ those three, goes through Flask.
 
 import contextlib
 import functools
-import json
 import logging
 import re
 import threading
@@ -34,7 +33,7 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.storage import OutcomeUnknown
 from myqueue.service.base_app import OBSERVE_EXTENSION, create_base_app
-from myqueue.service.envelope import failure, json_object, reject_unknown_fields, success
+from myqueue.service.envelope import failure, json_object, parse_json, reject_unknown_fields, success
 from myqueue.service.lean import LeanRoutes, Raw, query_args, read_body
 
 from .storage import LogStorage, NotHosted, SequenceError
@@ -54,14 +53,9 @@ def _partition_key(topic: str, partition: str) -> tuple[str, str]:
 
 
 def _json_or_empty(environ: dict) -> object:
-    """The take body as Flask's ``get_json(force=True, silent=True)`` sees it; {} when empty."""
+    """The take body as JSON (see envelope.parse_json); {} when empty."""
     body = read_body(environ)
-    if not body:
-        return {}
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
+    return parse_json(body, environ.get("CONTENT_TYPE"), seed=False) if body else {}
 
 
 class _Waiters:
@@ -280,7 +274,8 @@ def create_app(
 
     @app.post(TAKE_RULE)
     def take(topic: str, partition: str, group: str):
-        data = request.get_json(force=True, silent=True) if request.content_length else {}
+        body = request.get_data(cache=True)
+        data = parse_json(body, request.content_type, seed=False) if body else {}
         return success(take_reply(topic, partition, group, data))
 
     @app.post("/v1/selftest")

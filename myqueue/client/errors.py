@@ -144,6 +144,7 @@ _BY_REASON: dict[Reason, type[MyQueueError]] = {
     Reason.UNAVAILABLE: BrokerUnavailable,
     Reason.OUTCOME_UNKNOWN: OutcomeUnknownError,
     Reason.UNAUTHORIZED: Unauthorized,
+    Reason.FORBIDDEN: Unauthorized,
     Reason.INTERNAL: ServerError,
 }
 

@@ -72,6 +72,16 @@ PRODUCER_MAX_IN_FLIGHT = 4  # batches in flight at once, to different partitions
 
 # --- services ---------------------------------------------------------------------------
 SERVICE_THREADS = 16  # WSGI worker threads per service process
+# Bounds on what clients can make a service hold before it answers (waitress reads a whole body
+# before the app, hence before the bearer token is checked). Each service refuses a body over its
+# own limit from the Content-Length header alone: managers MAX_JSON_BODY_BYTES, brokers
+# MAX_BATCH_BYTES. Bodies over SERVICE_BODY_MEMORY_BYTES spool to a temporary file instead of RAM,
+# so RAM held for bodies is at most SERVICE_CONNECTION_LIMIT x SERVICE_BODY_MEMORY_BYTES.
+SERVICE_CONNECTION_LIMIT = 256  # open connections per service ($MYQUEUE_CONNECTION_LIMIT)
+SERVICE_BODY_MEMORY_BYTES = 2 * 1024 * 1024  # per connection ($MYQUEUE_BODY_MEMORY_BYTES)
+# waitress itself refuses bodies over limit + this slack, cheaply but as text/plain (it has no
+# public hook for its own error pages); a body just over the limit reaches the app's JSON 413.
+SERVICE_BODY_SLACK_BYTES = 64 * 1024
 PG_POOL_MIN = 1
 PG_POOL_MAX = 16
 # PostgreSQL connection timeouts (myqueue.db.pool), each overridden by its MYQUEUE_PG_* variable:

@@ -34,6 +34,7 @@ class Reason(StrEnum):
     NOT_FOUND = "NOT_FOUND"  # unknown route
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"  # a Host the service does not answer on, or a cross-site browser request
     INTERNAL = "INTERNAL"  # a bug: logged server-side, never a stack trace to the client
 
 
@@ -64,6 +65,7 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.NOT_FOUND: 404,
     Reason.METHOD_NOT_ALLOWED: 405,
     Reason.UNAUTHORIZED: 401,
+    Reason.FORBIDDEN: 403,
     Reason.INTERNAL: 500,
 }
 

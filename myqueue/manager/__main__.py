@@ -99,7 +99,8 @@ def main(argv=None) -> None:
         store.close()
         brokers.close()
 
-    serve(app, state, args.host, args.port, threads=args.threads, on_drain=node.stop, on_shutdown=shutdown)
+    limits = {"max_body": defaults.MAX_JSON_BODY_BYTES, "threads": args.threads}
+    serve(app, state, args.host, args.port, **limits, on_drain=node.stop, on_shutdown=shutdown)
 
 
 if __name__ == "__main__":

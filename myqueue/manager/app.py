@@ -21,6 +21,7 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.service.base_app import OBSERVE_EXTENSION, create_base_app
 from myqueue.service.envelope import json_object, reject_unknown_fields, seed_endpoint, success
+from myqueue.service.guard import STATE_CHANGING_GETS
 from myqueue.service.lean import LeanRoutes, query_args, read_json_object
 
 from .primary import Primary
@@ -260,4 +261,6 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     if replica is not None:
         lane.add("GET", "/consumer/consume", lambda environ: consume_reply(query_args(environ).get("consumer_id")))
     app.wsgi_app = lane
+    # GETs of the seed's wire contract that change state: HEAD and cross-site requests refused (service/guard.py).
+    app.extensions[STATE_CHANGING_GETS] = ("/brokers/add", "/brokers/rm", "/brokers/test", "/consumer/consume")
     return app, state

@@ -6,7 +6,9 @@ the /v1 endpoints use the status that fits the reason. Unexpected exceptions are
 their traceback and answered with a 500 that carries no trace.
 """
 
+import json
 import logging
+import re
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -113,9 +115,39 @@ def install_error_handlers(app: Flask) -> None:
         return failure(Reason.INTERNAL, INTERNAL_ERROR, 500)
 
 
+# What a JSON body may be sent as. The seed's routes also take no content type and curl's `-d`
+# default (the README's quickstart and the seed's users send that); text/plain and multipart,
+# the other CORS "simple" types, are refused everywhere. Cross-site forms are refused by
+# service/guard.py whatever their type.
+JSON_TYPES = frozenset({"application/json"})
+SEED_JSON_TYPES = JSON_TYPES | {"", "application/x-www-form-urlencoded"}
+# Surrogate code points as JSON escapes or as the bytes json.loads would let through (surrogatepass).
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def parse_json(body: bytes, content_type: str | None, seed: bool) -> object:
+    """A request body's JSON value; None when it is not JSON; a Refusal for a body that is JSON
+    but that we refuse (sent as another type, nested too deeply, a lone surrogate)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media not in (SEED_JSON_TYPES if seed else JSON_TYPES):
+        raise Refusal(Reason.INVALID_REQUEST, f"a JSON body must be sent as application/json, not {media!r}")
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise Refusal(Reason.INVALID_REQUEST, "request body is nested too deeply") from None
+    except ValueError:
+        return None
+    if _MAYBE_SURROGATE.search(body):
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise Refusal(Reason.INVALID_REQUEST, "request body holds a lone surrogate, not valid Unicode") from None
+    return data
+
+
 def json_object() -> dict:
     """The request body as a JSON object, or a Refusal saying why not."""
-    data = request.get_json(force=True, silent=True)
+    data = parse_json(request.get_data(cache=True), request.content_type, _is_seed_request())
     if not isinstance(data, dict):
         raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
     return data

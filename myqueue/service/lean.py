@@ -43,6 +43,7 @@ from .envelope import (
     RETRY_AFTER_S,
     RETRY_LATER,
     STORAGE_UNAVAILABLE,
+    parse_json,
     status_for,
 )
 
@@ -82,12 +83,8 @@ def _failure(reason: Reason, message: str) -> dict:
 
 
 def read_json_object(environ: dict) -> dict:
-    """The body as a JSON object, like ``envelope.json_object`` (any content type, else a Refusal)."""
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    try:
-        data = json.loads(environ["wsgi.input"].read(length)) if length else None
-    except ValueError:
-        data = None
+    """The body of a seed route as a JSON object, like ``envelope.json_object``, else a Refusal."""
+    data = parse_json(read_body(environ), environ.get("CONTENT_TYPE"), seed=True)
     if not isinstance(data, dict):
         raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
     return data

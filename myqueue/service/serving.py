@@ -7,6 +7,7 @@ requests finish for up to a grace period, then run the service's own cleanup.
 """
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from waitress.server import create_server
 from myqueue.core import defaults
 
 from .base_app import ServiceState
+from .guard import STATE_CHANGING_GETS, Guard, allowed_hosts
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +29,33 @@ def serve(
     host: str,
     port: int,
     *,
+    max_body: int,
     threads: int = defaults.SERVICE_THREADS,
     grace_s: float = defaults.SHUTDOWN_GRACE_S,
     on_drain: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT. ``on_drain`` runs when draining starts (end long-polls there);
-    ``on_shutdown`` after the last request finished (close stores there)."""
+    ``on_shutdown`` after the last request finished (close stores there). ``max_body`` is this
+    service's own request-body limit: waitress refuses a larger Content-Length from the headers,
+    before reading the body."""
+    memory = min(max_body, _env_int("MYQUEUE_BODY_MEMORY_BYTES", defaults.SERVICE_BODY_MEMORY_BYTES))
+    guarded = Guard(app, allowed_hosts(host), getattr(app, "extensions", {}).get(STATE_CHANGING_GETS, ()))
     server = create_server(
-        app,
+        guarded,
         host=host,
         port=port,
         threads=threads,
         ident="myqueue",
         channel_timeout=120,
-        connection_limit=1000,
+        connection_limit=_env_int("MYQUEUE_CONNECTION_LIMIT", defaults.SERVICE_CONNECTION_LIMIT),
         cleanup_interval=30,
         clear_untrusted_proxy_headers=True,
-        # Keep request and response bodies up to a full batch in memory instead of spooling
-        # them to temporary files (waitress's defaults are 512 KiB and 1 MiB).
-        inbuf_overflow=defaults.MAX_BATCH_BYTES,
-        outbuf_overflow=defaults.MAX_BATCH_BYTES,
-        max_request_body_size=defaults.MAX_BATCH_BYTES,
+        # Request bodies up to `memory` stay in RAM, larger ones spool to a temporary file, so
+        # unauthenticated clients cannot make us hold more than connection_limit x memory.
+        inbuf_overflow=memory,
+        outbuf_overflow=defaults.MAX_BATCH_BYTES,  # responses we build ourselves (fetch) stay in RAM
+        max_request_body_size=max_body + defaults.SERVICE_BODY_SLACK_BYTES,
     )
     stopping = {"at": None}
 
@@ -81,6 +88,15 @@ def serve(
     if on_shutdown is not None:
         on_shutdown()
     log.info("stopped")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return int(value)
 
 
 def configure_logging(level: str = "INFO") -> None:

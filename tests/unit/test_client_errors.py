@@ -31,6 +31,7 @@ EXPECTED = {
     Reason.OUTCOME_UNKNOWN: errors.OutcomeUnknownError,
     Reason.NOT_FOUND: errors.NotFoundError,
     Reason.UNAUTHORIZED: errors.Unauthorized,
+    Reason.FORBIDDEN: errors.Unauthorized,
     Reason.INTERNAL: errors.ServerError,
 }
 

@@ -1,0 +1,116 @@
+"""A WSGI layer in front of every service: refusals decided from the request line and headers alone.
+
+Why here and not in Flask: the lean lane (service/lean.py) serves hot routes without Flask, and
+Flask maps HEAD onto every GET view, so a ``HEAD /consumer/consume`` would run the consume and
+drop its answer. One layer in front of both answers, before any handler runs:
+
+- 405 to HEAD on a GET route that changes state (the seed's ``/brokers/add``, ``/brokers/rm``,
+  ``/brokers/test``, ``/consumer/consume``); other undocumented methods are Flask's 405 already;
+- 403 to a ``Host`` the service does not answer on, when an allow-list is in force (DNS
+  rebinding: a page whose name resolves to 127.0.0.1 then reads our answers);
+- 403 to a cross-site browser request on a state-changing route (``Sec-Fetch-Site: cross-site``,
+  or an ``Origin`` that is not the ``Host`` the request was sent to). Clients that are not
+  browsers (the myqueue client, curl, other services) send neither header and are not affected.
+
+The allow-list comes from ``MYQUEUE_ALLOWED_HOSTS`` (comma-separated host names, ``*`` for
+none); by default it is enforced only when the service is bound to loopback, where it is
+localhost, 127.0.0.1, ::1 and the bind address. A service bound to a wider address (a Pod's
+0.0.0.0, reached through Service names) checks Host only if the variable is set.
+
+Note: waitress reads the whole request body before it calls any WSGI app, so this layer cannot
+save the cost of reading a body; the per-service body limit and connection limit (service/serving.py)
+bound that.
+"""
+
+import ipaddress
+import json
+import os
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from myqueue.core.reasons import Reason
+
+ALLOWED_HOSTS_ENV = "MYQUEUE_ALLOWED_HOSTS"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+STATE_CHANGING_GETS = "myqueue.state_changing_gets"  # app.extensions key: GET paths with side effects
+
+
+def allowed_hosts(bind_host: str, env: str | None = None) -> frozenset[str] | None:
+    """The Host names to accept, lower-case without port; None when Host is not checked."""
+    value = os.environ.get(ALLOWED_HOSTS_ENV) if env is None else env
+    if value is not None and value.strip():
+        names = {n.strip().lower() for n in value.split(",") if n.strip()}
+        return None if "*" in names else frozenset(names | {bind_host.lower(), *LOOPBACK_NAMES})
+    if _is_loopback(bind_host):
+        return frozenset({bind_host.lower(), *LOOPBACK_NAMES})
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str:
+    """A Host header without its port: ``[::1]:5000`` -> ``::1``, ``a:80`` -> ``a``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    """WSGI middleware: the header-only refusals above; every other request goes to ``inner``."""
+
+    def __init__(self, inner, hosts: frozenset[str] | None, state_changing_gets: Iterable[str] = ()):
+        self.inner = inner
+        self._hosts = hosts
+        self._unsafe_gets = frozenset(state_changing_gets)
+
+    def __call__(self, environ: dict, start_response):
+        method = environ.get("REQUEST_METHOD", "")
+        path = environ.get("PATH_INFO") or ""
+        host = environ.get("HTTP_HOST") or ""
+        if self._hosts is not None and _host_name(host) not in self._hosts:
+            return _refuse(
+                start_response, 403, Reason.FORBIDDEN, f"this service does not answer to Host {host!r}"
+            )
+        unsafe_get = path in self._unsafe_gets
+        if method == "HEAD" and unsafe_get:
+            return _refuse(
+                start_response,
+                405,
+                Reason.METHOD_NOT_ALLOWED,
+                "HEAD is not allowed: GET on this route changes state",
+                allow="GET",
+            )
+        if (unsafe_get or method not in SAFE_METHODS) and _cross_site(environ, host):
+            return _refuse(start_response, 403, Reason.FORBIDDEN, "cross-site requests may not change state")
+        return self.inner(environ, start_response)
+
+
+def _cross_site(environ: dict, host: str) -> bool:
+    if environ.get("HTTP_SEC_FETCH_SITE", "").lower() == "cross-site":
+        return True
+    origin = environ.get("HTTP_ORIGIN")
+    if origin is None:
+        return False
+    return urlsplit(origin).netloc.lower() != host.lower()  # "null" and any other origin alike
+
+
+def _refuse(start_response, status: int, reason: Reason, message: str, allow: str | None = None):
+    body = json.dumps(
+        {"status": "failure", "message": message, "reason": reason.value}, separators=(",", ":")
+    )
+    payload = body.encode() + b"\n"
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+    if allow:
+        headers.append(("Allow", allow))
+    phrase = {403: "FORBIDDEN", 405: "METHOD NOT ALLOWED"}[status]
+    start_response(f"{status} {phrase}", headers)
+    return [payload]
