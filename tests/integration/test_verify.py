@@ -163,6 +163,25 @@ def test_restarting_postgres_is_refused_when_the_cluster_runs_none(local_cluster
 
 
 @pytest.mark.postgres
+def test_the_pg_proxy_carries_every_service_and_is_driven_through_the_control_api(local_cluster, server_tmp_dir):
+    """With --pg-proxy the services reach PostgreSQL only through the proxy (its connections and
+    statements count up); a fault out of range is a 400 and starts nothing; a memory cluster has none (404)."""
+    with local_cluster(store="memory", brokers=1) as cluster:
+        for operation in (cluster.pg_proxy_counters, cluster.pg_proxy_faults):
+            with pytest.raises(LocalClusterError, match=r"404.*NOT_FOUND"):
+                operation()
+    with local_cluster(store="postgres", brokers=1, data_dir=server_tmp_dir, pg_proxy=True) as cluster:
+        counters = cluster.pg_proxy_counters()
+        assert counters["connections"] > 0 and counters["statements"] > 0, counters
+        with pytest.raises(LocalClusterError, match=r"400.*probability must be.*INVALID_REQUEST"):
+            cluster.pg_proxy_faults(probability=2, seconds=5)
+        after = cluster.pg_proxy_faults(black_hole_s=0.5)
+        assert after["black_holes"] == 1 and after["lost_replies"] == after["resets"] == 0, after
+        wait_until(lambda: cluster.is_ready("broker0"), 30,
+                   message=lambda: f"broker0 ready again: {cluster.processes()}")
+
+
+@pytest.mark.postgres
 def test_verify_lose_pg_replies(server_tmp_dir):
     """Through the fault-injecting proxy (replies lost or reset after the server executed the
     statement, then a black hole longer than the call timeout), with idempotent producers and
