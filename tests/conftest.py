@@ -53,11 +53,12 @@ def local_cluster() -> Iterator[ClusterFactory]:
         primary_port: int | None = None,
         replica_port: int | None = None,
         netns: bool = False,
+        pg_proxy: bool = False,
     ) -> Iterator[LocalCluster]:
         workdir = Path(tempfile.mkdtemp(prefix="mq-cluster-"))
         cluster = LocalCluster(
             workdir, store=store, brokers=brokers, dsn=dsn, data_dir=data_dir,
-            primary_port=primary_port, replica_port=replica_port, netns=netns,
+            primary_port=primary_port, replica_port=replica_port, netns=netns, pg_proxy=pg_proxy,
         )
         started.append(cluster)
         try:

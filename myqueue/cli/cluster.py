@@ -80,6 +80,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="root only: run each broker, and the managers, in a network namespace of its own on a private "
         "bridge, so that their traffic can be cut (verify --faults partition-*); needs a private PostgreSQL",
     )
+    up.add_argument(
+        "--pg-proxy", action="store_true",
+        help="postgres store: services reach PostgreSQL through a fault-injecting proxy in this process "
+        "(verify --faults lose-pg-replies), driven through the control API",
+    )
     up.set_defaults(func=cmd_up)
 
     status = commands.add_parser("status", help="list the processes of a running local cluster")
@@ -106,6 +111,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             state_file=args.state_file,
             log_dir=args.log_dir,
             netns=args.netns,
+            pg_proxy=args.pg_proxy,
         )
     except ValueError as error:
         print(f"myqueue cluster up: {error}", file=sys.stderr)

@@ -45,6 +45,10 @@ partition-broker, partition-primary (the primary and the replica: one namespace)
 partition-postgres cut that process's traffic for as long (iptables DROP; the cluster then runs
 with --netns, each broker and the managers in a network namespace of their own): root only,
 without --dsn.
+lose-pg-replies needs --store postgres: the cluster runs with --pg-proxy, a fault-injecting proxy
+between every service and PostgreSQL; for a pause, each statement with probability 0.2 executes
+but loses its reply or is reset mid-statement, then every connection is black-holed for
+MYQUEUE_PG_CALL_TIMEOUT + 2 s. Run it with --strict-writes: idempotent producers store nothing twice.
 
 By design, memory mode keeps nothing across a process restart: with --store memory, kill-broker
 loses the killed broker's records, and verify reports exactly that loss and exits 1 (kill-primary

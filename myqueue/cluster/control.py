@@ -10,6 +10,9 @@ Fault injection (``myqueue verify --faults restart-postgres``) adds ``POST /post
 once it is down or accepts connections; 404 NOT_FOUND when the launcher runs none.
 ``myqueue verify --faults partition-*`` adds ``POST /partitions/<target>/cut`` and ``.../heal``
 (target: a broker's name, ``primary`` or ``postgres``) for a cluster started with ``--netns``.
+``myqueue verify --faults lose-pg-replies`` adds ``POST /pg-proxy/faults`` (body ``{"probability",
+"seconds", "black_hole_s"}``) and ``GET /pg-proxy`` (the proxy's counters) for a cluster started
+with ``--pg-proxy``.
 """
 
 import hmac
@@ -39,7 +42,8 @@ class Launcher(Protocol):
 
     def stop_broker(self, name: str) -> None: ...
 
-    # Optional: ``stop_postgres()`` and ``start_postgres()`` when it owns a private PostgreSQL.
+    # Optional: ``stop_postgres()`` and ``start_postgres()`` when it owns a private PostgreSQL,
+    # ``pg_proxy_faults(body)`` and ``pg_proxy_counters()`` when it runs a PostgreSQL proxy.
 
 
 class ControlServer:
@@ -129,6 +133,12 @@ class _Handler(BaseHTTPRequestHandler):
                 raise Refusal(Reason.NOT_FOUND, "this launcher runs no PostgreSQL")
             operation()
             return HTTPStatus.OK, f"PostgreSQL {'stopped' if action == 'stop' else 'started'}"
+        if path == "/pg-proxy/faults":
+            _require(method, "POST")
+            return HTTPStatus.OK, _optional(launcher, "pg_proxy_faults")(self._json_body())
+        if path == "/pg-proxy":
+            _require(method, "GET")
+            return HTTPStatus.OK, _optional(launcher, "pg_proxy_counters")()
         parts = path.split("/")
         if len(parts) == 4 and parts[1] == "partitions" and parts[3] in ("cut", "heal"):
             _require(method, "POST")
@@ -161,6 +171,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _optional(launcher: Launcher, name: str) -> Any:
+    """The launcher's optional operation ``name``; 404 when it has none."""
+    operation = getattr(launcher, name, None)
+    if operation is None:
+        raise Refusal(Reason.NOT_FOUND, "this launcher runs no PostgreSQL proxy")
+    return operation
 
 
 def _require(method: str, allowed: str) -> None:

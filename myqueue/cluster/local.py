@@ -77,6 +77,7 @@ class LocalCluster:
         primary_port: int | None = None,
         replica_port: int | None = None,
         netns: bool = False,
+        pg_proxy: bool = False,
     ):
         self.workdir = workdir
         self.store = store
@@ -94,6 +95,8 @@ class LocalCluster:
         ]
         if netns:
             self.argv.append("--netns")
+        if pg_proxy:
+            self.argv.append("--pg-proxy")
         if dsn is not None:
             self.argv += ["--dsn", dsn]
         elif data_dir is not None:
@@ -257,12 +260,22 @@ class LocalCluster:
         """Restore the traffic ``cut`` cut."""
         self._control("POST", f"/partitions/{target}/heal")
 
-    def _control(self, method: str, path: str, timeout: float = CONTROL_TIMEOUT_S) -> Any:
+    def pg_proxy_faults(self, probability: float = 0.0, seconds: float = 0.0, black_hole_s: float = 0.0) -> dict:
+        """Start the PostgreSQL proxy's faults (needs ``pg_proxy``); returns its counters."""
+        body = {"probability": probability, "seconds": seconds, "black_hole_s": black_hole_s}
+        return self._control("POST", "/pg-proxy/faults", json=body)
+
+    def pg_proxy_counters(self) -> dict[str, Any]:
+        """The PostgreSQL proxy's counters: connections, statements, lost_replies, resets, black_holes."""
+        return self._control("GET", "/pg-proxy")
+
+    def _control(self, method: str, path: str, timeout: float = CONTROL_TIMEOUT_S, json: object = None) -> Any:
         response = requests.request(
             method,
             f"{self.state['control_url']}{path}",
             headers={"Authorization": f"Bearer {self.state['token']}"},
             timeout=timeout,
+            json=json,
         )
         if response.status_code != 200:
             raise LocalClusterError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")

@@ -16,15 +16,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO, TypeVar
+
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from myqueue.core import defaults as core_defaults
 from myqueue.core.names import validate_broker_name
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.verify.pgproxy import PgProxy
 
 from . import defaults, probes
 from .child import ManagedChild
@@ -65,6 +68,7 @@ class ClusterConfig:
     log_dir: Path | None = None
     grace_s: float = core_defaults.SHUTDOWN_GRACE_S + defaults.STOP_MARGIN_S  # SIGTERM to SIGKILL
     netns: bool = False  # children in network namespaces (root), so partitions can be injected (netns.py)
+    pg_proxy: bool = False  # services reach PostgreSQL through a fault-injecting proxy (verify/pgproxy.py)
 
     def __post_init__(self) -> None:
         if not 0 <= self.brokers <= core_defaults.MAX_BROKERS:
@@ -73,6 +77,8 @@ class ClusterConfig:
             raise ValueError("a DSN only makes sense with the postgres store")
         if self.netns and self.dsn:
             raise ValueError("--netns runs its own PostgreSQL: the namespaces cannot reach another one; drop --dsn")
+        if self.pg_proxy and self.store is not Store.POSTGRES:
+            raise ValueError("--pg-proxy needs the postgres store")
 
 
 class Supervisor:
@@ -91,6 +97,7 @@ class Supervisor:
         self._postgres_watchdog: Watchdog | None = None  # stops the private PostgreSQL if we are killed
         self._postgres_lock = threading.Lock()  # one start/stop of the private PostgreSQL at a time
         self._dsn = config.dsn
+        self._pg_proxy: PgProxy | None = None  # with --pg-proxy: between every service and PostgreSQL
         self._control: ControlServer | None = None
         self._primary: ManagedChild | None = None
         self._replica: ManagedChild | None = None
@@ -157,6 +164,8 @@ class Supervisor:
             self._postgres_watchdog = Watchdog(self._postgres.stop_argv(), env=server_env())
             self._postgres.start()
             self._dsn = self._postgres.dsn
+        if config.pg_proxy:
+            self._start_pg_proxy()
         token = secrets.token_urlsafe(32)
         self._control = ControlServer(self, token, self._host)
         self._control.start()
@@ -192,6 +201,15 @@ class Supervisor:
             )
         self._out.write(ready_line(primary_url, replica_url, len(view["brokers"]), config.store) + "\n")
         self._out.flush()
+
+    def _start_pg_proxy(self) -> None:
+        """Put a PgProxy in front of the store's host:port and hand the services its address instead."""
+        assert self._dsn is not None
+        params = parse_dsn(self._dsn)
+        upstream = (params.get("host") or core_defaults.DEFAULT_HOST, int(params.get("port") or 5432))
+        self._pg_proxy = PgProxy(*upstream, listen_host=self._host).start()
+        self._dsn = make_dsn(**{**params, "host": self._pg_proxy.host, "port": str(self._pg_proxy.port)})
+        log.info("PostgreSQL proxy on %s:%s in front of %s:%s", self._pg_proxy.host, self._pg_proxy.port, *upstream)
 
     def _start_managers(self, launcher_url: str, token: str) -> tuple[str, str]:
         """Start the primary (which launches brokers through us) and the replica; their URLs."""
@@ -286,6 +304,8 @@ class Supervisor:
                 manager.stop(self.config.grace_s)
         if self._control is not None:
             self._control.stop()
+        if self._pg_proxy is not None:
+            self._pg_proxy.stop()
         if self._postgres is not None:
             try:
                 with self._postgres_lock:
@@ -391,6 +411,28 @@ class Supervisor:
             raise Refusal(Reason.UNAVAILABLE, str(error)) from error
         log.info("%s the traffic of %s", "cut" if cut else "restored", target)
 
+    def pg_proxy_faults(self, body: dict[str, object]) -> dict[str, object]:
+        """Start the proxy's faults: ``{"probability": p, "seconds": s}`` random lost replies and resets
+        for s seconds, and/or ``{"black_hole_s": b}`` forwarding nothing for b seconds."""
+        proxy = self._owned_pg_proxy()
+        probability = _number(body, "probability", 0.0, 1.0)
+        seconds = _number(body, "seconds", 0.0, defaults.PG_PROXY_MAX_FAULT_S)
+        black_hole_s = _number(body, "black_hole_s", 0.0, defaults.PG_PROXY_MAX_FAULT_S)
+        if probability and seconds:
+            proxy.random_faults(probability, seconds)
+        if black_hole_s:
+            proxy.black_hole(black_hole_s)
+        log.info("PostgreSQL proxy faults: p=%s for %s s, black hole %s s", probability, seconds, black_hole_s)
+        return self.pg_proxy_counters()
+
+    def pg_proxy_counters(self) -> dict[str, object]:
+        return asdict(self._owned_pg_proxy().counters)
+
+    def _owned_pg_proxy(self) -> PgProxy:
+        if self._pg_proxy is None:
+            raise Refusal(Reason.NOT_FOUND, "this cluster runs no PostgreSQL proxy (start it with --pg-proxy)")
+        return self._pg_proxy
+
     def _owned_postgres(self) -> PrivatePostgres:
         with self._lock:
             if self._shutting_down:
@@ -428,6 +470,14 @@ class Supervisor:
                     probes.register_broker(session, primary_url, name, address)
                 except probes.ProbeError as error:
                     log.warning("could not re-register %s with the restarted primary: %s", name, error)
+
+
+def _number(body: dict[str, object], key: str, low: float, high: float) -> float:
+    """``body[key]`` (0 when absent) as a number within [low, high], else a 400 refusal."""
+    value = body.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise Refusal(Reason.INVALID_REQUEST, f"{key} must be a number from {low:g} to {high:g}")
+    return float(value)
 
 
 def _as_refusal(operation: Callable[[], None]) -> None:

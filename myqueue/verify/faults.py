@@ -10,6 +10,11 @@
   the replica on the primary's host) or of the private PostgreSQL for as long as a pause, then
   restore it. The cluster runs with ``--netns`` (root): iptables DROP in the process's network
   namespace, or on the host for PostgreSQL's port (``myqueue.cluster.netns``).
+- ``lose-pg-replies``: the cluster runs with ``--pg-proxy`` (``pgproxy.py`` between every service
+  and PostgreSQL); for as long as a pause each statement, with ``LOSE_PG_PROBABILITY``, is executed
+  but loses its reply, or is reset mid-statement; then every connection is black-holed for longer
+  than the services' PostgreSQL call timeout (``MYQUEUE_PG_CALL_TIMEOUT``). The fault line carries
+  the proxy's counters.
 
 After each fault the driver waits until the process is back (a new PID, ``/readyz``) and the
 cluster has settled (every broker ready in the primary's view, the replica in sync) before the
@@ -30,6 +35,7 @@ import requests
 
 from myqueue.cluster import probes
 from myqueue.cluster.local import LocalCluster, LocalClusterError, wait_for
+from myqueue.core import defaults as core_defaults
 
 from .workload import Report, Workload
 
@@ -38,6 +44,7 @@ log = logging.getLogger(__name__)
 RECOVER_TIMEOUT_S = 90.0  # a fault's process back and the cluster settled, or the run fails
 PAUSE_MARGIN_S = 2.0  # a paused broker stays stopped this much longer than the client timeout
 TRIGGER_TIMEOUT_S = 120.0  # the workload reaches a fault's point, or the fault is skipped
+LOSE_PG_PROBABILITY = 0.2  # lose-pg-replies: the share of statements whose reply is lost or reset
 
 
 class Fault(StrEnum):
@@ -51,9 +58,18 @@ class Fault(StrEnum):
     PARTITION_BROKER = "partition-broker"
     PARTITION_PRIMARY = "partition-primary"
     PARTITION_POSTGRES = "partition-postgres"
+    LOSE_PG_REPLIES = "lose-pg-replies"
 
 
 PARTITIONS = (Fault.PARTITION_BROKER, Fault.PARTITION_PRIMARY, Fault.PARTITION_POSTGRES)
+
+
+def pg_call_timeout() -> float:
+    """The services' PostgreSQL call timeout: they inherit verify's environment."""
+    try:
+        return float(os.environ.get("MYQUEUE_PG_CALL_TIMEOUT", core_defaults.PG_CALL_TIMEOUT_S))
+    except ValueError:
+        return core_defaults.PG_CALL_TIMEOUT_S
 
 
 def parse_faults(text: str | Sequence[str] | None) -> tuple[Fault, ...]:
@@ -137,6 +153,8 @@ class FaultDriver:
             finally:
                 self.cluster.heal(victim)
             detail = f"traffic of {what} cut (iptables DROP) for {self.pause_s:.1f} s, then restored"
+        elif fault is Fault.LOSE_PG_REPLIES:
+            detail = self._lose_pg_replies(workload, index)
         elif fault is Fault.RESTART_POSTGRES:
             self.cluster.stop_postgres()
             workload.progress.open_gate(index)
@@ -159,6 +177,24 @@ class FaultDriver:
             detail = f"{what} (pid {pid}) killed with SIGKILL; back as pid {self.cluster.pid(victim)}"
         self._wait_settled(max(1.0, started + RECOVER_TIMEOUT_S - time.monotonic()))
         self.report(f"fault {fault}: {detail}; cluster ready again {time.monotonic() - started:.1f} s after the fault")
+
+    def _lose_pg_replies(self, workload: Workload, index: int) -> str:
+        """Random lost replies and resets for a pause, then a black hole longer than the call timeout."""
+        self.cluster.pg_proxy_faults(probability=LOSE_PG_PROBABILITY, seconds=self.pause_s)
+        workload.progress.open_gate(index)
+        time.sleep(self.pause_s)  # the fault itself: random faults for this long
+        black_hole_s = pg_call_timeout() + PAUSE_MARGIN_S
+        self.cluster.pg_proxy_faults(black_hole_s=black_hole_s)
+        time.sleep(black_hole_s)  # the fault itself: no reply, no reset, for longer than the timeout
+        counters = self.cluster.pg_proxy_counters()
+        if not counters["lost_replies"] + counters["resets"]:
+            self.problems.append(f"{Fault.LOSE_PG_REPLIES}: the proxy injected no fault ({counters})")
+        return (
+            f"PostgreSQL replies lost or reset at random (p={LOSE_PG_PROBABILITY}) for {self.pause_s:.1f} s, "
+            f"then black-holed for {black_hole_s:.1f} s: {counters['lost_replies']} lost replies, "
+            f"{counters['resets']} resets, {counters['black_holes']} black hole(s) "
+            f"in {counters['statements']} statements on {counters['connections']} connections"
+        )
 
     def _victim_broker(self, workload: Workload, index: int) -> tuple[str, list[str]]:
         """The broker hosting one of the run's partitions (a different one per fault where possible)."""

@@ -79,6 +79,8 @@ def run(
     local_config = LocalConfig(store, brokers, dsn, Path(data_dir) if data_dir else None)
     if Fault.RESTART_POSTGRES in chosen and (store != "postgres" or dsn):
         raise ValueError("restart-postgres needs --store postgres without --dsn (a PostgreSQL verify runs itself)")
+    if Fault.LOSE_PG_REPLIES in chosen and store != "postgres":
+        raise ValueError("lose-pg-replies needs --store postgres")
     if set(chosen) & set(PARTITIONS):
         if dsn or (Fault.PARTITION_POSTGRES in chosen and store != "postgres"):
             raise ValueError("partition faults need a PostgreSQL verify runs itself (no --dsn; "
@@ -114,7 +116,7 @@ def _run_local(
         temporary_data = data_dir = Path(tempfile.mkdtemp(prefix="mq-verify-pg-"))
     cluster = LocalCluster(
         workdir, store=local.store, brokers=local.brokers, dsn=local.dsn, data_dir=data_dir,
-        netns=bool(set(faults) & set(PARTITIONS)),
+        netns=bool(set(faults) & set(PARTITIONS)), pg_proxy=Fault.LOSE_PG_REPLIES in faults,
     )
     try:
         cluster.start()

@@ -21,11 +21,13 @@ SUMMARY = re.compile(
     r"verify: acked=(\d+) delivered=(\d+) lost=(\d+) duplicated=(\d+) reordered=(\d+) (?:undelivered=\d+ )?(ok|FAILED)"
 )
 CLIENT_TIMEOUT = "3"  # pause-broker then pauses 5 s: longer than the clients' timeout
+PG_CALL_TIMEOUT = "4"  # the services' MYQUEUE_PG_CALL_TIMEOUT: lose-pg-replies black-holes 6 s
 RUN_TIMEOUT_S = 240  # one verify process, cluster start and stop included
 
 
-def verify_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+def verify_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(
         [sys.executable, "-m", "myqueue", "verify", *args],
         capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S, cwd=REPO_ROOT,
@@ -67,16 +69,18 @@ def test_against_a_running_cluster_by_address(local_cluster):
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.parametrize("fault", ["kill-broker", "pause-broker", "kill-primary", "kill-replica", "restart-postgres",
-                                   "partition-broker", "partition-primary", "partition-postgres"])
-def test_postgres_mode_loses_nothing_under_each_fault(fault, request):
+                                   "partition-broker", "partition-primary", "partition-postgres",
+                                   "lose-pg-replies"])
+def test_postgres_mode_loses_nothing_under_each_fault(fault, request, monkeypatch):
     """One fault per run, a few hundred messages; retried sends stored twice are reported as
     duplicate writes (not duplicate deliveries) until producers are idempotent end to end."""
     if fault.startswith("partition-") and (os.geteuid() != 0 or not shutil.which("iptables")):
         pytest.skip("network partitions need root, iproute2 and iptables")
-    if fault == "restart-postgres" or fault.startswith("partition-"):  # the PostgreSQL the cluster runs itself
+    if fault in ("restart-postgres", "lose-pg-replies") or fault.startswith("partition-"):  # a private PostgreSQL
         where = {"data_dir": request.getfixturevalue("server_tmp_dir")}
     else:
         where = {"dsn": request.getfixturevalue("fresh_pg_dsn")}
+    monkeypatch.setenv("MYQUEUE_PG_CALL_TIMEOUT", PG_CALL_TIMEOUT)  # lose-pg-replies black-holes longer
     lines: list[str] = []
     verdict = run(
         local=True, store="postgres", faults=fault, messages=400, producers=2, consumers=2,
@@ -135,6 +139,7 @@ def test_memory_mode_reports_the_killed_brokers_loss_and_fails():
         (["--local", "--faults", "kill-everything"], "unknown fault 'kill-everything'"),
         (["--local", "--faults", "restart-postgres"], "restart-postgres needs --store postgres without --dsn"),
         (["--local", "--dsn", "postgresql://x"], "--dsn and --data-dir need --store postgres"),
+        (["--local", "--faults", "lose-pg-replies"], "lose-pg-replies needs --store postgres"),
         (["--local", "--store", "postgres", "--dsn", "postgresql://x", "--faults", "partition-broker"],
          "partition faults need a PostgreSQL verify runs itself"),
         (["--messages", "0"], "messages must be between 1 and"),
@@ -155,6 +160,45 @@ def test_restarting_postgres_is_refused_when_the_cluster_runs_none(local_cluster
             with pytest.raises(LocalClusterError, match=r"404.*NOT_FOUND"):
                 operation()
         assert cluster.is_ready("broker0")
+
+
+@pytest.mark.postgres
+def test_the_pg_proxy_carries_every_service_and_is_driven_through_the_control_api(local_cluster, server_tmp_dir):
+    """With --pg-proxy the services reach PostgreSQL only through the proxy (its connections and
+    statements count up); a fault out of range is a 400 and starts nothing; a memory cluster has none (404)."""
+    with local_cluster(store="memory", brokers=1) as cluster:
+        for operation in (cluster.pg_proxy_counters, cluster.pg_proxy_faults):
+            with pytest.raises(LocalClusterError, match=r"404.*NOT_FOUND"):
+                operation()
+    with local_cluster(store="postgres", brokers=1, data_dir=server_tmp_dir, pg_proxy=True) as cluster:
+        counters = cluster.pg_proxy_counters()
+        assert counters["connections"] > 0 and counters["statements"] > 0, counters
+        with pytest.raises(LocalClusterError, match=r"400.*probability must be.*INVALID_REQUEST"):
+            cluster.pg_proxy_faults(probability=2, seconds=5)
+        after = cluster.pg_proxy_faults(black_hole_s=0.5)
+        assert after["black_holes"] == 1 and after["lost_replies"] == after["resets"] == 0, after
+        wait_until(lambda: cluster.is_ready("broker0"), 30,
+                   message=lambda: f"broker0 ready again: {cluster.processes()}")
+
+
+@pytest.mark.postgres
+def test_verify_lose_pg_replies(server_tmp_dir):
+    """Through the fault-injecting proxy (replies lost or reset after the server executed the
+    statement, then a black hole longer than the call timeout), with idempotent producers and
+    --strict-writes: nothing lost, duplicated or reordered, and the proxy did inject faults."""
+    result = verify_cli("--local", "--store", "postgres", "--data-dir", str(server_tmp_dir),
+                        "--faults", "lose-pg-replies",
+                        "--strict-writes", "--messages", "300", "--producers", "2", "--consumers", "2",
+                        "--client-timeout", CLIENT_TIMEOUT, "--drain-timeout", "60",
+                        env={"MYQUEUE_PG_CALL_TIMEOUT": PG_CALL_TIMEOUT})
+    output = result.stdout + result.stderr
+    print(result.stdout)
+    assert result.returncode == 0, output
+    got = summary(result.stdout)
+    assert got == {"acked": 300, "delivered": 600, "lost": 0, "duplicated": 0, "reordered": 0, "outcome": "ok"}, output
+    line = next((line for line in result.stdout.splitlines() if line.startswith("fault lose-pg-replies:")), "")
+    injected = re.search(r"(\d+) lost replies, (\d+) resets, (\d+) black hole", line)
+    assert injected and int(injected[1]) + int(injected[2]) > 0 and int(injected[3]) == 1, output
 
 
 # --- network partitions (root: namespaces, veth pairs, iptables) ------------------------------------
