@@ -77,7 +77,7 @@ def _alive(pid: int) -> bool:
 
 def _dead_tag(name: str) -> bool:
     match = _TAG.match(name)
-    return bool(match) and not _alive(int(match.group(1)))
+    return match is not None and not _alive(int(match.group(1)))
 
 
 def leftovers(tag: str = PREFIX) -> dict[str, list[str]]:

@@ -27,7 +27,6 @@ from myqueue.core import defaults as core_defaults
 from myqueue.core.names import validate_broker_name
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.verify.pgproxy import PgProxy
 
 from . import defaults, probes
 from .child import ManagedChild
@@ -35,6 +34,7 @@ from .commands import ChildSpec, Role, Store, broker_spec, manager_spec, ready_l
 from .control import ControlServer
 from .lifeline import Watchdog
 from .netns import NetnsError, Network, check_available, remove_stale
+from .pgproxy import PgProxy
 from .ports import free_port, port_in_use
 from .postgres import PostgresError, PrivatePostgres, server_env
 from .statefile import remove_state, write_state

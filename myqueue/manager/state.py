@@ -121,8 +121,10 @@ def recovery_events(view: object, state: ClusterState) -> list[dict]:
     nothing to recover. Checked like the requests that made it, all before any event is returned."""
     if view is None:
         return []
+    if not isinstance(view, dict):
+        raise Refusal(Reason.INVALID_REQUEST, "the offered view must be an object")
     try:
-        brokers, topics, producers = view["brokers"], view["topics"], view.get("producers", [])  # type: ignore[index]
+        brokers, topics, producers = view["brokers"], view["topics"], view.get("producers", [])
         scratch = ClusterState(brokers=dict(state.brokers))
         events: list[dict] = []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from myqueue.verify.pgproxy import PgProxy
+from myqueue.cluster.pgproxy import PgProxy
 
 
 @pytest.fixture

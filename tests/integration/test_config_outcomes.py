@@ -1,5 +1,5 @@
 """The primary's configuration events in real PostgreSQL: batch ids, the schema upgraded in place,
-and (through the fault-injecting proxy, myqueue/verify/pgproxy.py) a lost COMMIT acknowledgement
+and (through the fault-injecting proxy, myqueue/cluster/pgproxy.py) a lost COMMIT acknowledgement
 and a black-holed connection. Issue 11, item 3.
 """
 

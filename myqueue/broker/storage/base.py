@@ -169,15 +169,17 @@ class LogStorage(ABC):
         key = (group, topic, partition)
         with self._take_lock(group, topic, partition):
             last = self._last_takes.get(key)
-            replay = take_id is not None and last is not None and last[0] == take_id
-            start = last[1] if replay else self.get_position(group, topic, partition) or 0
-            result = self.read(topic, partition, start, last[2] if replay else max_records, 1 << 62)
+            if take_id is not None and last is not None and last[0] == take_id:
+                replay, start, limit = True, last[1], last[2]
+            else:
+                replay, start, limit = False, self.get_position(group, topic, partition) or 0, max_records
+            result = self.read(topic, partition, start, limit, 1 << 62)
             records = [
                 (base + i, value)
                 for base, body in result.batches
                 for i, value in enumerate(framing.iter_batch(body))
                 if base + i >= start
-            ][: last[2] if replay else max_records]
+            ][:limit]
             if records and not replay:
                 self.set_position(group, topic, partition, records[-1][0] + 1)
                 if take_id is not None:
