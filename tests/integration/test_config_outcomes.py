@@ -26,7 +26,7 @@ ADDRESS = "http://127.0.0.1:9"
 OLD_SCHEMA = """
 CREATE TABLE mq_meta_events (stream text NOT NULL, seq bigint NOT NULL, event jsonb NOT NULL, PRIMARY KEY (stream, seq));
 CREATE TABLE mq_meta_views (name text PRIMARY KEY, view jsonb NOT NULL);
-INSERT INTO mq_meta_events VALUES ('cluster', 0, '{"type": "broker_registered", "name": "broker0", "address": "http://127.0.0.1:9/0"}');
+INSERT INTO mq_meta_events VALUES ('cluster', 0, '{"type": "broker_registered", "name": "broker0", "address": "http://127.0.0.1:10"}');
 """
 
 
@@ -54,7 +54,7 @@ def test_an_old_database_is_upgraded_in_place_and_batches_are_found_by_id(fresh_
         primary = Primary(store, NoLauncher(), BrokerClient())
         primary.load()
         assert list(primary.view()["brokers"]) == ["broker0"]  # the old event survived the upgrade
-        primary.register_broker("broker1", ADDRESS + "/1")
+        primary.register_broker("broker1", "http://127.0.0.1:11")
         rows = execute(fresh_pg_dsn, "SELECT seq, batch_id FROM mq_meta_events ORDER BY seq")
         assert rows[0] == (0, None) and rows[1][0] == 1 and rows[1][1], rows
         assert store.batch_committed(STREAM, rows[1][1])
@@ -93,20 +93,20 @@ def view_brokers(primary: Primary) -> dict[str, str]:
 
 def test_a_lost_commit_acknowledgement_does_not_wedge_the_primary(proxied_primary):
     primary, direct, proxy = proxied_primary
-    primary.register_broker("broker0", ADDRESS + "/0")
+    primary.register_broker("broker0", "http://127.0.0.1:10")
     proxy.lose_reply("COMMIT")  # the event is committed, its acknowledgement never arrives
-    assert primary.register_broker("broker1", ADDRESS + "/1") is True  # found in the log: applied
+    assert primary.register_broker("broker1", "http://127.0.0.1:11") is True  # found in the log: applied
     assert proxy.counters.lost_replies == 1
     # Before the fix the state stayed one event behind and every later write hit (stream, seq).
-    primary.register_broker("broker2", ADDRESS + "/2")
-    expected = {f"broker{i}": f"{ADDRESS}/{i}" for i in range(3)}
+    primary.register_broker("broker2", "http://127.0.0.1:12")
+    expected = {f"broker{i}": f"http://127.0.0.1:1{i}" for i in range(3)}
     assert view_brokers(primary) == replay(direct) == expected
     assert len(direct.load(STREAM)) == 3  # each event once
 
 
 def test_a_black_holed_store_answers_503_retry_after_within_the_bound_and_writes_resume(proxied_primary):
     primary, direct, proxy = proxied_primary
-    primary.register_broker("broker0", ADDRESS + "/0")
+    primary.register_broker("broker0", "http://127.0.0.1:10")
     app, _ = create_app("primary", primary=primary)
     proxy.black_hole(4 * BOUND)
     answers: list = []
