@@ -20,7 +20,6 @@ from tests.integration.conftest import ProxiedDatabase
 
 pytestmark = pytest.mark.postgres
 
-ADDRESS = "http://127.0.0.1:9"
 
 # mq_meta_events as d7415da created it: no batch_id column.
 OLD_SCHEMA = """
