@@ -82,6 +82,17 @@ def test_a_missed_record_still_stored_is_undelivered_not_lost():
     assert not check(h, strict_delivery=True).ok
 
 
+def test_a_stored_record_behind_the_consumers_position_is_lost_not_undelivered():
+    """A memory-mode broker that restarted reuses offsets: a record stored at an offset the consumer
+    had already passed will never reach it, so it is lost even though the read-back finds it."""
+    h = history(CLEAN)
+    h.deliveries = [d for d in h.deliveries if not (d.consumer == "c2" and d.value == "a1")]  # c2 got a2 after
+    h.stored = {(T, "P0"): {(T, "P0", offset, value) for offset, value in enumerate(CLEAN["P0"])}}
+    verdict = check(h)
+    assert (verdict.lost, verdict.undelivered) == (1, 0)
+    assert verdict.lost_by_partition == {"V1_0:P0": 1}
+
+
 def test_a_missed_record_on_a_partition_not_read_back_is_lost():
     """Same value at the same offset on another partition proves nothing; no read-back means lost."""
     h = history(CLEAN)
