@@ -20,7 +20,7 @@ from myqueue.core.names import parse_id, parse_int, validate_message
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.service.base_app import OBSERVE_EXTENSION, create_base_app
-from myqueue.service.envelope import json_object, reject_unknown_fields, seed_endpoint, success
+from myqueue.service.envelope import RETRY_AFTER_S, json_object, reject_unknown_fields, seed_endpoint, success
 from myqueue.service.guard import STATE_CHANGING_GETS
 from myqueue.service.lean import LeanRoutes, query_args, read_json_object
 
@@ -92,7 +92,7 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     def _retry_after(response):
         # Load shed or a dependency down: tell clients when to come back instead of queueing.
         if response.status_code == 503 and "Retry-After" not in response.headers:
-            response.headers["Retry-After"] = str(defaults.RETRY_AFTER_S)
+            response.headers["Retry-After"] = RETRY_AFTER_S
         return response
 
     def need_primary() -> Primary:

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from myqueue.core import defaults
 from myqueue.core.reasons import HTTP_STATUS, Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
@@ -67,7 +68,7 @@ OUTCOME_UNKNOWN = "the storage's reply was lost: the write may or may not have b
 # Failures of the moment (nothing refused for good): answered with a Retry-After header too, on the
 # seed's endpoints (status 400) as on /v1 (503).
 RETRY_LATER = frozenset({Reason.UNAVAILABLE, Reason.OUTCOME_UNKNOWN, Reason.NO_BROKER})
-RETRY_AFTER_S = "1"
+RETRY_AFTER_S = str(defaults.RETRY_AFTER_S)  # one setting: MYQUEUE_RETRY_AFTER_S
 INTERNAL_ERROR = "internal error; it has been logged"
 
 
