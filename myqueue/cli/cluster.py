@@ -14,7 +14,7 @@ import requests
 
 from myqueue.cluster import defaults as cluster_defaults
 from myqueue.cluster.commands import Store
-from myqueue.cluster.statefile import read_state
+from myqueue.cluster.statefile import default_state_path, read_state
 from myqueue.cluster.supervisor import ClusterConfig, Supervisor
 from myqueue.core import defaults
 
@@ -70,7 +70,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     up.add_argument(
         "--state-file",
         type=Path,
-        help="write the control API's URL and token here (mode 0600) once ready; removed on exit",
+        help="write the control API's URL and token here (mode 0600) once ready; removed on exit "
+        "(default: cluster-<primary port>.json in $MYQUEUE_STATE_DIR, $XDG_RUNTIME_DIR/myqueue or ~/.cache/myqueue/run)",
     )
     up.add_argument(
         "--log-dir", type=Path, help="write each process's output to DIR/NAME.log instead of stderr"
@@ -89,7 +90,12 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
     status = commands.add_parser("status", help="list the processes of a running local cluster")
     status.add_argument(
-        "--state-file", type=Path, required=True, help="the file given to 'cluster up --state-file'"
+        "--state-file", type=Path, help="the file given to 'cluster up --state-file' (default: the one 'cluster up' "
+        "writes for --primary-port)"
+    )
+    status.add_argument(
+        "--primary-port", type=int, default=defaults.PRIMARY_PORT,
+        help=f"the cluster's primary port, to find its default state file (default: {defaults.PRIMARY_PORT})",
     )
     add_output_option(status)
     status.set_defaults(func=cmd_status)
@@ -108,7 +114,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             host=args.host,
             primary_port=args.primary_port,
             replica_port=args.replica_port,
-            state_file=args.state_file,
+            state_file=args.state_file or default_state_path(args.primary_port),
             log_dir=args.log_dir,
             netns=args.netns,
             pg_proxy=args.pg_proxy,
@@ -120,6 +126,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    args.state_file = args.state_file or default_state_path(args.primary_port)
     try:
         state = read_state(args.state_file)
         response = requests.get(
@@ -132,7 +139,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             raise ValueError(f"control API answered {response.status_code}: {envelope.get('message')}")
         processes = envelope["message"]
     except (OSError, ValueError, KeyError, requests.RequestException) as error:
-        print(f"myqueue cluster status: no running cluster at {args.state_file}: {error}", file=sys.stderr)
+        print(
+            f"myqueue cluster status: no running cluster at {args.state_file}: {error}"
+            " (start one with 'myqueue cluster up', or give --state-file / --primary-port)",
+            file=sys.stderr,
+        )
         return 1
     if args.output == "json":
         summary = {key: state[key] for key in ("supervisor_pid", "primary", "replica")}

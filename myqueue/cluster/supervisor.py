@@ -92,6 +92,7 @@ class Supervisor:
         self._failure: str | None = None  # why the supervisor stops on its own (a crash-looping child)
         self._starting = False
         self._shutting_down = False
+        self._wrote_state = False  # the state file is ours to remove only once this run wrote it
         self._session = probes.session()
         self._postgres: PrivatePostgres | None = None
         self._postgres_watchdog: Watchdog | None = None  # stops the private PostgreSQL if we are killed
@@ -189,6 +190,7 @@ class Supervisor:
 
         view = self._wait_for("every broker ready and the replica in sync", settled_view, deadline)
         if config.state_file is not None:
+            self._wrote_state = True
             write_state(
                 config.state_file,
                 {
@@ -319,8 +321,8 @@ class Supervisor:
                 log.error("could not remove the network namespaces: %s", error)
         if self._postgres_watchdog is not None:
             self._postgres_watchdog.disarm()
-        if self.config.state_file is not None:
-            remove_state(self.config.state_file)
+        if self._wrote_state and self.config.state_file is not None:
+            remove_state(self.config.state_file)  # never another cluster's: only the file this run wrote
         self._session.close()
         log.info("cluster stopped")
 

@@ -171,3 +171,37 @@ def test_every_listing_command_prints_json_with_output_json(cluster):
     assert {name: info["pid"] for name, info in shown["processes"].items()} == {
         name: info["pid"] for name, info in cluster.processes().items()
     }
+
+
+def test_cluster_status_finds_a_cluster_up_started_without_a_state_file(tmp_path):
+    """``cluster up`` writes its state file by default (named after the primary's port), ``cluster
+    status`` finds it from the port alone, a second ``cluster up`` refused on the same ports leaves
+    the first one's file alone, and the file goes with the cluster."""
+    primary, replica = free_port(), free_port()
+    env = {**os.environ, "MYQUEUE_STATE_DIR": str(tmp_path / "run")}
+    ports = ["--primary-port", str(primary), "--replica-port", str(replica)]
+    state = tmp_path / "run" / f"cluster-{primary}.json"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "myqueue", "cluster", "up", "--brokers", "1", *ports],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_until(
+            lambda: state.exists() or up.poll() is not None, 90,
+            message=lambda: f"no {state}; supervisor exit code {up.poll()}",
+        )
+        assert up.poll() is None, up.communicate(timeout=CLI_TIMEOUT_S)[0][-2000:]
+        status = run_cli("cluster", "status", "--primary-port", str(primary), "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        listing = json.loads(status.stdout)
+        assert listing["supervisor_pid"] == up.pid and {"primary", "replica"} <= set(listing["processes"]), listing
+
+        again = run_cli("cluster", "up", "--brokers", "1", *ports, env=env)
+        assert again.returncode != 0 and "port in use" in again.stderr, again.stderr[-2000:]
+        assert state.exists(), "the refused second 'cluster up' removed the running cluster's state file"
+    finally:
+        up.terminate()
+        up.communicate(timeout=CLI_TIMEOUT_S)
+    assert not state.exists(), f"{state} outlived its cluster"
+    gone = run_cli("cluster", "status", "--primary-port", str(primary), env=env)
+    assert gone.returncode == 1 and "no running cluster" in gone.stderr and "cluster up" in gone.stderr, gone.stderr
