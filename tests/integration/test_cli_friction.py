@@ -205,3 +205,20 @@ def test_cluster_status_finds_a_cluster_up_started_without_a_state_file(tmp_path
     assert not state.exists(), f"{state} outlived its cluster"
     gone = run_cli("cluster", "status", "--primary-port", str(primary), env=env)
     assert gone.returncode == 1 and "no running cluster" in gone.stderr and "cluster up" in gone.stderr, gone.stderr
+
+
+def test_completion_script_completes_commands_in_a_real_bash():
+    script = run_cli("completion", "bash")
+    assert script.returncode == 0, script.stderr
+    words = {"myqueue to": "topics", "myqueue topics cr": "create", "myqueue cluster st": "status"}
+    lines = [f"COMP_WORDS=({typed}); COMP_CWORD={len(typed.split()) - 1}; _shtab_myqueue; echo \"${{COMPREPLY[*]}}\""
+             for typed in words]
+    completed = subprocess.run(
+        ["bash", "-c", script.stdout + "\n" + "\n".join(lines)],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split("\n")[: len(words)] == list(words.values()), completed.stdout
+    for shell in ("zsh", "tcsh"):
+        other = run_cli("completion", shell)
+        assert other.returncode == 0 and "myqueue" in other.stdout, other.stderr
