@@ -222,3 +222,24 @@ def test_completion_script_completes_commands_in_a_real_bash():
     for shell in ("zsh", "tcsh"):
         other = run_cli("completion", shell)
         assert other.returncode == 0 and "myqueue" in other.stdout, other.stderr
+
+
+def test_one_topic_creation_rule_for_the_cli_and_the_library(cluster, tmp_path):
+    """Topics are made explicitly; the only implicit creation is the seed contract's: registering a
+    seed producer for T:P makes partition P. So ``produce --topics T:P`` makes it, while ``T:*`` and
+    ``Producer.send`` refuse a topic that does not exist, with the same reason."""
+    from myqueue import Producer
+    from myqueue.client.errors import TopicNotFound
+
+    (tmp_path / "producer_1.txt").write_text("t MSG1 P1 TAUTO\n")
+    made = run_cli("produce", "--id", "1", "--topics", "TAUTO:P1", "--log_loc", str(tmp_path), *manager(cluster))
+    assert made.returncode == 0, made.stderr
+    wait_partitions(cluster, "TAUTO", {"P1"})
+
+    (tmp_path / "producer_2.txt").write_text("t MSG1 * TMISSING\n")
+    whole = run_cli("produce", "--id", "2", "--topics", "TMISSING:*", "--log_loc", str(tmp_path), *manager(cluster))
+    assert whole.returncode == 1 and "TMISSING" in whole.stderr, (whole.returncode, whole.stderr)
+    with Producer("127.0.0.1", cluster.primary_port, cluster.replica_port) as producer:
+        with pytest.raises(TopicNotFound):
+            producer.send("TMISSING", "x").result(timeout=CLI_TIMEOUT_S)
+    assert "TMISSING" not in topics(cluster)
