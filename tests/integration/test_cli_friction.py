@@ -243,3 +243,9 @@ def test_one_topic_creation_rule_for_the_cli_and_the_library(cluster, tmp_path):
         with pytest.raises(TopicNotFound):
             producer.send("TMISSING", "x").result(timeout=CLI_TIMEOUT_S)
     assert "TMISSING" not in topics(cluster)
+
+
+def test_brokers_test_says_it_plainly(cluster):
+    tested = run_cli("brokers", "test", "broker0", *manager(cluster))
+    assert tested.returncode == 0, tested.stderr
+    assert tested.stdout.startswith("broker0: self-test passed (") and "All test cases" not in tested.stdout, tested.stdout
