@@ -47,6 +47,7 @@ POLL_S = 0.2  # one producer wait for an outcome, one drain check
 QUIET_MIN_S = 5.0  # a drain ends early when nothing arrived for max(this, client timeout)
 CLOSE_TIMEOUT_S = 30.0  # closing a producer or consumer
 FAULTS_JOIN_TIMEOUT_S = 3600.0  # a fault driver bounds each fault itself; this bounds the whole
+PROGRESS_EVERY_S = defaults.CLI_PROGRESS_EVERY_S  # a "progress:" line this often in the produce and drain phases
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,13 @@ class Workload:
             driver.start()
         bound = config.duration + self._settle_s() + CLOSE_TIMEOUT_S
         for thread in producers:
-            thread.join(max(0.0, started + bound - time.monotonic()))
+            while thread.is_alive() and (left := started + bound - time.monotonic()) > 0:
+                thread.join(min(PROGRESS_EVERY_S, left))
+                if thread.is_alive():
+                    self.report(
+                        f"progress: produce {self.progress.dispatched} sent, {len(self._acks)} acknowledged "
+                        f"after {time.monotonic() - started:.0f} s"
+                    )
         self.progress.finish()
         if driver is not None:
             driver.join(FAULTS_JOIN_TIMEOUT_S)  # each fault has its own trigger and recovery deadlines
@@ -343,7 +350,14 @@ class Workload:
         quiet_s = max(QUIET_MIN_S, self.config.client_timeout)
         missing = {log_.name: self._expected(log_) for log_ in self._logs}
         outcome = f"drain timeout ({self.config.drain_timeout:g} s) reached"
+        next_progress = started + PROGRESS_EVERY_S
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_progress:
+                next_progress += PROGRESS_EVERY_S
+                self.report(
+                    f"progress: drain {sum(len(m) for m in missing.values())} deliveries still missing "
+                    f"after {time.monotonic() - started:.0f} s"
+                )
             for log_ in self._logs:
                 missing[log_.name] -= log_.received
             if not any(missing.values()):

@@ -249,3 +249,18 @@ def test_brokers_test_says_it_plainly(cluster):
     tested = run_cli("brokers", "test", "broker0", *manager(cluster))
     assert tested.returncode == 0, tested.stderr
     assert tested.stdout.startswith("broker0: self-test passed (") and "All test cases" not in tested.stdout, tested.stdout
+
+
+def test_long_produce_and_consume_print_progress_lines(cluster, tmp_path):
+    assert run_cli("topics", "create", "TPROG", "--partitions", "1", *manager(cluster)).returncode == 0
+    wait_partitions(cluster, "TPROG", {"P1"})
+    (tmp_path / "producer_1.txt").write_text("".join(f"t M{i} P1 TPROG\n" for i in range(40)))
+    fast = {"MYQUEUE_PROGRESS_EVERY_S": "0.05"}
+    produced = run_cli("produce", "--id", "1", "--topics", "TPROG:P1", "--interval", "0.01", "--log_loc",
+                       str(tmp_path), *manager(cluster), env=fast)  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+    assert re.search(r"^producer 1: \d+/40 sent$", produced.stderr, re.M), produced.stderr
+    consumed = run_cli("consume", "--id", "1", "--topics", "TPROG:*", "--from-beginning", "--idle-timeout", "1",
+                       "--log_loc", str(tmp_path), *manager(cluster), env=fast)  # fmt: skip
+    assert consumed.returncode == 0, consumed.stderr
+    assert "consumed 40 messages" in consumed.stdout, consumed.stdout
