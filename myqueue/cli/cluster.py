@@ -6,7 +6,7 @@ calls ``register(subparsers)``; each subcommand sets ``func(args) -> int``.
 
 import argparse
 import json
-import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +17,13 @@ from myqueue.cluster.commands import Store
 from myqueue.cluster.statefile import default_state_path, read_state
 from myqueue.cluster.supervisor import ClusterConfig, Supervisor
 from myqueue.core import defaults
+from myqueue.core.logs import (
+    ACCESS_LOG_ENV,
+    LOG_FORMAT_ENV,
+    LOG_FORMATS,
+    configure_logging,
+    log_format_from_env,
+)
 
 from .common import add_output_option
 
@@ -86,6 +93,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="postgres store: services reach PostgreSQL through a fault-injecting proxy in this process "
         "(verify --faults lose-pg-replies), driven through the control API",
     )
+    up.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=None,
+        help="text or json, for the supervisor and every child (default: $MYQUEUE_LOG_FORMAT or text)",
+    )
+    up.add_argument("--access-log", action="store_true", help="every service logs each request it answers")
     up.set_defaults(func=cmd_up)
 
     status = commands.add_parser("status", help="list the processes of a running local cluster")
@@ -102,9 +114,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s [supervisor] %(levelname)s %(message)s"
-    )
+    # The children inherit the format (and the access log) through the environment.
+    os.environ[LOG_FORMAT_ENV] = args.log_format or log_format_from_env()
+    if args.access_log:
+        os.environ[ACCESS_LOG_ENV] = "1"
+    configure_logging("supervisor", "INFO", log_format_from_env(), text_prefix="[supervisor] ")
     try:
         config = ClusterConfig(
             brokers=args.brokers,

@@ -17,6 +17,7 @@ from waitress.server import create_server
 
 from myqueue.core import defaults
 
+from .access_log import AccessLog
 from .base_app import ServiceState
 from .guard import STATE_CHANGING_GETS, Guard, allowed_hosts
 
@@ -34,13 +35,16 @@ def serve(
     grace_s: float = defaults.SHUTDOWN_GRACE_S,
     on_drain: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    access_log: bool = False,
 ) -> None:
     """Run until SIGTERM/SIGINT. ``on_drain`` runs when draining starts (end long-polls there);
     ``on_shutdown`` after the last request finished (close stores there). ``max_body`` is this
     service's own request-body limit: waitress refuses a larger Content-Length from the headers,
-    before reading the body."""
+    before reading the body. ``access_log``: one record per request (``service/access_log.py``)."""
     memory = min(max_body, _env_int("MYQUEUE_BODY_MEMORY_BYTES", defaults.SERVICE_BODY_MEMORY_BYTES))
-    guarded = Guard(app, allowed_hosts(host), getattr(app, "extensions", {}).get(STATE_CHANGING_GETS, ()))
+    guarded: Guard | AccessLog = Guard(app, allowed_hosts(host), getattr(app, "extensions", {}).get(STATE_CHANGING_GETS, ()))
+    if access_log:
+        guarded = AccessLog(guarded)
     server = create_server(
         guarded,
         host=host,
@@ -99,8 +103,3 @@ def _env_int(name: str, default: int) -> int:
     return int(value)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
