@@ -14,13 +14,18 @@ once) for the thread-pool experiment; ``--server waitress`` serves it with ``ser
 The configuration reaches the worker through one environment variable (``_CONFIG_ENV``), because
 granian's factory takes no arguments. ``MYQUEUE_BENCH_ATEXIT_FILE``, when set, makes the worker
 register an ``atexit`` handler that writes that file: the experiment of whether anything runs in
-the worker after a SIGTERM.
+the worker after a SIGTERM. ``MYQUEUE_BENCH_WORKER_PDEATHSIG``, when set, makes the worker call
+``prctl(PR_SET_PDEATHSIG, SIGKILL)`` itself: the experiment of whether our own code can tie the
+worker's life to granian's main process.
 """
 
 import argparse
 import atexit
+import ctypes
+import ctypes.util
 import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -32,6 +37,9 @@ from myqueue.service.serving import configure_logging
 
 _CONFIG_ENV = "MYQUEUE_BENCH_GRANIAN_CONFIG"
 ATEXIT_ENV = "MYQUEUE_BENCH_ATEXIT_FILE"
+PDEATHSIG_ENV = (
+    "MYQUEUE_BENCH_WORKER_PDEATHSIG"  # set: the worker asks the kernel to die with the main process
+)
 
 
 def _service_app(cfg: dict):
@@ -84,10 +92,19 @@ def _sleeper_app(environ, start_response):
     return [body]
 
 
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG = SIGKILL in this (worker) process: it dies when granian's main process does."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+
 def build():
     """granian's factory: runs in the worker process."""
     cfg = json.loads(os.environ[_CONFIG_ENV])
     configure_logging(cfg["log_level"])
+    if os.environ.get(PDEATHSIG_ENV):
+        _die_with_parent()
     marker = os.environ.get(ATEXIT_ENV)
     if marker:
         atexit.register(lambda: Path(marker).write_text(f"atexit ran in pid {os.getpid()}\n"))

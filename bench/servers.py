@@ -47,7 +47,7 @@ import requests
 
 from myqueue.core import framing
 
-from . import procs
+from . import granian_entry, procs
 from .peers import myqueue as mq_peer
 from .workloads import PAYLOAD, Settings, percentile
 
@@ -448,45 +448,70 @@ def fact_process_model(workdir: Path) -> list[str]:
     for p in survivors:
         with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
+    # the same, with the worker asking for PR_SET_PDEATHSIG itself in the factory (our code, in the worker)
+    port = procs.free_port()
+    env = {granian_entry.PDEATHSIG_ENV: "1"}
+    server = _start("pm-granian-pdeathsig", service_argv("c", "broker", port), workdir, port, env)
+    wait_ready(f"http://{HOST}:{port}", server)
+    pids = tree(server.pid)
+    os.kill(server.pid, signal.SIGKILL)
+    server.popen.wait(10)
+    time.sleep(1.0)  # an observation window, not a synchronisation
+    survivors = [p for p in pids[1:] if _alive(p)]
+    out.append(
+        f"the same with PR_SET_PDEATHSIG set by the factory in the worker: worker(s) alive 1 s after "
+        f"SIGKILL of the main process: {survivors or 'none'}"
+    )
+    for p in survivors:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
     return out
 
 
 def fact_sigterm(workdir: Path) -> list[str]:
-    """SIGTERM to granian's main while a request is held 8 s: what happens to it, to new requests,
-    how long until exit, and does the worker run anything of ours (atexit) on the way out?"""
-    port = procs.free_port()
-    marker = workdir / "atexit-marker"
-    argv = [sys.executable, "-m", "bench.granian_entry", "--role", "sleeper", "--port", str(port)]
-    server = _start("sigterm-granian", argv, workdir, port, {"MYQUEUE_BENCH_ATEXIT_FILE": str(marker)})
-    held: dict = {}
+    """SIGTERM to the broker 1 s into a fetch long-poll of 8 s: is the long-poll ended (on_drain,
+    ``state.draining``), are new connections refused, how long until exit, does anything of ours run
+    in granian's worker on the way out (an ``atexit`` handler)?"""
+    out = []
+    for mode in ("a", "c"):
+        port = procs.free_port()
+        marker = workdir / f"atexit-{mode}"
+        env = {granian_entry.ATEXIT_ENV: str(marker)}
+        server = _start(f"sigterm-{mode}", service_argv(mode, "broker", port), workdir, port, env)
+        wait_ready(f"http://{HOST}:{port}", server)
+        base = f"http://{HOST}:{port}/v1/partitions/Held/P1"
+        requests.put(base, timeout=5).raise_for_status()
+        held: dict = {}
 
-    def hold() -> None:
-        t = time.perf_counter()
+        def hold(url: str = base + "/records?offset=0&wait_ms=8000", held: dict = held) -> None:
+            t = time.perf_counter()
+            try:
+                held["answer"] = requests.get(url, timeout=20).status_code
+            except requests.RequestException as e:
+                held["answer"] = type(e).__name__
+            held["after_s"] = time.perf_counter() - t
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        time.sleep(1.0)  # the long-poll is waiting in the app by then
+        t0 = time.perf_counter()
+        os.kill(server.pid, signal.SIGTERM)
+        time.sleep(0.3)  # an observation window
         try:
-            held["answer"] = requests.get(f"http://{HOST}:{port}/sleep?s=8", timeout=20).status_code
+            ready = str(requests.get(f"http://{HOST}:{port}/readyz", timeout=3).status_code)
         except requests.RequestException as e:
-            held["answer"] = type(e).__name__
-        held["after_s"] = time.perf_counter() - t
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    time.sleep(1.0)  # the held request is in the app by then
-    t0 = time.perf_counter()
-    os.kill(server.pid, signal.SIGTERM)
-    time.sleep(0.5)
-    try:
-        new = str(requests.get(f"http://{HOST}:{port}/fast", timeout=3).status_code)
-    except requests.RequestException as e:
-        new = type(e).__name__
-    server.popen.wait(30)
-    exit_s = time.perf_counter() - t0
-    thread.join(25)
-    return [
-        f"SIGTERM 1 s into a request held 8 s: held request -> {held.get('answer')} after "
-        f"{held.get('after_s', 0):.1f} s; a new request 0.5 s after SIGTERM -> {new}; main exited "
-        f"{exit_s:.1f} s after SIGTERM with {server.popen.returncode}; worker atexit handler ran: "
-        f"{marker.read_text().strip() if marker.exists() else 'no'}"
-    ]
+            ready = type(e).__name__
+        server.popen.wait(30)
+        exit_s = time.perf_counter() - t0
+        thread.join(25)
+        ran = marker.read_text().strip() if marker.exists() else "no"
+        out.append(
+            f"{MODES[mode]}: SIGTERM 1 s into an 8 s fetch long-poll: the long-poll -> {held.get('answer')} "
+            f"after {held.get('after_s', 0):.1f} s; GET /readyz 0.3 s after SIGTERM -> {ready}; exited "
+            f"{exit_s:.1f} s after SIGTERM with {server.popen.returncode}"
+            + (f"; worker atexit handler ran: {ran}" if mode != "a" else "")
+        )
+    return out
 
 
 def fact_prebody(workdir: Path, connections: int = 48) -> list[str]:
