@@ -1,7 +1,7 @@
 """Which HTTP server should the services run on? (issue 12, item 3)
 
     python -m bench.servers [--rounds 3] [--json PATH]     # the figures, about 60 s
-    python -m bench.servers --facts                        # the experiments behind the decision, about 60 s
+    python -m bench.servers --facts                        # the experiments, ~105 s, mostly waiting
 
 Serves the same apps three ways, in one run, as real processes on loopback (a memory-mode broker,
 primary and replica each; nothing shared between the three stacks):
