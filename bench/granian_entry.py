@@ -24,6 +24,7 @@ import atexit
 import ctypes
 import ctypes.util
 import json
+import logging
 import os
 import signal
 import time
@@ -33,13 +34,20 @@ from myqueue.core import defaults
 from myqueue.service.auth import load_token
 from myqueue.service.base_app import ServiceState
 from myqueue.service.guard import STATE_CHANGING_GETS, Guard, allowed_hosts
-from myqueue.service.serving import configure_logging
 
 _CONFIG_ENV = "MYQUEUE_BENCH_GRANIAN_CONFIG"
 ATEXIT_ENV = "MYQUEUE_BENCH_ATEXIT_FILE"
 PDEATHSIG_ENV = (
     "MYQUEUE_BENCH_WORKER_PDEATHSIG"  # set: the worker asks the kernel to die with the main process
 )
+
+
+def _logging(level: str) -> None:
+    """Plain stdlib logging (the product's set-up is not what is measured here)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _service_app(cfg: dict):
@@ -102,7 +110,7 @@ def _die_with_parent() -> None:
 def build():
     """granian's factory: runs in the worker process."""
     cfg = json.loads(os.environ[_CONFIG_ENV])
-    configure_logging(cfg["log_level"])
+    _logging(cfg["log_level"])
     if os.environ.get(PDEATHSIG_ENV):
         _die_with_parent()
     marker = os.environ.get(ATEXIT_ENV)
@@ -132,7 +140,7 @@ def main(argv=None) -> None:
     if args.server == "waitress":  # the sleeper only: the product's services run their own __main__
         from myqueue.service.serving import serve
 
-        configure_logging(args.log_level)
+        _logging(args.log_level)
         serve(
             _sleeper_app,
             ServiceState(),
