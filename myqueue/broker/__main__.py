@@ -5,7 +5,12 @@ import logging
 import os
 
 from myqueue.core import defaults
-from myqueue.core.logs import LOG_FORMATS, access_log_from_env, configure_logging, log_format_from_env
+from myqueue.core.logs import (
+    access_log_from_env,
+    add_logging_arguments,
+    configure_logging,
+    log_format_from_env,
+)
 from myqueue.core.names import validate_broker_name
 from myqueue.core.refusal import Refusal
 from myqueue.service.auth import load_token
@@ -28,19 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: $MYQUEUE_DSN)")
     parser.add_argument("--threads", type=int, default=defaults.SERVICE_THREADS)
     parser.add_argument("--max-message-bytes", type=int, default=defaults.MAX_MESSAGE_BYTES)
-    parser.add_argument("--log-level", default=os.environ.get("MYQUEUE_LOG_LEVEL", "INFO"))
-    parser.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default=None,
-        help="text or json (default: $MYQUEUE_LOG_FORMAT or text)",
-    )
-    parser.add_argument(
-        "--access-log",
-        action="store_true",
-        default=None,
-        help="log every request (default: $MYQUEUE_ACCESS_LOG)",
-    )
+    add_logging_arguments(parser)
     args = parser.parse_args(argv)
     if not args.name:
         parser.error("--name (or MYQUEUE_BROKER_NAME) is required")

@@ -15,6 +15,7 @@ JSON lines come from python-json-logger (a well-kept formatter on the standard `
 package), so records keep every ``logging`` feature (levels, ``extra``, exceptions).
 """
 
+import argparse
 import logging
 import os
 import sys
@@ -86,3 +87,15 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser, *, access_log: bool = True) -> None:
+    """``--log-level``, ``--log-format`` and (for services) ``--access-log``, defaulting to the environment."""
+    parser.add_argument("--log-level", default=os.environ.get("MYQUEUE_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=None, help=f"text or json (default: ${LOG_FORMAT_ENV} or text)"
+    )
+    if access_log:
+        parser.add_argument(
+            "--access-log", action="store_true", default=None, help=f"log every request (default: ${ACCESS_LOG_ENV})"
+        )

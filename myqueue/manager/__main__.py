@@ -5,7 +5,12 @@ import logging
 import os
 
 from myqueue.core import defaults
-from myqueue.core.logs import LOG_FORMATS, access_log_from_env, configure_logging, log_format_from_env
+from myqueue.core.logs import (
+    access_log_from_env,
+    add_logging_arguments,
+    configure_logging,
+    log_format_from_env,
+)
 from myqueue.service.auth import load_token
 from myqueue.service.serving import serve
 
@@ -69,19 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=defaults.MANAGER_THREADS, help="default $MYQUEUE_MANAGER_THREADS or 32"
     )
-    parser.add_argument("--log-level", default=env("MYQUEUE_LOG_LEVEL", "INFO"))
-    parser.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default=None,
-        help="text or json (default: $MYQUEUE_LOG_FORMAT or text)",
-    )
-    parser.add_argument(
-        "--access-log",
-        action="store_true",
-        default=None,
-        help="log every request (default: $MYQUEUE_ACCESS_LOG)",
-    )
+    add_logging_arguments(parser)
     args = parser.parse_args(argv)
     if args.port is None:
         args.port = int(

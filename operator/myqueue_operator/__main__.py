@@ -11,7 +11,7 @@ from pathlib import Path
 
 import kopf
 
-from myqueue.core.logs import LOG_FORMATS, configure_logging, log_format_from_env
+from myqueue.core.logs import add_logging_arguments, configure_logging, log_format_from_env
 
 from .config import ConfigError, OperatorConfig
 from .context import Context
@@ -49,10 +49,7 @@ def main(argv=None) -> None:
         default=os.environ.get("MYQUEUE_OPERATOR_HEALTH", DEFAULT_HEALTH),
         help=f"kopf liveness endpoint (default {DEFAULT_HEALTH}; empty: none)",
     )
-    parser.add_argument("--log-level", default=os.environ.get("MYQUEUE_LOG_LEVEL", "INFO"))
-    parser.add_argument(
-        "--log-format", choices=LOG_FORMATS, default=None, help="text or json (default: $MYQUEUE_LOG_FORMAT or text)"
-    )
+    add_logging_arguments(parser, access_log=False)
     args = parser.parse_args(argv)
     kopf.configure()  # kopf's own logger settings (asyncio quiet); the handler is replaced next
     configure_logging("operator", args.log_level, args.log_format or log_format_from_env())
