@@ -1,13 +1,16 @@
 """psycopg 3 against today's psycopg2 write path, same run, alternating (issue 12, item 5).
 
-    python -m bench.pg_drivers [--dsn DSN] [--rounds 5] [--seconds 1.0] [--json PATH]
+    python -m bench.pg_drivers [--dsn DSN] [--rounds 5] [--seconds 1.0] [--synchronous-commit on|off]
 
 One broker's appends, one at a time, of batches of 100-byte records (1, 100 and 1,000 records a
-batch), each acknowledged after its commit (synchronous_commit on, as in production), into a
-scratch database created on the server of ``--dsn`` ($MYQUEUE_BENCH_DSN, else $MYQUEUE_TEST_DSN)
-and dropped at the end. Each round runs every path on every size in turn (the order rotates per
-round), so load on the shared machine falls on all of them alike; the table gives the median over
-rounds of records/s and µs per append, and each path's ratio to today's.
+batch), each acknowledged after its commit, into a scratch database created on the server of
+``--dsn`` ($MYQUEUE_BENCH_DSN, else $MYQUEUE_TEST_DSN) and dropped at the end. With
+``--synchronous-commit on`` (production) each commit waits for its WAL flush; ``off`` sets it off
+for that database only, to show the drivers' and the server's CPU cost without the flush. Each
+round runs every path on every size in turn (the order rotates per round), so load on the shared
+machine falls on all of them alike; the table gives the median over rounds of records/s, µs
+per append and this process's CPU µs per append, and each path's ratios to today's (results in
+bench/results/pg_drivers-sync-*.json).
 
 Paths:
 
@@ -50,9 +53,10 @@ WARMUP = 20
 Append = Callable[[int, bytes, int], int]  # (partition id, batch, count) -> base offset
 
 
-def scratch_dsn(server_dsn: str) -> tuple[str, str]:
+def scratch_dsn(server_dsn: str, synchronous_commit: str) -> tuple[str, str]:
     name = f"mq_bench_{secrets.token_hex(4)}"
     _admin(server_dsn, f'CREATE DATABASE "{name}"')
+    _admin(server_dsn, f'ALTER DATABASE "{name}" SET synchronous_commit = {synchronous_commit}')
     return name, psycopg2.extensions.make_dsn(server_dsn, dbname=name)
 
 
@@ -156,12 +160,16 @@ class Psycopg3:
         self.pool.close()
 
 
-def measure(append: Callable[[bytes, int], int], size: int, seconds: float) -> tuple[float, float]:
-    """(records/s, µs per append) for one path and size, after a warm-up."""
+def measure(append: Callable[[bytes, int], int], size: int, seconds: float) -> tuple[float, float, float]:
+    """(records/s, µs per append, this process's CPU µs per append) for one path and size.
+
+    The CPU figure (all of this process's threads: the driver, the pool, the encoding) is the one
+    the load of a shared machine disturbs least."""
     batch = framing.encode_batch([RECORD] * size)
     for _ in range(WARMUP):
         append(batch, size)
     n = 0
+    cpu = time.process_time()
     start = time.perf_counter()
     deadline = start + seconds
     while n < MAX_APPENDS[size]:
@@ -170,7 +178,23 @@ def measure(append: Callable[[bytes, int], int], size: int, seconds: float) -> t
         if time.perf_counter() >= deadline:
             break
     elapsed = time.perf_counter() - start
-    return n * size / elapsed, elapsed / n * 1e6
+    cpu = time.process_time() - cpu
+    return n * size / elapsed, elapsed / n * 1e6, cpu / n * 1e6
+
+
+def _without_dsn(args: list[str]) -> list[str]:
+    """The arguments as given, the DSN (which may hold a password) replaced by a placeholder."""
+    out = []
+    for i, arg in enumerate(args):
+        if i and args[i - 1] == "--dsn":
+            out.append("DSN")
+        else:
+            out.append("--dsn=DSN" if arg.startswith("--dsn=") else arg)
+    return out
+
+
+def baseline_of(label: str) -> str:
+    return "psycopg2-today-seq" if label.endswith("-seq") else "psycopg2-today"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,15 +204,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="time bound per path, size and round")
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "pg_drivers.json")
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=("on", "off"),
+        default="on",
+        help="on (production) waits for each commit's WAL flush; off leaves the drivers' and the server's CPU cost",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="default bench/results/pg_drivers-sync-<on|off>.json"
+    )
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = Path(__file__).parent / "results" / f"pg_drivers-sync-{args.synchronous_commit}.json"
     if not args.dsn:
         parser.error("give --dsn or set MYQUEUE_BENCH_DSN / MYQUEUE_TEST_DSN")
 
     import psycopg
     import psycopg_pool
 
-    name, dsn = scratch_dsn(args.dsn)
+    load_start = os.getloadavg()
+    name, dsn = scratch_dsn(args.dsn, args.synchronous_commit)
     paths: dict[str, object] = {}
     try:
         paths = {
@@ -204,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, path in paths.items()
             for size in SIZES
         }  # type: ignore[attr-defined]
-        samples: dict[tuple[str, int], list[tuple[float, float]]] = {key: [] for key in where}
+        samples: dict[tuple[str, int], list[tuple[float, float, float]]] = {key: [] for key in where}
         labels = list(paths)
         for rnd in range(args.rounds):
             order = labels[rnd % len(labels) :] + labels[: rnd % len(labels)]
@@ -226,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         for label in labels:
             rates = [s[0] for s in samples[(label, size)]]
             micros = [s[1] for s in samples[(label, size)]]
-            baseline = "psycopg2-today-seq" if label.endswith("-seq") else "psycopg2-today"
-            base_rate = statistics.median(s[0] for s in samples[(baseline, size)])
+            cpu = [s[2] for s in samples[(label, size)]]
+            base_cpu = statistics.median(s[2] for s in samples[(baseline_of(label), size)])
+            base_rate = statistics.median(s[0] for s in samples[(baseline_of(label), size)])
             rows.append(
                 {
                     "path": label,
@@ -236,17 +272,26 @@ def main(argv: list[str] | None = None) -> int:
                     "us_per_append": round(statistics.median(micros), 1),
                     "us_per_append_min": round(min(micros), 1),
                     "ratio_to_psycopg2": round(statistics.median(rates) / base_rate, 3),
+                    "client_cpu_us_per_append": round(statistics.median(cpu), 1),
+                    "client_cpu_ratio_to_psycopg2": round(statistics.median(cpu) / base_cpu, 3),
                 }
             )
-    print(f"{'path':22} {'batch':>6} {'records/s':>11} {'µs/append':>10} {'min µs':>9} {'vs today':>9}")
+    print(
+        f"{'path':22} {'batch':>6} {'records/s':>11} {'µs/append':>10} {'min µs':>9} {'vs today':>9}"
+        f" {'cpu µs':>8} {'cpu vs today':>12}"
+    )
     for r in rows:
         print(
             f"{r['path']:22} {r['records_per_batch']:>6} {r['records_per_s']:>11,} {r['us_per_append']:>10,.1f} "
             f"{r['us_per_append_min']:>9,.1f} {r['ratio_to_psycopg2']:>9.3f}"
+            f" {r['client_cpu_us_per_append']:>8,.1f} {r['client_cpu_ratio_to_psycopg2']:>12.3f}"
         )
     facts = {
-        "command": "python -m bench.pg_drivers " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.pg_drivers "
+        + " ".join(_without_dsn(argv if argv is not None else sys.argv[1:])),
         "rounds": args.rounds,
+        "synchronous_commit": args.synchronous_commit,
+        "load_average_start": load_start,
         "seconds_per_measurement": args.seconds,
         "psycopg2": psycopg2.__version__.split()[0],
         "psycopg": psycopg.__version__,
