@@ -129,7 +129,8 @@ class Replica:
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 2.0)
                 continue
-            if current is None or (update.view.epoch, update.view.version) != (current.view.epoch, current.view.version):
+            synced = update.view
+            if current is None or (synced.epoch, synced.version) != (current.view.epoch, current.view.version):
                 self._set_view(update)
 
     def _offer_view(self, pool: Pool, current: ViewUpdate | None, epoch: str | None) -> bool:
