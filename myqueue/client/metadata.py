@@ -78,8 +78,11 @@ class Metadata:
 
     def broker_url(self, topic: str, partition: str) -> str:
         """Base URL of the broker that holds the partition; BrokerUnavailable if none is ready."""
-        self.partitions(topic, containing=partition)
-        broker = self._current().broker_for(topic, partition)
+        view = self._current()
+        if not view.has_partition(topic, partition):
+            self.partitions(topic, containing=partition)  # refreshes once, or raises TopicNotFound/PartitionNotFound
+            view = self._current()
+        broker = view.broker_for(topic, partition)
         if broker is None or not broker.address or not broker.ready:
             raise BrokerUnavailable(f"{topic}:{partition} has no ready broker now", reason=Reason.NO_BROKER)
         return broker.address.rstrip("/")

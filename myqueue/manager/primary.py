@@ -243,14 +243,14 @@ class Primary:
 
     def cluster_view(self) -> ClusterView:
         """The configuration as the typed view: brokers with readiness, topics with placement."""
-        with self._state_lock:
+        with self._state_lock:  # copied only: produces wait on this lock, building waits for nobody
             brokers = dict(self._state.brokers)
-            topics = {t: tuple(Placement(p, b) for p, b in parts.items()) for t, parts in self._state.topics.items()}
+            topics = {t: list(parts.items()) for t, parts in self._state.topics.items()}
         return ClusterView(
             epoch=self.epoch,
             version=self._version,
             brokers={n: BrokerInfo(a, self._ready.get(n, False)) for n, a in brokers.items()},
-            topics=topics,
+            topics={t: tuple(Placement(p, b) for p, b in parts) for t, parts in topics.items()},
         )
 
     def view(self) -> dict:
