@@ -11,6 +11,8 @@ from typing import Any
 
 import requests
 
+from myqueue.core.view import ClusterView, ViewError
+
 from . import defaults
 
 
@@ -65,8 +67,8 @@ def listens_on(pid: int, port: int) -> bool | None:
     return False
 
 
-def metadata(session: requests.Session, base_url: str) -> dict[str, Any] | None:
-    """The ``/v1/metadata`` payload, or None when the manager does not answer it (yet)."""
+def metadata(session: requests.Session, base_url: str) -> ClusterView | None:
+    """The ``/v1/metadata`` view, or None when the manager does not answer it (yet), or not with a view."""
     try:
         response = session.get(f"{base_url}/v1/metadata", timeout=defaults.PROBE_TIMEOUT_S)
         envelope = response.json()
@@ -74,8 +76,10 @@ def metadata(session: requests.Session, base_url: str) -> dict[str, Any] | None:
         return None
     if response.status_code != 200 or not isinstance(envelope, dict) or envelope.get("status") != "success":
         return None
-    payload = envelope.get("message")
-    return payload if isinstance(payload, dict) else None
+    try:
+        return ClusterView.from_json(envelope.get("message"))
+    except ViewError:
+        return None
 
 
 def listed_brokers(session: requests.Session, primary_url: str) -> list[str]:
@@ -100,17 +104,16 @@ def register_broker(session: requests.Session, primary_url: str, name: str, addr
         raise ProbeError(f"POST {primary_url}/v1/brokers ({name}) answered {response.status_code}: {response.text[:300]}")
 
 
-def settled(primary: dict[str, Any] | None, replica: dict[str, Any] | None, expected: Collection[str]) -> bool:
+def settled(primary: ClusterView | None, replica: ClusterView | None, expected: Collection[str]) -> bool:
     """Every broker the primary lists is ready, ``expected`` are among them, and the replica has
     caught up with the primary's version."""
     if primary is None or replica is None:
         return False
-    brokers = primary.get("brokers")
-    if not isinstance(brokers, dict) or not set(expected) <= set(brokers):
+    if not set(expected) <= set(primary.brokers):
         return False
-    if not all(isinstance(info, dict) and info.get("ready") is True for info in brokers.values()):
+    if not all(info.ready for info in primary.brokers.values()):
         return False
-    return primary.get("version") is not None and replica.get("version") == primary.get("version")
+    return replica.version == primary.version
 
 
 def _seed_call(session: requests.Session, endpoint: str, params: dict[str, str], timeout: float) -> Any:

@@ -27,6 +27,7 @@ from myqueue.core import defaults as core_defaults
 from myqueue.core.names import validate_broker_name
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.core.view import ClusterView
 
 from . import defaults, probes
 from .child import ManagedChild
@@ -184,7 +185,7 @@ class Supervisor:
                 log.info("adding %s through %s/brokers/add", name, primary_url)
                 probes.add_broker(self._session, primary_url, name)
 
-        def settled_view() -> dict[str, Any] | None:
+        def settled_view() -> ClusterView | None:
             view = probes.metadata(self._session, primary_url)
             return view if probes.settled(view, probes.metadata(self._session, replica_url), expected) else None
 
@@ -201,7 +202,7 @@ class Supervisor:
                     "replica": replica_url,
                 },
             )
-        self._out.write(ready_line(primary_url, replica_url, len(view["brokers"]), config.store) + "\n")
+        self._out.write(ready_line(primary_url, replica_url, len(view.brokers), config.store) + "\n")
         self._out.flush()
 
     def _start_pg_proxy(self) -> None:
@@ -270,7 +271,7 @@ class Supervisor:
         )
         self._stop_requested.set()
 
-    def _wait_for(self, what: str, condition: Callable[[], T], deadline: float) -> T:
+    def _wait_for(self, what: str, condition: Callable[[], T | None], deadline: float) -> T:
         """Poll ``condition`` until it returns something truthy, and return that; fail early if
         a child keeps dying."""
         while not (result := condition()):

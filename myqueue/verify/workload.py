@@ -31,6 +31,7 @@ from myqueue.client.address import manager_urls
 from myqueue.client.errors import AlreadyExists, BrokerUnavailable, MyQueueError, RequestTimeout
 from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
+from myqueue.core.view import ClusterView, ViewError
 
 from .consumers import ConsumerLog, Position, open_fast, open_seed, read_back, run_fast, run_seed
 from .history import Ack, History, TopicPartition
@@ -182,14 +183,12 @@ class Workload:
     def _visible(self, transport: Transport, manager: str) -> bool:
         """Every partition of ours is in the manager's metadata with a ready broker."""
         try:
-            view = transport.json("GET", f"{manager}/v1/metadata")["message"]
-        except MyQueueError:
+            view = ClusterView.from_json(transport.json("GET", f"{manager}/v1/metadata")["message"])
+        except (MyQueueError, ViewError):
             return False
-        brokers = view.get("brokers", {})
         for topic, partition in self.partitions:
-            owners = {p["partition"]: p["broker"] for p in view.get("topics", {}).get(topic, [])}
-            broker = owners.get(partition)
-            if broker is None or not brokers.get(broker, {}).get("ready"):
+            broker = view.broker_for(topic, partition)
+            if broker is None or not broker.ready:
                 return False
         return True
 

@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from myqueue.core.reasons import Reason
+from myqueue.core.view import ClusterView, ViewError
 
 from .config import BROKER_TIMEOUT_S, PRIMARY_TIMEOUT_S, REGISTER_TIMEOUT_S
 
@@ -73,9 +74,13 @@ class PrimaryClient:
         raise PrimaryRefused(reason or "UNKNOWN", message, response.status_code)
 
     # --- the primary ------------------------------------------------------------------------------------
-    def metadata(self) -> dict:
-        """``{"brokers": {name: {"address", "ready"}}, "topics": {topic: [{"partition", "broker"}]}, ...}``"""
-        return self._call("GET", f"{self.url}/v1/metadata")
+    def metadata(self) -> ClusterView:
+        """``GET /v1/metadata``: brokers with readiness, topics with placement (a malformed answer: unavailable)."""
+        answer = self._call("GET", f"{self.url}/v1/metadata")
+        try:
+            return ClusterView.from_json(answer, "metadata")
+        except ViewError as e:
+            raise PrimaryUnavailable(f"GET {self.url}/v1/metadata: not a cluster view: {e}") from e
 
     def register_broker(self, name: str, address: str) -> None:
         """Idempotent: a known broker with the same address is a no-op; a new address replaces the old."""
