@@ -83,7 +83,7 @@ class ClusterConfig:
 
 
 class Supervisor:
-    """Runs one local cluster; also the ``Launcher`` behind the control API."""
+    """Runs one local cluster; also the ``ControlledCluster`` behind the control API."""
 
     def __init__(self, config: ClusterConfig, out: TextIO = sys.stdout):
         self.config = config
@@ -335,7 +335,7 @@ class Supervisor:
             brokers = list(self._brokers.values())
         return [child for child in (self._primary, self._replica) if child is not None] + brokers
 
-    # --- the Launcher behind the control API ----------------------------------------------
+    # --- the ControlledCluster behind the control API ----------------------------------------------
     def processes(self) -> dict[str, dict[str, object]]:
         return {child.name: child.status() for child in self._children()}
 
