@@ -10,13 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-import requests
-
 from myqueue.cluster import defaults as cluster_defaults
 from myqueue.cluster.commands import Store
 from myqueue.cluster.statefile import read_state
 from myqueue.cluster.supervisor import ClusterConfig, Supervisor
 from myqueue.core import defaults
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from .common import add_output_option
 
@@ -122,16 +121,13 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     try:
         state = read_state(args.state_file)
-        response = requests.get(
-            f"{state['control_url']}/processes",
-            headers={"Authorization": f"Bearer {state['token']}"},
-            timeout=defaults.CLIENT_TIMEOUT_S,
-        )
-        envelope = response.json()
-        if response.status_code != 200:
-            raise ValueError(f"control API answered {response.status_code}: {envelope.get('message')}")
-        processes = envelope["message"]
-    except (OSError, ValueError, KeyError, requests.RequestException) as error:
+        with EnvelopeClient(token=state["token"]) as client:
+            processes = client.message("GET", f"{state['control_url']}/processes", timeout=defaults.CLIENT_TIMEOUT_S)
+    except CallFailed as error:
+        what = f"control API answered {error.status}: {error.message}" if error.answered else str(error)
+        print(f"myqueue cluster status: no running cluster at {args.state_file}: {what}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError) as error:
         print(f"myqueue cluster status: no running cluster at {args.state_file}: {error}", file=sys.stderr)
         return 1
     if args.output == "json":
