@@ -1,5 +1,6 @@
-"""The producer's HTTP path against real servers on loopback: how the pool's three failure kinds
-become typed errors, what is resent after each, when a batch leaves, and what send_batch refuses.
+"""The producer's HTTP path against real servers on loopback: what is resent after each of the
+pool's failure kinds, when a batch leaves, and what send_batch refuses. (Which typed error each
+failure kind becomes, for every caller, is the table in ``test_envelope_client.py``.)
 
 The servers are deliberately small: a socket server that misbehaves in one precise way (never
 answers, hangs up after reading the request), and a threaded HTTP server that plays a manager
@@ -18,8 +19,8 @@ import pytest
 from myqueue import Producer, errors
 from myqueue.client.transport import Transport
 from myqueue.core import defaults, framing
-from myqueue.net.pool import ConnectFailed, ConnectionBroke, NoAnswer
-from tests.helpers import free_port, serve_stub, wait_until
+from myqueue.net.pool import ConnectionBroke
+from tests.helpers import serve_stub, wait_until
 
 # --- servers -------------------------------------------------------------------------------------
 
@@ -163,42 +164,7 @@ def producer(broker: Broker, **options) -> Producer:
     return Producer("127.0.0.1", broker.port, broker.port, **options)
 
 
-# --- the pool's three failure kinds ----------------------------------------------------------------
-
-
-def test_nobody_listening_is_broker_unavailable_from_connect_failed():
-    transport = Transport(retries=0)
-    try:
-        with pytest.raises(errors.BrokerUnavailable) as caught:
-            transport.json("POST", f"http://127.0.0.1:{free_port()}/b1/v1/partitions/T1/P1/records", data=b"x")
-    finally:
-        transport.close()
-    assert isinstance(caught.value.__cause__, ConnectFailed)
-
-
-def test_no_answer_in_time_is_request_timeout_from_no_answer(misbehaving):
-    server = misbehaving("silent")
-    transport = Transport(timeout=0.3, retries=0)
-    try:
-        with pytest.raises(errors.RequestTimeout) as caught:
-            transport.json("POST", f"http://127.0.0.1:{server.port}/records", data=b"x")
-    finally:
-        transport.close()
-    assert isinstance(caught.value.__cause__, NoAnswer)
-    assert server.requests == 1
-
-
-def test_a_connection_that_breaks_after_the_request_is_request_timeout_outcome_unknown(misbehaving):
-    server = misbehaving("hangup")
-    transport = Transport(retries=3)
-    try:
-        with pytest.raises(errors.RequestTimeout) as caught:
-            transport.json("POST", f"http://127.0.0.1:{server.port}/records", data=b"x")  # retry=False
-    finally:
-        transport.close()
-    assert isinstance(caught.value.__cause__, ConnectionBroke)
-    assert "outcome unknown" in str(caught.value)
-    assert server.requests == 1  # a write is not repeated by the transport
+# --- what the transport repeats ----------------------------------------------------------------------
 
 
 def test_a_read_that_may_be_repeated_is_retried_after_a_broken_connection(misbehaving):
