@@ -24,7 +24,7 @@ go elsewhere on retry (a partition that moved) are retried by ``metadata.Metadat
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from myqueue.core import defaults
@@ -98,7 +98,10 @@ class Transport:
     def close(self) -> None:
         self._client.close()
 
-    def _retried(self, call, method: str, url: str, kwargs: dict[str, Any], timeout: float | None, retry: bool):
+    def _retried(
+        self, call: Callable[..., Any], method: str, url: str, kwargs: dict[str, Any], timeout: float | None, retry: bool
+    ) -> Any:
+        """``call`` once, or while its error is retriable and the caller says the call may be repeated."""
         seconds = self.timeout if timeout is None else timeout
         attempt = 0
         while True:

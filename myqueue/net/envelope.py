@@ -106,8 +106,8 @@ def read(method: str, url: str, answer: Answer) -> dict[str, Any]:
         reply, what = None, "the answer is not JSON"
     else:
         what = "the answer is not a myqueue envelope"
-    text = answer.body[:_EXCERPT].decode("utf-8", "replace")
     if not isinstance(reply, dict) or "message" not in reply:
+        text = _excerpt(answer)
         if answer.status >= 400:
             message = f"{method} {url}: HTTP {answer.status} {text}".rstrip()
         else:
@@ -124,8 +124,12 @@ def read(method: str, url: str, answer: Answer) -> dict[str, Any]:
         status=answer.status,
         reason=reason if isinstance(reason, str) else None,
         envelope=True,
-        text=text,
+        text=_excerpt(answer),
     )
+
+
+def _excerpt(answer: Answer) -> str:
+    return answer.body[:_EXCERPT].decode("utf-8", "replace")
 
 
 class EnvelopeClient:
@@ -155,7 +159,8 @@ class EnvelopeClient:
         timeout: float,
         connect_timeout: float | None = None,
     ) -> Answer:
-        """Any answer, whatever its status; ``CallFailed`` (not ``ANSWERED``) when none came."""
+        """Any answer, whatever its status; ``CallFailed`` (not ``ANSWERED``) when none came.
+        ``ValueError`` for a URL that is not http(s): a caller's bug, not a failed call."""
         if json_body is not None:
             body, content_type = json.dumps(json_body).encode("utf-8"), JSON
         headers = {"Content-Type": content_type} if content_type else None

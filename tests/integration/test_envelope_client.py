@@ -10,8 +10,6 @@ twice by any of them, whatever the failure (the delivery guarantees depend on it
 """
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,7 +23,7 @@ from myqueue.manager.brokers import BrokerClient, BrokerLostPartition
 from myqueue.net.envelope import CallFailed, EnvelopeClient, Reach
 from myqueue.net.pool import ConnectFailed, ConnectionBroke, NoAnswer
 from myqueue_operator.primary import PrimaryClient, PrimaryRefused, PrimaryUnavailable
-from tests.helpers import free_port, wait_until
+from tests.helpers import ScriptedServer, free_port, wait_until
 
 TIMEOUT_S = 0.5  # the "never answers" row waits this long in each caller
 TOKEN = "s3cret"  # noqa: S105 - a test credential
@@ -38,68 +36,6 @@ def _answer(status: int, body: bytes, content_type: str = "application/json") ->
 
 def _envelope(http_status: int, **fields: object) -> bytes:
     return _answer(http_status, json.dumps(fields).encode())
-
-
-class ScriptedServer:
-    """Reads each request whole, then answers ``reply`` (bytes), or ``close``s at once, or sends half
-    a body (``mid-body``), or never answers (``silent``). Counts requests and their Authorization."""
-
-    def __init__(self, reply: bytes | str):
-        self.reply = reply
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.authorizations: list[str | None] = []
-        self.release = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            headers = dict(
-                line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ": " in line
-            )
-            length = int(headers.get("Content-Length", "0"))
-            while len(body) < length:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                body += chunk
-            with self.lock:
-                self.requests += 1
-                self.authorizations.append(headers.get("Authorization"))
-            if self.reply == "silent":
-                self.release.wait(30)
-            elif self.reply == "mid-body":
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"status\"")
-            elif isinstance(self.reply, bytes):
-                conn.sendall(self.reply)
-            # "close": the with-block closes the connection without a byte of answer
-
-    def close(self) -> None:
-        self.release.set()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(5)
 
 
 @dataclass(frozen=True)

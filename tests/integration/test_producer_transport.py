@@ -2,8 +2,8 @@
 pool's failure kinds, when a batch leaves, and what send_batch refuses. (Which typed error each
 failure kind becomes, for every caller, is the table in ``test_envelope_client.py``.)
 
-The servers are deliberately small: a socket server that misbehaves in one precise way (never
-answers, hangs up after reading the request), and a threaded HTTP server that plays a manager
+The servers are deliberately small: a socket server that hangs up after reading each request
+(``tests.helpers.ScriptedServer``), and a threaded HTTP server that plays a manager
 (``/v1/metadata``) and one broker (``/b1/...``) whose appends can be held or hung up on.
 """
 
@@ -20,51 +20,9 @@ from myqueue import Producer, errors
 from myqueue.client.transport import Transport
 from myqueue.core import defaults, framing
 from myqueue.net.pool import ConnectionBroke
-from tests.helpers import serve_stub, wait_until
+from tests.helpers import ScriptedServer, serve_stub, wait_until
 
 # --- servers -------------------------------------------------------------------------------------
-
-
-class SocketServer:
-    """Accepts connections and either never answers (``silent``) or closes after reading (``hangup``)."""
-
-    def __init__(self, mode: str):
-        self.mode = mode
-        self.requests = 0
-        self.release = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            self.requests += 1
-            if self.mode == "silent":
-                self.release.wait(30)
-
-    def close(self) -> None:
-        self.release.set()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(5)
 
 
 class Broker:
@@ -147,19 +105,6 @@ def broker():
         yield state
 
 
-@pytest.fixture
-def misbehaving():
-    servers: list[SocketServer] = []
-
-    def start(mode: str) -> SocketServer:
-        servers.append(SocketServer(mode))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def producer(broker: Broker, **options) -> Producer:
     return Producer("127.0.0.1", broker.port, broker.port, **options)
 
@@ -167,15 +112,16 @@ def producer(broker: Broker, **options) -> Producer:
 # --- what the transport repeats ----------------------------------------------------------------------
 
 
-def test_a_read_that_may_be_repeated_is_retried_after_a_broken_connection(misbehaving):
-    server = misbehaving("hangup")
+def test_a_read_that_may_be_repeated_is_retried_after_a_broken_connection():
+    server = ScriptedServer("close")  # hangs up after reading each request
     transport = Transport(retries=2)
     transport.backoff.base = 0.001
     try:
         with pytest.raises(errors.RequestTimeout):
-            transport.json("GET", f"http://127.0.0.1:{server.port}/v1/metadata", retry=True)
+            transport.json("GET", f"{server.url}/v1/metadata", retry=True)
     finally:
         transport.close()
+        server.close()
     assert server.requests == 3
 
 
