@@ -11,12 +11,12 @@ concurrent callers share one fetch. Thread-safe.
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from myqueue.core import defaults
 from myqueue.core.paths import partition_path, position_path
 from myqueue.core.reasons import Reason
+from myqueue.core.view import ClusterView, ViewError
 
 from .errors import (
     BrokerUnavailable,
@@ -44,26 +44,11 @@ def _invalid_metadata(error: MyQueueError) -> bool:
     return error.invalid_metadata
 
 
-@dataclass(frozen=True)
-class _View:
-    """One fetched metadata view."""
-
-    topics: dict[str, list[str]]  # topic -> partitions in creation order
-    owners: dict[tuple[str, str], str | None]  # (topic, partition) -> broker name
-    brokers: dict[str, tuple[str, bool]]  # broker name -> (address, ready)
-
-
-def _parse(message: Any) -> _View:
+def _parse(message: object) -> ClusterView:
     try:
-        brokers = {name: (b["address"], bool(b["ready"])) for name, b in message["brokers"].items()}
-        topics: dict[str, list[str]] = {}
-        owners: dict[tuple[str, str], str | None] = {}
-        for topic, parts in message["topics"].items():
-            topics[topic] = [p["partition"] for p in parts]
-            owners.update({(topic, p["partition"]): p["broker"] for p in parts})
-    except (KeyError, TypeError, AttributeError) as e:
-        raise ProtocolError(f"metadata answer has an unexpected shape: {e!r}") from e
-    return _View(topics, owners, brokers)
+        return ClusterView.from_json(message, "metadata")
+    except ViewError as e:
+        raise ProtocolError(f"metadata answer has an unexpected shape: {e}") from e
 
 
 class Metadata:
@@ -80,38 +65,39 @@ class Metadata:
         self._managers = list(managers)
         self._min_interval = min_interval
         self._lock = threading.Lock()
-        self._view: _View | None = None
+        self._view: ClusterView | None = None
         self._fetched_at = float("-inf")  # monotonic start time of the fetch that gave _view
         self._stale = True
 
     def partitions(self, topic: str, containing: str | None = None) -> list[str]:
         """The topic's partitions in creation order; refreshes once if the topic (or partition) is missing."""
         view = self._current()
-        if topic not in view.topics or (containing is not None and containing not in view.topics[topic]):
+        if topic not in view.topics or (containing is not None and not view.has_partition(topic, containing)):
             view = self.refresh()
         if topic not in view.topics:
             raise TopicNotFound(f"topic {topic!r} does not exist", reason=Reason.TOPIC_NOT_FOUND)
-        if containing is not None and containing not in view.topics[topic]:
+        if containing is not None and not view.has_partition(topic, containing):
             raise PartitionNotFound(
                 f"topic {topic!r} has no partition {containing!r}", reason=Reason.PARTITION_NOT_FOUND
             )
-        return list(view.topics[topic])
+        return view.partitions(topic)
 
     def broker_url(self, topic: str, partition: str) -> str:
         """Base URL of the broker that holds the partition; BrokerUnavailable if none is ready."""
-        self.partitions(topic, containing=partition)
         view = self._current()
-        name = view.owners.get((topic, partition))
-        address, ready = view.brokers.get(name, (None, False)) if name else (None, False)
-        if not address or not ready:
+        if not view.has_partition(topic, partition):
+            self.partitions(topic, containing=partition)  # refreshes once, or raises TopicNotFound/PartitionNotFound
+            view = self._current()
+        broker = view.broker_for(topic, partition)
+        if broker is None or not broker.address or not broker.ready:
             raise BrokerUnavailable(f"{topic}:{partition} has no ready broker now", reason=Reason.NO_BROKER)
-        return address.rstrip("/")
+        return broker.address.rstrip("/")
 
     def invalidate(self) -> None:
         """The view proved wrong: the next lookup fetches a new one."""
         self._stale = True
 
-    def refresh(self) -> _View:
+    def refresh(self) -> ClusterView:
         """Fetch a view that is newer than this call, waiting out the minimum spacing."""
         asked = time.monotonic()
         with self._lock:
@@ -150,11 +136,11 @@ class Metadata:
             self._transport.backoff.sleep(attempt)
             attempt += 1
 
-    def _current(self) -> _View:
+    def _current(self) -> ClusterView:
         view = self._view
         return self.refresh() if view is None or self._stale else view
 
-    def _fetch(self) -> _View:
+    def _fetch(self) -> ClusterView:
         failure: MyQueueError | None = None
         for manager in self._managers:
             try:

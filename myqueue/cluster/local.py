@@ -51,14 +51,16 @@ class ClusterStartError(LocalClusterError, AssertionError):
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str | Callable[[], str], interval: float = POLL_S) -> T:
     """Poll ``condition`` until it returns something truthy and return that; LocalClusterError after
-    ``timeout`` seconds (``what`` may be a callable, evaluated only then, for diagnostics)."""
+    ``timeout`` seconds (``what`` may be a callable, evaluated only then, for diagnostics), naming the
+    last answer too: a condition that returns a falsy object carrying what it saw is shown by it."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise LocalClusterError(f"timed out after {timeout:.1f} s waiting for {what() if callable(what) else what}")
+            described = what() if callable(what) else what
+            raise LocalClusterError(f"timed out after {timeout:.1f} s waiting for {described} (last: {result!r})")
         time.sleep(interval)
 
 

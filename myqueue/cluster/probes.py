@@ -10,6 +10,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from myqueue.core.view import ClusterView, ViewError
 from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from . import defaults
@@ -62,13 +63,16 @@ def listens_on(pid: int, port: int) -> bool | None:
     return False
 
 
-def metadata(session: EnvelopeClient, base_url: str) -> dict[str, Any] | None:
-    """The ``/v1/metadata`` payload, or None when the manager does not answer it (yet)."""
+def metadata(session: EnvelopeClient, base_url: str) -> ClusterView | None:
+    """The ``/v1/metadata`` view, or None when the manager does not answer it (yet), or not with a view."""
     try:
         payload = session.message("GET", f"{base_url}/v1/metadata", timeout=defaults.PROBE_TIMEOUT_S)
     except CallFailed:
         return None
-    return payload if isinstance(payload, dict) else None
+    try:
+        return ClusterView.from_json(payload)
+    except ViewError:
+        return None
 
 
 def listed_brokers(session: EnvelopeClient, primary_url: str) -> list[str]:
@@ -90,17 +94,16 @@ def register_broker(session: EnvelopeClient, primary_url: str, name: str, addres
         raise _probe_error(f"POST {primary_url}/v1/brokers ({name})", error) from error
 
 
-def settled(primary: dict[str, Any] | None, replica: dict[str, Any] | None, expected: Collection[str]) -> bool:
+def settled(primary: ClusterView | None, replica: ClusterView | None, expected: Collection[str]) -> bool:
     """Every broker the primary lists is ready, ``expected`` are among them, and the replica has
     caught up with the primary's version."""
     if primary is None or replica is None:
         return False
-    brokers = primary.get("brokers")
-    if not isinstance(brokers, dict) or not set(expected) <= set(brokers):
+    if not set(expected) <= set(primary.brokers):
         return False
-    if not all(isinstance(info, dict) and info.get("ready") is True for info in brokers.values()):
+    if not all(info.ready for info in primary.brokers.values()):
         return False
-    return primary.get("version") is not None and replica.get("version") == primary.get("version")
+    return replica.version == primary.version
 
 
 def _seed_call(session: EnvelopeClient, endpoint: str, params: dict[str, str], timeout: float) -> Any:

@@ -34,6 +34,7 @@ from enum import StrEnum
 from myqueue.cluster import probes
 from myqueue.cluster.local import LocalCluster, LocalClusterError, wait_for
 from myqueue.core import defaults as core_defaults
+from myqueue.core.view import ClusterView
 
 from .workload import Report, Workload
 
@@ -199,15 +200,14 @@ class FaultDriver:
         view = self._metadata(self.cluster.primary_url)
         if view is None:
             raise LocalClusterError("the primary does not answer /v1/metadata; cannot choose a broker")
-        owners = {(t, p["partition"]): p["broker"] for t, parts in view["topics"].items() for p in parts}
-        ours = [owners.get(tp) for tp in workload.partitions]
+        ours = [view.owner(t, p) for t, p in workload.partitions]
         brokers = sorted({b for b in ours if b})
         if not brokers:
             raise LocalClusterError("none of the run's partitions has a broker")
         victim = brokers[index % len(brokers)]
         return victim, [f"{t}:{p}" for (t, p), b in zip(workload.partitions, ours, strict=True) if b == victim]
 
-    def _metadata(self, base_url: str) -> dict | None:
+    def _metadata(self, base_url: str) -> ClusterView | None:
         with probes.session() as session:
             return probes.metadata(session, base_url)
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from myqueue.core.paths import PARTITIONS
 from myqueue.core.reasons import Reason
+from myqueue.core.view import ClusterView, ViewError
 from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from .config import BROKER_TIMEOUT_S, PRIMARY_TIMEOUT_S, REGISTER_TIMEOUT_S
@@ -72,9 +73,13 @@ class PrimaryClient:
             raise _error(e) from e
 
     # --- the primary ------------------------------------------------------------------------------------
-    def metadata(self) -> dict:
-        """``{"brokers": {name: {"address", "ready"}}, "topics": {topic: [{"partition", "broker"}]}, ...}``"""
-        return self._call("GET", f"{self.url}/v1/metadata")
+    def metadata(self) -> ClusterView:
+        """``GET /v1/metadata``: brokers with readiness, topics with placement (a malformed answer: unavailable)."""
+        answer = self._call("GET", f"{self.url}/v1/metadata")
+        try:
+            return ClusterView.from_json(answer, "metadata")
+        except ViewError as e:
+            raise PrimaryUnavailable(f"GET {self.url}/v1/metadata: not a cluster view: {e}") from e
 
     def register_broker(self, name: str, address: str) -> None:
         """Idempotent: a known broker with the same address is a no-op; a new address replaces the old."""
