@@ -10,8 +10,6 @@ import os
 import sys
 from pathlib import Path
 
-import requests
-
 from myqueue.cluster import defaults as cluster_defaults
 from myqueue.cluster.commands import Store
 from myqueue.cluster.statefile import default_state_path, read_state
@@ -24,6 +22,7 @@ from myqueue.core.logs import (
     configure_logging,
     log_format_from_env,
 )
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from .common import add_output_option
 
@@ -143,18 +142,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     args.state_file = args.state_file or default_state_path(args.primary_port)
     try:
         state = read_state(args.state_file)
-        response = requests.get(
-            f"{state['control_url']}/processes",
-            headers={"Authorization": f"Bearer {state['token']}"},
-            timeout=defaults.CLIENT_TIMEOUT_S,
-        )
-        envelope = response.json()
-        if response.status_code != 200:
-            raise ValueError(f"control API answered {response.status_code}: {envelope.get('message')}")
-        processes = envelope["message"]
-    except (OSError, ValueError, KeyError, requests.RequestException) as error:
+        with EnvelopeClient(token=state["token"]) as client:
+            processes = client.message("GET", f"{state['control_url']}/processes", timeout=defaults.CLIENT_TIMEOUT_S)
+    except (CallFailed, OSError, ValueError, KeyError) as error:
+        why = str(error)
+        if isinstance(error, CallFailed) and error.answered:
+            why = f"control API answered {error.status}: {error.message}"
         print(
-            f"myqueue cluster status: no running cluster at {args.state_file}: {error}"
+            f"myqueue cluster status: no running cluster at {args.state_file}: {why}"
             " (start one with 'myqueue cluster up', or give --state-file / --primary-port)",
             file=sys.stderr,
         )

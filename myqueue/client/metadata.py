@@ -14,28 +14,34 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from myqueue.core import defaults
+from myqueue.core.paths import partition_path, position_path
 from myqueue.core.reasons import Reason
 from myqueue.core.view import ClusterView, ViewError
 
 from .errors import (
     BrokerUnavailable,
     MyQueueError,
-    NotHere,
     PartitionNotFound,
     ProtocolError,
-    RequestTimeout,
     TopicNotFound,
 )
 from .transport import Transport
 
 T = TypeVar("T")
 
-ROUTING_ERRORS: tuple[type[MyQueueError], ...] = (NotHere, BrokerUnavailable, RequestTimeout)
-
 
 def partition_url(broker_url: str, topic: str, partition: str, suffix: str = "") -> str:
-    """URL of a partition resource on a broker (names are validated: no quoting needed)."""
-    return f"{broker_url}/v1/partitions/{topic}/{partition}{suffix}"
+    """URL of a partition resource on a broker (the path from ``core.paths``)."""
+    return broker_url + partition_path(topic, partition, suffix)
+
+
+def position_url(broker_url: str, topic: str, partition: str, group: str, suffix: str = "") -> str:
+    """URL of a group's position on a partition (the path from ``core.paths``)."""
+    return broker_url + position_path(topic, partition, group, suffix)
+
+
+def _invalid_metadata(error: MyQueueError) -> bool:
+    return error.invalid_metadata
 
 
 def _parse(message: object) -> ClusterView:
@@ -113,14 +119,17 @@ class Metadata:
         call: Callable[[str], T],
         *,
         retries: int,
-        retry_on: tuple[type[MyQueueError], ...] = ROUTING_ERRORS,
+        retry_if: Callable[[MyQueueError], bool] = _invalid_metadata,
     ) -> T:
-        """``call(broker_url)`` against the partition's broker; on ``retry_on`` refresh, back off, retry."""
+        """``call(broker_url)`` against the partition's broker; on an error ``retry_if`` accepts (by
+        default one whose ``invalid_metadata`` flag says so) refresh, back off, retry."""
         attempt = 0
         while True:
             try:
                 return call(self.broker_url(topic, partition))
-            except retry_on:
+            except MyQueueError as e:
+                if not retry_if(e):
+                    raise
                 self.invalidate()
                 if attempt >= retries:
                     raise
@@ -136,7 +145,9 @@ class Metadata:
         for manager in self._managers:
             try:
                 return _parse(self._transport.json("GET", f"{manager}/v1/metadata")["message"])
-            except (BrokerUnavailable, RequestTimeout) as e:
+            except MyQueueError as e:
+                if not e.unavailable:
+                    raise
                 failure = e  # try the other manager
         assert failure is not None
         raise failure

@@ -13,7 +13,6 @@ primary answers with the recovered one, so consumers never see their topics vani
 """
 
 import dataclasses
-import json
 import logging
 import threading
 
@@ -22,8 +21,7 @@ from myqueue.core.names import seed_group, validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.view import ClusterView, ViewError, ViewUpdate
-from myqueue.net.pool import Pool
-from myqueue.service.auth import auth_headers
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from .brokers import BrokerClient, BrokerLostPartition
 from .state import ConsumerRegistry, EventType, event, require_partition, require_topic
@@ -80,21 +78,18 @@ class Replica:
 
     # --- view sync ---------------------------------------------------------------------------------
     def _sync_loop(self) -> None:
-        # The project's pool, not a requests.Session: a connection that failed is closed and
-        # never reused, so a dead or half-open connection to a replaced primary cannot stall us.
-        pool = Pool(max_idle_per_host=1, headers=auth_headers(self._token))
-        try:
-            self._sync_with(pool)
-        finally:
-            pool.close()
+        # The project's envelope client, not a requests.Session: a connection that failed is closed
+        # and never reused, so a dead or half-open connection to a replaced primary cannot stall us.
+        with EnvelopeClient(token=self._token, max_idle_per_host=1) as primary:
+            self._sync_with(primary)
 
-    def _sync_with(self, pool: Pool) -> None:
+    def _sync_with(self, primary: EnvelopeClient) -> None:
         backoff = 0.1
         full = True  # ask for every seed producer (else only those after the ones we have)
         while not self._stop.is_set():
             current = self._view
             try:
-                answer = pool.request(
+                message = primary.message(
                     "GET",
                     f"{self._primary_url}/v1/view",
                     params={
@@ -106,11 +101,9 @@ class Replica:
                     timeout=defaults.VIEW_LONG_POLL_S + 10,
                     connect_timeout=defaults.VIEW_CONNECT_TIMEOUT_S,
                 )
-                if answer.status != 200:
-                    raise ValueError(f"GET /v1/view answered {answer.status}")
                 # Checked here (ViewError is a ValueError): an uncaught error would end the sync for good.
-                update = ViewUpdate.from_json(json.loads(answer.body)["message"])
-            except (OSError, ValueError, KeyError, TypeError) as e:
+                update = ViewUpdate.from_json(message)
+            except (CallFailed, ValueError) as e:
                 if self.primary_reachable is not False:
                     log.warning("primary unreachable (%s: %s); serving the last view", type(e).__name__, e)
                 self.primary_reachable = False
@@ -125,7 +118,7 @@ class Replica:
             if full:
                 continue  # our producer list does not continue the primary's: ask for all of it
             if update.recovering:
-                if not self._offer_view(pool, current, update.view.epoch):
+                if not self._offer_view(primary, current, update.view.epoch):
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 2.0)
                 continue
@@ -133,21 +126,18 @@ class Replica:
             if current is None or (synced.epoch, synced.version) != (current.view.epoch, current.view.version):
                 self._set_view(update)
 
-    def _offer_view(self, pool: Pool, current: ViewUpdate | None, epoch: str | None) -> bool:
+    def _offer_view(self, primary: EnvelopeClient, current: ViewUpdate | None, epoch: str | None) -> bool:
         """Give a recovering primary our last view (none if we have none, or only its own epoch's)."""
         offer = current.to_json() if current is not None and current.view.epoch != epoch else None
         try:
-            answer = pool.request(
+            primary.call(
                 "POST",
                 f"{self._primary_url}/v1/view",
-                body=json.dumps({"view": offer}).encode(),
-                headers={"Content-Type": "application/json"},
+                json_body={"view": offer},
                 timeout=defaults.VIEW_LONG_POLL_S,
                 connect_timeout=defaults.VIEW_CONNECT_TIMEOUT_S,
             )
-            if answer.status != 200:
-                raise ValueError(f"POST /v1/view answered {answer.status}")
-        except (OSError, ValueError) as e:
+        except CallFailed as e:
             log.warning("offering the last view to the recovering primary failed: %s", e)
             return False
         log.info("offered the recovering primary %s", "our last view" if offer else "no view (we have none)")

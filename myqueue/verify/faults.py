@@ -31,8 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import requests
-
 from myqueue.cluster import probes
 from myqueue.cluster.local import LocalCluster, LocalClusterError, wait_for
 from myqueue.core import defaults as core_defaults
@@ -125,7 +123,7 @@ class FaultDriver:
                     continue
                 try:
                     self._inject(fault, workload, index)
-                except (LocalClusterError, OSError, requests.RequestException) as error:
+                except (LocalClusterError, OSError) as error:
                     self._problem(f"{fault}: {error}")
                 finally:
                     progress.open_gate(index)

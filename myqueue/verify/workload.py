@@ -28,7 +28,7 @@ from typing import Any
 
 from myqueue.client import ApiHandler, Consumer, Producer
 from myqueue.client.address import manager_urls
-from myqueue.client.errors import AlreadyExists, BrokerUnavailable, MyQueueError, RequestTimeout
+from myqueue.client.errors import AlreadyExists, BrokerUnavailable, MyQueueError
 from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
 from myqueue.core.view import ClusterView, ViewError
@@ -409,7 +409,9 @@ def _add_partition(api: ApiHandler, topic: str, partition: str) -> bool:
         api.add_topic(topic, partition)
     except AlreadyExists:
         return True
-    except (BrokerUnavailable, RequestTimeout) as error:
+    except MyQueueError as error:
+        if not error.unavailable:
+            raise
         log.warning("creating %s:%s: %s; retrying", topic, partition, error)
         return False
     return True
