@@ -24,6 +24,7 @@ from myqueue.service.envelope import RETRY_AFTER_S, json_object, reject_unknown_
 from myqueue.service.guard import STATE_CHANGING_GETS
 from myqueue.service.lean import LeanRoutes, query_args, read_json_object
 
+from .console import mount as mount_console
 from .primary import Primary
 from .replica import Replica
 
@@ -263,4 +264,5 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     app.wsgi_app = lane
     # GETs of the seed's wire contract that change state: HEAD and cross-site requests refused (service/guard.py).
     app.extensions[STATE_CHANGING_GETS] = ("/brokers/add", "/brokers/rm", "/brokers/test", "/consumer/consume")
+    mount_console(app, replica, token)  # the read-only web console at /console (manager/console/)
     return app, state
