@@ -221,8 +221,15 @@ def test_console_pages_show_what_the_api_answers(local_cluster, browser):
                 return float(figure.get_attribute("data-last") or 0) > 0
 
             wait_until(rate_seen, 30, message="the T2 chart never showed a produce rate above 0")
-        data = requests.get(f"{base}/api/throughput", timeout=10).json()
-        assert data["end_offsets"]["T2:P1"] == broker_partitions(cluster)[("T2", "P1")]
+        expected = broker_partitions(cluster)[("T2", "P1")]
+        seen = {}
+
+        def api_caught_up():  # the console reuses a cluster snapshot for up to a second
+            seen.update(requests.get(f"{base}/api/throughput", timeout=10).json())
+            return seen["end_offsets"]["T2:P1"] == expected
+
+        wait_until(api_caught_up, 10, message=lambda: f"the console's JSON shows {seen.get('end_offsets')}, "
+                   f"the broker {expected} for T2:P1")
         assert not browser.console_errors(), browser.console_errors()  # no CSP violation, no script error
         browser.shot("throughput")
 

@@ -7,6 +7,7 @@ and styles only from the console's own static files, no inline code, no framing)
 """
 
 import json
+import threading
 import time
 import unicodedata
 
@@ -17,7 +18,7 @@ from myqueue.core.refusal import Refusal
 from myqueue.manager.replica import Replica
 from myqueue.service.auth import authorized
 
-from .data import BrokerDown, ClusterReader, Sampler
+from .data import SAMPLE_MIN_INTERVAL_S, BrokerDown, ClusterReader, Sampler
 from .session import COOKIE, Sessions
 
 PREFIX = "/console"
@@ -77,12 +78,22 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
     def unavailable() -> tuple[str, int]:
         return page("unavailable.html", 503, title="No cluster view yet")
 
+    recent: dict = {}  # the last whole-cluster snapshot: at most one round of broker calls a second
+    recent_lock = threading.Lock()
+
     def snapshot(view: dict, topic: str | None = None):
+        with recent_lock:
+            cached = recent.get("snapshot")
+            if cached and cached[0] == view.get("version") and time.monotonic() - cached[1] < SAMPLE_MIN_INTERVAL_S:
+                brokers, rows = cached[2], cached[3]
+                return brokers, rows if topic is None else [r for r in rows if r.topic == topic]
         brokers = reader.brokers(view)
-        rows = reader.partitions(view, brokers, topic)
-        if topic is None and sampler.due():
+        rows = reader.partitions(view, brokers)
+        with recent_lock:
+            recent["snapshot"] = (view.get("version"), time.monotonic(), brokers, rows)
+        if sampler.due():
             sampler.add(rows)
-        return brokers, rows
+        return brokers, rows if topic is None else [r for r in rows if r.topic == topic]
 
     # --- login ----------------------------------------------------------------------------------
     @bp.get("/login")
