@@ -254,6 +254,7 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         names, moved = p.remove_broker(name, force=_force())
         return success({"removed": names, "partitions_moved": moved})
 
+    mount_console(app, replica, token)  # the read-only web console at /console (manager/console/)
     lane = LeanRoutes(
         app.wsgi_app, state, app.extensions[OBSERVE_EXTENSION], max_body=defaults.MAX_JSON_BODY_BYTES, token=token
     )
@@ -264,5 +265,4 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     app.wsgi_app = lane
     # GETs of the seed's wire contract that change state: HEAD and cross-site requests refused (service/guard.py).
     app.extensions[STATE_CHANGING_GETS] = ("/brokers/add", "/brokers/rm", "/brokers/test", "/consumer/consume")
-    mount_console(app, replica, token)  # the read-only web console at /console (manager/console/)
     return app, state

@@ -80,7 +80,7 @@ class ClusterReader:
     def __init__(self, token: str | None, timeout_s: float = CALL_TIMEOUT_S):
         self._pool = Pool(max_idle_per_host=2, headers=auth_headers(token))
         self._timeout = timeout_s
-        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="console-broker")
+        self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="console-broker")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
