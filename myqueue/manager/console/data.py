@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from myqueue.core import framing
+from myqueue.core.view import ClusterView
 from myqueue.net.pool import Pool
 from myqueue.service.auth import auth_headers
 
@@ -101,11 +102,10 @@ class ClusterReader:
             raise BrokerDown(f"answered {answer.status}: {_message(answer.body)}")
         return answer.body, answer.content_type
 
-    def brokers(self, view: dict) -> list[BrokerStatus]:
+    def brokers(self, view: ClusterView) -> list[BrokerStatus]:
         """Every broker of the view with what it answers now (in parallel, each call bounded)."""
         statuses = [
-            BrokerStatus(name, info.get("address", ""), info.get("ready"))
-            for name, info in sorted(view.get("brokers", {}).items())
+            BrokerStatus(name, info.address, info.ready) for name, info in sorted(view.brokers.items())
         ]
         list(self._executor.map(self._probe, statuses))
         return statuses
@@ -124,19 +124,19 @@ class ClusterReader:
             status.error = f"unexpected answer: {e}"
         status.latency_ms = (time.perf_counter() - started) * 1000
 
-    def partitions(self, view: dict, brokers: list[BrokerStatus], topic: str | None = None) -> list[PartitionRow]:
+    def partitions(self, view: ClusterView, brokers: list[BrokerStatus], topic: str | None = None) -> list[PartitionRow]:
         """The view's partitions (of one topic, or all) with the end offsets their brokers report."""
         by_name = {b.name: b for b in brokers}
         rows = []
-        for name in sorted(view.get("topics", {})) if topic is None else [topic]:
-            for placement in sorted(view["topics"].get(name, []), key=lambda p: p["partition"]):
-                broker = by_name.get(placement["broker"]) if placement["broker"] else None
-                info = broker.hosted.get((name, placement["partition"])) if broker else None
+        for name in sorted(view.topics) if topic is None else [topic]:
+            for placement in sorted(view.topics.get(name, ()), key=lambda p: p.partition):
+                broker = by_name.get(placement.broker) if placement.broker else None
+                info = broker.hosted.get((name, placement.partition)) if broker else None
                 rows.append(
                     PartitionRow(
                         name,
-                        placement["partition"],
-                        placement["broker"],
+                        placement.partition,
+                        placement.broker,
                         bool(broker and broker.up),
                         end_offset=info.get("end_offset") if info else None,
                         size_bytes=info.get("bytes") if info else None,

@@ -15,6 +15,7 @@ from flask import Blueprint, Response, abort, jsonify, redirect, render_template
 
 from myqueue.core.names import validate_group, validate_partition, validate_topic
 from myqueue.core.refusal import Refusal
+from myqueue.core.view import ClusterView
 from myqueue.manager.replica import Replica
 from myqueue.service.auth import authorized
 
@@ -69,9 +70,9 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
         context.setdefault("primary_reachable", replica.primary_reachable)
         return render_template(template, **context), status
 
-    def current_view() -> dict | None:
+    def current_view() -> ClusterView | None:
         try:
-            return replica.view()
+            return replica.cluster_view()
         except Refusal:
             return None
 
@@ -81,16 +82,16 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
     recent: dict = {}  # the last whole-cluster snapshot: at most one round of broker calls a second
     recent_lock = threading.Lock()
 
-    def snapshot(view: dict, topic: str | None = None):
+    def snapshot(view: ClusterView, topic: str | None = None):
         with recent_lock:
             cached = recent.get("snapshot")
-            if cached and cached[0] == view.get("version") and time.monotonic() - cached[1] < SAMPLE_MIN_INTERVAL_S:
+            if cached and cached[0] == view.version and time.monotonic() - cached[1] < SAMPLE_MIN_INTERVAL_S:
                 brokers, rows = cached[2], cached[3]
                 return brokers, rows if topic is None else [r for r in rows if r.topic == topic]
         brokers = reader.brokers(view)
         rows = reader.partitions(view, brokers)
         with recent_lock:
-            recent["snapshot"] = (view.get("version"), time.monotonic(), brokers, rows)
+            recent["snapshot"] = (view.version, time.monotonic(), brokers, rows)
         if sampler.due():
             sampler.add(rows)
         return brokers, rows if topic is None else [r for r in rows if r.topic == topic]
@@ -152,7 +153,7 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
             brokers=brokers,
             placed=placed,
             unplaced=unplaced,
-            view_version=view.get("version"),
+            view_version=view.version,
             replica_ready=ready,
             replica_detail=detail,
         )
@@ -164,7 +165,7 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
             return unavailable()
         brokers, rows = snapshot(view)
         summary = []
-        for name in sorted(view["topics"]):
+        for name in sorted(view.topics):
             parts = [r for r in rows if r.topic == name]
             known = [r.end_offset for r in parts if r.end_offset is not None]
             summary.append(
@@ -183,7 +184,7 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
         view = current_view()
         if view is None:
             return unavailable()
-        if topic not in view["topics"]:
+        if topic not in view.topics:
             abort(404)
         brokers, rows = snapshot(view, topic)
         return page(
@@ -195,30 +196,29 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
         view = current_view()
         if view is None:
             return unavailable()
-        placement = next((p for p in view["topics"].get(topic, []) if p["partition"] == partition), None)
-        if placement is None:
+        if not view.has_partition(topic, partition):
             abort(404)
         offset = _int_arg("offset", 0, 0, 2**62)
         limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         shown = request.args.get("format", "text")
         if shown not in FORMATS:
             shown = "text"
-        broker = view["brokers"].get(placement["broker"]) if placement["broker"] else None
+        owner, broker = view.owner(topic, partition), view.broker_for(topic, partition)
         error, result = None, None
         if broker is None:
             error = "the partition has no broker right now"
         else:
             try:
-                result = reader.fetch(broker["address"], topic, partition, offset, limit)
+                result = reader.fetch(broker.address, topic, partition, offset, limit)
             except BrokerDown as e:
-                error = f"broker {placement['broker']} did not answer: {e}"
+                error = f"broker {owner} did not answer: {e}"
         rendered = [] if result is None else [_render(r.offset, r.value, shown) for r in result.records]
         return page(
             "records.html",
             title=f"{topic}:{partition} records",
             topic=topic,
             partition=partition,
-            broker=placement["broker"],
+            broker=owner,
             offset=offset,
             limit=limit,
             shown=shown,
@@ -241,14 +241,14 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
                 topic_name, group = validate_topic(topic_arg), validate_group(group_arg)
             except Refusal as e:
                 topic_name, group, error = "", "", e.message
-            if topic_name and topic_name not in view["topics"]:
+            if topic_name and topic_name not in view.topics:
                 error = f"no topic {topic_name}"
             elif topic_name:
                 rows = _positions(reader, view, topic_name, group)
         return page(
             "groups.html",
             title="Consumer groups",
-            topics=sorted(view["topics"]),
+            topics=sorted(view.topics),
             topic=topic_arg,
             group=group_arg,
             rows=rows,
@@ -260,7 +260,7 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
         view = current_view()
         if view is None:
             return unavailable()
-        return page("throughput.html", title="Throughput", topics=sorted(view["topics"]))
+        return page("throughput.html", title="Throughput", topics=sorted(view.topics))
 
     @bp.get("/api/throughput")
     def throughput_data():
@@ -290,18 +290,18 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return min(max(number, low), high)
 
 
-def _positions(reader: ClusterReader, view: dict, topic: str, group: str) -> list[dict]:
+def _positions(reader: ClusterReader, view: ClusterView, topic: str, group: str) -> list[dict]:
     rows = []
-    for placement in sorted(view["topics"][topic], key=lambda p: p["partition"]):
-        partition = validate_partition(placement["partition"])
-        row: dict = {"partition": partition, "broker": placement["broker"], "position": None, "end": None,
+    for placement in sorted(view.topics[topic], key=lambda p: p.partition):
+        partition = validate_partition(placement.partition)
+        row: dict = {"partition": partition, "broker": placement.broker, "position": None, "end": None,
                      "lag": None, "error": None}
-        broker = view["brokers"].get(placement["broker"]) if placement["broker"] else None
+        broker = view.broker_for(topic, partition)
         if broker is None:
             row["error"] = "no broker"
         else:
             try:
-                position, end = reader.position(broker["address"], topic, partition, group)
+                position, end = reader.position(broker.address, topic, partition, group)
                 row.update(position=position, end=end, lag=None if position is None else max(0, end - position))
             except BrokerDown as e:
                 row["error"] = f"broker down: {e}"
