@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,35 @@ def test_console_pages_show_what_the_api_answers(local_cluster, browser):
             browser.shot("cluster-primary-down")
         finally:
             cluster.kill("primary", signal.SIGCONT)
+
+        # A hung broker (stopped: connections are accepted, nothing answers) shows as down, within the
+        # console's short broker timeout; no page waits on it for long.
+        cluster.kill("broker1", signal.SIGSTOP)
+        try:
+            loads = []
+
+            def broker1_down():
+                started = time.monotonic()
+                browser.get(f"{base}/cluster")
+                loads.append(time.monotonic() - started)
+                row = browser.driver.find_element(By.CSS_SELECTOR, '#brokers tr[data-broker="broker1"]')
+                return row.find_element(By.CSS_SELECTOR, ".health").text.startswith("down")
+
+            wait_until(broker1_down, 20, message=lambda: f"broker1 never shown down (page loads took {loads} s)")
+            assert max(loads) < 5, loads
+            assert browser.text("#brokers-up") == "1 / 2"
+            view = requests.get(f"{cluster.replica_url}/v1/metadata", timeout=10).json()["message"]
+            on_broker1 = [(t, p["partition"]) for t, parts in view["topics"].items() for p in parts
+                          if p["broker"] == "broker1"]
+            if on_broker1:  # the primary may have moved them already
+                topic, part = on_broker1[0]
+                started = time.monotonic()
+                browser.get(f"{base}/topics/{topic}/{part}/records?offset=0")
+                assert time.monotonic() - started < 5
+                assert "did not answer" in browser.text("#fetch-error")
+            browser.shot("cluster-broker-down")
+        finally:
+            cluster.kill("broker1", signal.SIGCONT)
 
 
 def test_console_login_with_auth_on(local_cluster, browser, monkeypatch):
