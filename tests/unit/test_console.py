@@ -2,9 +2,15 @@
 
 import json
 
+from myqueue.manager.app import create_app as create_manager_app
+from myqueue.manager.brokers import BrokerClient
 from myqueue.manager.console.data import PartitionRow, Sampler
 from myqueue.manager.console.session import Sessions
 from myqueue.manager.console.views import SHOWN_BYTES, _render, hexdump, printable
+from myqueue.manager.launcher import NoLauncher
+from myqueue.manager.primary import Primary
+from myqueue.manager.replica import Replica
+from myqueue.manager.store import MemoryMetaStore
 
 
 def test_a_session_cookie_is_signed_with_a_key_from_the_token_and_never_holds_it():
@@ -64,3 +70,45 @@ def test_sampler_rates_from_consecutive_end_offsets():
     ((_, rate),) = series["topics"]["T"]
     assert rate > 0 and series["partitions"]["T"]["P2"] == 0  # a partition that restarted at 0: no negative rate
     assert series["partitions"]["T"]["P1"] == rate
+
+
+# --- the console mounted on the managers' apps (Flask's test client: no network, no started threads) ---
+def _apps(token=None):
+    replica = Replica(MemoryMetaStore(), "http://127.0.0.1:1", BrokerClient())  # never started: no view
+    replica_app, _ = create_manager_app("replica", replica=replica, token=token)
+    primary_app, _ = create_manager_app("primary", primary=Primary(MemoryMetaStore(), NoLauncher(), BrokerClient()),
+                                        token=token)
+    return replica_app.test_client(), primary_app.test_client()
+
+
+def test_only_the_replica_serves_the_console_with_strict_headers():
+    replica, primary = _apps()
+    page = replica.get("/console/cluster")
+    assert page.status_code == 503 and b"no cluster view" in page.data  # a replica that never synced
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff" and page.headers["Cache-Control"] == "no-store"
+    script = replica.get("/console/static/console.js")
+    assert script.status_code == 200 and script.mimetype in ("text/javascript", "application/javascript")
+    assert replica.post("/console/cluster").status_code == 405
+    assert primary.get("/console/cluster").status_code == 404
+    assert replica.get("/v1/metadata").status_code == 503  # the manager's own routes are untouched
+
+
+def test_with_a_token_the_console_wants_a_login_and_its_cookie_opens_the_console_only():
+    replica, _ = _apps(token="tok")
+    assert replica.get("/console/cluster").status_code == 303
+    assert replica.get("/console/api/throughput").status_code == 401
+    assert replica.get("/console/login").status_code == 200
+    assert replica.get("/console/static/console.css").status_code == 200
+    assert replica.get("/console/cluster", headers={"Authorization": "Bearer tok"}).status_code == 503
+    assert replica.post("/console/login", data={"token": "nope"}).status_code == 401
+    answer = replica.post("/console/login", data={"token": "tok"})
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/console/cluster")
+    cookie = answer.headers["Set-Cookie"]
+    for attribute in ("HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="):
+        assert attribute in cookie, cookie
+    assert "tok" not in cookie.split(";")[0].split("=", 1)[1]
+    assert replica.get("/console/cluster").status_code == 503  # logged in: the page itself (no view yet)
+    assert replica.get("/topics").status_code == 401  # the API never takes the cookie
+    assert replica.post("/console/logout").status_code == 303
+    assert replica.get("/console/cluster").status_code == 303
