@@ -10,18 +10,17 @@ offsets taken when the console is looked at (at most one sample per ``SAMPLE_MIN
 derives records per second from consecutive samples.
 """
 
-import json
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from typing import Any
 
 from myqueue.core import framing
+from myqueue.core.paths import PARTITIONS, partition_path, position_path
 from myqueue.core.view import ClusterView
-from myqueue.net.pool import Pool
-from myqueue.service.auth import auth_headers
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 CALL_TIMEOUT_S = 1.5
 CONNECT_TIMEOUT_S = 0.5
@@ -79,27 +78,29 @@ class ClusterReader:
     """The broker calls behind the console's pages; thread-safe."""
 
     def __init__(self, token: str | None, timeout_s: float = CALL_TIMEOUT_S):
-        self._pool = Pool(max_idle_per_host=2, headers=auth_headers(token))
+        self._client = EnvelopeClient(token=token, max_idle_per_host=2)
         self._timeout = timeout_s
         self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="console-broker")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False)
-        self._pool.close()
+        self._client.close()
 
-    def _get(self, address: str, path: str, params: dict | None = None) -> tuple[bytes, str]:
+    def _get(self, address: str, path: str, params: dict | None = None, *, binary: bool = False) -> Any:
+        """A success envelope's message, or (``binary``) a 200 answer's body and content type;
+        BrokerDown for anything else, with the broker's own message."""
+        url = f"{address.rstrip('/')}{path}"
+        bounds = {"params": params, "timeout": self._timeout, "connect_timeout": min(CONNECT_TIMEOUT_S, self._timeout)}
         try:
-            answer = self._pool.request(
-                "GET",
-                f"{address.rstrip('/')}{path}",
-                params=params,
-                timeout=self._timeout,
-                connect_timeout=min(CONNECT_TIMEOUT_S, self._timeout),
-            )
-        except (OSError, ValueError) as e:
+            if not binary:
+                return self._client.message("GET", url, **bounds)
+            answer = self._client.checked("GET", url, **bounds)
+        except CallFailed as e:
+            raise BrokerDown(f"answered {e.status}: {e.message}" if e.answered else e.message) from e
+        except ValueError as e:  # an address that is not http(s)
             raise BrokerDown(f"{type(e).__name__}: {e}") from e
         if answer.status != 200:
-            raise BrokerDown(f"answered {answer.status}: {_message(answer.body)}")
+            raise BrokerDown(f"answered {answer.status}")
         return answer.body, answer.content_type
 
     def brokers(self, view: ClusterView) -> list[BrokerStatus]:
@@ -113,8 +114,7 @@ class ClusterReader:
     def _probe(self, status: BrokerStatus) -> None:
         started = time.perf_counter()
         try:
-            body, _ = self._get(status.address, "/v1/partitions")
-            message = json.loads(body)["message"]
+            message = self._get(status.address, PARTITIONS)
             status.hosted = {(p["topic"], p["partition"]): p for p in message["partitions"]}
             status.incarnation = message.get("incarnation")
             status.up = True
@@ -147,8 +147,9 @@ class ClusterReader:
     def fetch(self, address: str, topic: str, partition: str, offset: int, limit: int) -> FetchResult:
         body, content_type = self._get(
             address,
-            f"/v1/partitions/{quote(topic, safe='')}/{quote(partition, safe='')}/records",
+            partition_path(topic, partition, "/records"),
             {"offset": offset, "max_records": limit, "max_bytes": MAX_FETCH_BYTES},
+            binary=True,
         )
         if content_type != framing.SET_CONTENT_TYPE:
             raise BrokerDown(f"answered {content_type or 'no content type'}, not a batch set")
@@ -161,22 +162,11 @@ class ClusterReader:
 
     def position(self, address: str, topic: str, partition: str, group: str) -> tuple[int | None, int]:
         """A group's committed position on a partition (None: none yet) and the partition's end offset."""
-        body, _ = self._get(
-            address,
-            f"/v1/partitions/{quote(topic, safe='')}/{quote(partition, safe='')}/positions/{quote(group, safe='')}",
-        )
+        message = self._get(address, position_path(topic, partition, group))
         try:
-            message = json.loads(body)["message"]
             return message.get("offset"), int(message["end_offset"])
         except (ValueError, KeyError, TypeError) as e:
             raise BrokerDown(f"unexpected answer: {e}") from e
-
-
-def _message(body: bytes) -> str:
-    try:
-        return str(json.loads(body).get("message"))[:200]
-    except (ValueError, AttributeError):
-        return body[:200].decode("utf-8", errors="replace")
 
 
 @dataclass
