@@ -25,6 +25,7 @@ from myqueue.service.guard import STATE_CHANGING_GETS
 from myqueue.service.lean import LeanRoutes, query_args, read_json_object
 
 from .console import mount as mount_console
+from .metrics import ManagerCollector
 from .primary import Primary
 from .replica import Replica
 
@@ -88,6 +89,7 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     produced = Counter("myqueue_manager_produced_messages_total", "Seed-path messages produced", registry=registry)
     consumed = Counter("myqueue_manager_consumed_messages_total", "Seed-path messages consumed", registry=registry)
     waiters = WaiterBudget()
+    registry.register(ManagerCollector(primary, replica))  # manager/metrics.py
 
     @app.after_request
     def _retry_after(response):

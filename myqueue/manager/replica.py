@@ -15,6 +15,7 @@ primary answers with the recovered one, so consumers never see their topics vani
 import dataclasses
 import logging
 import threading
+import time
 
 from myqueue.core import defaults
 from myqueue.core.names import seed_group, validate_partition, validate_topic
@@ -49,6 +50,7 @@ class Replica:
         self._consumer_locks_guard = threading.Lock()
         self._stop = threading.Event()
         self.primary_reachable: bool | None = None  # None until the first sync attempt
+        self.last_synced_at: float | None = None  # time.time() of the primary's last answer (metrics)
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -114,6 +116,7 @@ class Replica:
             if not self.primary_reachable:
                 log.info("synced with the primary at %s", self._primary_url)
             self.primary_reachable = True
+            self.last_synced_at = time.time()
             update, full = _with_producers(update, current)
             if full:
                 continue  # our producer list does not continue the primary's: ask for all of it

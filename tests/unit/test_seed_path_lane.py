@@ -178,9 +178,9 @@ def test_lane_requests_are_counted_in_the_request_metrics(managers):
         assert client.post("/producer/produce", json={"producer_id": managers.producer, "message": "m"}).status_code == 200
     assert client.post("/producer/produce", json={"producer_id": 999, "message": "m"}).status_code == 400
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'myqueue_http_requests_total{code="200",endpoint="/producer/produce",service="manager-primary"} 3.0' in metrics
-    assert 'myqueue_http_requests_total{code="400",endpoint="/producer/produce",service="manager-primary"} 1.0' in metrics
-    assert 'myqueue_http_request_seconds_count{endpoint="/producer/produce",service="manager-primary"} 4.0' in metrics
+    assert 'myqueue_http_requests_total{code="200",endpoint="/producer/produce",method="POST",service="manager-primary"} 3.0' in metrics
+    assert 'myqueue_http_requests_total{code="400",endpoint="/producer/produce",method="POST",service="manager-primary"} 1.0' in metrics
+    assert 'myqueue_http_request_seconds_count{endpoint="/producer/produce",method="POST",service="manager-primary"} 4.0' in metrics
     assert "myqueue_manager_produced_messages_total 3.0" in metrics
 
 

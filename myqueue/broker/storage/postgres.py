@@ -41,12 +41,21 @@ import uuid
 
 import psycopg2
 
-from myqueue.core import framing
+from myqueue.core import defaults, framing
 from myqueue.db import copy_codec
 from myqueue.db.migrate import migrate
 from myqueue.db.pool import Database
 
-from .base import LogStorage, NotHosted, PartitionInfo, ReadResult, SequenceError, trim_batches
+from .base import (
+    GroupPosition,
+    LogStorage,
+    NotHosted,
+    PartitionInfo,
+    PartitionStats,
+    ReadResult,
+    SequenceError,
+    trim_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,12 @@ ORDER BY m.base_offset
 """
 
 MAX_ROWS_PER_READ = 1000
+# The metrics' aggregate (``stats``): log start (the first stored batch), end offset and stored bytes.
+_STATS = """
+SELECT p.id, p.next_offset, coalesce(min(b.base_offset), p.next_offset), coalesce(sum(octet_length(b.body)), 0)
+FROM mq_partitions p LEFT JOIN mq_batches b ON b.partition_id = p.id
+WHERE p.id = ANY(%s) GROUP BY p.id, p.next_offset
+"""
 
 # Batches at least this large are appended by binary COPY (two round trips, no hex encoding);
 # smaller ones by one statement. Measured crossover on loopback: a few kB.
@@ -362,6 +377,33 @@ class PostgresStorage(LogStorage):
         except _Rollback:
             pass
         return checks
+
+    # --- metrics ---------------------------------------------------------------------------------
+    def stats(self) -> tuple[list[PartitionStats], list[GroupPosition]]:
+        """One aggregate over the hosted partitions' batches (an index range per partition; the sizes
+        come from the rows' TOAST headers, the bodies are not read) and one read of their positions,
+        in one transaction bounded by ``METRICS_PG_STATEMENT_TIMEOUT_MS`` so a slow scrape cannot
+        hold a pool connection for long."""
+        self._ensure_loaded()
+        with self._ids_lock:
+            names = {pid: key for key, pid in self._ids.items()}
+        if not names:
+            return [], []
+
+        def work(cur):
+            ids = list(names)
+            timeout = str(int(defaults.METRICS_PG_STATEMENT_TIMEOUT_MS))
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))  # this transaction only
+            cur.execute(_STATS, (ids,))
+            parts = cur.fetchall()
+            cur.execute("SELECT grp, partition_id, next_offset FROM mq_positions WHERE partition_id = ANY(%s)", (ids,))
+            return parts, cur.fetchall()
+
+        parts, positions = self._db.run(work, idempotent=True)
+        return (
+            [PartitionStats(*names[pid], start, end, size) for pid, end, start, size in parts if pid in names],
+            [GroupPosition(grp, *names[pid], offset) for grp, pid, offset in positions if pid in names],
+        )
 
     def close(self) -> None:
         self._db.close()
