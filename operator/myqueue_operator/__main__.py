@@ -1,7 +1,8 @@
 """``python -m myqueue_operator``: run the operator (one replica, peering off) until SIGTERM.
 
 Configuration is the environment (operator/README.md); ``--health`` serves kopf's liveness
-endpoint for the Deployment's probe.
+endpoint for the Deployment's probe, ``--metrics-port`` the operator's Prometheus metrics
+(metrics.py, docs/metrics.md).
 """
 
 import argparse
@@ -17,6 +18,7 @@ from .config import ConfigError, OperatorConfig
 from .context import Context
 from .handlers import build_registry, kopf_event_sink
 from .kube import Kube, load_client_config
+from .metrics import DEFAULT_METRICS_PORT, serve
 from .primary import PrimaryClient
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -49,6 +51,12 @@ def main(argv=None) -> None:
         default=os.environ.get("MYQUEUE_OPERATOR_HEALTH", DEFAULT_HEALTH),
         help=f"kopf liveness endpoint (default {DEFAULT_HEALTH}; empty: none)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("MYQUEUE_OPERATOR_METRICS_PORT", DEFAULT_METRICS_PORT)),
+        help=f"port of the Prometheus /metrics endpoint (default {DEFAULT_METRICS_PORT}; 0: none)",
+    )
     add_logging_arguments(parser, access_log=False)
     args = parser.parse_args(argv)
     kopf.configure()  # kopf's own logger settings (asyncio quiet); the handler is replaced next
@@ -66,6 +74,7 @@ def main(argv=None) -> None:
         primary=PrimaryClient(config.primary_url, config.primary_token),
         events=kopf_event_sink,
     )
+    serve(args.metrics_port)
     kopf.run(
         registry=build_registry(ctx),
         standalone=True,  # one replica, no peering: see handlers.py

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from . import render
+from . import metrics, render
 from .config import BLOCKED_DELETE_DELAY_S, BROKERS, ON_DELETE_ANNOTATION
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
@@ -32,6 +32,7 @@ def _write(ctx: Context, obj: dict, status: dict) -> None:
     write_status(ctx, BROKERS, obj, status)
 
 
+@metrics.reconciles("Broker")
 def reconcile_broker(ctx: Context, namespace: str, name: str) -> render.Readiness | None:
     """Bring one Broker's objects and status up to date; None when it is gone or being deleted.
 
@@ -96,6 +97,7 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render.Readines
         return readiness
 
 
+@metrics.reconciles("Broker", "finalize")
 def finalize_broker(ctx: Context, broker: Mapping) -> str:
     """The Broker is being deleted: unregister it and remove its Pod and Service; returns what was done.
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from myqueue.core.reasons import Reason as ManagerReason
 from myqueue.core.view import ClusterView
 
-from . import render
+from . import metrics, render
 from .config import TOPICS
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
@@ -52,6 +52,7 @@ def end_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, in
     return offsets
 
 
+@metrics.reconciles("Topic")
 def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str] | None:
     """Create missing partitions and refresh status; returns (ready, reason), None when gone.
 
@@ -108,6 +109,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
         return ready, reason
 
 
+@metrics.reconciles("Topic", "finalize")
 def finalize_topic(ctx: Context, topic_obj: Mapping) -> str:
     """A Topic CR is being deleted. The managers have no topic-delete API yet, so the topic, its
     partitions and their data stay in the primary (and keep working through the HTTP API and the
