@@ -230,7 +230,7 @@ class Operator:
 
     def start(self) -> None:
         self.process = start_process(
-            [sys.executable, "-m", "myqueue_operator", "--health", self.health], self.env, self.log
+            [sys.executable, "-m", "myqueue_operator", "--health", self.health, "--metrics-port", "0"], self.env, self.log
         )
         self.pids.append(self.process.pid)
         wait_http_ready(self.health, self.process, self.log, timeout=60)

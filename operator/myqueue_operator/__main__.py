@@ -18,7 +18,7 @@ from .config import ConfigError, OperatorConfig
 from .context import Context
 from .handlers import build_registry, kopf_event_sink
 from .kube import Kube, load_client_config
-from .metrics import DEFAULT_METRICS_PORT, serve
+from .metrics import DEFAULT_METRICS_ADDRESS, DEFAULT_METRICS_PORT, serve
 from .primary import PrimaryClient
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -57,6 +57,11 @@ def main(argv=None) -> None:
         default=int(os.environ.get("MYQUEUE_OPERATOR_METRICS_PORT", DEFAULT_METRICS_PORT)),
         help=f"port of the Prometheus /metrics endpoint (default {DEFAULT_METRICS_PORT}; 0: none)",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default=os.environ.get("MYQUEUE_OPERATOR_METRICS_ADDRESS", DEFAULT_METRICS_ADDRESS),
+        help=f"address the /metrics endpoint listens on (default {DEFAULT_METRICS_ADDRESS})",
+    )
     add_logging_arguments(parser, access_log=False)
     args = parser.parse_args(argv)
     kopf.configure()  # kopf's own logger settings (asyncio quiet); the handler is replaced next
@@ -74,7 +79,7 @@ def main(argv=None) -> None:
         primary=PrimaryClient(config.primary_url, config.primary_token),
         events=kopf_event_sink,
     )
-    serve(args.metrics_port)
+    serve(args.metrics_port, args.metrics_address)
     kopf.run(
         registry=build_registry(ctx),
         standalone=True,  # one replica, no peering: see handlers.py

@@ -31,6 +31,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_METRICS_PORT = 8081  # MYQUEUE_OPERATOR_METRICS_PORT / --metrics-port; 0 turns the endpoint off
+DEFAULT_METRICS_ADDRESS = "0.0.0.0"  # noqa: S104 - MYQUEUE_OPERATOR_METRICS_ADDRESS: scraped from other pods
 
 RECONCILES = Counter(
     "myqueue_operator_reconcile_total", "Reconciles and finalizes of Broker and Topic resources, by outcome",
@@ -94,7 +95,7 @@ def handler_failed(handler: str, error: BaseException) -> None:
     HANDLER_FAILURES.labels(handler, failure_of(error)).inc()
 
 
-def serve(port: int, address: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from other pods
+def serve(port: int, address: str = DEFAULT_METRICS_ADDRESS) -> None:
     """Serve the default registry's metrics on ``address:port`` in a daemon thread (0: not at all)."""
     if port:
         start_http_server(port, addr=address)
