@@ -77,11 +77,23 @@ class RequestMetrics:
             buckets=LONG_POLL_BUCKETS,
         )
 
+        # The label children by (endpoint, method, status, long-poll): ``labels()`` costs about four
+        # times the increment itself, and this runs on every request. Bounded by the route table.
+        self._children: dict[tuple[str, str, int, bool], tuple[Counter, Histogram]] = {}
+
     def observe(self, endpoint: str, method: str, status: int, seconds: float | None, long_poll: bool = False) -> None:
         """Count one answered request; its time (if known) goes to the latency or long-poll histogram."""
+        key = (endpoint, method, status, long_poll)
+        children = self._children.get(key)
+        if children is None:
+            histogram = self._long_polls if long_poll else self._latency
+            children = self._children[key] = (
+                self._requests.labels(self._service, endpoint, method, str(status)),
+                histogram.labels(self._service, endpoint, method),
+            )
         if seconds is not None:
-            (self._long_polls if long_poll else self._latency).labels(self._service, endpoint, method).observe(seconds)
-        self._requests.labels(self._service, endpoint, method, str(status)).inc()
+            children[1].observe(seconds)
+        children[0].inc()
 
 
 class HealthCollector(Collector):
