@@ -8,6 +8,7 @@ from importlib import resources
 
 import yaml
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from myqueue.core.reasons import Reason
@@ -17,6 +18,12 @@ from .envelope import failure, install_error_handlers, success
 
 log = logging.getLogger(__name__)
 OBSERVE_EXTENSION = "myqueue.observe"  # app.extensions key: observe(endpoint, status, seconds)
+
+
+class _InsertionOrderJSON(DefaultJSONProvider):
+    """Flask's JSON with keys in insertion order (the envelope's "status" first), as the lean lane writes it."""
+
+    sort_keys = False
 
 
 class ServiceState:
@@ -45,7 +52,7 @@ def create_base_app(
 ) -> tuple[Flask, ServiceState, CollectorRegistry]:
     app = Flask(service)
     app.config["MAX_CONTENT_LENGTH"] = max_content_length
-    app.json.sort_keys = False
+    app.json = _InsertionOrderJSON(app)
     state = ServiceState()
     registry = CollectorRegistry()
     requests_total = Counter(
