@@ -123,6 +123,7 @@ def test_postgresql_must_be_bundled_or_external(helm, values, message):
         "brokers.list[0].name=Broker0",  # a DNS-1035 label
         "brokers.list[0].name=0broker",
         "manager.logLevel=LOUD",
+        "logFormat=xml",
         "brokers.store=disk",
         "manager.primary.service.port=70000",
     ],
@@ -131,6 +132,14 @@ def test_schema_refuses_bad_values(helm, setting):
     result = helm("template", RELEASE, str(CHART), "--set", setting, check=False)
     assert result.returncode != 0, f"{setting} was accepted"
     assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+
+
+def test_log_format_reaches_every_myqueue_container(render):
+    manifests = render("--set", "logFormat=json")
+    deployments = manifests.of_kind("Deployment")
+    for name, deployment in deployments.items():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert env_of(container).get("MYQUEUE_LOG_FORMAT") == {"name": "MYQUEUE_LOG_FORMAT", "value": "json"}, name
 
 
 def test_crds_are_rendered_from_the_copies(helm):

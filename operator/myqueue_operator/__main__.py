@@ -11,6 +11,8 @@ from pathlib import Path
 
 import kopf
 
+from myqueue.core.logs import add_logging_arguments, configure_logging, log_format_from_env
+
 from .config import ConfigError, OperatorConfig
 from .context import Context
 from .handlers import build_registry, kopf_event_sink
@@ -28,6 +30,18 @@ def _pod_namespace() -> str | None:
         return None
 
 
+def object_prefix(record: logging.LogRecord) -> bool:
+    """kopf's per-object loggers put the object's reference on each record (``k8s_ref``); in the
+    text format the line then starts ``[namespace/name] `` as kopf's own format does (the JSON format
+    carries ``k8s_ref`` as a field)."""
+    ref = getattr(record, "k8s_ref", None)
+    if isinstance(ref, dict) and ref.get("name") and not getattr(record, "_mq_prefixed", False):
+        where = f"{ref['namespace']}/{ref['name']}" if ref.get("namespace") else ref["name"]
+        record.msg = f"[{where}] {record.msg}"
+        record._mq_prefixed = True  # one prefix even if several handlers filter the record
+    return True
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="myqueue-operator", description="Run the myqueue Kubernetes operator.")
     parser.add_argument(
@@ -35,10 +49,12 @@ def main(argv=None) -> None:
         default=os.environ.get("MYQUEUE_OPERATOR_HEALTH", DEFAULT_HEALTH),
         help=f"kopf liveness endpoint (default {DEFAULT_HEALTH}; empty: none)",
     )
-    parser.add_argument("--log-level", default=os.environ.get("MYQUEUE_LOG_LEVEL", "INFO"))
+    add_logging_arguments(parser, access_log=False)
     args = parser.parse_args(argv)
-    kopf.configure(log_format=kopf.LogFormat.FULL, log_prefix=True)  # "[namespace/name] ..." on object logs
-    logging.getLogger().setLevel(args.log_level.upper())
+    kopf.configure()  # kopf's own logger settings (asyncio quiet); the handler is replaced next
+    configure_logging("operator", args.log_level, args.log_format or log_format_from_env())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(object_prefix)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the liveness probe, every few seconds
     try:
         config = OperatorConfig.from_env(os.environ, pod_namespace=_pod_namespace())

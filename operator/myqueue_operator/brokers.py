@@ -83,7 +83,7 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render.Readines
         detail, count = "", None
         try:
             ctx.primary.register_broker(name, address)
-            count = len(render.partitions_on(ctx.primary.metadata(), name))
+            count = len(ctx.primary.metadata().placed_on(name))
             registration, detail = Registration.REGISTERED, f"as {address}"
         except PrimaryUnavailable as e:
             registration, detail = Registration.UNAVAILABLE, str(e)
@@ -117,8 +117,8 @@ def finalize_broker(ctx: Context, broker: Mapping) -> str:
             metadata = ctx.primary.metadata()
         except PrimaryUnavailable as e:
             raise RetryLater(f"cannot check the broker's partitions: {e}", ctx.config.retry_delay_s) from e
-        registered = name in (metadata.get("brokers") or {})
-        held = render.partitions_on(metadata, name)
+        registered = name in metadata.brokers
+        held = [f"{topic}:{partition}" for topic, partition in metadata.placed_on(name)]
         annotations = current["metadata"].get("annotations") or {}
         move = annotations.get(ON_DELETE_ANNOTATION) == MOVE_PARTITIONS
         if registered and held and not move:
