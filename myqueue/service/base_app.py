@@ -8,6 +8,7 @@ from importlib import resources
 
 import yaml
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from myqueue.core.reasons import Reason
@@ -18,6 +19,12 @@ from .metrics import HealthCollector, RequestMetrics, is_long_poll
 
 log = logging.getLogger(__name__)
 OBSERVE_EXTENSION = "myqueue.observe"  # app.extensions key: RequestMetrics.observe (service/metrics.py)
+
+
+class _InsertionOrderJSON(DefaultJSONProvider):
+    """Flask's JSON with keys in insertion order (the envelope's "status" first), as the lean lane writes it."""
+
+    sort_keys = False
 
 
 class ServiceState:
@@ -46,7 +53,7 @@ def create_base_app(
 ) -> tuple[Flask, ServiceState, CollectorRegistry]:
     app = Flask(service)
     app.config["MAX_CONTENT_LENGTH"] = max_content_length
-    app.json.sort_keys = False
+    app.json = _InsertionOrderJSON(app)
     state = ServiceState()
     registry = CollectorRegistry()
     observe = RequestMetrics(service, registry).observe

@@ -1,18 +1,23 @@
-"""The seed's JSON envelope and the single place where refusals become HTTP answers.
+"""The seed's JSON envelope and the one place where exceptions become HTTP answers.
 
 Every response is ``{"status": "success"|"failure", "message": ...}``; failures add ``reason``.
 The seed's own endpoints answer every refusal with 400 (a seed client raises only on 400/500);
 the /v1 endpoints use the status that fits the reason. Unexpected exceptions are logged with
 their traceback and answered with a 500 that carries no trace.
+
+``failure_for`` is that mapping. Flask's error handler (``install_error_handlers``) and the lean
+lane (``service/lean.py``) both call it, so a route answers a failure alike on either path.
 """
 
 import json
 import logging
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from myqueue.core import defaults
 from myqueue.core.reasons import HTTP_STATUS, Reason
@@ -22,6 +27,114 @@ from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 log = logging.getLogger(__name__)
 
 SEED_ENDPOINT_ATTR = "_myqueue_seed"
+AS_REFUSAL_EXTENSION = "myqueue.as_refusal"  # app.extensions key: a service's own exceptions as refusals
+
+# A service's own exceptions (say, the broker storage's NotHosted) as the refusal they mean; None: not one of them.
+AsRefusal = Callable[[Exception], Refusal | None]
+
+STORAGE_UNAVAILABLE = "storage unavailable; retry later"
+OUTCOME_UNKNOWN = "the storage's reply was lost: the write may or may not have been applied; do not resend it blindly"
+# Failures of the moment (nothing refused for good): answered with a Retry-After header too, on the
+# seed's endpoints (status 400) as on /v1 (503).
+RETRY_LATER = frozenset({Reason.UNAVAILABLE, Reason.OUTCOME_UNKNOWN, Reason.NO_BROKER})
+RETRY_AFTER_S = str(defaults.RETRY_AFTER_S)  # one setting: MYQUEUE_RETRY_AFTER_S
+INTERNAL_ERROR = "internal error; it has been logged"
+
+_HTTP_REASONS = {
+    404: Reason.NOT_FOUND,
+    405: Reason.METHOD_NOT_ALLOWED,
+    413: Reason.TOO_LARGE,
+    401: Reason.UNAUTHORIZED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failure answer before it is written: status, envelope fields, extra headers."""
+
+    status: int
+    reason: Reason
+    message: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def envelope(self) -> dict[str, str]:
+        return {"status": "failure", "message": self.message, "reason": self.reason.value}
+
+
+def status_for(reason: Reason, seed: bool) -> int:
+    """The HTTP status of a refusal: 400 on the seed's endpoints, the reason's own on /v1; 500 for INTERNAL."""
+    if reason is Reason.INTERNAL:
+        return 500
+    if seed:
+        return 400
+    return HTTP_STATUS.get(reason, 400)
+
+
+def refused(reason: Reason, message: str, status: int | None = None, *, seed: bool = False) -> Failure:
+    """A failure for a reason: its status (``status_for`` unless given), and Retry-After on a failure
+    of the moment or any 503 (load shed, a dependency down: say when to come back)."""
+    status = status or status_for(reason, seed)
+    retry = reason in RETRY_LATER or status == 503
+    return Failure(status, reason, message, (("Retry-After", RETRY_AFTER_S),) if retry else ())
+
+
+def failure_for(
+    error: Exception,
+    *,
+    seed: bool,
+    method: str,
+    path: str,
+    body_limit: int | None = None,
+    as_refusal: AsRefusal | None = None,
+) -> Failure:
+    """The answer to an exception a request raised: the one mapping, for Flask and the lean lane.
+    Call it in the ``except`` block (an unexpected error is logged with its traceback)."""
+    if as_refusal is not None and not isinstance(error, Refusal):
+        error = as_refusal(error) or error
+    if isinstance(error, Refusal):
+        return refused(error.reason, error.message, error.status, seed=seed)
+    if isinstance(error, HTTPException):  # Flask's own: no route, method, body over the limit
+        status = error.code or 400
+        reason = _HTTP_REASONS.get(status, Reason.INVALID_REQUEST)
+        if seed and status < 500:
+            status = 400 if status != 405 else 405
+        if error.code == 413:
+            message = f"request body is larger than the {body_limit}-byte limit"
+        else:
+            message = error.description or error.name
+        failure = refused(reason, message, status)
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            return Failure(failure.status, reason, message, (*failure.headers, ("Allow", ", ".join(error.valid_methods))))
+        return failure
+    if isinstance(error, StorageUnavailable):
+        log.warning("storage unavailable: %s", error)
+        return refused(Reason.UNAVAILABLE, STORAGE_UNAVAILABLE, 503)
+    if isinstance(error, OutcomeUnknown):  # never UNAVAILABLE, which tells the client nothing was applied
+        log.warning("storage outcome unknown: %s", error)
+        return refused(Reason.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN, 503)
+    log.exception("unhandled error on %s %s", method, path)
+    return refused(Reason.INTERNAL, INTERNAL_ERROR, 500)
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A 200 answer that is not an envelope: a body of its own content type, plus headers."""
+
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A success envelope with a status other than 200 or fields beside ``message``."""
+
+    message: Any
+    status: int = 200
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def envelope(self) -> dict[str, Any]:
+        return {"status": "success", "message": self.message, **self.extra}
 
 
 def success(message: Any, status: int = 200, **extra: Any) -> Response:
@@ -30,12 +143,16 @@ def success(message: Any, status: int = 200, **extra: Any) -> Response:
     return response
 
 
-def failure(reason: Reason, message: str, status: int | None = None) -> Response:
-    response = jsonify({"status": "failure", "message": message, "reason": reason.value})
-    response.status_code = status or _status_for(reason)
-    if reason in RETRY_LATER:
-        response.headers["Retry-After"] = RETRY_AFTER_S
+def failure_response(failure: Failure) -> Response:
+    response = jsonify(failure.envelope())
+    response.status_code = failure.status
+    response.headers.extend(failure.headers)
     return response
+
+
+def failure(reason: Reason, message: str, status: int | None = None) -> Response:
+    """A failure answer from a Flask view or hook (the seed's 400 when the request is on a seed route)."""
+    return failure_response(refused(reason, message, status, seed=_is_seed_request()))
 
 
 def seed_endpoint(view):
@@ -50,70 +167,19 @@ def _is_seed_request() -> bool:
     return bool(func and getattr(func, SEED_ENDPOINT_ATTR, False))
 
 
-def status_for(reason: Reason, seed: bool) -> int:
-    """The HTTP status of a refusal: 400 on the seed's endpoints, the reason's own on /v1; 500 for INTERNAL."""
-    if reason is Reason.INTERNAL:
-        return 500
-    if seed:
-        return 400
-    return HTTP_STATUS.get(reason, 400)
-
-
-def _status_for(reason: Reason) -> int:
-    return status_for(reason, _is_seed_request())
-
-
-STORAGE_UNAVAILABLE = "storage unavailable; retry later"
-OUTCOME_UNKNOWN = "the storage's reply was lost: the write may or may not have been applied; do not resend it blindly"
-# Failures of the moment (nothing refused for good): answered with a Retry-After header too, on the
-# seed's endpoints (status 400) as on /v1 (503).
-RETRY_LATER = frozenset({Reason.UNAVAILABLE, Reason.OUTCOME_UNKNOWN, Reason.NO_BROKER})
-RETRY_AFTER_S = str(defaults.RETRY_AFTER_S)  # one setting: MYQUEUE_RETRY_AFTER_S
-INTERNAL_ERROR = "internal error; it has been logged"
-
-
-_HTTP_REASONS = {
-    404: Reason.NOT_FOUND,
-    405: Reason.METHOD_NOT_ALLOWED,
-    413: Reason.TOO_LARGE,
-    401: Reason.UNAUTHORIZED,
-}
-
-
 def install_error_handlers(app: Flask) -> None:
-    @app.errorhandler(Refusal)
-    def _refusal(error: Refusal):
-        return failure(error.reason, error.message, error.status)
-
-    @app.errorhandler(HTTPException)
-    def _http(error: HTTPException):
-        reason = _HTTP_REASONS.get(error.code or 400, Reason.INVALID_REQUEST)
-        status = error.code or 400
-        if _is_seed_request() and status < 500:
-            status = 400 if status != 405 else 405
-        if error.code == 413:
-            message = f"request body is larger than the {app.config.get('MAX_CONTENT_LENGTH')}-byte limit"
-        else:
-            message = error.description or error.name
-        response = failure(reason, message, status)
-        if error.code == 405 and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods)
-        return response
-
-    @app.errorhandler(StorageUnavailable)
-    def _storage(error: StorageUnavailable):
-        log.warning("storage unavailable: %s", error)
-        return failure(Reason.UNAVAILABLE, STORAGE_UNAVAILABLE, 503)
-
-    @app.errorhandler(OutcomeUnknown)
-    def _outcome_unknown(error: OutcomeUnknown):
-        log.warning("storage outcome unknown: %s", error)
-        return failure(Reason.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN, 503)
-
     @app.errorhandler(Exception)
-    def _unexpected(error: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return failure(Reason.INTERNAL, INTERNAL_ERROR, 500)
+    def _answer(error: Exception):
+        return failure_response(
+            failure_for(
+                error,
+                seed=_is_seed_request(),
+                method=request.method,
+                path=request.path,
+                body_limit=app.config.get("MAX_CONTENT_LENGTH"),
+                as_refusal=app.extensions.get(AS_REFUSAL_EXTENSION),
+            )
+        )
 
 
 # What a JSON body may be sent as. The seed's routes also take no content type and curl's `-d`
@@ -143,14 +209,6 @@ def parse_json(body: bytes, content_type: str | None, seed: bool) -> object:
             json.dumps(data, ensure_ascii=False).encode()
         except UnicodeEncodeError:
             raise Refusal(Reason.INVALID_REQUEST, "request body holds a lone surrogate, not valid Unicode") from None
-    return data
-
-
-def json_object() -> dict:
-    """The request body as a JSON object, or a Refusal saying why not."""
-    data = parse_json(request.get_data(cache=True), request.content_type, _is_seed_request())
-    if not isinstance(data, dict):
-        raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
     return data
 
 

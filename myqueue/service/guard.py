@@ -5,7 +5,8 @@ Flask maps HEAD onto every GET view, so a ``HEAD /consumer/consume`` would run t
 drop its answer. One layer in front of both answers, before any handler runs:
 
 - 405 to HEAD on a GET route that changes state (the seed's ``/brokers/add``, ``/brokers/rm``,
-  ``/brokers/test``, ``/consumer/consume``); other undocumented methods are Flask's 405 already;
+  ``/brokers/test``, ``/consumer/consume``: the routes the route table marks ``changes_state``,
+  see service/routes.py); other undocumented methods are Flask's 405 already;
 - 403 to a ``Host`` the service does not answer on, when an allow-list is in force (DNS
   rebinding: a page whose name resolves to 127.0.0.1 then reads our answers);
 - 403 to a cross-site browser request on a state-changing route (``Sec-Fetch-Site: cross-site``,
@@ -33,7 +34,7 @@ from myqueue.core.reasons import Reason
 ALLOWED_HOSTS_ENV = "MYQUEUE_ALLOWED_HOSTS"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STATE_CHANGING_GETS = "myqueue.state_changing_gets"  # app.extensions key: GET paths with side effects
+STATE_CHANGING_GETS = "myqueue.state_changing_gets"  # app.extensions key: GET paths with side effects (routes.py)
 
 
 def allowed_hosts(bind_host: str, env: str | None = None) -> frozenset[str] | None:

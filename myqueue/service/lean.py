@@ -9,61 +9,39 @@ request — and every unusual form of these (another method, no Content-Length, 
 limit, a missing or wrong bearer token, a path that is not plain ASCII) — to the Flask app
 unchanged, so those keep answering exactly as before.
 
-Two kinds of route: the seed's (``add``: an exact path, every refusal answered 400 as the seed's
-wire contract says) and /v1 routes (``add_v1``: a Flask-style rule whose ``<name>`` segments are
-passed to the handler, refusals answered with the status of their reason, as ``envelope`` does).
+The lane's entries are generated from the service's route table (``service/routes.py``), like
+the Flask views: the same handler, called with the same ``Call`` object. Two kinds of route: the
+seed's (an exact path, every refusal answered 400 as the seed's wire contract says) and /v1
+routes (a Flask-style rule whose ``<name>`` segments are passed to the handler, refusals answered
+with the status of their reason).
 
 What a lane route keeps from the Flask app: the bearer-token check (a failure goes to Flask,
 which answers 401), in-flight accounting for graceful shutdown, the same request metrics
 (``service/metrics.py``: counted under the route's rule and method, long-polls timed apart), the
-envelope and its refusal mapping (StorageUnavailable 503 UNAVAILABLE, OutcomeUnknown 503
-OUTCOME_UNKNOWN, a Retry-After header on both, anything unexpected logged and answered
-500 without a trace). Handlers are the same functions the Flask views call, so the two paths
-cannot drift apart.
+envelope, and the one mapping from exceptions to answers (``envelope.failure_for``, which
+Flask's error handler calls too: StorageUnavailable 503 UNAVAILABLE, OutcomeUnknown 503
+OUTCOME_UNKNOWN, a Retry-After header on both, anything unexpected logged and answered 500
+without a trace). Handlers are the same functions the Flask views call, so the two paths cannot
+drift apart.
 """
 
 import json
-import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-from myqueue.core.reasons import HTTP_STATUS, Reason
-from myqueue.core.refusal import Refusal
-from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
+from myqueue.core.reasons import HTTP_STATUS
 
 from .auth import authorized
 from .base_app import ServiceState
-from .envelope import (
-    INTERNAL_ERROR,
-    OUTCOME_UNKNOWN,
-    RETRY_AFTER_S,
-    RETRY_LATER,
-    STORAGE_UNAVAILABLE,
-    parse_json,
-    status_for,
-)
+from .call import Call
+from .envelope import AsRefusal, Raw, Success, failure_for
 from .metrics import environ_is_long_poll
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Raw:
-    """A 200 answer that is not an envelope: a body of its own content type, plus headers."""
-
-    content_type: str
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-# environ -> the success envelope's fields besides "status" (``message`` and any extras)
-Handler = Callable[[dict], dict[str, Any]]
-# (environ, *the rule's <name> segments) -> the envelope's fields, or a Raw answer
-V1Handler = Callable[..., "dict[str, Any] | Raw"]
+# (context, call, *the rule's <name> segments) -> the message, a Success or a Raw answer
+Handler = Callable[..., Any]
 Observe = Callable[[str, str, int, float, bool], None]  # RequestMetrics.observe (service/metrics.py)
 
 
@@ -71,24 +49,12 @@ def _status_line(code: int) -> str:
     return f"{code} {HTTPStatus(code).phrase.upper()}"  # as werkzeug writes it
 
 
-_STATUS_LINES = {code: _status_line(code) for code in {200, 400, 500, 503, *HTTP_STATUS.values()}}
+_STATUS_LINES = {code: _status_line(code) for code in {200, 201, 400, 500, 503, *HTTP_STATUS.values()}}
 
 
 def _json(payload: dict) -> bytes:
     # As Flask's jsonify outside debug mode: compact, ASCII, insertion order, trailing newline.
     return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
-
-
-def _failure(reason: Reason, message: str) -> dict:
-    return {"status": "failure", "message": message, "reason": reason.value}
-
-
-def read_json_object(environ: dict) -> dict:
-    """The body of a seed route as a JSON object, like ``envelope.json_object``, else a Refusal."""
-    data = parse_json(read_body(environ), environ.get("CONTENT_TYPE"), seed=True)
-    if not isinstance(data, dict):
-        raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
-    return data
 
 
 def read_body(environ: dict) -> bytes:
@@ -107,15 +73,18 @@ def query_args(environ: dict) -> dict[str, str]:
     return args
 
 
-class _Rule:
-    """A Flask-style rule split into path segments: literals to compare, ``<name>`` to pass on."""
+class _Entry:
+    """One route of the lane: its rule split into path segments (literals to compare, ``<name>``
+    to pass on), its handler and the context the handler is called with."""
 
-    __slots__ = ("handler", "literals", "params", "rule")
+    __slots__ = ("context", "handler", "literals", "params", "rule", "seed")
 
-    def __init__(self, rule: str, handler: V1Handler):
+    def __init__(self, rule: str, handler: Handler, context: object, seed: bool):
         segments = rule.split("/")
         self.rule = rule
         self.handler = handler
+        self.context = context
+        self.seed = seed
         self.literals = tuple((i, s) for i, s in enumerate(segments) if not s.startswith("<"))
         self.params = tuple(i for i, s in enumerate(segments) if s.startswith("<"))
 
@@ -130,22 +99,31 @@ class _Rule:
 class LeanRoutes:
     """WSGI middleware: a few routes served without Flask; the rest go to ``inner``."""
 
-    def __init__(self, inner, state: ServiceState, observe: Observe, max_body: int, token: str | None = None):
+    def __init__(
+        self,
+        inner,
+        state: ServiceState,
+        observe: Observe,
+        max_body: int,
+        token: str | None = None,
+        as_refusal: AsRefusal | None = None,
+    ):
         self.inner = inner  # the Flask app's wsgi_app: every request the lane does not take
         self._state = state
         self._observe = observe
         self._max_body = max_body
         self._token = token
-        self._routes: dict[tuple[str, str], Handler] = {}
-        self._rules: dict[tuple[str, int], list[_Rule]] = {}  # (method, number of segments) -> rules
+        self._as_refusal = as_refusal
+        self._exact: dict[tuple[str, str], _Entry] = {}  # (method, path) -> the seed's routes
+        self._rules: dict[tuple[str, int], list[_Entry]] = {}  # (method, number of segments) -> /v1 routes
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
-        """A seed endpoint (refusals answered 400) on an exact path without parameters."""
-        self._routes[(method, path)] = handler
-
-    def add_v1(self, method: str, rule: str, handler: V1Handler) -> None:
-        """A /v1 endpoint (refusals answered with their reason's status) on a Flask-style rule."""
-        self._rules.setdefault((method, rule.count("/") + 1), []).append(_Rule(rule, handler))
+    def add(self, method: str, rule: str, handler: Handler, context: object, *, seed: bool = False) -> None:
+        """A route of the table (``service/routes.py``): an exact path or a Flask-style rule."""
+        entry = _Entry(rule, handler, context, seed)
+        if entry.params:
+            self._rules.setdefault((method, len(rule.split("/"))), []).append(entry)
+        else:
+            self._exact[(method, rule)] = entry
 
     def _takes(self, environ: dict) -> bool:
         """True when the request is the plain form the lane serves exactly as Flask would."""
@@ -153,60 +131,70 @@ class LeanRoutes:
             return False
         if environ.get("REQUEST_METHOD") == "GET":
             return not environ.get("CONTENT_LENGTH") and not environ.get("HTTP_TRANSFER_ENCODING")
-        length = environ.get("CONTENT_LENGTH")
-        return bool(length) and length.isdigit() and int(length) <= self._max_body
+        length: str = environ.get("CONTENT_LENGTH") or ""
+        return length.isdigit() and int(length) <= self._max_body
 
-    def _find(self, method: str, path: str):
-        """(rule, handler, path parameters, seed?) for a request, or None."""
-        handler = self._routes.get((method, path))
-        if handler is not None:
-            return path, handler, (), True
+    def _find(self, method: str, path: str) -> tuple[_Entry, list[str]] | None:
+        """(route, path parameters) for a request, or None."""
+        entry = self._exact.get((method, path))
+        if entry is not None:
+            return entry, []
         if not self._rules or not path.isascii():  # non-ASCII: leave the WSGI decoding to werkzeug
             return None
         segments = path.split("/")
-        for rule in self._rules.get((method, len(segments)), ()):
-            values = rule.match(segments)
+        for entry in self._rules.get((method, len(segments)), ()):
+            values = entry.match(segments)
             if values is not None:
-                return rule.rule, rule.handler, values, False
+                return entry, values
         return None
 
     def __call__(self, environ: dict, start_response):
-        found = self._find(environ.get("REQUEST_METHOD"), environ.get("PATH_INFO") or "")
+        found = self._find(environ.get("REQUEST_METHOD") or "", environ.get("PATH_INFO") or "")
         if found is None or not self._takes(environ):
             return self.inner(environ, start_response)
-        rule, handler, values, seed = found
+        entry, values = found
         started = time.perf_counter()
         self._state.enter()
         try:
-            status, answer = self._run(handler, environ, values, seed)
+            status, body, headers = self._run(entry, environ, values)
         finally:
             self._state.leave()
+        start_response(_STATUS_LINES.get(status) or _status_line(status), headers)
+        seconds = time.perf_counter() - started
+        self._observe(entry.rule, environ["REQUEST_METHOD"], status, seconds, environ_is_long_poll(environ))
+        return [body]
+
+    def _run(self, entry: _Entry, environ: dict, values: list[str]) -> tuple[int, bytes, list[tuple[str, str]]]:
+        call = Call(
+            query_args(environ),
+            environ.get("CONTENT_TYPE"),
+            environ.get("REMOTE_ADDR"),
+            lambda: read_body(environ),
+            entry.seed,
+        )
+        try:
+            answer = entry.handler(entry.context, call, *values)
+        except Exception as e:
+            failure = failure_for(
+                e,
+                seed=entry.seed,
+                method=environ.get("REQUEST_METHOD") or "",
+                path=environ.get("PATH_INFO") or "",
+                body_limit=self._max_body,
+                as_refusal=self._as_refusal,
+            )
+            body = _json(failure.envelope())
+            return failure.status, body, [*_json_headers(body), *failure.headers]
         if isinstance(answer, Raw):
             body = answer.body
             headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(body))), *answer.headers]
-        else:
-            body = _json(answer)
-            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-            if answer.get("reason") in RETRY_LATER:
-                headers.append(("Retry-After", RETRY_AFTER_S))
-        start_response(_STATUS_LINES[status], headers)
-        seconds = time.perf_counter() - started
-        self._observe(rule, environ["REQUEST_METHOD"], status, seconds, environ_is_long_poll(environ))
-        return [body]
+            return 200, body, headers
+        if isinstance(answer, Success):
+            body = _json(answer.envelope())
+            return answer.status, body, _json_headers(body)
+        body = _json({"status": "success", "message": answer})
+        return 200, body, _json_headers(body)
 
-    @staticmethod
-    def _run(handler, environ: dict, values, seed: bool) -> tuple[int, "dict | Raw"]:
-        try:
-            answer = handler(environ, *values)
-            return 200, (answer if isinstance(answer, Raw) else {"status": "success", **answer})
-        except Refusal as e:
-            return e.status or status_for(e.reason, seed), _failure(e.reason, e.message)
-        except StorageUnavailable as e:
-            log.warning("storage unavailable: %s", e)
-            return 503, _failure(Reason.UNAVAILABLE, STORAGE_UNAVAILABLE)
-        except OutcomeUnknown as e:  # never UNAVAILABLE, which tells the client nothing was applied
-            log.warning("storage outcome unknown: %s", e)
-            return 503, _failure(Reason.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN)
-        except Exception:
-            log.exception("unhandled error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            return 500, _failure(Reason.INTERNAL, INTERNAL_ERROR)
+
+def _json_headers(body: bytes) -> list[tuple[str, str]]:
+    return [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]

@@ -1,0 +1,98 @@
+"""The broker's record routes, the fast path's hot pair: append a batch, fetch batches (long-poll).
+
+The append is deliberately thin: check the batch framing (C-level, see core.framing), hand the
+bytes to storage, wake long-polling fetchers, answer with the base offset. Nothing here looks
+inside a record. Both are served by the lean lane too (``service/lean.py``).
+"""
+
+import time
+
+from myqueue.core import defaults, framing
+from myqueue.core.names import parse_int, validate_producer_id
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+from myqueue.service.call import Call
+from myqueue.service.envelope import Raw
+from myqueue.service.routes import Route
+
+from .context import BrokerContext, outcome_unknown_in_storage_words, partition_key, request_id
+
+
+def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dict:
+    key = partition_key(topic, partition)
+    args = call.args
+    producer_id = args.get("producer_id")
+    sequence = args.get("sequence")
+    if (producer_id is None) != (sequence is None):
+        raise Refusal(Reason.INVALID_REQUEST, "give both producer_id and sequence, or neither")
+    rid = request_id(args.get("request_id"))
+    if rid is not None and producer_id is not None:
+        raise Refusal(Reason.INVALID_REQUEST, "give request_id or producer_id, not both")
+    body = call.body()
+    count = framing.check_batch(body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=broker.max_message_bytes)
+    duplicate = False
+    storage = broker.storage
+    with outcome_unknown_in_storage_words():
+        if producer_id is None:
+            base = storage.append(key[0], key[1], body, count, rid)
+        else:
+            base, duplicate = storage.append_sequenced(
+                key[0],
+                key[1],
+                body,
+                count,
+                validate_producer_id(producer_id),
+                parse_int(sequence, "sequence", low=0, high=2**62),
+            )
+    if not duplicate:
+        broker.metrics.appended(key, count, len(body))
+        broker.waiters.notify(key)
+    return {"base_offset": base, "count": count, "duplicate": duplicate}
+
+
+def fetch(broker: BrokerContext, call: Call, topic: str, partition: str) -> Raw:
+    key = partition_key(topic, partition)
+    args = call.args
+    offset = parse_int(args.get("offset"), "offset", low=0, high=2**62)
+    max_records = parse_int(
+        args.get("max_records"), "max_records", low=1, high=defaults.MAX_FETCH_RECORDS, default=1000
+    )
+    max_bytes = parse_int(
+        args.get("max_bytes"), "max_bytes", low=1, high=defaults.MAX_BATCH_BYTES,
+        default=defaults.DEFAULT_FETCH_MAX_BYTES,
+    )
+    wait_ms = parse_int(args.get("wait_ms"), "wait_ms", low=0, high=defaults.MAX_FETCH_WAIT_MS, default=0)
+    storage, waiters = broker.storage, broker.waiters
+    with outcome_unknown_in_storage_words():
+        result = storage.read(key[0], key[1], offset, max_records, max_bytes)
+        if (
+            not result.batches
+            and wait_ms
+            and offset >= result.end_offset
+            and waiters.slots.acquire(blocking=False)
+        ):
+            try:
+                deadline = time.monotonic() + wait_ms / 1000
+                cond = waiters.condition(key)
+                with cond:
+                    while storage.end_offset(*key) <= offset and not broker.draining.is_set():
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        cond.wait(min(remaining, 0.5))
+            finally:
+                waiters.slots.release()
+            result = storage.read(key[0], key[1], offset, max_records, max_bytes)
+    broker.metrics.returned(key, result.record_count, sum(len(body) for _, body in result.batches))
+    parts = [framing.set_header(result.end_offset, result.next_offset, len(result.batches))]
+    for base, body in result.batches:
+        parts.append(framing.base_offset_prefix(base))
+        parts.append(body)
+    return Raw(framing.SET_CONTENT_TYPE, b"".join(parts), (("X-MyQueue-End-Offset", str(result.end_offset)),))
+
+
+RECORDS_RULE = "/v1/partitions/<topic>/<partition>/records"
+ROUTES = (
+    Route("POST", RECORDS_RULE, append, lean=True),
+    Route("GET", RECORDS_RULE, fetch, lean=True),
+)

@@ -1,0 +1,67 @@
+"""The managers' /v1 routes: the cluster view (metadata, the replica's long-poll), broker registration.
+
+Each body is a thin call to a Primary/Replica method: what the view holds is theirs to say.
+"""
+
+from myqueue.core.names import parse_int
+from myqueue.core.reasons import Reason
+from myqueue.core.refusal import Refusal
+from myqueue.service.call import Call
+from myqueue.service.envelope import Success, reject_unknown_fields
+from myqueue.service.routes import Route
+
+from .context import ManagerContext, force
+
+
+def metadata(m: ManagerContext, call: Call) -> dict:
+    return m.node.view()
+
+
+def view(m: ManagerContext, call: Call) -> dict:
+    p = m.need_primary()
+    args = call.args
+    since = parse_int(args.get("since"), "since", low=-1, high=2**62, default=-1)
+    wait = parse_int(args.get("wait"), "wait", low=0, high=30, default=0)
+    epoch = args.get("epoch") or None
+    producers = parse_int(args.get("producers"), "producers", low=0, high=2**62, default=0)
+    if not wait or p.view_is_news(since, epoch):
+        return p.wait_view(since, epoch, 0, producers)
+    with m.waiters.slot(call.remote_addr or ""):
+        return p.wait_view(since, epoch, wait, producers)
+
+
+def offer_view(m: ManagerContext, call: Call) -> str:
+    """The replica's last view, offered to a (memory-mode) primary recovering after a restart."""
+    p = m.need_primary()
+    data = call.json_object()
+    reject_unknown_fields(data, {"view"})
+    if "view" not in data:
+        raise Refusal(Reason.INVALID_REQUEST, "field 'view' is required (null: no view to offer)")
+    if not p.recover(data["view"]):
+        return "not recovering: the primary keeps its own configuration; the offer is ignored"
+    return "configuration recovered from the offered view"
+
+
+def register_broker(m: ManagerContext, call: Call) -> Success:
+    p = m.need_primary()
+    data = call.json_object()
+    reject_unknown_fields(data, {"name", "address"})
+    if "name" not in data or "address" not in data:
+        raise Refusal(Reason.INVALID_REQUEST, "fields 'name' and 'address' are required")
+    created = p.register_broker(data["name"], data["address"])
+    return Success(f"broker {data['name']} {'registered' if created else 'up to date'}", 201 if created else 200)
+
+
+def unregister_broker(m: ManagerContext, call: Call, name: str) -> dict:
+    p = m.need_primary()
+    names, moved = p.remove_broker(name, force=force(call))
+    return {"removed": names, "partitions_moved": moved}
+
+
+ROUTES = (
+    Route("GET", "/v1/metadata", metadata),
+    Route("GET", "/v1/view", view),
+    Route("POST", "/v1/view", offer_view),
+    Route("POST", "/v1/brokers", register_broker),
+    Route("DELETE", "/v1/brokers/<name>", unregister_broker),
+)
