@@ -12,7 +12,7 @@ whether a request may be repeated is the caller's decision.
 
 Requests are written by ``http.client`` itself, public API only (``request``/``getresponse``).
 
-Response headers: ``http.client`` parses them with the ``email`` package, 60-70 µs of the
+Response headers: ``http.client`` parses them with the ``email`` package, 50-70 µs of the
 client's CPU per response on the shared CI machine, 5-7 % of a loopback append to a broker
 (``python -m bench.pool_overrides``; issue 12). ``_Response`` reads the same lines under the same
 limits and fills the same ``HTTPMessage`` directly when every line is a plain ``name: value``;
