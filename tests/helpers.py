@@ -7,6 +7,7 @@ bare sleep as synchronisation.
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -127,3 +128,66 @@ def serve_stub(handler: type[BaseHTTPRequestHandler], state: S) -> Iterator[S]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class ScriptedServer:
+    """A loopback socket server that fails in one precise way: it reads each request whole, then
+    answers ``reply`` (raw bytes), or ``close``s without a byte, or sends half a body (``mid-body``),
+    or never answers (``silent``, until closed). Counts requests and their Authorization headers."""
+
+    def __init__(self, reply: bytes | str):
+        self.reply = reply
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.authorizations: list[str | None] = []
+        self.release = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            headers = dict(
+                line.split(": ", 1) for line in head.decode("latin-1").split("\r\n")[1:] if ": " in line
+            )
+            length = int(headers.get("Content-Length", "0"))
+            while len(body) < length:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                body += chunk
+            with self.lock:
+                self.requests += 1
+                self.authorizations.append(headers.get("Authorization"))
+            if self.reply == "silent":
+                self.release.wait(30)
+            elif self.reply == "mid-body":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"status\"")
+            elif isinstance(self.reply, bytes):
+                conn.sendall(self.reply)
+            # "close": the with-block closes the connection without a byte of answer
+
+    def close(self) -> None:
+        self.release.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)

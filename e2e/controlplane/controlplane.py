@@ -109,6 +109,32 @@ def server_bin_dir_or_skip(skip: Callable[[str], NoReturn]) -> Path:
 # --- helpers --------------------------------------------------------------------------------
 
 
+class Falsy:
+    """A false answer of a ``wait_for`` check that carries the state it saw, for the failure message."""
+
+    def __init__(self, state: object):
+        self.state = state
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return repr(self.state)
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0, interval: float = 0.1):
+    """Poll ``check()`` until it returns something truthy and return that; AssertionError after
+    ``timeout`` seconds naming the last answer (a ``Falsy`` shows the state it carries)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (a small race remains; start() retries on a lost race)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-from controlplane import ControlPlane, default_bin_dir, ensure_binaries, missing_binaries, versions
+from controlplane import (
+    ControlPlane,
+    Falsy,
+    default_bin_dir,
+    ensure_binaries,
+    missing_binaries,
+    versions,
+    wait_for,
+)
 
 # A cold build (MYQUEUE_BUILD_CONTROLPLANE=1, nothing cached) takes 10-15 min on 2 cores: the
 # fixture builds inside the test's time limit, so the limit grows only when a build is due.
@@ -61,18 +69,6 @@ def bin_dir() -> Path:
             "run e2e/controlplane/build.sh or set MYQUEUE_BUILD_CONTROLPLANE=1"
         )
     return ensure_binaries(build=True)
-
-
-def wait_for(what: str, check, timeout: float = 60.0, interval: float = 0.5):
-    """Poll ``check()`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def alive(pid: int) -> bool:
@@ -159,7 +155,7 @@ def test_control_plane_smoke(bin_dir, tmp_path):
                 if any(o["name"] == rs_name for o in p["metadata"].get("ownerReferences", []))
             ]
 
-        wait_for("2 Pods of the ReplicaSet", lambda: len(pods()) == 2)
+        wait_for("2 Pods of the ReplicaSet", lambda: (lambda found: len(found) == 2 or Falsy(found))(pods()))
 
         # helm talks to the same apiserver (a chart with one ConfigMap).
         chart = tmp_path / "chart"

@@ -123,14 +123,26 @@ def test_postgresql_must_be_bundled_or_external(helm, values, message):
         "brokers.list[0].name=Broker0",  # a DNS-1035 label
         "brokers.list[0].name=0broker",
         "manager.logLevel=LOUD",
+        "logFormat=xml",
         "brokers.store=disk",
         "manager.primary.service.port=70000",
+        "monitoring.podMonitor.enabeld=true",
+        "monitoring.podMonitor.interval=fast",
+        "monitoring.grafanaDashboard.sidecarLabel=",
     ],
 )
 def test_schema_refuses_bad_values(helm, setting):
     result = helm("template", RELEASE, str(CHART), "--set", setting, check=False)
     assert result.returncode != 0, f"{setting} was accepted"
     assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+
+
+def test_log_format_reaches_every_myqueue_container(render):
+    manifests = render("--set", "logFormat=json")
+    deployments = manifests.of_kind("Deployment")
+    for name, deployment in deployments.items():
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert env_of(container).get("MYQUEUE_LOG_FORMAT") == {"name": "MYQUEUE_LOG_FORMAT", "value": "json"}, name
 
 
 def test_crds_are_rendered_from_the_copies(helm):
@@ -598,6 +610,77 @@ def test_install_rbac_upgrade_uninstall_on_the_control_plane(control_plane, helm
     helm("install", RELEASE, str(CHART), *kube, timeout=180)
     assert secret() == first
     helm("uninstall", RELEASE, *kube, timeout=180)
+
+
+# --- monitoring ----------------------------------------------------------------------------------------------
+MONITORING = (
+    "--set", "monitoring.podMonitor.enabled=true",
+    "--set", "monitoring.prometheusRule.enabled=true",
+    "--set", "monitoring.grafanaDashboard.enabled=true",
+)  # fmt: skip
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A LabelSelector (matchLabels, matchExpressions with In) against a pod's labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    return all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []) if e["operator"] == "In")
+
+
+def test_monitoring_is_off_by_default(default):
+    assert not default.of_kind("PodMonitor") and not default.of_kind("PrometheusRule")
+    assert not default.of_kind("ConfigMap")
+
+
+def test_pod_monitors_select_every_myqueue_pod_on_its_metrics_port(render):
+    from myqueue_operator.render.broker import broker_labels
+
+    manifests = render(*MONITORING)
+    processes = manifests.get("PodMonitor", PREFIX)["spec"]
+    brokers = manifests.get("PodMonitor", f"{PREFIX}-brokers")["spec"]
+    for monitor in (processes, brokers):
+        assert monitor["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        assert all(e["path"] == "/metrics" and e["interval"] == "30s" and "authorization" not in e
+                   for e in monitor["podMetricsEndpoints"])  # fmt: skip
+    ports = {e["port"] for e in processes["podMetricsEndpoints"]}
+    for name, port in ((PRIMARY, "http"), (REPLICA, "http"), (OPERATOR, "metrics")):
+        template = manifests.get("Deployment", name)["spec"]["template"]
+        assert selects(processes["selector"], template["metadata"]["labels"]), name
+        assert not selects(brokers["selector"], template["metadata"]["labels"]), name
+        assert port in ports and port in {p["name"] for p in template["spec"]["containers"][0]["ports"]}, name
+    assert selects(brokers["selector"], broker_labels("broker0"))  # the labels the operator gives broker pods
+    assert not selects(processes["selector"], broker_labels("broker0"))
+    assert [e["port"] for e in brokers["podMetricsEndpoints"]] == ["http"]
+    assert "--metrics-port=8081" in manifests.get("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_pod_monitors_present_the_token_when_auth_is_on(render):
+    manifests = render(*MONITORING, "--set", "auth.enabled=true")
+    for name, ports in ((PREFIX, {"http"}), (f"{PREFIX}-brokers", {"http"})):
+        for endpoint in manifests.get("PodMonitor", name)["spec"]["podMetricsEndpoints"]:
+            if endpoint["port"] in ports:
+                assert endpoint["authorization"] == {
+                    "type": "Bearer", "credentials": {"name": f"{PREFIX}-auth", "key": "token"}
+                }, name  # fmt: skip
+            else:
+                assert "authorization" not in endpoint  # the operator's metrics port has no token
+
+
+def test_prometheus_rule_is_the_rules_file(render):
+    manifests = render(*MONITORING, "--set", "monitoring.prometheusRule.labels.release=kube-prometheus")
+    rule = manifests.get("PrometheusRule", PREFIX)
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert rule["spec"] == yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+
+
+def test_grafana_dashboard_config_map_carries_the_sidecar_label(render):
+    manifests = render(*MONITORING, "--set", "monitoring.grafanaDashboard.annotations.grafana_folder=myqueue")
+    config_map = manifests.get("ConfigMap", f"{PREFIX}-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "myqueue"}
+    assert config_map["metadata"]["namespace"] == NAMESPACE
+    shipped = (CHART / "files" / "grafana-dashboard.json").read_text()
+    assert json.loads(config_map["data"]["myqueue.json"]) == json.loads(shipped)
 
 
 def test_chart_files_exist():

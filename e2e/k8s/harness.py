@@ -11,8 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,36 +19,10 @@ from typing import Any
 
 import pytest
 import requests
-from controlplane import ControlPlane
+from controlplane import ControlPlane, Falsy, wait_for  # noqa: F401 - re-exported for the tests
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-class Falsy:
-    """A false answer of a ``wait_for`` check that carries the state it saw, for the failure message."""
-
-    def __init__(self, state: Any):
-        self.state = state
-
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return repr(self.state)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
-    """Poll ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
-
-
 def stop_process(process: subprocess.Popen, grace: float = 20.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds; by PID, never by name."""
     if process.poll() is None:
@@ -114,6 +87,67 @@ def ready_condition(obj: dict | None) -> dict:
         if c.get("type") == "Ready":
             return c
     return {}
+
+
+# --- checks for wait_for that say what they saw -----------------------------------------------------
+# Each returns something truthy when the condition holds and a Falsy carrying the state it saw when
+# not, so a wait that times out prints that state instead of "last: False".
+
+
+def state_of(obj: dict | None) -> Any:
+    """What a wait needs to show of an object: its conditions, phase, generations and deletion."""
+    if obj is None:
+        return "absent"
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    return {
+        "name": f"{obj.get('kind', '?')}/{meta.get('name')}",
+        "conditions": [
+            {k: c.get(k) for k in ("type", "status", "reason", "message")} for c in status.get("conditions") or []
+        ],
+        "phase": status.get("phase"),
+        "generation": meta.get("generation"),
+        "observedGeneration": status.get("observedGeneration"),
+        "deletionTimestamp": meta.get("deletionTimestamp"),
+        "finalizers": meta.get("finalizers"),
+    }
+
+
+def is_ready(obj: dict | None) -> Any:
+    """``obj`` when its Ready condition is True."""
+    return obj if ready_condition(obj).get("status") == "True" else Falsy(state_of(obj))
+
+
+def ready_and_observed(obj: dict | None) -> Any:
+    """``obj`` when Ready and its status speaks of the current generation."""
+    if ready_condition(obj).get("status") == "True" and obj is not None:
+        if (obj.get("status") or {}).get("observedGeneration") == obj["metadata"].get("generation"):
+            return obj
+    return Falsy(state_of(obj))
+
+
+def has_reason(obj: dict | None, reason: str, status: str | None = None) -> Any:
+    """``obj`` when its Ready condition has ``reason`` (and ``status``, if given)."""
+    c = ready_condition(obj)
+    if c.get("reason") == reason and (status is None or c.get("status") == status):
+        return obj
+    return Falsy(state_of(obj))
+
+
+def gone(obj: dict | None) -> Any:
+    """True when the object no longer exists."""
+    return True if obj is None else Falsy(state_of(obj))
+
+
+def equal(got: Any, want: Any) -> Any:
+    return True if got == want else Falsy({"got": got, "want": want})
+
+
+def absent_from(item: Any, items: Any) -> Any:
+    return True if item not in items else Falsy({f"{item} still in": items})
+
+
+def present_in(item: Any, items: Any) -> Any:
+    return True if item in items else Falsy({f"{item} missing from": items})
 
 
 def service_account_kubeconfig(cp: ControlPlane, namespace: str, account: str, path: Path) -> str:
@@ -196,7 +230,7 @@ class Operator:
 
     def start(self) -> None:
         self.process = start_process(
-            [sys.executable, "-m", "myqueue_operator", "--health", self.health], self.env, self.log
+            [sys.executable, "-m", "myqueue_operator", "--health", self.health, "--metrics-port", "0"], self.env, self.log
         )
         self.pids.append(self.process.pid)
         wait_http_ready(self.health, self.process, self.log, timeout=60)

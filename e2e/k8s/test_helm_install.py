@@ -33,7 +33,18 @@ from pathlib import Path
 import pytest
 import requests
 from controlplane import ControlPlane, default_bin_dir
-from harness import Falsy, Kubectl, PortForward, fresh_database, ready_condition, wait_for
+from harness import (
+    Falsy,
+    Kubectl,
+    PortForward,
+    equal,
+    fresh_database,
+    is_ready,
+    ready_and_observed,
+    ready_condition,
+    state_of,
+    wait_for,
+)
 from podrunner import PodRunner
 
 from myqueue import Consumer, Producer
@@ -67,10 +78,6 @@ VALUES = {
     "brokers": {"store": "postgres", "list": [{"name": name} for name in BROKERS]},
     "tests": {"timeoutSeconds": 120},
 }
-
-
-def is_ready(obj: dict | None) -> bool:
-    return ready_condition(obj).get("status") == "True"
 
 
 @dataclass
@@ -153,7 +160,11 @@ def release(control_plane: ControlPlane, crds: list[str], work_dir: Path, timing
                 pods = kubectl.json("pods")["items"]
                 ready = {(p["metadata"].get("labels") or {}).get(COMPONENT) for p in pods if is_ready(p)}
                 ready |= {p["metadata"]["name"] for p in pods if is_ready(p)}
-                return {"operator", "primary", "replica", *BROKERS} <= ready
+                wanted = {"operator", "primary", "replica", *BROKERS}
+                return wanted <= ready or Falsy({
+                    "not ready": sorted(wanted - ready),
+                    "pods": {p["metadata"]["name"]: state_of(p)["conditions"] for p in pods},
+                })
 
             wait_for(
                 "the operator, both managers and the broker pods Ready",
@@ -164,7 +175,8 @@ def release(control_plane: ControlPlane, crds: list[str], work_dir: Path, timing
             timings["helm install -> operator, 2 managers, 2 broker pods Ready"] = time.monotonic() - t0
             wait_for(
                 "Brokers Ready (registered)",
-                lambda: all(is_ready(kubectl.get("broker", b)) for b in BROKERS),
+                lambda: all(is_ready(kubectl.get("broker", b)) for b in BROKERS)
+                or Falsy([state_of(kubectl.get("broker", b)) for b in BROKERS]),
                 timeout=120,
                 interval=0.1,
             )
@@ -271,11 +283,7 @@ def test_topic_cr_ready_with_placement_in_status_and_managers(release: Release, 
     release.kubectl.apply(topic)
     obj = wait_for(
         "Topic orders Ready",
-        lambda: (
-            lambda o: (
-                is_ready(o) and o["status"].get("observedGeneration") == o["metadata"]["generation"] and o
-            )
-        )(release.kubectl.get("topic", "orders")),
+        lambda: ready_and_observed(release.kubectl.get("topic", "orders")),
         timeout=60,
         interval=0.05,
     )
@@ -284,7 +292,7 @@ def test_topic_cr_ready_with_placement_in_status_and_managers(release: Release, 
     assert sorted(placement) == ["P1", "P2", "P3"] and set(placement.values()) <= set(BROKERS)
     wait_for(
         "the replica's /topics to agree",
-        lambda: release.get(release.replica, "/topics").json()["message"].get("orders") == placement,
+        lambda: equal(release.get(release.replica, "/topics").json()["message"].get("orders"), placement),
         timeout=30,
     )
     assert release.get(release.primary, "/topics").json()["message"]["orders"] == placement
@@ -312,16 +320,16 @@ def test_produce_and_consume_through_the_client(release: Release):
         producer_id = api.reg_producer("orders", "P2")
         api.produce(producer_id, "seed hello")
         message = wait_for(
-            "the seed consumer's message", lambda: api.can_get_next(consumer_id) and api.consume(consumer_id)
+            "the seed consumer's message",
+            lambda: (api.can_get_next(consumer_id) and api.consume(consumer_id)) or Falsy("no message yet"),
         )
         assert (message.message, message.topic) == ("seed hello", "orders:P2")
     finally:
         api.close()
     wait_for(
         "end offsets in the Topic's status",
-        lambda: (
-            sum(p.get("endOffset", 0) for p in release.kubectl.get("topic", "orders")["status"]["partitions"])
-            == 31
+        lambda: equal(
+            sum(p.get("endOffset", 0) for p in release.kubectl.get("topic", "orders")["status"]["partitions"]), 31
         ),
         timeout=30,
     )
@@ -363,21 +371,23 @@ def test_replaced_primary_pod_its_dependents_follow_the_new_address(release: Rel
     t0 = time.monotonic()
     kubectl("delete", "pod", old["metadata"]["name"], "--wait=false")
 
-    def new_primary() -> str | None:
+    def new_primary() -> str | Falsy:
         pods = kubectl.json("pods", "-l", f"{COMPONENT}=primary")["items"]
         ready = [p for p in pods if is_ready(p) and p["metadata"]["uid"] != old["metadata"]["uid"]]
-        return ready[0]["status"]["podIP"] if ready else None
+        return ready[0]["status"]["podIP"] if ready else Falsy([state_of(p) for p in pods])
 
     new_ip = wait_for("a new Ready primary pod (ReplicaSet)", new_primary, timeout=120)
     assert new_ip != old_ip
 
-    def followed() -> bool:
+    def followed() -> bool | Falsy:
         for component, name in dependents.items():
             record = runner.running().get(name)
             if record is None or record.restarts <= restarts[component] or record.process.poll() is not None:
-                return False
-            if _environ(record.process.pid).get("MYQUEUE_PRIMARY_URL") != f"http://{new_ip}:5000":
-                return False
+                return Falsy({component: "not running" if record is None else {
+                    "restarts": record.restarts, "before": restarts[component], "exit": record.process.poll()}})
+            url = _environ(record.process.pid).get("MYQUEUE_PRIMARY_URL")
+            if url != f"http://{new_ip}:5000":
+                return Falsy({component: {"MYQUEUE_PRIMARY_URL": url, "want": f"http://{new_ip}:5000"}})
         return True
 
     wait_for("the replica and the operator restarted with the new primary address", followed, timeout=60)
@@ -389,7 +399,8 @@ def test_replaced_primary_pod_its_dependents_follow_the_new_address(release: Rel
     )
     # The configuration survived (PostgreSQL store) and the data path works through the new pods.
     wait_for("the replica to serve orders again",
-             lambda: release.get(release.replica, "/topics").json().get("message", {}).get("orders"), timeout=60)  # fmt: skip
+             lambda: release.get(release.replica, "/topics").json().get("message", {}).get("orders")
+             or Falsy(release.get(release.replica, "/topics").json()), timeout=60)  # fmt: skip
     host, primary, replica = "127.0.0.1", release.primary.port, release.replica.port
     with Producer(host, primary, replica, linger_ms=1, token=release.token) as producer:
         ack = producer.send("orders", "after the move").result(timeout=60)
@@ -437,8 +448,11 @@ def test_uninstall_stops_every_pod(release: Release):
         wait_for(
             f"the {component}'s pod gone and its processes stopped",
             lambda c=component, p=its_pids: (
-                not kubectl.json("pods", "-l", f"{COMPONENT}={c}")["items"]
-                and not any(_alive(pid) for pid in p)
+                (not kubectl.json("pods", "-l", f"{COMPONENT}={c}")["items"] and not any(_alive(pid) for pid in p))
+                or Falsy({
+                    "pods": [i["metadata"]["name"] for i in kubectl.json("pods", "-l", f"{COMPONENT}={c}")["items"]],
+                    "alive pids": [pid for pid in p if _alive(pid)],
+                })
             ),
             timeout=60,
         )

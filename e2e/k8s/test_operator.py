@@ -12,7 +12,22 @@ import time
 
 import pytest
 import requests
-from harness import Kubectl, Managers, Operator, ready_condition, wait_for
+from harness import (
+    Falsy,
+    Kubectl,
+    Managers,
+    Operator,
+    absent_from,
+    equal,
+    gone,
+    has_reason,
+    is_ready,
+    present_in,
+    ready_and_observed,
+    ready_condition,
+    state_of,
+    wait_for,
+)
 
 from myqueue import Consumer, Producer
 
@@ -29,14 +44,6 @@ def broker(name: str, **spec) -> dict:
 
 def topic(resource: str, partitions: int, **spec) -> dict:
     return {"apiVersion": API, "kind": "Topic", "metadata": {"name": resource}, "spec": {"partitions": partitions, **spec}}
-
-
-def is_ready(obj: dict | None) -> bool:
-    return ready_condition(obj).get("status") == "True"
-
-
-def ready_and_observed(obj: dict | None) -> bool:
-    return is_ready(obj) and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
 
 
 def reasons(kubectl: Kubectl, name: str) -> list[str]:
@@ -84,7 +91,7 @@ def test_broker_pod_ready_and_registered(kubectl: Kubectl, brokers: list[str], m
 def test_invalid_broker_spec_reported_not_run(kubectl: Kubectl, operator: Operator):
     """The operator has no MYQUEUE_DSN_SECRET: a postgres-mode Broker cannot run (PermanentError)."""
     kubectl.apply(broker("broker-pg", store="postgres"))
-    obj = wait_for("InvalidSpec condition", lambda: (lambda o: ready_condition(o).get("reason") == "InvalidSpec" and o)(kubectl.get("broker", "broker-pg")))
+    obj = wait_for("InvalidSpec condition", lambda: has_reason(kubectl.get("broker", "broker-pg"), "InvalidSpec"))
     assert obj["status"]["phase"] == "Failed"
     assert "MYQUEUE_DSN_SECRET" in ready_condition(obj)["message"]
     assert kubectl.get("pod", "broker-pg") is None
@@ -96,7 +103,7 @@ def test_invalid_broker_spec_reported_not_run(kubectl: Kubectl, operator: Operat
 def test_topic_placed_and_mirrored_in_status(kubectl: Kubectl, brokers, managers: Managers, timings):
     t0 = time.monotonic()
     kubectl.apply(topic(TOPIC, 3))
-    obj = wait_for("Topic Ready", lambda: (lambda o: ready_and_observed(o) and o)(kubectl.get("topic", TOPIC)), timeout=60, interval=0.05)
+    obj = wait_for("Topic Ready", lambda: ready_and_observed(kubectl.get("topic", TOPIC)), timeout=60, interval=0.05)
     timings["topic apply -> Ready=True"] = time.monotonic() - t0
     status = obj["status"]
     assert [p["name"] for p in status["partitions"]] == ["P1", "P2", "P3"]
@@ -104,7 +111,7 @@ def test_topic_placed_and_mirrored_in_status(kubectl: Kubectl, brokers, managers
     assert all(p["endOffset"] == 0 for p in status["partitions"])
     # The same placement in the managers (seed view on the replica, metadata on the primary).
     placement = {p["name"]: p["broker"] for p in status["partitions"]}
-    wait_for("the replica's view", lambda: managers.seed_topics().get(TOPIC) == placement, timeout=30)
+    wait_for("the replica's view", lambda: equal(managers.seed_topics().get(TOPIC), placement), timeout=30)
     assert {p["partition"]: p["broker"] for p in managers.metadata()["topics"][TOPIC]} == placement
     assert status["placement"] == " ".join(f"{k}={v}" for k, v in placement.items())
     assert reasons(kubectl, TOPIC).count("PartitionsAdded") == 1
@@ -127,7 +134,7 @@ def test_produce_and_consume_through_the_client(kubectl: Kubectl, managers: Mana
     # End offsets reach the Topic's status (the operator's timer reads the brokers).
     wait_for(
         "end offsets in status",
-        lambda: sum(p.get("endOffset", 0) for p in kubectl.get("topic", TOPIC)["status"]["partitions"]) == 30,
+        lambda: equal(sum(p.get("endOffset", 0) for p in kubectl.get("topic", TOPIC)["status"]["partitions"]), 30),
         timeout=30,
     )
 
@@ -153,12 +160,13 @@ def test_deleted_broker_pod_is_recreated_and_ready(kubectl: Kubectl, managers: M
     def recovered():
         pod = kubectl.get("pod", "broker-a")
         if not pod or pod["metadata"]["uid"] == before["metadata"]["uid"]:
-            return None
+            return Falsy({"pod": "absent" if not pod else "the old one still"})
         obj = kubectl.get("broker", "broker-a")
         address = f"http://{(pod.get('status') or {}).get('podIP')}:8080"
-        if is_ready(obj) and obj["status"]["address"] == address and managers.metadata()["brokers"]["broker-a"] == {"address": address, "ready": True}:
+        registered = managers.metadata()["brokers"].get("broker-a")
+        if is_ready(obj) and obj["status"].get("address") == address and registered == {"address": address, "ready": True}:
             return pod
-        return None
+        return Falsy({"pod address": address, "broker": state_of(obj), "registered": registered})
 
     pod = wait_for("broker-a recreated, Ready and re-registered", recovered, timeout=60, interval=0.05)
     timings["deleted broker pod -> recreated, Ready, re-registered"] = time.monotonic() - t0
@@ -169,7 +177,7 @@ def test_deleted_broker_pod_is_recreated_and_ready(kubectl: Kubectl, managers: M
 
 def test_partitions_increase_adds_and_decrease_is_refused(kubectl: Kubectl, managers: Managers):
     kubectl("patch", "topic", TOPIC, "--type=merge", "-p", '{"spec":{"partitions":5}}')
-    obj = wait_for("5 partitions", lambda: (lambda o: ready_and_observed(o) and len(o["status"]["partitions"]) == 5 and o)(kubectl.get("topic", TOPIC)), timeout=60)
+    obj = wait_for("5 partitions", lambda: (lambda o: ready_and_observed(o) and (len(o["status"]["partitions"]) == 5 and o or Falsy(o["status"])))(kubectl.get("topic", TOPIC)), timeout=60)
     assert [p["name"] for p in obj["status"]["partitions"]] == ["P1", "P2", "P3", "P4", "P5"]
     assert [p["partition"] for p in managers.metadata()["topics"][TOPIC]] == ["P1", "P2", "P3", "P4", "P5"]
 
@@ -177,8 +185,8 @@ def test_partitions_increase_adds_and_decrease_is_refused(kubectl: Kubectl, mana
 
     def refused():
         o = kubectl.get("topic", TOPIC)
-        c = ready_condition(o)
-        return c.get("status") == "False" and c.get("reason") == "PartitionDecreaseRefused" and o["status"]["observedGeneration"] == o["metadata"]["generation"] and o
+        observed = o is not None and o["status"].get("observedGeneration") == o["metadata"]["generation"]
+        return has_reason(o, "PartitionDecreaseRefused", status="False") and (observed and o or Falsy(o["status"]))
 
     obj = wait_for("PartitionDecreaseRefused", refused, timeout=30)
     assert "never removed" in ready_condition(obj)["message"]
@@ -212,7 +220,8 @@ def test_operator_restart_resumes_without_duplicate_work(kubectl: Kubectl, manag
     for name in [TOPIC, *BROKERS]:
         wait_for(
             f"the operator to resume {name}",
-            lambda n=name: f"[mq-e2e/{n}] Resuming is processed" in operator.log_since(offset),
+            lambda n=name: f"[mq-e2e/{n}] Resuming is processed" in operator.log_since(offset)
+            or Falsy(operator.log_since(offset)[-2000:]),
             timeout=60,
         )
     # ... and works: a new Topic is reconciled (so its timers for the old ones ran meanwhile, 2 s).
@@ -244,16 +253,15 @@ def test_broker_holding_partitions_is_not_deleted_silently(kubectl: Kubectl, man
     kubectl("delete", "broker", victim, "--wait=false")
 
     def blocked():
-        o = kubectl.get("broker", victim)
-        return ready_condition(o).get("reason") == "DeletionBlocked" and o
+        return has_reason(kubectl.get("broker", victim), "DeletionBlocked")
 
     obj = wait_for("DeletionBlocked", blocked, timeout=30)
     assert obj["status"]["phase"] == "Terminating" and "myqueue.io/on-delete=move-partitions" in ready_condition(obj)["message"]
     assert kubectl.get("pod", victim) is not None and victim in managers.metadata()["brokers"]
 
     kubectl("annotate", "broker", victim, "myqueue.io/on-delete=move-partitions")
-    wait_for(f"Broker {victim} gone", lambda: kubectl.get("broker", victim) is None, timeout=60)
-    wait_for(f"pod {victim} gone and its process stopped", lambda: kubectl.get("pod", victim) is None and victim not in pod_runner.running(), timeout=30)
+    wait_for(f"Broker {victim} gone", lambda: gone(kubectl.get("broker", victim)), timeout=60)
+    wait_for(f"pod {victim} gone and its process stopped", lambda: gone(kubectl.get("pod", victim)) and absent_from(victim, pod_runner.running()), timeout=30)
     meta = managers.metadata()
     assert victim not in meta["brokers"]
     assert {p["broker"] for parts in meta["topics"].values() for p in parts} == {survivor}  # moved, none lost
@@ -270,12 +278,12 @@ def test_finalizer_escape_hatch_when_the_operator_is_down(kubectl: Kubectl, mana
         obj = kubectl.get("broker", "broker-d")
         assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["finalizers"] == ["myqueue.io/finalizer"]
         kubectl("patch", "broker", "broker-d", "--type=merge", "-p", '{"metadata":{"finalizers":[]}}')  # the escape hatch
-        wait_for("broker-d gone", lambda: kubectl.get("broker", "broker-d") is None, timeout=30)
+        wait_for("broker-d gone", lambda: gone(kubectl.get("broker", "broker-d")), timeout=30)
         # kube-controller-manager's garbage collector removes what it owned (owner references).
         wait_for(
             "its Pod and Service garbage-collected, the process stopped",
-            lambda: kubectl.get("pod", "broker-d") is None and kubectl.get("service", "broker-d") is None
-            and "broker-d" not in pod_runner.running(),
+            lambda: gone(kubectl.get("pod", "broker-d")) and gone(kubectl.get("service", "broker-d"))
+            and absent_from("broker-d", pod_runner.running()),
             timeout=60,
         )
         # Nobody unregistered it: the documented follow-up is the manager's API.
@@ -311,10 +319,10 @@ def test_manager_kubernetes_launcher_adds_and_removes_brokers(kubectl: Kubectl, 
     assert obj["metadata"]["labels"]["app.kubernetes.io/created-by"] == "myqueue-manager"
     wait_for("broker-c Ready", lambda: is_ready(kubectl.get("broker", "broker-c")), timeout=30)
     assert managers.metadata()["brokers"]["broker-c"]["ready"] is True
-    wait_for("the replica lists broker-c", lambda: "broker-c" in requests.get(f"{managers.replica}/brokers", timeout=5).json()["message"])
+    wait_for("the replica lists broker-c", lambda: present_in("broker-c", requests.get(f"{managers.replica}/brokers", timeout=5).json()["message"]))
 
     answer = requests.get(f"{managers.primary}/brokers/rm", params={"broker_name": "broker-c"}, timeout=60).json()
     assert answer["status"] == "success", answer
-    wait_for("Broker broker-c gone", lambda: kubectl.get("broker", "broker-c") is None, timeout=60)
-    wait_for("its pod gone", lambda: kubectl.get("pod", "broker-c") is None and "broker-c" not in pod_runner.running(), timeout=30)
+    wait_for("Broker broker-c gone", lambda: gone(kubectl.get("broker", "broker-c")), timeout=60)
+    wait_for("its pod gone", lambda: gone(kubectl.get("pod", "broker-c")) and absent_from("broker-c", pod_runner.running()), timeout=30)
     assert "broker-c" not in managers.metadata()["brokers"]

@@ -5,10 +5,16 @@ import logging
 import os
 
 from myqueue.core import defaults
+from myqueue.core.logs import (
+    access_log_from_env,
+    add_logging_arguments,
+    configure_logging,
+    log_format_from_env,
+)
 from myqueue.core.names import validate_broker_name
 from myqueue.core.refusal import Refusal
 from myqueue.service.auth import load_token
-from myqueue.service.serving import configure_logging, serve
+from myqueue.service.serving import serve
 
 from .app import create_app
 from .storage import open_storage
@@ -21,11 +27,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--name", default=os.environ.get("MYQUEUE_BROKER_NAME"), required=False)
     parser.add_argument("--host", default=os.environ.get("MYQUEUE_HOST", defaults.DEFAULT_HOST))
     parser.add_argument("--port", type=int, default=int(os.environ.get("MYQUEUE_PORT", "0") or 0))
-    parser.add_argument("--store", choices=["memory", "postgres"], default=os.environ.get("MYQUEUE_STORE", "memory"))
+    parser.add_argument(
+        "--store", choices=["memory", "postgres"], default=os.environ.get("MYQUEUE_STORE", "memory")
+    )
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: $MYQUEUE_DSN)")
     parser.add_argument("--threads", type=int, default=defaults.SERVICE_THREADS)
     parser.add_argument("--max-message-bytes", type=int, default=defaults.MAX_MESSAGE_BYTES)
-    parser.add_argument("--log-level", default=os.environ.get("MYQUEUE_LOG_LEVEL", "INFO"))
+    add_logging_arguments(parser)
     args = parser.parse_args(argv)
     if not args.name:
         parser.error("--name (or MYQUEUE_BROKER_NAME) is required")
@@ -41,14 +49,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.name, args.log_level, args.log_format or log_format_from_env())
     storage = open_storage(args.store, args.dsn, args.name)
     app, state = create_app(
         storage, args.name, max_message_bytes=args.max_message_bytes, threads=args.threads, token=load_token()
     )
     log.info("broker %s (%s store)", args.name, args.store)
     limits = {"max_body": defaults.MAX_BATCH_BYTES, "threads": args.threads}
-    serve(app, state, args.host, args.port, **limits, on_shutdown=storage.close)
+    serve(
+        app,
+        state,
+        args.host,
+        args.port,
+        **limits,
+        access_log=args.access_log or access_log_from_env(),
+        on_shutdown=storage.close,
+    )
 
 
 if __name__ == "__main__":

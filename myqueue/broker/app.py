@@ -19,7 +19,6 @@ import time
 import uuid
 
 from flask import Response, request
-from prometheus_client import Counter
 
 from myqueue.core import defaults, framing
 from myqueue.core.names import (
@@ -36,6 +35,7 @@ from myqueue.service.base_app import OBSERVE_EXTENSION, create_base_app
 from myqueue.service.envelope import failure, json_object, parse_json, reject_unknown_fields, success
 from myqueue.service.lean import LeanRoutes, Raw, query_args, read_body
 
+from .metrics import BrokerMetrics
 from .storage import LogStorage, NotHosted, SequenceError
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,7 @@ def create_app(
     app, state, registry = create_base_app(
         "broker", "myqueue.broker", ready_check, max_content_length=defaults.MAX_BATCH_BYTES, token=token
     )
-    appended_records = Counter("myqueue_broker_appended_records_total", "Records appended", registry=registry)
-    appended_bytes = Counter("myqueue_broker_appended_bytes_total", "Batch bytes appended", registry=registry)
+    metrics = BrokerMetrics(registry, storage, name)  # broker/metrics.py
     waiters = _Waiters(max(1, threads // 2))
 
     def _as_refusal(error: NotHosted | SequenceError) -> Refusal:
@@ -174,8 +173,7 @@ def create_app(
                     parse_int(sequence, "sequence", low=0, high=2**62),
                 )
         if not duplicate:
-            appended_records.inc(count)
-            appended_bytes.inc(len(body))
+            metrics.appended(key, count, len(body))
             waiters.notify(key)
         return {"base_offset": base, "count": count, "duplicate": duplicate}
 
@@ -210,6 +208,7 @@ def create_app(
                 finally:
                     waiters.slots.release()
                 result = storage.read(key[0], key[1], offset, max_records, max_bytes)
+        metrics.returned(key, result.record_count, sum(len(body) for _, body in result.batches))
         parts = [framing.set_header(result.end_offset, result.next_offset, len(result.batches))]
         for base, body in result.batches:
             parts.append(framing.base_offset_prefix(base))
@@ -228,6 +227,7 @@ def create_app(
         max_records = parse_int(data.get("max_records"), "max_records", low=1, high=1000, default=1)
         with _storage_refusals():
             records, end = storage.take(group, key[0], key[1], max_records, take_id)
+        metrics.returned(key, len(records), sum(len(value) for _, value in records))
         return {
             "records": [{"offset": o, "value": v.decode("utf-8", errors="replace")} for o, v in records],
             "end_offset": end,

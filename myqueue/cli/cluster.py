@@ -6,17 +6,23 @@ calls ``register(subparsers)``; each subcommand sets ``func(args) -> int``.
 
 import argparse
 import json
-import logging
+import os
 import sys
 from pathlib import Path
 
-import requests
-
 from myqueue.cluster import defaults as cluster_defaults
 from myqueue.cluster.commands import Store
-from myqueue.cluster.statefile import read_state
+from myqueue.cluster.statefile import default_state_path, read_state
 from myqueue.cluster.supervisor import ClusterConfig, Supervisor
 from myqueue.core import defaults
+from myqueue.core.logs import (
+    ACCESS_LOG_ENV,
+    LOG_FORMAT_ENV,
+    LOG_FORMATS,
+    configure_logging,
+    log_format_from_env,
+)
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from .common import add_output_option
 
@@ -70,7 +76,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     up.add_argument(
         "--state-file",
         type=Path,
-        help="write the control API's URL and token here (mode 0600) once ready; removed on exit",
+        help="write the control API's URL and token here (mode 0600) once ready; removed on exit "
+        "(default: cluster-<primary port>.json in $MYQUEUE_STATE_DIR, $XDG_RUNTIME_DIR/myqueue or ~/.cache/myqueue/run)",
     )
     up.add_argument(
         "--log-dir", type=Path, help="write each process's output to DIR/NAME.log instead of stderr"
@@ -85,20 +92,32 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         help="postgres store: services reach PostgreSQL through a fault-injecting proxy in this process "
         "(verify --faults lose-pg-replies), driven through the control API",
     )
+    up.add_argument(
+        "--log-format", choices=LOG_FORMATS, default=None,
+        help="text or json, for the supervisor and every child (default: $MYQUEUE_LOG_FORMAT or text)",
+    )
+    up.add_argument("--access-log", action="store_true", help="every service logs each request it answers")
     up.set_defaults(func=cmd_up)
 
     status = commands.add_parser("status", help="list the processes of a running local cluster")
     status.add_argument(
-        "--state-file", type=Path, required=True, help="the file given to 'cluster up --state-file'"
+        "--state-file", type=Path, help="the file given to 'cluster up --state-file' (default: the one 'cluster up' "
+        "writes for --primary-port)"
+    )
+    status.add_argument(
+        "--primary-port", type=int, default=defaults.PRIMARY_PORT,
+        help=f"the cluster's primary port, to find its default state file (default: {defaults.PRIMARY_PORT})",
     )
     add_output_option(status)
     status.set_defaults(func=cmd_status)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.INFO, format="%(asctime)s [supervisor] %(levelname)s %(message)s"
-    )
+    # The children inherit the format (and the access log) through the environment.
+    os.environ[LOG_FORMAT_ENV] = args.log_format or log_format_from_env()
+    if args.access_log:
+        os.environ[ACCESS_LOG_ENV] = "1"
+    configure_logging("supervisor", "INFO", log_format_from_env(), text_prefix="[supervisor] ")
     try:
         config = ClusterConfig(
             brokers=args.brokers,
@@ -108,7 +127,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             host=args.host,
             primary_port=args.primary_port,
             replica_port=args.replica_port,
-            state_file=args.state_file,
+            state_file=args.state_file or default_state_path(args.primary_port),
             log_dir=args.log_dir,
             netns=args.netns,
             pg_proxy=args.pg_proxy,
@@ -120,19 +139,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    args.state_file = args.state_file or default_state_path(args.primary_port)
     try:
         state = read_state(args.state_file)
-        response = requests.get(
-            f"{state['control_url']}/processes",
-            headers={"Authorization": f"Bearer {state['token']}"},
-            timeout=defaults.CLIENT_TIMEOUT_S,
+        with EnvelopeClient(token=state["token"]) as client:
+            processes = client.message("GET", f"{state['control_url']}/processes", timeout=defaults.CLIENT_TIMEOUT_S)
+    except (CallFailed, OSError, ValueError, KeyError) as error:
+        why = str(error)
+        if isinstance(error, CallFailed) and error.answered:
+            why = f"control API answered {error.status}: {error.message}"
+        print(
+            f"myqueue cluster status: no running cluster at {args.state_file}: {why}"
+            " (start one with 'myqueue cluster up', or give --state-file / --primary-port)",
+            file=sys.stderr,
         )
-        envelope = response.json()
-        if response.status_code != 200:
-            raise ValueError(f"control API answered {response.status_code}: {envelope.get('message')}")
-        processes = envelope["message"]
-    except (OSError, ValueError, KeyError, requests.RequestException) as error:
-        print(f"myqueue cluster status: no running cluster at {args.state_file}: {error}", file=sys.stderr)
         return 1
     if args.output == "json":
         summary = {key: state[key] for key in ("supervisor_pid", "primary", "replica")}

@@ -2,6 +2,8 @@
 
 import argparse
 import os
+import sys
+import time
 
 from myqueue.client.api import ApiHandler
 from myqueue.core import defaults
@@ -70,3 +72,19 @@ def seed_pairs(specs: list[str]) -> list[list[str]]:
 
 def rate(count: int, seconds: float) -> str:
     return f"{count} messages in {seconds:.2f} s ({count / seconds if seconds > 0 else 0:.1f} msg/s)"
+
+
+class Progress:
+    """A line on stderr at most every ``every_s`` seconds while a long command runs:
+    ``producer 1: 5000/20000 sent``, ``consumer 2: 1200 consumed``."""
+
+    def __init__(self, who: str, what: str, every_s: float = defaults.CLI_PROGRESS_EVERY_S):
+        self._who, self._what, self._every_s = who, what, every_s
+        self._next = time.monotonic() + every_s
+
+    def tick(self, count: int) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + self._every_s
+            separator = "" if self._what.startswith("/") else " "
+            print(f"{self._who}: {count}{separator}{self._what}", file=sys.stderr, flush=True)

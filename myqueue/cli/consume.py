@@ -19,7 +19,7 @@ from myqueue.client.logfiles import format_consumer_line
 from myqueue.client.seed import MyConsumer, writeComsumeLog
 from myqueue.core import defaults
 
-from .common import add_manager_options, add_seed_options, rate, seed_pairs
+from .common import Progress, add_manager_options, add_seed_options, rate, seed_pairs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"consumer {args.id} registered", file=sys.stderr, flush=True)
         started = time.monotonic()
         count = 0
+        progress = Progress(f"consumer {args.id}", "consumed")
         try:
             for message in consumer.get_next():
                 topic, _, partition = message.topic.partition(":")
                 output.writeline(format_consumer_line(topic, partition, message.message))
                 count += 1
+                progress.tick(count)
         finally:
             consumer.stop()
     finally:
@@ -86,9 +88,11 @@ def run_from_beginning(args: argparse.Namespace, output: writeComsumeLog) -> int
         print(f"consumer {args.id} registered", file=sys.stderr, flush=True)
         started = time.monotonic()
         count = 0
+        progress = Progress(f"consumer {args.id}", "consumed")
         for record in consumer:
             value = record.value.decode() if isinstance(record.value, bytes) else record.value
             output.writeline(format_consumer_line(record.topic, record.partition, value))
             count += 1
+            progress.tick(count)
     print(f"consumed {rate(count, time.monotonic() - started)}", flush=True)
     return 0

@@ -13,7 +13,7 @@ from myqueue.client.errors import BrokerUnavailable, MyQueueError
 from myqueue.client.logfiles import IncompatibleLogFile
 from myqueue.net.pool import ConnectFailed
 
-from . import brokers, cluster, consume, produce, topics, verify
+from . import brokers, cluster, completion, consume, produce, topics, verify
 from .common import BROKER_ENV
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in (produce, consume, topics, brokers, cluster, verify):
         command.register(subparsers)
+    completion.register(subparsers, parser)
     return parser
 
 

@@ -6,16 +6,13 @@ nothing (exit code 2).
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from myqueue.client.logfiles import check_line, read_producer_log
 from myqueue.client.seed import MyProducer
 
-from .common import add_manager_options, add_seed_options, rate, seed_pairs
-
-PROGRESS_EVERY_S = 5.0
+from .common import Progress, add_manager_options, add_seed_options, rate, seed_pairs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,14 +31,12 @@ def run(args: argparse.Namespace) -> int:
     producer = MyProducer(
         seed_pairs(args.topics), args.broker, readonly=args.replica_port, timeout=args.timeout
     )
-    started = last_report = time.monotonic()
+    started = time.monotonic()
+    progress = Progress(f"producer {args.id}", f"/{len(lines)} sent")
     try:
         for sent, (_, line) in enumerate(lines, start=1):
             producer.send(line.topic, line.partition, line.message)
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_EVERY_S:
-                print(f"producer {args.id}: {sent}/{len(lines)} sent", file=sys.stderr, flush=True)
-                last_report = now
+            progress.tick(sent)
             if args.interval and sent < len(lines):
                 time.sleep(args.interval)
     finally:

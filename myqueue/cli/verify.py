@@ -6,12 +6,12 @@ Only argument parsing and printing live here; ``myqueue.verify.run`` does the wo
 """
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from myqueue.cluster.local import LocalClusterError
 from myqueue.core import defaults
+from myqueue.core.logs import configure_logging
 from myqueue.verify import Fault, parse_faults, run
 from myqueue.verify.runner import STORES
 from myqueue.verify.workload import WorkloadConfig
@@ -142,10 +142,7 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING if args.verbose else logging.ERROR,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    configure_logging("verify", "WARNING" if args.verbose else "ERROR")
 
     def report(line: str) -> None:
         print(line, flush=True)

@@ -12,7 +12,7 @@ from myqueue.core import defaults
 from myqueue.core.names import WILDCARD
 
 from .address import manager_urls
-from .errors import BrokerUnavailable, RequestTimeout
+from .errors import MyQueueError
 from .transport import Transport
 
 
@@ -110,7 +110,9 @@ class ApiHandler:
     def _answers(self, base: str, *, nonempty: bool = False) -> bool:
         try:
             topics = self._call("GET", base, "/topics")
-        except (BrokerUnavailable, RequestTimeout):
+        except MyQueueError as e:
+            if not e.unavailable:
+                raise
             return False
         return bool(topics) or not nonempty
 

@@ -42,8 +42,8 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
 from .address import manager_urls
-from .errors import InvalidRequest, ProtocolError, from_refusal
-from .metadata import ROUTING_ERRORS, Metadata, partition_url
+from .errors import InvalidRequest, MyQueueError, ProtocolError, from_refusal
+from .metadata import Metadata, partition_url, position_url
 from .records import Record
 from .transport import Backoff, Transport
 
@@ -160,7 +160,7 @@ class Consumer:
             return
         for tp, offset in self._positions.items():
             if self._committed.get(tp) != offset:
-                self._put_position(tp, offset)
+                self._put_position(tp, self.group, offset)
                 self._committed[tp] = offset
 
     def close(self) -> None:
@@ -194,7 +194,7 @@ class Consumer:
 
     def _start_position(self, tp: TopicPartition, start: Start) -> int:
         if self.group:
-            state = self._get(tp, f"/positions/{self.group}")
+            state = self._get(tp, self.group)
             if state["offset"] is not None:
                 return state["offset"]
             end = state["end_offset"]
@@ -202,18 +202,21 @@ class Consumer:
             end = self._get(tp)["end_offset"] if start == "latest" else None
         offset = end if start == "latest" else 0 if start == "earliest" else start
         if self.group:
-            self._put_position(tp, offset)
+            self._put_position(tp, self.group, offset)
         return offset
 
-    def _get(self, tp: TopicPartition, suffix: str = "") -> dict:
+    def _get(self, tp: TopicPartition, group: str | None = None) -> dict:
+        """The partition's state, or with ``group`` that group's position on it."""
+
         def get(broker: str) -> dict:
-            return self._transport.json("GET", partition_url(broker, *tp, suffix))["message"]
+            url = position_url(broker, *tp, group) if group else partition_url(broker, *tp)
+            return self._transport.json("GET", url)["message"]
 
         return self._metadata.call_owner(*tp, get, retries=self._retries)
 
-    def _put_position(self, tp: TopicPartition, offset: int) -> None:
+    def _put_position(self, tp: TopicPartition, group: str, offset: int) -> None:
         def put(broker: str) -> None:
-            url = partition_url(broker, *tp, f"/positions/{self.group}")
+            url = position_url(broker, *tp, group)
             self._transport.json("PUT", url, body={"offset": offset})
 
         self._metadata.call_owner(*tp, put, retries=self._retries)
@@ -233,7 +236,9 @@ class Consumer:
                 data = prefetch[2].result()
             else:
                 data = self._read(tp, offset, wait)
-        except ROUTING_ERRORS as e:
+        except MyQueueError as e:
+            if not e.invalid_metadata:
+                raise
             log.warning("fetch from %s:%s failed, will retry: %s", topic, partition, e)
             return []
         try:

@@ -12,9 +12,21 @@ from myqueue.core.refusal import Refusal
 
 
 class MyQueueError(Exception):
-    """Root of every error the client raises."""
+    """Root of every error the client raises.
+
+    What a caller may do after an error is said by flags on its class (kafka-python's
+    ``kafka/errors.py`` is the model), never by lists of classes kept elsewhere.
+    """
 
     retriable = False  # whether a later attempt (after a metadata refresh and a backoff) may succeed
+    invalid_metadata = False  # the partition may have moved or its broker be gone: refresh metadata, then retry
+    unavailable = False  # the service did not answer or cannot serve now: another manager (or later) may
+    outcome_unknown = False  # a write may have been applied: only an idempotent resend is safe
+
+    @property
+    def resend_safe(self) -> bool:
+        """Retriable and nothing was applied: resending cannot store anything twice."""
+        return self.retriable and not self.outcome_unknown
 
     def __init__(self, message: str, *, reason: str | None = None, status: int | None = None):
         super().__init__(message)
@@ -71,6 +83,7 @@ class NotHere(MyQueueError):
     """The broker does not host that partition: refresh metadata and retry."""
 
     retriable = True
+    invalid_metadata = True
 
 
 class NotPrimary(MyQueueError):
@@ -89,6 +102,8 @@ class BrokerUnavailable(MyQueueError):
     """A broker or manager did not answer, or the partition has no ready broker now."""
 
     retriable = True
+    invalid_metadata = True
+    unavailable = True
 
 
 class OutcomeUnknownError(MyQueueError):
@@ -102,6 +117,7 @@ class OutcomeUnknownError(MyQueueError):
     """
 
     retriable = False
+    outcome_unknown = True
 
 
 class RequestTimeout(OutcomeUnknownError):
@@ -109,6 +125,8 @@ class RequestTimeout(OutcomeUnknownError):
     was applied is unknown. Retriable only for calls whose caller says they are safe to repeat (reads)."""
 
     retriable = True
+    invalid_metadata = True
+    unavailable = True
 
 
 class ServerError(MyQueueError):

@@ -11,53 +11,44 @@ concurrent callers share one fetch. Thread-safe.
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from myqueue.core import defaults
+from myqueue.core.paths import partition_path, position_path
 from myqueue.core.reasons import Reason
+from myqueue.core.view import ClusterView, ViewError
 
 from .errors import (
     BrokerUnavailable,
     MyQueueError,
-    NotHere,
     PartitionNotFound,
     ProtocolError,
-    RequestTimeout,
     TopicNotFound,
 )
 from .transport import Transport
 
 T = TypeVar("T")
 
-ROUTING_ERRORS: tuple[type[MyQueueError], ...] = (NotHere, BrokerUnavailable, RequestTimeout)
-
 
 def partition_url(broker_url: str, topic: str, partition: str, suffix: str = "") -> str:
-    """URL of a partition resource on a broker (names are validated: no quoting needed)."""
-    return f"{broker_url}/v1/partitions/{topic}/{partition}{suffix}"
+    """URL of a partition resource on a broker (the path from ``core.paths``)."""
+    return broker_url + partition_path(topic, partition, suffix)
 
 
-@dataclass(frozen=True)
-class _View:
-    """One fetched metadata view."""
-
-    topics: dict[str, list[str]]  # topic -> partitions in creation order
-    owners: dict[tuple[str, str], str | None]  # (topic, partition) -> broker name
-    brokers: dict[str, tuple[str, bool]]  # broker name -> (address, ready)
+def position_url(broker_url: str, topic: str, partition: str, group: str, suffix: str = "") -> str:
+    """URL of a group's position on a partition (the path from ``core.paths``)."""
+    return broker_url + position_path(topic, partition, group, suffix)
 
 
-def _parse(message: Any) -> _View:
+def _invalid_metadata(error: MyQueueError) -> bool:
+    return error.invalid_metadata
+
+
+def _parse(message: object) -> ClusterView:
     try:
-        brokers = {name: (b["address"], bool(b["ready"])) for name, b in message["brokers"].items()}
-        topics: dict[str, list[str]] = {}
-        owners: dict[tuple[str, str], str | None] = {}
-        for topic, parts in message["topics"].items():
-            topics[topic] = [p["partition"] for p in parts]
-            owners.update({(topic, p["partition"]): p["broker"] for p in parts})
-    except (KeyError, TypeError, AttributeError) as e:
-        raise ProtocolError(f"metadata answer has an unexpected shape: {e!r}") from e
-    return _View(topics, owners, brokers)
+        return ClusterView.from_json(message, "metadata")
+    except ViewError as e:
+        raise ProtocolError(f"metadata answer has an unexpected shape: {e}") from e
 
 
 class Metadata:
@@ -74,38 +65,39 @@ class Metadata:
         self._managers = list(managers)
         self._min_interval = min_interval
         self._lock = threading.Lock()
-        self._view: _View | None = None
+        self._view: ClusterView | None = None
         self._fetched_at = float("-inf")  # monotonic start time of the fetch that gave _view
         self._stale = True
 
     def partitions(self, topic: str, containing: str | None = None) -> list[str]:
         """The topic's partitions in creation order; refreshes once if the topic (or partition) is missing."""
         view = self._current()
-        if topic not in view.topics or (containing is not None and containing not in view.topics[topic]):
+        if topic not in view.topics or (containing is not None and not view.has_partition(topic, containing)):
             view = self.refresh()
         if topic not in view.topics:
             raise TopicNotFound(f"topic {topic!r} does not exist", reason=Reason.TOPIC_NOT_FOUND)
-        if containing is not None and containing not in view.topics[topic]:
+        if containing is not None and not view.has_partition(topic, containing):
             raise PartitionNotFound(
                 f"topic {topic!r} has no partition {containing!r}", reason=Reason.PARTITION_NOT_FOUND
             )
-        return list(view.topics[topic])
+        return view.partitions(topic)
 
     def broker_url(self, topic: str, partition: str) -> str:
         """Base URL of the broker that holds the partition; BrokerUnavailable if none is ready."""
-        self.partitions(topic, containing=partition)
         view = self._current()
-        name = view.owners.get((topic, partition))
-        address, ready = view.brokers.get(name, (None, False)) if name else (None, False)
-        if not address or not ready:
+        if not view.has_partition(topic, partition):
+            self.partitions(topic, containing=partition)  # refreshes once, or raises TopicNotFound/PartitionNotFound
+            view = self._current()
+        broker = view.broker_for(topic, partition)
+        if broker is None or not broker.address or not broker.ready:
             raise BrokerUnavailable(f"{topic}:{partition} has no ready broker now", reason=Reason.NO_BROKER)
-        return address.rstrip("/")
+        return broker.address.rstrip("/")
 
     def invalidate(self) -> None:
         """The view proved wrong: the next lookup fetches a new one."""
         self._stale = True
 
-    def refresh(self) -> _View:
+    def refresh(self) -> ClusterView:
         """Fetch a view that is newer than this call, waiting out the minimum spacing."""
         asked = time.monotonic()
         with self._lock:
@@ -127,30 +119,35 @@ class Metadata:
         call: Callable[[str], T],
         *,
         retries: int,
-        retry_on: tuple[type[MyQueueError], ...] = ROUTING_ERRORS,
+        retry_if: Callable[[MyQueueError], bool] = _invalid_metadata,
     ) -> T:
-        """``call(broker_url)`` against the partition's broker; on ``retry_on`` refresh, back off, retry."""
+        """``call(broker_url)`` against the partition's broker; on an error ``retry_if`` accepts (by
+        default one whose ``invalid_metadata`` flag says so) refresh, back off, retry."""
         attempt = 0
         while True:
             try:
                 return call(self.broker_url(topic, partition))
-            except retry_on:
+            except MyQueueError as e:
+                if not retry_if(e):
+                    raise
                 self.invalidate()
                 if attempt >= retries:
                     raise
             self._transport.backoff.sleep(attempt)
             attempt += 1
 
-    def _current(self) -> _View:
+    def _current(self) -> ClusterView:
         view = self._view
         return self.refresh() if view is None or self._stale else view
 
-    def _fetch(self) -> _View:
+    def _fetch(self) -> ClusterView:
         failure: MyQueueError | None = None
         for manager in self._managers:
             try:
                 return _parse(self._transport.json("GET", f"{manager}/v1/metadata")["message"])
-            except (BrokerUnavailable, RequestTimeout) as e:
+            except MyQueueError as e:
+                if not e.unavailable:
+                    raise
                 failure = e  # try the other manager
         assert failure is not None
         raise failure

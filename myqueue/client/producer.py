@@ -53,10 +53,8 @@ from myqueue.core.reasons import Reason
 
 from .address import manager_urls
 from .errors import (
-    BrokerUnavailable,
     InvalidRequest,
     MyQueueError,
-    NotHere,
     OutcomeUnknownError,
     ProtocolError,
     RequestTimeout,
@@ -71,9 +69,17 @@ from .transport import Transport
 log = logging.getLogger(__name__)
 
 Callback = Callable[[RecordMetadata | None, BaseException | None], None]
-_NOT_STORED = (NotHere, BrokerUnavailable)  # failures after which a resend cannot duplicate
-_RESENDABLE = (NotHere, BrokerUnavailable, OutcomeUnknownError)  # with idempotence, the broker dedups
 _MAX = defaults.MAX_MESSAGE_BYTES
+
+
+def _resend_safe(error: MyQueueError) -> bool:
+    """Nothing was stored (not here, broker unavailable): any producer may send the batch again."""
+    return error.resend_safe
+
+
+def _resendable_with_idempotence(error: MyQueueError) -> bool:
+    """Also a batch that may be stored: the broker recognises the resend (producer id and sequence)."""
+    return error.retriable or error.outcome_unknown
 
 
 def _record_bytes(value: bytes | bytearray | memoryview | str) -> bytes:
@@ -376,7 +382,7 @@ class Producer:
             return base
 
         if not self.idempotent:
-            return self._metadata.call_owner(topic, partition, post, retries=self._retries, retry_on=_NOT_STORED)
+            return self._metadata.call_owner(topic, partition, post, retries=self._retries, retry_if=_resend_safe)
         try:
             base = self._resend_until_stored(topic, partition, post)
         except BaseException:
@@ -394,18 +400,17 @@ class Producer:
         while True:
             try:
                 return post(self._metadata.broker_url(topic, partition))
-            except _RESENDABLE as error:
-                if isinstance(error, OutcomeUnknownError):
-                    unknown = error
-                self._metadata.invalidate()
-                delay = self._transport.backoff.delay(attempt)
-                if time.monotonic() + delay <= deadline:
-                    time.sleep(delay)
-                    attempt += 1
-                    continue
-                final: MyQueueError = error
             except MyQueueError as error:
-                final = error
+                final: MyQueueError = error
+                if _resendable_with_idempotence(error):
+                    if isinstance(error, OutcomeUnknownError):
+                        unknown = error
+                    self._metadata.invalidate()
+                    delay = self._transport.backoff.delay(attempt)
+                    if time.monotonic() + delay <= deadline:
+                        time.sleep(delay)
+                        attempt += 1
+                        continue
             if unknown is not None and not isinstance(final, OutcomeUnknownError):
                 raise type(unknown)(
                     f"{topic}:{partition}: the batch may be stored (a try's outcome is unknown); last error: {final}"

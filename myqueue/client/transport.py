@@ -1,15 +1,16 @@
 """HTTP for the whole client: pooled keep-alive connections, timeouts, envelopes in, typed errors out.
 
-Requests go through ``myqueue.net.pool.Pool`` (``http.client`` connections kept per host): on
-loopback ``requests.Session`` cost about 550 µs more per call, most of a small batch's time.
-Everything above this module speaks in URLs, JSON payloads and bytes and never sees a pool or
-socket exception. The pool says how far a failed request got, and that decides its class:
+Requests go through ``myqueue.net.envelope.EnvelopeClient`` (``http.client`` connections kept
+per host: on loopback ``requests.Session`` cost about 550 µs more per call, most of a small batch's
+time), which reads the envelope and raises one ``CallFailed``. Everything above this module speaks
+in URLs, JSON payloads and bytes and never sees a pool or socket exception. How far a failed
+request got (``CallFailed.reach``) decides its class (``_error``, the client's whole mapping):
 
-- ``ConnectFailed`` (nothing was sent) -> ``BrokerUnavailable``: resending cannot duplicate;
-- ``NoAnswer`` (sent, no answer in time) -> ``RequestTimeout``: the outcome is unknown;
-- ``ConnectionBroke`` (the connection failed after the request may have been sent) ->
-  ``RequestTimeout`` too, because its outcome is just as unknown: a non-idempotent producer must
-  not resend it, an idempotent one resends it and the broker deduplicates.
+- not sent (no connection) -> ``BrokerUnavailable``: resending cannot duplicate;
+- no answer in time -> ``RequestTimeout``: the outcome is unknown;
+- the connection broke after the request may have been sent -> ``RequestTimeout`` too, because
+  its outcome is just as unknown: a non-idempotent producer must not resend it, an idempotent one
+  resends it and the broker deduplicates.
 
 ``RequestTimeout`` is a kind of ``OutcomeUnknownError``, the class a failure envelope with reason
 OUTCOME_UNKNOWN becomes (the service's own store lost its reply): one ``except`` catches every
@@ -20,19 +21,17 @@ jitter) only when its caller says it is safe to repeat and the error is retriabl
 go elsewhere on retry (a partition that moved) are retried by ``metadata.Metadata.call_owner``.
 """
 
-import json
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from myqueue.core import defaults
-from myqueue.net.pool import Answer, ConnectFailed, ConnectionBroke, NoAnswer, Pool
+from myqueue.net.envelope import CallFailed, EnvelopeClient, Reach
+from myqueue.net.pool import Answer
 
 from .errors import BrokerUnavailable, MyQueueError, ProtocolError, RequestTimeout, error_for
-
-_JSON = "application/json"
 
 
 class Backoff:
@@ -51,7 +50,7 @@ class Backoff:
 
 
 class Transport:
-    """A connection pool with the client's timeout, token, error mapping and retry policy; thread-safe."""
+    """An envelope client with the client's timeout, token, error mapping and retry policy; thread-safe."""
 
     def __init__(
         self,
@@ -65,8 +64,7 @@ class Transport:
         self.retries = retries
         self.backoff = backoff or Backoff()
         token = token or os.environ.get("MYQUEUE_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._pool = Pool(max_idle_per_host=defaults.CLIENT_POOL_SIZE, headers=headers)
+        self._client = EnvelopeClient(token=token, max_idle_per_host=defaults.CLIENT_POOL_SIZE)
 
     def json(
         self,
@@ -81,18 +79,8 @@ class Transport:
         retry: bool = False,
     ) -> dict[str, Any]:
         """A call answered with an envelope; returns the whole success envelope."""
-        if body is not None:
-            data, content_type = json.dumps(body).encode("utf-8"), _JSON
-        answer = self._send(method, url, params, data, content_type, timeout, retry)
-        try:
-            envelope = json.loads(answer.body)
-        except ValueError as e:
-            raise ProtocolError(f"{method} {url}: the answer is not JSON") from e
-        if not isinstance(envelope, dict) or "message" not in envelope:
-            raise ProtocolError(f"{method} {url}: the answer is not a myqueue envelope")
-        if envelope.get("status") == "failure":
-            raise error_for(answer.status, envelope.get("reason"), str(envelope["message"]))
-        return envelope
+        kwargs = {"params": params, "body": data, "json_body": body, "content_type": content_type}
+        return self._retried(self._client.call, method, url, kwargs, timeout, retry)
 
     def binary(
         self,
@@ -104,51 +92,42 @@ class Transport:
         retry: bool = False,
     ) -> bytes:
         """A call answered with a binary body on success (and an envelope on failure)."""
-        return self._send(method, url, params, None, None, timeout, retry).body
+        answer: Answer = self._retried(self._client.checked, method, url, {"params": params}, timeout, retry)
+        return answer.body
 
     def close(self) -> None:
-        self._pool.close()
+        self._client.close()
 
-    def _send(self, method, url, params, data, content_type, timeout, retry) -> Answer:
+    def _retried(
+        self, call: Callable[..., Any], method: str, url: str, kwargs: dict[str, Any], timeout: float | None, retry: bool
+    ) -> Any:
+        """``call`` once, or while its error is retriable and the caller says the call may be repeated."""
+        seconds = self.timeout if timeout is None else timeout
         attempt = 0
         while True:
             try:
-                return self._once(method, url, params, data, content_type, timeout)
+                try:
+                    return call(method, url, timeout=seconds, **kwargs)
+                except CallFailed as e:
+                    raise _error(e, seconds) from (e if e.answered else e.__cause__)
+                except ValueError as e:  # not an http(s) URL
+                    raise MyQueueError(f"{method} {url}: {e}") from e
             except MyQueueError as e:
                 if not (retry and e.retriable and attempt < self.retries):
                     raise
             self.backoff.sleep(attempt)
             attempt += 1
 
-    def _once(self, method, url, params, data, content_type, timeout) -> Answer:
-        seconds = self.timeout if timeout is None else timeout
-        headers = {"Content-Type": content_type} if content_type else None
-        try:
-            answer = self._pool.request(method, url, params=params, body=data, headers=headers, timeout=seconds)
-        except ConnectFailed as e:  # nothing was sent: the peer is as good as down
-            raise BrokerUnavailable(f"{method} {url}: {e}") from e
-        except NoAnswer as e:
-            raise RequestTimeout(f"{method} {url}: no answer within {seconds} s") from e
-        except ConnectionBroke as e:  # the request may have been received: outcome unknown
-            raise RequestTimeout(f"{method} {url}: the connection broke, outcome unknown ({e})") from e
-        except (OSError, ValueError) as e:
-            raise MyQueueError(f"{method} {url}: {e}") from e
-        if answer.status >= 400:
-            raise _failure(method, url, answer)
-        return answer
 
-
-def _failure(method: str, url: str, answer: Answer) -> MyQueueError:
-    """The typed error for a failure answer, from its envelope when it has one."""
-    reason = None
-    try:
-        envelope = json.loads(answer.body)
-    except ValueError:
-        envelope = None
-    if isinstance(envelope, dict) and "message" in envelope:
-        message = str(envelope["message"])
-        reason = envelope.get("reason")
-    else:
-        text = answer.body[:200].decode("utf-8", "replace")
-        message = f"{method} {url}: HTTP {answer.status} {text}".rstrip()
-    return error_for(answer.status, reason, message)
+def _error(failed: CallFailed, seconds: float) -> MyQueueError:
+    """The client's typed error for a failed call: by how far it got, else by status and reason."""
+    where = f"{failed.method} {failed.url}"
+    if failed.reach is Reach.NOT_SENT:  # nothing was sent: the peer is as good as down
+        return BrokerUnavailable(f"{where}: {failed.__cause__}")
+    if failed.reach is Reach.NO_ANSWER:
+        return RequestTimeout(f"{where}: no answer within {seconds} s")
+    if failed.reach is Reach.BROKE:  # the request may have been received: outcome unknown
+        return RequestTimeout(f"{where}: the connection broke, outcome unknown ({failed.__cause__})")
+    if not failed.envelope and failed.status is not None and failed.status < 400:
+        return ProtocolError(failed.message)
+    return error_for(failed.status, failed.reason, failed.message)

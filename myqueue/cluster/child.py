@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from myqueue.core.logs import json_line, log_format_from_env
+
 from . import defaults
 from .commands import ChildSpec, restart_delay
 from .lifeline import die_with_parent
@@ -186,10 +188,17 @@ class ManagedChild:
 
 
 def _pump(stream: IO[bytes], name: str) -> None:
-    """Copy a child's output to our stderr, one prefixed line at a time, until it closes."""
+    """Copy a child's output to our stderr, one line at a time, until it closes: prefixed with the
+    child's name in the text format; in the JSON format its JSON records as they are (they name
+    the process) and anything else wrapped as a record of the same shape."""
+    as_json = log_format_from_env() == "json"
     with stream:
         for raw in stream:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
+            if not as_json:
+                line = f"[{name}] {line}"
+            elif not line.startswith("{"):
+                line = json_line(name, line)
             with _stderr_lock:
-                sys.stderr.write(f"[{name}] {line}\n")
+                sys.stderr.write(f"{line}\n")
                 sys.stderr.flush()

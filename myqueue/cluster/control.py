@@ -1,13 +1,13 @@
-"""The supervisor's control API: the local launcher the primary manager starts brokers through.
+"""The supervisor's control API: the local cluster the primary manager starts brokers through.
 
 Loopback only and behind a bearer token (``MYQUEUE_LAUNCHER_TOKEN``), so the stdlib threaded
 HTTP server is enough: a handful of requests per cluster lifetime, never on the data path. The
 routes and envelopes are documented in docs/http-api.md ("Local supervisor control API"). What
-starting and stopping means is left to a ``Launcher`` (the supervisor).
+starting and stopping means is left to a ``ControlledCluster`` (the supervisor).
 
 Fault injection (``myqueue verify --faults restart-postgres``) adds ``POST /postgres/stop`` and
 ``POST /postgres/start``: stop (fast mode) or start the supervisor's private PostgreSQL, answering
-once it is down or accepts connections; 404 NOT_FOUND when the launcher runs none.
+once it is down or accepts connections; 404 NOT_FOUND when the cluster runs none.
 ``myqueue verify --faults partition-*`` adds ``POST /partitions/<target>/cut`` and ``.../heal``
 (target: a broker's name, ``primary`` or ``postgres``) for a cluster started with ``--netns``.
 ``myqueue verify --faults lose-pg-replies`` adds ``POST /pg-proxy/faults`` (body ``{"probability",
@@ -33,7 +33,7 @@ from .commands import url
 log = logging.getLogger(__name__)
 
 
-class Launcher(Protocol):
+class ControlledCluster(Protocol):
     """What the control API drives; methods raise Refusal to refuse a request."""
 
     def processes(self) -> dict[str, dict[str, object]]: ...
@@ -49,9 +49,9 @@ class Launcher(Protocol):
 class ControlServer:
     """The control API on ``host``; port 0 lets the system choose (see ``url``)."""
 
-    def __init__(self, launcher: Launcher, token: str, host: str = DEFAULT_HOST, port: int = 0):
+    def __init__(self, cluster: ControlledCluster, token: str, host: str = DEFAULT_HOST, port: int = 0):
         self._server = _Server((host, port), _Handler)
-        self._server.launcher = launcher
+        self._server.cluster = cluster
         self._server.token = token
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="control-api", daemon=True
@@ -72,7 +72,7 @@ class ControlServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    launcher: Launcher
+    cluster: ControlledCluster
     token: str
 
 
@@ -113,38 +113,38 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str) -> tuple[int, object]:
         path = self.path.split("?", 1)[0].rstrip("/")
-        launcher = self.server.launcher
+        cluster = self.server.cluster
         if path == "/processes":
             _require(method, "GET")
-            return HTTPStatus.OK, launcher.processes()
+            return HTTPStatus.OK, cluster.processes()
         if path == "/brokers":
             _require(method, "POST")
             body = self._json_body()
-            return HTTPStatus.OK, launcher.start_broker(body.get("name"))
+            return HTTPStatus.OK, cluster.start_broker(body.get("name"))
         if path.startswith("/brokers/") and path.count("/") == 2:
             _require(method, "DELETE")
-            launcher.stop_broker(path.removeprefix("/brokers/"))
+            cluster.stop_broker(path.removeprefix("/brokers/"))
             return HTTPStatus.OK, f"stopped {path.removeprefix('/brokers/')}"
         if path in ("/postgres/stop", "/postgres/start"):
             _require(method, "POST")
             action = path.removeprefix("/postgres/")
-            operation = getattr(launcher, f"{action}_postgres", None)
+            operation = getattr(cluster, f"{action}_postgres", None)
             if operation is None:
-                raise Refusal(Reason.NOT_FOUND, "this launcher runs no PostgreSQL")
+                raise Refusal(Reason.NOT_FOUND, "this cluster runs no PostgreSQL")
             operation()
             return HTTPStatus.OK, f"PostgreSQL {'stopped' if action == 'stop' else 'started'}"
         if path == "/pg-proxy/faults":
             _require(method, "POST")
-            return HTTPStatus.OK, _optional(launcher, "pg_proxy_faults")(self._json_body())
+            return HTTPStatus.OK, _optional(cluster, "pg_proxy_faults")(self._json_body())
         if path == "/pg-proxy":
             _require(method, "GET")
-            return HTTPStatus.OK, _optional(launcher, "pg_proxy_counters")()
+            return HTTPStatus.OK, _optional(cluster, "pg_proxy_counters")()
         parts = path.split("/")
         if len(parts) == 4 and parts[1] == "partitions" and parts[3] in ("cut", "heal"):
             _require(method, "POST")
-            operation = getattr(launcher, f"{parts[3]}_partition", None)
+            operation = getattr(cluster, f"{parts[3]}_partition", None)
             if operation is None:
-                raise Refusal(Reason.NOT_FOUND, "this launcher runs no network namespaces")
+                raise Refusal(Reason.NOT_FOUND, "this cluster runs no network namespaces")
             operation(parts[2])
             return HTTPStatus.OK, f"{parts[2]}: traffic {'cut' if parts[3] == 'cut' else 'restored'}"
         raise Refusal(Reason.NOT_FOUND, f"no route {path or '/'}")
@@ -173,11 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _optional(launcher: Launcher, name: str) -> Any:
-    """The launcher's optional operation ``name``; 404 when it has none."""
-    operation = getattr(launcher, name, None)
+def _optional(cluster: ControlledCluster, name: str) -> Any:
+    """The cluster's optional operation ``name``; 404 when it has none."""
+    operation = getattr(cluster, name, None)
     if operation is None:
-        raise Refusal(Reason.NOT_FOUND, "this launcher runs no PostgreSQL proxy")
+        raise Refusal(Reason.NOT_FOUND, "this cluster runs no PostgreSQL proxy")
     return operation
 
 

@@ -20,9 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import requests
-
 from myqueue.core.defaults import DEFAULT_HOST
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from .ports import free_port
 
@@ -52,14 +51,16 @@ class ClusterStartError(LocalClusterError, AssertionError):
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str | Callable[[], str], interval: float = POLL_S) -> T:
     """Poll ``condition`` until it returns something truthy and return that; LocalClusterError after
-    ``timeout`` seconds (``what`` may be a callable, evaluated only then, for diagnostics)."""
+    ``timeout`` seconds (``what`` may be a callable, evaluated only then, for diagnostics), naming the
+    last answer too: a condition that returns a falsy object carrying what it saw is shown by it."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise LocalClusterError(f"timed out after {timeout:.1f} s waiting for {what() if callable(what) else what}")
+            described = what() if callable(what) else what
+            raise LocalClusterError(f"timed out after {timeout:.1f} s waiting for {described} (last: {result!r})")
         time.sleep(interval)
 
 
@@ -185,7 +186,7 @@ class LocalCluster:
         if self._process.poll() is None:
             try:
                 self.processes()
-            except (requests.RequestException, ValueError, KeyError, LocalClusterError):
+            except (ValueError, KeyError, LocalClusterError):
                 pass  # still starting, or its control API is gone: the PIDs seen so far will do
             os.kill(self._process.pid, signal.SIGTERM)
         try:
@@ -229,8 +230,9 @@ class LocalCluster:
         if not info.get("pid") or not info.get("address"):
             return False
         try:
-            return requests.get(f"{info['address']}/readyz", timeout=2).status_code == 200
-        except requests.RequestException:
+            with EnvelopeClient() as client:
+                return client.send("GET", f"{info['address']}/readyz", timeout=2).status == 200
+        except CallFailed:
             return False
 
     def wait_restarted(self, name: str, old_pid: int, timeout: float = RESTART_TIMEOUT_S) -> dict[str, Any]:
@@ -272,16 +274,14 @@ class LocalCluster:
         return self._control("GET", "/pg-proxy")
 
     def _control(self, method: str, path: str, timeout: float = CONTROL_TIMEOUT_S, json: object = None) -> Any:
-        response = requests.request(
-            method,
-            f"{self.state['control_url']}{path}",
-            headers={"Authorization": f"Bearer {self.state['token']}"},
-            timeout=timeout,
-            json=json,
-        )
-        if response.status_code != 200:
-            raise LocalClusterError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
-        return response.json()["message"]
+        """One call to the supervisor's control API; every failure is a LocalClusterError."""
+        try:
+            with EnvelopeClient(token=self.state["token"]) as client:
+                return client.message(method, f"{self.state['control_url']}{path}", json_body=json, timeout=timeout)
+        except CallFailed as e:
+            if e.answered:
+                raise LocalClusterError(f"{method} {path} answered {e.status}: {e.text}") from e
+            raise LocalClusterError(f"{method} {path}: {e.reach} ({e.__cause__})") from e
 
     # --- diagnostics ------------------------------------------------------------------------
     def stderr_tail(self, lines: int = 150) -> str:

@@ -1,7 +1,8 @@
 """The supervisor's calls to the managers it runs: readiness, metadata and the seed's broker API.
 
-Every call has a short timeout and reports failure as an exception the supervisor can show the
-user with the endpoint and the answer; ``settled`` is the pure test of "the cluster is ready".
+Every call has a short timeout, goes through ``myqueue.net.envelope.EnvelopeClient`` and reports
+failure as an exception the supervisor can show the user with the endpoint and the answer;
+``settled`` is the pure test of "the cluster is ready".
 """
 
 import os
@@ -9,29 +10,26 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import requests
+from myqueue.core.view import ClusterView, ViewError
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from . import defaults
 
 
-def session() -> requests.Session:
-    """A session that presents the cluster token (``MYQUEUE_TOKEN``) when one is set."""
-    s = requests.Session()
-    token = os.environ.get("MYQUEUE_TOKEN")
-    if token:
-        s.headers["Authorization"] = f"Bearer {token}"
-    return s
+def session() -> EnvelopeClient:
+    """A client that presents the cluster token (``MYQUEUE_TOKEN``) when one is set; thread-safe."""
+    return EnvelopeClient(token=os.environ.get("MYQUEUE_TOKEN"))
 
 
 class ProbeError(RuntimeError):
     """A manager answered a supervisor call with a failure, or not at all."""
 
 
-def is_ready(session: requests.Session, base_url: str) -> bool:
+def is_ready(session: EnvelopeClient, base_url: str) -> bool:
     """True when ``GET /readyz`` answers 200."""
     try:
-        return session.get(f"{base_url}/readyz", timeout=defaults.PROBE_TIMEOUT_S).status_code == 200
-    except requests.RequestException:
+        return session.send("GET", f"{base_url}/readyz", timeout=defaults.PROBE_TIMEOUT_S).status == 200
+    except CallFailed:
         return False
 
 
@@ -65,63 +63,58 @@ def listens_on(pid: int, port: int) -> bool | None:
     return False
 
 
-def metadata(session: requests.Session, base_url: str) -> dict[str, Any] | None:
-    """The ``/v1/metadata`` payload, or None when the manager does not answer it (yet)."""
+def metadata(session: EnvelopeClient, base_url: str) -> ClusterView | None:
+    """The ``/v1/metadata`` view, or None when the manager does not answer it (yet), or not with a view."""
     try:
-        response = session.get(f"{base_url}/v1/metadata", timeout=defaults.PROBE_TIMEOUT_S)
-        envelope = response.json()
-    except (requests.RequestException, ValueError):
+        payload = session.message("GET", f"{base_url}/v1/metadata", timeout=defaults.PROBE_TIMEOUT_S)
+    except CallFailed:
         return None
-    if response.status_code != 200 or not isinstance(envelope, dict) or envelope.get("status") != "success":
+    try:
+        return ClusterView.from_json(payload)
+    except ViewError:
         return None
-    payload = envelope.get("message")
-    return payload if isinstance(payload, dict) else None
 
 
-def listed_brokers(session: requests.Session, primary_url: str) -> list[str]:
+def listed_brokers(session: EnvelopeClient, primary_url: str) -> list[str]:
     """The seed API's ``GET /brokers``."""
     return list(_seed_call(session, f"{primary_url}/brokers", {}, defaults.PROBE_TIMEOUT_S) or [])
 
 
-def add_broker(session: requests.Session, primary_url: str, name: str) -> None:
+def add_broker(session: EnvelopeClient, primary_url: str, name: str) -> None:
     """The seed API's ``GET /brokers/add``: the primary launches it through us and waits for it."""
     _seed_call(session, f"{primary_url}/brokers/add", {"broker_name": name}, defaults.SEED_CALL_TIMEOUT_S)
 
 
-def register_broker(session: requests.Session, primary_url: str, name: str, address: str) -> None:
+def register_broker(session: EnvelopeClient, primary_url: str, name: str, address: str) -> None:
     """``POST /v1/brokers``: tell a (restarted) primary about a broker that is already running."""
+    body = {"name": name, "address": address}
     try:
-        response = session.post(
-            f"{primary_url}/v1/brokers", json={"name": name, "address": address}, timeout=defaults.PROBE_TIMEOUT_S
-        )
-    except requests.RequestException as error:
-        raise ProbeError(f"POST {primary_url}/v1/brokers ({name}) failed: {error}") from error
-    if not 200 <= response.status_code < 300:
-        raise ProbeError(f"POST {primary_url}/v1/brokers ({name}) answered {response.status_code}: {response.text[:300]}")
+        session.call("POST", f"{primary_url}/v1/brokers", json_body=body, timeout=defaults.PROBE_TIMEOUT_S)
+    except CallFailed as error:
+        raise _probe_error(f"POST {primary_url}/v1/brokers ({name})", error) from error
 
 
-def settled(primary: dict[str, Any] | None, replica: dict[str, Any] | None, expected: Collection[str]) -> bool:
+def settled(primary: ClusterView | None, replica: ClusterView | None, expected: Collection[str]) -> bool:
     """Every broker the primary lists is ready, ``expected`` are among them, and the replica has
     caught up with the primary's version."""
     if primary is None or replica is None:
         return False
-    brokers = primary.get("brokers")
-    if not isinstance(brokers, dict) or not set(expected) <= set(brokers):
+    if not set(expected) <= set(primary.brokers):
         return False
-    if not all(isinstance(info, dict) and info.get("ready") is True for info in brokers.values()):
+    if not all(info.ready for info in primary.brokers.values()):
         return False
-    return primary.get("version") is not None and replica.get("version") == primary.get("version")
+    return replica.version == primary.version
 
 
-def _seed_call(session: requests.Session, endpoint: str, params: dict[str, str], timeout: float) -> Any:
+def _seed_call(session: EnvelopeClient, endpoint: str, params: dict[str, str], timeout: float) -> Any:
     try:
-        response = session.get(endpoint, params=params, timeout=timeout)
-    except requests.RequestException as error:
-        raise ProbeError(f"GET {endpoint} {params} failed: {error}") from error
-    try:
-        envelope = response.json()
-    except ValueError:
-        envelope = None
-    if not 200 <= response.status_code < 300 or not isinstance(envelope, dict) or envelope.get("status") != "success":
-        raise ProbeError(f"GET {endpoint} {params} answered {response.status_code}: {response.text[:300]}")
-    return envelope.get("message")
+        return session.message("GET", endpoint, params=params, timeout=timeout)
+    except CallFailed as error:
+        raise _probe_error(f"GET {endpoint} {params}", error) from error
+
+
+def _probe_error(call: str, failed: CallFailed) -> ProbeError:
+    """The supervisor's error for a failed call: what was asked, and the answer or how far it got."""
+    if not failed.answered:
+        return ProbeError(f"{call} failed: {failed}")
+    return ProbeError(f"{call} answered {failed.status}: {failed.text}")

@@ -27,6 +27,7 @@ from myqueue.core import defaults as core_defaults
 from myqueue.core.names import validate_broker_name
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.core.view import ClusterView
 
 from . import defaults, probes
 from .child import ManagedChild
@@ -82,7 +83,7 @@ class ClusterConfig:
 
 
 class Supervisor:
-    """Runs one local cluster; also the ``Launcher`` behind the control API."""
+    """Runs one local cluster; also the ``ControlledCluster`` behind the control API."""
 
     def __init__(self, config: ClusterConfig, out: TextIO = sys.stdout):
         self.config = config
@@ -92,6 +93,7 @@ class Supervisor:
         self._failure: str | None = None  # why the supervisor stops on its own (a crash-looping child)
         self._starting = False
         self._shutting_down = False
+        self._wrote_state = False  # the state file is ours to remove only once this run wrote it
         self._session = probes.session()
         self._postgres: PrivatePostgres | None = None
         self._postgres_watchdog: Watchdog | None = None  # stops the private PostgreSQL if we are killed
@@ -183,12 +185,13 @@ class Supervisor:
                 log.info("adding %s through %s/brokers/add", name, primary_url)
                 probes.add_broker(self._session, primary_url, name)
 
-        def settled_view() -> dict[str, Any] | None:
+        def settled_view() -> ClusterView | None:
             view = probes.metadata(self._session, primary_url)
             return view if probes.settled(view, probes.metadata(self._session, replica_url), expected) else None
 
         view = self._wait_for("every broker ready and the replica in sync", settled_view, deadline)
         if config.state_file is not None:
+            self._wrote_state = True
             write_state(
                 config.state_file,
                 {
@@ -199,7 +202,7 @@ class Supervisor:
                     "replica": replica_url,
                 },
             )
-        self._out.write(ready_line(primary_url, replica_url, len(view["brokers"]), config.store) + "\n")
+        self._out.write(ready_line(primary_url, replica_url, len(view.brokers), config.store) + "\n")
         self._out.flush()
 
     def _start_pg_proxy(self) -> None:
@@ -269,7 +272,7 @@ class Supervisor:
         )
         self._stop_requested.set()
 
-    def _wait_for(self, what: str, condition: Callable[[], T], deadline: float) -> T:
+    def _wait_for(self, what: str, condition: Callable[[], T | None], deadline: float) -> T:
         """Poll ``condition`` until it returns something truthy, and return that; fail early if
         a child keeps dying."""
         while not (result := condition()):
@@ -320,8 +323,8 @@ class Supervisor:
                 log.error("could not remove the network namespaces: %s", error)
         if self._postgres_watchdog is not None:
             self._postgres_watchdog.disarm()
-        if self.config.state_file is not None:
-            remove_state(self.config.state_file)
+        if self._wrote_state and self.config.state_file is not None:
+            remove_state(self.config.state_file)  # never another cluster's: only the file this run wrote
         self._session.close()
         log.info("cluster stopped")
 
@@ -333,7 +336,7 @@ class Supervisor:
             brokers = list(self._brokers.values())
         return [child for child in (self._primary, self._replica) if child is not None] + brokers
 
-    # --- the Launcher behind the control API ----------------------------------------------
+    # --- the ControlledCluster behind the control API ----------------------------------------------
     def processes(self) -> dict[str, dict[str, object]]:
         return {child.name: child.status() for child in self._children()}
 

@@ -59,6 +59,7 @@ PRODUCER_LINGER_MS = 0.0
 PRODUCER_BATCH_RECORDS = 10_000
 PRODUCER_BATCH_BYTES = 1024 * 1024
 CLIENT_TIMEOUT_S = 10.0
+CLI_PROGRESS_EVERY_S = float(os.environ.get("MYQUEUE_PROGRESS_EVERY_S", "5"))  # produce/consume progress lines
 # An idempotent producer resends a batch (same sequence) until this long after its first try,
 # like Kafka's delivery.timeout.ms: long enough to ride out a broker restart or pause.
 PRODUCER_DELIVERY_TIMEOUT_S = 60.0
@@ -117,3 +118,10 @@ RETRY_AFTER_S = _env("MYQUEUE_RETRY_AFTER_S", 1)  # Retry-After of the managers'
 # it (so a restarted primary, recovering from that view, never hands the id out again); how long it
 # waits for that. myqueue-manager --replica-confirm-timeout / MYQUEUE_REPLICA_CONFIRM_TIMEOUT_S.
 REPLICA_CONFIRM_TIMEOUT_S = 5.0
+
+# --- metrics (docs/metrics.md) --------------------------------------------------------------------
+# A broker scrape reads its partitions' offsets and sizes from PostgreSQL in one aggregate query,
+# bounded server-side by this statement timeout; a scrape that hits it reports the stats as failed.
+METRICS_PG_STATEMENT_TIMEOUT_MS = _env("MYQUEUE_METRICS_PG_TIMEOUT_MS", 2_000)
+# Consumer groups with series of their own per broker; the rest are summed under group="_other".
+METRICS_MAX_GROUPS = _env("MYQUEUE_METRICS_MAX_GROUPS", 100)

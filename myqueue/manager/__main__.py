@@ -5,8 +5,14 @@ import logging
 import os
 
 from myqueue.core import defaults
+from myqueue.core.logs import (
+    access_log_from_env,
+    add_logging_arguments,
+    configure_logging,
+    log_format_from_env,
+)
 from myqueue.service.auth import load_token
-from myqueue.service.serving import configure_logging, serve
+from myqueue.service.serving import serve
 
 from .app import create_app
 from .brokers import BrokerClient
@@ -26,9 +32,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=None, help="default 5000 (primary) / 5001 (replica)")
     parser.add_argument("--store", choices=["memory", "postgres"], default=env("MYQUEUE_STORE", "memory"))
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: $MYQUEUE_DSN)")
-    parser.add_argument("--primary-url", default=env("MYQUEUE_PRIMARY_URL"), help="replica: the primary's URL")
-    parser.add_argument("--launcher", choices=["none", "local", "kubernetes"], default=env("MYQUEUE_LAUNCHER", "none"))
-    parser.add_argument("--launcher-url", default=env("MYQUEUE_LAUNCHER_URL"), help="local: the supervisor's control API")
+    parser.add_argument(
+        "--primary-url", default=env("MYQUEUE_PRIMARY_URL"), help="replica: the primary's URL"
+    )
+    parser.add_argument(
+        "--launcher", choices=["none", "local", "kubernetes"], default=env("MYQUEUE_LAUNCHER", "none")
+    )
+    parser.add_argument(
+        "--launcher-url", default=env("MYQUEUE_LAUNCHER_URL"), help="local: the supervisor's control API"
+    )
     parser.add_argument(
         "--launcher-namespace",
         default=env("MYQUEUE_NAMESPACE"),
@@ -59,11 +71,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="S",
         help="memory-mode primary: how long a new producer id waits for the replica to hold it",
     )
-    parser.add_argument("--threads", type=int, default=defaults.MANAGER_THREADS, help="default $MYQUEUE_MANAGER_THREADS or 32")
-    parser.add_argument("--log-level", default=env("MYQUEUE_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--threads", type=int, default=defaults.MANAGER_THREADS, help="default $MYQUEUE_MANAGER_THREADS or 32"
+    )
+    add_logging_arguments(parser)
     args = parser.parse_args(argv)
     if args.port is None:
-        args.port = int(env("MYQUEUE_PORT") or (defaults.PRIMARY_PORT if args.role == "primary" else defaults.REPLICA_PORT))
+        args.port = int(
+            env("MYQUEUE_PORT")
+            or (defaults.PRIMARY_PORT if args.role == "primary" else defaults.REPLICA_PORT)
+        )
     if args.role == "replica" and not args.primary_url:
         parser.error("--primary-url (or MYQUEUE_PRIMARY_URL) is required for the replica")
     args.dsn = args.dsn or env("MYQUEUE_DSN")
@@ -72,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.role, args.log_level, args.log_format or log_format_from_env())
     store = open_meta_store(args.store, args.dsn)
     token = load_token()
     brokers = BrokerClient(token=token)
@@ -84,8 +101,13 @@ def main(argv=None) -> None:
         recover = args.store == "memory" and not args.no_recover
         shared = (args.broker_store or args.store) == "postgres"  # brokers keep records in PostgreSQL
         node = Primary(
-            store, launcher, brokers, shared_storage=shared, write_timeout=args.config_write_timeout,
-            recover=recover, confirm_timeout_s=args.replica_confirm_timeout,
+            store,
+            launcher,
+            brokers,
+            shared_storage=shared,
+            write_timeout=args.config_write_timeout,
+            recover=recover,
+            confirm_timeout_s=args.replica_confirm_timeout,
         )
         app, state = create_app("primary", primary=node, token=token)
     else:
@@ -100,7 +122,16 @@ def main(argv=None) -> None:
         brokers.close()
 
     limits = {"max_body": defaults.MAX_JSON_BODY_BYTES, "threads": args.threads}
-    serve(app, state, args.host, args.port, **limits, on_drain=node.stop, on_shutdown=shutdown)
+    serve(
+        app,
+        state,
+        args.host,
+        args.port,
+        **limits,
+        access_log=args.access_log or access_log_from_env(),
+        on_drain=node.stop,
+        on_shutdown=shutdown,
+    )
 
 
 if __name__ == "__main__":

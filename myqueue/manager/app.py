@@ -24,6 +24,8 @@ from myqueue.service.envelope import RETRY_AFTER_S, json_object, reject_unknown_
 from myqueue.service.guard import STATE_CHANGING_GETS
 from myqueue.service.lean import LeanRoutes, query_args, read_json_object
 
+from .console import mount as mount_console
+from .metrics import ManagerCollector
 from .primary import Primary
 from .replica import Replica
 
@@ -87,6 +89,7 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
     produced = Counter("myqueue_manager_produced_messages_total", "Seed-path messages produced", registry=registry)
     consumed = Counter("myqueue_manager_consumed_messages_total", "Seed-path messages consumed", registry=registry)
     waiters = WaiterBudget()
+    registry.register(ManagerCollector(primary, replica))  # manager/metrics.py
 
     @app.after_request
     def _retry_after(response):
@@ -253,6 +256,7 @@ def create_app(role: str, primary: Primary | None = None, replica: Replica | Non
         names, moved = p.remove_broker(name, force=_force())
         return success({"removed": names, "partitions_moved": moved})
 
+    mount_console(app, replica, token)  # the read-only web console at /console (manager/console/)
     lane = LeanRoutes(
         app.wsgi_app, state, app.extensions[OBSERVE_EXTENSION], max_body=defaults.MAX_JSON_BODY_BYTES, token=token
     )

@@ -1,10 +1,11 @@
 """The managers' calls to brokers, with every failure turned into a Refusal.
 
-Connections are kept alive and shared by all threads through one ``myqueue.net.pool.Pool``
-(``http.client`` underneath: on loopback it costs a fraction of a ``requests.Session`` call, and
-the seed's produce and consume each make one broker call per message). A broker that cannot be
-reached or does not answer becomes Refusal(UNAVAILABLE); a broker that does not host the
-partition asked for becomes BrokerLostPartition so the caller can re-host and retry.
+Calls go through one ``myqueue.net.envelope.EnvelopeClient`` shared by all threads (keep-alive
+``http.client`` connections underneath: on loopback a fraction of a ``requests.Session`` call, and
+the seed's produce and consume each make one broker call per message); its ``CallFailed`` becomes
+a Refusal in ``_refusal``, this module's whole mapping. A broker that cannot be reached or does not
+answer becomes Refusal(UNAVAILABLE); a broker that does not host the partition asked for becomes
+BrokerLostPartition so the caller can re-host and retry.
 
 No call is repeated here when its outcome is unknown (the request may have been received): an
 append or a take repeated after a lost reply could store a message twice or skip one. Only
@@ -30,13 +31,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from myqueue.core import defaults, framing
+from myqueue.core.paths import PARTITIONS, partition_path, position_path
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.net.pool import Answer, ConnectFailed, ConnectionBroke, NoAnswer, Pool
-from myqueue.service.auth import auth_headers
+from myqueue.net.envelope import JSON, CallFailed, EnvelopeClient, Reach, read
+from myqueue.net.pool import Answer
 
-JSON_HEADERS = {"Content-Type": "application/json"}
-BATCH_HEADERS = {"Content-Type": framing.BATCH_CONTENT_TYPE}
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class BrokerGuard:
 
 
 class BrokerClient:
-    """HTTP calls from a manager to brokers; thread-safe (one shared keep-alive pool)."""
+    """HTTP calls from a manager to brokers; thread-safe (one shared keep-alive envelope client)."""
 
     def __init__(
         self,
@@ -150,52 +150,57 @@ class BrokerClient:
         guard: BrokerGuard | None = None,
     ):
         self._timeout = timeout
-        self._pool = Pool(max_idle_per_host=defaults.SERVICE_THREADS, headers=auth_headers(token))
+        self._client = EnvelopeClient(token=token, max_idle_per_host=defaults.SERVICE_THREADS)
         self.guard = guard or BrokerGuard()
 
     def close(self) -> None:
-        self._pool.close()
+        self._client.close()
 
     def _send(
-        self, method: str, address: str, path: str, timeout: float, body: bytes | None, headers, health: bool = False
+        self,
+        method: str,
+        address: str,
+        path: str,
+        timeout: float,
+        body: bytes | None,
+        content_type: str | None,
+        health: bool = False,
     ) -> Answer:
         """One call through the broker's guard. ``health`` checks (the primary's reconciler thread, not a
         request's) bypass it: they are what notices a broker answering again and closes its circuit."""
+
+        def call() -> Answer:
+            return self._request(method, address, path, timeout, body, content_type)
+
         if health:
-            return self._recorded(address, False, lambda: self._request(method, address, path, timeout, body, headers))
+            return self._recorded(address, False, call)
         with self.guard.slot(address, may_probe=True) as probe:
-            return self._recorded(address, probe, lambda: self._request(method, address, path, timeout, body, headers))
+            return self._recorded(address, probe, call)
 
     def _recorded(self, address: str, probe: bool, call: Callable[[], Answer]) -> Answer:
         timed_out = False
         try:
             return call()
         except Refusal as e:
-            timed_out = isinstance(e.__cause__, NoAnswer)
+            timed_out = isinstance(e.__cause__, CallFailed) and e.__cause__.reach is Reach.NO_ANSWER
             raise
         finally:
             self.guard.record(address, timed_out, probe)
 
-    def _request(self, method: str, address: str, path: str, timeout: float, body: bytes | None, headers) -> Answer:
+    def _request(
+        self, method: str, address: str, path: str, timeout: float, body: bytes | None, content_type: str | None
+    ) -> Answer:
         url = f"{address}{path}"
         try:
             try:
-                return self._pool.request(method, url, body=body, headers=headers, timeout=timeout)
-            except ConnectionBroke:
-                if method not in IDEMPOTENT:
+                return self._client.send(method, url, body=body, content_type=content_type, timeout=timeout)
+            except CallFailed as e:
+                if e.reach is not Reach.BROKE or method not in IDEMPOTENT:
                     raise
                 # A kept connection the broker closed (it restarted): safe to send again.
-                return self._pool.request(method, url, body=body, headers=headers, timeout=timeout)
-        except ConnectFailed as e:
-            raise Refusal(Reason.UNAVAILABLE, f"broker at {address} is unavailable (cannot connect)") from e
-        except NoAnswer as e:
-            raise Refusal(
-                _lost(method), f"broker at {address} did not answer within {timeout:g} s (outcome unknown)"
-            ) from e
-        except (ConnectionBroke, OSError) as e:
-            raise Refusal(
-                _lost(method), f"broker at {address} is unavailable ({type(e).__name__}; outcome unknown)"
-            ) from e
+                return self._client.send(method, url, body=body, content_type=content_type, timeout=timeout)
+        except CallFailed as e:
+            raise _refusal(e, method, address, timeout) from e
 
     def _call(
         self,
@@ -206,41 +211,30 @@ class BrokerClient:
         timeout: float | None = None,
         body: bytes | None = None,
         json_body: Any = None,
-        headers: dict[str, str] | None = None,
+        content_type: str | None = None,
         health: bool = False,
     ) -> Any:
         if json_body is not None:
-            body, headers = json.dumps(json_body).encode(), JSON_HEADERS
-        answer = self._send(method, address, path, timeout or self._timeout, body, headers, health)
+            body, content_type = json.dumps(json_body).encode(), JSON
+        seconds = timeout or self._timeout
+        answer = self._send(method, address, path, seconds, body, content_type, health)
         try:
-            reply = json.loads(answer.body)
-        except ValueError as e:
-            raise Refusal(_lost(method), f"broker at {address} answered {answer.status} without JSON") from e
-        if not isinstance(reply, dict):
-            raise Refusal(_lost(method), f"broker at {address} answered {answer.status} with unexpected JSON")
-        if answer.status < 400 and reply.get("status") == "success":
-            return reply.get("message")
-        reason = reply.get("reason")
-        if reason == Reason.NOT_HERE.value:
-            raise BrokerLostPartition(reply.get("message", "not here"))
-        try:
-            parsed = Reason(reason)
-        except ValueError:
-            parsed = _lost(method)
-        if parsed is Reason.INTERNAL:  # the broker failed midway: for a write, what it did is unknown
-            parsed = _lost(method)
-        raise Refusal(parsed, f"broker at {address}: {reply.get('message', answer.reason)}")
+            return read(method, f"{address}{path}", answer)["message"]
+        except CallFailed as e:
+            if e.known_reason is Reason.NOT_HERE:
+                raise BrokerLostPartition(e.message) from e
+            raise _refusal(e, method, address, seconds) from e
 
     # --- partitions -------------------------------------------------------------------------
     def list_partitions(self, address: str, timeout: float = 2.0) -> dict:
         """Also the primary's health check: called even while the broker's circuit is open."""
-        return self._call("GET", address, "/v1/partitions", timeout=timeout, health=True)
+        return self._call("GET", address, PARTITIONS, timeout=timeout, health=True)
 
     def host(self, address: str, topic: str, partition: str) -> dict:
-        return self._call("PUT", address, f"/v1/partitions/{topic}/{partition}")
+        return self._call("PUT", address, partition_path(topic, partition))
 
     def unhost(self, address: str, topic: str, partition: str) -> None:
-        self._call("DELETE", address, f"/v1/partitions/{topic}/{partition}")
+        self._call("DELETE", address, partition_path(topic, partition))
 
     def append_one(self, address: str, topic: str, partition: str, value: bytes) -> int:
         return self.append(address, topic, partition, [value])
@@ -251,29 +245,26 @@ class BrokerClient:
         result = self._call(
             "POST",
             address,
-            f"/v1/partitions/{topic}/{partition}/records?request_id={uuid.uuid4().hex}",
+            partition_path(topic, partition, f"/records?request_id={uuid.uuid4().hex}"),
             body=framing.encode_batch(values),
-            headers=BATCH_HEADERS,
+            content_type=framing.BATCH_CONTENT_TYPE,
         )
         return int(result["base_offset"])
 
     # --- positions -------------------------------------------------------------------------------
-    def _position_path(self, topic: str, partition: str, group: str) -> str:
-        return f"/v1/partitions/{topic}/{partition}/positions/{group}"
-
     def set_position_latest(self, address: str, topic: str, partition: str, group: str) -> int:
-        result = self._call("PUT", address, self._position_path(topic, partition, group), json_body={"at": "latest"})
+        result = self._call("PUT", address, position_path(topic, partition, group), json_body={"at": "latest"})
         return int(result["offset"])
 
     def get_position(self, address: str, topic: str, partition: str, group: str) -> tuple[int | None, int]:
-        result = self._call("GET", address, self._position_path(topic, partition, group))
+        result = self._call("GET", address, position_path(topic, partition, group))
         return result["offset"], int(result["end_offset"])
 
     def take_one(self, address: str, topic: str, partition: str, group: str) -> tuple[int, str] | None:
         """Take one record for ``group``. Each consume call's take has its own id, so a take whose
         answer was lost is asked again once with the same id: the broker then returns the record
         the first one took (if it took one) instead of the next, and nothing is skipped."""
-        path = self._position_path(topic, partition, group) + "/take"
+        path = position_path(topic, partition, group, "/take")
         body = {"take_id": uuid.uuid4().hex}
         try:
             result = self._call("POST", address, path, json_body=body)
@@ -294,3 +285,20 @@ class BrokerClient:
 
     def selftest(self, address: str) -> dict:
         return self._call("POST", address, "/v1/selftest", timeout=30)
+
+
+def _refusal(failed: CallFailed, method: str, address: str, timeout: float) -> Refusal:
+    """The Refusal a failed broker call becomes: UNAVAILABLE only when nothing can have been applied."""
+    if failed.reach is Reach.NOT_SENT:
+        return Refusal(Reason.UNAVAILABLE, f"broker at {address} is unavailable (cannot connect)")
+    if failed.reach is Reach.NO_ANSWER:
+        return Refusal(_lost(method), f"broker at {address} did not answer within {timeout:g} s (outcome unknown)")
+    if failed.reach is Reach.BROKE:
+        cause = type(failed.__cause__).__name__
+        return Refusal(_lost(method), f"broker at {address} is unavailable ({cause}; outcome unknown)")
+    if not failed.envelope:
+        return Refusal(_lost(method), f"broker at {address} answered {failed.status} without an envelope")
+    reason = failed.known_reason
+    if reason is None or reason is Reason.INTERNAL:  # the broker failed midway: for a write, what it did is unknown
+        reason = _lost(method)
+    return Refusal(reason, f"broker at {address}: {failed.message}")

@@ -10,11 +10,10 @@ import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-import requests
-
 from myqueue.core import defaults
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 
 class Launcher(ABC):
@@ -62,23 +61,20 @@ class LocalLauncher(Launcher):
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 60.0):
         self._url = url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token or os.environ.get('MYQUEUE_LAUNCHER_TOKEN', '')}"}
+        self._client = EnvelopeClient(token=token or os.environ.get("MYQUEUE_LAUNCHER_TOKEN"), max_idle_per_host=2)
         self._timeout = timeout
 
-    def _call(self, method: str, path: str, **kwargs):
+    def _call(self, method: str, path: str, json_body: object = None):
         try:
-            response = requests.request(
-                method, self._url + path, headers=self._headers, timeout=self._timeout, **kwargs
-            )
-            body = response.json()
-        except (requests.RequestException, ValueError) as e:
-            raise Refusal(Reason.UNAVAILABLE, f"the local supervisor did not answer ({type(e).__name__})") from e
-        if not response.ok or body.get("status") != "success":
-            raise Refusal(Reason.UNAVAILABLE, f"the local supervisor refused: {body.get('message')}")
-        return body["message"]
+            return self._client.message(method, self._url + path, json_body=json_body, timeout=self._timeout)
+        except CallFailed as e:  # every failure: the primary cannot start or stop a broker now
+            if e.envelope:
+                raise Refusal(Reason.UNAVAILABLE, f"the local supervisor refused: {e.message}") from e
+            what = e.reach if not e.answered else f"HTTP {e.status} without an envelope"
+            raise Refusal(Reason.UNAVAILABLE, f"the local supervisor did not answer ({what})") from e
 
     def start(self, name: str) -> str:
-        return self._call("POST", "/brokers", json={"name": name})["address"]
+        return self._call("POST", "/brokers", json_body={"name": name})["address"]
 
     def stop(self, name: str) -> None:
         self._call("DELETE", f"/brokers/{name}")

@@ -33,7 +33,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -48,6 +48,7 @@ from myqueue.core.placement import place_partitions
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
+from myqueue.core.view import BrokerInfo, ClusterView, Placement, SeedProducer, ViewUpdate
 
 from .appender import GroupAppender
 from .brokers import BrokerClient, BrokerLostPartition
@@ -240,16 +241,21 @@ class Primary:
             self._version += 1
             self._changed.notify_all()
 
-    def view(self) -> dict:
-        with self._state_lock:
+    def cluster_view(self) -> ClusterView:
+        """The configuration as the typed view: brokers with readiness, topics with placement."""
+        with self._state_lock:  # copied only: produces wait on this lock, building waits for nobody
             brokers = dict(self._state.brokers)
             topics = {t: list(parts.items()) for t, parts in self._state.topics.items()}
-        return {
-            "epoch": self.epoch,
-            "version": self._version,
-            "brokers": {n: {"address": a, "ready": self._ready.get(n, False)} for n, a in brokers.items()},
-            "topics": {t: [{"partition": p, "broker": b} for p, b in parts] for t, parts in topics.items()},
-        }
+        return ClusterView(
+            epoch=self.epoch,
+            version=self._version,
+            brokers={n: BrokerInfo(a, self._ready.get(n, False)) for n, a in brokers.items()},
+            topics={t: tuple(Placement(p, b) for p, b in parts) for t, parts in topics.items()},
+        )
+
+    def view(self) -> dict:
+        """``GET /v1/metadata``'s answer (the wire JSON of ``cluster_view``)."""
+        return self.cluster_view().to_json()
 
     def view_is_news(self, since: int, epoch: str | None) -> bool:
         """True when ``wait_view`` would answer at once (a newer view, or another epoch)."""
@@ -274,14 +280,16 @@ class Primary:
                 self._changed.wait(remaining)
         with self._state_lock:
             known = producers_known if epoch == self.epoch and producers_known <= len(self._state.producers) else 0
-            producers = [[topic, partition] for topic, partition in self._state.producers[known:]]
-        return {
-            **self.view(), "producers_from": known, "producers": producers, "recovering": not self._recovered.is_set()
-        }
+            producers = tuple(SeedProducer(topic, partition) for topic, partition in self._state.producers[known:])
+        update = ViewUpdate(
+            self.cluster_view(), producers=producers, producers_from=known, recovering=not self._recovered.is_set()
+        )
+        return update.to_json()
 
     def recover(self, view: object) -> bool:
-        """Rebuild the configuration from the replica's last view (None: it has none, a fresh
-        cluster). Only a recovering primary takes it; returns False when it was not recovering."""
+        """Rebuild the configuration from the replica's last view (its ``ViewUpdate`` JSON as
+        offered on ``POST /v1/view``; None: it has none, a fresh cluster). Only a recovering
+        primary takes it; returns False when it was not recovering."""
         with self._write_lock:
             if self._recovered.is_set():
                 return False
@@ -325,7 +333,7 @@ class Primary:
         with self._state_lock:
             return list(self._state.brokers)
 
-    def _ready_brokers(self, excluding: set[str] = frozenset()) -> list[str]:
+    def _ready_brokers(self, excluding: Collection[str] = frozenset()) -> list[str]:
         return [n for n in self._state.brokers if self._ready.get(n) and n not in excluding]
 
     def _address(self, broker: str) -> str:

@@ -12,16 +12,17 @@ the replica then offers it its last view (``POST /v1/view``) and keeps serving t
 primary answers with the recovered one, so consumers never see their topics vanish meanwhile.
 """
 
-import json
+import dataclasses
 import logging
 import threading
+import time
 
 from myqueue.core import defaults
 from myqueue.core.names import seed_group, validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.net.pool import Pool
-from myqueue.service.auth import auth_headers
+from myqueue.core.view import ClusterView, ViewError, ViewUpdate
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from .brokers import BrokerClient, BrokerLostPartition
 from .state import ConsumerRegistry, EventType, event, require_partition, require_topic
@@ -40,7 +41,7 @@ class Replica:
         self._primary_url = primary_url.rstrip("/")
         self._brokers = brokers
         self._token = token
-        self._view: dict | None = None
+        self._view: ViewUpdate | None = None  # the last /v1/view answer synced (with every seed producer)
         self._view_lock = threading.Lock()
         self._registry = ConsumerRegistry()
         self._register_lock = threading.Lock()
@@ -49,12 +50,17 @@ class Replica:
         self._consumer_locks_guard = threading.Lock()
         self._stop = threading.Event()
         self.primary_reachable: bool | None = None  # None until the first sync attempt
+        self.last_synced_at: float | None = None  # time.time() of the primary's last answer (metrics)
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def load(self) -> None:
         for ev in self._store.load(STREAM):
             self._registry.apply(ev)
-        self._view = self._store.load_view(VIEW_NAME)
+        saved = self._store.load_view(VIEW_NAME)
+        try:
+            self._view = None if saved is None else ViewUpdate.from_json(saved, "saved view")
+        except ViewError as e:  # not ours to repair: serve nothing until the primary answers
+            log.warning("ignoring the saved view: %s", e)
         log.info(
             "loaded %d consumers; saved view %s",
             len(self._registry.consumers),
@@ -74,38 +80,32 @@ class Replica:
 
     # --- view sync ---------------------------------------------------------------------------------
     def _sync_loop(self) -> None:
-        # The project's pool, not a requests.Session: a connection that failed is closed and
-        # never reused, so a dead or half-open connection to a replaced primary cannot stall us.
-        pool = Pool(max_idle_per_host=1, headers=auth_headers(self._token))
-        try:
-            self._sync_with(pool)
-        finally:
-            pool.close()
+        # The project's envelope client, not a requests.Session: a connection that failed is closed
+        # and never reused, so a dead or half-open connection to a replaced primary cannot stall us.
+        with EnvelopeClient(token=self._token, max_idle_per_host=1) as primary:
+            self._sync_with(primary)
 
-    def _sync_with(self, pool: Pool) -> None:
+    def _sync_with(self, primary: EnvelopeClient) -> None:
         backoff = 0.1
         full = True  # ask for every seed producer (else only those after the ones we have)
         while not self._stop.is_set():
-            current = self._view or {}
+            current = self._view
             try:
-                answer = pool.request(
+                message = primary.message(
                     "GET",
                     f"{self._primary_url}/v1/view",
                     params={
-                        "since": current.get("version", -1),
-                        "epoch": current.get("epoch", ""),
+                        "since": current.view.version if current else -1,
+                        "epoch": (current.view.epoch or "") if current else "",
                         "wait": int(defaults.VIEW_LONG_POLL_S),
-                        "producers": 0 if full else len(current.get("producers", [])),
+                        "producers": len(current.producers) if current and not full else 0,
                     },
                     timeout=defaults.VIEW_LONG_POLL_S + 10,
                     connect_timeout=defaults.VIEW_CONNECT_TIMEOUT_S,
                 )
-                if answer.status != 200:
-                    raise ValueError(f"GET /v1/view answered {answer.status}")
-                view = json.loads(answer.body)["message"]
-                if not isinstance(view, dict):  # checked here: an uncaught error would end the sync for good
-                    raise ValueError(f"GET /v1/view answered a {type(view).__name__} view")
-            except (OSError, ValueError, KeyError, TypeError) as e:
+                # Checked here (ViewError is a ValueError): an uncaught error would end the sync for good.
+                update = ViewUpdate.from_json(message)
+            except (CallFailed, ValueError) as e:
                 if self.primary_reachable is not False:
                     log.warning("primary unreachable (%s: %s); serving the last view", type(e).__name__, e)
                 self.primary_reachable = False
@@ -116,78 +116,76 @@ class Replica:
             if not self.primary_reachable:
                 log.info("synced with the primary at %s", self._primary_url)
             self.primary_reachable = True
-            view, full = _with_producers(view, current)
+            self.last_synced_at = time.time()
+            update, full = _with_producers(update, current)
             if full:
                 continue  # our producer list does not continue the primary's: ask for all of it
-            if view.get("recovering"):
-                if not self._offer_view(pool, current, view.get("epoch")):
+            if update.recovering:
+                if not self._offer_view(primary, current, update.view.epoch):
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, 2.0)
                 continue
-            if (view.get("epoch"), view.get("version")) != (current.get("epoch"), current.get("version")):
-                self._set_view(view)
+            synced = update.view
+            if current is None or (synced.epoch, synced.version) != (current.view.epoch, current.view.version):
+                self._set_view(update)
 
-    def _offer_view(self, pool: Pool, current: dict, epoch: object) -> bool:
+    def _offer_view(self, primary: EnvelopeClient, current: ViewUpdate | None, epoch: str | None) -> bool:
         """Give a recovering primary our last view (none if we have none, or only its own epoch's)."""
-        offer = current if current and current.get("epoch") != epoch else None
+        offer = current.to_json() if current is not None and current.view.epoch != epoch else None
         try:
-            answer = pool.request(
+            primary.call(
                 "POST",
                 f"{self._primary_url}/v1/view",
-                body=json.dumps({"view": offer}).encode(),
-                headers={"Content-Type": "application/json"},
+                json_body={"view": offer},
                 timeout=defaults.VIEW_LONG_POLL_S,
                 connect_timeout=defaults.VIEW_CONNECT_TIMEOUT_S,
             )
-            if answer.status != 200:
-                raise ValueError(f"POST /v1/view answered {answer.status}")
-        except (OSError, ValueError) as e:
+        except CallFailed as e:
             log.warning("offering the last view to the recovering primary failed: %s", e)
             return False
         log.info("offered the recovering primary %s", "our last view" if offer else "no view (we have none)")
         return True
 
-    def _set_view(self, view: dict) -> None:
+    def _set_view(self, update: ViewUpdate) -> None:
         with self._view_lock:
-            self._view = view
+            self._view = update
         try:
-            self._store.save_view(VIEW_NAME, view)
+            self._store.save_view(VIEW_NAME, update.to_json())
         except Exception:  # noqa: BLE001 - the in-memory view still serves; the next sync saves again
             log.warning("could not save the synced view", exc_info=True)
 
-    def view(self) -> dict:
-        view = self._current_view()
-        return {"version": view["version"], "brokers": view["brokers"], "topics": view["topics"]}
+    def cluster_view(self) -> ClusterView:
+        """The synced view as the replica serves it: without the primary's epoch."""
+        return dataclasses.replace(self._current_view(), epoch=None)
 
-    def _current_view(self) -> dict:
-        view = self._view
-        if view is None:
+    def view(self) -> dict:
+        """``GET /v1/metadata``'s answer (the wire JSON of ``cluster_view``)."""
+        return self.cluster_view().to_json()
+
+    def _current_view(self) -> ClusterView:
+        update = self._view
+        if update is None:
             raise Refusal(Reason.UNAVAILABLE, "no cluster view from the primary yet; retry")
-        return view
+        return update.view
 
     def seed_topics(self) -> dict:
         view = self._current_view()
-        return {t: {p["partition"]: p["broker"] for p in parts} for t, parts in view["topics"].items()}
+        return {t: {p.partition: p.broker for p in parts} for t, parts in view.topics.items()}
 
     def broker_names(self) -> list[str]:
-        return list(self._current_view()["brokers"])
+        return list(self._current_view().brokers)
 
-    def _partitions(self, view: dict, topic: str) -> list[str]:
-        return [p["partition"] for p in view["topics"].get(topic, [])]
-
-    def _address(self, view: dict, topic: str, partition: str) -> str | None:
-        for p in view["topics"].get(topic, []):
-            if p["partition"] == partition and p["broker"]:
-                broker = view["brokers"].get(p["broker"])
-                return broker["address"] if broker else None
-        return None
+    @staticmethod
+    def _address(view: ClusterView, topic: str, partition: str) -> str | None:
+        broker = view.broker_for(topic, partition)
+        return broker.address if broker else None
 
     # --- consumers ----------------------------------------------------------------------------------------
     def register_consumer(self, topic: object, partition: object | None) -> int:
         topic = validate_topic(topic)
         partition = None if partition is None else validate_partition(partition)
         view = self._current_view()
-        topics = {t: {p["partition"] for p in parts} for t, parts in view["topics"].items()}
+        topics = {t: view.partitions(t) for t in view.topics}
         if partition is None:
             require_topic(topics, topic)
         else:
@@ -198,7 +196,7 @@ class Replica:
             group = seed_group(consumer_id)
             # Positions first: a registration that fails half-way leaves only unused positions
             # for an id that the next registration overwrites, never a half-registered consumer.
-            for part in [partition] if partition else self._partitions(view, topic):
+            for part in [partition] if partition else view.partitions(topic):
                 address = self._address(view, topic, part)
                 if address is None:
                     raise Refusal(Reason.NO_BROKER, f"partition {topic}:{part} has no broker right now; retry")
@@ -218,14 +216,14 @@ class Replica:
                 lock = self._consumer_locks[consumer_id] = threading.Lock()
             return lock
 
-    def _consumer_partitions(self, consumer_id: int) -> tuple[str, list[str], dict]:
+    def _consumer_partitions(self, consumer_id: int) -> tuple[str, list[str], ClusterView]:
         topic, partition = self._registry.consumer(consumer_id)
         view = self._current_view()
-        if topic not in view["topics"]:  # topics are never deleted: the configuration was lost
+        if topic not in view.topics:  # topics are never deleted: the configuration was lost
             raise Refusal(
                 Reason.TOPIC_NOT_FOUND, f"topic {topic} of consumer {consumer_id} is not in the cluster's configuration"
             )
-        return topic, [partition] if partition else self._partitions(view, topic), view
+        return topic, [partition] if partition else view.partitions(topic), view
 
     def consume(self, consumer_id: int) -> tuple[str, str, int]:
         """The next message for a consumer, round-robin over its partitions: (value, "T:P", offset)."""
@@ -272,12 +270,12 @@ class Replica:
         return pending
 
 
-def _with_producers(view: dict, current: dict) -> tuple[dict, bool]:
-    """The view with its complete seed producer list (an answer may carry only the new ones), and
+def _with_producers(update: ViewUpdate, current: ViewUpdate | None) -> tuple[ViewUpdate, bool]:
+    """The update with its complete seed producer list (an answer may carry only the new ones), and
     whether that failed because the answer does not continue ``current``'s list."""
-    start = view.get("producers_from", 0)
+    start = update.producers_from
     if not start:
-        return view, False
-    if view.get("epoch") != current.get("epoch") or start != len(current.get("producers", [])):
-        return view, True
-    return {**view, "producers": current["producers"] + view.get("producers", []), "producers_from": 0}, False
+        return update, False
+    if current is None or update.view.epoch != current.view.epoch or start != len(current.producers):
+        return update, True
+    return dataclasses.replace(update, producers=current.producers + update.producers, producers_from=0), False

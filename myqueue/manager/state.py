@@ -14,6 +14,7 @@ from myqueue.core import defaults
 from myqueue.core.names import validate_broker_name, validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.core.view import ViewError, ViewUpdate
 
 
 class EventType(StrEnum):
@@ -116,45 +117,42 @@ def check_new_producer(state: ClusterState) -> None:
 
 def recovery_events(view: object, state: ClusterState) -> list[dict]:
     """The events that rebuild a configuration from a replica's last synced view (``/v1/view``'s
-    answer: brokers, topics in creation order, seed producers in id order) on top of ``state``,
-    which holds only brokers that registered meanwhile (their address is newer: kept). None:
-    nothing to recover. Checked like the requests that made it, all before any event is returned."""
+    answer, ``core.view.ViewUpdate`` JSON: brokers, topics in creation order, seed producers in id
+    order) on top of ``state``, which holds only brokers that registered meanwhile (their address is
+    newer: kept). None: nothing to recover. Checked like the requests that made it, all before any
+    event is returned."""
     if view is None:
         return []
-    if not isinstance(view, dict):
-        raise Refusal(Reason.INVALID_REQUEST, "the offered view must be an object")
     try:
-        brokers, topics, producers = view["brokers"], view["topics"], view.get("producers", [])
-        scratch = ClusterState(brokers=dict(state.brokers))
-        events: list[dict] = []
+        offered = ViewUpdate.from_json(view)
+    except ViewError as e:
+        raise Refusal(Reason.INVALID_REQUEST, f"not a cluster view: {e}") from e
+    scratch = ClusterState(brokers=dict(state.brokers))
+    events: list[dict] = []
 
-        def add(ev: dict) -> None:
-            scratch.apply(ev)
-            events.append(ev)
+    def add(ev: dict) -> None:
+        scratch.apply(ev)
+        events.append(ev)
 
-        for name, broker in brokers.items():
-            name = validate_broker_name(name)
-            if name in state.brokers:
-                continue
-            check_new_broker(scratch, name)
-            if not isinstance(broker["address"], str):
-                raise TypeError("a broker address is a string")
-            add(event(EventType.BROKER_REGISTERED, name=name, address=broker["address"]))
-        for topic, partitions in topics.items():
-            topic = validate_topic(topic)
-            for entry in partitions:
-                partition = validate_partition(entry["partition"])
-                check_new_partition(scratch, topic, partition)
-                owner = entry["broker"] if entry["broker"] in scratch.brokers else None
-                add(event(EventType.PARTITION_ADDED, topic=topic, partition=partition, broker=owner))
-        for topic, partition in producers:
-            check_new_producer(scratch)
-            require_topic(scratch.topics, topic)
-            if partition is not None:
-                require_partition(scratch.topics, topic, partition)
-            add(event(EventType.PRODUCER_REGISTERED, topic=topic, partition=partition))
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise Refusal(Reason.INVALID_REQUEST, f"not a cluster view: {type(e).__name__}: {e}") from e
+    for name, broker in offered.view.brokers.items():
+        name = validate_broker_name(name)
+        if name in state.brokers:
+            continue
+        check_new_broker(scratch, name)
+        add(event(EventType.BROKER_REGISTERED, name=name, address=broker.address))
+    for topic, partitions in offered.view.topics.items():
+        topic = validate_topic(topic)
+        for entry in partitions:
+            partition = validate_partition(entry.partition)
+            check_new_partition(scratch, topic, partition)
+            owner = entry.broker if entry.broker in scratch.brokers else None
+            add(event(EventType.PARTITION_ADDED, topic=topic, partition=partition, broker=owner))
+    for producer in offered.producers:
+        check_new_producer(scratch)
+        require_topic(scratch.topics, producer.topic)
+        if producer.partition is not None:
+            require_partition(scratch.topics, producer.topic, producer.partition)
+        add(event(EventType.PRODUCER_REGISTERED, topic=producer.topic, partition=producer.partition))
     return events
 
 

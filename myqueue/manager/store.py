@@ -8,8 +8,8 @@ is down.
 
 Every appended batch may carry a batch id (a random token its writer chose), stored on each of
 its rows in the same INSERT: after a lost COMMIT acknowledgement the writer asks
-``batch_committed`` whether its batch is in the log, instead of guessing. The column is added in
-place to a database created before it (``ADD COLUMN IF NOT EXISTS``); older rows have none.
+``batch_committed`` whether its batch is in the log, instead of guessing. Older rows have none.
+The tables are made by the versioned migrations (``myqueue/db/migrate.py``), as the broker's are.
 """
 
 import json
@@ -18,23 +18,8 @@ from abc import ABC, abstractmethod
 
 from psycopg2.extras import Json, execute_values
 
+from myqueue.db.migrate import migrate
 from myqueue.db.pool import Database
-
-SCHEMA_LOCK_KEY = 0x6D71_6D67  # "mqmg"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS mq_meta_events (
-    stream text   NOT NULL,
-    seq    bigint NOT NULL,
-    event  jsonb  NOT NULL,
-    PRIMARY KEY (stream, seq)
-);
-ALTER TABLE mq_meta_events ADD COLUMN IF NOT EXISTS batch_id text;
-CREATE INDEX IF NOT EXISTS mq_meta_events_batch ON mq_meta_events (stream, batch_id) WHERE batch_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS mq_meta_views (
-    name text PRIMARY KEY,
-    view jsonb NOT NULL
-);
-"""
 
 
 class MetaStore(ABC):
@@ -112,11 +97,7 @@ class PostgresMetaStore(MetaStore):
         if self._schema_ready:
             return
 
-        def work(cur):
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            cur.execute(SCHEMA)
-
-        self._db.run(work, idempotent=True)
+        migrate(self._db)
         self._schema_ready = True
 
     def load(self, stream: str) -> list[dict]:

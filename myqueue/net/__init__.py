@@ -1,4 +1,5 @@
-"""Plain HTTP/1.1 keep-alive connections shared by the client library and the managers' broker calls.
+"""Every call from one myqueue component to another: keep-alive HTTP/1.1 connections (``pool``)
+and the one envelope client on them (``envelope``).
 
 Imports only the standard library and ``myqueue.core`` (an import-linter contract).
 """

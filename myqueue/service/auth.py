@@ -5,7 +5,8 @@ internal network only (the default of `myqueue cluster up` and of the Helm chart
 With a token (``MYQUEUE_TOKEN``, or ``MYQUEUE_TOKEN_FILE`` naming a file such as a mounted
 Kubernetes Secret) every request must carry ``Authorization: Bearer <token>`` except the probes
 ``/healthz`` and ``/readyz``, which kubelets and supervisors call without credentials. One token
-serves the whole cluster: managers present it to brokers and the replica to the primary.
+serves the whole cluster: managers present it to brokers and the replica to the primary (the
+header they send is built in ``myqueue.net.envelope.bearer``).
 """
 
 import hmac
@@ -33,7 +34,3 @@ def authorized(header: str | None, token: str) -> bool:
     if not header or not header.startswith("Bearer "):
         return False
     return hmac.compare_digest(header[len("Bearer ") :].encode(), token.encode())
-
-
-def auth_headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}

@@ -8,15 +8,16 @@ from importlib import resources
 
 import yaml
 from flask import Flask, Response, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from myqueue.core.reasons import Reason
 
 from .auth import OPEN_PATHS, authorized
 from .envelope import failure, install_error_handlers, success
+from .metrics import HealthCollector, RequestMetrics, is_long_poll
 
 log = logging.getLogger(__name__)
-OBSERVE_EXTENSION = "myqueue.observe"  # app.extensions key: observe(endpoint, status, seconds)
+OBSERVE_EXTENSION = "myqueue.observe"  # app.extensions key: RequestMetrics.observe (service/metrics.py)
 
 
 class ServiceState:
@@ -48,16 +49,12 @@ def create_base_app(
     app.json.sort_keys = False
     state = ServiceState()
     registry = CollectorRegistry()
-    requests_total = Counter(
-        "myqueue_http_requests_total", "HTTP requests answered", ["service", "endpoint", "code"], registry=registry
-    )
-    latency = Histogram(
-        "myqueue_http_request_seconds",
-        "HTTP request latency",
-        ["service", "endpoint"],
-        registry=registry,
-        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
-    )
+    observe = RequestMetrics(service, registry).observe
+
+    def ready_now() -> bool:  # what /readyz answers, for the myqueue_ready gauge
+        return not state.draining.is_set() and ready_check()[0]
+
+    registry.register(HealthCollector(service, ready_now, lambda: state.in_flight))
     install_error_handlers(app)
 
     @app.before_request
@@ -72,11 +69,6 @@ def create_base_app(
     def _finish(_exc):
         state.leave()
 
-    def observe(endpoint: str, status: int, seconds: float | None) -> None:
-        if seconds is not None:
-            latency.labels(service, endpoint).observe(seconds)
-        requests_total.labels(service, endpoint, str(status)).inc()
-
     # For routes served in front of Flask (service/lean.py), so they count in the same metrics.
     app.extensions[OBSERVE_EXTENSION] = observe
 
@@ -84,7 +76,8 @@ def create_base_app(
     def _observe(response: Response):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         started = request.environ.get("myqueue.start")
-        observe(endpoint, response.status_code, None if started is None else time.perf_counter() - started)
+        seconds = None if started is None else time.perf_counter() - started
+        observe(endpoint, request.method, response.status_code, seconds, is_long_poll(request.args))
         return response
 
     @app.get("/healthz")

@@ -15,7 +15,7 @@ passed to the handler, refusals answered with the status of their reason, as ``e
 
 What a lane route keeps from the Flask app: the bearer-token check (a failure goes to Flask,
 which answers 401), in-flight accounting for graceful shutdown, the same request metrics
-(``myqueue_http_requests_total`` / ``myqueue_http_request_seconds`` under the route's rule), the
+(``service/metrics.py``: counted under the route's rule and method, long-polls timed apart), the
 envelope and its refusal mapping (StorageUnavailable 503 UNAVAILABLE, OutcomeUnknown 503
 OUTCOME_UNKNOWN, a Retry-After header on both, anything unexpected logged and answered
 500 without a trace). Handlers are the same functions the Flask views call, so the two paths
@@ -46,6 +46,7 @@ from .envelope import (
     parse_json,
     status_for,
 )
+from .metrics import environ_is_long_poll
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Raw:
 Handler = Callable[[dict], dict[str, Any]]
 # (environ, *the rule's <name> segments) -> the envelope's fields, or a Raw answer
 V1Handler = Callable[..., "dict[str, Any] | Raw"]
-Observe = Callable[[str, int, float], None]  # (rule, status code, seconds)
+Observe = Callable[[str, str, int, float, bool], None]  # RequestMetrics.observe (service/metrics.py)
 
 
 def _status_line(code: int) -> str:
@@ -189,7 +190,8 @@ class LeanRoutes:
             if answer.get("reason") in RETRY_LATER:
                 headers.append(("Retry-After", RETRY_AFTER_S))
         start_response(_STATUS_LINES[status], headers)
-        self._observe(rule, status, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self._observe(rule, environ["REQUEST_METHOD"], status, seconds, environ_is_long_poll(environ))
         return [body]
 
     @staticmethod

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from myqueue.client import ApiHandler, Consumer
 from myqueue.client.address import Managers, manager_urls
 from myqueue.client.errors import MyQueueError, NoMessage
-from myqueue.client.metadata import Metadata, partition_url
+from myqueue.client.metadata import Metadata, partition_url, position_url
 from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
 from myqueue.core.names import seed_group
@@ -70,7 +70,7 @@ def open_seed(
 
     def position(topic: str, partition: str, group: str) -> int:
         def get(broker_url: str) -> dict:
-            return transport.json("GET", partition_url(broker_url, topic, partition, f"/positions/{group}"))["message"]
+            return transport.json("GET", position_url(broker_url, topic, partition, group))["message"]
 
         offset = metadata.call_owner(topic, partition, get, retries=defaults.CLIENT_RETRIES)["offset"]
         return 0 if offset is None else offset

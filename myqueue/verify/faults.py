@@ -31,11 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import requests
-
 from myqueue.cluster import probes
 from myqueue.cluster.local import LocalCluster, LocalClusterError, wait_for
 from myqueue.core import defaults as core_defaults
+from myqueue.core.view import ClusterView
 
 from .workload import Report, Workload
 
@@ -124,7 +123,7 @@ class FaultDriver:
                     continue
                 try:
                     self._inject(fault, workload, index)
-                except (LocalClusterError, OSError, requests.RequestException) as error:
+                except (LocalClusterError, OSError) as error:
                     self._problem(f"{fault}: {error}")
                 finally:
                     progress.open_gate(index)
@@ -201,15 +200,14 @@ class FaultDriver:
         view = self._metadata(self.cluster.primary_url)
         if view is None:
             raise LocalClusterError("the primary does not answer /v1/metadata; cannot choose a broker")
-        owners = {(t, p["partition"]): p["broker"] for t, parts in view["topics"].items() for p in parts}
-        ours = [owners.get(tp) for tp in workload.partitions]
+        ours = [view.owner(t, p) for t, p in workload.partitions]
         brokers = sorted({b for b in ours if b})
         if not brokers:
             raise LocalClusterError("none of the run's partitions has a broker")
         victim = brokers[index % len(brokers)]
         return victim, [f"{t}:{p}" for (t, p), b in zip(workload.partitions, ours, strict=True) if b == victim]
 
-    def _metadata(self, base_url: str) -> dict | None:
+    def _metadata(self, base_url: str) -> ClusterView | None:
         with probes.session() as session:
             return probes.metadata(session, base_url)
 

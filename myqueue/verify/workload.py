@@ -28,9 +28,10 @@ from typing import Any
 
 from myqueue.client import ApiHandler, Consumer, Producer
 from myqueue.client.address import manager_urls
-from myqueue.client.errors import AlreadyExists, BrokerUnavailable, MyQueueError, RequestTimeout
+from myqueue.client.errors import AlreadyExists, BrokerUnavailable, MyQueueError
 from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
+from myqueue.core.view import ClusterView, ViewError
 
 from .consumers import ConsumerLog, Position, open_fast, open_seed, read_back, run_fast, run_seed
 from .history import Ack, History, TopicPartition
@@ -47,6 +48,7 @@ POLL_S = 0.2  # one producer wait for an outcome, one drain check
 QUIET_MIN_S = 5.0  # a drain ends early when nothing arrived for max(this, client timeout)
 CLOSE_TIMEOUT_S = 30.0  # closing a producer or consumer
 FAULTS_JOIN_TIMEOUT_S = 3600.0  # a fault driver bounds each fault itself; this bounds the whole
+PROGRESS_EVERY_S = defaults.CLI_PROGRESS_EVERY_S  # a "progress:" line this often in the produce and drain phases
 
 
 @dataclass(frozen=True)
@@ -181,14 +183,12 @@ class Workload:
     def _visible(self, transport: Transport, manager: str) -> bool:
         """Every partition of ours is in the manager's metadata with a ready broker."""
         try:
-            view = transport.json("GET", f"{manager}/v1/metadata")["message"]
-        except MyQueueError:
+            view = ClusterView.from_json(transport.json("GET", f"{manager}/v1/metadata")["message"])
+        except (MyQueueError, ViewError):
             return False
-        brokers = view.get("brokers", {})
         for topic, partition in self.partitions:
-            owners = {p["partition"]: p["broker"] for p in view.get("topics", {}).get(topic, [])}
-            broker = owners.get(partition)
-            if broker is None or not brokers.get(broker, {}).get("ready"):
+            broker = view.broker_for(topic, partition)
+            if broker is None or not broker.ready:
                 return False
         return True
 
@@ -231,7 +231,13 @@ class Workload:
             driver.start()
         bound = config.duration + self._settle_s() + CLOSE_TIMEOUT_S
         for thread in producers:
-            thread.join(max(0.0, started + bound - time.monotonic()))
+            while thread.is_alive() and (left := started + bound - time.monotonic()) > 0:
+                thread.join(min(PROGRESS_EVERY_S, left))
+                if thread.is_alive():
+                    self.report(
+                        f"progress: produce {self.progress.dispatched} sent, {len(self._acks)} acknowledged "
+                        f"after {time.monotonic() - started:.0f} s"
+                    )
         self.progress.finish()
         if driver is not None:
             driver.join(FAULTS_JOIN_TIMEOUT_S)  # each fault has its own trigger and recovery deadlines
@@ -344,7 +350,14 @@ class Workload:
         quiet_s = max(QUIET_MIN_S, self.config.client_timeout)
         missing = {log_.name: self._expected(log_) for log_ in self._logs}
         outcome = f"drain timeout ({self.config.drain_timeout:g} s) reached"
+        next_progress = started + PROGRESS_EVERY_S
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_progress:
+                next_progress += PROGRESS_EVERY_S
+                self.report(
+                    f"progress: drain {sum(len(m) for m in missing.values())} deliveries still missing "
+                    f"after {time.monotonic() - started:.0f} s"
+                )
             for log_ in self._logs:
                 missing[log_.name] -= log_.received
             if not any(missing.values()):
@@ -397,7 +410,9 @@ def _add_partition(api: ApiHandler, topic: str, partition: str) -> bool:
         api.add_topic(topic, partition)
     except AlreadyExists:
         return True
-    except (BrokerUnavailable, RequestTimeout) as error:
+    except MyQueueError as error:
+        if not error.unavailable:
+            raise
         log.warning("creating %s:%s: %s; retrying", topic, partition, error)
         return False
     return True

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from . import metrics
 from .config import BLOCKED_DELETE_DELAY_S, BROKERS, ON_DELETE_ANNOTATION
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
@@ -33,6 +34,7 @@ def _write(ctx: Context, obj: dict, status: dict) -> None:
     write_status(ctx, BROKERS, obj, status)
 
 
+@metrics.reconciles("Broker")
 def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.Readiness | None:
     """Bring one Broker's objects and status up to date; None when it is gone or being deleted.
 
@@ -84,7 +86,7 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
         detail, count = "", None
         try:
             ctx.primary.register_broker(name, address)
-            count = len(render_broker.partitions_on(ctx.primary.metadata(), name))
+            count = len(ctx.primary.metadata().placed_on(name))
             registration, detail = Registration.REGISTERED, f"as {address}"
         except PrimaryUnavailable as e:
             registration, detail = Registration.UNAVAILABLE, str(e)
@@ -97,6 +99,7 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
         return readiness
 
 
+@metrics.reconciles("Broker", "finalize")
 def finalize_broker(ctx: Context, broker: Mapping) -> str:
     """The Broker is being deleted: unregister it and remove its Pod and Service; returns what was done.
 
@@ -118,8 +121,8 @@ def finalize_broker(ctx: Context, broker: Mapping) -> str:
             metadata = ctx.primary.metadata()
         except PrimaryUnavailable as e:
             raise RetryLater(f"cannot check the broker's partitions: {e}", ctx.config.retry_delay_s) from e
-        registered = name in (metadata.get("brokers") or {})
-        held = render_broker.partitions_on(metadata, name)
+        registered = name in metadata.brokers
+        held = [f"{topic}:{partition}" for topic, partition in metadata.placed_on(name)]
         annotations = current["metadata"].get("annotations") or {}
         move = annotations.get(ON_DELETE_ANNOTATION) == MOVE_PARTITIONS
         if registered and held and not move:

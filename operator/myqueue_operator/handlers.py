@@ -14,7 +14,8 @@ sets kopf's behaviour deliberately:
   the CRDs must exist when the operator starts (Helm installs ``crds/`` first).
 
 Failures: ``InvalidSpec`` -> ``kopf.PermanentError`` (the Ready condition says why);
-``RetryLater``, API errors and unreachable managers -> ``kopf.TemporaryError(delay=...)``.
+``RetryLater``, API errors and unreachable managers -> ``kopf.TemporaryError(delay=...)``. Each
+failed handler call is counted in ``myqueue_operator_handler_failures_total`` (metrics.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import kopf
 from kubernetes.client import ApiException
 
-from . import brokers, topics
+from . import brokers, metrics, topics
 from .config import (
     ANNOTATION_PREFIX,
     BROKERS,
@@ -67,6 +68,13 @@ def kopf_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            return mapped(*args, **kwargs)
+        except Exception as e:
+            metrics.handler_failed(fn.__name__, e)
+            raise
+
+    def mapped(*args: Any, **kwargs: Any) -> Any:
+        try:
             return fn(*args, **kwargs)
         except InvalidSpec as e:
             raise kopf.PermanentError(str(e)) from e
@@ -78,13 +86,15 @@ def kopf_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _logged(what: str, fn: Callable[[], Any]) -> None:
-    """For triggers kopf does not retry (Pod events, timers): log; the next trigger retries."""
+def _logged(handler: str, what: str, fn: Callable[[], Any]) -> None:
+    """For triggers kopf does not retry (Pod events, timers): log and count; the next trigger retries."""
     try:
         fn()
     except (InvalidSpec, RetryLater) as e:
+        metrics.handler_failed(handler, e)
         log.info("%s: %s", what, e)
     except ApiException as e:
+        metrics.handler_failed(handler, e)
         log.warning("%s: Kubernetes API %s %s", what, e.status, e.reason)
 
 
@@ -122,7 +132,7 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         interval=ctx.config.resync_s, initial_delay=ctx.config.resync_s, registry=registry,
     )
     def broker_resync(namespace: str, name: str, **_: Any) -> None:
-        _logged(f"broker {namespace}/{name}", lambda: brokers.reconcile_broker(ctx, namespace, name))
+        _logged("resync-broker", f"broker {namespace}/{name}", lambda: brokers.reconcile_broker(ctx, namespace, name))
 
     @kopf.on.event("", "v1", "pods", id="broker-pod", labels={render_broker.MANAGED_BY: render_broker.OPERATOR_NAME}, registry=registry)
     @kopf.on.event("", "v1", "services", id="broker-service", labels={render_broker.MANAGED_BY: render_broker.OPERATOR_NAME}, registry=registry)
@@ -130,7 +140,7 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         """A broker's Pod or Service changed or went away: reconcile its Broker (recreates it)."""
         broker = labels.get(render_broker.BROKER_LABEL)
         if broker:
-            _logged(f"broker {namespace}/{broker}", lambda: brokers.reconcile_broker(ctx, namespace, broker))
+            _logged("broker-child", f"broker {namespace}/{broker}", lambda: brokers.reconcile_broker(ctx, namespace, broker))
 
     @kopf.on.delete(GROUP, VERSION, BROKERS, id="finalize-broker", registry=registry)
     @kopf_errors
@@ -150,7 +160,7 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         interval=ctx.config.resync_s, initial_delay=ctx.config.resync_s, registry=registry,
     )
     def topic_resync(namespace: str, name: str, **_: Any) -> None:
-        _logged(f"topic {namespace}/{name}", lambda: topics.reconcile_topic(ctx, namespace, name))
+        _logged("resync-topic", f"topic {namespace}/{name}", lambda: topics.reconcile_topic(ctx, namespace, name))
 
     @kopf.on.delete(GROUP, VERSION, TOPICS, id="finalize-topic", registry=registry)
     def topic_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:

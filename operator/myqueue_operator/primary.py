@@ -5,18 +5,21 @@ operator registers brokers (``POST /v1/brokers``), unregisters them (``DELETE /v
 adds partitions (``POST /topics/add``, placed by the primary with ``core.placement``) and reads
 ``GET /v1/metadata``. End offsets come from the brokers' ``GET /v1/partitions``.
 
-Every failure becomes a ``PrimaryError`` subclass: ``PrimaryUnavailable`` when no answer came
-(retry later), ``PrimaryRefused`` with the manager's machine-readable ``reason`` otherwise.
+Calls go through ``myqueue.net.envelope.EnvelopeClient``; every ``CallFailed`` becomes a
+``PrimaryError`` subclass in ``_error``: ``PrimaryUnavailable`` when no answer came, the answer is
+not an envelope, or the manager says it cannot serve now (retry later), ``PrimaryRefused`` with the
+manager's machine-readable ``reason`` otherwise.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
+from urllib.parse import quote
 
-import requests
-
+from myqueue.core.paths import PARTITIONS
 from myqueue.core.reasons import Reason
+from myqueue.core.view import ClusterView, ViewError
+from myqueue.net.envelope import CallFailed, EnvelopeClient
 
 from .config import BROKER_TIMEOUT_S, PRIMARY_TIMEOUT_S, REGISTER_TIMEOUT_S
 
@@ -39,47 +42,48 @@ class PrimaryRefused(PrimaryError):
         self.status = status
 
 
+def _error(failed: CallFailed) -> PrimaryError:
+    """The operator's error for a failed call: retry later, or the manager's refusal."""
+    where = f"{failed.method} {failed.url}"
+    if not failed.answered:
+        return PrimaryUnavailable(f"{where}: {failed.reach}")
+    if not failed.envelope:
+        return PrimaryUnavailable(f"{where}: HTTP {failed.status} without an envelope")
+    reason, status = failed.reason, failed.status or 0
+    if reason in (Reason.UNAVAILABLE.value, Reason.INTERNAL.value) or (reason is None and status >= 500):
+        return PrimaryUnavailable(f"{where}: HTTP {status}: {failed.message}")
+    return PrimaryRefused(reason or "UNKNOWN", failed.message, status)
+
+
 class PrimaryClient:
-    """HTTP calls to the primary manager; thread-safe (one requests.Session per thread)."""
+    """HTTP calls to the primary manager (and brokers); thread-safe (one keep-alive envelope client)."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = PRIMARY_TIMEOUT_S):
         self.url = url.rstrip("/")
         self._timeout = timeout
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._local = threading.local()
+        self._client = EnvelopeClient(token=token)
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            session.headers.update(self._headers)
-        return session
+    def close(self) -> None:
+        self._client.close()
 
     def _call(self, method: str, url: str, *, timeout: float | None = None, **kwargs: Any) -> Any:
         try:
-            response = self._session().request(method, url, timeout=timeout or self._timeout, **kwargs)
-        except requests.RequestException as e:
-            raise PrimaryUnavailable(f"{method} {url}: {type(e).__name__}") from e
-        try:
-            body = response.json()
-        except ValueError as e:
-            raise PrimaryUnavailable(f"{method} {url}: HTTP {response.status_code} without JSON") from e
-        if response.ok and isinstance(body, dict) and body.get("status") == "success":
-            return body.get("message")
-        reason = body.get("reason") if isinstance(body, dict) else None
-        message = str(body.get("message") if isinstance(body, dict) else body)
-        if reason in (Reason.UNAVAILABLE.value, Reason.INTERNAL.value) or (reason is None and response.status_code >= 500):
-            raise PrimaryUnavailable(f"{method} {url}: HTTP {response.status_code}: {message}")
-        raise PrimaryRefused(reason or "UNKNOWN", message, response.status_code)
+            return self._client.message(method, url, timeout=timeout or self._timeout, **kwargs)
+        except CallFailed as e:
+            raise _error(e) from e
 
     # --- the primary ------------------------------------------------------------------------------------
-    def metadata(self) -> dict:
-        """``{"brokers": {name: {"address", "ready"}}, "topics": {topic: [{"partition", "broker"}]}, ...}``"""
-        return self._call("GET", f"{self.url}/v1/metadata")
+    def metadata(self) -> ClusterView:
+        """``GET /v1/metadata``: brokers with readiness, topics with placement (a malformed answer: unavailable)."""
+        answer = self._call("GET", f"{self.url}/v1/metadata")
+        try:
+            return ClusterView.from_json(answer, "metadata")
+        except ViewError as e:
+            raise PrimaryUnavailable(f"GET {self.url}/v1/metadata: not a cluster view: {e}") from e
 
     def register_broker(self, name: str, address: str) -> None:
         """Idempotent: a known broker with the same address is a no-op; a new address replaces the old."""
-        self._call("POST", f"{self.url}/v1/brokers", json={"name": name, "address": address}, timeout=REGISTER_TIMEOUT_S)
+        self._call("POST", f"{self.url}/v1/brokers", json_body={"name": name, "address": address}, timeout=REGISTER_TIMEOUT_S)
 
     def unregister_broker(self, name: str, force: bool = False) -> dict | None:
         """Remove a broker; the primary re-places its partitions. None when it was not registered.
@@ -88,7 +92,7 @@ class PrimaryClient:
         """
         params = {"force": "true"} if force else None
         try:
-            return self._call("DELETE", f"{self.url}/v1/brokers/{name}", params=params, timeout=REGISTER_TIMEOUT_S)
+            return self._call("DELETE", f"{self.url}/v1/brokers/{quote(name, safe='')}", params=params, timeout=REGISTER_TIMEOUT_S)
         except PrimaryRefused as e:
             if e.reason == Reason.BROKER_NOT_FOUND.value:
                 return None
@@ -97,7 +101,7 @@ class PrimaryClient:
     def add_partition(self, topic: str, partition: str) -> bool:
         """Create one partition (the primary places it). False when it already existed."""
         try:
-            self._call("POST", f"{self.url}/topics/add", json={"topic": topic, "part": partition})
+            self._call("POST", f"{self.url}/topics/add", json_body={"topic": topic, "part": partition})
         except PrimaryRefused as e:
             if e.reason == Reason.PARTITION_EXISTS.value:
                 return False
@@ -107,5 +111,5 @@ class PrimaryClient:
     # --- brokers ------------------------------------------------------------------------------------------
     def end_offsets(self, address: str) -> dict[tuple[str, str], int]:
         """(topic, partition) -> end offset of everything a broker hosts."""
-        answer = self._call("GET", f"{address.rstrip('/')}/v1/partitions", timeout=BROKER_TIMEOUT_S)
+        answer = self._call("GET", address.rstrip("/") + PARTITIONS, timeout=BROKER_TIMEOUT_S)
         return {(p["topic"], p["partition"]): int(p["end_offset"]) for p in answer.get("partitions", [])}

@@ -17,7 +17,9 @@ import logging
 from collections.abc import Mapping
 
 from myqueue.core.reasons import Reason as ManagerReason
+from myqueue.core.view import ClusterView
 
+from . import metrics
 from .config import TOPICS
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
@@ -32,16 +34,16 @@ def _write(ctx: Context, obj: dict, status: dict) -> None:
     write_status(ctx, TOPICS, obj, status)
 
 
-def end_offsets(ctx: Context, metadata: Mapping, topic: str) -> dict[str, int | None]:
+def end_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, int | None]:
     """partition -> end offset, asking each broker that holds some of the topic once."""
-    brokers = metadata.get("brokers") or {}
     by_broker: dict[str, list[str]] = {}
-    for p in (metadata.get("topics") or {}).get(topic, []):
-        if p.get("broker"):
-            by_broker.setdefault(p["broker"], []).append(p["partition"])
+    for p in metadata.topics.get(topic, ()):
+        if p.broker:
+            by_broker.setdefault(p.broker, []).append(p.partition)
     offsets: dict[str, int | None] = {}
     for broker, partitions in by_broker.items():
-        address = (brokers.get(broker) or {}).get("address")
+        info = metadata.brokers.get(broker)
+        address = info.address if info else None
         try:
             hosted = ctx.primary.end_offsets(address) if address else {}
         except PrimaryError as e:
@@ -52,6 +54,7 @@ def end_offsets(ctx: Context, metadata: Mapping, topic: str) -> dict[str, int | 
     return offsets
 
 
+@metrics.reconciles("Topic")
 def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str] | None:
     """Create missing partitions and refresh status; returns (ready, reason), None when gone.
 
@@ -76,7 +79,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             metadata = ctx.primary.metadata()
         except PrimaryUnavailable as e:
             raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
-        existing = [p["partition"] for p in (metadata.get("topics") or {}).get(topic, [])]
+        existing = metadata.partitions(topic)
         plan = render_topic.plan_partitions(existing, desired)
         added: list[str] = []
         try:
@@ -98,15 +101,17 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             except PrimaryUnavailable as e:
                 raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
         offsets = end_offsets(ctx, metadata, topic)
-        ready, reason, message = render_topic.topic_readiness(metadata, topic, desired, plan)
+        wire = metadata.to_json()  # render's topic functions read the view's JSON form
+        ready, reason, message = render_topic.topic_readiness(wire, topic, desired, plan)
         status = render_topic.topic_status(
             obj, topic, ctx.now(), ready=ready, reason=reason, message=message,
-            partitions=render_topic.topic_partitions(metadata, topic, offsets),
+            partitions=render_topic.topic_partitions(wire, topic, offsets),
         )
         _write(ctx, obj, status)
         return ready, reason
 
 
+@metrics.reconciles("Topic", "finalize")
 def finalize_topic(ctx: Context, topic_obj: Mapping) -> str:
     """A Topic CR is being deleted. The managers have no topic-delete API yet, so the topic, its
     partitions and their data stay in the primary (and keep working through the HTTP API and the

@@ -43,7 +43,7 @@ def test_every_service_refuses_requests_without_the_token(secured):
 def test_clients_with_the_token_work_end_to_end(secured):
     api = ApiHandler("127.0.0.1", primary=str(secured.primary_port), readonly=str(secured.replica_port), token=TOKEN)
     assert "created" in api.add_topic("T1", "P1")
-    wait_until(lambda: "T1" in api.get_topics(), 20)
+    wait_until(lambda: "T1" in api.get_topics(), 20, message=lambda: f"topics: {api.get_topics()}")
     consumer = api.reg_consumer("T1", "P1")
     producer = api.reg_producer("T1", "P1")
     assert "Success" in api.produce(producer, "seed path")
@@ -55,7 +55,7 @@ def test_clients_with_the_token_work_end_to_end(secured):
         fast.send_batch("T1", "P1", ["fast path"])
     with Consumer("T1:P1", start="earliest", **args) as reader:
         got = []
-        wait_until(lambda: got.extend(reader.poll(timeout=0.5)) or len(got) >= 2, 20)
+        wait_until(lambda: got.extend(reader.poll(timeout=0.5)) or len(got) >= 2, 20, message=lambda: f"got {got}")
     assert [r.value for r in got] == [b"seed path", b"fast path"]
 
     with pytest.raises(errors.Unauthorized):

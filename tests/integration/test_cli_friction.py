@@ -171,3 +171,96 @@ def test_every_listing_command_prints_json_with_output_json(cluster):
     assert {name: info["pid"] for name, info in shown["processes"].items()} == {
         name: info["pid"] for name, info in cluster.processes().items()
     }
+
+
+def test_cluster_status_finds_a_cluster_up_started_without_a_state_file(tmp_path):
+    """``cluster up`` writes its state file by default (named after the primary's port), ``cluster
+    status`` finds it from the port alone, a second ``cluster up`` refused on the same ports leaves
+    the first one's file alone, and the file goes with the cluster."""
+    primary, replica = free_port(), free_port()
+    env = {**os.environ, "MYQUEUE_STATE_DIR": str(tmp_path / "run")}
+    ports = ["--primary-port", str(primary), "--replica-port", str(replica)]
+    state = tmp_path / "run" / f"cluster-{primary}.json"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "myqueue", "cluster", "up", "--brokers", "1", *ports],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_until(
+            lambda: state.exists() or up.poll() is not None, 90,
+            message=lambda: f"no {state}; supervisor exit code {up.poll()}",
+        )
+        assert up.poll() is None, up.communicate(timeout=CLI_TIMEOUT_S)[0][-2000:]
+        status = run_cli("cluster", "status", "--primary-port", str(primary), "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        listing = json.loads(status.stdout)
+        assert listing["supervisor_pid"] == up.pid and {"primary", "replica"} <= set(listing["processes"]), listing
+
+        again = run_cli("cluster", "up", "--brokers", "1", *ports, env=env)
+        assert again.returncode != 0 and "port in use" in again.stderr, again.stderr[-2000:]
+        assert state.exists(), "the refused second 'cluster up' removed the running cluster's state file"
+    finally:
+        up.terminate()
+        up.communicate(timeout=CLI_TIMEOUT_S)
+    assert not state.exists(), f"{state} outlived its cluster"
+    gone = run_cli("cluster", "status", "--primary-port", str(primary), env=env)
+    assert gone.returncode == 1 and "no running cluster" in gone.stderr and "cluster up" in gone.stderr, gone.stderr
+
+
+def test_completion_script_completes_commands_in_a_real_bash():
+    script = run_cli("completion", "bash")
+    assert script.returncode == 0, script.stderr
+    words = {"myqueue to": "topics", "myqueue topics cr": "create", "myqueue cluster st": "status"}
+    lines = [f"COMP_WORDS=({typed}); COMP_CWORD={len(typed.split()) - 1}; _shtab_myqueue; echo \"${{COMPREPLY[*]}}\""
+             for typed in words]
+    completed = subprocess.run(
+        ["bash", "-c", script.stdout + "\n" + "\n".join(lines)],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split("\n")[: len(words)] == list(words.values()), completed.stdout
+    for shell in ("zsh", "tcsh"):
+        other = run_cli("completion", shell)
+        assert other.returncode == 0 and "myqueue" in other.stdout, other.stderr
+
+
+def test_one_topic_creation_rule_for_the_cli_and_the_library(cluster, tmp_path):
+    """Topics are made explicitly; the only implicit creation is the seed contract's: registering a
+    seed producer for T:P makes partition P. So ``produce --topics T:P`` makes it, while ``T:*`` and
+    ``Producer.send`` refuse a topic that does not exist, with the same reason."""
+    from myqueue import Producer
+    from myqueue.client.errors import TopicNotFound
+
+    (tmp_path / "producer_1.txt").write_text("t MSG1 P1 TAUTO\n")
+    made = run_cli("produce", "--id", "1", "--topics", "TAUTO:P1", "--log_loc", str(tmp_path), *manager(cluster))
+    assert made.returncode == 0, made.stderr
+    wait_partitions(cluster, "TAUTO", {"P1"})
+
+    (tmp_path / "producer_2.txt").write_text("t MSG1 * TMISSING\n")
+    whole = run_cli("produce", "--id", "2", "--topics", "TMISSING:*", "--log_loc", str(tmp_path), *manager(cluster))
+    assert whole.returncode == 1 and "TMISSING" in whole.stderr, (whole.returncode, whole.stderr)
+    with Producer("127.0.0.1", cluster.primary_port, cluster.replica_port) as producer:
+        with pytest.raises(TopicNotFound):
+            producer.send("TMISSING", "x").result(timeout=CLI_TIMEOUT_S)
+    assert "TMISSING" not in topics(cluster)
+
+
+def test_brokers_test_says_it_plainly(cluster):
+    tested = run_cli("brokers", "test", "broker0", *manager(cluster))
+    assert tested.returncode == 0, tested.stderr
+    assert tested.stdout.startswith("broker0: self-test passed (") and "All test cases" not in tested.stdout, tested.stdout
+
+
+def test_long_produce_and_consume_print_progress_lines(cluster, tmp_path):
+    assert run_cli("topics", "create", "TPROG", "--partitions", "1", *manager(cluster)).returncode == 0
+    wait_partitions(cluster, "TPROG", {"P1"})
+    (tmp_path / "producer_1.txt").write_text("".join(f"t M{i} P1 TPROG\n" for i in range(40)))
+    fast = {"MYQUEUE_PROGRESS_EVERY_S": "0.05"}
+    produced = run_cli("produce", "--id", "1", "--topics", "TPROG:P1", "--interval", "0.01", "--log_loc",
+                       str(tmp_path), *manager(cluster), env=fast)  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+    assert re.search(r"^producer 1: \d+/40 sent$", produced.stderr, re.M), produced.stderr
+    consumed = run_cli("consume", "--id", "1", "--topics", "TPROG:*", "--from-beginning", "--idle-timeout", "1",
+                       "--log_loc", str(tmp_path), *manager(cluster), env=fast)  # fmt: skip
+    assert consumed.returncode == 0, consumed.stderr
+    assert "consumed 40 messages" in consumed.stdout, consumed.stdout

@@ -294,16 +294,6 @@ def test_a_read_that_times_out_raises_request_timeout(stub):
         transport.close()
 
 
-def test_nobody_listening_is_broker_unavailable_with_the_cause_chained():
-    transport = Transport(retries=0)
-    try:
-        with pytest.raises(errors.BrokerUnavailable) as caught:
-            transport.json("GET", f"http://127.0.0.1:{free_port()}/v1/metadata")
-    finally:
-        transport.close()
-    assert isinstance(caught.value.__cause__, pool.ConnectFailed)
-
-
 def test_the_metadata_falls_back_to_the_other_manager(stub):
     with Producer("127.0.0.1", free_port(), stub.port) as p:  # the primary is down
         assert p.send("T1", "x", partition="P1").result(30).offset == 0

@@ -114,6 +114,7 @@ def test_without_prefetch_no_thread_is_started_and_the_records_are_the_same(loca
             producer.send_batch("T1", "P1", [f"v{i}" for i in range(300)])
         got = []
         with Consumer("T1:P1", start="earliest", max_records=40, prefetch=False, **client_args(cluster)) as consumer:
-            wait_until(lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 300, 30)
+            wait_until(lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 300, 30,
+                       message=lambda: f"got {len(got)} records, last offset {got[-1].offset if got else None}")
             assert prefetch_threads() == []
         assert [(r.offset, r.text) for r in got] == [(i, f"v{i}") for i in range(300)]

@@ -1,4 +1,4 @@
-"""The supervisor's control API over real loopback HTTP, in front of a fake launcher."""
+"""The supervisor's control API over real loopback HTTP, in front of a fake cluster."""
 
 import pytest
 import requests
@@ -11,7 +11,7 @@ from myqueue.core.refusal import Refusal
 TOKEN = "test-token"
 
 
-class FakeLauncher:
+class FakeCluster:
     def __init__(self):
         self.started: dict[str, str] = {}
 
@@ -30,10 +30,10 @@ class FakeLauncher:
 
 @pytest.fixture
 def control():
-    launcher = FakeLauncher()
-    server = ControlServer(launcher, TOKEN)
+    cluster = FakeCluster()
+    server = ControlServer(cluster, TOKEN)
     server.start()
-    yield server.url, launcher
+    yield server.url, cluster
     server.stop()
 
 
@@ -49,12 +49,12 @@ def test_listens_on_loopback_only(control):
 
 @pytest.mark.parametrize("token", [None, "", "wrong", TOKEN + "x"])
 def test_missing_or_wrong_token_is_refused_with_401_json(control, token):
-    url, launcher = control
+    url, cluster = control
     for method, path, body in [("GET", "/processes", None), ("POST", "/brokers", {"name": "broker0"}), ("GET", "/nope", None)]:
         response = call(method, url + path, token=token, json=body)
         assert response.status_code == 401
         assert response.json() == {"status": "failure", "message": "missing or wrong bearer token", "reason": "UNAUTHORIZED"}
-    assert launcher.started == {}
+    assert cluster.started == {}
 
 
 def test_start_is_idempotent_and_listed_and_stoppable(control):
@@ -82,11 +82,11 @@ def test_start_is_idempotent_and_listed_and_stoppable(control):
     ],
 )
 def test_bad_start_requests_are_refused_and_start_nothing(control, body, status, reason):
-    url, launcher = control
+    url, cluster = control
     response = call("POST", url + "/brokers", json=body)
     assert response.status_code == status
     assert response.json()["status"] == "failure" and response.json()["reason"] == reason
-    assert launcher.started == {}
+    assert cluster.started == {}
 
 
 def test_malformed_json_is_a_400(control):

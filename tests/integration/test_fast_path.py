@@ -58,7 +58,8 @@ def test_latest_start_group_commit_and_resume(local_cluster):
             with Consumer("T1:P1", group="g1", start="latest", **client_args(cluster)) as late:
                 producer.send_batch("T1", "P1", [f"new{i}" for i in range(100)])
                 got = []
-                wait_until(lambda: got.extend(late.poll(timeout=0.5)) or len(got) >= 100, 30)
+                wait_until(lambda: got.extend(late.poll(timeout=0.5)) or len(got) >= 100, 30,
+                           message=lambda: f"got {len(got)} records: {[r.offset for r in got][:20]}...")
                 assert [r.value for r in got[:2]] == [b"new0", b"new1"]
                 assert got[0].offset == 50
                 late.commit()

@@ -86,7 +86,8 @@ def test_resend_after_timeout_is_stored_once(store, local_cluster, request):
         try:
             # Clients now reach broker0 only through the proxy.
             seed.ok(seed.post(seed.p, "/v1/brokers", {"name": "broker0", "address": proxy.url}))
-            wait_until(lambda: seed.metadata(seed.r)["brokers"]["broker0"]["address"] == proxy.url, 20)
+            wait_until(lambda: seed.metadata(seed.r)["brokers"]["broker0"]["address"] == proxy.url, 20,
+                       message=lambda: f"replica's brokers: {seed.metadata(seed.r)['brokers']}")
             with Producer(cluster.host, cluster.primary_port, cluster.replica_port, timeout=CLIENT_TIMEOUT_S,
                           retries=5) as producer:
                 first = producer.send_batch("T1", "P1", ["a", "b", "c"])
@@ -96,7 +97,8 @@ def test_resend_after_timeout_is_stored_once(store, local_cluster, request):
             with Consumer("T1:P1", start="earliest", host=cluster.host, primary_port=cluster.primary_port,
                           replica_port=cluster.replica_port) as consumer:
                 got = []
-                wait_until(lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 4, 30)
+                wait_until(lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 4, 30,
+                           message=lambda: f"got {[r.value for r in got]}")
                 assert consumer.poll(timeout=0.3) == []
             assert [r.value for r in got] == [b"a", b"b", b"c", b"d"]
         finally:

@@ -190,11 +190,12 @@ def test_start_over_an_older_schema_adds_the_copy_path_and_keeps_data(fresh_pg_d
     first.append("T", "P", framing.encode_batch([b"old"]), 1)
     first.close()
     # what a database made before the COPY path looks like: none of the objects added with it
-    # (mq_append_sequenced then still calls mq_append, like the old one that inlined it, once replaced)
+    # (mq_append_sequenced then still calls mq_append, like the old one that inlined it, once replaced),
+    # and, being older than versioned migrations, no mq_schema_version
     execute(
         fresh_pg_dsn,
         "DROP VIEW mq_append_input; DROP FUNCTION mq_append_input_row(), mq_take(text, bigint, bigint), "
-        "mq_append(bigint, integer, bytea)",
+        "mq_append(bigint, integer, bytea); DROP TABLE mq_schema_version",
     )
     expected = [b"old"]
     for start in range(2):  # and a second start over the new schema is a no-op

@@ -1,8 +1,9 @@
-"""The producer's HTTP path against real servers on loopback: how the pool's three failure kinds
-become typed errors, what is resent after each, when a batch leaves, and what send_batch refuses.
+"""The producer's HTTP path against real servers on loopback: what is resent after each of the
+pool's failure kinds, when a batch leaves, and what send_batch refuses. (Which typed error each
+failure kind becomes, for every caller, is the table in ``test_envelope_client.py``.)
 
-The servers are deliberately small: a socket server that misbehaves in one precise way (never
-answers, hangs up after reading the request), and a threaded HTTP server that plays a manager
+The servers are deliberately small: a socket server that hangs up after reading each request
+(``tests.helpers.ScriptedServer``), and a threaded HTTP server that plays a manager
 (``/v1/metadata``) and one broker (``/b1/...``) whose appends can be held or hung up on.
 """
 
@@ -18,52 +19,10 @@ import pytest
 from myqueue import Producer, errors
 from myqueue.client.transport import Transport
 from myqueue.core import defaults, framing
-from myqueue.net.pool import ConnectFailed, ConnectionBroke, NoAnswer
-from tests.helpers import free_port, serve_stub, wait_until
+from myqueue.net.pool import ConnectionBroke
+from tests.helpers import ScriptedServer, serve_stub, wait_until
 
 # --- servers -------------------------------------------------------------------------------------
-
-
-class SocketServer:
-    """Accepts connections and either never answers (``silent``) or closes after reading (``hangup``)."""
-
-    def __init__(self, mode: str):
-        self.mode = mode
-        self.requests = 0
-        self.release = threading.Event()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            self.requests += 1
-            if self.mode == "silent":
-                self.release.wait(30)
-
-    def close(self) -> None:
-        self.release.set()
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(5)
 
 
 class Broker:
@@ -146,70 +105,23 @@ def broker():
         yield state
 
 
-@pytest.fixture
-def misbehaving():
-    servers: list[SocketServer] = []
-
-    def start(mode: str) -> SocketServer:
-        servers.append(SocketServer(mode))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def producer(broker: Broker, **options) -> Producer:
     return Producer("127.0.0.1", broker.port, broker.port, **options)
 
 
-# --- the pool's three failure kinds ----------------------------------------------------------------
+# --- what the transport repeats ----------------------------------------------------------------------
 
 
-def test_nobody_listening_is_broker_unavailable_from_connect_failed():
-    transport = Transport(retries=0)
-    try:
-        with pytest.raises(errors.BrokerUnavailable) as caught:
-            transport.json("POST", f"http://127.0.0.1:{free_port()}/b1/v1/partitions/T1/P1/records", data=b"x")
-    finally:
-        transport.close()
-    assert isinstance(caught.value.__cause__, ConnectFailed)
-
-
-def test_no_answer_in_time_is_request_timeout_from_no_answer(misbehaving):
-    server = misbehaving("silent")
-    transport = Transport(timeout=0.3, retries=0)
-    try:
-        with pytest.raises(errors.RequestTimeout) as caught:
-            transport.json("POST", f"http://127.0.0.1:{server.port}/records", data=b"x")
-    finally:
-        transport.close()
-    assert isinstance(caught.value.__cause__, NoAnswer)
-    assert server.requests == 1
-
-
-def test_a_connection_that_breaks_after_the_request_is_request_timeout_outcome_unknown(misbehaving):
-    server = misbehaving("hangup")
-    transport = Transport(retries=3)
-    try:
-        with pytest.raises(errors.RequestTimeout) as caught:
-            transport.json("POST", f"http://127.0.0.1:{server.port}/records", data=b"x")  # retry=False
-    finally:
-        transport.close()
-    assert isinstance(caught.value.__cause__, ConnectionBroke)
-    assert "outcome unknown" in str(caught.value)
-    assert server.requests == 1  # a write is not repeated by the transport
-
-
-def test_a_read_that_may_be_repeated_is_retried_after_a_broken_connection(misbehaving):
-    server = misbehaving("hangup")
+def test_a_read_that_may_be_repeated_is_retried_after_a_broken_connection():
+    server = ScriptedServer("close")  # hangs up after reading each request
     transport = Transport(retries=2)
     transport.backoff.base = 0.001
     try:
         with pytest.raises(errors.RequestTimeout):
-            transport.json("GET", f"http://127.0.0.1:{server.port}/v1/metadata", retry=True)
+            transport.json("GET", f"{server.url}/v1/metadata", retry=True)
     finally:
         transport.close()
+        server.close()
     assert server.requests == 3
 
 

@@ -105,3 +105,19 @@ def test_a_refusal_from_shared_validation_becomes_the_same_typed_error():
     )
     assert isinstance(error, errors.InvalidRequest)
     assert (error.reason, error.status) == ("INVALID_NAME", 400)
+
+
+def _classes_with(flag) -> set[type[errors.MyQueueError]]:
+    everything = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.MyQueueError)]
+    return {c for c in everything if flag(c("x"))}
+
+
+def test_the_flags_on_the_classes_say_what_a_caller_may_do():
+    """The retry decisions that used to be tuples of classes in metadata.py and producer.py."""
+    routing = {errors.NotHere, errors.BrokerUnavailable, errors.RequestTimeout}
+    assert _classes_with(lambda e: e.invalid_metadata) == routing  # refresh metadata, retry the owner
+    assert _classes_with(lambda e: e.retriable) == routing
+    assert _classes_with(lambda e: e.unavailable) == {errors.BrokerUnavailable, errors.RequestTimeout}
+    assert _classes_with(lambda e: e.outcome_unknown) == {errors.OutcomeUnknownError, errors.RequestTimeout}
+    # any producer may resend these; an idempotent one also those whose outcome is unknown
+    assert _classes_with(lambda e: e.resend_safe) == {errors.NotHere, errors.BrokerUnavailable}

@@ -15,6 +15,7 @@ from kubernetes.client import ApiException
 
 from myqueue.core import defaults, names
 from myqueue.core.refusal import Refusal
+from myqueue.core.view import ClusterView
 from myqueue_operator.brokers import finalize_broker, reconcile_broker
 from myqueue_operator.config import SPEC_HASH_ANNOTATION, AddressMode, ConfigError, OperatorConfig
 from myqueue_operator.context import Context, InvalidSpec, RetryLater
@@ -422,10 +423,11 @@ class FakePrimary:
 
     def metadata(self):
         self._check()
-        return {
+        return ClusterView.from_json({
+            "version": 0,
             "brokers": {n: {"address": a, "ready": True} for n, a in self.brokers.items()},
             "topics": copy.deepcopy(self.topics),
-        }
+        })
 
     def register_broker(self, name, address):
         self._check()

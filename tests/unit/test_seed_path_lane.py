@@ -13,6 +13,7 @@ import pytest
 from myqueue.broker.storage.memory import MemoryStorage
 from myqueue.core import defaults, framing
 from myqueue.core.names import seed_group
+from myqueue.core.view import ViewUpdate
 from myqueue.manager.app import create_app
 from myqueue.manager.brokers import BrokerClient
 from myqueue.manager.launcher import NoLauncher
@@ -59,7 +60,7 @@ class Managers:
         self.producer = self.primary.register_producer("T1", "P1")
         self.replica = Replica(MemoryMetaStore(), ADDRESS, self.broker)
         self.replica.load()
-        self.replica._set_view(self.primary.view())  # what the view sync would have fetched
+        self.replica._set_view(ViewUpdate.from_json(self.primary.wait_view(-1, None, 0)))  # what the view sync would have fetched
         self.consumer = self.replica.register_consumer("T1", "P1")
         self.primary_app, _ = create_app("primary", primary=self.primary, token=token)
         self.replica_app, _ = create_app("replica", replica=self.replica, token=token)
@@ -177,9 +178,9 @@ def test_lane_requests_are_counted_in_the_request_metrics(managers):
         assert client.post("/producer/produce", json={"producer_id": managers.producer, "message": "m"}).status_code == 200
     assert client.post("/producer/produce", json={"producer_id": 999, "message": "m"}).status_code == 400
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'myqueue_http_requests_total{code="200",endpoint="/producer/produce",service="manager-primary"} 3.0' in metrics
-    assert 'myqueue_http_requests_total{code="400",endpoint="/producer/produce",service="manager-primary"} 1.0' in metrics
-    assert 'myqueue_http_request_seconds_count{endpoint="/producer/produce",service="manager-primary"} 4.0' in metrics
+    assert 'myqueue_http_requests_total{code="200",endpoint="/producer/produce",method="POST",service="manager-primary"} 3.0' in metrics
+    assert 'myqueue_http_requests_total{code="400",endpoint="/producer/produce",method="POST",service="manager-primary"} 1.0' in metrics
+    assert 'myqueue_http_request_seconds_count{endpoint="/producer/produce",method="POST",service="manager-primary"} 4.0' in metrics
     assert "myqueue_manager_produced_messages_total 3.0" in metrics
 
 

@@ -24,6 +24,7 @@ from myqueue.cluster.statefile import read_state, remove_state, write_state
 from myqueue.cluster.supervisor import ClusterConfig
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.core.view import ClusterView
 
 DSN = "postgresql://u:secret@127.0.0.1:5432/myqueue"
 
@@ -102,7 +103,8 @@ def test_manager_specs_refuse_missing_wiring():
 
 # --- readiness and the ready line -------------------------------------------------------------
 def _view(version, **ready):
-    return {"version": version, "brokers": {n: {"address": "http://h:1", "ready": r} for n, r in ready.items()}}
+    brokers = {n: {"address": "http://h:1", "ready": r} for n, r in ready.items()}
+    return ClusterView.from_json({"version": version, "brokers": brokers, "topics": {}})
 
 
 def test_settled_needs_every_broker_ready_and_the_replica_at_the_primarys_version():

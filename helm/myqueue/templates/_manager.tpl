@@ -106,6 +106,8 @@ spec:
             {{- include "myqueue.dsnEnv" $ | nindent 12 }}
             - name: MYQUEUE_LOG_LEVEL
               value: {{ $.Values.manager.logLevel | quote }}
+            - name: MYQUEUE_LOG_FORMAT
+              value: {{ $.Values.logFormat | quote }}
             {{- include "myqueue.tokenEnv" $ | nindent 12 }}
             {{- if eq $role "primary" }}
             # /brokers/add and /brokers/rm create and delete Broker resources in this namespace.

@@ -79,6 +79,27 @@ class PartitionInfo:
     end_offset: int
 
 
+@dataclass(frozen=True)
+class PartitionStats:
+    """What the metrics read of one hosted partition at scrape time (``LogStorage.stats``)."""
+
+    topic: str
+    partition: str
+    log_start_offset: int  # the first offset still stored (0 until records are ever deleted)
+    end_offset: int
+    stored_bytes: int  # the stored batches' bytes (framing included, table overhead not)
+
+
+@dataclass(frozen=True)
+class GroupPosition:
+    """A consumer group's stored position on a hosted partition."""
+
+    group: str
+    topic: str
+    partition: str
+    offset: int
+
+
 @dataclass
 class ReadResult:
     """What a read found: batches as (base offset, record batch), the end offset, where to go next."""
@@ -207,6 +228,12 @@ class LogStorage(ABC):
             if lock is None:
                 lock = self._take_locks[key] = threading.Lock()
             return lock
+
+    # --- metrics ------------------------------------------------------------------------------
+    @abstractmethod
+    def stats(self) -> tuple[list[PartitionStats], list[GroupPosition]]:
+        """Every hosted partition's offsets and size, and the groups' positions on them, for a
+        scrape (broker/metrics.py). Raises StorageUnavailable when the backend cannot answer."""
 
     # --- lifecycle --------------------------------------------------------------------------
     @abstractmethod

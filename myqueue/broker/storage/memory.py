@@ -14,9 +14,11 @@ from collections import OrderedDict
 from myqueue.core import framing
 
 from .base import (
+    GroupPosition,
     LogStorage,
     NotHosted,
     PartitionInfo,
+    PartitionStats,
     ProducerState,
     ReadResult,
     check_sequence,
@@ -31,7 +33,7 @@ MAX_PRODUCERS_PER_PARTITION = 10_000
 class _Log:
     """One partition: batches in offset order. Guarded by ``lock``."""
 
-    __slots__ = ("lock", "bases", "batches", "end", "producers", "requests")
+    __slots__ = ("lock", "bases", "batches", "end", "producers", "requests", "size")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -40,12 +42,14 @@ class _Log:
         self.end = 0
         self.producers: OrderedDict[str, ProducerState] = OrderedDict()
         self.requests: OrderedDict[str, int] = OrderedDict()  # recent request ids -> base offset
+        self.size = 0  # bytes of ``batches``, for the metrics
 
     def append(self, batch: bytes, count: int) -> int:
         """Assign offsets and store; caller holds ``lock``."""
         base = self.end
         self.bases.append(base)
         self.batches.append(batch)
+        self.size += len(batch)
         self.end = base + count
         return base
 
@@ -141,6 +145,15 @@ class MemoryStorage(LogStorage):
         self._positions[(group, topic, partition)] = value
         self._last_takes.pop((group, topic, partition), None)  # a moved position ends the last take's replay
         return value
+
+    def stats(self) -> tuple[list[PartitionStats], list[GroupPosition]]:
+        with self._guard:
+            logs = list(self._logs.items())
+        positions = dict(self._positions)  # one C-level copy: atomic under the GIL
+        parts = [
+            PartitionStats(t, p, log.bases[0] if log.bases else log.end, log.end, log.size) for (t, p), log in logs
+        ]
+        return parts, [GroupPosition(g, t, p, offset) for (g, t, p), offset in positions.items()]
 
     def selftest(self) -> list[str]:
         scratch = MemoryStorage()  # never touches this broker's partitions

@@ -1,8 +1,9 @@
 """Partition logs and positions in PostgreSQL, shared by every broker of a cluster.
 
-Layout (see ``SCHEMA``): one row per partition holding its next offset and current owner, one
-row per record batch (the producer's framing, stored as-is: one INSERT per batch, never one per
-record), one row per (group, partition) position. Because data is keyed by partition and not by
+Layout (``myqueue/db/migrations/``, applied by ``myqueue/db/migrate.py`` at start-up): one row
+per partition holding its next offset and current owner, one row per record batch (the
+producer's framing, stored as-is: one INSERT per batch, never one per record), one row per
+(group, partition) position. Because data is keyed by partition and not by
 broker, a partition moved to another broker keeps its log and positions.
 
 Offsets are assigned in one place, the PL/pgSQL function ``mq_append`` (every append path calls
@@ -10,8 +11,7 @@ it): it bumps the partition row's ``next_offset`` and inserts the batch at the o
 caller's transaction, so PostgreSQL's row lock is the per-partition lock and the
 (partition_id, base_offset) primary key guarantees no offset is used twice — no process-wide
 lock, and concurrent appends to different partitions proceed in parallel over the connection
-pool. The schema is created at start-up with ``IF NOT EXISTS`` / ``CREATE OR REPLACE`` only, so
-a database made by an earlier version gains the newer functions and view in place.
+pool. The binary COPY encoding both COPY paths use is ``myqueue/db/copy_codec.py``.
 
 Round trips and copies, the two costs of the write path (synchronous_commit stays on: an
 acknowledged batch is a committed one):
@@ -36,222 +36,28 @@ acknowledged batch is a committed one):
 import io
 import logging
 import re
-import struct
 import threading
 import uuid
 
 import psycopg2
 
-from myqueue.core import framing
+from myqueue.core import defaults, framing
+from myqueue.db import copy_codec
+from myqueue.db.migrate import migrate
 from myqueue.db.pool import Database
 
-from .base import LogStorage, NotHosted, PartitionInfo, ReadResult, SequenceError, trim_batches
+from .base import (
+    GroupPosition,
+    LogStorage,
+    NotHosted,
+    PartitionInfo,
+    PartitionStats,
+    ReadResult,
+    SequenceError,
+    trim_batches,
+)
 
 log = logging.getLogger(__name__)
-
-SCHEMA_LOCK_KEY = 0x6D71_6272  # "mqbr": serialises concurrent schema creation by several brokers
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS mq_partitions (
-    id          bigserial PRIMARY KEY,
-    topic       text   NOT NULL,
-    partition   text   NOT NULL,
-    next_offset bigint NOT NULL DEFAULT 0,
-    owner       text,
-    UNIQUE (topic, partition)
-);
-CREATE TABLE IF NOT EXISTS mq_batches (
-    partition_id bigint  NOT NULL,
-    base_offset  bigint  NOT NULL,
-    record_count integer NOT NULL,
-    body         bytea   NOT NULL,
-    PRIMARY KEY (partition_id, base_offset)
-);
--- Batches are already compact frames; skip pglz compression on the write path.
-ALTER TABLE mq_batches ALTER COLUMN body SET STORAGE EXTERNAL;
--- Idempotent producers: enough per (partition, producer) to recognise a resent batch.
-CREATE TABLE IF NOT EXISTS mq_producers (
-    partition_id  bigint NOT NULL,
-    producer_id   text   NOT NULL,
-    next_sequence bigint NOT NULL,
-    last_sequence bigint NOT NULL,
-    last_count    integer NOT NULL,
-    last_base     bigint NOT NULL,
-    PRIMARY KEY (partition_id, producer_id)
-);
--- The append, the one place offsets are assigned: bump the partition row's next_offset (its row
--- lock is the partition's lock until commit) and store the batch at the old value. NULL when the
--- partition row does not exist.
-CREATE OR REPLACE FUNCTION mq_append(p_id bigint, p_count integer, p_body bytea)
-RETURNS bigint LANGUAGE plpgsql AS $fn$
-DECLARE
-    b bigint;
-BEGIN
-    UPDATE mq_partitions SET next_offset = next_offset + p_count WHERE id = p_id
-        RETURNING next_offset - p_count INTO b;
-    IF FOUND THEN
-        INSERT INTO mq_batches (partition_id, base_offset, record_count, body) VALUES (p_id, b, p_count, p_body);
-    END IF;
-    RETURN b;
-END
-$fn$;
--- The idempotent append in one round trip: lock the partition row, check the producer's
--- sequence, append, remember the batch. Mirrors base.check_sequence; raises MQ001 on a conflict.
-CREATE OR REPLACE FUNCTION mq_append_sequenced(
-    p_id bigint, p_producer text, p_sequence bigint, p_count integer, p_body bytea
-) RETURNS TABLE (base bigint, duplicate boolean) LANGUAGE plpgsql AS $fn$
-DECLARE
-    st mq_producers%ROWTYPE;
-    b bigint;
-BEGIN
-    PERFORM 1 FROM mq_partitions WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    SELECT * INTO st FROM mq_producers WHERE partition_id = p_id AND producer_id = p_producer;
-    IF FOUND AND p_sequence <> st.next_sequence THEN
-        IF p_sequence = st.last_sequence AND p_count = st.last_count THEN
-            base := st.last_base;
-            duplicate := true;
-            RETURN NEXT;
-            RETURN;
-        END IF;
-        RAISE EXCEPTION 'expected sequence %, got %', st.next_sequence, p_sequence USING ERRCODE = 'MQ001';
-    END IF;
-    b := mq_append(p_id, p_count, p_body);
-    INSERT INTO mq_producers VALUES (p_id, p_producer, p_sequence + p_count, p_sequence, p_count, b)
-        ON CONFLICT (partition_id, producer_id) DO UPDATE SET
-            next_sequence = EXCLUDED.next_sequence, last_sequence = EXCLUDED.last_sequence,
-            last_count = EXCLUDED.last_count, last_base = EXCLUDED.last_base;
-    base := b;
-    duplicate := false;
-    RETURN NEXT;
-END
-$fn$;
--- The large-batch append (see the module docstring): COPY one row into this view; the trigger
--- appends it and reports "mq_append_result <base> stored|duplicate" or "... not_hosted".
--- A NULL producer_id is a plain (non-idempotent) append.
-CREATE OR REPLACE VIEW mq_append_input AS
-    SELECT NULL::bigint AS partition_id, NULL::text AS producer_id, NULL::bigint AS sequence,
-           NULL::integer AS record_count, NULL::bytea AS body
-    WHERE false;
-CREATE OR REPLACE FUNCTION mq_append_input_row() RETURNS trigger LANGUAGE plpgsql AS $fn$
-DECLARE
-    b bigint;
-    dup boolean := false;
-BEGIN
-    IF NEW.producer_id IS NULL THEN
-        b := mq_append(NEW.partition_id, NEW.record_count, NEW.body);
-    ELSE
-        SELECT base, duplicate INTO b, dup
-            FROM mq_append_sequenced(NEW.partition_id, NEW.producer_id, NEW.sequence, NEW.record_count, NEW.body);
-    END IF;
-    RAISE INFO 'mq_append_result %',
-        COALESCE(b::text || CASE WHEN dup THEN ' duplicate' ELSE ' stored' END, 'not_hosted');
-    RETURN NULL;
-END
-$fn$;
-DO $do$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'mq_append_input_row'
-                   AND tgrelid = 'mq_append_input'::regclass) THEN
-        CREATE TRIGGER mq_append_input_row INSTEAD OF INSERT ON mq_append_input
-            FOR EACH ROW EXECUTE FUNCTION mq_append_input_row();
-    END IF;
-END
-$do$;
-CREATE TABLE IF NOT EXISTS mq_positions (
-    grp          text   NOT NULL,
-    partition_id bigint NOT NULL,
-    next_offset  bigint NOT NULL,
-    PRIMARY KEY (grp, partition_id)
-);
--- The last take per (group, partition): a replay of the same take id returns the same records.
-ALTER TABLE mq_positions ADD COLUMN IF NOT EXISTS last_take text;
-ALTER TABLE mq_positions ADD COLUMN IF NOT EXISTS last_start bigint;
--- Appends that carry a request id (the managers' seed appends): a replay after a lost reply
--- finds its batch here, stored in the same transaction, and answers the original offset.
-CREATE TABLE IF NOT EXISTS mq_requests (
-    partition_id bigint      NOT NULL,
-    request_id   text        NOT NULL,
-    base         bigint      NOT NULL,
-    created      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (partition_id, request_id)
-);
-CREATE OR REPLACE FUNCTION mq_append_request(p_id bigint, p_request text, p_count integer, p_body bytea)
-RETURNS TABLE (base bigint, duplicate boolean) LANGUAGE plpgsql AS $fn$
-DECLARE
-    b bigint;
-BEGIN
-    PERFORM 1 FROM mq_partitions WHERE id = p_id FOR UPDATE;  -- serialises with the original
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    SELECT r.base INTO b FROM mq_requests r WHERE r.partition_id = p_id AND r.request_id = p_request;
-    IF FOUND THEN
-        base := b;
-        duplicate := true;
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    b := mq_append(p_id, p_count, p_body);
-    INSERT INTO mq_requests (partition_id, request_id, base) VALUES (p_id, p_request, b);
-    IF random() < 0.01 THEN  -- now and then, forget ids far older than any replay
-        DELETE FROM mq_requests WHERE partition_id = p_id AND created < now() - interval '1 hour';
-    END IF;
-    base := b;
-    duplicate := false;
-    RETURN NEXT;
-END
-$fn$;
--- The seed's take in one round trip (plans cached per session): the group's position (0 when
--- never set, locked when stored), the advanced position min(position + n, end) stored, and the
--- batches from the one holding the position up to it. Rows (start, end, base, body); one row
--- with a NULL base when there is nothing to take; none when the partition row is missing.
--- With a take id (p_take), a replay of the group's last take returns its records again.
-CREATE OR REPLACE FUNCTION mq_take_named(p_grp text, p_id bigint, p_n bigint, p_take text)
-RETURNS TABLE (t_start bigint, t_end bigint, t_base bigint, t_body bytea) LANGUAGE plpgsql AS $fn$
-DECLARE
-    e bigint;
-    s bigint;
-    stop bigint;
-    lt text;
-    ls bigint;
-BEGIN
-    SELECT p.next_offset INTO e FROM mq_partitions p WHERE p.id = p_id;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    SELECT g.next_offset, g.last_take, g.last_start INTO s, lt, ls FROM mq_positions g
-        WHERE g.grp = p_grp AND g.partition_id = p_id FOR UPDATE;
-    s := COALESCE(s, 0);
-    IF p_take IS NOT NULL AND lt = p_take THEN
-        stop := s;  -- the replayed take: its records are [last_start, next_offset)
-        s := ls;
-    ELSE
-        stop := LEAST(e, s + p_n);
-        IF stop <= s THEN
-            RETURN QUERY SELECT s, e, NULL::bigint, NULL::bytea;
-            RETURN;
-        END IF;
-        INSERT INTO mq_positions AS g (grp, partition_id, next_offset, last_take, last_start)
-            VALUES (p_grp, p_id, stop, p_take, s)
-            ON CONFLICT (grp, partition_id) DO UPDATE SET next_offset = EXCLUDED.next_offset,
-                last_take = EXCLUDED.last_take, last_start = EXCLUDED.last_start;
-    END IF;
-    -- Rows below e are committed and immutable, so this later snapshot holds all of them.
-    RETURN QUERY SELECT s, e, b.base_offset, b.body FROM mq_batches b
-        WHERE b.partition_id = p_id AND b.base_offset < stop
-          AND b.base_offset >= (SELECT COALESCE(max(f.base_offset), 0) FROM mq_batches f
-                                WHERE f.partition_id = p_id AND f.base_offset <= s)
-        ORDER BY b.base_offset;
-END
-$fn$;
--- The take without an id, as before take ids (kept for callers of an older broker).
-CREATE OR REPLACE FUNCTION mq_take(p_grp text, p_id bigint, p_n bigint)
-RETURNS TABLE (t_start bigint, t_end bigint, t_base bigint, t_body bytea) LANGUAGE sql AS $fn$
-    SELECT * FROM mq_take_named(p_grp, p_id, p_n, NULL)
-$fn$;
-"""
 
 # Batches from the one containing %(off)s on, with running sizes so only the bodies that fit the
 # record and byte limits are sent back. ``read`` runs it through binary COPY: bodies arrive as
@@ -278,14 +84,17 @@ ORDER BY m.base_offset
 """
 
 MAX_ROWS_PER_READ = 1000
+# The metrics' aggregate (``stats``): log start (the first stored batch), end offset and stored bytes.
+_STATS = """
+SELECT p.id, p.next_offset, coalesce(min(b.base_offset), p.next_offset), coalesce(sum(octet_length(b.body)), 0)
+FROM mq_partitions p LEFT JOIN mq_batches b ON b.partition_id = p.id
+WHERE p.id = ANY(%s) GROUP BY p.id, p.next_offset
+"""
 
 # Batches at least this large are appended by binary COPY (two round trips, no hex encoding);
 # smaller ones by one statement. Measured crossover on loopback: a few kB.
 COPY_MIN_BYTES = 8 * 1024
 _COPY_APPEND = "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body) FROM STDIN (FORMAT binary)"
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # signature, flags, no extension
-_COPY_TRAILER = struct.pack("!h", -1)
-_COPY_NULL = struct.pack("!i", -1)
 _APPEND_RESULT = re.compile(r"mq_append_result (?:(\d+) (stored|duplicate)|(not_hosted))")
 
 
@@ -302,20 +111,20 @@ class PostgresStorage(LogStorage):
 
     # --- start-up ----------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
-        """Create the schema and load the partitions this broker owned before a restart."""
+        """Migrate the schema (``db/migrate.py``) and load the partitions this broker owned before a restart."""
         if self._loaded:
             return
         with self._ids_lock:
             if self._loaded:
                 return
 
+            migrate(self._db)
+
             def work(cur):
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-                cur.execute(SCHEMA)
                 cur.execute("SELECT topic, partition, id FROM mq_partitions WHERE owner = %s", (self._owner,))
                 return cur.fetchall()
 
-            rows = self._db.run(work, idempotent=True)
+            rows = self._db.run(work, idempotent=True, transaction=False)
             self._ids.update({(t, p): pid for t, p, pid in rows})
             self._loaded = True
             log.info("broker %s owns %d partitions in PostgreSQL", self._owner, len(rows))
@@ -462,7 +271,8 @@ class PostgresStorage(LogStorage):
                 return row, []  # a caught-up consumer's poll costs this one cheap statement
             out = io.BytesIO()
             cur.copy_expert(cur.mogrify(f"COPY ({_READ}) TO STDOUT (FORMAT binary)", params).decode(), out)
-            return row, [(_int8(base), bytes(body)) for base, body in _copy_rows(out.getbuffer(), 2)]
+            fields = copy_codec.decode(out.getbuffer(), 2)
+            return row, [(copy_codec.decode_int8(base), bytes(body)) for base, body in fields]
 
         # REPEATABLE READ is unnecessary: the end offset is read first and only grows, and rows
         # below it are immutable.
@@ -568,6 +378,33 @@ class PostgresStorage(LogStorage):
             pass
         return checks
 
+    # --- metrics ---------------------------------------------------------------------------------
+    def stats(self) -> tuple[list[PartitionStats], list[GroupPosition]]:
+        """One aggregate over the hosted partitions' batches (an index range per partition; the sizes
+        come from the rows' TOAST headers, the bodies are not read) and one read of their positions,
+        in one transaction bounded by ``METRICS_PG_STATEMENT_TIMEOUT_MS`` so a slow scrape cannot
+        hold a pool connection for long."""
+        self._ensure_loaded()
+        with self._ids_lock:
+            names = {pid: key for key, pid in self._ids.items()}
+        if not names:
+            return [], []
+
+        def work(cur):
+            ids = list(names)
+            timeout = str(int(defaults.METRICS_PG_STATEMENT_TIMEOUT_MS))
+            cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))  # this transaction only
+            cur.execute(_STATS, (ids,))
+            parts = cur.fetchall()
+            cur.execute("SELECT grp, partition_id, next_offset FROM mq_positions WHERE partition_id = ANY(%s)", (ids,))
+            return parts, cur.fetchall()
+
+        parts, positions = self._db.run(work, idempotent=True)
+        return (
+            [PartitionStats(*names[pid], start, end, size) for pid, end, start, size in parts if pid in names],
+            [GroupPosition(grp, *names[pid], offset) for grp, pid, offset in positions if pid in names],
+        )
+
     def close(self) -> None:
         self._db.close()
 
@@ -579,18 +416,14 @@ def _copy_append(cur, pid: int, producer_id: str | None, sequence: int, count: i
     ``connection.notices`` on its next call, which ``commit()`` (a no-op in autocommit) is.
     """
     conn = cur.connection
-    producer = None if producer_id is None else producer_id.encode("utf-8")
-    data = b"".join(
-        (
-            _COPY_HEADER,
-            struct.pack("!hiq", 5, 8, pid),
-            _COPY_NULL if producer is None else struct.pack("!i", len(producer)) + producer,
-            struct.pack("!iqii", 8, sequence, 4, count),
-            struct.pack("!i", len(batch)),
-            batch,
-            _COPY_TRAILER,
-        )
+    row = copy_codec.row(
+        copy_codec.int8(pid),
+        copy_codec.text(producer_id),
+        copy_codec.int8(sequence),
+        copy_codec.int4(count),
+        copy_codec.raw(batch),
     )
+    data = copy_codec.encode([row])
     del conn.notices[:]
     cur.copy_expert(_COPY_APPEND, io.BytesIO(data), size=len(data))
     conn.commit()
@@ -613,36 +446,3 @@ def _append_result(notices: list[str]) -> tuple[int | None, bool] | None:
         if found:
             return (None, False) if found.group(3) else (int(found.group(1)), found.group(2) == "duplicate")
     return None
-
-
-def _copy_rows(data: memoryview, fields: int) -> list[tuple[memoryview | None, ...]]:
-    """Split binary COPY output into rows of raw field values (None for NULL), without copying."""
-    rows = []
-    try:
-        if bytes(data[: len(_COPY_HEADER) - 8]) != _COPY_HEADER[:-8]:
-            raise psycopg2.InterfaceError("not binary COPY output")
-        (extension,) = struct.unpack_from("!i", data, len(_COPY_HEADER) - 4)
-        pos = len(_COPY_HEADER) + extension
-        while True:
-            (count,) = struct.unpack_from("!h", data, pos)
-            pos += 2
-            if count == -1:
-                return rows
-            if count != fields:
-                raise psycopg2.InterfaceError(f"binary COPY row with {count} fields, expected {fields}")
-            row = []
-            for _ in range(count):
-                (size,) = struct.unpack_from("!i", data, pos)
-                pos += 4
-                if size < 0:
-                    row.append(None)
-                else:
-                    row.append(data[pos : pos + size])
-                    pos += size
-            rows.append(tuple(row))
-    except struct.error as e:
-        raise psycopg2.InterfaceError("truncated binary COPY output") from e
-
-
-def _int8(value: memoryview) -> int:
-    return int.from_bytes(value, "big", signed=True)
