@@ -633,7 +633,7 @@ def test_monitoring_is_off_by_default(default):
 
 
 def test_pod_monitors_select_every_myqueue_pod_on_its_metrics_port(render):
-    from myqueue_operator.render import broker_labels
+    from myqueue_operator.render.broker import broker_labels
 
     manifests = render(*MONITORING)
     processes = manifests.get("PodMonitor", PREFIX)["spec"]

@@ -49,7 +49,7 @@ from podrunner import PodRunner
 
 from myqueue import Consumer, Producer
 from myqueue.client.api import ApiHandler
-from myqueue_operator.render import partitions_on
+from myqueue_operator.render.broker import partitions_on
 
 pytestmark = pytest.mark.controlplane
 

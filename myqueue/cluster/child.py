@@ -181,7 +181,8 @@ class ManagedChild:
             self.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
         )
-        assert process.stdout is not None
+        if process.stdout is None:  # stdout=PIPE always gives one
+            raise RuntimeError(f"{self.name}: no stdout pipe")
         threading.Thread(target=_pump, args=(process.stdout, self.name), name=f"log-{self.name}", daemon=True).start()
         return process
 

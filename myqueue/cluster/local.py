@@ -131,7 +131,8 @@ class LocalCluster:
 
     @property
     def supervisor_pid(self) -> int:
-        assert self._process is not None
+        if self._process is None:
+            raise RuntimeError("launch() first")
         return self._process.pid
 
     # --- life -----------------------------------------------------------------------------
@@ -153,7 +154,8 @@ class LocalCluster:
         threading.Thread(target=self._read_stdout, name="cluster-stdout", daemon=True).start()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> "LocalCluster":
-        assert self._process is not None, "launch() first"
+        if self._process is None:
+            raise RuntimeError("launch() first")
         deadline = time.monotonic() + timeout
         while self.ready_line is None:
             try:
@@ -287,7 +289,8 @@ class LocalCluster:
         return "--- supervisor stderr (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
 
     def _read_stdout(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
+        if self._process is None or self._process.stdout is None:
+            raise RuntimeError("launch() first")
         for line in self._process.stdout:
             self._lines.put(line)
         self._lines.put(None)

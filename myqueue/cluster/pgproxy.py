@@ -73,7 +73,8 @@ class PgProxy:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "proxy not started"
+        if self._server is None:
+            raise RuntimeError("proxy not started")
         return self._server.getsockname()[1]
 
     @property
@@ -168,7 +169,8 @@ class PgProxy:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
-        assert self._server is not None
+        if self._server is None:
+            raise RuntimeError("proxy not started")
         while not self._stopping.is_set():
             try:
                 client, _ = self._server.accept()
@@ -275,7 +277,8 @@ class _Connection:
         self.server.sendall(packet)
 
     def _send_upstream(self, data: bytes) -> None:
-        assert self.server is not None
+        if self.server is None:
+            raise RuntimeError("no upstream connection yet")
         self.proxy._wait_while_black_holed(self)
         self.server.sendall(data)
 
@@ -310,7 +313,8 @@ class _Connection:
 
     def _server_to_client(self) -> None:
         try:
-            assert self.server is not None
+            if self.server is None:
+                raise RuntimeError("no upstream connection yet")
             while not self.closed:
                 kind, message = _read_message(self.server)
                 if self._losing.is_set():

@@ -291,7 +291,8 @@ class PrivatePostgres:
 
     # --- running commands -------------------------------------------------------------------
     def _binary(self, name: str) -> Path:
-        assert self._bindir is not None
+        if self._bindir is None:
+            raise RuntimeError(f"{name}: start() first (it finds the PostgreSQL binaries)")
         return self._bindir / name
 
     def _run(self, argv: list[str], what: str) -> None:

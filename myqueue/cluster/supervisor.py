@@ -207,7 +207,8 @@ class Supervisor:
 
     def _start_pg_proxy(self) -> None:
         """Put a PgProxy in front of the store's host:port and hand the services its address instead."""
-        assert self._dsn is not None
+        if self._dsn is None:
+            raise RuntimeError("a PgProxy needs the PostgreSQL store's DSN")
         params = parse_dsn(self._dsn)
         upstream = (params.get("host") or core_defaults.DEFAULT_HOST, int(params.get("port") or 5432))
         self._pg_proxy = PgProxy(*upstream, listen_host=self._host).start()
@@ -459,7 +460,8 @@ class Supervisor:
 
     def _reregister_brokers(self) -> None:
         """Tell a restarted primary about the brokers that kept running (memory mode forgets them)."""
-        assert self._primary is not None
+        if self._primary is None:
+            raise RuntimeError("re-registering brokers before the primary was started")
         primary_url = self._primary.spec.address
         deadline = time.monotonic() + defaults.STARTUP_TIMEOUT_S
         with probes.session() as session:  # sessions are not shared across threads

@@ -52,7 +52,8 @@ class _Slot:
         self.parked.acquire()
 
     def wait(self) -> None:
-        assert self.parked is not None
+        if self.parked is None:
+            raise RuntimeError("wait() before park()")
         self.parked.acquire()  # returns once wake() released it
 
     def wake(self) -> None:

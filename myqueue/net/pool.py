@@ -10,17 +10,20 @@ number kept idle, and a kept connection that the peer closed meanwhile (readable
 dropped before reuse instead of failing the next request. It never retries a request itself:
 whether a request may be repeated is the caller's decision.
 
-Response headers: ``http.client`` parses them with the ``email`` package, about 30 µs per
-response — a tenth of a loopback round trip. ``_Response`` reads the same lines under the same
+Requests are written by ``http.client`` itself, public API only (``request``/``getresponse``).
+
+Response headers: ``http.client`` parses them with the ``email`` package, 50-70 µs of the
+client's CPU per response on the shared CI machine, 5-7 % of a loopback append to a broker
+(``python -m bench.pool_overrides``; issue 12). ``_Response`` reads the same lines under the same
 limits and fills the same ``HTTPMessage`` directly when every line is a plain ``name: value``;
 anything else (a folded line, a line without a colon, a name that is not an HTTP token) goes to
 the ``email`` parser exactly as ``http.client`` would. The rest of ``begin`` (status line, 1xx,
-chunked, Content-Length, Connection: close) is ``http.client``'s logic, unchanged.
-
-Request bodies: since Python 3.6 ``http.client`` sends the head and the body in two ``send``
-calls, so with TCP_NODELAY a small POST leaves as two segments and wakes the server's event loop
-twice. The pool's connections send a bytes body of up to ``_ONE_SEND_MAX`` bytes in the same
-call as the head (what ``http.client`` itself did before 3.6); anything else goes the standard way.
+chunked, Content-Length, Connection: close) is ``http.client``'s logic, unchanged. That override
+uses ``HTTPResponse`` internals (``begin``, ``_read_status``, ``_check_close`` and the attributes
+``read`` relies on), so it is guarded twice: tests/unit/test_net_pool_headers.py compares it with
+the stock ``HTTPResponse`` on every response form, on every Python the package claims
+(``.ci/pythons``), and on an interpreter whose ``HTTPResponse`` lacks those internals the pool
+uses the stock class (``RESPONSE_CLASS``).
 """
 
 import email.parser
@@ -64,22 +67,6 @@ def parse_headers(fp) -> http.client.HTTPMessage:
             return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(text)
         message[name] = value.lstrip(" \t").rstrip("\r\n")  # as the email parser (compat32) keeps it
     return message
-
-
-_ONE_SEND_MAX = 256 * 1024  # above this, copying the body costs more than a second send
-
-
-class _OneSend:
-    """Mixin for ``HTTPConnection``: the head and a small bytes body in one ``send``."""
-
-    def _send_output(self, message_body=None, encode_chunked=False):
-        if type(message_body) is bytes and not encode_chunked and len(message_body) <= _ONE_SEND_MAX:
-            self._buffer.extend((b"", b""))
-            head = b"\r\n".join(self._buffer)
-            del self._buffer[:]
-            self.send(head + message_body)
-            return
-        super()._send_output(message_body, encode_chunked=encode_chunked)
 
 
 class _Response(http.client.HTTPResponse):
@@ -127,12 +114,19 @@ class _Response(http.client.HTTPResponse):
             self.will_close = True
 
 
-class _Connection(_OneSend, http.client.HTTPConnection):
-    response_class = _Response
+# ``_Response.begin`` calls these HTTPResponse methods; on a Python without them, the stock class.
+_HOOKS = ("_read_status", "_check_close")
+RESPONSE_CLASS: type[http.client.HTTPResponse] = (
+    _Response if all(callable(getattr(http.client.HTTPResponse, m, None)) for m in _HOOKS) else http.client.HTTPResponse
+)
 
 
-class _HTTPSConnection(_OneSend, http.client.HTTPSConnection):
-    response_class = _Response
+class _Connection(http.client.HTTPConnection):
+    response_class = RESPONSE_CLASS
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    response_class = RESPONSE_CLASS
 
 
 class ConnectFailed(OSError):

@@ -306,7 +306,8 @@ class Workload:
             send.future = failed
 
     def _settle(self, send: _Send, pending: list[_Send], backoff: Backoff, hard_stop: float) -> None:
-        assert send.future is not None
+        if send.future is None:
+            raise RuntimeError("settling a send that was never submitted")
         error = send.future.exception()
         if error is None:
             metadata = send.future.result()

@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from . import metrics, render
+from . import metrics
 from .config import BLOCKED_DELETE_DELAY_S, BROKERS, ON_DELETE_ANNOTATION
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
-from .render import Registration
+from .render import broker as render_broker
+from .render import conditions as render_conditions
+from .render.broker import BrokerPhase, Registration
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def _write(ctx: Context, obj: dict, status: dict) -> None:
 
 
 @metrics.reconciles("Broker")
-def reconcile_broker(ctx: Context, namespace: str, name: str) -> render.Readiness | None:
+def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.Readiness | None:
     """Bring one Broker's objects and status up to date; None when it is gone or being deleted.
 
     Raises InvalidSpec for a spec that cannot run, RetryLater when the primary did not answer.
@@ -43,30 +45,30 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render.Readines
         if broker is None or broker["metadata"].get("deletionTimestamp"):
             return None
         spec = broker.get("spec") or {}
-        problems = render.broker_spec_problems(name, spec, ctx.config)
+        problems = render_broker.broker_spec_problems(name, spec, ctx.config)
         if problems:
-            _write(ctx, broker, render.invalid_status(broker, problems, ctx.now()))
+            _write(ctx, broker, render_conditions.invalid_status(broker, problems, ctx.now(), phase=BrokerPhase.FAILED.value))
             raise InvalidSpec("; ".join(problems))
 
         if ctx.kube.get_service(namespace, name) is None:
-            ctx.kube.create_service(render.broker_service(broker))
+            ctx.kube.create_service(render_broker.broker_service(broker))
             log.info("created service %s/%s", namespace, name)
 
         pod = ctx.kube.get_pod(namespace, name)
-        state = render.pod_state(pod)
-        if state.exists and not state.deleting and state.spec_hash != render.pod_spec_hash(spec, ctx.config):
+        state = render_broker.pod_state(pod)
+        if state.exists and not state.deleting and state.spec_hash != render_broker.pod_spec_hash(spec, ctx.config):
             # The spec changed (image, store, resources): replace the Pod; its deletion event
             # brings us back here to create the new one.
             ctx.kube.delete_pod(namespace, name, uid=pod["metadata"].get("uid"))
             ctx.events(broker, "Normal", "PodReplaced", f"spec changed: replacing pod {name}")
-            state = render.PodState(exists=True, deleting=True)
+            state = render_broker.PodState(exists=True, deleting=True)
         if not state.exists:
             had_pod = bool((broker.get("status") or {}).get("podName"))
-            pod = ctx.kube.create_pod(render.broker_pod(broker, ctx.config))
-            state = render.pod_state(pod)
+            pod = ctx.kube.create_pod(render_broker.broker_pod(broker, ctx.config))
+            state = render_broker.pod_state(pod)
             ctx.events(broker, "Normal", "PodRecreated" if had_pod else "PodCreated", f"created pod {name}")
 
-        address = render.broker_address(name, namespace, state.ip, ctx.config.address_mode) if state.ready else None
+        address = render_broker.broker_address(name, namespace, state.ip, ctx.config.address_mode) if state.ready else None
         pod_fields = {
             "pod_name": name if state.exists and not state.deleting else None,
             "pod_ip": state.ip if not state.deleting else None,
@@ -76,8 +78,8 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render.Readines
             # Publish the new address first (the launcher waits for it); a broker already
             # known at this address goes straight to (re-)registration, without a flip of Ready.
             registration = Registration.PENDING if state.ready else Registration.NOT_YET
-            readiness = render.broker_readiness(name, state, registration)
-            _write(ctx, broker, render.broker_status(broker, readiness, ctx.now(), **pod_fields))
+            readiness = render_broker.broker_readiness(name, state, registration)
+            _write(ctx, broker, render_broker.broker_status(broker, readiness, ctx.now(), **pod_fields))
             if not state.ready:
                 return readiness
 
@@ -90,8 +92,8 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render.Readines
             registration, detail = Registration.UNAVAILABLE, str(e)
         except PrimaryRefused as e:
             registration, detail = Registration.REFUSED, e.message
-        readiness = render.broker_readiness(name, state, registration, detail)
-        _write(ctx, broker, render.broker_status(broker, readiness, ctx.now(), partition_count=count, **pod_fields))
+        readiness = render_broker.broker_readiness(name, state, registration, detail)
+        _write(ctx, broker, render_broker.broker_status(broker, readiness, ctx.now(), partition_count=count, **pod_fields))
         if registration is Registration.UNAVAILABLE:
             raise RetryLater(readiness.message, ctx.config.retry_delay_s)
         return readiness
@@ -124,7 +126,7 @@ def finalize_broker(ctx: Context, broker: Mapping) -> str:
         annotations = current["metadata"].get("annotations") or {}
         move = annotations.get(ON_DELETE_ANNOTATION) == MOVE_PARTITIONS
         if registered and held and not move:
-            _write(ctx, current, render.blocked_status(current, held, ctx.now()))
+            _write(ctx, current, render_broker.blocked_status(current, held, ctx.now()))
             raise RetryLater(f"deletion blocked: still holds {len(held)} partition(s)", BLOCKED_DELETE_DELAY_S)
         done = "not registered with the primary"
         if registered:

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import render
 from .config import OperatorConfig
 from .kube import Kube
 from .primary import PrimaryClient
+from .render import conditions as render_conditions
 
 
 class EventSink(Protocol):
@@ -73,10 +73,10 @@ def write_status(ctx: Context, plural: str, obj: dict, status: dict) -> None:
     """Patch a resource's status if it changed, post an Event when its Ready condition's status or
     reason changed, and keep ``obj["status"]`` as the server now has it (a None field is deleted)."""
     old = obj.get("status") or {}
-    if render.status_differs(old, status):
+    if render_conditions.status_differs(old, status):
         meta = obj["metadata"]
         ctx.kube.patch_status(plural, meta["namespace"], meta["name"], status)
-    before, after = render.condition_of(old), render.condition_of(status)
-    if after and render.worth_an_event(before, after):
-        ctx.events(obj, render.event_type(after["reason"]), after["reason"], after["message"])
+    before, after = render_conditions.condition_of(old), render_conditions.condition_of(status)
+    if after and render_conditions.worth_an_event(before, after):
+        ctx.events(obj, render_conditions.event_type(after["reason"]), after["reason"], after["message"])
     obj["status"] = {k: v for k, v in {**old, **status}.items() if v is not None}

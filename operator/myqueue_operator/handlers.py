@@ -28,7 +28,7 @@ from typing import Any
 import kopf
 from kubernetes.client import ApiException
 
-from . import brokers, metrics, render, topics
+from . import brokers, metrics, topics
 from .config import (
     ANNOTATION_PREFIX,
     BROKERS,
@@ -40,6 +40,7 @@ from .config import (
     WATCH_SERVER_TIMEOUT_S,
 )
 from .context import Context, InvalidSpec, RetryLater
+from .render import broker as render_broker
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def configure(settings: kopf.OperatorSettings, namespaced: bool) -> None:
     )
     settings.posting.loggers = False  # Events only where we post them, on real changes
     settings.posting.level = logging.INFO
-    settings.posting.reporting_component = render.OPERATOR_NAME  # the "From" of its Events
+    settings.posting.reporting_component = render_broker.OPERATOR_NAME  # the "From" of its Events
     settings.execution.max_workers = 16  # a registration may wait behind the primary's write lock
     settings.scanning.disabled = namespaced
 
@@ -133,11 +134,11 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
     def broker_resync(namespace: str, name: str, **_: Any) -> None:
         _logged("resync-broker", f"broker {namespace}/{name}", lambda: brokers.reconcile_broker(ctx, namespace, name))
 
-    @kopf.on.event("", "v1", "pods", id="broker-pod", labels={render.MANAGED_BY: render.OPERATOR_NAME}, registry=registry)
-    @kopf.on.event("", "v1", "services", id="broker-service", labels={render.MANAGED_BY: render.OPERATOR_NAME}, registry=registry)
+    @kopf.on.event("", "v1", "pods", id="broker-pod", labels={render_broker.MANAGED_BY: render_broker.OPERATOR_NAME}, registry=registry)
+    @kopf.on.event("", "v1", "services", id="broker-service", labels={render_broker.MANAGED_BY: render_broker.OPERATOR_NAME}, registry=registry)
     def child_changed(namespace: str, labels: dict, **_: Any) -> None:
         """A broker's Pod or Service changed or went away: reconcile its Broker (recreates it)."""
-        broker = labels.get(render.BROKER_LABEL)
+        broker = labels.get(render_broker.BROKER_LABEL)
         if broker:
             _logged("broker-child", f"broker {namespace}/{broker}", lambda: brokers.reconcile_broker(ctx, namespace, broker))
 

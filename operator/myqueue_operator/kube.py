@@ -1,7 +1,7 @@
 """The operator's own Kubernetes calls (kopf does the watching; this does the reading and writing).
 
 Thin and typed as plain dicts: objects go in and come out in the API server's JSON shape, the
-same shape ``render.py`` produces and consumes. Errors stay ``kubernetes.client.ApiException``
+same shape ``render`` produces and consumes. Errors stay ``kubernetes.client.ApiException``
 except where an answer is expected (404 on a get or delete, 409 on a create): the handlers turn
 the rest into ``kopf.TemporaryError``.
 """

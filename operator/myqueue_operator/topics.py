@@ -19,11 +19,13 @@ from collections.abc import Mapping
 from myqueue.core.reasons import Reason as ManagerReason
 from myqueue.core.view import ClusterView
 
-from . import metrics, render
+from . import metrics
 from .config import TOPICS
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
-from .render import Reason
+from .render import conditions as render_conditions
+from .render import topic as render_topic
+from .render.conditions import Reason
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +64,15 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
         obj = ctx.kube.get_custom(TOPICS, namespace, name)
         if obj is None or obj["metadata"].get("deletionTimestamp"):
             return None
-        problems = render.topic_spec_problems(obj)
+        problems = render_topic.topic_spec_problems(obj)
         if problems:
-            _write(ctx, obj, render.invalid_status(obj, problems, ctx.now(), phase=None))
+            _write(ctx, obj, render_conditions.invalid_status(obj, problems, ctx.now(), phase=None))
             raise InvalidSpec("; ".join(problems))
-        topic = render.topic_name(obj)
+        topic = render_topic.topic_name(obj)
         desired = (obj.get("spec") or {}).get("partitions", 1)
 
         def fail(reason: Reason, message: str, delay: float) -> RetryLater:
-            _write(ctx, obj, render.topic_status(obj, topic, ctx.now(), ready=False, reason=reason, message=message))
+            _write(ctx, obj, render_topic.topic_status(obj, topic, ctx.now(), ready=False, reason=reason, message=message))
             return RetryLater(message, delay)
 
         try:
@@ -78,7 +80,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
         except PrimaryUnavailable as e:
             raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
         existing = metadata.partitions(topic)
-        plan = render.plan_partitions(existing, desired)
+        plan = render_topic.plan_partitions(existing, desired)
         added: list[str] = []
         try:
             for partition in plan.add:
@@ -100,10 +102,10 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
                 raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
         offsets = end_offsets(ctx, metadata, topic)
         wire = metadata.to_json()  # render's topic functions read the view's JSON form
-        ready, reason, message = render.topic_readiness(wire, topic, desired, plan)
-        status = render.topic_status(
+        ready, reason, message = render_topic.topic_readiness(wire, topic, desired, plan)
+        status = render_topic.topic_status(
             obj, topic, ctx.now(), ready=ready, reason=reason, message=message,
-            partitions=render.topic_partitions(wire, topic, offsets),
+            partitions=render_topic.topic_partitions(wire, topic, offsets),
         )
         _write(ctx, obj, status)
         return ready, reason
@@ -115,7 +117,7 @@ def finalize_topic(ctx: Context, topic_obj: Mapping) -> str:
     partitions and their data stay in the primary (and keep working through the HTTP API and the
     client); the operator only says so in an Event and lets the CR go. It never blocks."""
     meta = topic_obj["metadata"]
-    topic = render.topic_name(topic_obj)
+    topic = render_topic.topic_name(topic_obj)
     ctx.locks.forget((TOPICS, meta["namespace"], meta["name"]))
     message = (
         f"Topic resource deleted; topic {topic} and its data are kept in the managers "

@@ -3,7 +3,7 @@
 The lane's answers are compared with Flask's in tests/unit/test_broker_lane.py; here a real broker
 process serves them through waitress to the real ``net.pool`` client (Content-Length 0 on a
 bodyless POST, a long-poll woken by an append, /v1 statuses). The pool half checks that its
-one-send request write keeps requests whole and that its header parse (``net/pool.py``, without
+requests arrive whole and that its header parse (``net/pool.py``, without
 the email package) reads every response form ``http.client`` reads — Content-Length, chunked,
 Connection: close, HTTP/1.0 read to the end, 100 Continue, a folded header — and that the
 connection is reused or dropped as it should be.
@@ -100,7 +100,7 @@ def test_content_length_answers_keep_the_connection(canned):
     pool.close()
 
 
-@pytest.mark.parametrize("size", [0, 1, 300 * 1024])  # the last one over the single-send limit
+@pytest.mark.parametrize("size", [0, 1, 300 * 1024])  # the last one over a socket buffer
 def test_a_post_body_arrives_whole_after_its_head(canned, size):
     canned.responses += [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"] * 2
     pool = Pool()

@@ -16,13 +16,16 @@ from kubernetes.client import ApiException
 from myqueue.core import defaults, names
 from myqueue.core.refusal import Refusal
 from myqueue.core.view import ClusterView
-from myqueue_operator import render
 from myqueue_operator.brokers import finalize_broker, reconcile_broker
-from myqueue_operator.config import AddressMode, ConfigError, OperatorConfig
+from myqueue_operator.config import SPEC_HASH_ANNOTATION, AddressMode, ConfigError, OperatorConfig
 from myqueue_operator.context import Context, InvalidSpec, RetryLater
 from myqueue_operator.handlers import kopf_errors
 from myqueue_operator.primary import PrimaryRefused, PrimaryUnavailable
-from myqueue_operator.render import BrokerPhase, PodState, Reason, Registration
+from myqueue_operator.render import broker as render_broker
+from myqueue_operator.render import conditions as render_conditions
+from myqueue_operator.render import topic as render_topic
+from myqueue_operator.render.broker import BrokerPhase, PodState, Registration
+from myqueue_operator.render.conditions import Reason
 from myqueue_operator.topics import finalize_topic, reconcile_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,9 +57,9 @@ def topic_obj(resource="orders", partitions=3, generation=1, status=None, **spec
 
 
 def ready_pod(name="broker-a", ip="10.1.0.7", spec_hash=None):
-    pod = render.broker_pod(broker_obj(name), CONFIG)
+    pod = render_broker.broker_pod(broker_obj(name), CONFIG)
     if spec_hash is not None:
-        pod["metadata"]["annotations"][render.SPEC_HASH_ANNOTATION] = spec_hash
+        pod["metadata"]["annotations"][SPEC_HASH_ANNOTATION] = spec_hash
     pod["metadata"]["uid"] = f"pod-{name}"
     pod["status"] = {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}
     return pod
@@ -93,14 +96,14 @@ def test_config_refuses_incomplete_env(env):
 # --- the Pod and the Service ---------------------------------------------------------------------------------------
 def test_broker_pod_runs_the_broker_restricted_and_owned():
     broker = broker_obj(resources={"limits": {"memory": "256Mi"}})
-    pod = render.broker_pod(broker, CONFIG)
+    pod = render_broker.broker_pod(broker, CONFIG)
     assert pod["metadata"]["name"] == "broker-a" and pod["metadata"]["namespace"] == "mq"
     assert pod["metadata"]["ownerReferences"] == [
         {"apiVersion": "myqueue.io/v1alpha1", "kind": "Broker", "name": "broker-a", "uid": "uid-broker-a",
          "controller": True, "blockOwnerDeletion": True}
     ]  # fmt: skip
-    assert pod["metadata"]["labels"][render.BROKER_LABEL] == "broker-a"
-    assert pod["metadata"]["labels"][render.MANAGED_BY] == render.OPERATOR_NAME
+    assert pod["metadata"]["labels"][render_broker.BROKER_LABEL] == "broker-a"
+    assert pod["metadata"]["labels"][render_broker.MANAGED_BY] == render_broker.OPERATOR_NAME
     (container,) = pod["spec"]["containers"]
     assert container["command"] == ["myqueue-broker"] and container["image"] == "img:1"
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -119,7 +122,7 @@ def test_broker_pod_runs_the_broker_restricted_and_owned():
 
 
 def test_postgres_broker_reads_its_dsn_from_the_secret_never_from_the_spec():
-    pod = render.broker_pod(broker_obj(store="postgres", image="mine:2"), CONFIG)
+    pod = render_broker.broker_pod(broker_obj(store="postgres", image="mine:2"), CONFIG)
     (container,) = pod["spec"]["containers"]
     dsn = next(e for e in container["env"] if e["name"] == "MYQUEUE_DSN")
     assert dsn == {"name": "MYQUEUE_DSN", "valueFrom": {"secretKeyRef": {"name": "pg", "key": "dsn"}}}
@@ -129,31 +132,31 @@ def test_postgres_broker_reads_its_dsn_from_the_secret_never_from_the_spec():
 
 def test_broker_reads_the_api_token_from_the_secret_when_auth_is_on():
     authed = dataclasses.replace(CONFIG, token_secret="mq-auth")
-    (container,) = render.broker_pod(broker_obj(), authed)["spec"]["containers"]
+    (container,) = render_broker.broker_pod(broker_obj(), authed)["spec"]["containers"]
     token = [e for e in container["env"] if e["name"] == "MYQUEUE_TOKEN"]
     assert token == [{"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mq-auth", "key": "token"}}}]
-    (plain,) = render.broker_pod(broker_obj(), CONFIG)["spec"]["containers"]
+    (plain,) = render_broker.broker_pod(broker_obj(), CONFIG)["spec"]["containers"]
     assert "MYQUEUE_TOKEN" not in {e["name"] for e in plain["env"]}
     # Turning auth on replaces the pods (a new hash); an operator without it keeps the old hash.
-    assert render.pod_spec_hash({"store": "memory"}, authed) != render.pod_spec_hash({"store": "memory"}, CONFIG)
+    assert render_broker.pod_spec_hash({"store": "memory"}, authed) != render_broker.pod_spec_hash({"store": "memory"}, CONFIG)
     assert OperatorConfig.from_env(
         {"MYQUEUE_PRIMARY_URL": "http://p:1", "MYQUEUE_NAMESPACE": "mq", "MYQUEUE_TOKEN_SECRET": "mq-auth"}
     ).token_secret == "mq-auth"
 
 
 def test_pod_spec_hash_changes_only_with_what_shapes_the_pod():
-    base = render.pod_spec_hash({"store": "memory"}, CONFIG)
-    assert render.pod_spec_hash({"store": "memory", "image": "img:1"}, CONFIG) == base  # the default image
-    assert render.pod_spec_hash({"store": "memory", "image": "img:2"}, CONFIG) != base
-    assert render.pod_spec_hash({"store": "postgres"}, CONFIG) != base
-    assert render.pod_spec_hash({"store": "memory", "resources": {"limits": {"cpu": "1"}}}, CONFIG) != base
-    assert render.broker_pod(broker_obj(), CONFIG)["metadata"]["annotations"][render.SPEC_HASH_ANNOTATION] == base
+    base = render_broker.pod_spec_hash({"store": "memory"}, CONFIG)
+    assert render_broker.pod_spec_hash({"store": "memory", "image": "img:1"}, CONFIG) == base  # the default image
+    assert render_broker.pod_spec_hash({"store": "memory", "image": "img:2"}, CONFIG) != base
+    assert render_broker.pod_spec_hash({"store": "postgres"}, CONFIG) != base
+    assert render_broker.pod_spec_hash({"store": "memory", "resources": {"limits": {"cpu": "1"}}}, CONFIG) != base
+    assert render_broker.broker_pod(broker_obj(), CONFIG)["metadata"]["annotations"][SPEC_HASH_ANNOTATION] == base
 
 
 def test_broker_service():
-    service = render.broker_service(broker_obj())
+    service = render_broker.broker_service(broker_obj())
     assert service["metadata"]["name"] == "broker-a"
-    assert service["spec"]["selector"] == {render.BROKER_LABEL: "broker-a"}
+    assert service["spec"]["selector"] == {render_broker.BROKER_LABEL: "broker-a"}
     assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": 8080, "protocol": "TCP"}]
     assert service["metadata"]["ownerReferences"][0]["uid"] == "uid-broker-a"
 
@@ -169,38 +172,38 @@ def test_broker_service():
     ],
 )
 def test_broker_address(ip, mode, expected):
-    assert render.broker_address("broker-a", "mq", ip, mode) == expected
+    assert render_broker.broker_address("broker-a", "mq", ip, mode) == expected
 
 
 # --- observed state, conditions, statuses --------------------------------------------------------------------------
 def test_pod_state():
-    assert render.pod_state(None) == render.NO_POD
-    state = render.pod_state(ready_pod())
+    assert render_broker.pod_state(None) == render_broker.NO_POD
+    state = render_broker.pod_state(ready_pod())
     assert (state.exists, state.ready, state.ip, state.deleting) == (True, True, "10.1.0.7", False)
-    pending = render.pod_state({"metadata": {}, "status": {"phase": "Pending"}})
+    pending = render_broker.pod_state({"metadata": {}, "status": {"phase": "Pending"}})
     assert (pending.phase, pending.ready) == ("Pending", False)
-    deleting = render.pod_state({"metadata": {"deletionTimestamp": NOW}, "status": {"phase": "Running"}})
+    deleting = render_broker.pod_state({"metadata": {"deletionTimestamp": NOW}, "status": {"phase": "Running"}})
     assert deleting.deleting
     not_running = ready_pod()
     not_running["status"]["phase"] = "Failed"
-    assert not render.pod_state(not_running).ready
+    assert not render_broker.pod_state(not_running).ready
 
 
 def test_ready_condition_moves_its_transition_time_only_on_a_flip():
-    first = render.ready_condition(False, Reason.POD_PENDING, "m", 1, NOW)
-    same = render.ready_condition(False, Reason.POD_NOT_READY, "m2", 2, LATER, [first])
+    first = render_conditions.ready_condition(False, Reason.POD_PENDING, "m", 1, NOW)
+    same = render_conditions.ready_condition(False, Reason.POD_NOT_READY, "m2", 2, LATER, [first])
     assert same["lastTransitionTime"] == NOW and same["reason"] == "PodNotReady" and same["observedGeneration"] == 2
-    flipped = render.ready_condition(True, Reason.REGISTERED, "ok", 2, LATER, [same])
+    flipped = render_conditions.ready_condition(True, Reason.REGISTERED, "ok", 2, LATER, [same])
     assert flipped["lastTransitionTime"] == LATER and flipped["status"] == "True"
-    assert render.condition_changed(first, same) and not render.condition_changed(same, dict(same, message="x"))
-    kept = render.with_condition([{"type": "Other", "status": "True"}, first], flipped)
+    assert render_conditions.condition_changed(first, same) and not render_conditions.condition_changed(same, dict(same, message="x"))
+    kept = render_conditions.with_condition([{"type": "Other", "status": "True"}, first], flipped)
     assert [c["type"] for c in kept] == ["Other", "Ready"] and kept[1]["status"] == "True"
 
 
 @pytest.mark.parametrize(
     ("pod", "registration", "phase", "ready", "reason"),
     [
-        (render.NO_POD, Registration.NOT_YET, BrokerPhase.PENDING, False, Reason.POD_CREATING),
+        (render_broker.NO_POD, Registration.NOT_YET, BrokerPhase.PENDING, False, Reason.POD_CREATING),
         (PodState(True, "Running", deleting=True), Registration.NOT_YET, BrokerPhase.PENDING, False, Reason.POD_TERMINATING),
         (PodState(True, "Failed"), Registration.NOT_YET, BrokerPhase.FAILED, False, Reason.POD_FAILED),
         (PodState(True, "Pending"), Registration.NOT_YET, BrokerPhase.PENDING, False, Reason.POD_PENDING),
@@ -212,27 +215,27 @@ def test_ready_condition_moves_its_transition_time_only_on_a_flip():
     ],
 )
 def test_broker_readiness(pod, registration, phase, ready, reason):
-    result = render.broker_readiness("broker-a", pod, registration)
+    result = render_broker.broker_readiness("broker-a", pod, registration)
     assert (result.phase, result.ready, result.reason) == (phase, ready, reason)
 
 
 def test_broker_status_keeps_the_last_address_and_deletes_a_gone_ip():
     old = {"address": "http://broker-a.mq.svc:8080", "podIP": "10.1.0.7", "partitionCount": 4}
-    readiness = render.broker_readiness("broker-a", render.NO_POD, Registration.NOT_YET)
-    status = render.broker_status(broker_obj(generation=3, status=old), readiness, NOW, pod_name=None, pod_ip=None, address=None)
+    readiness = render_broker.broker_readiness("broker-a", render_broker.NO_POD, Registration.NOT_YET)
+    status = render_broker.broker_status(broker_obj(generation=3, status=old), readiness, NOW, pod_name=None, pod_ip=None, address=None)
     assert status["address"] == old["address"] and status["partitionCount"] == 4
     assert status["podIP"] is None and status["podName"] is None  # None deletes them in the merge patch
     assert status["observedGeneration"] == 3 and status["phase"] == "Pending"
-    assert render.condition_of(status)["reason"] == "PodCreating"
+    assert render_conditions.condition_of(status)["reason"] == "PodCreating"
 
 
 def test_blocked_status_tells_how_to_proceed():
-    status = render.blocked_status(broker_obj(), [f"t:P{i}" for i in range(12)], NOW)
-    condition = render.condition_of(status)
+    status = render_broker.blocked_status(broker_obj(), [f"t:P{i}" for i in range(12)], NOW)
+    condition = render_conditions.condition_of(status)
     assert (status["phase"], status["partitionCount"], condition["reason"]) == ("Terminating", 12, "DeletionBlocked")
     assert "and 2 more" in condition["message"] and "myqueue.io/on-delete=move-partitions" in condition["message"]
-    assert render.event_type(condition["reason"]) == "Warning"
-    assert render.event_type(Reason.REGISTERED) == "Normal"
+    assert render_conditions.event_type(condition["reason"]) == "Warning"
+    assert render_conditions.event_type(Reason.REGISTERED) == "Normal"
 
 
 # --- validation, and the CRDs mirroring core/names.py ------------------------------------------------------------------
@@ -264,7 +267,7 @@ def test_topic_crd_name_rules_mirror_core(value):
     assert "lowerAscii() in ['subl', 'publ']" in spec["x-kubernetes-validations"][0]["rule"]
     assert crd_ok == core_accepts(names.validate_topic, value)
     if value:  # an empty spec.name means "use metadata.name"
-        assert (render.topic_spec_problems(topic_obj(name=value)) == []) == crd_ok
+        assert (render_topic.topic_spec_problems(topic_obj(name=value)) == []) == crd_ok
 
 
 BROKER_NAMES = ["broker", "broker-a", "mybroker1", "a-broker-b", "worker", "Broker-a", "broker_a", "broker-",
@@ -279,7 +282,7 @@ def test_broker_crd_name_rules_mirror_core_and_dns_1035(value):
     crd_ok = "broker" in value and re.fullmatch(pattern.strip("^$"), value) is not None and len(value) <= 63
     # The CRD is core's rule plus what a Service name needs (DNS-1035: starts with a letter, <= 63).
     assert crd_ok == (core_accepts(names.validate_broker_name, value) and value[0].isalpha() and len(value) <= 63)
-    assert crd_ok == (render.broker_spec_problems(value, {}, CONFIG) == [])
+    assert crd_ok == (render_broker.broker_spec_problems(value, {}, CONFIG) == [])
 
 
 def test_crd_bounds_are_the_core_limits():
@@ -290,18 +293,18 @@ def test_crd_bounds_are_the_core_limits():
 
 
 def test_broker_spec_problems():
-    assert render.broker_spec_problems("broker-a", {"store": "postgres"}, CONFIG) == []
+    assert render_broker.broker_spec_problems("broker-a", {"store": "postgres"}, CONFIG) == []
     no_secret = OperatorConfig(primary_url="http://p:1", namespace="mq")
-    assert "MYQUEUE_DSN_SECRET" in render.broker_spec_problems("broker-a", {"store": "postgres"}, no_secret)[0]
-    assert render.broker_spec_problems("broker-a", {"store": "sqlite"}, CONFIG)
+    assert "MYQUEUE_DSN_SECRET" in render_broker.broker_spec_problems("broker-a", {"store": "postgres"}, no_secret)[0]
+    assert render_broker.broker_spec_problems("broker-a", {"store": "sqlite"}, CONFIG)
 
 
 def test_topic_spec_problems_default_name_is_metadata_name():
-    assert render.topic_name(topic_obj("orders")) == "orders"
-    assert render.topic_name(topic_obj("my-orders", name="Orders")) == "Orders"
-    assert "set spec.name" in render.topic_spec_problems(topic_obj("my-orders"))[0]
-    assert render.topic_spec_problems(topic_obj(partitions=0))
-    assert render.topic_spec_problems(topic_obj(partitions=True))
+    assert render_topic.topic_name(topic_obj("orders")) == "orders"
+    assert render_topic.topic_name(topic_obj("my-orders", name="Orders")) == "Orders"
+    assert "set spec.name" in render_topic.topic_spec_problems(topic_obj("my-orders"))[0]
+    assert render_topic.topic_spec_problems(topic_obj(partitions=0))
+    assert render_topic.topic_spec_problems(topic_obj(partitions=True))
 
 
 # --- topic planning and status ------------------------------------------------------------------------------------------
@@ -317,7 +320,7 @@ def test_topic_spec_problems_default_name_is_metadata_name():
     ],
 )
 def test_plan_partitions(existing, desired, add, refused):
-    plan = render.plan_partitions(existing, desired)
+    plan = render_topic.plan_partitions(existing, desired)
     assert (plan.add, plan.decrease_refused) == (add, refused)
 
 
@@ -328,12 +331,12 @@ META = {
 
 
 def test_topic_partitions_and_status_strings():
-    parts = render.topic_partitions(META, "orders", {"P1": 12})
+    parts = render_topic.topic_partitions(META, "orders", {"P1": 12})
     assert parts == [{"name": "P1", "broker": "broker-a", "endOffset": 12}, {"name": "P2"}]
-    status = render.topic_status(topic_obj(partitions=2), "orders", NOW, ready=False, reason="X", message="m", partitions=parts)
+    status = render_topic.topic_status(topic_obj(partitions=2), "orders", NOW, ready=False, reason="X", message="m", partitions=parts)
     assert status["placement"] == "P1=broker-a P2=-" and status["endOffsets"] == "P1=12 P2=?"
     assert status["observedGeneration"] == 1 and status["topic"] == "orders"
-    kept = render.topic_status(topic_obj(status=status), "orders", LATER, ready=False, reason="Y", message="m")
+    kept = render_topic.topic_status(topic_obj(status=status), "orders", LATER, ready=False, reason="Y", message="m")
     assert "partitions" not in kept  # unknown now: the merge patch keeps the last known placement
 
 
@@ -347,13 +350,13 @@ def test_topic_partitions_and_status_strings():
     ],
 )
 def test_topic_readiness(meta, desired, ready, reason):
-    plan = render.plan_partitions([p["partition"] for p in meta["topics"]["orders"]], desired)
-    assert render.topic_readiness(meta, "orders", desired, plan)[:2] == (ready, reason)
+    plan = render_topic.plan_partitions([p["partition"] for p in meta["topics"]["orders"]], desired)
+    assert render_topic.topic_readiness(meta, "orders", desired, plan)[:2] == (ready, reason)
 
 
 def test_partitions_on():
-    assert render.partitions_on(META, "broker-a") == ["orders:P1"]
-    assert render.partitions_on(META, "broker-b") == []
+    assert render_broker.partitions_on(META, "broker-a") == ["orders:P1"]
+    assert render_broker.partitions_on(META, "broker-b") == []
 
 
 # --- the reconcilers, against fakes ---------------------------------------------------------------------------------------
@@ -509,14 +512,14 @@ def test_reconcile_broker_recreates_a_deleted_pod(ctx):
 
 def test_reconcile_broker_writes_address_before_registering_and_retries_when_primary_is_down(ctx):
     ctx.kube.add("brokers", broker_obj())
-    ctx.kube.pods["broker-a"] = ready_pod(spec_hash=render.pod_spec_hash({"store": "memory"}, CONFIG))
+    ctx.kube.pods["broker-a"] = ready_pod(spec_hash=render_broker.pod_spec_hash({"store": "memory"}, CONFIG))
     ctx.kube.services["broker-a"] = {}
     ctx.primary.down = True
     with pytest.raises(RetryLater):
         reconcile_broker(ctx, "mq", "broker-a")
     status = ctx.kube.customs[("brokers", "broker-a")]["status"]
     assert status["address"] == "http://broker-a.mq.svc:8080"  # what the Kubernetes launcher waits for
-    assert render.condition_of(status)["reason"] == "PrimaryUnavailable"
+    assert render_conditions.condition_of(status)["reason"] == "PrimaryUnavailable"
 
 
 def test_reconcile_broker_replaces_the_pod_when_the_spec_changes(ctx):
@@ -535,7 +538,7 @@ def test_reconcile_broker_invalid_spec_is_permanent_and_runs_nothing(ctx):
     with pytest.raises(InvalidSpec):
         reconcile_broker(ctx, "mq", "broker-a")
     status = ctx.kube.customs[("brokers", "broker-a")]["status"]
-    assert status["phase"] == "Failed" and render.condition_of(status)["reason"] == "InvalidSpec"
+    assert status["phase"] == "Failed" and render_conditions.condition_of(status)["reason"] == "InvalidSpec"
     assert ctx.kube.pods == {} and ("broker-a", "Warning", "InvalidSpec") in ctx.sent
 
 
@@ -554,7 +557,7 @@ def test_finalize_broker_blocks_while_it_holds_partitions(ctx):
     with pytest.raises(RetryLater):
         finalize_broker(ctx, obj)
     status = ctx.kube.customs[("brokers", "broker-a")]["status"]
-    assert render.condition_of(status)["reason"] == "DeletionBlocked" and status["partitionCount"] == 1
+    assert render_conditions.condition_of(status)["reason"] == "DeletionBlocked" and status["partitionCount"] == 1
     assert "broker-a" in ctx.primary.brokers and "broker-a" in ctx.kube.pods  # nothing touched
 
 
@@ -611,11 +614,11 @@ def test_reconcile_topic_without_brokers_or_primary_retries(ctx):
     ctx.kube.add("topics", topic_obj(partitions=1))
     with pytest.raises(RetryLater):
         reconcile_topic(ctx, "mq", "orders")
-    assert render.condition_of(ctx.kube.customs[("topics", "orders")]["status"])["reason"] == "NoReadyBroker"
+    assert render_conditions.condition_of(ctx.kube.customs[("topics", "orders")]["status"])["reason"] == "NoReadyBroker"
     ctx.primary.down = True
     with pytest.raises(RetryLater):
         reconcile_topic(ctx, "mq", "orders")
-    assert render.condition_of(ctx.kube.customs[("topics", "orders")]["status"])["reason"] == "PrimaryUnavailable"
+    assert render_conditions.condition_of(ctx.kube.customs[("topics", "orders")]["status"])["reason"] == "PrimaryUnavailable"
 
 
 def test_reconcile_topic_invalid_and_gone(ctx):

@@ -34,6 +34,20 @@ class SequenceError(Exception):
     """An idempotent producer's batch does not follow its last stored batch on this partition."""
 
 
+class SelfTestFailed(AssertionError):
+    """A storage self-test found the backend misbehaving.
+
+    Raised explicitly (``expect``), never by ``assert``, so ``python -O`` keeps the check. A
+    subclass of ``AssertionError`` so callers written for the earlier ``assert`` checks still catch it.
+    """
+
+
+def expect(actual: object, expected: object, check: str) -> None:
+    """A self-test step: raise ``SelfTestFailed`` naming ``check`` unless ``actual == expected``."""
+    if actual != expected:
+        raise SelfTestFailed(f"{check}: expected {expected!r}, got {actual!r}")
+
+
 @dataclass(frozen=True)
 class ProducerState:
     """What a partition remembers of one idempotent producer: enough to recognise a resent batch."""
@@ -226,7 +240,7 @@ class LogStorage(ABC):
     def selftest(self) -> list[str]:
         """Exercise append, read and positions on scratch state (never a user partition).
 
-        Returns the names of the checks that passed; raises AssertionError on the first failure.
+        Returns the names of the checks that passed; raises ``SelfTestFailed`` on the first failure.
         """
 
     def ready(self) -> bool:

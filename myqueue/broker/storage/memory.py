@@ -22,6 +22,7 @@ from .base import (
     ProducerState,
     ReadResult,
     check_sequence,
+    expect,
     trim_batches,
 )
 
@@ -158,14 +159,18 @@ class MemoryStorage(LogStorage):
         scratch = MemoryStorage()  # never touches this broker's partitions
         scratch.host("__selftest__", "p")
         checks = []
-        assert scratch.append("__selftest__", "p", framing.encode_batch([b"a", b"b"]), 2) == 0
-        assert scratch.append("__selftest__", "p", framing.encode_batch([b"c"]), 1) == 2
+        expect(scratch.append("__selftest__", "p", framing.encode_batch([b"a", b"b"]), 2), 0, "first batch's offset")
+        expect(scratch.append("__selftest__", "p", framing.encode_batch([b"c"]), 1), 2, "second batch's offset")
         checks.append("append assigns consecutive offsets")
         result = scratch.read("__selftest__", "p", 1, 10, 1 << 20)
-        assert [body for _, body in result.batches] == [framing.encode_batch([b"b"]), framing.encode_batch([b"c"])]
+        expect(
+            [body for _, body in result.batches],
+            [framing.encode_batch([b"b"]), framing.encode_batch([b"c"])],
+            "batches read from offset 1",
+        )
         checks.append("read from a mid-batch offset")
         scratch.set_position("g", "__selftest__", "p", "earliest")
-        assert scratch.take("g", "__selftest__", "p", 2)[0] == [(0, b"a"), (1, b"b")]
-        assert scratch.get_position("g", "__selftest__", "p") == 2
+        expect(scratch.take("g", "__selftest__", "p", 2)[0], [(0, b"a"), (1, b"b")], "records taken from earliest")
+        expect(scratch.get_position("g", "__selftest__", "p"), 2, "group position after the take")
         checks.append("take advances the group position")
         return checks

@@ -1,9 +1,7 @@
-"""Pure rendering: Kubernetes objects and statuses as functions of a custom resource.
+"""A Broker rendered: its Pod and Service, its labels, its spec checks, its observed Pod and its status.
 
-Everything here takes plain dicts (the shape the API server returns) and returns plain dicts,
-with time injected, so it is unit-tested without a cluster (tests/unit/test_operator_render.py).
-No I/O and no kopf: applying objects and talking to the managers is ``kube.py`` and
-``primary.py``; deciding when to call what is ``brokers.py`` and ``topics.py``.
+Pure like the rest of ``render``: plain dicts in and out, time injected. Creating and deleting the
+objects is ``kube.py``, registering with the primary ``primary.py``; deciding when is ``brokers.py``.
 """
 
 from __future__ import annotations
@@ -11,15 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from myqueue.core import defaults
-from myqueue.core.names import validate_broker_name, validate_topic
+from myqueue.core.names import validate_broker_name
 from myqueue.core.refusal import Refusal
 
-from .config import (
+from ..config import (
     API_VERSION,
     BROKER_PORT,
     BROKER_UID,
@@ -27,39 +25,13 @@ from .config import (
     AddressMode,
     OperatorConfig,
 )
+from .conditions import Reason, ready_condition, with_condition
 
-READY = "Ready"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OPERATOR_NAME = "myqueue-operator"
 BROKER_LABEL = "myqueue.io/broker"
 _DNS_1035 = re.compile(r"[a-z]([a-z0-9-]*[a-z0-9])?")
 _DNS_LABEL_MAX = 63
-
-
-class Reason(StrEnum):
-    """Reasons of the Ready condition (and of the Events posted when it changes)."""
-
-    # Broker
-    INVALID_SPEC = "InvalidSpec"
-    POD_CREATING = "PodCreating"
-    POD_PENDING = "PodPending"
-    POD_NOT_READY = "PodNotReady"
-    POD_FAILED = "PodFailed"
-    POD_TERMINATING = "PodTerminating"
-    REGISTERING = "Registering"
-    REGISTERED = "Registered"
-    REGISTRATION_REFUSED = "RegistrationRefused"
-    DELETION_BLOCKED = "DeletionBlocked"
-    # both
-    PRIMARY_UNAVAILABLE = "PrimaryUnavailable"
-    # Topic
-    NO_READY_BROKER = "NoReadyBroker"
-    PARTITIONS_PENDING = "PartitionsPending"
-    PARTITION_UNASSIGNED = "PartitionUnassigned"
-    BROKER_NOT_READY = "BrokerNotReady"
-    PARTITION_DECREASE_REFUSED = "PartitionDecreaseRefused"
-    PARTITIONS_READY = "PartitionsReady"
-    CREATE_REFUSED = "CreateRefused"
 
 
 class BrokerPhase(StrEnum):
@@ -82,7 +54,6 @@ class Registration(StrEnum):
     REFUSED = "Refused"  # the primary answered with a refusal
 
 
-# --- names and validation -------------------------------------------------------------------------
 def broker_spec_problems(name: str, spec: Mapping, config: OperatorConfig) -> list[str]:
     """What is wrong with a Broker the API server let through (a CRD installed without its CEL
     rules, an old API server); an empty list when it can be run."""
@@ -100,24 +71,6 @@ def broker_spec_problems(name: str, spec: Mapping, config: OperatorConfig) -> li
         problems.append(
             "spec.store is 'postgres' but the operator has no MYQUEUE_DSN_SECRET (the Secret with key 'dsn')"
         )
-    return problems
-
-
-def topic_name(topic: Mapping) -> str:
-    """The topic's name in myqueue: spec.name, default metadata.name."""
-    return (topic.get("spec") or {}).get("name") or topic["metadata"]["name"]
-
-
-def topic_spec_problems(topic: Mapping) -> list[str]:
-    spec = topic.get("spec") or {}
-    problems = []
-    try:
-        validate_topic(topic_name(topic))
-    except Refusal as e:
-        problems.append(e.message + ("" if spec.get("name") else " (set spec.name)"))
-    count = spec.get("partitions", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= defaults.MAX_PARTITIONS_PER_TOPIC:
-        problems.append(f"spec.partitions must be an integer from 1 to {defaults.MAX_PARTITIONS_PER_TOPIC}")
     return problems
 
 
@@ -181,28 +134,44 @@ def broker_pod(broker: Mapping, config: OperatorConfig) -> dict:
     meta = broker["metadata"]
     name = meta["name"]
     spec = broker.get("spec") or {}
-    store = spec.get("store", "memory")
-    env = [
-        {"name": "MYQUEUE_BROKER_NAME", "value": name},
-        {"name": "MYQUEUE_PORT", "value": str(BROKER_PORT)},
-        {"name": "MYQUEUE_HOST", "value": "0.0.0.0"},  # noqa: S104 - a container listens on its pod's IP
-        {"name": "MYQUEUE_STORE", "value": store},
-    ]
-    if store == "postgres":
-        env.append(
-            {"name": "MYQUEUE_DSN", "valueFrom": {"secretKeyRef": {"name": config.dsn_secret, "key": "dsn"}}}
-        )
-    if config.token_secret:
-        env.append(
-            {"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": config.token_secret, "key": "token"}}}
-        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": broker_labels(name),
+            "annotations": {SPEC_HASH_ANNOTATION: pod_spec_hash(spec, config)},
+            "ownerReferences": [owner_reference(broker)],
+        },
+        "spec": {
+            "containers": [_broker_container(name, spec, config)],
+            "restartPolicy": "Always",
+            # SIGTERM: the broker drains for SHUTDOWN_GRACE_S, then closes its store.
+            "terminationGracePeriodSeconds": int(defaults.SHUTDOWN_GRACE_S) + 20,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": BROKER_UID,
+                "runAsGroup": BROKER_UID,
+                "fsGroup": BROKER_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        },
+    }
+
+
+def _broker_container(name: str, spec: Mapping, config: OperatorConfig) -> dict:
+    """The Pod's one container: the broker image's ``myqueue-broker`` on BROKER_PORT, /tmp an emptyDir."""
     container = {
         "name": "broker",
         "image": spec.get("image") or config.broker_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["myqueue-broker"],
         "ports": [{"name": "http", "containerPort": BROKER_PORT, "protocol": "TCP"}],
-        "env": env,
+        "env": _broker_env(name, spec.get("store", "memory"), config),
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": BROKER_PORT},
             "periodSeconds": 2,
@@ -221,33 +190,26 @@ def broker_pod(broker: Mapping, config: OperatorConfig) -> dict:
     }
     if spec.get("resources"):
         container["resources"] = dict(spec["resources"])
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "labels": broker_labels(name),
-            "annotations": {SPEC_HASH_ANNOTATION: pod_spec_hash(spec, config)},
-            "ownerReferences": [owner_reference(broker)],
-        },
-        "spec": {
-            "containers": [container],
-            "restartPolicy": "Always",
-            # SIGTERM: the broker drains for SHUTDOWN_GRACE_S, then closes its store.
-            "terminationGracePeriodSeconds": int(defaults.SHUTDOWN_GRACE_S) + 20,
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": BROKER_UID,
-                "runAsGroup": BROKER_UID,
-                "fsGroup": BROKER_UID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-        },
-    }
+    return container
+
+
+def _broker_env(name: str, store: str, config: OperatorConfig) -> list[dict]:
+    """The broker's MYQUEUE_* variables; secrets (DSN, API token) only as ``secretKeyRef``."""
+    env: list[dict] = [
+        {"name": "MYQUEUE_BROKER_NAME", "value": name},
+        {"name": "MYQUEUE_PORT", "value": str(BROKER_PORT)},
+        {"name": "MYQUEUE_HOST", "value": "0.0.0.0"},  # noqa: S104 - a container listens on its pod's IP
+        {"name": "MYQUEUE_STORE", "value": store},
+    ]
+    if store == "postgres":
+        env.append(
+            {"name": "MYQUEUE_DSN", "valueFrom": {"secretKeyRef": {"name": config.dsn_secret, "key": "dsn"}}}
+        )
+    if config.token_secret:
+        env.append(
+            {"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": config.token_secret, "key": "token"}}}
+        )
+    return env
 
 
 def broker_service(broker: Mapping) -> dict:
@@ -319,42 +281,6 @@ def pod_state(pod: Mapping | None) -> PodState:
     )
 
 
-# --- conditions -------------------------------------------------------------------------------------
-def ready_condition(
-    ready: bool, reason: str, message: str, generation: int | None, now: str, previous: Sequence[Mapping] = ()
-) -> dict:
-    """The Ready condition; lastTransitionTime moves only when the status flips."""
-    status = "True" if ready else "False"
-    old = next((c for c in previous if c.get("type") == READY), None)
-    since = old.get("lastTransitionTime") if old and old.get("status") == status and old.get("lastTransitionTime") else now
-    condition = {"type": READY, "status": status, "reason": str(reason), "message": message[:4096], "lastTransitionTime": since}
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
-
-
-def with_condition(previous: Sequence[Mapping], condition: Mapping) -> list[dict]:
-    """``previous`` with the condition of the same type replaced (others kept, order kept)."""
-    out = [dict(c) for c in previous if c.get("type") != condition["type"]]
-    out.append(dict(condition))
-    return sorted(out, key=lambda c: c["type"])
-
-
-def condition_of(status: Mapping | None, kind: str = READY) -> dict | None:
-    return next((dict(c) for c in (status or {}).get("conditions") or [] if c.get("type") == kind), None)
-
-
-def condition_changed(old: Mapping | None, new: Mapping) -> bool:
-    """Did the user-visible part (status, reason) change? Events are posted only then."""
-    return not old or old.get("status") != new.get("status") or old.get("reason") != new.get("reason")
-
-
-def status_differs(old: Mapping | None, new: Mapping) -> bool:
-    """Would patching ``new`` over ``old`` change anything? (Avoids no-op writes.)"""
-    old = old or {}
-    return any(old.get(key) != value for key, value in new.items())
-
-
 # --- Broker status ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Readiness:
@@ -416,22 +342,6 @@ def broker_status(
     return status
 
 
-def invalid_status(obj: Mapping, problems: Iterable[str], now: str, phase: str | None = BrokerPhase.FAILED.value) -> dict:
-    old = obj.get("status") or {}
-    generation = obj["metadata"].get("generation")
-    message = "; ".join(problems)
-    status = {
-        "observedGeneration": generation,
-        "conditions": with_condition(
-            old.get("conditions") or [],
-            ready_condition(False, Reason.INVALID_SPEC, message, generation, now, old.get("conditions") or []),
-        ),
-    }
-    if phase:
-        status["phase"] = phase
-    return status
-
-
 def blocked_status(broker: Mapping, partitions: Sequence[str], now: str) -> dict:
     """A Broker whose deletion waits because it still holds partitions."""
     old = broker.get("status") or {}
@@ -452,99 +362,6 @@ def blocked_status(broker: Mapping, partitions: Sequence[str], now: str) -> dict
     }
 
 
-# --- Topic ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PartitionPlan:
-    """What reconciling a Topic's partition count means for the primary."""
-
-    add: list[str] = field(default_factory=list)
-    decrease_refused: bool = False
-
-
-def plan_partitions(existing: Sequence[str], desired: int) -> PartitionPlan:
-    """Partitions to create so the topic has ``desired`` of them: the lowest free names P1, P2, ...
-
-    Counting (not name matching) lets a topic created through the HTTP API with other partition
-    names be adopted as it is. Fewer wanted than exist is refused: partitions are never removed.
-    """
-    if len(existing) > desired:
-        return PartitionPlan(decrease_refused=True)
-    taken = set(existing)
-    add: list[str] = []
-    k = 1
-    while len(existing) + len(add) < desired:
-        candidate = f"P{k}"
-        if candidate not in taken:
-            add.append(candidate)
-        k += 1
-    return PartitionPlan(add=add)
-
-
-def topic_partitions(metadata: Mapping, topic: str, offsets: Mapping[str, int | None]) -> list[dict]:
-    """status.partitions from the primary's /v1/metadata and the brokers' end offsets."""
-    out = []
-    for entry in (metadata.get("topics") or {}).get(topic, []):
-        item = {"name": entry["partition"]}
-        if entry.get("broker"):
-            item["broker"] = entry["broker"]
-        if offsets.get(entry["partition"]) is not None:
-            item["endOffset"] = offsets[entry["partition"]]
-        out.append(item)
-    return out
-
-
-def topic_readiness(
-    metadata: Mapping, topic: str, desired: int, plan: PartitionPlan
-) -> tuple[bool, Reason, str]:
-    parts = (metadata.get("topics") or {}).get(topic, [])
-    brokers = metadata.get("brokers") or {}
-    if plan.decrease_refused:
-        return (
-            False,
-            Reason.PARTITION_DECREASE_REFUSED,
-            f"spec.partitions is {desired} but topic {topic} has {len(parts)} partitions; partitions are never "
-            f"removed (their data would be lost): set spec.partitions to {len(parts)} or more",
-        )
-    if len(parts) < desired:
-        return False, Reason.PARTITIONS_PENDING, f"{len(parts)} of {desired} partitions created"
-    unassigned = [p["partition"] for p in parts if not p.get("broker")]
-    if unassigned:
-        return False, Reason.PARTITION_UNASSIGNED, f"partitions without a broker: {', '.join(unassigned)}"
-    down = sorted({p["broker"] for p in parts if not (brokers.get(p["broker"]) or {}).get("ready")})
-    if down:
-        return False, Reason.BROKER_NOT_READY, f"brokers not ready: {', '.join(down)}"
-    used = {p["broker"] for p in parts}
-    return True, Reason.PARTITIONS_READY, f"{len(parts)} partition(s) on {len(used)} broker(s)"
-
-
-def topic_status(
-    topic_obj: Mapping,
-    topic: str,
-    now: str,
-    *,
-    ready: bool,
-    reason: str,
-    message: str,
-    partitions: list[dict] | None = None,
-) -> dict:
-    """The Topic's status; ``partitions=None`` keeps the last known placement (primary unreachable)."""
-    old = topic_obj.get("status") or {}
-    generation = topic_obj["metadata"].get("generation")
-    status = {
-        "observedGeneration": generation,
-        "topic": topic,
-        "conditions": with_condition(
-            old.get("conditions") or [],
-            ready_condition(ready, reason, message, generation, now, old.get("conditions") or []),
-        ),
-    }
-    if partitions is not None:
-        status["partitions"] = partitions
-        status["placement"] = " ".join(f"{p['name']}={p.get('broker', '-')}" for p in partitions)
-        status["endOffsets"] = " ".join(f"{p['name']}={p.get('endOffset', '?')}" for p in partitions)
-    return status
-
-
 def partitions_on(metadata: Mapping, broker: str) -> list[str]:
     """``topic:partition`` of every partition the primary placed on ``broker``."""
     return [
@@ -553,34 +370,3 @@ def partitions_on(metadata: Mapping, broker: str) -> list[str]:
         for p in parts
         if p.get("broker") == broker
     ]
-
-
-# Ready reasons posted as Warning Events (the others as Normal).
-WARNING_REASONS = frozenset(
-    {
-        Reason.INVALID_SPEC,
-        Reason.POD_FAILED,
-        Reason.POD_TERMINATING,
-        Reason.REGISTRATION_REFUSED,
-        Reason.DELETION_BLOCKED,
-        Reason.PRIMARY_UNAVAILABLE,
-        Reason.NO_READY_BROKER,
-        Reason.PARTITION_UNASSIGNED,
-        Reason.BROKER_NOT_READY,
-        Reason.PARTITION_DECREASE_REFUSED,
-        Reason.CREATE_REFUSED,
-    }
-)
-
-
-# Ready reasons that only report progress: no Event (the explicit PodCreated/PartitionsAdded say it).
-PROGRESS_REASONS = frozenset({Reason.POD_CREATING, Reason.POD_PENDING, Reason.POD_NOT_READY, Reason.REGISTERING, Reason.PARTITIONS_PENDING})
-
-
-def event_type(reason: str) -> str:
-    return "Warning" if reason in WARNING_REASONS else "Normal"
-
-
-def worth_an_event(old: Mapping | None, new: Mapping) -> bool:
-    """Post an Event when the Ready condition's status or reason changed to something that is not mere progress."""
-    return condition_changed(old, new) and new.get("reason") not in PROGRESS_REASONS

@@ -1,0 +1,126 @@
+"""A Topic rendered: its spec checks, the partitions to create, and its status from the primary's metadata.
+
+Pure like the rest of ``render``: plain dicts in and out, time injected. Creating the partitions
+through the primary is ``primary.py``; deciding when is ``topics.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from myqueue.core import defaults
+from myqueue.core.names import validate_topic
+from myqueue.core.refusal import Refusal
+
+from .conditions import Reason, ready_condition, with_condition
+
+
+def topic_name(topic: Mapping) -> str:
+    """The topic's name in myqueue: spec.name, default metadata.name."""
+    return (topic.get("spec") or {}).get("name") or topic["metadata"]["name"]
+
+
+def topic_spec_problems(topic: Mapping) -> list[str]:
+    spec = topic.get("spec") or {}
+    problems = []
+    try:
+        validate_topic(topic_name(topic))
+    except Refusal as e:
+        problems.append(e.message + ("" if spec.get("name") else " (set spec.name)"))
+    count = spec.get("partitions", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= defaults.MAX_PARTITIONS_PER_TOPIC:
+        problems.append(f"spec.partitions must be an integer from 1 to {defaults.MAX_PARTITIONS_PER_TOPIC}")
+    return problems
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """What reconciling a Topic's partition count means for the primary."""
+
+    add: list[str] = field(default_factory=list)
+    decrease_refused: bool = False
+
+
+def plan_partitions(existing: Sequence[str], desired: int) -> PartitionPlan:
+    """Partitions to create so the topic has ``desired`` of them: the lowest free names P1, P2, ...
+
+    Counting (not name matching) lets a topic created through the HTTP API with other partition
+    names be adopted as it is. Fewer wanted than exist is refused: partitions are never removed.
+    """
+    if len(existing) > desired:
+        return PartitionPlan(decrease_refused=True)
+    taken = set(existing)
+    add: list[str] = []
+    k = 1
+    while len(existing) + len(add) < desired:
+        candidate = f"P{k}"
+        if candidate not in taken:
+            add.append(candidate)
+        k += 1
+    return PartitionPlan(add=add)
+
+
+def topic_partitions(metadata: Mapping, topic: str, offsets: Mapping[str, int | None]) -> list[dict]:
+    """status.partitions from the primary's /v1/metadata and the brokers' end offsets."""
+    out = []
+    for entry in (metadata.get("topics") or {}).get(topic, []):
+        item = {"name": entry["partition"]}
+        if entry.get("broker"):
+            item["broker"] = entry["broker"]
+        if offsets.get(entry["partition"]) is not None:
+            item["endOffset"] = offsets[entry["partition"]]
+        out.append(item)
+    return out
+
+
+def topic_readiness(
+    metadata: Mapping, topic: str, desired: int, plan: PartitionPlan
+) -> tuple[bool, Reason, str]:
+    parts = (metadata.get("topics") or {}).get(topic, [])
+    brokers = metadata.get("brokers") or {}
+    if plan.decrease_refused:
+        return (
+            False,
+            Reason.PARTITION_DECREASE_REFUSED,
+            f"spec.partitions is {desired} but topic {topic} has {len(parts)} partitions; partitions are never "
+            f"removed (their data would be lost): set spec.partitions to {len(parts)} or more",
+        )
+    if len(parts) < desired:
+        return False, Reason.PARTITIONS_PENDING, f"{len(parts)} of {desired} partitions created"
+    unassigned = [p["partition"] for p in parts if not p.get("broker")]
+    if unassigned:
+        return False, Reason.PARTITION_UNASSIGNED, f"partitions without a broker: {', '.join(unassigned)}"
+    down = sorted({p["broker"] for p in parts if not (brokers.get(p["broker"]) or {}).get("ready")})
+    if down:
+        return False, Reason.BROKER_NOT_READY, f"brokers not ready: {', '.join(down)}"
+    used = {p["broker"] for p in parts}
+    return True, Reason.PARTITIONS_READY, f"{len(parts)} partition(s) on {len(used)} broker(s)"
+
+
+def topic_status(
+    topic_obj: Mapping,
+    topic: str,
+    now: str,
+    *,
+    ready: bool,
+    reason: str,
+    message: str,
+    partitions: list[dict] | None = None,
+) -> dict:
+    """The Topic's status; ``partitions=None`` keeps the last known placement (primary unreachable)."""
+    old = topic_obj.get("status") or {}
+    generation = topic_obj["metadata"].get("generation")
+    status = {
+        "observedGeneration": generation,
+        "topic": topic,
+        "conditions": with_condition(
+            old.get("conditions") or [],
+            ready_condition(ready, reason, message, generation, now, old.get("conditions") or []),
+        ),
+    }
+    if partitions is not None:
+        status["partitions"] = partitions
+        status["placement"] = " ".join(f"{p['name']}={p.get('broker', '-')}" for p in partitions)
+        status["endOffsets"] = " ".join(f"{p['name']}={p.get('endOffset', '?')}" for p in partitions)
+    return status
