@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from myqueue.core.reasons import Reason as ManagerReason
+from myqueue.core.reasons import Reason
 from myqueue.core.view import ClusterView
 
 from . import metrics
@@ -25,7 +25,7 @@ from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
 from .render import conditions as render_conditions
 from .render import topic as render_topic
-from .render.conditions import Reason
+from .render.conditions import ConditionReason
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,14 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
         topic = render_topic.topic_name(obj)
         desired = (obj.get("spec") or {}).get("partitions", 1)
 
-        def fail(reason: Reason, message: str, delay: float) -> RetryLater:
+        def fail(reason: ConditionReason, message: str, delay: float) -> RetryLater:
             _write(ctx, obj, render_topic.topic_status(obj, topic, ctx.now(), ready=False, reason=reason, message=message))
             return RetryLater(message, delay)
 
         try:
             metadata = ctx.primary.metadata()
         except PrimaryUnavailable as e:
-            raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+            raise fail(ConditionReason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
         existing = metadata.partitions(topic)
         plan = render_topic.plan_partitions(existing, desired)
         added: list[str] = []
@@ -87,11 +87,11 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
                 if ctx.primary.add_partition(topic, partition):
                     added.append(partition)
         except PrimaryUnavailable as e:
-            raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+            raise fail(ConditionReason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
         except PrimaryRefused as e:
-            if e.reason == ManagerReason.NO_BROKER.value:
-                raise fail(Reason.NO_READY_BROKER, f"no ready broker to place partitions on: {e.message}", ctx.config.retry_delay_s) from e
-            raise fail(Reason.CREATE_REFUSED, f"the primary refused a partition: {e}", ctx.config.resync_s) from e
+            if e.reason == Reason.NO_BROKER.value:
+                raise fail(ConditionReason.NO_READY_BROKER, f"no ready broker to place partitions on: {e.message}", ctx.config.retry_delay_s) from e
+            raise fail(ConditionReason.CREATE_REFUSED, f"the primary refused a partition: {e}", ctx.config.resync_s) from e
         finally:
             if added:
                 ctx.events(obj, "Normal", "PartitionsAdded", f"created {', '.join(added)} of topic {topic} through the primary manager")
@@ -99,7 +99,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             try:
                 metadata = ctx.primary.metadata()
             except PrimaryUnavailable as e:
-                raise fail(Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+                raise fail(ConditionReason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
         offsets = end_offsets(ctx, metadata, topic)
         wire = metadata.to_json()  # render's topic functions read the view's JSON form
         ready, reason, message = render_topic.topic_readiness(wire, topic, desired, plan)

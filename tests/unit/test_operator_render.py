@@ -25,7 +25,7 @@ from myqueue_operator.render import broker as render_broker
 from myqueue_operator.render import conditions as render_conditions
 from myqueue_operator.render import topic as render_topic
 from myqueue_operator.render.broker import BrokerPhase, PodState, Registration
-from myqueue_operator.render.conditions import Reason
+from myqueue_operator.render.conditions import ConditionReason
 from myqueue_operator.topics import finalize_topic, reconcile_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -190,10 +190,10 @@ def test_pod_state():
 
 
 def test_ready_condition_moves_its_transition_time_only_on_a_flip():
-    first = render_conditions.ready_condition(False, Reason.POD_PENDING, "m", 1, NOW)
-    same = render_conditions.ready_condition(False, Reason.POD_NOT_READY, "m2", 2, LATER, [first])
+    first = render_conditions.ready_condition(False, ConditionReason.POD_PENDING, "m", 1, NOW)
+    same = render_conditions.ready_condition(False, ConditionReason.POD_NOT_READY, "m2", 2, LATER, [first])
     assert same["lastTransitionTime"] == NOW and same["reason"] == "PodNotReady" and same["observedGeneration"] == 2
-    flipped = render_conditions.ready_condition(True, Reason.REGISTERED, "ok", 2, LATER, [same])
+    flipped = render_conditions.ready_condition(True, ConditionReason.REGISTERED, "ok", 2, LATER, [same])
     assert flipped["lastTransitionTime"] == LATER and flipped["status"] == "True"
     assert render_conditions.condition_changed(first, same) and not render_conditions.condition_changed(same, dict(same, message="x"))
     kept = render_conditions.with_condition([{"type": "Other", "status": "True"}, first], flipped)
@@ -203,15 +203,15 @@ def test_ready_condition_moves_its_transition_time_only_on_a_flip():
 @pytest.mark.parametrize(
     ("pod", "registration", "phase", "ready", "reason"),
     [
-        (render_broker.NO_POD, Registration.NOT_YET, BrokerPhase.PENDING, False, Reason.POD_CREATING),
-        (PodState(True, "Running", deleting=True), Registration.NOT_YET, BrokerPhase.PENDING, False, Reason.POD_TERMINATING),
-        (PodState(True, "Failed"), Registration.NOT_YET, BrokerPhase.FAILED, False, Reason.POD_FAILED),
-        (PodState(True, "Pending"), Registration.NOT_YET, BrokerPhase.PENDING, False, Reason.POD_PENDING),
-        (PodState(True, "Running"), Registration.NOT_YET, BrokerPhase.STARTING, False, Reason.POD_NOT_READY),
-        (PodState(True, "Running", True, "1.2.3.4"), Registration.PENDING, BrokerPhase.STARTING, False, Reason.REGISTERING),
-        (PodState(True, "Running", True, "1.2.3.4"), Registration.UNAVAILABLE, BrokerPhase.STARTING, False, Reason.PRIMARY_UNAVAILABLE),
-        (PodState(True, "Running", True, "1.2.3.4"), Registration.REFUSED, BrokerPhase.FAILED, False, Reason.REGISTRATION_REFUSED),
-        (PodState(True, "Running", True, "1.2.3.4"), Registration.REGISTERED, BrokerPhase.READY, True, Reason.REGISTERED),
+        (render_broker.NO_POD, Registration.NOT_YET, BrokerPhase.PENDING, False, ConditionReason.POD_CREATING),
+        (PodState(True, "Running", deleting=True), Registration.NOT_YET, BrokerPhase.PENDING, False, ConditionReason.POD_TERMINATING),
+        (PodState(True, "Failed"), Registration.NOT_YET, BrokerPhase.FAILED, False, ConditionReason.POD_FAILED),
+        (PodState(True, "Pending"), Registration.NOT_YET, BrokerPhase.PENDING, False, ConditionReason.POD_PENDING),
+        (PodState(True, "Running"), Registration.NOT_YET, BrokerPhase.STARTING, False, ConditionReason.POD_NOT_READY),
+        (PodState(True, "Running", True, "1.2.3.4"), Registration.PENDING, BrokerPhase.STARTING, False, ConditionReason.REGISTERING),
+        (PodState(True, "Running", True, "1.2.3.4"), Registration.UNAVAILABLE, BrokerPhase.STARTING, False, ConditionReason.PRIMARY_UNAVAILABLE),
+        (PodState(True, "Running", True, "1.2.3.4"), Registration.REFUSED, BrokerPhase.FAILED, False, ConditionReason.REGISTRATION_REFUSED),
+        (PodState(True, "Running", True, "1.2.3.4"), Registration.REGISTERED, BrokerPhase.READY, True, ConditionReason.REGISTERED),
     ],
 )
 def test_broker_readiness(pod, registration, phase, ready, reason):
@@ -235,7 +235,7 @@ def test_blocked_status_tells_how_to_proceed():
     assert (status["phase"], status["partitionCount"], condition["reason"]) == ("Terminating", 12, "DeletionBlocked")
     assert "and 2 more" in condition["message"] and "myqueue.io/on-delete=move-partitions" in condition["message"]
     assert render_conditions.event_type(condition["reason"]) == "Warning"
-    assert render_conditions.event_type(Reason.REGISTERED) == "Normal"
+    assert render_conditions.event_type(ConditionReason.REGISTERED) == "Normal"
 
 
 # --- validation, and the CRDs mirroring core/names.py ------------------------------------------------------------------
@@ -343,10 +343,10 @@ def test_topic_partitions_and_status_strings():
 @pytest.mark.parametrize(
     ("meta", "desired", "ready", "reason"),
     [
-        (META, 3, False, Reason.PARTITIONS_PENDING),
-        (META, 2, False, Reason.PARTITION_UNASSIGNED),
-        ({**META, "topics": {"orders": [{"partition": "P1", "broker": "broker-b"}]}}, 1, False, Reason.BROKER_NOT_READY),
-        ({**META, "topics": {"orders": [{"partition": "P1", "broker": "broker-a"}]}}, 1, True, Reason.PARTITIONS_READY),
+        (META, 3, False, ConditionReason.PARTITIONS_PENDING),
+        (META, 2, False, ConditionReason.PARTITION_UNASSIGNED),
+        ({**META, "topics": {"orders": [{"partition": "P1", "broker": "broker-b"}]}}, 1, False, ConditionReason.BROKER_NOT_READY),
+        ({**META, "topics": {"orders": [{"partition": "P1", "broker": "broker-a"}]}}, 1, True, ConditionReason.PARTITIONS_READY),
     ],
 )
 def test_topic_readiness(meta, desired, ready, reason):
@@ -480,13 +480,13 @@ def make_pod_ready(ctx, name="broker-a", ip="10.1.0.7"):
 def test_reconcile_broker_creates_then_registers_once_ready(ctx):
     ctx.kube.add("brokers", broker_obj())
     readiness = reconcile_broker(ctx, "mq", "broker-a")
-    assert readiness.reason == Reason.POD_CREATING or readiness.reason == Reason.POD_PENDING
+    assert readiness.reason == ConditionReason.POD_CREATING or readiness.reason == ConditionReason.POD_PENDING
     assert set(ctx.kube.pods) == {"broker-a"} and set(ctx.kube.services) == {"broker-a"}
     assert ctx.primary.calls == []  # nothing to register while the Pod is not ready
 
     make_pod_ready(ctx)
     readiness = reconcile_broker(ctx, "mq", "broker-a")
-    assert readiness.ready and readiness.reason == Reason.REGISTERED
+    assert readiness.ready and readiness.reason == ConditionReason.REGISTERED
     status = ctx.kube.customs[("brokers", "broker-a")]["status"]
     assert status["address"] == "http://broker-a.mq.svc:8080" and status["phase"] == "Ready"
     assert status["podIP"] == "10.1.0.7" and status["partitionCount"] == 0
@@ -527,7 +527,7 @@ def test_reconcile_broker_replaces_the_pod_when_the_spec_changes(ctx):
     ctx.kube.pods["broker-a"] = ready_pod()  # rendered from img:1
     ctx.kube.services["broker-a"] = {}
     readiness = reconcile_broker(ctx, "mq", "broker-a")
-    assert "broker-a" not in ctx.kube.pods and readiness.reason == Reason.POD_TERMINATING
+    assert "broker-a" not in ctx.kube.pods and readiness.reason == ConditionReason.POD_TERMINATING
     assert ("broker-a", "Normal", "PodReplaced") in ctx.sent
     reconcile_broker(ctx, "mq", "broker-a")  # the Pod's deletion event brings us back
     assert ctx.kube.pods["broker-a"]["spec"]["containers"][0]["image"] == "img:2"
@@ -588,7 +588,7 @@ def test_finalize_broker_not_registered_and_primary_down(ctx):
 def test_reconcile_topic_creates_missing_partitions_once(ctx):
     ctx.primary.brokers = {"broker-a": "http://a:8080"}
     ctx.kube.add("topics", topic_obj(partitions=3))
-    assert reconcile_topic(ctx, "mq", "orders") == (True, Reason.PARTITIONS_READY)
+    assert reconcile_topic(ctx, "mq", "orders") == (True, ConditionReason.PARTITIONS_READY)
     assert [c for c in ctx.primary.calls if c[0] == "add"] == [("add", "orders", p) for p in ("P1", "P2", "P3")]
     status = ctx.kube.customs[("topics", "orders")]["status"]
     assert status["placement"] == "P1=broker-a P2=broker-a P3=broker-a" and status["endOffsets"] == "P1=5 P2=5 P3=5"
@@ -602,7 +602,7 @@ def test_reconcile_topic_refuses_a_decrease_and_touches_nothing(ctx):
     ctx.primary.brokers = {"broker-a": "http://a:8080"}
     ctx.primary.topics = {"orders": [{"partition": f"P{i}", "broker": "broker-a"} for i in (1, 2, 3)]}
     ctx.kube.add("topics", topic_obj(partitions=2, generation=4))
-    assert reconcile_topic(ctx, "mq", "orders") == (False, Reason.PARTITION_DECREASE_REFUSED)
+    assert reconcile_topic(ctx, "mq", "orders") == (False, ConditionReason.PARTITION_DECREASE_REFUSED)
     assert ctx.primary.calls == [] and len(ctx.primary.topics["orders"]) == 3
     status = ctx.kube.customs[("topics", "orders")]["status"]
     assert status["observedGeneration"] == 4 and len(status["partitions"]) == 3

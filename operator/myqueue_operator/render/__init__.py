@@ -9,5 +9,5 @@ No I/O and no kopf: applying objects and talking to the managers is ``kube.py`` 
 |---|---|
 | ``broker`` | a Broker's Pod and Service, its labels, spec checks, observed Pod state, phase and status |
 | ``topic`` | a Topic's spec checks, partition plan, placement and status |
-| ``conditions`` | the Ready condition and its ``Reason``s, the invalid-spec status, which changes post Events |
+| ``conditions`` | the Ready condition and its ``ConditionReason``s, the invalid-spec status, which changes post Events |
 """

@@ -25,7 +25,7 @@ from ..config import (
     AddressMode,
     OperatorConfig,
 )
-from .conditions import Reason, ready_condition, with_condition
+from .conditions import ConditionReason, ready_condition, with_condition
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OPERATOR_NAME = "myqueue-operator"
@@ -286,29 +286,29 @@ def pod_state(pod: Mapping | None) -> PodState:
 class Readiness:
     phase: BrokerPhase
     ready: bool
-    reason: Reason
+    reason: ConditionReason
     message: str
 
 
 def broker_readiness(name: str, pod: PodState, registration: Registration, detail: str = "") -> Readiness:
     """Phase and Ready condition of a Broker from its Pod and its registration with the primary."""
     if not pod.exists:
-        return Readiness(BrokerPhase.PENDING, False, Reason.POD_CREATING, f"creating pod {name}")
+        return Readiness(BrokerPhase.PENDING, False, ConditionReason.POD_CREATING, f"creating pod {name}")
     if pod.deleting:
-        return Readiness(BrokerPhase.PENDING, False, Reason.POD_TERMINATING, f"pod {name} is terminating; it will be recreated")
+        return Readiness(BrokerPhase.PENDING, False, ConditionReason.POD_TERMINATING, f"pod {name} is terminating; it will be recreated")
     if pod.phase == "Failed":
-        return Readiness(BrokerPhase.FAILED, False, Reason.POD_FAILED, f"pod {name} failed: {pod.message}".rstrip(": "))
+        return Readiness(BrokerPhase.FAILED, False, ConditionReason.POD_FAILED, f"pod {name} failed: {pod.message}".rstrip(": "))
     if pod.phase != "Running":
-        return Readiness(BrokerPhase.PENDING, False, Reason.POD_PENDING, f"pod {name} is {pod.phase}: {pod.message}".rstrip(": "))
+        return Readiness(BrokerPhase.PENDING, False, ConditionReason.POD_PENDING, f"pod {name} is {pod.phase}: {pod.message}".rstrip(": "))
     if not pod.ready:
-        return Readiness(BrokerPhase.STARTING, False, Reason.POD_NOT_READY, f"pod {name} is running, not ready yet")
+        return Readiness(BrokerPhase.STARTING, False, ConditionReason.POD_NOT_READY, f"pod {name} is running, not ready yet")
     if registration is Registration.REGISTERED:
-        return Readiness(BrokerPhase.READY, True, Reason.REGISTERED, f"registered with the primary manager {detail}".rstrip())
+        return Readiness(BrokerPhase.READY, True, ConditionReason.REGISTERED, f"registered with the primary manager {detail}".rstrip())
     if registration is Registration.UNAVAILABLE:
-        return Readiness(BrokerPhase.STARTING, False, Reason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {detail}")
+        return Readiness(BrokerPhase.STARTING, False, ConditionReason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {detail}")
     if registration is Registration.REFUSED:
-        return Readiness(BrokerPhase.FAILED, False, Reason.REGISTRATION_REFUSED, f"the primary manager refused it: {detail}")
-    return Readiness(BrokerPhase.STARTING, False, Reason.REGISTERING, "pod ready; registering with the primary manager")
+        return Readiness(BrokerPhase.FAILED, False, ConditionReason.REGISTRATION_REFUSED, f"the primary manager refused it: {detail}")
+    return Readiness(BrokerPhase.STARTING, False, ConditionReason.REGISTERING, "pod ready; registering with the primary manager")
 
 
 def broker_status(
@@ -357,7 +357,7 @@ def blocked_status(broker: Mapping, partitions: Sequence[str], now: str) -> dict
         "partitionCount": len(partitions),
         "conditions": with_condition(
             old.get("conditions") or [],
-            ready_condition(False, Reason.DELETION_BLOCKED, message, generation, now, old.get("conditions") or []),
+            ready_condition(False, ConditionReason.DELETION_BLOCKED, message, generation, now, old.get("conditions") or []),
         ),
     }
 

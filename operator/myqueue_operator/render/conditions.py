@@ -13,7 +13,7 @@ from enum import StrEnum
 READY = "Ready"
 
 
-class Reason(StrEnum):
+class ConditionReason(StrEnum):
     """Reasons of the Ready condition (and of the Events posted when it changes)."""
 
     # Broker
@@ -86,7 +86,7 @@ def invalid_status(obj: Mapping, problems: Iterable[str], now: str, *, phase: st
         "observedGeneration": generation,
         "conditions": with_condition(
             old.get("conditions") or [],
-            ready_condition(False, Reason.INVALID_SPEC, message, generation, now, old.get("conditions") or []),
+            ready_condition(False, ConditionReason.INVALID_SPEC, message, generation, now, old.get("conditions") or []),
         ),
     }
     if phase:
@@ -98,23 +98,23 @@ def invalid_status(obj: Mapping, problems: Iterable[str], now: str, *, phase: st
 # Ready reasons posted as Warning Events (the others as Normal).
 WARNING_REASONS = frozenset(
     {
-        Reason.INVALID_SPEC,
-        Reason.POD_FAILED,
-        Reason.POD_TERMINATING,
-        Reason.REGISTRATION_REFUSED,
-        Reason.DELETION_BLOCKED,
-        Reason.PRIMARY_UNAVAILABLE,
-        Reason.NO_READY_BROKER,
-        Reason.PARTITION_UNASSIGNED,
-        Reason.BROKER_NOT_READY,
-        Reason.PARTITION_DECREASE_REFUSED,
-        Reason.CREATE_REFUSED,
+        ConditionReason.INVALID_SPEC,
+        ConditionReason.POD_FAILED,
+        ConditionReason.POD_TERMINATING,
+        ConditionReason.REGISTRATION_REFUSED,
+        ConditionReason.DELETION_BLOCKED,
+        ConditionReason.PRIMARY_UNAVAILABLE,
+        ConditionReason.NO_READY_BROKER,
+        ConditionReason.PARTITION_UNASSIGNED,
+        ConditionReason.BROKER_NOT_READY,
+        ConditionReason.PARTITION_DECREASE_REFUSED,
+        ConditionReason.CREATE_REFUSED,
     }
 )
 
 
 # Ready reasons that only report progress: no Event (the explicit PodCreated/PartitionsAdded say it).
-PROGRESS_REASONS = frozenset({Reason.POD_CREATING, Reason.POD_PENDING, Reason.POD_NOT_READY, Reason.REGISTERING, Reason.PARTITIONS_PENDING})
+PROGRESS_REASONS = frozenset({ConditionReason.POD_CREATING, ConditionReason.POD_PENDING, ConditionReason.POD_NOT_READY, ConditionReason.REGISTERING, ConditionReason.PARTITIONS_PENDING})
 
 
 def event_type(reason: str) -> str:

@@ -13,7 +13,7 @@ from myqueue.core import defaults
 from myqueue.core.names import validate_topic
 from myqueue.core.refusal import Refusal
 
-from .conditions import Reason, ready_condition, with_condition
+from .conditions import ConditionReason, ready_condition, with_condition
 
 
 def topic_name(topic: Mapping) -> str:
@@ -76,26 +76,26 @@ def topic_partitions(metadata: Mapping, topic: str, offsets: Mapping[str, int | 
 
 def topic_readiness(
     metadata: Mapping, topic: str, desired: int, plan: PartitionPlan
-) -> tuple[bool, Reason, str]:
+) -> tuple[bool, ConditionReason, str]:
     parts = (metadata.get("topics") or {}).get(topic, [])
     brokers = metadata.get("brokers") or {}
     if plan.decrease_refused:
         return (
             False,
-            Reason.PARTITION_DECREASE_REFUSED,
+            ConditionReason.PARTITION_DECREASE_REFUSED,
             f"spec.partitions is {desired} but topic {topic} has {len(parts)} partitions; partitions are never "
             f"removed (their data would be lost): set spec.partitions to {len(parts)} or more",
         )
     if len(parts) < desired:
-        return False, Reason.PARTITIONS_PENDING, f"{len(parts)} of {desired} partitions created"
+        return False, ConditionReason.PARTITIONS_PENDING, f"{len(parts)} of {desired} partitions created"
     unassigned = [p["partition"] for p in parts if not p.get("broker")]
     if unassigned:
-        return False, Reason.PARTITION_UNASSIGNED, f"partitions without a broker: {', '.join(unassigned)}"
+        return False, ConditionReason.PARTITION_UNASSIGNED, f"partitions without a broker: {', '.join(unassigned)}"
     down = sorted({p["broker"] for p in parts if not (brokers.get(p["broker"]) or {}).get("ready")})
     if down:
-        return False, Reason.BROKER_NOT_READY, f"brokers not ready: {', '.join(down)}"
+        return False, ConditionReason.BROKER_NOT_READY, f"brokers not ready: {', '.join(down)}"
     used = {p["broker"] for p in parts}
-    return True, Reason.PARTITIONS_READY, f"{len(parts)} partition(s) on {len(used)} broker(s)"
+    return True, ConditionReason.PARTITIONS_READY, f"{len(parts)} partition(s) on {len(used)} broker(s)"
 
 
 def topic_status(
