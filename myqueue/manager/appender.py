@@ -113,7 +113,7 @@ class GroupAppender:
         with queue.lock:
             return len(queue.pending)
 
-    def append(self, topic: str, partition: str, value: bytes) -> int:
+    def submit(self, topic: str, partition: str, value: bytes) -> int:
         """Append one message; returns its offset once its batch is stored, or raises its Refusal."""
         queue = self._queue((topic, partition))
         slot = _Slot(value)

@@ -236,11 +236,8 @@ class BrokerClient:
     def unhost(self, address: str, topic: str, partition: str) -> None:
         self._call("DELETE", address, partition_path(topic, partition))
 
-    def append_one(self, address: str, topic: str, partition: str, value: bytes) -> int:
-        return self.append(address, topic, partition, [value])
-
-    def append(self, address: str, topic: str, partition: str, values: list[bytes]) -> int:
-        """Append ``values`` as one batch (one storage write); returns the first one's offset."""
+    def post_records(self, address: str, topic: str, partition: str, values: list[bytes]) -> int:
+        """POST ``values`` to the broker as one batch (one storage write there); the first one's offset."""
         # The request id lets the broker recognise its own replay after a lost PostgreSQL reply.
         result = self._call(
             "POST",

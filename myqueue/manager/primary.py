@@ -208,7 +208,7 @@ class Primary:
         batch_id = uuid.uuid4().hex
         seq = self._state.applied
         try:
-            self._bounded(lambda: self._store.append(STREAM, seq, events, batch_id))
+            self._bounded(lambda: self._store.write_events(STREAM, seq, events, batch_id))
         except StorageUnavailable as e:  # certainly not applied: the state still equals the log
             raise _busy(f"the configuration store is unavailable ({e}); nothing was changed") from e
         except _StoreTimeout as e:  # still running: it may commit after any answer we give
@@ -405,7 +405,7 @@ class Primary:
             # The broker's slot is held while queued for the grouped append, so a hung broker
             # holds at most its bulkhead's share of this manager's threads.
             with self._brokers.guard.slot(address):
-                offset = self._appender.append(topic, partition, value)
+                offset = self._appender.submit(topic, partition, value)
             self._cursors[producer_id] = cursor
         return topic, partition, offset
 
@@ -420,13 +420,13 @@ class Primary:
         if address is None:
             raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
         try:
-            return self._brokers.append(address, topic, partition, values)
+            return self._brokers.post_records(address, topic, partition, values)
         except BrokerLostPartition:
             # The broker restarted and has not been told again yet (it refused, storing nothing):
             # tell it now, then retry once.
             self._brokers.host(address, topic, partition)
             try:
-                return self._brokers.append(address, topic, partition, values)
+                return self._brokers.post_records(address, topic, partition, values)
             except BrokerLostPartition as e:
                 raise Refusal(Reason.UNAVAILABLE, f"partition {topic}:{partition} is moving; retry") from e
 

@@ -205,7 +205,7 @@ class Replica:
                 except BrokerLostPartition as e:
                     raise Refusal(Reason.UNAVAILABLE, f"partition {topic}:{part} is moving; retry") from e
             ev = event(EventType.CONSUMER_REGISTERED, topic=topic, partition=partition)
-            self._store.append(STREAM, consumer_id, [ev])
+            self._store.write_events(STREAM, consumer_id, [ev])
             self._registry.apply(ev)
         return consumer_id
 

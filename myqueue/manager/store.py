@@ -29,7 +29,7 @@ class MetaStore(ABC):
     def load(self, stream: str) -> list[dict]: ...
 
     @abstractmethod
-    def append(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
+    def write_events(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
         """Persist ``events`` as numbers ``seq, seq+1, ...`` of ``stream``, all or none, tagged ``batch_id``.
 
         Raises on a conflict (someone else already wrote one of those numbers)."""
@@ -64,7 +64,7 @@ class MemoryMetaStore(MetaStore):
         with self._lock:
             return list(self._streams.get(stream, []))
 
-    def append(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
+    def write_events(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
         with self._lock:
             stored = self._streams.setdefault(stream, [])
             if seq != len(stored):
@@ -109,7 +109,7 @@ class PostgresMetaStore(MetaStore):
 
         return self._db.run(work, idempotent=True, transaction=False)
 
-    def append(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
+    def write_events(self, stream: str, seq: int, events: list[dict], batch_id: str | None = None) -> None:
         self._ensure_schema()
         rows = [(stream, seq + i, Json(ev), batch_id) for i, ev in enumerate(events)]
         self._db.run(

@@ -161,7 +161,7 @@ def test_each_failure_kind_through_the_envelope_client_and_every_caller(row):
     try:
         neutral = _outcome(lambda: client.call("POST", f"{url}/x", json_body={"a": 1}, timeout=TIMEOUT_S))
         by_client = _outcome(lambda: transport.json("POST", f"{url}/x", body={"a": 1}))
-        by_broker = _outcome(lambda: brokers.append(url, "t", "p", [b"m"]))
+        by_broker = _outcome(lambda: brokers.post_records(url, "t", "p", [b"m"]))
         by_operator = _outcome(lambda: operator.add_partition("t", "p"))
     finally:
         client.close()

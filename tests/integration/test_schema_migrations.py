@@ -128,7 +128,7 @@ def test_a_database_made_by_the_previous_code_is_adopted_as_version_1_with_every
         # and the upgraded database takes new writes on every path
         assert storage.append("T", "P", framing.encode_batch([b"n"]), 1) == 105
         assert storage.append_sequenced("T", "P", framing.encode_batch([b"s"]), 1, "prod", 1) == (106, False)
-        meta.append("cluster", 2, [{"type": "broker_removed", "name": "broker0"}], batch_id="batch-2")
+        meta.write_events("cluster", 2, [{"type": "broker_removed", "name": "broker0"}], batch_id="batch-2")
     finally:
         storage.close()
         meta.close()

@@ -33,13 +33,13 @@ class FaultyStore(MemoryMetaStore):
         self.faults: list[str] = []  # "lose-ack" | "lose-statement" | "hang", one per append
         self.release = threading.Event()
 
-    def append(self, stream, seq, events, batch_id=None):
+    def write_events(self, stream, seq, events, batch_id=None):
         fault = self.faults.pop(0) if self.faults else None
         if fault == "lose-statement":
             raise OutcomeUnknown("server closed the connection before the reply")
         if fault == "hang":
             self.release.wait(30)
-        super().append(stream, seq, events, batch_id)
+        super().write_events(stream, seq, events, batch_id)
         if fault == "lose-ack":
             raise OutcomeUnknown("server closed the connection after COMMIT")
 

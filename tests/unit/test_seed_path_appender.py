@@ -53,10 +53,10 @@ class FakeBroker:
 def _queue_while_held(appender: GroupAppender, broker: FakeBroker, pool: ThreadPoolExecutor, values: list[bytes]):
     """Start an append of values[0] held in flight, then queue the others one by one (in order)."""
     broker.hold()
-    futures = [pool.submit(appender.append, "T", "P1", values[0])]
+    futures = [pool.submit(appender.submit, "T", "P1", values[0])]
     assert broker.entered.wait(TIMEOUT)
     for count, value in enumerate(values[1:], start=1):
-        futures.append(pool.submit(appender.append, "T", "P1", value))
+        futures.append(pool.submit(appender.submit, "T", "P1", value))
         wait_until(lambda count=count: appender.pending("T", "P1") == count, TIMEOUT, message="message not queued")
     return futures
 
@@ -64,7 +64,7 @@ def _queue_while_held(appender: GroupAppender, broker: FakeBroker, pool: ThreadP
 def test_a_lone_message_is_sent_at_once_alone():
     broker = FakeBroker()
     appender = GroupAppender(broker.send)
-    assert [appender.append("T", "P1", b"m%d" % i) for i in range(3)] == [0, 1, 2]
+    assert [appender.submit("T", "P1", b"m%d" % i) for i in range(3)] == [0, 1, 2]
     assert broker.calls == [[b"m0"], [b"m1"], [b"m2"]]
 
 
@@ -139,8 +139,8 @@ def test_an_unexpected_error_fails_its_batch_and_the_next_batch_still_goes():
 
     appender = GroupAppender(send)
     with pytest.raises(RuntimeError, match="KeyError"):
-        appender.append("T", "P1", b"x")
-    assert appender.append("T", "P1", b"y") == 7
+        appender.submit("T", "P1", b"x")
+    assert appender.submit("T", "P1", b"y") == 7
 
 
 def test_many_concurrent_callers_each_get_the_offset_of_their_own_message():
@@ -152,7 +152,7 @@ def test_many_concurrent_callers_each_get_the_offset_of_their_own_message():
         acks = []
         for n in range(per_caller):
             value = b"c%d-%d" % (caller, n)
-            acks.append((appender.append("T", "P1", value), value))
+            acks.append((appender.submit("T", "P1", value), value))
         return acks
 
     with ThreadPoolExecutor(callers) as pool:

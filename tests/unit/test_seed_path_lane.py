@@ -39,7 +39,7 @@ class InProcessBroker(BrokerClient):
         self.storage.host(topic, partition)
         return {}
 
-    def append(self, address, topic, partition, values):
+    def post_records(self, address, topic, partition, values):
         return self.storage.append(topic, partition, framing.encode_batch(values), len(values))
 
     def set_position_latest(self, address, topic, partition, group):
