@@ -149,5 +149,6 @@ class Metadata:
                 if not e.unavailable:
                     raise
                 failure = e  # try the other manager
-        assert failure is not None
+        if failure is None:
+            raise ProtocolError("no manager address to ask for metadata")
         raise failure

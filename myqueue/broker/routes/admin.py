@@ -5,6 +5,7 @@ import logging
 from myqueue.service.call import Call
 from myqueue.service.routes import Route
 
+from ..storage.base import SelfTestFailed
 from .context import BrokerContext
 
 log = logging.getLogger(__name__)
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 def selftest(broker: BrokerContext, call: Call) -> dict:
     try:
         checks = broker.storage.selftest()
-    except AssertionError as e:
+    except SelfTestFailed as e:
         log.error("self-test failed: %s", e)
         return {"passed": False, "checks": [], "failed": str(e) or "assertion failed"}
     return {"passed": True, "checks": checks}

@@ -54,6 +54,7 @@ from .base import (
     PartitionStats,
     ReadResult,
     SequenceError,
+    expect,
     trim_batches,
 )
 
@@ -359,16 +360,16 @@ class PostgresStorage(LogStorage):
             )
             pid = cur.fetchone()[0]
             cur.execute("SELECT mq_append(%s, 2, %s)", (pid, psycopg2.Binary(body)))
-            assert cur.fetchone()[0] == 0, "first batch must get offset 0"
+            expect(cur.fetchone()[0], 0, "the first batch gets offset 0")
             checks.append("append assigns offset 0")
             cur.execute("SELECT mq_append(%s, 2, %s)", (pid, psycopg2.Binary(body)))
-            assert cur.fetchone()[0] == 2, "second batch must follow the first"
+            expect(cur.fetchone()[0], 2, "the second batch follows the first")
             checks.append("append assigns consecutive offsets")
             cur.execute(
                 _READ, {"id": pid, "off": 1, "rows": 10, "max_bytes": 1 << 20, "max_records": 2}
             )
             rows = cur.fetchall()
-            assert [r[0] for r in rows] == [0, 2], "read must return both batches"
+            expect([r[0] for r in rows], [0, 2], "a read from a mid-batch offset returns both batches")
             checks.append("read from a mid-batch offset")
             raise _Rollback
 

@@ -54,7 +54,8 @@ class Sessions:
         if not self.valid(cookie):
             return
         parts = _split(cookie)
-        assert parts is not None
+        if parts is None:  # valid() said it splits: cannot happen, and python -O must not remove the check
+            return
         now = time.time()
         with self._lock:
             for nonce, until in list(self._revoked.items()):
