@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from myqueue.core.logs import LOG_FORMATS
+
 GROUP = "myqueue.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -59,6 +61,7 @@ class OperatorConfig:
     image_pull_policy: str = "IfNotPresent"
     resync_s: float = RESYNC_S
     retry_delay_s: float = RETRY_DELAY_S
+    log_format: str = "text"  # MYQUEUE_LOG_FORMAT, passed on to the broker pods
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], pod_namespace: str | None = None) -> OperatorConfig:
@@ -76,6 +79,9 @@ class OperatorConfig:
             mode = AddressMode(env.get("MYQUEUE_ADDRESS_MODE", AddressMode.SERVICE.value))
         except ValueError as e:
             raise ConfigError("MYQUEUE_ADDRESS_MODE must be 'service' or 'pod-ip'") from e
+        log_format = (env.get("MYQUEUE_LOG_FORMAT") or "text").lower()
+        if log_format not in LOG_FORMATS:
+            raise ConfigError(f"MYQUEUE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         return cls(
             primary_url=primary,
             namespace=namespace,
@@ -87,6 +93,7 @@ class OperatorConfig:
             image_pull_policy=env.get("MYQUEUE_BROKER_PULL_POLICY") or "IfNotPresent",
             resync_s=_positive(env, "MYQUEUE_OPERATOR_RESYNC_S", RESYNC_S),
             retry_delay_s=_positive(env, "MYQUEUE_OPERATOR_RETRY_S", RETRY_DELAY_S),
+            log_format=log_format,
         )
 
 

@@ -130,6 +130,16 @@ def test_postgres_broker_reads_its_dsn_from_the_secret_never_from_the_spec():
     assert "password" not in json.dumps(pod) and "host=" not in json.dumps(pod)
 
 
+def test_broker_pods_log_in_the_operators_format():
+    env = {"MYQUEUE_PRIMARY_URL": "http://p:1", "MYQUEUE_NAMESPACE": "mq"}
+    json_config = OperatorConfig.from_env({**env, "MYQUEUE_LOG_FORMAT": "json"})
+    (container,) = render_broker.broker_pod(broker_obj(), json_config)["spec"]["containers"]
+    assert {"name": "MYQUEUE_LOG_FORMAT", "value": "json"} in container["env"]
+    assert OperatorConfig.from_env(env).log_format == "text"
+    with pytest.raises(ConfigError, match="MYQUEUE_LOG_FORMAT"):
+        OperatorConfig.from_env({**env, "MYQUEUE_LOG_FORMAT": "xml"})
+
+
 def test_broker_reads_the_api_token_from_the_secret_when_auth_is_on():
     authed = dataclasses.replace(CONFIG, token_secret="mq-auth")
     (container,) = render_broker.broker_pod(broker_obj(), authed)["spec"]["containers"]

@@ -209,6 +209,8 @@ def _broker_env(name: str, store: str, config: OperatorConfig) -> list[dict]:
         env.append(
             {"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": config.token_secret, "key": "token"}}}
         )
+    if config.log_format != "text":  # the default needs no variable
+        env.append({"name": "MYQUEUE_LOG_FORMAT", "value": config.log_format})
     return env
 
 
