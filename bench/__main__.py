@@ -38,14 +38,26 @@ def _interrupt(signum, _frame):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small counts and short runs (about 2-3 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts and short runs (about 2-3 minutes)"
+    )
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated subset of {SYSTEMS}")
-    parser.add_argument("--workloads", default=",".join(map(str, WORKLOADS)), help="comma-separated subset of 1..7")
-    parser.add_argument("--dsn", default=os.environ.get("MYQUEUE_BENCH_DSN"),
-                        help="PostgreSQL for myqueue-pg and raw PostgreSQL (default $MYQUEUE_BENCH_DSN, else a private server)")
+    parser.add_argument(
+        "--workloads", default=",".join(map(str, WORKLOADS)), help="comma-separated subset of 1..7"
+    )
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("MYQUEUE_BENCH_DSN"),
+        help="PostgreSQL for myqueue-pg and raw PostgreSQL (default $MYQUEUE_BENCH_DSN, else a private server)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
-                        help="py-spy speedscope profiles of myqueue's broker/primary during its workloads")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy speedscope profiles of myqueue's broker/primary during its workloads",
+    )
     args = parser.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
     unknown = set(systems) - set(SYSTEMS)
@@ -72,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001 - one system failing must not end the run
             got = [failed(name, min(settings.workloads), e)]
         rows.extend(got)
-        print(f"[{time.monotonic() - started:6.1f} s] {name}: {len(got)} rows in {time.monotonic() - t0:.0f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{time.monotonic() - started:6.1f} s] {name}: {len(got)} rows in {time.monotonic() - t0:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def version_of(name: str, fn, *fn_args) -> None:
         try:
@@ -103,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             version_of("kafka", kafka.version)
             phase("kafka", kafka.run, settings, workdir)
         needs_pg = ("postgres" in systems and 5 in settings.workloads) or (
-            "myqueue" in systems and settings.workloads & {2, 5, 6})
+            "myqueue" in systems and settings.workloads & {2, 5, 6}
+        )
         if needs_pg:
             dsn = args.dsn or _private_postgres(workdir)
             from .peers import postgres
@@ -128,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     results = report.targets(rows)
     print()
     print(f"{facts['command']}  ({'quick' if settings.quick else 'full'} mode)  {facts['date_utc']}")
-    print(f"{facts['cpu_count']} x {facts['cpu_model']}, {facts['memory_gib']} GiB, {facts['os']}, Python {facts['python']}; "
-          f"load average {facts['loadavg_start'][0]:.1f} at start, {facts['loadavg_end'][0]:.1f} at end; {facts['duration_s']} s")
+    print(
+        f"{facts['cpu_count']} x {facts['cpu_model']}, {facts['memory_gib']} GiB, {facts['os']}, Python {facts['python']}; "
+        f"load average {facts['loadavg_start'][0]:.1f} at start, {facts['loadavg_end'][0]:.1f} at end; {facts['duration_s']} s"
+    )
     print("versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()))
     print()
     print(report.table(rows))

@@ -38,7 +38,9 @@ def seed_produce(primary: str, producer_id: int, count: int, threads: int) -> fl
         sent = 0
         deadline = time.monotonic() + TIME_LIMIT_S
         while sent < per_thread and time.monotonic() < deadline:
-            response = session.post(f"{primary}/producer/produce", json={"producer_id": pid, "message": message})
+            response = session.post(
+                f"{primary}/producer/produce", json={"producer_id": pid, "message": message}
+            )
             response.raise_for_status()
             sent += 1
         return sent
@@ -49,7 +51,9 @@ def seed_produce(primary: str, producer_id: int, count: int, threads: int) -> fl
     return sent / (time.perf_counter() - started)
 
 
-def raw_batches(address: str, topic: str, partition: str, count: int, batch: int) -> tuple[float, list[float]]:
+def raw_batches(
+    address: str, topic: str, partition: str, count: int, batch: int
+) -> tuple[float, list[float]]:
     """Fast path without the client library: one framed batch per request, acks awaited."""
     body = framing.encode_batch([PAYLOAD] * batch)
     session = requests.Session()
@@ -80,8 +84,14 @@ def client_fetch(cluster: LocalCluster, topic: str, expected: int) -> float:
     """Catch-up read of a whole partition with the Consumer (no group, from the earliest offset)."""
     received = 0
     started = time.perf_counter()
-    with Consumer(f"{topic}:P1", start="earliest", host="127.0.0.1", primary_port=cluster.primary_port,
-                  replica_port=cluster.replica_port, max_records=10_000) as consumer:
+    with Consumer(
+        f"{topic}:P1",
+        start="earliest",
+        host="127.0.0.1",
+        primary_port=cluster.primary_port,
+        replica_port=cluster.replica_port,
+        max_records=10_000,
+    ) as consumer:
         while received < expected and time.perf_counter() - started < TIME_LIMIT_S:
             received += len(consumer.poll(timeout=1.0))
     return received / (time.perf_counter() - started)
@@ -107,13 +117,48 @@ def run_store(store: str, messages: int, dsn: str | None) -> list[tuple[str, str
         address = meta["brokers"][raw_broker]["address"]
 
         seed_n = min(messages // 20, 5000)
-        rows.append((store, "seed produce, 1 client (per message)", seed_produce(cluster.primary_url, producers[0], seed_n, 1), f"{seed_n} msgs"))
-        rows.append((store, "seed produce, 4 clients (per message)", seed_produce(cluster.primary_url, producers[0], seed_n, 4), f"{seed_n} msgs"))
+        rows.append(
+            (
+                store,
+                "seed produce, 1 client (per message)",
+                seed_produce(cluster.primary_url, producers[0], seed_n, 1),
+                f"{seed_n} msgs",
+            )
+        )
+        rows.append(
+            (
+                store,
+                "seed produce, 4 clients (per message)",
+                seed_produce(cluster.primary_url, producers[0], seed_n, 4),
+                f"{seed_n} msgs",
+            )
+        )
         rate, latencies = raw_batches(address, "Raw", "P1", messages, 1000)
         p50 = statistics.median(latencies) * 1000
-        rows.append((store, "fast path produce, raw HTTP, 1000/batch", rate, f"{messages} msgs, p50 batch ack {p50:.1f} ms"))
-        rows.append((store, "fast path produce, Producer (linger)", client_produce(cluster, "Client", messages), f"{messages} msgs"))
-        rows.append((store, "fast path fetch, Consumer catch-up", client_fetch(cluster, "Client", messages), f"{messages} msgs"))
+        rows.append(
+            (
+                store,
+                "fast path produce, raw HTTP, 1000/batch",
+                rate,
+                f"{messages} msgs, p50 batch ack {p50:.1f} ms",
+            )
+        )
+        rows.append(
+            (
+                store,
+                "fast path produce, Producer (linger)",
+                client_produce(cluster, "Client", messages),
+                f"{messages} msgs",
+            )
+        )
+        rows.append(
+            (
+                store,
+                "fast path fetch, Consumer catch-up",
+                client_fetch(cluster, "Client", messages),
+                f"{messages} msgs",
+            )
+        )
     finally:
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -136,7 +181,11 @@ def main() -> None:
         args.dsn = private_pg.dsn
     lock = threading.Lock()
     try:
-        rows = [row for store in stores for row in run_store(store, args.messages, args.dsn if store == "postgres" else None)]
+        rows = [
+            row
+            for store in stores
+            for row in run_store(store, args.messages, args.dsn if store == "postgres" else None)
+        ]
     finally:
         if private_pg is not None:
             private_pg.stop()

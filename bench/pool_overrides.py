@@ -55,7 +55,11 @@ def _round(url: str, body: bytes, requests: int, variant: str, broker_pid: int) 
                 answer = pool.request("POST", url, body=body, timeout=10)
                 if answer.status != 200:
                     raise SystemExit(f"append answered {answer.status}: {answer.body[:200]!r}")
-            wall, cpu, broker = time.perf_counter() - wall0, time.process_time() - cpu0, _cpu_s(broker_pid) - broker0
+            wall, cpu, broker = (
+                time.perf_counter() - wall0,
+                time.process_time() - cpu0,
+                _cpu_s(broker_pid) - broker0,
+            )
         finally:
             pool.close()
     finally:
@@ -71,7 +75,17 @@ def main() -> None:
     args = parser.parse_args()
     port = free_port(HOST)
     broker = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "myqueue.broker", "--name", "bench-broker", "--port", str(port), "--log-level", "WARNING"]
+        [
+            sys.executable,
+            "-m",
+            "myqueue.broker",
+            "--name",
+            "bench-broker",
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ]
     )
     base = f"http://{HOST}:{port}"
     try:
@@ -105,7 +119,10 @@ def main() -> None:
     for variant, row in medians.items():
         if variant != first:
             ratios = [v / f for v, f in zip(row, medians[first], strict=True)]
-            print(f"{variant + '/' + first:10} " + " ".join(f"{r:>{w}.3f}" for r, w in zip(ratios, (8, 11, 11), strict=True)))
+            print(
+                f"{variant + '/' + first:10} "
+                + " ".join(f"{r:>{w}.3f}" for r, w in zip(ratios, (8, 11, 11), strict=True))
+            )
 
 
 if __name__ == "__main__":

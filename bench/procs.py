@@ -64,7 +64,9 @@ def wait_port(port: int, timeout: float, proc: "Server | None" = None) -> None:
         with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
             return
         if proc is not None and proc.popen.poll() is not None:
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} before listening; see {proc.log}")
+            raise RuntimeError(
+                f"{proc.name} exited with {proc.popen.returncode} before listening; see {proc.log}"
+            )
         if time.monotonic() > deadline:
             raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout:.0f} s")
         time.sleep(0.05)
@@ -73,15 +75,28 @@ def wait_port(port: int, timeout: float, proc: "Server | None" = None) -> None:
 class Server:
     """One child process (argv, no shell), its output in ``log``; ``stop`` sends SIGTERM then SIGKILL by PID."""
 
-    def __init__(self, name: str, argv: list[str], log: Path, *, env: dict | None = None,
-                 cwd: Path | None = None, grace_s: float = 15.0):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log: Path,
+        *,
+        env: dict | None = None,
+        cwd: Path | None = None,
+        grace_s: float = 15.0,
+    ):
         self.name = name
         self.log = log
         self.grace_s = grace_s
         with log.open("wb") as out:
             self.popen = subprocess.Popen(  # noqa: S603
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, cwd=cwd, start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
             )
         self.pid = self.popen.pid
         self.stop = on_exit(name, self._stop)
@@ -109,8 +124,13 @@ def rss_mb(pid: int) -> float:
 
 def run_tool(argv: list[str], timeout: float) -> str:
     """A short-lived tool (redis-benchmark, java -version ...): its output; killed by PID at the timeout."""
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,  # noqa: S603
-                          start_new_session=True) as proc:
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,  # noqa: S603
+        start_new_session=True,
+    ) as proc:
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -27,8 +27,19 @@ def record(pid: int | None, out: Path | None, *, rate: int = 200, gil: bool = Tr
         yield None
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["py-spy", "record", "-p", str(pid), "-o", str(out), "--format", "speedscope", "-r", str(rate),
-            "--nonblocking"] + (["--gil"] if gil else [])
+    argv = [
+        "py-spy",
+        "record",
+        "-p",
+        str(pid),
+        "-o",
+        str(out),
+        "--format",
+        "speedscope",
+        "-r",
+        str(rate),
+        "--nonblocking",
+    ] + (["--gil"] if gil else [])
     server = procs.Server(f"py-spy {pid}", argv, out.with_suffix(".log"), grace_s=30)
     try:
         yield out

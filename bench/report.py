@@ -14,16 +14,70 @@ from .workloads import WORKLOADS, Row
 # kind "ratio": numerator msgs/s over denominator msgs/s >= target; "p99": p99_ms <= target;
 # "rate": msgs/s >= target; "rss_idle"/"rss_ratio": from the memory row's extra.
 TARGETS = [
-    ("(1) memory produce vs Redis pipelined (redis-py)", ("myqueue-mem/send_batch", 1), ("redis/redis-py", 1), "ratio", 3.0),
-    ("(1) memory produce vs NATS JetStream async publish", ("myqueue-mem/send_batch", 1), ("nats-mem/nats-py", 1), "ratio", 10.0),
-    ("(1) stretch: memory produce vs redis-benchmark native", ("myqueue-mem/send_batch", 1), ("redis/redis-benchmark", 1), "ratio", 1.0),
-    ("(1) raw HTTP batches vs Redis pipelined (redis-py)", ("myqueue-mem/raw-http", 1), ("redis/redis-py", 1), "ratio", 3.0),
-    ("(2) consume catch-up (Consumer.poll) vs Redis XREAD COUNT 1000", ("myqueue-mem/Consumer.poll", 2), ("redis/redis-py", 2), "ratio", 1.0),
+    (
+        "(1) memory produce vs Redis pipelined (redis-py)",
+        ("myqueue-mem/send_batch", 1),
+        ("redis/redis-py", 1),
+        "ratio",
+        3.0,
+    ),
+    (
+        "(1) memory produce vs NATS JetStream async publish",
+        ("myqueue-mem/send_batch", 1),
+        ("nats-mem/nats-py", 1),
+        "ratio",
+        10.0,
+    ),
+    (
+        "(1) stretch: memory produce vs redis-benchmark native",
+        ("myqueue-mem/send_batch", 1),
+        ("redis/redis-benchmark", 1),
+        "ratio",
+        1.0,
+    ),
+    (
+        "(1) raw HTTP batches vs Redis pipelined (redis-py)",
+        ("myqueue-mem/raw-http", 1),
+        ("redis/redis-py", 1),
+        "ratio",
+        3.0,
+    ),
+    (
+        "(2) consume catch-up (Consumer.poll) vs Redis XREAD COUNT 1000",
+        ("myqueue-mem/Consumer.poll", 2),
+        ("redis/redis-py", 2),
+        "ratio",
+        1.0,
+    ),
     ("(3) e2e p99 at 5,000 msgs/s (ms)", ("myqueue-mem/send+poll", 3), None, "p99", 5.0),
-    ("(5) persistent produce vs raw PostgreSQL, same layout", ("myqueue-pg/send_batch", 5), ("postgres/blob-row", 5), "ratio", 0.5),
-    ("(5) persistent produce vs Redis appendfsync always", ("myqueue-pg/send_batch", 5), ("redis-aof-always/redis-py", 5), "ratio", 2.0),
-    ("(6) seed per-message produce, memory, 1 client (msgs/s)", ("myqueue-mem/seed-http", 6), None, "rate", 1000.0),
-    ("(6) seed per-message produce, PostgreSQL, 1 client (msgs/s)", ("myqueue-pg/seed-http", 6), None, "rate", 1000.0),
+    (
+        "(5) persistent produce vs raw PostgreSQL, same layout",
+        ("myqueue-pg/send_batch", 5),
+        ("postgres/blob-row", 5),
+        "ratio",
+        0.5,
+    ),
+    (
+        "(5) persistent produce vs Redis appendfsync always",
+        ("myqueue-pg/send_batch", 5),
+        ("redis-aof-always/redis-py", 5),
+        "ratio",
+        2.0,
+    ),
+    (
+        "(6) seed per-message produce, memory, 1 client (msgs/s)",
+        ("myqueue-mem/seed-http", 6),
+        None,
+        "rate",
+        1000.0,
+    ),
+    (
+        "(6) seed per-message produce, PostgreSQL, 1 client (msgs/s)",
+        ("myqueue-pg/seed-http", 6),
+        None,
+        "rate",
+        1000.0,
+    ),
     ("(6) the same, memory, 4 clients (msgs/s)", ("myqueue-mem/seed-http x4", 6), None, "rate", 1000.0),
     ("(6) the same, PostgreSQL, 4 clients (msgs/s)", ("myqueue-pg/seed-http x4", 6), None, "rate", 1000.0),
     ("(7) idle broker RSS (MB)", ("myqueue-mem", 7), None, "rss_idle", 60.0),
@@ -88,18 +142,38 @@ def table(rows: list[Row]) -> str:
     head = f"{'workload':<24} {'system':<28} {'msgs/s':>11} {'MB/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}  notes"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r.workload:<24} {r.system:<28} {_num(r.msgs_per_s):>11} {_num(r.mb_per_s, 1):>7} "
-                     f"{_num(r.p50_ms, 2):>8} {_num(r.p99_ms, 2):>8} {_num(r.p999_ms, 2):>9}  {r.notes}")
+        lines.append(
+            f"{r.workload:<24} {r.system:<28} {_num(r.msgs_per_s):>11} {_num(r.mb_per_s, 1):>7} "
+            f"{_num(r.p50_ms, 2):>8} {_num(r.p99_ms, 2):>8} {_num(r.p999_ms, 2):>9}  {r.notes}"
+        )
     return "\n".join(lines)
 
 
 def machine_facts() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-                  if line.startswith("model name")), platform.processor())
-    mem_kb = next((int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
-                   if line.startswith("MemTotal:")), 0)
-    os_name = next((line.split("=", 1)[1].strip('"') for line in _read("/etc/os-release").splitlines()
-                    if line.startswith("PRETTY_NAME=")), platform.system())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        (
+            int(line.split()[1])
+            for line in _read("/proc/meminfo").splitlines()
+            if line.startswith("MemTotal:")
+        ),
+        0,
+    )
+    os_name = next(
+        (
+            line.split("=", 1)[1].strip('"')
+            for line in _read("/etc/os-release").splitlines()
+            if line.startswith("PRETTY_NAME=")
+        ),
+        platform.system(),
+    )
     return {
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu_count": os.cpu_count(),
@@ -121,8 +195,12 @@ def _read(path: str) -> str:
 
 def write_json(path: Path, facts: dict, settings: dict, rows: list[Row], target_results: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"machine": facts, "settings": settings, "rows": [r.as_dict() for r in rows],
-                "targets": target_results}
+    document = {
+        "machine": facts,
+        "settings": settings,
+        "rows": [r.as_dict() for r in rows],
+        "targets": target_results,
+    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(_clean(document), indent=2, allow_nan=False, default=str) + "\n")
     tmp.replace(path)

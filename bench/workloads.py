@@ -49,10 +49,26 @@ class Settings:
     def make(cls, quick: bool, workloads: set[int] | None = None) -> "Settings":
         base = dict(batch=1000, latency_rate=5000, memory_n=1_000_000, workloads=workloads or set(WORKLOADS))
         if quick:
-            return cls(quick=True, produce_n=300_000, consume_n=200_000, latency_s=3.0, parallel_n=400_000,
-                       seed_n=2_000, time_limit=3.0, **base)
-        return cls(quick=False, produce_n=2_000_000, consume_n=1_000_000, latency_s=20.0, parallel_n=2_000_000,
-                   seed_n=20_000, time_limit=20.0, **base)
+            return cls(
+                quick=True,
+                produce_n=300_000,
+                consume_n=200_000,
+                latency_s=3.0,
+                parallel_n=400_000,
+                seed_n=2_000,
+                time_limit=3.0,
+                **base,
+            )
+        return cls(
+            quick=False,
+            produce_n=2_000_000,
+            consume_n=1_000_000,
+            latency_s=20.0,
+            parallel_n=2_000_000,
+            seed_n=20_000,
+            time_limit=20.0,
+            **base,
+        )
 
 
 @dataclass
@@ -73,8 +89,14 @@ class Row:
 
 def throughput(system: str, workload: int, sent: int, seconds: float, notes: str = "", **extra) -> Row:
     rate = sent / seconds if seconds > 0 else 0.0
-    return Row(system, WORKLOADS[workload], rate, rate * MSG_BYTES / 1e6, notes=notes,
-               extra={"messages": sent, "seconds": round(seconds, 3), **extra})
+    return Row(
+        system,
+        WORKLOADS[workload],
+        rate,
+        rate * MSG_BYTES / 1e6,
+        notes=notes,
+        extra={"messages": sent, "seconds": round(seconds, 3), **extra},
+    )
 
 
 def failed(system: str, workload: int, error: BaseException | str) -> Row:
@@ -124,7 +146,7 @@ class LatencyProbe:
         self._lock = threading.Lock()
 
     def payload(self, seq: int) -> bytes:
-        return _SEQ.pack(seq) + PAYLOAD[_SEQ.size:]
+        return _SEQ.pack(seq) + PAYLOAD[_SEQ.size :]
 
     def arrived(self, payloads) -> None:
         now = time.perf_counter()
@@ -142,11 +164,13 @@ class LatencyProbe:
     def prime(self, send: Callable[[bytes], None], timeout: float = 30.0) -> None:
         """Send one unmeasured message and wait until the consumer got it (its subscription,
         connections and fetch loop are then up, so start-up is not measured as latency)."""
-        send(_SEQ.pack(_PRIME) + PAYLOAD[_SEQ.size:])
+        send(_SEQ.pack(_PRIME) + PAYLOAD[_SEQ.size :])
         if not self._primed.wait(timeout):
             raise RuntimeError(f"the consumer did not receive a first message within {timeout:.0f} s")
 
-    def run(self, send: Callable[[bytes], None], drain_s: float = 5.0, time_limit: float | None = None) -> None:
+    def run(
+        self, send: Callable[[bytes], None], drain_s: float = 5.0, time_limit: float | None = None
+    ) -> None:
         """Send on schedule, then wait up to ``drain_s`` for the last arrivals."""
         limit = time_limit or (self.count / self.rate) * 3 + 10
         self.t0 = time.perf_counter() + 0.05
@@ -160,17 +184,24 @@ class LatencyProbe:
         self._all.wait(drain_s)
 
     def row(self, system: str, notes: str = "") -> Row:
-        measured = self.latency[self.warmup:]
+        measured = self.latency[self.warmup :]
         got = sorted(v * 1000 for v in measured if not math.isnan(v))
         missing = len(measured) - len(got)
         seconds = len(measured) / self.rate
         note = f"{self.rate}/s for {seconds:.0f} s after {self.warmup} warm-up msgs; CO-correct"
         if missing:
             note += f"; {missing} msgs NOT RECEIVED (excluded)"
-        return Row(system, WORKLOADS[3], len(got) / seconds, len(got) / seconds * MSG_BYTES / 1e6,
-                   percentile(got, 0.50), percentile(got, 0.99), percentile(got, 0.999),
-                   f"{note}; {notes}".strip("; "),
-                   extra={"samples": len(got), "missing": missing, "max_ms": got[-1] if got else None})
+        return Row(
+            system,
+            WORKLOADS[3],
+            len(got) / seconds,
+            len(got) / seconds * MSG_BYTES / 1e6,
+            percentile(got, 0.50),
+            percentile(got, 0.99),
+            percentile(got, 0.999),
+            f"{note}; {notes}".strip("; "),
+            extra={"samples": len(got), "missing": missing, "max_ms": got[-1] if got else None},
+        )
 
 
 # --- workload 4: several producer processes --------------------------------------------------------
@@ -198,8 +229,10 @@ def parallel_processes(target, args_list: list[tuple], timeout: float) -> tuple[
     max end - min start). Children are always reaped, also on errors and Ctrl-C."""
     ctx = multiprocessing.get_context("spawn")
     ready, start, results = ctx.Queue(), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_child, args=(target, args, ready, start, results), daemon=True)
-             for args in args_list]
+    procs = [
+        ctx.Process(target=_child, args=(target, args, ready, start, results), daemon=True)
+        for args in args_list
+    ]
     outcomes = []
     try:
         for p in procs:

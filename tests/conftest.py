@@ -57,8 +57,15 @@ def local_cluster() -> Iterator[ClusterFactory]:
     ) -> Iterator[LocalCluster]:
         workdir = Path(tempfile.mkdtemp(prefix="mq-cluster-"))
         cluster = LocalCluster(
-            workdir, store=store, brokers=brokers, dsn=dsn, data_dir=data_dir,
-            primary_port=primary_port, replica_port=replica_port, netns=netns, pg_proxy=pg_proxy,
+            workdir,
+            store=store,
+            brokers=brokers,
+            dsn=dsn,
+            data_dir=data_dir,
+            primary_port=primary_port,
+            replica_port=replica_port,
+            netns=netns,
+            pg_proxy=pg_proxy,
         )
         started.append(cluster)
         try:

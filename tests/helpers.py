@@ -24,7 +24,15 @@ from myqueue.cluster.local import LocalClusterError, wait_for
 from myqueue.cluster.ports import free_port
 from myqueue.cluster.postgres import PostgresNotInstalled, PrivatePostgres, find_bindir
 
-__all__ = ["TEST_DSN_ENV", "database_dsn", "fresh_database", "free_port", "postgres_server", "serve_stub", "wait_until"]
+__all__ = [
+    "TEST_DSN_ENV",
+    "database_dsn",
+    "fresh_database",
+    "free_port",
+    "postgres_server",
+    "serve_stub",
+    "wait_until",
+]
 
 TEST_DSN_ENV = "MYQUEUE_TEST_DSN"  # CI points this at a server whose role may CREATE DATABASE
 
@@ -178,7 +186,9 @@ class ScriptedServer:
             if self.reply == "silent":
                 self.release.wait(30)
             elif self.reply == "mid-body":
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"status\"")
+                conn.sendall(
+                    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"status"'
+                )
             elif isinstance(self.reply, bytes):
                 conn.sendall(self.reply)
             # "close": the with-block closes the connection without a byte of answer

@@ -31,18 +31,37 @@ from ..workloads import PAYLOAD, LatencyProbe, Row, Settings, failed, parallel_p
 
 SYSTEM = "kafka"
 POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
-JVM_FLAGS = ["-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-             "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-             "-Djava.awt.headless=true"]
-THROUGHPUT = {"acks": "all", "linger.ms": 5, "batch.size": 1_000_000, "batch.num.messages": 10_000,
-              "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
-              "compression.type": "none", "delivery.report.only.error": True, "socket.nagle.disable": True}
+JVM_FLAGS = [
+    "-Xms1g",
+    "-Xmx1g",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:InitiatingHeapOccupancyPercent=35",
+    "-XX:+ExplicitGCInvokesConcurrent",
+    "-Djava.awt.headless=true",
+]
+THROUGHPUT = {
+    "acks": "all",
+    "linger.ms": 5,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 10_000,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "compression.type": "none",
+    "delivery.report.only.error": True,
+    "socket.nagle.disable": True,
+}
 # Latency: librdkafka's default linger (5 ms) beat 0 and 1 ms here (fewer produce requests for the
 # broker at 5,000 msgs/s); Nagle off, as its docs advise for latency (on, acks took seconds); at
 # most 5 requests in flight (the Java client's default and the idempotent producer's limit): with
 # librdkafka's default of 1,000,000 a CPU-starved broker queued tiny requests and acks took ~0.7 s,
 # with 5 records gather into bigger batches while earlier requests are answered (p50 ~8 ms).
-LATENCY = {"acks": "all", "linger.ms": 5, "socket.nagle.disable": True, "max.in.flight.requests.per.connection": 5}
+LATENCY = {
+    "acks": "all",
+    "linger.ms": 5,
+    "socket.nagle.disable": True,
+    "max.in.flight.requests.per.connection": 5,
+}
 LOG4J = """log4j.rootLogger=WARN, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
 log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
@@ -67,8 +86,19 @@ def ensure_jars() -> Path:
             raise RuntimeError("mvn is not installed (Debian: apt-get install maven)")
         tmp = libs.with_name(libs.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        procs.run_tool(["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-                        f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"], 600)
+        procs.run_tool(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={tmp}",
+                "-DincludeScope=runtime",
+            ],
+            600,
+        )
         tmp.rename(libs)
     return libs
 
@@ -78,8 +108,12 @@ def java_version() -> str:
 
 
 def version() -> dict:
-    return {"kafka": f"{kafka_version()} (KRaft, 1 node)", "java": java_version(),
-            "confluent-kafka": ck_version() if isinstance(ck_version(), str) else ck_version()[0], "librdkafka": rdkafka_version()[0]}
+    return {
+        "kafka": f"{kafka_version()} (KRaft, 1 node)",
+        "java": java_version(),
+        "confluent-kafka": ck_version() if isinstance(ck_version(), str) else ck_version()[0],
+        "librdkafka": rdkafka_version()[0],
+    }
 
 
 class KafkaServer:
@@ -92,23 +126,50 @@ class KafkaServer:
         home.mkdir(parents=True, exist_ok=True)
         self.port, controller = procs.free_port(), procs.free_port()
         (home / "log4j.properties").write_text(LOG4J)
-        (home / "server.properties").write_text("\n".join([
-            "process.roles=broker,controller", "node.id=1",
-            f"controller.quorum.voters=1@{procs.HOST}:{controller}",
-            f"listeners=PLAINTEXT://{procs.HOST}:{self.port},CONTROLLER://{procs.HOST}:{controller}",
-            f"advertised.listeners=PLAINTEXT://{procs.HOST}:{self.port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT", f"log.dirs={home / 'data'}",
-            "offsets.topic.replication.factor=1", "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1", "group.initial.rebalance.delay.ms=0", "num.partitions=1", "",
-        ]))
-        java = ["java", *JVM_FLAGS, f"-Dlog4j.configuration=file:{home / 'log4j.properties'}", "-cp", f"{libs}/*"]
+        (home / "server.properties").write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{procs.HOST}:{controller}",
+                    f"listeners=PLAINTEXT://{procs.HOST}:{self.port},CONTROLLER://{procs.HOST}:{controller}",
+                    f"advertised.listeners=PLAINTEXT://{procs.HOST}:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={home / 'data'}",
+                    "offsets.topic.replication.factor=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "num.partitions=1",
+                    "",
+                ]
+            )
+        )
+        java = [
+            "java",
+            *JVM_FLAGS,
+            f"-Dlog4j.configuration=file:{home / 'log4j.properties'}",
+            "-cp",
+            f"{libs}/*",
+        ]
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        procs.run_tool([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                        "-c", str(home / "server.properties")], 120)
-        self.server = procs.Server("kafka", [*java, "kafka.Kafka", str(home / "server.properties")],
-                                   home / "kafka.log", grace_s=30)
+        procs.run_tool(
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(home / "server.properties"),
+            ],
+            120,
+        )
+        self.server = procs.Server(
+            "kafka", [*java, "kafka.Kafka", str(home / "server.properties")], home / "kafka.log", grace_s=30
+        )
         procs.wait_port(self.port, 90, self.server)
         self.bootstrap = f"{procs.HOST}:{self.port}"
         self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
@@ -119,8 +180,12 @@ class KafkaServer:
         deadline = time.monotonic() + 30  # wait until the leader is known to clients
         while time.monotonic() < deadline:
             topic = self.admin.list_topics(name, timeout=10).topics.get(name)
-            if topic and not topic.error and len(topic.partitions) == partitions and \
-                    all(p.leader >= 0 for p in topic.partitions.values()):
+            if (
+                topic
+                and not topic.error
+                and len(topic.partitions) == partitions
+                and all(p.leader >= 0 for p in topic.partitions.values())
+            ):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"topic {name} has no leader after 30 s")
@@ -140,11 +205,19 @@ class _Errors:
             self.first = self.first or err
 
 
-def produce(bootstrap: str, topic: str, partitions: list[int], count: int, time_limit: float,
-            extra: dict | None = None) -> tuple[int, float, float]:
+def produce(
+    bootstrap: str,
+    topic: str,
+    partitions: list[int],
+    count: int,
+    time_limit: float,
+    extra: dict | None = None,
+) -> tuple[int, float, float]:
     """Produce ``count`` messages round-robin over ``partitions``, then flush (every ack awaited)."""
     errors = _Errors()
-    producer = Producer({"bootstrap.servers": bootstrap, **THROUGHPUT, **(extra or {}), "on_delivery": errors})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, **THROUGHPUT, **(extra or {}), "on_delivery": errors}
+    )
     sent = 0
     started = time.perf_counter()
     n = len(partitions)
@@ -171,7 +244,10 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
     try:
         server = KafkaServer(workdir)
     except Exception as e:  # noqa: BLE001 - recorded, the other peers go on
-        return [failed(f"{SYSTEM}/confluent-kafka", n, f"Kafka could not be started: {e}") for n in sorted(w - {5, 6})]
+        return [
+            failed(f"{SYSTEM}/confluent-kafka", n, f"Kafka could not be started: {e}")
+            for n in sorted(w - {5, 6})
+        ]
     try:
         rss_idle = procs.rss_mb(server.server.pid)
         if 2 in w or 7 in w:
@@ -181,14 +257,29 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                 rss_loaded = procs.rss_mb(server.server.pid)
                 if 2 in w:
                     got, secs = _consume(server.bootstrap, "w2", loaded, settings)
-                    rows.append(throughput(f"{SYSTEM}/confluent-kafka", 2, got, secs,
-                                           f"assign offset 0, consume(num_messages={settings.batch}) of {loaded} msgs"))
+                    rows.append(
+                        throughput(
+                            f"{SYSTEM}/confluent-kafka",
+                            2,
+                            got,
+                            secs,
+                            f"assign offset 0, consume(num_messages={settings.batch}) of {loaded} msgs",
+                        )
+                    )
                 if 7 in w:
                     delta = rss_loaded - rss_idle
-                    rows.append(Row(SYSTEM, "7 memory RSS",
-                                    notes=f"JVM idle {rss_idle:.1f} MB; {loaded} msgs: {rss_loaded:.1f} MB RSS (+{delta:.1f} MB; 1 GiB heap, log on disk/page cache)",
-                                    extra={"rss_idle_mb": round(rss_idle, 1), "rss_loaded_mb": round(rss_loaded, 1),
-                                           "messages": loaded}))
+                    rows.append(
+                        Row(
+                            SYSTEM,
+                            "7 memory RSS",
+                            notes=f"JVM idle {rss_idle:.1f} MB; {loaded} msgs: {rss_loaded:.1f} MB RSS (+{delta:.1f} MB; 1 GiB heap, log on disk/page cache)",
+                            extra={
+                                "rss_idle_mb": round(rss_idle, 1),
+                                "rss_loaded_mb": round(rss_loaded, 1),
+                                "messages": loaded,
+                            },
+                        )
+                    )
             except Exception as e:  # noqa: BLE001
                 rows.append(failed(f"{SYSTEM}/confluent-kafka", 2, e))
         if 1 in w:
@@ -196,8 +287,15 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                 server.create_topic("w1")
                 produce(server.bootstrap, "w1", [0], 50_000, 10)  # warm-up (JIT, page cache)
                 sent, t0, t1 = produce(server.bootstrap, "w1", [0], settings.produce_n, settings.time_limit)
-                rows.append(throughput(f"{SYSTEM}/confluent-kafka", 1, sent, t1 - t0,
-                                       "acks=all, linger.ms=5, batch.size=1MB, flush awaited"))
+                rows.append(
+                    throughput(
+                        f"{SYSTEM}/confluent-kafka",
+                        1,
+                        sent,
+                        t1 - t0,
+                        "acks=all, linger.ms=5, batch.size=1MB, flush awaited",
+                    )
+                )
             except Exception as e:  # noqa: BLE001
                 rows.append(failed(f"{SYSTEM}/confluent-kafka", 1, e))
         if 3 in w:
@@ -209,10 +307,20 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
             try:
                 server.create_topic("w4", 8)
                 per = settings.parallel_n // 4
-                args = [(server.bootstrap, [(i + k) % 8 for k in range(8)], per, settings.time_limit) for i in range(4)]
+                args = [
+                    (server.bootstrap, [(i + k) % 8 for k in range(8)], per, settings.time_limit)
+                    for i in range(4)
+                ]
                 sent, secs = parallel_processes(_parallel_producer, args, settings.time_limit + 90)
-                rows.append(throughput(f"{SYSTEM}/confluent-kafka", 4, sent, secs,
-                                       "1 broker (KRaft), 8 partitions, 4 processes, round-robin, acks=all"))
+                rows.append(
+                    throughput(
+                        f"{SYSTEM}/confluent-kafka",
+                        4,
+                        sent,
+                        secs,
+                        "1 broker (KRaft), 8 partitions, 4 processes, round-robin, acks=all",
+                    )
+                )
             except Exception as e:  # noqa: BLE001
                 rows.append(failed(f"{SYSTEM}/confluent-kafka", 4, e))
     finally:
@@ -227,8 +335,15 @@ def _parallel_producer(go, bootstrap: str, partitions: list[int], count: int, ti
 
 
 def _consume(bootstrap: str, topic: str, expected: int, settings: Settings) -> tuple[int, float]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.auto.commit": False,
-                         "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "bench",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+            "max.partition.fetch.bytes": 10_485_760,
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         got = 0
@@ -248,8 +363,14 @@ def _latency(server: KafkaServer, settings: Settings) -> Row:
     probe = LatencyProbe(settings.latency_rate, settings.latency_s)
     errors = _Errors()
     producer = Producer({"bootstrap.servers": server.bootstrap, **LATENCY, "on_delivery": errors})
-    consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "lat", "enable.auto.commit": False,
-                         "socket.nagle.disable": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": server.bootstrap,
+            "group.id": "lat",
+            "enable.auto.commit": False,
+            "socket.nagle.disable": True,
+        }
+    )
     consumer.assign([TopicPartition("w3", 0, 0)])
     stop = threading.Event()
 

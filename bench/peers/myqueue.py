@@ -68,7 +68,10 @@ class Cluster:
         for part in names:
             self.post(self.local.primary_url + "/topics/add", {"topic": topic, "part": part})
         deadline = time.monotonic() + 30  # the replica serves consumers from its synced view
-        while topic not in self.session.get(self.local.replica_url + "/topics", timeout=TIMEOUT).json()["message"]:
+        while (
+            topic
+            not in self.session.get(self.local.replica_url + "/topics", timeout=TIMEOUT).json()["message"]
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the replica does not know topic {topic} after 30 s")
             time.sleep(0.05)
@@ -87,18 +90,37 @@ class Cluster:
         return Producer(procs.HOST, self.local.primary_port, self.local.replica_port, **kwargs)
 
     def consumer(self, spec: str, **kwargs) -> Consumer:
-        return Consumer(spec, host=procs.HOST, primary_port=self.local.primary_port,
-                        replica_port=self.local.replica_port, **kwargs)
+        return Consumer(
+            spec,
+            host=procs.HOST,
+            primary_port=self.local.primary_port,
+            replica_port=self.local.replica_port,
+            **kwargs,
+        )
 
 
 def version() -> dict:
     from importlib.metadata import version as dist_version
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[2], check=False, timeout=10).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "myqueue"], capture_output=True, text=True,
-                           cwd=Path(__file__).resolve().parents[2], check=False, timeout=10).stdout.strip()
-    return {"myqueue": f"{dist_version('myqueue')} (git {commit or '?'}{', myqueue/ modified' if dirty else ''})"}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+        timeout=10,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "myqueue"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+        timeout=10,
+    ).stdout.strip()
+    return {
+        "myqueue": f"{dist_version('myqueue')} (git {commit or '?'}{', myqueue/ modified' if dirty else ''})"
+    }
 
 
 # --- shared steps ---------------------------------------------------------------------------------
@@ -140,7 +162,9 @@ def _send_batch_step(producer: Producer, topic: str, partition: str, batch: int)
     return step
 
 
-def _send_each(producer: Producer, topic: str, partition: str, count: int, time_limit: float) -> tuple[int, float]:
+def _send_each(
+    producer: Producer, topic: str, partition: str, count: int, time_limit: float
+) -> tuple[int, float]:
     """``Producer.send`` per message (its sender thread batches with linger), then flush; every
     future checked after the clock stopped."""
     futures = []
@@ -166,7 +190,9 @@ def _poll_all(consumer: Consumer, expected: int, time_limit: float) -> tuple[int
 _NEXT = struct.Struct("<4sQQI")
 
 
-def _raw_fetch(address: str, topic: str, partition: str, expected: int, time_limit: float) -> tuple[int, float]:
+def _raw_fetch(
+    address: str, topic: str, partition: str, expected: int, time_limit: float
+) -> tuple[int, float]:
     """Fetch loop without the client library: bytes only, the next offset read from the set header."""
     raw = _RawConnection(address)
     target = f"/v1/partitions/{topic}/{partition}/records?max_records=10000&offset="
@@ -187,7 +213,9 @@ def _guard(rows: list[Row], system: str, workload: int, fn, *args, **kwargs) -> 
 
 
 # --- the runs -------------------------------------------------------------------------------------
-def run(settings: Settings, workdir: Path, store: str, dsn: str | None, profile_dir: Path | None) -> list[Row]:
+def run(
+    settings: Settings, workdir: Path, store: str, dsn: str | None, profile_dir: Path | None
+) -> list[Row]:
     sysname = "myqueue-mem" if store == "memory" else "myqueue-pg"
     w = settings.workloads
     wanted = w & ({1, 2, 3, 4, 6, 7} if store == "memory" else {2, 5, 6})
@@ -236,12 +264,16 @@ class _Profiler:
         if self.directory is None:
             return profile.record(None, None)
         broker, _ = self.cluster.owner(topic, partition)
-        return profile.record(self.cluster.pid(broker), self.directory / f"{self.sysname}-{name}-{broker}.json")
+        return profile.record(
+            self.cluster.pid(broker), self.directory / f"{self.sysname}-{name}-{broker}.json"
+        )
 
     def process(self, name: str, process: str):
         if self.directory is None:
             return profile.record(None, None)
-        return profile.record(self.cluster.pid(process), self.directory / f"{self.sysname}-{name}-{process}.json")
+        return profile.record(
+            self.cluster.pid(process), self.directory / f"{self.sysname}-{name}-{process}.json"
+        )
 
 
 def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, prof: _Profiler) -> list[Row]:
@@ -250,22 +282,47 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
     topic_b, topic_s, topic_r = (cluster.add_topic(f"{tag}{x}") for x in ("batch", "send", "raw"))
     with cluster.producer() as producer:
         with prof.broker(f"w{workload}-send_batch", topic_b):
-            sent, secs = bounded(_send_batch_step(producer, topic_b, "P1", settings.batch), settings.produce_n,
-                                 settings.time_limit)
-        rows.append(throughput(f"{sysname}/send_batch", workload, sent, secs,
-                               f"Producer.send_batch x{settings.batch}, blocking, 1 request in flight"))
+            sent, secs = bounded(
+                _send_batch_step(producer, topic_b, "P1", settings.batch),
+                settings.produce_n,
+                settings.time_limit,
+            )
+        rows.append(
+            throughput(
+                f"{sysname}/send_batch",
+                workload,
+                sent,
+                secs,
+                f"Producer.send_batch x{settings.batch}, blocking, 1 request in flight",
+            )
+        )
     if workload == 1:
         with cluster.producer() as producer:
             with prof.broker("w1-send", topic_s):
                 sent, secs = _send_each(producer, topic_s, "P1", settings.produce_n, settings.time_limit)
-            rows.append(throughput(f"{sysname}/send", workload, sent, secs,
-                                   "Producer.send per message (linger 0: batches form while one is in flight), flush awaited"))
+            rows.append(
+                throughput(
+                    f"{sysname}/send",
+                    workload,
+                    sent,
+                    secs,
+                    "Producer.send per message (linger 0: batches form while one is in flight), flush awaited",
+                )
+            )
     _, address = cluster.owner(topic_r, "P1")
     with prof.broker(f"w{workload}-raw", topic_r):
-        sent, secs = bounded(_raw_step(address, topic_r, "P1", settings.batch),
-                             settings.produce_n, settings.time_limit)
-    rows.append(throughput(f"{sysname}/raw-http", workload, sent, secs,
-                           f"framed batch x{settings.batch} per POST, one http.client connection, 1 in flight"))
+        sent, secs = bounded(
+            _raw_step(address, topic_r, "P1", settings.batch), settings.produce_n, settings.time_limit
+        )
+    rows.append(
+        throughput(
+            f"{sysname}/raw-http",
+            workload,
+            sent,
+            secs,
+            f"framed batch x{settings.batch} per POST, one http.client connection, 1 in flight",
+        )
+    )
     return rows
 
 
@@ -277,11 +334,25 @@ def _consume(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler
     with cluster.consumer(f"{topic}:P1", start="earliest", max_records=10_000) as consumer:
         with prof.broker("w2-poll", topic):
             got, secs = _poll_all(consumer, loaded, settings.time_limit * 3)
-    rows.append(throughput(f"{sysname}/Consumer.poll", 2, got, secs,
-                           f"no group, from earliest, max_records=10000, of {loaded} msgs"))
+    rows.append(
+        throughput(
+            f"{sysname}/Consumer.poll",
+            2,
+            got,
+            secs,
+            f"no group, from earliest, max_records=10000, of {loaded} msgs",
+        )
+    )
     got, secs = _raw_fetch(address, topic, "P1", loaded, settings.time_limit * 3)
-    rows.append(throughput(f"{sysname}/raw-http", 2, got, secs,
-                           "GET records max_records=10000, bytes only (no per-record decode)"))
+    rows.append(
+        throughput(
+            f"{sysname}/raw-http",
+            2,
+            got,
+            secs,
+            "GET records max_records=10000, bytes only (no per-record decode)",
+        )
+    )
     return rows
 
 
@@ -309,8 +380,17 @@ def _latency(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler
     return probe.row(f"{sysname}/send+poll", "Producer.send (linger 0) -> Consumer.poll (long-poll)")
 
 
-def _parallel_producer(go, host: str, primary_port: int, replica_port: int, topic: str, index: int, count: int,
-                       batch: int, time_limit: float) -> tuple[int, float, float]:
+def _parallel_producer(
+    go,
+    host: str,
+    primary_port: int,
+    replica_port: int,
+    topic: str,
+    index: int,
+    count: int,
+    batch: int,
+    time_limit: float,
+) -> tuple[int, float, float]:
     records = [PAYLOAD] * batch
     partitions = [f"P{(index + i) % 8 + 1}" for i in range(8)]
     with Producer(host, primary_port, replica_port) as producer:
@@ -328,12 +408,28 @@ def _parallel(cluster: Cluster, settings: Settings, sysname: str) -> Row:
     topic = cluster.add_topic("W4", 8)
     placement = Counter(cluster.owner(topic, f"P{i + 1}")[0] for i in range(8))
     per = settings.parallel_n // 4
-    args = [(procs.HOST, cluster.local.primary_port, cluster.local.replica_port, topic, i, per, settings.batch,
-             settings.time_limit) for i in range(4)]
+    args = [
+        (
+            procs.HOST,
+            cluster.local.primary_port,
+            cluster.local.replica_port,
+            topic,
+            i,
+            per,
+            settings.batch,
+            settings.time_limit,
+        )
+        for i in range(4)
+    ]
     sent, secs = parallel_processes(_parallel_producer, args, settings.time_limit + 60)
     spread = ", ".join(f"{b}:{n}" for b, n in sorted(placement.items()))
-    return throughput(f"{sysname}/send_batch", 4, sent, secs,
-                      f"3 brokers ({spread} partitions), 4 processes, send_batch x{settings.batch} round-robin")
+    return throughput(
+        f"{sysname}/send_batch",
+        4,
+        sent,
+        secs,
+        f"3 brokers ({spread} partitions), 4 processes, send_batch x{settings.batch} round-robin",
+    )
 
 
 def _seed(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -> list[Row]:
@@ -341,13 +437,18 @@ def _seed(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -
     (what the seed's own scripts call): produce on the primary, consume on the replica."""
     topic = cluster.add_topic("Seed")
     host, primary_port, replica_port = procs.HOST, cluster.local.primary_port, cluster.local.replica_port
-    consumer_id = cluster.post(cluster.local.replica_url + "/consumer/register", {"topic": topic, "part": "P1"})
-    producer_ids = [cluster.post(cluster.local.primary_url + "/producer/register", {"topic": topic, "part": "P1"})
-                    for _ in range(4)]
+    consumer_id = cluster.post(
+        cluster.local.replica_url + "/consumer/register", {"topic": topic, "part": "P1"}
+    )
+    producer_ids = [
+        cluster.post(cluster.local.primary_url + "/producer/register", {"topic": topic, "part": "P1"})
+        for _ in range(4)
+    ]
     message = PAYLOAD.decode()
 
     def produce(pid: int, count: int) -> int:
         api = ApiHandler(host, primary_port, replica_port, timeout=TIMEOUT)
+
         def step() -> int:
             api.produce(pid, message)
             return 1
@@ -362,21 +463,38 @@ def _seed(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -
         started = time.perf_counter()
         sent1 = produce(producer_ids[0], settings.seed_n)
         secs1 = time.perf_counter() - started
-    rows.append(throughput(f"{sysname}/seed-http", 6, sent1, secs1,
-                           "ApiHandler.produce per message, 1 client (closed loop), primary -> broker"))
+    rows.append(
+        throughput(
+            f"{sysname}/seed-http",
+            6,
+            sent1,
+            secs1,
+            "ApiHandler.produce per message, 1 client (closed loop), primary -> broker",
+        )
+    )
     started = time.perf_counter()
     results: list[int] = []
-    threads = [threading.Thread(target=lambda pid=pid: results.append(produce(pid, settings.seed_n)))
-               for pid in producer_ids]
+    threads = [
+        threading.Thread(target=lambda pid=pid: results.append(produce(pid, settings.seed_n)))
+        for pid in producer_ids
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(settings.time_limit + TIMEOUT)
     secs4 = time.perf_counter() - started
-    rows.append(throughput(f"{sysname}/seed-http x4", 6, sum(results), secs4,
-                           "ApiHandler.produce per message, 4 client threads (1 process)"))
+    rows.append(
+        throughput(
+            f"{sysname}/seed-http x4",
+            6,
+            sum(results),
+            secs4,
+            "ApiHandler.produce per message, 4 client threads (1 process)",
+        )
+    )
     total = sent1 + sum(results)
     api = ApiHandler(host, primary_port, replica_port, timeout=TIMEOUT)
+
     def take() -> int:
         api.consume(consumer_id)
         return 1
@@ -385,9 +503,16 @@ def _seed(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -
         got, secs = bounded(take, total, settings.time_limit)
     finally:
         api.close()
-    rows.append(Row(f"{sysname}/seed-consume", WORKLOADS[6], got / secs, got / secs * MSG_BYTES / 1e6,
-                    notes="ApiHandler.consume per message, 1 client, replica -> broker take",
-                    extra={"messages": got, "seconds": round(secs, 3)}))
+    rows.append(
+        Row(
+            f"{sysname}/seed-consume",
+            WORKLOADS[6],
+            got / secs,
+            got / secs * MSG_BYTES / 1e6,
+            notes="ApiHandler.consume per message, 1 client, replica -> broker take",
+            extra={"messages": got, "seconds": round(secs, 3)},
+        )
+    )
     return rows
 
 
@@ -404,9 +529,19 @@ def _memory(cluster: Cluster, settings: Settings, sysname: str) -> Row:
     brokers_idle = [v for k, v in idle.items() if processes[k]["role"] == "broker"]
     ratio = (after - before) / payload_mb
     others = ", ".join(f"{k} {v:.1f}" for k, v in sorted(idle.items()) if processes[k]["role"] != "broker")
-    return Row(sysname, WORKLOADS[7],
-               notes=(f"idle broker {max(brokers_idle):.1f} MB (max of {len(brokers_idle)}; {others} MB); "
-                      f"{loaded} msgs: {after:.1f} MB RSS (+{after - before:.1f} MB = {ratio:.2f}x payload)"),
-               extra={"rss_idle_mb": round(max(brokers_idle), 1), "rss_idle_all_mb": {k: round(v, 1) for k, v in idle.items()},
-                      "rss_before_load_mb": round(before, 1), "rss_loaded_mb": round(after, 1), "messages": loaded,
-                      "loaded_over_payload": round(ratio, 2)})
+    return Row(
+        sysname,
+        WORKLOADS[7],
+        notes=(
+            f"idle broker {max(brokers_idle):.1f} MB (max of {len(brokers_idle)}; {others} MB); "
+            f"{loaded} msgs: {after:.1f} MB RSS (+{after - before:.1f} MB = {ratio:.2f}x payload)"
+        ),
+        extra={
+            "rss_idle_mb": round(max(brokers_idle), 1),
+            "rss_idle_all_mb": {k: round(v, 1) for k, v in idle.items()},
+            "rss_before_load_mb": round(before, 1),
+            "rss_loaded_mb": round(after, 1),
+            "messages": loaded,
+            "loaded_over_payload": round(ratio, 2),
+        },
+    )

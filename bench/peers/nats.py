@@ -37,8 +37,10 @@ class NatsServer:
 
 
 def version() -> dict:
-    return {"nats-server": procs.run_tool(["nats-server", "--version"], 10).strip(),
-            "nats-py": getattr(nats, "__version__", None) or _dist_version("nats-py")}
+    return {
+        "nats-server": procs.run_tool(["nats-server", "--version"], 10).strip(),
+        "nats-py": getattr(nats, "__version__", None) or _dist_version("nats-py"),
+    }
 
 
 def _dist_version(name: str) -> str | None:
@@ -97,7 +99,9 @@ async def _catch_up(url: str, settings: Settings, server: NatsServer) -> tuple[i
         await _stream(js, "CU", StorageType.MEMORY)
         loaded, _, _ = await _publish(js, ["cu"], settings.consume_n, 120)
         rss_loaded = procs.rss_mb(server.server.pid)
-        sub = await js.pull_subscribe("cu", durable="catchup", config=ConsumerConfig(ack_policy=AckPolicy.NONE))
+        sub = await js.pull_subscribe(
+            "cu", durable="catchup", config=ConsumerConfig(ack_policy=AckPolicy.NONE)
+        )
         got = 0
         started = time.perf_counter()
         while got < loaded and time.perf_counter() - started < settings.time_limit * 3:
@@ -118,23 +122,46 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
             try:
                 loaded, got, secs, idle, rss = asyncio.run(_catch_up(server.url, settings, server))
                 if 2 in w:
-                    rows.append(throughput(f"{SYSTEM}-mem/nats-py", 2, got, secs,
-                                           f"pull fetch batch={settings.batch}, ack none, of {loaded} msgs"))
+                    rows.append(
+                        throughput(
+                            f"{SYSTEM}-mem/nats-py",
+                            2,
+                            got,
+                            secs,
+                            f"pull fetch batch={settings.batch}, ack none, of {loaded} msgs",
+                        )
+                    )
                 if 7 in w:
                     delta = rss - idle
                     ratio = delta * 2**20 / (loaded * len(PAYLOAD))
-                    rows.append(Row(f"{SYSTEM}-mem", "7 memory RSS",
-                                    notes=f"idle {idle:.1f} MB; {loaded} msgs in a memory stream: {rss:.1f} MB RSS (+{delta:.1f} MB = {ratio:.2f}x payload)",
-                                    extra={"rss_idle_mb": round(idle, 1), "rss_loaded_mb": round(rss, 1),
-                                           "messages": loaded, "loaded_over_payload": round(ratio, 2)}))
+                    rows.append(
+                        Row(
+                            f"{SYSTEM}-mem",
+                            "7 memory RSS",
+                            notes=f"idle {idle:.1f} MB; {loaded} msgs in a memory stream: {rss:.1f} MB RSS (+{delta:.1f} MB = {ratio:.2f}x payload)",
+                            extra={
+                                "rss_idle_mb": round(idle, 1),
+                                "rss_loaded_mb": round(rss, 1),
+                                "messages": loaded,
+                                "loaded_over_payload": round(ratio, 2),
+                            },
+                        )
+                    )
             except Exception as e:  # noqa: BLE001
                 rows.append(failed(f"{SYSTEM}-mem/nats-py", 2, e))
         if 1 in w:
             for label, storage in (("mem", StorageType.MEMORY), ("file", StorageType.FILE)):
                 try:
                     sent, secs = asyncio.run(_produce(server.url, f"W1{label.upper()}", storage, settings))
-                    rows.append(throughput(f"{SYSTEM}-{label}/nats-py", 1, sent, secs,
-                                           f"publish_async, {MAX_PENDING} pending max, all acks awaited"))
+                    rows.append(
+                        throughput(
+                            f"{SYSTEM}-{label}/nats-py",
+                            1,
+                            sent,
+                            secs,
+                            f"publish_async, {MAX_PENDING} pending max, all acks awaited",
+                        )
+                    )
                 except Exception as e:  # noqa: BLE001
                     rows.append(failed(f"{SYSTEM}-{label}/nats-py", 1, e))
         if 3 in w:
@@ -146,10 +173,20 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
             try:
                 asyncio.run(_make_streams(server.url, [f"W4P{i}" for i in range(8)]))
                 per = settings.parallel_n // 4
-                sent, secs = parallel_processes(_parallel_producer, [(server.url, i, per, settings.time_limit) for i in range(4)],
-                                                settings.time_limit + 60)
-                rows.append(throughput(f"{SYSTEM}-mem/nats-py", 4, sent, secs,
-                                       "1 server, 8 memory streams, 4 processes, publish_async round-robin"))
+                sent, secs = parallel_processes(
+                    _parallel_producer,
+                    [(server.url, i, per, settings.time_limit) for i in range(4)],
+                    settings.time_limit + 60,
+                )
+                rows.append(
+                    throughput(
+                        f"{SYSTEM}-mem/nats-py",
+                        4,
+                        sent,
+                        secs,
+                        "1 server, 8 memory streams, 4 processes, publish_async round-robin",
+                    )
+                )
             except Exception as e:  # noqa: BLE001
                 rows.append(failed(f"{SYSTEM}-mem/nats-py", 4, e))
     finally:
@@ -222,4 +259,6 @@ def _latency(url: str, settings: Settings) -> Row:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
-    return probe.row(f"{SYSTEM}-mem/nats-py", "publish_async per message; push (ordered) subscription, memory stream")
+    return probe.row(
+        f"{SYSTEM}-mem/nats-py", "publish_async per message; push (ordered) subscription, memory stream"
+    )

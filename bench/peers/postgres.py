@@ -46,7 +46,12 @@ def run(settings: Settings, dsn: str) -> list[Row]:
             cur.execute(TABLES)
         conn.commit()
         for name, make_step, count, notes in (
-            ("blob-row", _blob_step, settings.produce_n, f"1 row per {settings.batch}-msg framed batch, INSERT+COMMIT each"),
+            (
+                "blob-row",
+                _blob_step,
+                settings.produce_n,
+                f"1 row per {settings.batch}-msg framed batch, INSERT+COMMIT each",
+            ),
             ("copy", _copy_step, settings.produce_n, f"COPY {settings.batch} rows (1 per msg) per COMMIT"),
             ("commit-per-msg", _single_step, settings.produce_n, "INSERT+COMMIT per message"),
         ):
@@ -72,7 +77,9 @@ def _blob_step(conn, batch: int):
 
     def step() -> int:
         with conn.cursor() as cur:
-            cur.execute("INSERT INTO bench_raw_batches VALUES (1, %s, %s, %s)", (state["offset"], batch, body))
+            cur.execute(
+                "INSERT INTO bench_raw_batches VALUES (1, %s, %s, %s)", (state["offset"], batch, body)
+            )
         conn.commit()
         state["offset"] += batch
         return batch

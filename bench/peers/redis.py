@@ -26,8 +26,22 @@ class RedisServer:
         self.port = procs.free_port()
         data = workdir / name
         data.mkdir(parents=True, exist_ok=True)
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(data), "--daemonize", "no", *extra]
+        argv = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(data),
+            "--daemonize",
+            "no",
+            *extra,
+        ]
         self.server = procs.Server(name, argv, data / "redis.log")
         procs.wait_port(self.port, 10, self.server)
 
@@ -80,15 +94,23 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
             rss_loaded = procs.rss_mb(server.server.pid)
             if 2 in w:
                 got, secs = _consume(r, "w2", loaded, settings)
-                rows.append(throughput(f"{SYSTEM}/redis-py", 2, got, secs, f"XREAD COUNT {settings.batch} of {loaded} msgs"))
+                rows.append(
+                    throughput(
+                        f"{SYSTEM}/redis-py", 2, got, secs, f"XREAD COUNT {settings.batch} of {loaded} msgs"
+                    )
+                )
             if 7 in w:
                 rows.append(_memory_row(f"{SYSTEM}", rss_idle, rss_loaded, loaded, r))
             r.delete("w2")
         bounded(xadd_batches(r, "warmup", settings.batch), 20_000, 5)
         r.delete("warmup")
         if 1 in w:
-            sent, secs = bounded(xadd_batches(r, "w1", settings.batch), settings.produce_n, settings.time_limit)
-            rows.append(throughput(f"{SYSTEM}/redis-py", 1, sent, secs, f"XADD pipelined x{settings.batch}, hiredis"))
+            sent, secs = bounded(
+                xadd_batches(r, "w1", settings.batch), settings.produce_n, settings.time_limit
+            )
+            rows.append(
+                throughput(f"{SYSTEM}/redis-py", 1, sent, secs, f"XADD pipelined x{settings.batch}, hiredis")
+            )
             rows.append(_native(server, settings))
             r.delete("w1", "rbstream")
         if 3 in w:
@@ -104,15 +126,38 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
 
 def _native(server: RedisServer, settings: Settings) -> Row:
     n = max(settings.produce_n, 1_000_000)
-    argv = ["redis-benchmark", "-h", procs.HOST, "-p", str(server.port), "-c", "1", "-n", str(n),
-            "-P", str(settings.batch), "--csv", "XADD", "rbstream", "*", "d", PAYLOAD.decode()]
+    argv = [
+        "redis-benchmark",
+        "-h",
+        procs.HOST,
+        "-p",
+        str(server.port),
+        "-c",
+        "1",
+        "-n",
+        str(n),
+        "-P",
+        str(settings.batch),
+        "--csv",
+        "XADD",
+        "rbstream",
+        "*",
+        "d",
+        PAYLOAD.decode(),
+    ]
     try:
         out = procs.run_tool(argv, 120)
         rps = float(out.strip().splitlines()[-1].split('","')[1])
     except (RuntimeError, IndexError, ValueError) as e:
         return failed(f"{SYSTEM}/redis-benchmark", 1, e)
-    return Row(f"{SYSTEM}/redis-benchmark", "1 produce 1P->1 part", rps, rps * MSG_BYTES / 1e6,
-               notes=f"native C client, 1 connection, XADD -P {settings.batch}, {n} msgs", extra={"messages": n})
+    return Row(
+        f"{SYSTEM}/redis-benchmark",
+        "1 produce 1P->1 part",
+        rps,
+        rps * MSG_BYTES / 1e6,
+        notes=f"native C client, 1 connection, XADD -P {settings.batch}, {n} msgs",
+        extra={"messages": n},
+    )
 
 
 def _consume(r: redis_py.Redis, stream: str, expected: int, settings: Settings) -> tuple[int, float]:
@@ -133,10 +178,17 @@ def _memory_row(system: str, idle: float, loaded: float, n: int, r: redis_py.Red
     used = r.info("memory").get("used_memory", 0) / 2**20
     delta = loaded - idle
     ratio = delta * 2**20 / (n * MSG_BYTES) if n else float("nan")
-    return Row(system, "7 memory RSS",
-               notes=f"idle {idle:.1f} MB; {n} msgs: {loaded:.1f} MB RSS (+{delta:.1f} MB = {ratio:.2f}x payload; used_memory {used:.1f} MB)",
-               extra={"rss_idle_mb": round(idle, 1), "rss_loaded_mb": round(loaded, 1), "messages": n,
-                      "loaded_over_payload": round(ratio, 2)})
+    return Row(
+        system,
+        "7 memory RSS",
+        notes=f"idle {idle:.1f} MB; {n} msgs: {loaded:.1f} MB RSS (+{delta:.1f} MB = {ratio:.2f}x payload; used_memory {used:.1f} MB)",
+        extra={
+            "rss_idle_mb": round(idle, 1),
+            "rss_loaded_mb": round(loaded, 1),
+            "messages": n,
+            "loaded_over_payload": round(ratio, 2),
+        },
+    )
 
 
 def _latency(server: RedisServer, settings: Settings) -> Row:
@@ -182,11 +234,15 @@ def _latency(server: RedisServer, settings: Settings) -> Row:
         stop.set()
         for thread in threads:
             thread.join(5)
-    return probe.row(f"{SYSTEM}/redis-py", "XADD pipelined by a writer thread (what is queued), XREAD BLOCK on a 2nd connection")
+    return probe.row(
+        f"{SYSTEM}/redis-py",
+        "XADD pipelined by a writer thread (what is queued), XREAD BLOCK on a 2nd connection",
+    )
 
 
-def _parallel_producer(go, ports: list[int], index: int, partitions: int, count: int, batch: int,
-                       time_limit: float) -> tuple[int, float, float]:
+def _parallel_producer(
+    go, ports: list[int], index: int, partitions: int, count: int, batch: int, time_limit: float
+) -> tuple[int, float, float]:
     clients = [redis_py.Redis(host=procs.HOST, port=p) for p in ports]
     pipes = [c.pipeline(transaction=False) for c in clients]
     for c in clients:
@@ -212,15 +268,22 @@ def _parallel(workdir: Path, main: RedisServer, settings: Settings) -> Row:
         ports = [main.port] + [s.port for s in extra]
         per = settings.parallel_n // 4
         sent, secs = parallel_processes(
-            _parallel_producer, [(ports, i, 8, per, settings.batch, settings.time_limit) for i in range(4)],
-            settings.time_limit + 60)
+            _parallel_producer,
+            [(ports, i, 8, per, settings.batch, settings.time_limit) for i in range(4)],
+            settings.time_limit + 60,
+        )
     except Exception as e:  # noqa: BLE001
         return failed(f"{SYSTEM}/redis-py", 4, e)
     finally:
         for s in extra:
             s.stop()
-    return throughput(f"{SYSTEM}/redis-py", 4, sent, secs,
-                      f"3 redis-servers, 8 streams (stream i on server i%3), 4 processes, XADD pipelined x{settings.batch}")
+    return throughput(
+        f"{SYSTEM}/redis-py",
+        4,
+        sent,
+        secs,
+        f"3 redis-servers, 8 streams (stream i on server i%3), 4 processes, XADD pipelined x{settings.batch}",
+    )
 
 
 def _aof_always(workdir: Path, settings: Settings) -> Row:
@@ -229,8 +292,13 @@ def _aof_always(workdir: Path, settings: Settings) -> Row:
         r = server.client()
         bounded(xadd_batches(r, "warmup", settings.batch), 10_000, 5)
         sent, secs = bounded(xadd_batches(r, "w5", settings.batch), settings.produce_n, settings.time_limit)
-        return throughput(f"{SYSTEM}-aof-always/redis-py", 5, sent, secs,
-                          f"appendonly yes, appendfsync always; XADD pipelined x{settings.batch}")
+        return throughput(
+            f"{SYSTEM}-aof-always/redis-py",
+            5,
+            sent,
+            secs,
+            f"appendonly yes, appendfsync always; XADD pipelined x{settings.batch}",
+        )
     except Exception as e:  # noqa: BLE001
         return failed(f"{SYSTEM}-aof-always/redis-py", 5, e)
     finally:

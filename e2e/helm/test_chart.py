@@ -142,7 +142,10 @@ def test_log_format_reaches_every_myqueue_container(render):
     deployments = manifests.of_kind("Deployment")
     for name, deployment in deployments.items():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
-            assert env_of(container).get("MYQUEUE_LOG_FORMAT") == {"name": "MYQUEUE_LOG_FORMAT", "value": "json"}, name
+            assert env_of(container).get("MYQUEUE_LOG_FORMAT") == {
+                "name": "MYQUEUE_LOG_FORMAT",
+                "value": "json",
+            }, name
 
 
 def test_crds_are_rendered_from_the_copies(helm):
@@ -624,7 +627,11 @@ def selects(selector: dict, labels: dict) -> bool:
     """A LabelSelector (matchLabels, matchExpressions with In) against a pod's labels."""
     if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
         return False
-    return all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []) if e["operator"] == "In")
+    return all(
+        labels.get(e["key"]) in e["values"]
+        for e in selector.get("matchExpressions", [])
+        if e["operator"] == "In"
+    )
 
 
 def test_monitoring_is_off_by_default(default):
@@ -651,7 +658,10 @@ def test_pod_monitors_select_every_myqueue_pod_on_its_metrics_port(render):
     assert selects(brokers["selector"], broker_labels("broker0"))  # the labels the operator gives broker pods
     assert not selects(processes["selector"], broker_labels("broker0"))
     assert [e["port"] for e in brokers["podMetricsEndpoints"]] == ["http"]
-    assert "--metrics-port=8081" in manifests.get("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (
+        "--metrics-port=8081"
+        in manifests.get("Deployment", OPERATOR)["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
 
 
 def test_pod_monitors_present_the_token_when_auth_is_on(render):

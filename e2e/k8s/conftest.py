@@ -50,7 +50,6 @@ MANAGER_SA = "myqueue-manager"
 RESYNC_S = "2"  # the operator's timers, short so status refreshes are seen quickly
 
 
-
 # --- the control plane ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
@@ -67,7 +66,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 def crds(control_plane: ControlPlane) -> list[str]:
     control_plane.kubectl("apply", "-f", str(ROOT / "crds"))
     names = ["brokers.myqueue.io", "topics.myqueue.io"]
-    control_plane.kubectl("wait", "--for=condition=Established", *[f"crd/{n}" for n in names], "--timeout=60s")
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", *[f"crd/{n}" for n in names], "--timeout=60s"
+    )
     return names
 
 
@@ -103,7 +104,9 @@ def pod_runner(control_plane: ControlPlane, kubectl: Kubectl, work_dir: Path) ->
 def managers(control_plane: ControlPlane, kubectl: Kubectl, work_dir: Path) -> Iterator[Managers]:
     """A primary whose /brokers/add creates Broker resources (as the launcher's ServiceAccount), and a replica."""
     m = Managers(free_port(), free_port())
-    kubeconfig = service_account_kubeconfig(control_plane, NAMESPACE, MANAGER_SA, work_dir / "manager.kubeconfig")
+    kubeconfig = service_account_kubeconfig(
+        control_plane, NAMESPACE, MANAGER_SA, work_dir / "manager.kubeconfig"
+    )
     env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONUNBUFFERED": "1"}
     try:
         log = work_dir / "primary.log"
@@ -133,8 +136,12 @@ def managers(control_plane: ControlPlane, kubectl: Kubectl, work_dir: Path) -> I
 
 # --- the operator ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, kubectl: Kubectl, managers: Managers, pod_runner: PodRunner, work_dir: Path) -> Iterator[Operator]:
-    kubeconfig = service_account_kubeconfig(control_plane, NAMESPACE, OPERATOR_SA, work_dir / "operator.kubeconfig")
+def operator(
+    control_plane: ControlPlane, kubectl: Kubectl, managers: Managers, pod_runner: PodRunner, work_dir: Path
+) -> Iterator[Operator]:
+    kubeconfig = service_account_kubeconfig(
+        control_plane, NAMESPACE, OPERATOR_SA, work_dir / "operator.kubeconfig"
+    )
     env = {
         **os.environ,
         "KUBECONFIG": kubeconfig,

@@ -102,7 +102,8 @@ def state_of(obj: dict | None) -> Any:
     return {
         "name": f"{obj.get('kind', '?')}/{meta.get('name')}",
         "conditions": [
-            {k: c.get(k) for k in ("type", "status", "reason", "message")} for c in status.get("conditions") or []
+            {k: c.get(k) for k in ("type", "status", "reason", "message")}
+            for c in status.get("conditions") or []
         ],
         "phase": status.get("phase"),
         "generation": meta.get("generation"),
@@ -230,7 +231,9 @@ class Operator:
 
     def start(self) -> None:
         self.process = start_process(
-            [sys.executable, "-m", "myqueue_operator", "--health", self.health, "--metrics-port", "0"], self.env, self.log
+            [sys.executable, "-m", "myqueue_operator", "--health", self.health, "--metrics-port", "0"],
+            self.env,
+            self.log,
         )
         self.pids.append(self.process.pid)
         wait_http_ready(self.health, self.process, self.log, timeout=60)

@@ -162,7 +162,9 @@ def parse_dockerfile(text: str) -> Image:
 
 def load_images(directory: Path = IMAGES_DIR) -> dict[str, Image]:
     """``images/NAME/Dockerfile`` -> {NAME: Image}."""
-    return {p.parent.name: parse_dockerfile(p.read_text()) for p in sorted(Path(directory).glob("*/Dockerfile"))}
+    return {
+        p.parent.name: parse_dockerfile(p.read_text()) for p in sorted(Path(directory).glob("*/Dockerfile"))
+    }
 
 
 def image_name(reference: str) -> str:
@@ -180,7 +182,9 @@ def container_argv(container, images: Mapping[str, Image]) -> list[str]:
     else:
         argv = list(image.entrypoint) + (list(container.args) if container.args else list(image.cmd))
     if not argv:
-        raise ValueError(f"the container has no command and image {container.image!r} matches no images/*/Dockerfile")
+        raise ValueError(
+            f"the container has no command and image {container.image!r} matches no images/*/Dockerfile"
+        )
     return argv
 
 
@@ -327,7 +331,11 @@ class PodRunner:
 
     # --- one pod: environment, credentials, Services ----------------------------------------------------------
     def _env(self, pod, container, ip: str) -> dict[str, str]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", "HOME": str(self.log_dir)}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONUNBUFFERED": "1",
+            "HOME": str(self.log_dir),
+        }
         env.update(self.images.get(image_name(container.image or ""), Image()).env)
         for item in container.env or []:
             if item.value_from is None:
@@ -355,7 +363,9 @@ class PodRunner:
         command = [a.replace("0.0.0.0", ip) for a in container_argv(container, self.images)]  # noqa: S104 - liberty 1
         program = self.programs.get(command[0])
         if program is None:
-            found = shutil.which(command[0], path=str(Path(sys.executable).parent)) or shutil.which(command[0])
+            found = shutil.which(command[0], path=str(Path(sys.executable).parent)) or shutil.which(
+                command[0]
+            )
             if not found:
                 raise ValueError(f"no local program for {command[0]!r}")
             program = [found]
@@ -370,9 +380,13 @@ class PodRunner:
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_SECONDS)
         )
         deadline = time.monotonic() + SERVICE_WAIT_S
-        while True:  # the ServiceAccount may be created just after the Pod (helm orders it first; users may not)
+        while (
+            True
+        ):  # the ServiceAccount may be created just after the Pod (helm orders it first; users may not)
             try:
-                token = self.core.create_namespaced_service_account_token(account, self.namespace, request).status.token
+                token = self.core.create_namespaced_service_account_token(
+                    account, self.namespace, request
+                ).status.token
                 break
             except ApiException as e:
                 if e.status != 404 or time.monotonic() > deadline or running.stop.wait(0.5):
@@ -384,7 +398,12 @@ class PodRunner:
             "kind": "Config",
             "clusters": [cluster],
             "users": [{"name": account, "user": {"token": token}}],
-            "contexts": [{"name": account, "context": {"cluster": cluster["name"], "user": account, "namespace": self.namespace}}],
+            "contexts": [
+                {
+                    "name": account,
+                    "context": {"cluster": cluster["name"], "user": account, "namespace": self.namespace},
+                }
+            ],
             "current-context": account,
         }
         path = self.log_dir / f"{running.name}-{running.uid[:8]}.kubeconfig"
@@ -415,9 +434,14 @@ class PodRunner:
             if isinstance(target, int) or str(target).isdigit():
                 return int(target)
             backing = next(
-                (q for q in self.core.list_namespaced_pod(self.namespace).items if q.status and q.status.pod_ip == ip), None
+                (
+                    q
+                    for q in self.core.list_namespaced_pod(self.namespace).items
+                    if q.status and q.status.pod_ip == ip
+                ),
+                None,
             )
-            for container in (backing.spec.containers if backing else []):
+            for container in backing.spec.containers if backing else []:
                 for cp in container.ports or []:
                     if cp.name == target:
                         return cp.container_port
@@ -464,7 +488,9 @@ class PodRunner:
             if not waiting:
                 break
             if time.monotonic() > deadline:
-                log.warning("pod %s: no Ready pod behind %s; starting unresolved", running.name, sorted(waiting))
+                log.warning(
+                    "pod %s: no Ready pod behind %s; starting unresolved", running.name, sorted(waiting)
+                )
                 break
             if running.stop.wait(0.2):
                 return None
@@ -559,7 +585,9 @@ class PodRunner:
             return False
 
     # --- one pod: processes -------------------------------------------------------------------------------------------
-    def _spawn(self, running: RunningPod, argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    def _spawn(
+        self, running: RunningPod, argv: list[str], env: dict[str, str], log_path: Path
+    ) -> subprocess.Popen:
         with open(log_path, "ab") as out:
             running.process = subprocess.Popen(
                 argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -568,7 +596,9 @@ class PodRunner:
         running.pids.append(running.process.pid)
         return running.process
 
-    def _run_init_containers(self, pod, running: RunningPod, started: str, log_path: Path, grace: float) -> bool:
+    def _run_init_containers(
+        self, pod, running: RunningPod, started: str, log_path: Path, grace: float
+    ) -> bool:
         """Each init container to completion, in order (a failed one is retried); False when stopped."""
         for container in pod.spec.init_containers or []:
             while not running.stop.is_set():
@@ -584,7 +614,12 @@ class PodRunner:
                     return False
                 if process.returncode == 0:
                     break
-                log.info("pod %s: init container %s exited with %s; retrying", running.name, container.name, process.returncode)
+                log.info(
+                    "pod %s: init container %s exited with %s; retrying",
+                    running.name,
+                    container.name,
+                    process.returncode,
+                )
                 running.stop.wait(1.0)  # back-off
         return not running.stop.is_set()
 
@@ -626,13 +661,20 @@ class PodRunner:
                 if not moved and (policy == "Never" or (policy == "OnFailure" and code == 0)):
                     running.exit_code = code
                     phase = "Succeeded" if code == 0 else "Failed"
-                    self._patch_status(running, self._status(pod, running, ready=False, started=started, state=terminated, phase=phase))
+                    self._patch_status(
+                        running,
+                        self._status(
+                            pod, running, ready=False, started=started, state=terminated, phase=phase
+                        ),
+                    )
                     log.info("pod %s: process exited with %s; pod %s", running.name, code, phase)
                     running.stop.set()
                     return
                 running.restarts += 1
                 log.info("pod %s: process exited with %s; restarting", running.name, code)
-                self._patch_status(running, self._status(pod, running, ready=False, started=started, state=terminated))
+                self._patch_status(
+                    running, self._status(pod, running, ready=False, started=started, state=terminated)
+                )
                 running.stop.wait(0.5)  # restart backoff
         except (ValueError, KeyError, ApiException) as e:
             log.warning("pod %s cannot run: %s", running.name, e)

@@ -35,7 +35,9 @@ def test_crds_install_established_with_short_names(control_plane, crds, kubectl:
 
 
 def test_valid_specs_accepted_with_defaults(kubectl: Kubectl):
-    result = kubectl.apply([broker("broker-dry"), topic("dry", partitions=3)], "--dry-run=server", "-o", "json")
+    result = kubectl.apply(
+        [broker("broker-dry"), topic("dry", partitions=3)], "--dry-run=server", "-o", "json"
+    )
     items = json.loads(result.stdout)["items"]
     assert items[0]["spec"]["store"] == "memory"  # defaulted
     assert items[1]["spec"]["partitions"] == 3
@@ -47,7 +49,11 @@ INVALID = [
     pytest.param(broker("worker"), "must contain the word 'broker'", id="broker-name-without-broker"),
     pytest.param(broker("1broker"), "DNS-1035", id="broker-name-not-dns-1035"),
     pytest.param(broker("broker-a", store="sqlite"), "spec.store", id="broker-unknown-store"),
-    pytest.param(broker("broker-a", resources={"limits": {"memory": "lots"}}), "spec.resources.limits.memory", id="broker-bad-quantity"),
+    pytest.param(
+        broker("broker-a", resources={"limits": {"memory": "lots"}}),
+        "spec.resources.limits.memory",
+        id="broker-bad-quantity",
+    ),
     pytest.param(topic("t1", partitions=0), "spec.partitions", id="topic-zero-partitions"),
     pytest.param(topic("t1", partitions=1025), "spec.partitions", id="topic-too-many-partitions"),
     pytest.param(topic("t1", partitions="3"), "spec.partitions", id="topic-partitions-not-integer"),
@@ -75,7 +81,9 @@ def test_invalid_specs_refused_by_the_api_server(kubectl: Kubectl, obj: dict, co
 def test_topic_name_is_immutable(kubectl: Kubectl):
     kubectl.apply(topic("immutable", name="Orders.v1"))
     try:
-        result = kubectl("patch", "topic", "immutable", "--type=merge", "-p", '{"spec":{"name":"Other"}}', check=False)
+        result = kubectl(
+            "patch", "topic", "immutable", "--type=merge", "-p", '{"spec":{"name":"Other"}}', check=False
+        )
         assert result.returncode != 0 and "spec.name is immutable" in result.stderr, result.stderr
     finally:
         kubectl("delete", "topic", "immutable", "--wait=false")

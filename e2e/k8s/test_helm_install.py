@@ -161,10 +161,12 @@ def release(control_plane: ControlPlane, crds: list[str], work_dir: Path, timing
                 ready = {(p["metadata"].get("labels") or {}).get(COMPONENT) for p in pods if is_ready(p)}
                 ready |= {p["metadata"]["name"] for p in pods if is_ready(p)}
                 wanted = {"operator", "primary", "replica", *BROKERS}
-                return wanted <= ready or Falsy({
-                    "not ready": sorted(wanted - ready),
-                    "pods": {p["metadata"]["name"]: state_of(p)["conditions"] for p in pods},
-                })
+                return wanted <= ready or Falsy(
+                    {
+                        "not ready": sorted(wanted - ready),
+                        "pods": {p["metadata"]["name"]: state_of(p)["conditions"] for p in pods},
+                    }
+                )
 
             wait_for(
                 "the operator, both managers and the broker pods Ready",
@@ -175,8 +177,10 @@ def release(control_plane: ControlPlane, crds: list[str], work_dir: Path, timing
             timings["helm install -> operator, 2 managers, 2 broker pods Ready"] = time.monotonic() - t0
             wait_for(
                 "Brokers Ready (registered)",
-                lambda: all(is_ready(kubectl.get("broker", b)) for b in BROKERS)
-                or Falsy([state_of(kubectl.get("broker", b)) for b in BROKERS]),
+                lambda: (
+                    all(is_ready(kubectl.get("broker", b)) for b in BROKERS)
+                    or Falsy([state_of(kubectl.get("broker", b)) for b in BROKERS])
+                ),
                 timeout=120,
                 interval=0.1,
             )
@@ -329,7 +333,10 @@ def test_produce_and_consume_through_the_client(release: Release):
     wait_for(
         "end offsets in the Topic's status",
         lambda: equal(
-            sum(p.get("endOffset", 0) for p in release.kubectl.get("topic", "orders")["status"]["partitions"]), 31
+            sum(
+                p.get("endOffset", 0) for p in release.kubectl.get("topic", "orders")["status"]["partitions"]
+            ),
+            31,
         ),
         timeout=30,
     )
@@ -383,8 +390,17 @@ def test_replaced_primary_pod_its_dependents_follow_the_new_address(release: Rel
         for component, name in dependents.items():
             record = runner.running().get(name)
             if record is None or record.restarts <= restarts[component] or record.process.poll() is not None:
-                return Falsy({component: "not running" if record is None else {
-                    "restarts": record.restarts, "before": restarts[component], "exit": record.process.poll()}})
+                return Falsy(
+                    {
+                        component: "not running"
+                        if record is None
+                        else {
+                            "restarts": record.restarts,
+                            "before": restarts[component],
+                            "exit": record.process.poll(),
+                        }
+                    }
+                )
             url = _environ(record.process.pid).get("MYQUEUE_PRIMARY_URL")
             if url != f"http://{new_ip}:5000":
                 return Falsy({component: {"MYQUEUE_PRIMARY_URL": url, "want": f"http://{new_ip}:5000"}})
@@ -448,11 +464,19 @@ def test_uninstall_stops_every_pod(release: Release):
         wait_for(
             f"the {component}'s pod gone and its processes stopped",
             lambda c=component, p=its_pids: (
-                (not kubectl.json("pods", "-l", f"{COMPONENT}={c}")["items"] and not any(_alive(pid) for pid in p))
-                or Falsy({
-                    "pods": [i["metadata"]["name"] for i in kubectl.json("pods", "-l", f"{COMPONENT}={c}")["items"]],
-                    "alive pids": [pid for pid in p if _alive(pid)],
-                })
+                (
+                    not kubectl.json("pods", "-l", f"{COMPONENT}={c}")["items"]
+                    and not any(_alive(pid) for pid in p)
+                )
+                or Falsy(
+                    {
+                        "pods": [
+                            i["metadata"]["name"]
+                            for i in kubectl.json("pods", "-l", f"{COMPONENT}={c}")["items"]
+                        ],
+                        "alive pids": [pid for pid in p if _alive(pid)],
+                    }
+                )
             ),
             timeout=60,
         )

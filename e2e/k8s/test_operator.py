@@ -43,7 +43,12 @@ def broker(name: str, **spec) -> dict:
 
 
 def topic(resource: str, partitions: int, **spec) -> dict:
-    return {"apiVersion": API, "kind": "Topic", "metadata": {"name": resource}, "spec": {"partitions": partitions, **spec}}
+    return {
+        "apiVersion": API,
+        "kind": "Topic",
+        "metadata": {"name": resource},
+        "spec": {"partitions": partitions, **spec},
+    }
 
 
 def reasons(kubectl: Kubectl, name: str) -> list[str]:
@@ -55,12 +60,19 @@ def brokers(kubectl: Kubectl, operator: Operator, managers: Managers, timings) -
     t0 = time.monotonic()
     kubectl.apply([broker(name) for name in BROKERS])
     for name in BROKERS:
-        wait_for(f"Broker {name} Ready", lambda n=name: is_ready(kubectl.get("broker", n)), timeout=90, interval=0.05)
+        wait_for(
+            f"Broker {name} Ready",
+            lambda n=name: is_ready(kubectl.get("broker", n)),
+            timeout=90,
+            interval=0.05,
+        )
     timings["2 Brokers apply -> both Ready (pod ready, registered)"] = time.monotonic() - t0
     return BROKERS
 
 
-def test_broker_pod_ready_and_registered(kubectl: Kubectl, brokers: list[str], managers: Managers, pod_runner):
+def test_broker_pod_ready_and_registered(
+    kubectl: Kubectl, brokers: list[str], managers: Managers, pod_runner
+):
     meta = managers.metadata()
     for name in brokers:
         obj = kubectl.get("broker", name)
@@ -71,7 +83,12 @@ def test_broker_pod_ready_and_registered(kubectl: Kubectl, brokers: list[str], m
         # The Pod: owned by the Broker, restricted, probes wired, run by the pod runner on its own IP.
         pod = kubectl.get("pod", name)
         owner = pod["metadata"]["ownerReferences"][0]
-        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == ("Broker", name, obj["metadata"]["uid"], True)
+        assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+            "Broker",
+            name,
+            obj["metadata"]["uid"],
+            True,
+        )
         container = pod["spec"]["containers"][0]
         assert container["command"] == ["myqueue-broker"]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -82,7 +99,10 @@ def test_broker_pod_ready_and_registered(kubectl: Kubectl, brokers: list[str], m
         assert status["address"] == f"http://{pod['status']['podIP']}:8080"
         assert pod_runner.running()[name].ip == pod["status"]["podIP"]
         service = kubectl.get("service", name)
-        assert service["spec"]["ports"][0]["port"] == 8080 and service["metadata"]["ownerReferences"][0]["name"] == name
+        assert (
+            service["spec"]["ports"][0]["port"] == 8080
+            and service["metadata"]["ownerReferences"][0]["name"] == name
+        )
         # The primary knows it, at that address, ready.
         assert meta["brokers"][name] == {"address": status["address"], "ready": True}
         assert {"PodCreated", "Registered"} <= set(reasons(kubectl, name))
@@ -91,7 +111,9 @@ def test_broker_pod_ready_and_registered(kubectl: Kubectl, brokers: list[str], m
 def test_invalid_broker_spec_reported_not_run(kubectl: Kubectl, operator: Operator):
     """The operator has no MYQUEUE_DSN_SECRET: a postgres-mode Broker cannot run (PermanentError)."""
     kubectl.apply(broker("broker-pg", store="postgres"))
-    obj = wait_for("InvalidSpec condition", lambda: has_reason(kubectl.get("broker", "broker-pg"), "InvalidSpec"))
+    obj = wait_for(
+        "InvalidSpec condition", lambda: has_reason(kubectl.get("broker", "broker-pg"), "InvalidSpec")
+    )
     assert obj["status"]["phase"] == "Failed"
     assert "MYQUEUE_DSN_SECRET" in ready_condition(obj)["message"]
     assert kubectl.get("pod", "broker-pg") is None
@@ -103,7 +125,9 @@ def test_invalid_broker_spec_reported_not_run(kubectl: Kubectl, operator: Operat
 def test_topic_placed_and_mirrored_in_status(kubectl: Kubectl, brokers, managers: Managers, timings):
     t0 = time.monotonic()
     kubectl.apply(topic(TOPIC, 3))
-    obj = wait_for("Topic Ready", lambda: ready_and_observed(kubectl.get("topic", TOPIC)), timeout=60, interval=0.05)
+    obj = wait_for(
+        "Topic Ready", lambda: ready_and_observed(kubectl.get("topic", TOPIC)), timeout=60, interval=0.05
+    )
     timings["topic apply -> Ready=True"] = time.monotonic() - t0
     status = obj["status"]
     assert [p["name"] for p in status["partitions"]] == ["P1", "P2", "P3"]
@@ -134,7 +158,9 @@ def test_produce_and_consume_through_the_client(kubectl: Kubectl, managers: Mana
     # End offsets reach the Topic's status (the operator's timer reads the brokers).
     wait_for(
         "end offsets in status",
-        lambda: equal(sum(p.get("endOffset", 0) for p in kubectl.get("topic", TOPIC)["status"]["partitions"]), 30),
+        lambda: equal(
+            sum(p.get("endOffset", 0) for p in kubectl.get("topic", TOPIC)["status"]["partitions"]), 30
+        ),
         timeout=30,
     )
 
@@ -145,7 +171,16 @@ def test_kubectl_get_topics_shows_printer_columns(kubectl: Kubectl):
     row = next(line.split() for line in plain[1:] if line.startswith(TOPIC + " "))
     assert row[1:3] == ["True", "3"]
     wide = kubectl("get", "mqt", TOPIC, "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == ["NAME", "READY", "PARTITIONS", "AGE", "TOPIC", "PLACEMENT", "END-OFFSETS", "REASON"]
+    assert wide[0].split() == [
+        "NAME",
+        "READY",
+        "PARTITIONS",
+        "AGE",
+        "TOPIC",
+        "PLACEMENT",
+        "END-OFFSETS",
+        "REASON",
+    ]
     assert "P1=broker-" in wide[1] and "P3=" in wide[1] and "PartitionsReady" in wide[1]
     brokers = kubectl("get", "brokers", "-o", "wide").stdout.splitlines()
     assert brokers[0].split()[:5] == ["NAME", "READY", "PHASE", "PARTITIONS", "AGE"]
@@ -164,7 +199,11 @@ def test_deleted_broker_pod_is_recreated_and_ready(kubectl: Kubectl, managers: M
         obj = kubectl.get("broker", "broker-a")
         address = f"http://{(pod.get('status') or {}).get('podIP')}:8080"
         registered = managers.metadata()["brokers"].get("broker-a")
-        if is_ready(obj) and obj["status"].get("address") == address and registered == {"address": address, "ready": True}:
+        if (
+            is_ready(obj)
+            and obj["status"].get("address") == address
+            and registered == {"address": address, "ready": True}
+        ):
             return pod
         return Falsy({"pod address": address, "broker": state_of(obj), "registered": registered})
 
@@ -177,7 +216,15 @@ def test_deleted_broker_pod_is_recreated_and_ready(kubectl: Kubectl, managers: M
 
 def test_partitions_increase_adds_and_decrease_is_refused(kubectl: Kubectl, managers: Managers):
     kubectl("patch", "topic", TOPIC, "--type=merge", "-p", '{"spec":{"partitions":5}}')
-    obj = wait_for("5 partitions", lambda: (lambda o: ready_and_observed(o) and (len(o["status"]["partitions"]) == 5 and o or Falsy(o["status"])))(kubectl.get("topic", TOPIC)), timeout=60)
+    obj = wait_for(
+        "5 partitions",
+        lambda: (
+            lambda o: (
+                ready_and_observed(o) and (len(o["status"]["partitions"]) == 5 and o or Falsy(o["status"]))
+            )
+        )(kubectl.get("topic", TOPIC)),
+        timeout=60,
+    )
     assert [p["name"] for p in obj["status"]["partitions"]] == ["P1", "P2", "P3", "P4", "P5"]
     assert [p["partition"] for p in managers.metadata()["topics"][TOPIC]] == ["P1", "P2", "P3", "P4", "P5"]
 
@@ -186,7 +233,9 @@ def test_partitions_increase_adds_and_decrease_is_refused(kubectl: Kubectl, mana
     def refused():
         o = kubectl.get("topic", TOPIC)
         observed = o is not None and o["status"].get("observedGeneration") == o["metadata"]["generation"]
-        return has_reason(o, "PartitionDecreaseRefused", status="False") and (observed and o or Falsy(o["status"]))
+        return has_reason(o, "PartitionDecreaseRefused", status="False") and (
+            observed and o or Falsy(o["status"])
+        )
 
     obj = wait_for("PartitionDecreaseRefused", refused, timeout=30)
     assert "never removed" in ready_condition(obj)["message"]
@@ -199,7 +248,9 @@ def test_partitions_increase_adds_and_decrease_is_refused(kubectl: Kubectl, mana
     assert len(managers.metadata()["topics"][TOPIC]) == 5
 
 
-def test_operator_restart_resumes_without_duplicate_work(kubectl: Kubectl, managers: Managers, operator: Operator):
+def test_operator_restart_resumes_without_duplicate_work(
+    kubectl: Kubectl, managers: Managers, operator: Operator
+):
     def snapshot():
         meta = managers.metadata()
         pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in kubectl.json("pods")["items"]}
@@ -220,15 +271,23 @@ def test_operator_restart_resumes_without_duplicate_work(kubectl: Kubectl, manag
     for name in [TOPIC, *BROKERS]:
         wait_for(
             f"the operator to resume {name}",
-            lambda n=name: f"[mq-e2e/{n}] Resuming is processed" in operator.log_since(offset)
-            or Falsy(operator.log_since(offset)[-2000:]),
+            lambda n=name: (
+                f"[mq-e2e/{n}] Resuming is processed" in operator.log_since(offset)
+                or Falsy(operator.log_since(offset)[-2000:])
+            ),
             timeout=60,
         )
     # ... and works: a new Topic is reconciled (so its timers for the old ones ran meanwhile, 2 s).
     kubectl.apply(topic("after.restart", 1, name="after.restart"))
-    wait_for("a new Topic Ready after the restart", lambda: is_ready(kubectl.get("topic", "after.restart")), timeout=60)
+    wait_for(
+        "a new Topic Ready after the restart",
+        lambda: is_ready(kubectl.get("topic", "after.restart")),
+        timeout=60,
+    )
     topics, brokers, pods = snapshot()
-    assert {t: v for t, v in topics.items() if t != "after.restart"} == before[0]  # no partition created twice
+    assert {t: v for t, v in topics.items() if t != "after.restart"} == before[
+        0
+    ]  # no partition created twice
     assert brokers == before[1]
     assert pods == before[2]  # no Pod recreated
     new_events = {k: v for k, v in counted().items() if events_before.get(k) != v and k[0] != "after.restart"}
@@ -256,19 +315,28 @@ def test_broker_holding_partitions_is_not_deleted_silently(kubectl: Kubectl, man
         return has_reason(kubectl.get("broker", victim), "DeletionBlocked")
 
     obj = wait_for("DeletionBlocked", blocked, timeout=30)
-    assert obj["status"]["phase"] == "Terminating" and "myqueue.io/on-delete=move-partitions" in ready_condition(obj)["message"]
+    assert (
+        obj["status"]["phase"] == "Terminating"
+        and "myqueue.io/on-delete=move-partitions" in ready_condition(obj)["message"]
+    )
     assert kubectl.get("pod", victim) is not None and victim in managers.metadata()["brokers"]
 
     kubectl("annotate", "broker", victim, "myqueue.io/on-delete=move-partitions")
     wait_for(f"Broker {victim} gone", lambda: gone(kubectl.get("broker", victim)), timeout=60)
-    wait_for(f"pod {victim} gone and its process stopped", lambda: gone(kubectl.get("pod", victim)) and absent_from(victim, pod_runner.running()), timeout=30)
+    wait_for(
+        f"pod {victim} gone and its process stopped",
+        lambda: gone(kubectl.get("pod", victim)) and absent_from(victim, pod_runner.running()),
+        timeout=30,
+    )
     meta = managers.metadata()
     assert victim not in meta["brokers"]
     assert {p["broker"] for parts in meta["topics"].values() for p in parts} == {survivor}  # moved, none lost
     assert kubectl.get("service", victim) is None
 
 
-def test_finalizer_escape_hatch_when_the_operator_is_down(kubectl: Kubectl, managers: Managers, operator: Operator, pod_runner):
+def test_finalizer_escape_hatch_when_the_operator_is_down(
+    kubectl: Kubectl, managers: Managers, operator: Operator, pod_runner
+):
     """operator/README.md: with the operator gone for good, a finalizer must not hold a deletion forever."""
     kubectl.apply(broker("broker-d"))
     wait_for("broker-d Ready", lambda: is_ready(kubectl.get("broker", "broker-d")), timeout=60)
@@ -276,14 +344,21 @@ def test_finalizer_escape_hatch_when_the_operator_is_down(kubectl: Kubectl, mana
     try:
         kubectl("delete", "broker", "broker-d", "--wait=false")
         obj = kubectl.get("broker", "broker-d")
-        assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["finalizers"] == ["myqueue.io/finalizer"]
-        kubectl("patch", "broker", "broker-d", "--type=merge", "-p", '{"metadata":{"finalizers":[]}}')  # the escape hatch
+        assert obj["metadata"]["deletionTimestamp"] and obj["metadata"]["finalizers"] == [
+            "myqueue.io/finalizer"
+        ]
+        kubectl(
+            "patch", "broker", "broker-d", "--type=merge", "-p", '{"metadata":{"finalizers":[]}}'
+        )  # the escape hatch
         wait_for("broker-d gone", lambda: gone(kubectl.get("broker", "broker-d")), timeout=30)
         # kube-controller-manager's garbage collector removes what it owned (owner references).
         wait_for(
             "its Pod and Service garbage-collected, the process stopped",
-            lambda: gone(kubectl.get("pod", "broker-d")) and gone(kubectl.get("service", "broker-d"))
-            and absent_from("broker-d", pod_runner.running()),
+            lambda: (
+                gone(kubectl.get("pod", "broker-d"))
+                and gone(kubectl.get("service", "broker-d"))
+                and absent_from("broker-d", pod_runner.running())
+            ),
             timeout=60,
         )
         # Nobody unregistered it: the documented follow-up is the manager's API.
@@ -294,7 +369,9 @@ def test_finalizer_escape_hatch_when_the_operator_is_down(kubectl: Kubectl, mana
         operator.start()
 
 
-def test_postgres_broker_gets_its_dsn_from_the_secret(kubectl: Kubectl, managers: Managers, operator: Operator, postgres_dsn: str):
+def test_postgres_broker_gets_its_dsn_from_the_secret(
+    kubectl: Kubectl, managers: Managers, operator: Operator, postgres_dsn: str
+):
     """store: postgres -> MYQUEUE_DSN through secretKeyRef; the broker really runs on PostgreSQL."""
     kubectl("create", "secret", "generic", "myqueue-dsn", f"--from-literal=dsn={postgres_dsn}")
     operator.restart(MYQUEUE_DSN_SECRET="myqueue-dsn")  # noqa: S106 - the name of a Secret
@@ -303,26 +380,46 @@ def test_postgres_broker_gets_its_dsn_from_the_secret(kubectl: Kubectl, managers
     pod = kubectl.get("pod", "broker-pg2")
     env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
     assert env["MYQUEUE_STORE"]["value"] == "postgres"
-    assert env["MYQUEUE_DSN"] == {"name": "MYQUEUE_DSN", "valueFrom": {"secretKeyRef": {"name": "myqueue-dsn", "key": "dsn"}}}
+    assert env["MYQUEUE_DSN"] == {
+        "name": "MYQUEUE_DSN",
+        "valueFrom": {"secretKeyRef": {"name": "myqueue-dsn", "key": "dsn"}},
+    }
     assert postgres_dsn not in json.dumps(pod)
-    answer = requests.get(f"{managers.primary}/brokers/test", params={"broker_name": "broker-pg2"}, timeout=60).json()
+    answer = requests.get(
+        f"{managers.primary}/brokers/test", params={"broker_name": "broker-pg2"}, timeout=60
+    ).json()
     assert answer["status"] == "success", answer  # its self-test appended and read through PostgreSQL
     kubectl("delete", "broker", "broker-pg2", "--timeout=60s")  # holds no partition: goes at once
     assert "broker-pg2" not in managers.metadata()["brokers"]
 
 
-def test_manager_kubernetes_launcher_adds_and_removes_brokers(kubectl: Kubectl, managers: Managers, pod_runner):
+def test_manager_kubernetes_launcher_adds_and_removes_brokers(
+    kubectl: Kubectl, managers: Managers, pod_runner
+):
     """The seed's /brokers/add and /brokers/rm create and delete Broker resources (least-privilege SA)."""
-    answer = requests.get(f"{managers.primary}/brokers/add", params={"broker_name": "broker-c"}, timeout=150).json()
+    answer = requests.get(
+        f"{managers.primary}/brokers/add", params={"broker_name": "broker-c"}, timeout=150
+    ).json()
     assert answer["status"] == "success", answer
     obj = kubectl.get("broker", "broker-c")
     assert obj["metadata"]["labels"]["app.kubernetes.io/created-by"] == "myqueue-manager"
     wait_for("broker-c Ready", lambda: is_ready(kubectl.get("broker", "broker-c")), timeout=30)
     assert managers.metadata()["brokers"]["broker-c"]["ready"] is True
-    wait_for("the replica lists broker-c", lambda: present_in("broker-c", requests.get(f"{managers.replica}/brokers", timeout=5).json()["message"]))
+    wait_for(
+        "the replica lists broker-c",
+        lambda: present_in(
+            "broker-c", requests.get(f"{managers.replica}/brokers", timeout=5).json()["message"]
+        ),
+    )
 
-    answer = requests.get(f"{managers.primary}/brokers/rm", params={"broker_name": "broker-c"}, timeout=60).json()
+    answer = requests.get(
+        f"{managers.primary}/brokers/rm", params={"broker_name": "broker-c"}, timeout=60
+    ).json()
     assert answer["status"] == "success", answer
     wait_for("Broker broker-c gone", lambda: gone(kubectl.get("broker", "broker-c")), timeout=60)
-    wait_for("its pod gone", lambda: gone(kubectl.get("pod", "broker-c")) and absent_from("broker-c", pod_runner.running()), timeout=30)
+    wait_for(
+        "its pod gone",
+        lambda: gone(kubectl.get("pod", "broker-c")) and absent_from("broker-c", pod_runner.running()),
+        timeout=30,
+    )
     assert "broker-c" not in managers.metadata()["brokers"]

@@ -32,21 +32,30 @@ OTHER_GROUPS = "_other"
 class BrokerMetrics:
     """The per-partition traffic counters, and the storage collector registered beside them."""
 
-    def __init__(self, registry: CollectorRegistry, storage: LogStorage, broker: str, per_partition: bool | None = None):
+    def __init__(
+        self, registry: CollectorRegistry, storage: LogStorage, broker: str, per_partition: bool | None = None
+    ):
         self.per_partition = per_partition_enabled() if per_partition is None else per_partition
         labels = ["topic", "partition"]
         self._records_in = Counter(
-            "myqueue_broker_records_in_total", "Records appended (a producer's resend not counted)", labels,
+            "myqueue_broker_records_in_total",
+            "Records appended (a producer's resend not counted)",
+            labels,
             registry=registry,
         )
         self._bytes_in = Counter(
             "myqueue_broker_bytes_in_total", "Record-batch bytes appended", labels, registry=registry
         )
         self._records_out = Counter(
-            "myqueue_broker_records_out_total", "Records returned by fetch and take", labels, registry=registry
+            "myqueue_broker_records_out_total",
+            "Records returned by fetch and take",
+            labels,
+            registry=registry,
         )
         self._bytes_out = Counter(
-            "myqueue_broker_bytes_out_total", "Bytes returned by fetch (batches) and take (values)", labels,
+            "myqueue_broker_bytes_out_total",
+            "Bytes returned by fetch (batches) and take (values)",
+            labels,
             registry=registry,
         )
         registry.register(StorageCollector(storage, broker, self.per_partition))
@@ -104,11 +113,13 @@ class StorageCollector(Collector):
                 labels=["group", *part],
             ),
             "ok": GaugeMetricFamily(
-                "myqueue_broker_storage_stats_ok", "1 when this scrape could read the storage's stats, else 0",
+                "myqueue_broker_storage_stats_ok",
+                "1 when this scrape could read the storage's stats, else 0",
                 labels=["broker"],
             ),
             "seconds": GaugeMetricFamily(
-                "myqueue_broker_storage_stats_seconds", "Time this scrape took to read the storage's stats",
+                "myqueue_broker_storage_stats_seconds",
+                "Time this scrape took to read the storage's stats",
                 labels=["broker"],
             ),
         }

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action.add_argument("name", help="broker name (must contain 'broker')")
         if name == "rm":
             action.add_argument(
-                "--force", action="store_true", help="remove even if the records a memory-mode broker holds are lost"
+                "--force",
+                action="store_true",
+                help="remove even if the records a memory-mode broker holds are lost",
             )
         add_manager_options(action)
         action.set_defaults(func=change_broker)

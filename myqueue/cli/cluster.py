@@ -83,17 +83,21 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--log-dir", type=Path, help="write each process's output to DIR/NAME.log instead of stderr"
     )
     up.add_argument(
-        "--netns", action="store_true",
+        "--netns",
+        action="store_true",
         help="root only: run each broker, and the managers, in a network namespace of its own on a private "
         "bridge, so that their traffic can be cut (verify --faults partition-*); needs a private PostgreSQL",
     )
     up.add_argument(
-        "--pg-proxy", action="store_true",
+        "--pg-proxy",
+        action="store_true",
         help="postgres store: services reach PostgreSQL through a fault-injecting proxy in this process "
         "(verify --faults lose-pg-replies), driven through the control API",
     )
     up.add_argument(
-        "--log-format", choices=LOG_FORMATS, default=None,
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
         help="text or json, for the supervisor and every child (default: $MYQUEUE_LOG_FORMAT or text)",
     )
     up.add_argument("--access-log", action="store_true", help="every service logs each request it answers")
@@ -101,11 +105,15 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 
     status = commands.add_parser("status", help="list the processes of a running local cluster")
     status.add_argument(
-        "--state-file", type=Path, help="the file given to 'cluster up --state-file' (default: the one 'cluster up' "
-        "writes for --primary-port)"
+        "--state-file",
+        type=Path,
+        help="the file given to 'cluster up --state-file' (default: the one 'cluster up' "
+        "writes for --primary-port)",
     )
     status.add_argument(
-        "--primary-port", type=int, default=defaults.PRIMARY_PORT,
+        "--primary-port",
+        type=int,
+        default=defaults.PRIMARY_PORT,
         help=f"the cluster's primary port, to find its default state file (default: {defaults.PRIMARY_PORT})",
     )
     add_output_option(status)
@@ -143,7 +151,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         state = read_state(args.state_file)
         with EnvelopeClient(token=state["token"]) as client:
-            processes = client.message("GET", f"{state['control_url']}/processes", timeout=defaults.CLIENT_TIMEOUT_S)
+            processes = client.message(
+                "GET", f"{state['control_url']}/processes", timeout=defaults.CLIENT_TIMEOUT_S
+            )
     except (CallFailed, OSError, ValueError, KeyError) as error:
         why = str(error)
         if isinstance(error, CallFailed) and error.answered:

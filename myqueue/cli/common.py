@@ -38,7 +38,9 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", choices=("text", "json"), default="text", help="text for people (default), or JSON"
     )
-    parser.add_argument("--json", dest="output", action="store_const", const="json", help="same as --output json")
+    parser.add_argument(
+        "--json", dest="output", action="store_const", const="json", help="same as --output json"
+    )
 
 
 def api_from(args: argparse.Namespace) -> ApiHandler:
@@ -49,7 +51,9 @@ def add_seed_options(parser: argparse.ArgumentParser, role: str, topics_help: st
     """The seed's flags shared by produce and consume: --id, --topics and --log_loc."""
     log_file = f"{role}_{{id}}.txt"
     parser.add_argument("--id", type=int, required=True, help=f"{role} number: the file is {log_file}")
-    parser.add_argument("--topics", nargs="+", type=topic_spec, required=True, metavar="T:P", help=topics_help)
+    parser.add_argument(
+        "--topics", nargs="+", type=topic_spec, required=True, metavar="T:P", help=topics_help
+    )
     # the seed spelled it --log_loc; --log-loc matches the other flags
     parser.add_argument(
         "--log_loc", "--log-loc", dest="log_loc", required=True, metavar="DIR", help=f"folder of {log_file}"

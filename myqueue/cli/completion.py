@@ -13,7 +13,9 @@ import shtab
 SHELLS = ("bash", "zsh", "tcsh")
 
 
-def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]", root: argparse.ArgumentParser) -> None:
+def register(
+    subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]", root: argparse.ArgumentParser
+) -> None:
     parser = subparsers.add_parser("completion", help="print the shell completion script (bash, zsh or tcsh)")
     parser.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     parser.set_defaults(func=lambda args: _print(root, args.shell))

@@ -17,7 +17,9 @@ from .common import Progress, add_manager_options, add_seed_options, rate, seed_
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("produce", help="send DIR/producer_{id}.txt through the managers")
-    add_seed_options(parser, "producer", "topic specs (T:P, or T:* for the whole topic round-robin), in file order")
+    add_seed_options(
+        parser, "producer", "topic specs (T:P, or T:* for the whole topic round-robin), in file order"
+    )
     parser.add_argument("--interval", type=float, default=0.0, metavar="S", help="seconds between messages")
     add_manager_options(parser)
     parser.set_defaults(func=run)

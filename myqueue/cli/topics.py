@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"partition names, or one number N for N partitions {PARTITION_PREFIX}1..{PARTITION_PREFIX}N",
     )
     create.add_argument(
-        "--if-not-exists", action="store_true", help="skip the partitions that exist already instead of refusing"
+        "--if-not-exists",
+        action="store_true",
+        help="skip the partitions that exist already instead of refusing",
     )
     add_manager_options(create)
     create.set_defaults(func=create_topic)
@@ -93,7 +95,10 @@ def create_topic(args: argparse.Namespace) -> int:
                 print(api.add_topic(args.topic, name))
             except MyQueueError:
                 # the check above makes this rare (a concurrent create, a broker gone): say what exists
-                print(f"{args.topic}:{name} failed; created before it: {', '.join(created) or 'none'}", file=sys.stderr)
+                print(
+                    f"{args.topic}:{name} failed; created before it: {', '.join(created) or 'none'}",
+                    file=sys.stderr,
+                )
                 raise
             created.append(name)
     finally:

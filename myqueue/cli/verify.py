@@ -66,78 +66,121 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     target = parser.add_argument_group("which cluster")
     target.add_argument(
-        "--broker", default=DEFAULT_BROKER, metavar="HOST[:PORT]",
+        "--broker",
+        default=DEFAULT_BROKER,
+        metavar="HOST[:PORT]",
         help=f"the primary manager (default {DEFAULT_BROKER}); the read-only one is on PORT+1",
     )
     target.add_argument("--replica-port", type=int, help="port of the read-only manager (default: PORT+1)")
     target.add_argument(
-        "--local", action="store_true",
+        "--local",
+        action="store_true",
         help="run a local cluster (`myqueue cluster up` on free loopback ports) for this check, then stop it",
     )
     target.add_argument(
-        "--store", choices=STORES, default="memory", help="with --local: where services keep state (default: memory)"
+        "--store",
+        choices=STORES,
+        default="memory",
+        help="with --local: where services keep state (default: memory)",
     )
     target.add_argument("--brokers", type=int, default=3, help="with --local: number of brokers (default: 3)")
     where = target.add_mutually_exclusive_group()
     where.add_argument("--dsn", help="with --local --store postgres: an existing PostgreSQL")
     where.add_argument(
-        "--data-dir", type=Path,
+        "--data-dir",
+        type=Path,
         help="with --local --store postgres: run a private PostgreSQL here (default: a temporary directory)",
     )
 
     work = parser.add_argument_group("the workload")
-    work.add_argument("--messages", type=int, default=_DEFAULTS.messages, help="messages to send (default: %(default)s)")
-    work.add_argument("--producers", type=int, default=_DEFAULTS.producers, help="producers (default: %(default)s)")
-    work.add_argument("--consumers", type=int, default=_DEFAULTS.consumers, help="consumers (default: %(default)s)")
-    work.add_argument("--topics", type=int, default=_DEFAULTS.topics, help="topics to create (default: %(default)s)")
     work.add_argument(
-        "--partitions", type=int, default=_DEFAULTS.partitions, help="partitions per topic (default: %(default)s)"
+        "--messages", type=int, default=_DEFAULTS.messages, help="messages to send (default: %(default)s)"
     )
     work.add_argument(
-        "--message-size", type=int, default=_DEFAULTS.message_size, metavar="BYTES",
+        "--producers", type=int, default=_DEFAULTS.producers, help="producers (default: %(default)s)"
+    )
+    work.add_argument(
+        "--consumers", type=int, default=_DEFAULTS.consumers, help="consumers (default: %(default)s)"
+    )
+    work.add_argument(
+        "--topics", type=int, default=_DEFAULTS.topics, help="topics to create (default: %(default)s)"
+    )
+    work.add_argument(
+        "--partitions",
+        type=int,
+        default=_DEFAULTS.partitions,
+        help="partitions per topic (default: %(default)s)",
+    )
+    work.add_argument(
+        "--message-size",
+        type=int,
+        default=_DEFAULTS.message_size,
+        metavar="BYTES",
         help="bytes per message (default: %(default)s)",
     )
     work.add_argument(
-        "--duration", type=float, default=_DEFAULTS.duration, metavar="S",
+        "--duration",
+        type=float,
+        default=_DEFAULTS.duration,
+        metavar="S",
         help="stop sending after S seconds even if --messages were not all sent (default: %(default)s)",
     )
     work.add_argument(
-        "--drain-timeout", type=float, default=_DEFAULTS.drain_timeout, metavar="S",
+        "--drain-timeout",
+        type=float,
+        default=_DEFAULTS.drain_timeout,
+        metavar="S",
         help="after producing, wait at most S seconds for consumers to catch up (default: %(default)s)",
     )
     work.add_argument(
-        "--readback-timeout", type=float, default=_DEFAULTS.readback_timeout, metavar="S",
+        "--readback-timeout",
+        type=float,
+        default=_DEFAULTS.readback_timeout,
+        metavar="S",
         help="then read partitions still short of records back from the log start for at most S seconds, "
         "to tell records not delivered in time (undelivered) from records not stored (lost) "
         "(default: %(default)s)",
     )
     work.add_argument(
-        "--client-timeout", type=float, default=defaults.CLIENT_TIMEOUT_S, metavar="S",
+        "--client-timeout",
+        type=float,
+        default=defaults.CLIENT_TIMEOUT_S,
+        metavar="S",
         help="clients' request timeout; pause-broker pauses longer than this (default: %(default)s)",
     )
     work.add_argument(
-        "--send-attempts", type=int, default=_DEFAULTS.send_attempts,
+        "--send-attempts",
+        type=int,
+        default=_DEFAULTS.send_attempts,
         help="attempts per message, the first send included (default: %(default)s)",
     )
     work.add_argument(
-        "--fast-path", action="store_true",
+        "--fast-path",
+        action="store_true",
         help="fast-path consumers: Consumer groups reading the brokers directly (the default)",
     )
     work.add_argument(
-        "--seed-path", action="store_true",
+        "--seed-path",
+        action="store_true",
         help="seed-path consumers through the replica's /consumer/consume (with --fast-path: half each)",
     )
     check = parser.add_argument_group("faults and checking")
-    check.add_argument("--faults", default="", metavar="LIST", help="comma list of faults to inject (needs --local)")
     check.add_argument(
-        "--strict-writes", action="store_true",
+        "--faults", default="", metavar="LIST", help="comma list of faults to inject (needs --local)"
+    )
+    check.add_argument(
+        "--strict-writes",
+        action="store_true",
         help="fail on duplicate writes too (for producers that promise idempotence)",
     )
     check.add_argument(
-        "--strict-delivery", action="store_true",
+        "--strict-delivery",
+        action="store_true",
         help="fail on undelivered records too (stored, but not delivered within --drain-timeout)",
     )
-    check.add_argument("--verbose", action="store_true", help="log client warnings (retries, failovers) to stderr")
+    check.add_argument(
+        "--verbose", action="store_true", help="log client warnings (retries, failovers) to stderr"
+    )
     parser.set_defaults(func=cmd_verify)
 
 
@@ -150,17 +193,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         faults = parse_faults(args.faults)
         options = {
-            "messages": args.messages, "producers": args.producers, "consumers": args.consumers,
-            "topics": args.topics, "partitions": args.partitions, "message_size": args.message_size,
-            "duration": args.duration, "drain_timeout": args.drain_timeout,
-            "readback_timeout": args.readback_timeout, "client_timeout": args.client_timeout,
-            "send_attempts": args.send_attempts, "fast_path": args.fast_path or not args.seed_path,
-            "seed_path": args.seed_path, "broker": args.broker, "replica_port": args.replica_port,
+            "messages": args.messages,
+            "producers": args.producers,
+            "consumers": args.consumers,
+            "topics": args.topics,
+            "partitions": args.partitions,
+            "message_size": args.message_size,
+            "duration": args.duration,
+            "drain_timeout": args.drain_timeout,
+            "readback_timeout": args.readback_timeout,
+            "client_timeout": args.client_timeout,
+            "send_attempts": args.send_attempts,
+            "fast_path": args.fast_path or not args.seed_path,
+            "seed_path": args.seed_path,
+            "broker": args.broker,
+            "replica_port": args.replica_port,
         }
         verdict = run(
-            local=args.local, store=args.store, brokers=args.brokers, dsn=args.dsn, data_dir=args.data_dir,
-            faults=[f.value for f in faults], strict_writes=args.strict_writes,
-            strict_delivery=args.strict_delivery, report=report, **options,
+            local=args.local,
+            store=args.store,
+            brokers=args.brokers,
+            dsn=args.dsn,
+            data_dir=args.data_dir,
+            faults=[f.value for f in faults],
+            strict_writes=args.strict_writes,
+            strict_delivery=args.strict_delivery,
+            report=report,
+            **options,
         )
     except ValueError as error:
         print(f"myqueue verify: {error}", file=sys.stderr)

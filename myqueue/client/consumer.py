@@ -281,6 +281,7 @@ class Consumer:
             self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="myqueue-prefetch")
         self._prefetch = (tp, offset, self._prefetcher.submit(self._read, tp, offset, 0.0))
 
+
 def _checked_group(group: str | None) -> str | None:
     if group is None:
         return None

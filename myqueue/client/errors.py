@@ -19,7 +19,9 @@ class MyQueueError(Exception):
     """
 
     retriable = False  # whether a later attempt (after a metadata refresh and a backoff) may succeed
-    invalid_metadata = False  # the partition may have moved or its broker be gone: refresh metadata, then retry
+    invalid_metadata = (
+        False  # the partition may have moved or its broker be gone: refresh metadata, then retry
+    )
     unavailable = False  # the service did not answer or cannot serve now: another manager (or later) may
     outcome_unknown = False  # a write may have been applied: only an idempotent resend is safe
 

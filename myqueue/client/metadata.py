@@ -86,7 +86,9 @@ class Metadata:
         """Base URL of the broker that holds the partition; BrokerUnavailable if none is ready."""
         view = self._current()
         if not view.has_partition(topic, partition):
-            self.partitions(topic, containing=partition)  # refreshes once, or raises TopicNotFound/PartitionNotFound
+            self.partitions(
+                topic, containing=partition
+            )  # refreshes once, or raises TopicNotFound/PartitionNotFound
             view = self._current()
         broker = view.broker_for(topic, partition)
         if broker is None or not broker.address or not broker.ready:

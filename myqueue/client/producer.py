@@ -195,13 +195,22 @@ class Producer:
         ``callback(metadata, error)`` runs in a delivery thread when the outcome is known. Raises at once
         (nothing queued) for an unknown topic or partition, an empty or oversized value.
         """
-        data = value if type(value) is bytes else value.encode("utf-8") if type(value) is str else _record_bytes(value)
+        data = (
+            value
+            if type(value) is bytes
+            else value.encode("utf-8")
+            if type(value) is str
+            else _record_bytes(value)
+        )
         size = len(data)
         if not 0 < size <= _MAX:
             _record_bytes(data)  # raises the typed refusal
         if partition is None:
             partition = self._partitioner.choose(topic, self._metadata.partitions(topic), key)
-        if (topic, partition) not in self._queues:  # a partition is checked once: partitions are never deleted
+        if (
+            topic,
+            partition,
+        ) not in self._queues:  # a partition is checked once: partitions are never deleted
             self._metadata.partitions(topic, containing=partition)
         with self._lock:
             queue = self._open_queue(topic, partition)
@@ -382,7 +391,9 @@ class Producer:
             return base
 
         if not self.idempotent:
-            return self._metadata.call_owner(topic, partition, post, retries=self._retries, retry_if=_resend_safe)
+            return self._metadata.call_owner(
+                topic, partition, post, retries=self._retries, retry_if=_resend_safe
+            )
         try:
             base = self._resend_until_stored(topic, partition, post)
         except BaseException:

@@ -49,7 +49,11 @@ class BatchMetadata(Sequence[RecordMetadata]):
     def __eq__(self, other: object) -> bool:
         if isinstance(other, BatchMetadata):
             return (self.topic, self.partition, self.base_offset, self._count) == (
-                other.topic, other.partition, other.base_offset, other._count)
+                other.topic,
+                other.partition,
+                other.base_offset,
+                other._count,
+            )
         if isinstance(other, list | tuple):
             return len(other) == self._count and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented

@@ -99,7 +99,13 @@ class Transport:
         self._client.close()
 
     def _retried(
-        self, call: Callable[..., Any], method: str, url: str, kwargs: dict[str, Any], timeout: float | None, retry: bool
+        self,
+        call: Callable[..., Any],
+        method: str,
+        url: str,
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        retry: bool,
     ) -> Any:
         """``call`` once, or while its error is retriable and the caller says the call may be repeated."""
         seconds = self.timeout if timeout is None else timeout

@@ -81,7 +81,12 @@ class ManagedChild:
         """This child as the control API's GET /processes shows it."""
         with self._lock:
             restarts = self._restarts
-        return {"pid": self.pid, "address": self.spec.address, "role": self.spec.role.value, "restarts": restarts}
+        return {
+            "pid": self.pid,
+            "address": self.spec.address,
+            "role": self.spec.role.value,
+            "restarts": restarts,
+        }
 
     def start(self) -> None:
         """Start the process, from the watcher thread: the child's PDEATHSIG is tied to the thread
@@ -99,7 +104,9 @@ class ManagedChild:
         if process is not None and process.returncode is None:
             process.send_signal(signal.SIGTERM)
             if not self._wait_gone(process, grace):
-                log.warning("%s (pid %d) did not stop within %.0f s; killing it", self.name, process.pid, grace)
+                log.warning(
+                    "%s (pid %d) did not stop within %.0f s; killing it", self.name, process.pid, grace
+                )
                 process.send_signal(signal.SIGKILL)
                 self._wait_gone(process, defaults.KILL_WAIT_S)
         elif self._watcher.ident is not None:
@@ -143,7 +150,11 @@ class ManagedChild:
             if self._max_deaths is not None and consecutive >= self._max_deaths:
                 log.error(
                     "%s died %d times in a row, each within %.0f s of its start (last exit code %s); "
-                    "not restarting it", self.name, consecutive, defaults.STABLE_RUN_S, code,
+                    "not restarting it",
+                    self.name,
+                    consecutive,
+                    defaults.STABLE_RUN_S,
+                    code,
                 )
                 if self._on_give_up is not None:
                     self._on_give_up(self)
@@ -174,16 +185,28 @@ class ManagedChild:
         if self._log_dir is not None:
             with (self._log_dir / f"{self.name}.log").open("ab") as log_file:
                 return subprocess.Popen(  # noqa: S603
-                    self.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
+                    self.spec.argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(),
                 )
         process = subprocess.Popen(  # noqa: S603
-            self.spec.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(),
+            self.spec.argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         if process.stdout is None:  # stdout=PIPE always gives one
             raise RuntimeError(f"{self.name}: no stdout pipe")
-        threading.Thread(target=_pump, args=(process.stdout, self.name), name=f"log-{self.name}", daemon=True).start()
+        threading.Thread(
+            target=_pump, args=(process.stdout, self.name), name=f"log-{self.name}", daemon=True
+        ).start()
         return process
 
 

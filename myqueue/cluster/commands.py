@@ -57,8 +57,17 @@ def broker_spec(name: str, host: str, port: int, store: Store, dsn: str | None) 
     """A broker process; the name is validated here, before it reaches an argv."""
     name = validate_broker_name(name)
     argv = (
-        sys.executable, "-m", "myqueue.broker",
-        "--name", name, "--host", host, "--port", str(port), "--store", store.value,
+        sys.executable,
+        "-m",
+        "myqueue.broker",
+        "--name",
+        name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--store",
+        store.value,
     )
     return ChildSpec(name, Role.BROKER, host, port, argv, _env(store, dsn, token=None))
 
@@ -76,8 +85,17 @@ def manager_spec(
 ) -> ChildSpec:
     """The primary (which launches brokers through us) or the replica (which follows the primary)."""
     argv = [
-        sys.executable, "-m", "myqueue.manager",
-        "--role", role.value, "--host", host, "--port", str(port), "--store", store.value,
+        sys.executable,
+        "-m",
+        "myqueue.manager",
+        "--role",
+        role.value,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--store",
+        store.value,
     ]
     if role is Role.PRIMARY:
         if launcher_url is None or launcher_token is None:

@@ -97,18 +97,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._authorize()
             status, payload = self._route(method)
         except Refusal as refusal:
-            self._reply(HTTP_STATUS[refusal.reason], {"status": "failure", "message": refusal.message, "reason": refusal.reason.value})
+            self._reply(
+                HTTP_STATUS[refusal.reason],
+                {"status": "failure", "message": refusal.message, "reason": refusal.reason.value},
+            )
             return
         except Exception:
             log.exception("control API: %s %s failed", method, self.path)
-            self._reply(500, {"status": "failure", "message": "internal error", "reason": Reason.INTERNAL.value})
+            self._reply(
+                500, {"status": "failure", "message": "internal error", "reason": Reason.INTERNAL.value}
+            )
             return
         self._reply(status, {"status": "success", "message": payload})
 
     def _authorize(self) -> None:
         header = self.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), self.server.token.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            presented.encode(), self.server.token.encode()
+        ):
             raise Refusal(Reason.UNAUTHORIZED, "missing or wrong bearer token")
 
     def _route(self, method: str) -> tuple[int, object]:

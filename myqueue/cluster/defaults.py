@@ -30,7 +30,9 @@ NETNS_COMMAND_TIMEOUT_S = 10.0  # one ip or iptables command
 
 # --- control API ---------------------------------------------------------------------------
 CONTROL_MAX_BODY_BYTES = 4096  # the only body is {"name": ...}
-PG_PROXY_MAX_FAULT_S = 600.0  # POST /pg-proxy/faults: the longest fault (random or black hole) one call starts
+PG_PROXY_MAX_FAULT_S = (
+    600.0  # POST /pg-proxy/faults: the longest fault (random or black hole) one call starts
+)
 
 # --- private PostgreSQL --------------------------------------------------------------------
 PG_DATA_DIR = ".mq-data"  # `cluster up --store postgres` without --dsn keeps its cluster here

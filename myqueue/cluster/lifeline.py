@@ -61,7 +61,9 @@ class Watchdog:
     def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None):
         self._process = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "myqueue.cluster.lifeline", *argv],
-            stdin=subprocess.PIPE, env=env, start_new_session=True,  # not stopped by the terminal's Ctrl-C
+            stdin=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # not stopped by the terminal's Ctrl-C
         )
 
     @property

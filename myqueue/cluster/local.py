@@ -49,7 +49,9 @@ class ClusterStartError(LocalClusterError, AssertionError):
     """
 
 
-def wait_for(condition: Callable[[], T], timeout: float, what: str | Callable[[], str], interval: float = POLL_S) -> T:
+def wait_for(
+    condition: Callable[[], T], timeout: float, what: str | Callable[[], str], interval: float = POLL_S
+) -> T:
     """Poll ``condition`` until it returns something truthy and return that; LocalClusterError after
     ``timeout`` seconds (``what`` may be a callable, evaluated only then, for diagnostics), naming the
     last answer too: a condition that returns a falsy object carrying what it saw is shown by it."""
@@ -60,7 +62,9 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str | Callable[[]
             return result
         if time.monotonic() >= deadline:
             described = what() if callable(what) else what
-            raise LocalClusterError(f"timed out after {timeout:.1f} s waiting for {described} (last: {result!r})")
+            raise LocalClusterError(
+                f"timed out after {timeout:.1f} s waiting for {described} (last: {result!r})"
+            )
         time.sleep(interval)
 
 
@@ -89,10 +93,23 @@ class LocalCluster:
         self.state_file = workdir / "cluster-state.json"
         self.stderr_path = workdir / "supervisor.stderr"
         self.argv = [
-            sys.executable, "-m", "myqueue", "cluster", "up",
-            "--brokers", str(brokers), "--store", store, "--host", HOST,
-            "--primary-port", str(self.primary_port), "--replica-port", str(self.replica_port),
-            "--state-file", str(self.state_file),
+            sys.executable,
+            "-m",
+            "myqueue",
+            "cluster",
+            "up",
+            "--brokers",
+            str(brokers),
+            "--store",
+            store,
+            "--host",
+            HOST,
+            "--primary-port",
+            str(self.primary_port),
+            "--replica-port",
+            str(self.replica_port),
+            "--state-file",
+            str(self.state_file),
         ]
         if netns:
             self.argv.append("--netns")
@@ -148,8 +165,14 @@ class LocalCluster:
         env.pop("MYQUEUE_LAUNCHER_TOKEN", None)
         with self.stderr_path.open("wb") as stderr:
             self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
-                self.argv, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=stderr, text=True, start_new_session=True,
+                self.argv,
+                cwd=self.workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                start_new_session=True,
             )
         threading.Thread(target=self._read_stdout, name="cluster-stdout", daemon=True).start()
 
@@ -200,7 +223,9 @@ class LocalCluster:
             ) from None
         stragglers = self._kill_stragglers()
         if stragglers:
-            raise LocalClusterError(f"processes left behind by the supervisor: {stragglers}\n{self.stderr_tail()}")
+            raise LocalClusterError(
+                f"processes left behind by the supervisor: {stragglers}\n{self.stderr_tail()}"
+            )
         return self.returncode
 
     # --- the control API ------------------------------------------------------------------
@@ -264,7 +289,9 @@ class LocalCluster:
         """Restore the traffic ``cut`` cut."""
         self._control("POST", f"/partitions/{target}/heal")
 
-    def pg_proxy_faults(self, probability: float = 0.0, seconds: float = 0.0, black_hole_s: float = 0.0) -> dict:
+    def pg_proxy_faults(
+        self, probability: float = 0.0, seconds: float = 0.0, black_hole_s: float = 0.0
+    ) -> dict:
         """Start the PostgreSQL proxy's faults (needs ``pg_proxy``); returns its counters."""
         body = {"probability": probability, "seconds": seconds, "black_hole_s": black_hole_s}
         return self._control("POST", "/pg-proxy/faults", json=body)
@@ -273,11 +300,15 @@ class LocalCluster:
         """The PostgreSQL proxy's counters: connections, statements, lost_replies, resets, black_holes."""
         return self._control("GET", "/pg-proxy")
 
-    def _control(self, method: str, path: str, timeout: float = CONTROL_TIMEOUT_S, json: object = None) -> Any:
+    def _control(
+        self, method: str, path: str, timeout: float = CONTROL_TIMEOUT_S, json: object = None
+    ) -> Any:
         """One call to the supervisor's control API; every failure is a LocalClusterError."""
         try:
             with EnvelopeClient(token=self.state["token"]) as client:
-                return client.message(method, f"{self.state['control_url']}{path}", json_body=json, timeout=timeout)
+                return client.message(
+                    method, f"{self.state['control_url']}{path}", json_body=json, timeout=timeout
+                )
         except CallFailed as e:
             if e.answered:
                 raise LocalClusterError(f"{method} {path} answered {e.status}: {e.text}") from e

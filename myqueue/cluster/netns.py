@@ -53,7 +53,9 @@ def check_available(euid: int | None = None) -> None:
         )
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        raise NetnsError(f"network partition faults need {', '.join(missing)} (Debian: apt-get install iproute2 iptables)")
+        raise NetnsError(
+            f"network partition faults need {', '.join(missing)} (Debian: apt-get install iproute2 iptables)"
+        )
 
 
 def _run(argv: Sequence[str], check: bool = True) -> str:
@@ -84,10 +86,12 @@ def leftovers(tag: str = PREFIX) -> dict[str, list[str]]:
     """Namespaces, links and host iptables rules named with ``tag`` (by default: any of ours)."""
 
     def ours(name: str) -> bool:
-        return name.startswith(tag) and (tag == PREFIX or not name[len(tag):][:1].isdigit())
+        return name.startswith(tag) and (tag == PREFIX or not name[len(tag) :][:1].isdigit())
 
     namespaces = [line.split()[0] for line in _run(["ip", "netns", "list"]).splitlines() if line.strip()]
-    links = [line.split(":")[1].strip().split("@")[0] for line in _run(["ip", "-o", "link", "show"]).splitlines()]
+    links = [
+        line.split(":")[1].strip().split("@")[0] for line in _run(["ip", "-o", "link", "show"]).splitlines()
+    ]
     rules = [line for line in _run(["iptables", "-S"]).splitlines() if ours(_rule_tag(line))]
     return {
         "namespaces": [n for n in namespaces if ours(n)],

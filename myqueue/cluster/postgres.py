@@ -93,7 +93,10 @@ class PrivatePostgres:
     """
 
     def __init__(
-        self, data_dir: str | os.PathLike[str], port: int | None = None, host: str = DEFAULT_HOST,
+        self,
+        data_dir: str | os.PathLike[str],
+        port: int | None = None,
+        host: str = DEFAULT_HOST,
         allow: str | None = None,
     ):
         self.data_dir = Path(data_dir).absolute()
@@ -138,7 +141,9 @@ class PrivatePostgres:
         if self._running():
             log.info("PostgreSQL in %s is already running; using it", self.pgdata)
         else:
-            self._pg_ctl(["start", "-l", str(self.log_file), "-w", "-t", str(int(defaults.PG_START_TIMEOUT_S))])
+            self._pg_ctl(
+                ["start", "-l", str(self.log_file), "-w", "-t", str(int(defaults.PG_START_TIMEOUT_S))]
+            )
         self._wait_ready()
         self._create_database()
         log.info("private PostgreSQL ready on %s:%d (data in %s)", self.host, self.port, self.pgdata)
@@ -231,8 +236,10 @@ class PrivatePostgres:
         self._run(
             [
                 str(self._binary("initdb")),
-                "-D", str(self.pgdata),
-                "-U", defaults.PG_SUPERUSER,
+                "-D",
+                str(self.pgdata),
+                "-U",
+                defaults.PG_SUPERUSER,
                 f"--pwfile={self.data_dir / 'password'}",
                 "--auth=scram-sha-256",
                 "--encoding=UTF8",
@@ -241,12 +248,19 @@ class PrivatePostgres:
             "initdb",
         )
         with (self.pgdata / "postgresql.conf").open("a") as conf:
-            conf.write(f"\n# written by myqueue: settings of the private cluster\ninclude_if_exists = '{_CONFIG_FILE}'\n")
+            conf.write(
+                f"\n# written by myqueue: settings of the private cluster\ninclude_if_exists = '{_CONFIG_FILE}'\n"
+            )
 
     def _write_config(self) -> None:
         hba_setting = ""
         if self.allow:  # initdb's rules (loopback, scram) plus that network
-            rules = ["local all all", "host all all 127.0.0.1/32", "host all all ::1/128", f"host all all {self.allow}"]
+            rules = [
+                "local all all",
+                "host all all 127.0.0.1/32",
+                "host all all ::1/128",
+                f"host all all {self.allow}",
+            ]
             self._write_private(self.pgdata / _HBA_FILE, "".join(f"{rule} scram-sha-256\n" for rule in rules))
             hba_setting = f"hba_file = '{self.pgdata / _HBA_FILE}'\n"
         self._write_private(
@@ -260,7 +274,10 @@ class PrivatePostgres:
     def _running(self) -> bool:
         status = subprocess.run(  # noqa: S603
             self._as_server_user([str(self._binary("pg_ctl")), "status", "-D", str(self.pgdata)]),
-            cwd=self.data_dir, env=server_env(), capture_output=True, check=False,
+            cwd=self.data_dir,
+            env=server_env(),
+            capture_output=True,
+            check=False,
         )
         return status.returncode == 0
 
@@ -307,7 +324,9 @@ class PrivatePostgres:
         )
         if result.returncode != 0:
             output = (result.stderr or result.stdout).strip()
-            raise PostgresError(f"{what} failed (exit {result.returncode}): {output}; server log: {self.log_file}")
+            raise PostgresError(
+                f"{what} failed (exit {result.returncode}): {output}; server log: {self.log_file}"
+            )
 
     @staticmethod
     def _as_server_user(argv: list[str]) -> list[str]:

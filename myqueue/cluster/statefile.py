@@ -18,7 +18,11 @@ def default_state_path(primary_port: int) -> Path:
     base = os.environ.get("MYQUEUE_STATE_DIR")
     if not base:
         runtime = os.environ.get("XDG_RUNTIME_DIR")
-        base = os.path.join(runtime, "myqueue") if runtime else os.path.join(Path.home(), ".cache", "myqueue", "run")
+        base = (
+            os.path.join(runtime, "myqueue")
+            if runtime
+            else os.path.join(Path.home(), ".cache", "myqueue", "run")
+        )
     return Path(base) / f"cluster-{primary_port}.json"
 
 

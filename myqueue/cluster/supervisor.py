@@ -77,7 +77,9 @@ class ClusterConfig:
         if self.dsn and self.store is not Store.POSTGRES:
             raise ValueError("a DSN only makes sense with the postgres store")
         if self.netns and self.dsn:
-            raise ValueError("--netns runs its own PostgreSQL: the namespaces cannot reach another one; drop --dsn")
+            raise ValueError(
+                "--netns runs its own PostgreSQL: the namespaces cannot reach another one; drop --dsn"
+            )
         if self.pg_proxy and self.store is not Store.POSTGRES:
             raise ValueError("--pg-proxy needs the postgres store")
 
@@ -187,7 +189,9 @@ class Supervisor:
 
         def settled_view() -> ClusterView | None:
             view = probes.metadata(self._session, primary_url)
-            return view if probes.settled(view, probes.metadata(self._session, replica_url), expected) else None
+            return (
+                view if probes.settled(view, probes.metadata(self._session, replica_url), expected) else None
+            )
 
         view = self._wait_for("every broker ready and the replica in sync", settled_view, deadline)
         if config.state_file is not None:
@@ -213,7 +217,9 @@ class Supervisor:
         upstream = (params.get("host") or core_defaults.DEFAULT_HOST, int(params.get("port") or 5432))
         self._pg_proxy = PgProxy(*upstream, listen_host=self._host).start()
         self._dsn = make_dsn(**{**params, "host": self._pg_proxy.host, "port": str(self._pg_proxy.port)})
-        log.info("PostgreSQL proxy on %s:%s in front of %s:%s", self._pg_proxy.host, self._pg_proxy.port, *upstream)
+        log.info(
+            "PostgreSQL proxy on %s:%s in front of %s:%s", self._pg_proxy.host, self._pg_proxy.port, *upstream
+        )
 
     def _start_managers(self, launcher_url: str, token: str) -> tuple[str, str]:
         """Start the primary (which launches brokers through us) and the replica; their URLs."""
@@ -221,18 +227,29 @@ class Supervisor:
         host = self._network.add(MANAGERS) if self._network is not None else config.host
         primary_url = url(host, config.primary_port)
         self._primary = ManagedChild(
-            self._placed(MANAGERS, manager_spec(
-                Role.PRIMARY, host, config.primary_port, config.store, self._dsn,
-                launcher_url=launcher_url, launcher_token=token,
-            )),
+            self._placed(
+                MANAGERS,
+                manager_spec(
+                    Role.PRIMARY,
+                    host,
+                    config.primary_port,
+                    config.store,
+                    self._dsn,
+                    launcher_url=launcher_url,
+                    launcher_token=token,
+                ),
+            ),
             config.log_dir,
             on_restart=self._after_primary_restart,
             **self._crash_loop_limit(),
         )
         self._replica = ManagedChild(
-            self._placed(MANAGERS, manager_spec(
-                Role.REPLICA, host, config.replica_port, config.store, self._dsn, primary_url=primary_url
-            )),
+            self._placed(
+                MANAGERS,
+                manager_spec(
+                    Role.REPLICA, host, config.replica_port, config.store, self._dsn, primary_url=primary_url
+                ),
+            ),
             config.log_dir,
             **self._crash_loop_limit(),
         )
@@ -409,7 +426,9 @@ class Supervisor:
             else:
                 group = MANAGERS if target == Role.PRIMARY.value else target
                 if group not in network.groups():
-                    raise Refusal(Reason.NOT_FOUND, f"no namespace for {target!r}; choose primary, postgres or a broker")
+                    raise Refusal(
+                        Reason.NOT_FOUND, f"no namespace for {target!r}; choose primary, postgres or a broker"
+                    )
                 (network.cut if cut else network.heal)(group)
         except NetnsError as error:
             raise Refusal(Reason.UNAVAILABLE, str(error)) from error
@@ -426,7 +445,9 @@ class Supervisor:
             proxy.random_faults(probability, seconds)
         if black_hole_s:
             proxy.black_hole(black_hole_s)
-        log.info("PostgreSQL proxy faults: p=%s for %s s, black hole %s s", probability, seconds, black_hole_s)
+        log.info(
+            "PostgreSQL proxy faults: p=%s for %s s, black hole %s s", probability, seconds, black_hole_s
+        )
         return self.pg_proxy_counters()
 
     def pg_proxy_counters(self) -> dict[str, object]:
@@ -434,7 +455,9 @@ class Supervisor:
 
     def _owned_pg_proxy(self) -> PgProxy:
         if self._pg_proxy is None:
-            raise Refusal(Reason.NOT_FOUND, "this cluster runs no PostgreSQL proxy (start it with --pg-proxy)")
+            raise Refusal(
+                Reason.NOT_FOUND, "this cluster runs no PostgreSQL proxy (start it with --pg-proxy)"
+            )
         return self._pg_proxy
 
     def _owned_postgres(self) -> PrivatePostgres:

@@ -59,7 +59,9 @@ PRODUCER_LINGER_MS = 0.0
 PRODUCER_BATCH_RECORDS = 10_000
 PRODUCER_BATCH_BYTES = 1024 * 1024
 CLIENT_TIMEOUT_S = 10.0
-CLI_PROGRESS_EVERY_S = float(os.environ.get("MYQUEUE_PROGRESS_EVERY_S", "5"))  # produce/consume progress lines
+CLI_PROGRESS_EVERY_S = float(
+    os.environ.get("MYQUEUE_PROGRESS_EVERY_S", "5")
+)  # produce/consume progress lines
 # An idempotent producer resends a batch (same sequence) until this long after its first try,
 # like Kafka's delivery.timeout.ms: long enough to ride out a broker restart or pause.
 PRODUCER_DELIVERY_TIMEOUT_S = 60.0

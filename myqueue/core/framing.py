@@ -135,7 +135,9 @@ def _cut(data: bytes, start: int, sizes: array) -> list[bytes]:
     end = start + whole * _CHUNK * size
     values: list[bytes] = []
     if whole:
-        values = list(chain.from_iterable(_equal_sizes(size, _CHUNK).iter_unpack(memoryview(data)[start:end])))
+        values = list(
+            chain.from_iterable(_equal_sizes(size, _CHUNK).iter_unpack(memoryview(data)[start:end]))
+        )
     if rest:
         values += _equal_sizes(size, rest).unpack_from(data, end)
     return values

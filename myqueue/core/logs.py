@@ -55,7 +55,9 @@ def _utc_iso(formatter: logging.Formatter) -> logging.Formatter:
 
 def formatter(log_format: LogFormat, process: str, text_prefix: str = "") -> logging.Formatter:
     if log_format == "json":
-        return _utc_iso(JsonFormatter(_JSON_FIELDS, rename_fields=_JSON_NAMES, static_fields={"process": process}))
+        return _utc_iso(
+            JsonFormatter(_JSON_FIELDS, rename_fields=_JSON_NAMES, static_fields={"process": process})
+        )
     return _utc_iso(logging.Formatter(text_prefix.replace("%", "%%") + TEXT_FORMAT))
 
 
@@ -93,9 +95,15 @@ def add_logging_arguments(parser: argparse.ArgumentParser, *, access_log: bool =
     """``--log-level``, ``--log-format`` and (for services) ``--access-log``, defaulting to the environment."""
     parser.add_argument("--log-level", default=os.environ.get("MYQUEUE_LOG_LEVEL", "INFO"))
     parser.add_argument(
-        "--log-format", choices=LOG_FORMATS, default=None, help=f"text or json (default: ${LOG_FORMAT_ENV} or text)"
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help=f"text or json (default: ${LOG_FORMAT_ENV} or text)",
     )
     if access_log:
         parser.add_argument(
-            "--access-log", action="store_true", default=None, help=f"log every request (default: ${ACCESS_LOG_ENV})"
+            "--access-log",
+            action="store_true",
+            default=None,
+            help=f"log every request (default: ${ACCESS_LOG_ENV})",
         )

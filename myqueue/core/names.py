@@ -65,7 +65,9 @@ def validate_broker_name(value: object) -> str:
     """Broker names must contain ``broker`` (the seed's rule) and be a DNS-1123 label."""
     name = _require_text(value, "broker_name")
     if len(name) > defaults.MAX_NAME_LENGTH:
-        raise Refusal(Reason.INVALID_NAME, f"broker_name is longer than {defaults.MAX_NAME_LENGTH} characters")
+        raise Refusal(
+            Reason.INVALID_NAME, f"broker_name is longer than {defaults.MAX_NAME_LENGTH} characters"
+        )
     if "broker" not in name:
         raise Refusal(Reason.INVALID_NAME, f"broker_name {name!r} must contain the word 'broker'")
     if not _BROKER_NAME.fullmatch(name):
@@ -111,7 +113,13 @@ def validate_broker_address(value: object) -> str:
     if scheme != "http" or not sep or not netloc or any(c in netloc for c in "/?#@\\ \t\r\n"):
         raise Refusal(Reason.INVALID_REQUEST, hint)
     host, colon, port = netloc.rpartition(":")
-    if not colon or not port.isdigit() or len(port) > 5 or not 1 <= int(port) <= 65535 or not _valid_host(host):
+    if (
+        not colon
+        or not port.isdigit()
+        or len(port) > 5
+        or not 1 <= int(port) <= 65535
+        or not _valid_host(host)
+    ):
         raise Refusal(Reason.INVALID_REQUEST, hint)
     if urlsplit(value).port != int(port):  # what the HTTP client will dial must be what we checked
         raise Refusal(Reason.INVALID_REQUEST, hint)
@@ -124,7 +132,9 @@ def validate_group(value: object) -> str:
     if len(name) > defaults.MAX_GROUP_LENGTH:
         raise Refusal(Reason.INVALID_NAME, f"group is longer than {defaults.MAX_GROUP_LENGTH} characters")
     if not _GROUP_NAME.fullmatch(name):
-        raise Refusal(Reason.INVALID_NAME, f"group {name!r} may contain only letters, digits, '_', '.' and '-'")
+        raise Refusal(
+            Reason.INVALID_NAME, f"group {name!r} may contain only letters, digits, '_', '.' and '-'"
+        )
     return name
 
 

@@ -137,12 +137,16 @@ class Database:
                 # Bytes were sent: only an uncommitted transaction is certainly not applied.
                 not_applied = transaction and not committing
                 retry = attempt + 1 < attempts and (idempotent or not_applied)
-                log.warning("PostgreSQL connection failed (%s)%s", str(e).strip(), "; retrying" if retry else "")
+                log.warning(
+                    "PostgreSQL connection failed (%s)%s", str(e).strip(), "; retrying" if retry else ""
+                )
                 if retry:
                     continue
                 if not_applied or (idempotent and not lost_is_unknown):  # the caller may try again
                     raise StorageUnavailable(f"PostgreSQL unavailable: {str(e).strip()}") from e
-                raise OutcomeUnknown(f"PostgreSQL connection lost after the statement was sent: {str(e).strip()}") from e
+                raise OutcomeUnknown(
+                    f"PostgreSQL connection lost after the statement was sent: {str(e).strip()}"
+                ) from e
         raise AssertionError("unreachable")
 
     def ping(self, timeout: float | None = None) -> bool:
@@ -150,7 +154,9 @@ class Database:
 
         The ping runs in a helper thread so a store whose replies stopped cannot hold the caller
         (``/readyz``); while one ping is still hanging, the next answers False at once."""
-        timeout = _env_float("MYQUEUE_PG_PING_TIMEOUT", defaults.PG_PING_TIMEOUT_S) if timeout is None else timeout
+        timeout = (
+            _env_float("MYQUEUE_PG_PING_TIMEOUT", defaults.PG_PING_TIMEOUT_S) if timeout is None else timeout
+        )
         if not self._ping_lock.acquire(blocking=False):
             return False
         answer: list[bool] = []
@@ -207,7 +213,9 @@ def connection_options() -> dict[str, object]:
         "connect_timeout": int(_env_float("MYQUEUE_PG_CONNECT_TIMEOUT", defaults.PG_CONNECT_TIMEOUT_S)),
         "keepalives": 1,
         "keepalives_idle": int(_env_float("MYQUEUE_PG_KEEPALIVES_IDLE", defaults.PG_KEEPALIVES_IDLE_S)),
-        "keepalives_interval": int(_env_float("MYQUEUE_PG_KEEPALIVES_INTERVAL", defaults.PG_KEEPALIVES_INTERVAL_S)),
+        "keepalives_interval": int(
+            _env_float("MYQUEUE_PG_KEEPALIVES_INTERVAL", defaults.PG_KEEPALIVES_INTERVAL_S)
+        ),
         "keepalives_count": int(_env_float("MYQUEUE_PG_KEEPALIVES_COUNT", defaults.PG_KEEPALIVES_COUNT)),
         "tcp_user_timeout": int(_env_float("MYQUEUE_PG_TCP_USER_TIMEOUT", defaults.PG_TCP_USER_TIMEOUT_MS)),
         "options": f"-c statement_timeout={statement_ms}",

@@ -29,16 +29,26 @@ def create_app(
     if node is None:
         raise ValueError(f"a {role} manager needs its {role}")
     app, state, registry = create_base_app(
-        f"manager-{role}", "myqueue.manager", node.ready, max_content_length=defaults.MAX_JSON_BODY_BYTES, token=token
+        f"manager-{role}",
+        "myqueue.manager",
+        node.ready,
+        max_content_length=defaults.MAX_JSON_BODY_BYTES,
+        token=token,
     )
     manager = ManagerContext(
         node=node,
         primary=primary,
         replica=replica,
-        produced=Counter("myqueue_manager_produced_messages_total", "Seed-path messages produced", registry=registry),
-        consumed=Counter("myqueue_manager_consumed_messages_total", "Seed-path messages consumed", registry=registry),
+        produced=Counter(
+            "myqueue_manager_produced_messages_total", "Seed-path messages produced", registry=registry
+        ),
+        consumed=Counter(
+            "myqueue_manager_consumed_messages_total", "Seed-path messages consumed", registry=registry
+        ),
     )
     registry.register(ManagerCollector(primary, replica))  # manager/metrics.py
-    mount_console(app, replica, token)  # the read-only web console at /console (manager/console/), before the lane
+    mount_console(
+        app, replica, token
+    )  # the read-only web console at /console (manager/console/), before the lane
     install_routes(app, state, ROUTES, manager, token=token)
     return app, state

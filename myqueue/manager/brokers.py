@@ -188,7 +188,13 @@ class BrokerClient:
             self.guard.record(address, timed_out, probe)
 
     def _request(
-        self, method: str, address: str, path: str, timeout: float, body: bytes | None, content_type: str | None
+        self,
+        method: str,
+        address: str,
+        path: str,
+        timeout: float,
+        body: bytes | None,
+        content_type: str | None,
     ) -> Answer:
         url = f"{address}{path}"
         try:
@@ -250,7 +256,9 @@ class BrokerClient:
 
     # --- positions -------------------------------------------------------------------------------
     def set_position_latest(self, address: str, topic: str, partition: str, group: str) -> int:
-        result = self._call("PUT", address, position_path(topic, partition, group), json_body={"at": "latest"})
+        result = self._call(
+            "PUT", address, position_path(topic, partition, group), json_body={"at": "latest"}
+        )
         return int(result["offset"])
 
     def get_position(self, address: str, topic: str, partition: str, group: str) -> tuple[int | None, int]:
@@ -289,13 +297,17 @@ def _refusal(failed: CallFailed, method: str, address: str, timeout: float) -> R
     if failed.reach is Reach.NOT_SENT:
         return Refusal(Reason.UNAVAILABLE, f"broker at {address} is unavailable (cannot connect)")
     if failed.reach is Reach.NO_ANSWER:
-        return Refusal(_lost(method), f"broker at {address} did not answer within {timeout:g} s (outcome unknown)")
+        return Refusal(
+            _lost(method), f"broker at {address} did not answer within {timeout:g} s (outcome unknown)"
+        )
     if failed.reach is Reach.BROKE:
         cause = type(failed.__cause__).__name__
         return Refusal(_lost(method), f"broker at {address} is unavailable ({cause}; outcome unknown)")
     if not failed.envelope:
         return Refusal(_lost(method), f"broker at {address} answered {failed.status} without an envelope")
     reason = failed.known_reason
-    if reason is None or reason is Reason.INTERNAL:  # the broker failed midway: for a write, what it did is unknown
+    if (
+        reason is None or reason is Reason.INTERNAL
+    ):  # the broker failed midway: for a write, what it did is unknown
         reason = _lost(method)
     return Refusal(reason, f"broker at {address}: {failed.message}")

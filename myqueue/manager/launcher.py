@@ -61,7 +61,9 @@ class LocalLauncher(Launcher):
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 60.0):
         self._url = url.rstrip("/")
-        self._client = EnvelopeClient(token=token or os.environ.get("MYQUEUE_LAUNCHER_TOKEN"), max_idle_per_host=2)
+        self._client = EnvelopeClient(
+            token=token or os.environ.get("MYQUEUE_LAUNCHER_TOKEN"), max_idle_per_host=2
+        )
         self._timeout = timeout
 
     def _call(self, method: str, path: str, json_body: object = None):
@@ -152,26 +154,37 @@ class KubernetesLauncher(Launcher):
             "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "myqueue-manager"}},
             "spec": {"store": self.broker_store},
         }
-        created = self._call(f"create Broker {name}", api.create_namespaced_custom_object, body, exists_ok=True)
+        created = self._call(
+            f"create Broker {name}", api.create_namespaced_custom_object, body, exists_ok=True
+        )
         deadline = time.monotonic() + self._timeout
         while True:
-            broker = self._call(f"read Broker {name}", api.get_namespaced_custom_object, name, missing_ok=True)
+            broker = self._call(
+                f"read Broker {name}", api.get_namespaced_custom_object, name, missing_ok=True
+            )
             status = (broker or {}).get("status") or {}
             ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
             if broker is not None and status.get("address"):
                 return status["address"]
             if ready.get("reason") in self.FAILED_REASONS or time.monotonic() > deadline:
-                why = ready.get("message") or f"no address within {self._timeout:.0f} s (is the operator running?)"
+                why = (
+                    ready.get("message")
+                    or f"no address within {self._timeout:.0f} s (is the operator running?)"
+                )
                 if created is not None:
                     self.stop(name)
                 raise Refusal(Reason.UNAVAILABLE, f"Broker {name} did not start: {why}")
             time.sleep(0.2)  # polling the resource's status with a deadline
 
     def stop(self, name: str) -> None:
-        self._call(f"delete Broker {name}", self._client().delete_namespaced_custom_object, name, missing_ok=True)
+        self._call(
+            f"delete Broker {name}", self._client().delete_namespaced_custom_object, name, missing_ok=True
+        )
 
 
-def make_launcher(kind: str, url: str | None, namespace: str | None = None, broker_store: str = "memory") -> Launcher:
+def make_launcher(
+    kind: str, url: str | None, namespace: str | None = None, broker_store: str = "memory"
+) -> Launcher:
     if kind == "none":
         return NoLauncher()
     if kind == "local":

@@ -27,31 +27,41 @@ class ManagerCollector(Collector):
     def _primary_families(self) -> dict[str, GaugeMetricFamily]:
         return {
             "ready": GaugeMetricFamily(
-                "myqueue_manager_broker_ready", "1 when the primary's last probe found the broker ready, else 0",
+                "myqueue_manager_broker_ready",
+                "1 when the primary's last probe found the broker ready, else 0",
                 labels=["broker"],
             ),
             "placed": GaugeMetricFamily(
-                "myqueue_manager_broker_partitions", "Partitions the placement gives the broker", labels=["broker"]
+                "myqueue_manager_broker_partitions",
+                "Partitions the placement gives the broker",
+                labels=["broker"],
             ),
-            "partitions": GaugeMetricFamily("myqueue_manager_topic_partitions", "Partitions of the topic", labels=["topic"]),
+            "partitions": GaugeMetricFamily(
+                "myqueue_manager_topic_partitions", "Partitions of the topic", labels=["topic"]
+            ),
             "orphans": GaugeMetricFamily(
                 "myqueue_manager_partitions_without_ready_broker",
                 "Partitions of the topic whose broker is not ready or that have no broker",
                 labels=["topic"],
             ),
-            "version": GaugeMetricFamily("myqueue_manager_view_version", "Version of the primary's cluster view"),
+            "version": GaugeMetricFamily(
+                "myqueue_manager_view_version", "Version of the primary's cluster view"
+            ),
         }
 
     def _replica_families(self) -> dict[str, GaugeMetricFamily]:
         return {
             "reachable": GaugeMetricFamily(
-                "myqueue_manager_primary_reachable", "1 when the replica's last sync with the primary succeeded, else 0"
+                "myqueue_manager_primary_reachable",
+                "1 when the replica's last sync with the primary succeeded, else 0",
             ),
             "synced": GaugeMetricFamily(
                 "myqueue_manager_view_last_sync_timestamp_seconds",
                 "Unix time of the primary's last answer to the replica's view sync (absent before the first)",
             ),
-            "version": GaugeMetricFamily("myqueue_manager_view_version", "Version of the view the replica serves"),
+            "version": GaugeMetricFamily(
+                "myqueue_manager_view_version", "Version of the view the replica serves"
+            ),
         }
 
     def describe(self) -> Iterable[Metric]:

@@ -92,7 +92,9 @@ class Primary:
         confirm_timeout_s: float = defaults.REPLICA_CONFIRM_TIMEOUT_S,
     ):
         self._store = store
-        self._shared_storage = shared_storage  # the brokers keep records in PostgreSQL: a moved partition keeps them
+        self._shared_storage = (
+            shared_storage  # the brokers keep records in PostgreSQL: a moved partition keeps them
+        )
         self._write_timeout = write_timeout
         self._stale = False  # the log may hold events the state lacks: re-read it before the next write
         self._launcher = launcher
@@ -126,7 +128,10 @@ class Primary:
         self._loaded = True
         log.info(
             "loaded %d events: %d brokers, %d topics, %d producers",
-            self._state.applied, len(self._state.brokers), len(self._state.topics), len(self._state.producers),
+            self._state.applied,
+            len(self._state.brokers),
+            len(self._state.topics),
+            len(self._state.producers),
         )
 
     def ready(self) -> tuple[bool, str]:
@@ -137,7 +142,10 @@ class Primary:
         if not self._recovered.is_set():
             # Ready all the same: the replica (and brokers registering) must be able to reach us,
             # also through a Kubernetes Service, which routes only to ready pods.
-            return True, "ready; recovering: waiting for the replica's last view (writes answer 503 until then)"
+            return (
+                True,
+                "ready; recovering: waiting for the replica's last view (writes answer 503 until then)",
+            )
         return True, "ready"
 
     def start_background(self) -> None:
@@ -216,7 +224,9 @@ class Primary:
             raise _unknown(f"{e}: the change may or may not be applied") from e
         except Exception as e:  # noqa: BLE001 - OutcomeUnknown, a taken sequence number: ask the log
             self._stale = True
-            log.warning("configuration append of batch %s (event %d) failed: %s; re-reading the log", batch_id, seq, e)
+            log.warning(
+                "configuration append of batch %s (event %d) failed: %s; re-reading the log", batch_id, seq, e
+            )
             self._settle(batch_id, e)
             return
         with self._state_lock:
@@ -231,7 +241,9 @@ class Primary:
             committed = self._bounded(lambda: self._store.batch_committed(STREAM, batch_id))
         except Exception as e:  # noqa: BLE001 - the store cannot say what happened
             self._stale = True
-            raise _unknown(f"the configuration store lost its reply ({error}); the change may be applied") from e
+            raise _unknown(
+                f"the configuration store lost its reply ({error}); the change may be applied"
+            ) from e
         if not committed:
             raise _busy(f"the configuration change was not applied ({error}); retry") from error
         log.info("configuration batch %s was committed although its acknowledgement was lost", batch_id)
@@ -279,10 +291,19 @@ class Primary:
                     break
                 self._changed.wait(remaining)
         with self._state_lock:
-            known = producers_known if epoch == self.epoch and producers_known <= len(self._state.producers) else 0
-            producers = tuple(SeedProducer(topic, partition) for topic, partition in self._state.producers[known:])
+            known = (
+                producers_known
+                if epoch == self.epoch and producers_known <= len(self._state.producers)
+                else 0
+            )
+            producers = tuple(
+                SeedProducer(topic, partition) for topic, partition in self._state.producers[known:]
+            )
         update = ViewUpdate(
-            self.cluster_view(), producers=producers, producers_from=known, recovering=not self._recovered.is_set()
+            self.cluster_view(),
+            producers=producers,
+            producers_from=known,
+            recovering=not self._recovered.is_set(),
         )
         return update.to_json()
 
@@ -299,7 +320,9 @@ class Primary:
             self._bump()
         log.info(
             "recovered from the replica's view: %d brokers, %d topics, %d producers",
-            len(self._state.brokers), len(self._state.topics), len(self._state.producers),
+            len(self._state.brokers),
+            len(self._state.topics),
+            len(self._state.producers),
         )
         return True
 
@@ -401,7 +424,9 @@ class Primary:
                 partition = fixed
             address = self._partition_address(topic, partition)
             if address is None:
-                raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
+                raise Refusal(
+                    Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry"
+                )
             # The broker's slot is held while queued for the grouped append, so a hung broker
             # holds at most its bulkhead's share of this manager's threads.
             with self._brokers.guard.slot(address):
@@ -523,7 +548,9 @@ class Primary:
         moved = 0
         for broker in names:
             owned = self._state.partitions_on(broker)
-            placement = place_partitions([f"{t}\0{p}" for t, p in owned], targets, self._rng) if targets else {}
+            placement = (
+                place_partitions([f"{t}\0{p}" for t, p in owned], targets, self._rng) if targets else {}
+            )
             for t, p in owned:
                 target = placement.get(f"{t}\0{p}")
                 events.append(event(EventType.PARTITION_ASSIGNED, topic=t, partition=p, broker=target))
@@ -600,7 +627,9 @@ class Primary:
                 try:
                     self._brokers.host(self._address(ev["broker"]), ev["topic"], ev["partition"])
                 except Refusal as e:
-                    log.warning("could not host %s:%s on %s yet: %s", ev["topic"], ev["partition"], ev["broker"], e)
+                    log.warning(
+                        "could not host %s:%s on %s yet: %s", ev["topic"], ev["partition"], ev["broker"], e
+                    )
 
     def _place_unassigned(self) -> None:
         """Give partitions left without a broker (after ``rm all``) to ready brokers. _write_lock held."""
@@ -610,7 +639,8 @@ class Primary:
             return
         placement = place_partitions([f"{t}\0{p}" for t, p in orphans], ready, self._rng)
         events = [
-            event(EventType.PARTITION_ASSIGNED, topic=t, partition=p, broker=placement[f"{t}\0{p}"]) for t, p in orphans
+            event(EventType.PARTITION_ASSIGNED, topic=t, partition=p, broker=placement[f"{t}\0{p}"])
+            for t, p in orphans
         ]
         self._commit(events)
         self._host_assigned(events)
@@ -624,7 +654,9 @@ class Primary:
         if address is None:
             return False
         try:
-            hosted = {(p["topic"], p["partition"]) for p in self._brokers.list_partitions(address)["partitions"]}
+            hosted = {
+                (p["topic"], p["partition"]) for p in self._brokers.list_partitions(address)["partitions"]
+            }
             for topic, partition in assigned:
                 if (topic, partition) not in hosted:
                     log.info("re-hosting %s:%s on %s", topic, partition, name)

@@ -126,7 +126,10 @@ class Replica:
                     backoff = min(backoff * 2, 2.0)
                 continue
             synced = update.view
-            if current is None or (synced.epoch, synced.version) != (current.view.epoch, current.view.version):
+            if current is None or (synced.epoch, synced.version) != (
+                current.view.epoch,
+                current.view.version,
+            ):
                 self._set_view(update)
 
     def _offer_view(self, primary: EnvelopeClient, current: ViewUpdate | None, epoch: str | None) -> bool:
@@ -199,7 +202,9 @@ class Replica:
             for part in [partition] if partition else view.partitions(topic):
                 address = self._address(view, topic, part)
                 if address is None:
-                    raise Refusal(Reason.NO_BROKER, f"partition {topic}:{part} has no broker right now; retry")
+                    raise Refusal(
+                        Reason.NO_BROKER, f"partition {topic}:{part} has no broker right now; retry"
+                    )
                 try:
                     self._brokers.set_position_latest(address, topic, part, group)
                 except BrokerLostPartition as e:
@@ -221,7 +226,8 @@ class Replica:
         view = self._current_view()
         if topic not in view.topics:  # topics are never deleted: the configuration was lost
             raise Refusal(
-                Reason.TOPIC_NOT_FOUND, f"topic {topic} of consumer {consumer_id} is not in the cluster's configuration"
+                Reason.TOPIC_NOT_FOUND,
+                f"topic {topic} of consumer {consumer_id} is not in the cluster's configuration",
             )
         return topic, [partition] if partition else view.partitions(topic), view
 
@@ -250,7 +256,9 @@ class Replica:
                     offset, value = record
                     return value, f"{topic}:{partition}", offset
         if partitions and len(failures) == len(partitions):
-            raise Refusal(Reason.UNAVAILABLE, f"no broker of consumer {consumer_id}'s partitions answered; retry")
+            raise Refusal(
+                Reason.UNAVAILABLE, f"no broker of consumer {consumer_id}'s partitions answered; retry"
+            )
         raise Refusal(Reason.NO_MESSAGE, f"no new message for consumer {consumer_id}")
 
     def size(self, consumer_id: int) -> int:
@@ -261,7 +269,9 @@ class Replica:
         for partition in partitions:
             address = self._address(view, topic, partition)
             if address is None:
-                raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
+                raise Refusal(
+                    Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry"
+                )
             try:
                 position, end = self._brokers.get_position(address, topic, partition, group)
             except BrokerLostPartition as e:
@@ -278,4 +288,6 @@ def _with_producers(update: ViewUpdate, current: ViewUpdate | None) -> tuple[Vie
         return update, False
     if current is None or update.view.epoch != current.view.epoch or start != len(current.producers):
         return update, True
-    return dataclasses.replace(update, producers=current.producers + update.producers, producers_from=0), False
+    return dataclasses.replace(
+        update, producers=current.producers + update.producers, producers_from=0
+    ), False

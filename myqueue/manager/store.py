@@ -122,7 +122,9 @@ class PostgresMetaStore(MetaStore):
         self._ensure_schema()
 
         def work(cur):
-            cur.execute("SELECT 1 FROM mq_meta_events WHERE stream = %s AND batch_id = %s LIMIT 1", (stream, batch_id))
+            cur.execute(
+                "SELECT 1 FROM mq_meta_events WHERE stream = %s AND batch_id = %s LIMIT 1", (stream, batch_id)
+            )
             return cur.fetchone() is not None
 
         return self._db.run(work, idempotent=True, transaction=False)

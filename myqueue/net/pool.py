@@ -117,7 +117,9 @@ class _Response(http.client.HTTPResponse):
 # ``_Response.begin`` calls these HTTPResponse methods; on a Python without them, the stock class.
 _HOOKS = ("_read_status", "_check_close")
 RESPONSE_CLASS: type[http.client.HTTPResponse] = (
-    _Response if all(callable(getattr(http.client.HTTPResponse, m, None)) for m in _HOOKS) else http.client.HTTPResponse
+    _Response
+    if all(callable(getattr(http.client.HTTPResponse, m, None)) for m in _HOOKS)
+    else http.client.HTTPResponse
 )
 
 

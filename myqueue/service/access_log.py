@@ -30,7 +30,11 @@ class AccessLog:
 
         def recording_start(line: str, headers: list, exc_info: Any = None) -> Any:
             status[:] = [line]
-            return start_response(line, headers, exc_info) if exc_info is not None else start_response(line, headers)
+            return (
+                start_response(line, headers, exc_info)
+                if exc_info is not None
+                else start_response(line, headers)
+            )
 
         return _Logged(self._app(environ, recording_start), environ, status, started)
 
@@ -55,6 +59,17 @@ class _Logged:
             client = self._environ.get("REMOTE_ADDR", "-")
             duration_ms = round((time.perf_counter() - self._started) * 1000, 3)
             log.info(
-                '%s "%s %s" %s %.3f ms', client, method, path, code, duration_ms,
-                extra={"method": method, "path": path, "status": code, "duration_ms": duration_ms, "client": client},
+                '%s "%s %s" %s %.3f ms',
+                client,
+                method,
+                path,
+                code,
+                duration_ms,
+                extra={
+                    "method": method,
+                    "path": path,
+                    "status": code,
+                    "duration_ms": duration_ms,
+                    "client": client,
+                },
             )

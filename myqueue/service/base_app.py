@@ -68,7 +68,11 @@ def create_base_app(
     def _start():
         state.enter()
         request.environ["myqueue.start"] = time.perf_counter()
-        if token and request.path not in OPEN_PATHS and not authorized(request.headers.get("Authorization"), token):
+        if (
+            token
+            and request.path not in OPEN_PATHS
+            and not authorized(request.headers.get("Authorization"), token)
+        ):
             return failure(Reason.UNAUTHORIZED, "missing or wrong bearer token", 401)
         return None
 

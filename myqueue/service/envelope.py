@@ -33,7 +33,9 @@ AS_REFUSAL_EXTENSION = "myqueue.as_refusal"  # app.extensions key: a service's o
 AsRefusal = Callable[[Exception], Refusal | None]
 
 STORAGE_UNAVAILABLE = "storage unavailable; retry later"
-OUTCOME_UNKNOWN = "the storage's reply was lost: the write may or may not have been applied; do not resend it blindly"
+OUTCOME_UNKNOWN = (
+    "the storage's reply was lost: the write may or may not have been applied; do not resend it blindly"
+)
 # Failures of the moment (nothing refused for good): answered with a Retry-After header too, on the
 # seed's endpoints (status 400) as on /v1 (503).
 RETRY_LATER = frozenset({Reason.UNAVAILABLE, Reason.OUTCOME_UNKNOWN, Reason.NO_BROKER})
@@ -104,7 +106,9 @@ def failure_for(
             message = error.description or error.name
         failure = refused(reason, message, status)
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
-            return Failure(failure.status, reason, message, (*failure.headers, ("Allow", ", ".join(error.valid_methods))))
+            return Failure(
+                failure.status, reason, message, (*failure.headers, ("Allow", ", ".join(error.valid_methods)))
+            )
         return failure
     if isinstance(error, StorageUnavailable):
         log.warning("storage unavailable: %s", error)
@@ -208,7 +212,9 @@ def parse_json(body: bytes, content_type: str | None, seed: bool) -> object:
         try:
             json.dumps(data, ensure_ascii=False).encode()
         except UnicodeEncodeError:
-            raise Refusal(Reason.INVALID_REQUEST, "request body holds a lone surrogate, not valid Unicode") from None
+            raise Refusal(
+                Reason.INVALID_REQUEST, "request body holds a lone surrogate, not valid Unicode"
+            ) from None
     return data
 
 

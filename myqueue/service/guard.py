@@ -34,7 +34,9 @@ from myqueue.core.reasons import Reason
 ALLOWED_HOSTS_ENV = "MYQUEUE_ALLOWED_HOSTS"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-STATE_CHANGING_GETS = "myqueue.state_changing_gets"  # app.extensions key: GET paths with side effects (routes.py)
+STATE_CHANGING_GETS = (
+    "myqueue.state_changing_gets"  # app.extensions key: GET paths with side effects (routes.py)
+)
 
 
 def allowed_hosts(bind_host: str, env: str | None = None) -> frozenset[str] | None:

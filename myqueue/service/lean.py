@@ -164,7 +164,9 @@ class LeanRoutes:
         self._observe(entry.rule, environ["REQUEST_METHOD"], status, seconds, environ_is_long_poll(environ))
         return [body]
 
-    def _run(self, entry: _Entry, environ: dict, values: list[str]) -> tuple[int, bytes, list[tuple[str, str]]]:
+    def _run(
+        self, entry: _Entry, environ: dict, values: list[str]
+    ) -> tuple[int, bytes, list[tuple[str, str]]]:
         call = Call(
             query_args(environ),
             environ.get("CONTENT_TYPE"),
@@ -187,7 +189,11 @@ class LeanRoutes:
             return failure.status, body, [*_json_headers(body), *failure.headers]
         if isinstance(answer, Raw):
             body = answer.body
-            headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(body))), *answer.headers]
+            headers = [
+                ("Content-Type", answer.content_type),
+                ("Content-Length", str(len(body))),
+                *answer.headers,
+            ]
             return 200, body, headers
         if isinstance(answer, Success):
             body = _json(answer.envelope())

@@ -81,7 +81,9 @@ class RequestMetrics:
         # times the increment itself, and this runs on every request. Bounded by the route table.
         self._children: dict[tuple[str, str, int, bool], tuple[Counter, Histogram]] = {}
 
-    def observe(self, endpoint: str, method: str, status: int, seconds: float | None, long_poll: bool = False) -> None:
+    def observe(
+        self, endpoint: str, method: str, status: int, seconds: float | None, long_poll: bool = False
+    ) -> None:
         """Count one answered request; its time (if known) goes to the latency or long-poll histogram."""
         key = (endpoint, method, status, long_poll)
         children = self._children.get(key)
@@ -106,8 +108,12 @@ class HealthCollector(Collector):
 
     def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         return (
-            GaugeMetricFamily("myqueue_ready", "1 when the service answers /readyz with 200, else 0", labels=["service"]),
-            GaugeMetricFamily("myqueue_http_requests_in_flight", "HTTP requests being answered now", labels=["service"]),
+            GaugeMetricFamily(
+                "myqueue_ready", "1 when the service answers /readyz with 200, else 0", labels=["service"]
+            ),
+            GaugeMetricFamily(
+                "myqueue_http_requests_in_flight", "HTTP requests being answered now", labels=["service"]
+            ),
         )
 
     def describe(self) -> Iterable[Metric]:

@@ -46,12 +46,16 @@ class Route:
 
     def __post_init__(self) -> None:
         if self.changes_state and (self.method != "GET" or "<" in self.rule):
-            raise ValueError(f"{self.method} {self.rule}: only a GET on an exact path is marked as changing state")
+            raise ValueError(
+                f"{self.method} {self.rule}: only a GET on an exact path is marked as changing state"
+            )
         if self.seed and "<" in self.rule:
             raise ValueError(f"{self.rule}: the seed's routes are exact paths")
         names = list(inspect.signature(self.handler).parameters)[2:]
         if names != self.parameters:
-            raise ValueError(f"{self.method} {self.rule}: {self.handler.__name__} takes {names}, not {self.parameters}")
+            raise ValueError(
+                f"{self.method} {self.rule}: {self.handler.__name__} takes {names}, not {self.parameters}"
+            )
 
     @property
     def parameters(self) -> list[str]:
@@ -98,7 +102,9 @@ def install_routes(
     if as_refusal is not None:
         app.extensions[AS_REFUSAL_EXTENSION] = as_refusal
     for route in routes:
-        app.add_url_rule(route.rule, route.handler.__name__, _flask_view(route, context), methods=[route.method])
+        app.add_url_rule(
+            route.rule, route.handler.__name__, _flask_view(route, context), methods=[route.method]
+        )
     lane = LeanRoutes(
         app.wsgi_app,
         state,

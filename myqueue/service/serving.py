@@ -50,7 +50,9 @@ def serve(
     service's own request-body limit: waitress refuses a larger Content-Length from the headers,
     before reading the body. ``access_log``: one record per request (``service/access_log.py``)."""
     memory = min(max_body, _env_int("MYQUEUE_BODY_MEMORY_BYTES", defaults.SERVICE_BODY_MEMORY_BYTES))
-    guarded: Guard | AccessLog = Guard(app, allowed_hosts(host), getattr(app, "extensions", {}).get(STATE_CHANGING_GETS, ()))
+    guarded: Guard | AccessLog = Guard(
+        app, allowed_hosts(host), getattr(app, "extensions", {}).get(STATE_CHANGING_GETS, ())
+    )
     if access_log:
         guarded = AccessLog(guarded)
     server = create_server(
@@ -115,7 +117,11 @@ class _Drain:
         quiet = self._quiet_since is not None and now - self._quiet_since >= FLUSH_S
         if quiet or now - self._began > self._grace_s:
             if not quiet:
-                log.warning("grace period of %.0f s over with %d request(s) in flight", self._grace_s, self._state.in_flight)
+                log.warning(
+                    "grace period of %.0f s over with %d request(s) in flight",
+                    self._grace_s,
+                    self._state.in_flight,
+                )
             signal.setitimer(signal.ITIMER_REAL, 0)
             raise SystemExit(0)
 
@@ -127,5 +133,3 @@ def _env_int(name: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, not {value!r}")
     return int(value)
-
-

@@ -53,12 +53,18 @@ def open_fast(
     name: str, topics: list[str], group: str, broker: str, replica_port: int | None, timeout: float
 ) -> tuple[Consumer, ConsumerLog]:
     """A fast-path group from ``latest``; its subscription is where it starts on each partition."""
-    consumer = Consumer(topics, group=group, start="latest", host=broker, replica_port=replica_port, timeout=timeout)
+    consumer = Consumer(
+        topics, group=group, start="latest", host=broker, replica_port=replica_port, timeout=timeout
+    )
     return consumer, ConsumerLog(name, consumer.positions())
 
 
 def open_seed(
-    name: str, partitions: list[TopicPartition], managers: Managers, broker: str, replica_port: int | None,
+    name: str,
+    partitions: list[TopicPartition],
+    managers: Managers,
+    broker: str,
+    replica_port: int | None,
     timeout: float,
 ) -> tuple[list[int], ConsumerLog]:
     """One seed consumer id per topic (the seed API subscribes to a topic), registered at the replica;
@@ -98,8 +104,9 @@ def run_fast(consumer: Consumer, log_: ConsumerLog, size: int, stop: threading.E
             log_.record(r.topic, r.partition, r.offset, value_id(r.value.decode("utf-8", "replace"), size))
 
 
-def run_seed(ids: list[int], log_: ConsumerLog, replica_url: str, size: int, timeout: float,
-             stop: threading.Event) -> None:
+def run_seed(
+    ids: list[int], log_: ConsumerLog, replica_url: str, size: int, timeout: float, stop: threading.Event
+) -> None:
     """GET /consumer/consume for each id, round-robin, until ``stop``; idle rounds back off."""
     url = f"{replica_url}/consumer/consume"
     idle = Backoff(defaults.CLIENT_BACKOFF_S, defaults.CLIENT_IDLE_POLL_MAX_S)
@@ -129,7 +136,11 @@ def run_seed(ids: list[int], log_: ConsumerLog, replica_url: str, size: int, tim
 
 
 def read_back(
-    partitions: list[TopicPartition], broker: str, replica_port: int | None, size: int, timeout: float,
+    partitions: list[TopicPartition],
+    broker: str,
+    replica_port: int | None,
+    size: int,
+    timeout: float,
     deadline: float,
 ) -> tuple[dict[TopicPartition, set[Position]], list[str]]:
     """Every record stored in ``partitions``, read from the log start up to the end offset each had
@@ -141,8 +152,15 @@ def read_back(
     for tp in partitions:
         topic, partition = tp
         try:
-            consumer = Consumer([f"{topic}:{partition}"], start="earliest", host=broker, replica_port=replica_port,
-                                auto_commit=False, prefetch=False, timeout=timeout)
+            consumer = Consumer(
+                [f"{topic}:{partition}"],
+                start="earliest",
+                host=broker,
+                replica_port=replica_port,
+                auto_commit=False,
+                prefetch=False,
+                timeout=timeout,
+            )
         except MyQueueError as error:
             problems.append(f"{topic}:{partition}: {error}")
             continue
@@ -151,11 +169,15 @@ def read_back(
             found: set[Position] = set()
             while consumer.positions()[tp] < end and time.monotonic() < deadline:
                 for r in consumer.poll(min(POLL_S, max(0.0, deadline - time.monotonic()))):
-                    found.add((r.topic, r.partition, r.offset, value_id(r.value.decode("utf-8", "replace"), size)))
+                    found.add(
+                        (r.topic, r.partition, r.offset, value_id(r.value.decode("utf-8", "replace"), size))
+                    )
             if consumer.positions()[tp] >= end:
                 stored[tp] = found
             else:
-                problems.append(f"{topic}:{partition}: read back to {consumer.positions()[tp]} of {end} in time")
+                problems.append(
+                    f"{topic}:{partition}: read back to {consumer.positions()[tp]} of {end} in time"
+                )
         except MyQueueError as error:
             problems.append(f"{topic}:{partition}: {error}")
         finally:

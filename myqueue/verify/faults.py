@@ -175,7 +175,9 @@ class FaultDriver:
             self.cluster.wait_restarted(victim, pid, RECOVER_TIMEOUT_S)
             detail = f"{what} (pid {pid}) killed with SIGKILL; back as pid {self.cluster.pid(victim)}"
         self._wait_settled(max(1.0, started + RECOVER_TIMEOUT_S - time.monotonic()))
-        self.report(f"fault {fault}: {detail}; cluster ready again {time.monotonic() - started:.1f} s after the fault")
+        self.report(
+            f"fault {fault}: {detail}; cluster ready again {time.monotonic() - started:.1f} s after the fault"
+        )
 
     def _lose_pg_replies(self, workload: Workload, index: int) -> str:
         """Random lost replies and resets for a pause, then a black hole longer than the call timeout."""
@@ -205,7 +207,9 @@ class FaultDriver:
         if not brokers:
             raise LocalClusterError("none of the run's partitions has a broker")
         victim = brokers[index % len(brokers)]
-        return victim, [f"{t}:{p}" for (t, p), b in zip(workload.partitions, ours, strict=True) if b == victim]
+        return victim, [
+            f"{t}:{p}" for (t, p), b in zip(workload.partitions, ours, strict=True) if b == victim
+        ]
 
     def _metadata(self, base_url: str) -> ClusterView | None:
         with probes.session() as session:

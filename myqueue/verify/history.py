@@ -125,7 +125,11 @@ class Verdict:
         if self.duplicate_writes:
             lines.append(
                 "note: duplicate writes are retried sends stored twice (the first attempt's answer was lost); "
-                + ("they fail this run (--strict-writes)" if self.strict_writes else "reported, not a delivery failure")
+                + (
+                    "they fail this run (--strict-writes)"
+                    if self.strict_writes
+                    else "reported, not a delivery failure"
+                )
             )
         lines += [f"problem: {problem}" for problem in self.problems]
         if self.lost_by_partition:
@@ -174,7 +178,11 @@ def check(history: History, *, strict_writes: bool = False, strict_delivery: boo
             seen.add(position)
             if tp in last_offset and delivery.offset <= last_offset[tp]:
                 reordered += 1
-                _note(examples, "reordered", f"{consumer} received {_show(position)} after offset {last_offset[tp]}")
+                _note(
+                    examples,
+                    "reordered",
+                    f"{consumer} received {_show(position)} after offset {last_offset[tp]}",
+                )
             last_offset[tp] = delivery.offset
         for tp, start in history.subscriptions.get(consumer, {}).items():
             for ack in acks_by_partition.get(tp, ()):
@@ -191,7 +199,11 @@ def check(history: History, *, strict_writes: bool = False, strict_delivery: boo
     for position, consumers in sorted(missed_by.items()):
         if position in history.stored.get(position[:2], ()) and position not in passed:
             undelivered += 1
-            _note(examples, "undelivered", f"{_show(position)} stored, not received in time by {', '.join(consumers)}")
+            _note(
+                examples,
+                "undelivered",
+                f"{_show(position)} stored, not received in time by {', '.join(consumers)}",
+            )
             continue
         lost_by_partition[f"{position[0]}:{position[1]}"] += 1
         _note(examples, "lost", f"{_show(position)} acknowledged, never received by {', '.join(consumers)}")
@@ -203,7 +215,11 @@ def check(history: History, *, strict_writes: bool = False, strict_delivery: boo
         if value in acked_values:
             duplicate_writes += 1
             elsewhere = ", ".join(f"{t}:{p}@{o}" for t, p, o in sorted(acked_values[value]))
-            _note(examples, "duplicate_writes", f"{_show(position)} also stored at {elsewhere} (acknowledged there)")
+            _note(
+                examples,
+                "duplicate_writes",
+                f"{_show(position)} also stored at {elsewhere} (acknowledged there)",
+            )
         elif history.attempted is None or value in history.attempted:
             unacked_writes += 1
         else:

@@ -72,19 +72,25 @@ def run(
     config = WorkloadConfig(**workload)  # type: ignore[arg-type]
     if not local:
         if chosen:
-            raise ValueError("--faults needs --local: verify injects faults only into a cluster it runs itself")
+            raise ValueError(
+                "--faults needs --local: verify injects faults only into a cluster it runs itself"
+            )
         if dsn or data_dir or store != "memory":
             raise ValueError("--store, --dsn and --data-dir describe a local cluster: add --local")
         return _check_run(config, report, strict_writes, strict_delivery)
     local_config = LocalConfig(store, brokers, dsn, Path(data_dir) if data_dir else None)
     if Fault.RESTART_POSTGRES in chosen and (store != "postgres" or dsn):
-        raise ValueError("restart-postgres needs --store postgres without --dsn (a PostgreSQL verify runs itself)")
+        raise ValueError(
+            "restart-postgres needs --store postgres without --dsn (a PostgreSQL verify runs itself)"
+        )
     if Fault.LOSE_PG_REPLIES in chosen and store != "postgres":
         raise ValueError("lose-pg-replies needs --store postgres")
     if set(chosen) & set(PARTITIONS):
         if dsn or (Fault.PARTITION_POSTGRES in chosen and store != "postgres"):
-            raise ValueError("partition faults need a PostgreSQL verify runs itself (no --dsn; "
-                             "partition-postgres: --store postgres)")
+            raise ValueError(
+                "partition faults need a PostgreSQL verify runs itself (no --dsn; "
+                "partition-postgres: --store postgres)"
+            )
         try:
             check_available()
         except NetnsError as error:
@@ -93,8 +99,12 @@ def run(
 
 
 def _check_run(
-    config: WorkloadConfig, report: Report, strict_writes: bool, strict_delivery: bool,
-    driver: FaultDriver | None = None, gates: list[int] | None = None,
+    config: WorkloadConfig,
+    report: Report,
+    strict_writes: bool,
+    strict_delivery: bool,
+    driver: FaultDriver | None = None,
+    gates: list[int] | None = None,
 ) -> Verdict:
     workload = Workload(config, report, Progress(gates))
     history = workload.run(driver.run if driver else None)
@@ -105,7 +115,11 @@ def _check_run(
 
 
 def _run_local(
-    config: WorkloadConfig, local: LocalConfig, faults: tuple[Fault, ...], report: Report, strict_writes: bool,
+    config: WorkloadConfig,
+    local: LocalConfig,
+    faults: tuple[Fault, ...],
+    report: Report,
+    strict_writes: bool,
     strict_delivery: bool,
 ) -> Verdict:
     workdir = Path(tempfile.mkdtemp(prefix="mq-verify-"))
@@ -115,8 +129,13 @@ def _run_local(
         # Directly under /tmp: as root the server runs as the postgres user, who must reach it.
         temporary_data = data_dir = Path(tempfile.mkdtemp(prefix="mq-verify-pg-"))
     cluster = LocalCluster(
-        workdir, store=local.store, brokers=local.brokers, dsn=local.dsn, data_dir=data_dir,
-        netns=bool(set(faults) & set(PARTITIONS)), pg_proxy=Fault.LOSE_PG_REPLIES in faults,
+        workdir,
+        store=local.store,
+        brokers=local.brokers,
+        dsn=local.dsn,
+        data_dir=data_dir,
+        netns=bool(set(faults) & set(PARTITIONS)),
+        pg_proxy=Fault.LOSE_PG_REPLIES in faults,
     )
     try:
         cluster.start()

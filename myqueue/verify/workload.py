@@ -48,7 +48,9 @@ POLL_S = 0.2  # one producer wait for an outcome, one drain check
 QUIET_MIN_S = 5.0  # a drain ends early when nothing arrived for max(this, client timeout)
 CLOSE_TIMEOUT_S = 30.0  # closing a producer or consumer
 FAULTS_JOIN_TIMEOUT_S = 3600.0  # a fault driver bounds each fault itself; this bounds the whole
-PROGRESS_EVERY_S = defaults.CLI_PROGRESS_EVERY_S  # a "progress:" line this often in the produce and drain phases
+PROGRESS_EVERY_S = (
+    defaults.CLI_PROGRESS_EVERY_S
+)  # a "progress:" line this often in the produce and drain phases
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,9 @@ class _Send:
 class Workload:
     """One run of the workload; ``run()`` returns its history. Not reusable."""
 
-    def __init__(self, config: WorkloadConfig, report: Report | None = None, progress: Progress | None = None):
+    def __init__(
+        self, config: WorkloadConfig, report: Report | None = None, progress: Progress | None = None
+    ):
         self.config = config
         self.report = report or (lambda line: None)
         self.progress = progress or Progress()
@@ -132,7 +136,9 @@ class Workload:
         self._setup()
         clients = self._register_consumers()
         consumer_threads = [
-            threading.Thread(target=self._consume, args=(client, log_), name=f"verify-{log_.name}", daemon=True)
+            threading.Thread(
+                target=self._consume, args=(client, log_), name=f"verify-{log_.name}", daemon=True
+            )
             for client, log_ in clients
         ]
         short: set[TopicPartition] = set()
@@ -160,19 +166,29 @@ class Workload:
     def _setup(self) -> None:
         started = time.monotonic()
         deadline = started + SETUP_TIMEOUT_S
-        api = ApiHandler(self.config.broker, readonly=self.config.replica_port, timeout=self.config.client_timeout)
+        api = ApiHandler(
+            self.config.broker, readonly=self.config.replica_port, timeout=self.config.client_timeout
+        )
         try:
             for topic, partition in self.partitions:
-                _until(deadline, lambda t=topic, p=partition: _add_partition(api, t, p), f"create {topic}:{partition}")
+                _until(
+                    deadline,
+                    lambda t=topic, p=partition: _add_partition(api, t, p),
+                    f"create {topic}:{partition}",
+                )
         finally:
             api.close()
         transport = Transport(timeout=self.config.client_timeout)
         try:
             for manager in (self._managers.primary, self._managers.replica):
-                _until(deadline, lambda m=manager: self._visible(transport, m), f"the topics ready on {manager}")
+                _until(
+                    deadline, lambda m=manager: self._visible(transport, m), f"the topics ready on {manager}"
+                )
         finally:
             transport.close()
-        kinds = " and ".join(k for k, on in (("fast-path", self.config.fast_path), ("seed-path", self.config.seed_path)) if on)
+        kinds = " and ".join(
+            k for k, on in (("fast-path", self.config.fast_path), ("seed-path", self.config.seed_path)) if on
+        )
         self.report(
             f"setup: {len(self.topics)} topic(s) {', '.join(self.topics)} x {self.config.partitions} partitions on "
             f"{self._managers.primary} in {time.monotonic() - started:.1f} s; {self.config.consumers} {kinds} "
@@ -199,11 +215,23 @@ class Workload:
         try:
             for i in range(config.consumers):
                 if config.seed_path and (not config.fast_path or i % 2 == 1):
-                    client = open_seed(f"seed{i}", self.partitions, self._managers, config.broker,
-                                       config.replica_port, config.client_timeout)
+                    client = open_seed(
+                        f"seed{i}",
+                        self.partitions,
+                        self._managers,
+                        config.broker,
+                        config.replica_port,
+                        config.client_timeout,
+                    )
                 else:
-                    client = open_fast(f"fast{i}", self.topics, f"verify.{self.run_id}.c{i}", config.broker,
-                                       config.replica_port, config.client_timeout)
+                    client = open_fast(
+                        f"fast{i}",
+                        self.topics,
+                        f"verify.{self.run_id}.c{i}",
+                        config.broker,
+                        config.replica_port,
+                        config.client_timeout,
+                    )
                 clients.append(client)
                 self._logs.append(client[1])
         except BaseException:
@@ -218,13 +246,21 @@ class Workload:
         config = self.config
         started = time.monotonic()
         deadline = started + config.duration
-        quota = [config.messages // config.producers + (k < config.messages % config.producers)
-                 for k in range(config.producers)]
-        producers = [
-            threading.Thread(target=self._produce, args=(k, quota[k], deadline), name=f"verify-p{k}", daemon=True)
+        quota = [
+            config.messages // config.producers + (k < config.messages % config.producers)
             for k in range(config.producers)
         ]
-        driver = threading.Thread(target=during, args=(self,), name="verify-faults", daemon=True) if during else None
+        producers = [
+            threading.Thread(
+                target=self._produce, args=(k, quota[k], deadline), name=f"verify-p{k}", daemon=True
+            )
+            for k in range(config.producers)
+        ]
+        driver = (
+            threading.Thread(target=during, args=(self,), name="verify-faults", daemon=True)
+            if during
+            else None
+        )
         for thread in producers:
             thread.start()
         if driver is not None:
@@ -262,7 +298,9 @@ class Workload:
         pending: list[_Send] = []
         seq = 0
         producer = Producer(
-            config.broker, replica_port=config.replica_port, timeout=config.client_timeout,
+            config.broker,
+            replica_port=config.replica_port,
+            timeout=config.client_timeout,
         )
         try:
             while time.monotonic() < hard_stop:
@@ -311,8 +349,13 @@ class Workload:
         error = send.future.exception()
         if error is None:
             metadata = send.future.result()
-            ack = Ack(f"p{send.producer}", metadata.topic, metadata.partition, metadata.offset,
-                      value_id(send.value, self.config.message_size))
+            ack = Ack(
+                f"p{send.producer}",
+                metadata.topic,
+                metadata.partition,
+                metadata.offset,
+                value_id(send.value, self.config.message_size),
+            )
             with self._lock:
                 self._acks.append(ack)
             self.progress.count_ack()
@@ -320,8 +363,14 @@ class Workload:
             return
         with self._lock:
             self._send_errors[type(error).__name__] += 1
-        log.warning("send of %s to %s:%s failed (attempt %d): %s", send.value.split(PAD, 1)[0], send.topic,
-                    send.partition, send.attempt, error)
+        log.warning(
+            "send of %s to %s:%s failed (attempt %d): %s",
+            send.value.split(PAD, 1)[0],
+            send.topic,
+            send.partition,
+            send.attempt,
+            error,
+        )
         if send.attempt >= self.config.send_attempts or time.monotonic() >= hard_stop:
             pending.remove(send)
             with self._lock:
@@ -339,8 +388,14 @@ class Workload:
         if isinstance(client, Consumer):
             run_fast(client, log_, config.message_size, self._stop_consumers)
         else:
-            run_seed(client, log_, self._managers.replica, config.message_size, config.client_timeout,
-                     self._stop_consumers)
+            run_seed(
+                client,
+                log_,
+                self._managers.replica,
+                config.message_size,
+                config.client_timeout,
+                self._stop_consumers,
+            )
 
     # --- draining ----------------------------------------------------------------------------
     def _drain_phase(self) -> set[TopicPartition]:
@@ -385,8 +440,14 @@ class Workload:
             return {}
         config = self.config
         started = time.monotonic()
-        stored, problems = read_back(sorted(partitions), config.broker, config.replica_port, config.message_size,
-                                     config.client_timeout, started + config.readback_timeout)
+        stored, problems = read_back(
+            sorted(partitions),
+            config.broker,
+            config.replica_port,
+            config.message_size,
+            config.client_timeout,
+            started + config.readback_timeout,
+        )
         self.report(
             f"read back: {len(stored)} of {len(partitions)} partition(s) short of records read from the log "
             f"start in {time.monotonic() - started:.1f} s, {sum(map(len, stored.values()))} records"
@@ -400,7 +461,8 @@ class Workload:
         return {
             (a.topic, a.partition, a.offset, a.value)
             for a in acks
-            if (a.topic, a.partition) in log_.subscription and a.offset >= log_.subscription[(a.topic, a.partition)]
+            if (a.topic, a.partition) in log_.subscription
+            and a.offset >= log_.subscription[(a.topic, a.partition)]
         }
 
 

@@ -45,7 +45,9 @@ def object_prefix(record: logging.LogRecord) -> bool:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="myqueue-operator", description="Run the myqueue Kubernetes operator.")
+    parser = argparse.ArgumentParser(
+        prog="myqueue-operator", description="Run the myqueue Kubernetes operator."
+    )
     parser.add_argument(
         "--health",
         default=os.environ.get("MYQUEUE_OPERATOR_HEALTH", DEFAULT_HEALTH),

@@ -47,7 +47,11 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
         spec = broker.get("spec") or {}
         problems = render_broker.broker_spec_problems(name, spec, ctx.config)
         if problems:
-            _write(ctx, broker, render_conditions.invalid_status(broker, problems, ctx.now(), phase=BrokerPhase.FAILED.value))
+            _write(
+                ctx,
+                broker,
+                render_conditions.invalid_status(broker, problems, ctx.now(), phase=BrokerPhase.FAILED.value),
+            )
             raise InvalidSpec("; ".join(problems))
 
         if ctx.kube.get_service(namespace, name) is None:
@@ -56,7 +60,11 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
 
         pod = ctx.kube.get_pod(namespace, name)
         state = render_broker.pod_state(pod)
-        if state.exists and not state.deleting and state.spec_hash != render_broker.pod_spec_hash(spec, ctx.config):
+        if (
+            state.exists
+            and not state.deleting
+            and state.spec_hash != render_broker.pod_spec_hash(spec, ctx.config)
+        ):
             # The spec changed (image, store, resources): replace the Pod; its deletion event
             # brings us back here to create the new one.
             ctx.kube.delete_pod(namespace, name, uid=pod["metadata"].get("uid"))
@@ -68,7 +76,11 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
             state = render_broker.pod_state(pod)
             ctx.events(broker, "Normal", "PodRecreated" if had_pod else "PodCreated", f"created pod {name}")
 
-        address = render_broker.broker_address(name, namespace, state.ip, ctx.config.address_mode) if state.ready else None
+        address = (
+            render_broker.broker_address(name, namespace, state.ip, ctx.config.address_mode)
+            if state.ready
+            else None
+        )
         pod_fields = {
             "pod_name": name if state.exists and not state.deleting else None,
             "pod_ip": state.ip if not state.deleting else None,
@@ -93,7 +105,11 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
         except PrimaryRefused as e:
             registration, detail = Registration.REFUSED, e.message
         readiness = render_broker.broker_readiness(name, state, registration, detail)
-        _write(ctx, broker, render_broker.broker_status(broker, readiness, ctx.now(), partition_count=count, **pod_fields))
+        _write(
+            ctx,
+            broker,
+            render_broker.broker_status(broker, readiness, ctx.now(), partition_count=count, **pod_fields),
+        )
         if registration is Registration.UNAVAILABLE:
             raise RetryLater(readiness.message, ctx.config.retry_delay_s)
         return readiness
@@ -127,11 +143,15 @@ def finalize_broker(ctx: Context, broker: Mapping) -> str:
         move = annotations.get(ON_DELETE_ANNOTATION) == MOVE_PARTITIONS
         if registered and held and not move:
             _write(ctx, current, render_broker.blocked_status(current, held, ctx.now()))
-            raise RetryLater(f"deletion blocked: still holds {len(held)} partition(s)", BLOCKED_DELETE_DELAY_S)
+            raise RetryLater(
+                f"deletion blocked: still holds {len(held)} partition(s)", BLOCKED_DELETE_DELAY_S
+            )
         done = "not registered with the primary"
         if registered:
             try:
-                answer = ctx.primary.unregister_broker(name, force=move) or {}  # the annotation is the consent
+                answer = (
+                    ctx.primary.unregister_broker(name, force=move) or {}
+                )  # the annotation is the consent
             except PrimaryUnavailable as e:
                 raise RetryLater(f"cannot unregister: {e}", ctx.config.retry_delay_s) from e
             done = f"unregistered; the primary moved {answer.get('partitions_moved', 0)} partition(s)"

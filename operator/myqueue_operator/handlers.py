@@ -116,7 +116,9 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         configure(settings, namespaced)
         log.info(
             "myqueue operator: namespace=%s primary=%s address-mode=%s",
-            ctx.config.namespace or "(all)", ctx.config.primary_url, ctx.config.address_mode.value,
+            ctx.config.namespace or "(all)",
+            ctx.config.primary_url,
+            ctx.config.address_mode.value,
         )
 
     # --- Broker ------------------------------------------------------------------------------------------------
@@ -128,19 +130,46 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         brokers.reconcile_broker(ctx, namespace, name)
 
     @kopf.timer(
-        GROUP, VERSION, BROKERS, id="resync-broker",
-        interval=ctx.config.resync_s, initial_delay=ctx.config.resync_s, registry=registry,
+        GROUP,
+        VERSION,
+        BROKERS,
+        id="resync-broker",
+        interval=ctx.config.resync_s,
+        initial_delay=ctx.config.resync_s,
+        registry=registry,
     )
     def broker_resync(namespace: str, name: str, **_: Any) -> None:
-        _logged("resync-broker", f"broker {namespace}/{name}", lambda: brokers.reconcile_broker(ctx, namespace, name))
+        _logged(
+            "resync-broker",
+            f"broker {namespace}/{name}",
+            lambda: brokers.reconcile_broker(ctx, namespace, name),
+        )
 
-    @kopf.on.event("", "v1", "pods", id="broker-pod", labels={render_broker.MANAGED_BY: render_broker.OPERATOR_NAME}, registry=registry)
-    @kopf.on.event("", "v1", "services", id="broker-service", labels={render_broker.MANAGED_BY: render_broker.OPERATOR_NAME}, registry=registry)
+    @kopf.on.event(
+        "",
+        "v1",
+        "pods",
+        id="broker-pod",
+        labels={render_broker.MANAGED_BY: render_broker.OPERATOR_NAME},
+        registry=registry,
+    )
+    @kopf.on.event(
+        "",
+        "v1",
+        "services",
+        id="broker-service",
+        labels={render_broker.MANAGED_BY: render_broker.OPERATOR_NAME},
+        registry=registry,
+    )
     def child_changed(namespace: str, labels: dict, **_: Any) -> None:
         """A broker's Pod or Service changed or went away: reconcile its Broker (recreates it)."""
         broker = labels.get(render_broker.BROKER_LABEL)
         if broker:
-            _logged("broker-child", f"broker {namespace}/{broker}", lambda: brokers.reconcile_broker(ctx, namespace, broker))
+            _logged(
+                "broker-child",
+                f"broker {namespace}/{broker}",
+                lambda: brokers.reconcile_broker(ctx, namespace, broker),
+            )
 
     @kopf.on.delete(GROUP, VERSION, BROKERS, id="finalize-broker", registry=registry)
     @kopf_errors
@@ -156,11 +185,18 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         topics.reconcile_topic(ctx, namespace, name)
 
     @kopf.timer(
-        GROUP, VERSION, TOPICS, id="resync-topic",
-        interval=ctx.config.resync_s, initial_delay=ctx.config.resync_s, registry=registry,
+        GROUP,
+        VERSION,
+        TOPICS,
+        id="resync-topic",
+        interval=ctx.config.resync_s,
+        initial_delay=ctx.config.resync_s,
+        registry=registry,
     )
     def topic_resync(namespace: str, name: str, **_: Any) -> None:
-        _logged("resync-topic", f"topic {namespace}/{name}", lambda: topics.reconcile_topic(ctx, namespace, name))
+        _logged(
+            "resync-topic", f"topic {namespace}/{name}", lambda: topics.reconcile_topic(ctx, namespace, name)
+        )
 
     @kopf.on.delete(GROUP, VERSION, TOPICS, id="finalize-topic", registry=registry)
     def topic_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:

@@ -44,7 +44,9 @@ class Kube:
     def get_custom(self, plural: str, namespace: str, name: str) -> dict | None:
         try:
             return _json(
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, _preload_content=False)
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name, _preload_content=False
+                )
             )
         except ApiException as e:
             if e.status == 404:
@@ -129,4 +131,7 @@ class Kube:
                 raise
             log.debug("cannot read namespace %s (%s): assuming it is not terminating", namespace, e.status)
             return False
-        return bool(ns.get("metadata", {}).get("deletionTimestamp")) or ns.get("status", {}).get("phase") == "Terminating"
+        return (
+            bool(ns.get("metadata", {}).get("deletionTimestamp"))
+            or ns.get("status", {}).get("phase") == "Terminating"
+        )

@@ -34,15 +34,19 @@ DEFAULT_METRICS_PORT = 8081  # MYQUEUE_OPERATOR_METRICS_PORT / --metrics-port; 0
 DEFAULT_METRICS_ADDRESS = "0.0.0.0"  # noqa: S104 - MYQUEUE_OPERATOR_METRICS_ADDRESS: scraped from other pods
 
 RECONCILES = Counter(
-    "myqueue_operator_reconcile_total", "Reconciles and finalizes of Broker and Topic resources, by outcome",
+    "myqueue_operator_reconcile_total",
+    "Reconciles and finalizes of Broker and Topic resources, by outcome",
     ["kind", "action", "outcome"],
 )
 RECONCILE_SECONDS = Histogram(
-    "myqueue_operator_reconcile_seconds", "Time one reconcile or finalize took", ["kind", "action"],
+    "myqueue_operator_reconcile_seconds",
+    "Time one reconcile or finalize took",
+    ["kind", "action"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 HANDLER_FAILURES = Counter(
-    "myqueue_operator_handler_failures_total", "kopf handler calls that failed, by kopf's kind of failure",
+    "myqueue_operator_handler_failures_total",
+    "kopf handler calls that failed, by kopf's kind of failure",
     ["handler", "failure"],
 )
 

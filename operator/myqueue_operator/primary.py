@@ -83,7 +83,12 @@ class PrimaryClient:
 
     def register_broker(self, name: str, address: str) -> None:
         """Idempotent: a known broker with the same address is a no-op; a new address replaces the old."""
-        self._call("POST", f"{self.url}/v1/brokers", json_body={"name": name, "address": address}, timeout=REGISTER_TIMEOUT_S)
+        self._call(
+            "POST",
+            f"{self.url}/v1/brokers",
+            json_body={"name": name, "address": address},
+            timeout=REGISTER_TIMEOUT_S,
+        )
 
     def unregister_broker(self, name: str, force: bool = False) -> dict | None:
         """Remove a broker; the primary re-places its partitions. None when it was not registered.
@@ -92,7 +97,12 @@ class PrimaryClient:
         """
         params = {"force": "true"} if force else None
         try:
-            return self._call("DELETE", f"{self.url}/v1/brokers/{quote(name, safe='')}", params=params, timeout=REGISTER_TIMEOUT_S)
+            return self._call(
+                "DELETE",
+                f"{self.url}/v1/brokers/{quote(name, safe='')}",
+                params=params,
+                timeout=REGISTER_TIMEOUT_S,
+            )
         except PrimaryRefused as e:
             if e.reason == Reason.BROKER_NOT_FOUND.value:
                 return None

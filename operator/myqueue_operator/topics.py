@@ -72,13 +72,21 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
         desired = (obj.get("spec") or {}).get("partitions", 1)
 
         def fail(reason: ConditionReason, message: str, delay: float) -> RetryLater:
-            _write(ctx, obj, render_topic.topic_status(obj, topic, ctx.now(), ready=False, reason=reason, message=message))
+            _write(
+                ctx,
+                obj,
+                render_topic.topic_status(obj, topic, ctx.now(), ready=False, reason=reason, message=message),
+            )
             return RetryLater(message, delay)
 
         try:
             metadata = ctx.primary.metadata()
         except PrimaryUnavailable as e:
-            raise fail(ConditionReason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+            raise fail(
+                ConditionReason.PRIMARY_UNAVAILABLE,
+                f"the primary manager did not answer: {e}",
+                ctx.config.retry_delay_s,
+            ) from e
         existing = metadata.partitions(topic)
         plan = render_topic.plan_partitions(existing, desired)
         added: list[str] = []
@@ -87,24 +95,48 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
                 if ctx.primary.add_partition(topic, partition):
                     added.append(partition)
         except PrimaryUnavailable as e:
-            raise fail(ConditionReason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+            raise fail(
+                ConditionReason.PRIMARY_UNAVAILABLE,
+                f"the primary manager did not answer: {e}",
+                ctx.config.retry_delay_s,
+            ) from e
         except PrimaryRefused as e:
             if e.reason == Reason.NO_BROKER.value:
-                raise fail(ConditionReason.NO_READY_BROKER, f"no ready broker to place partitions on: {e.message}", ctx.config.retry_delay_s) from e
-            raise fail(ConditionReason.CREATE_REFUSED, f"the primary refused a partition: {e}", ctx.config.resync_s) from e
+                raise fail(
+                    ConditionReason.NO_READY_BROKER,
+                    f"no ready broker to place partitions on: {e.message}",
+                    ctx.config.retry_delay_s,
+                ) from e
+            raise fail(
+                ConditionReason.CREATE_REFUSED, f"the primary refused a partition: {e}", ctx.config.resync_s
+            ) from e
         finally:
             if added:
-                ctx.events(obj, "Normal", "PartitionsAdded", f"created {', '.join(added)} of topic {topic} through the primary manager")
+                ctx.events(
+                    obj,
+                    "Normal",
+                    "PartitionsAdded",
+                    f"created {', '.join(added)} of topic {topic} through the primary manager",
+                )
         if added:
             try:
                 metadata = ctx.primary.metadata()
             except PrimaryUnavailable as e:
-                raise fail(ConditionReason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {e}", ctx.config.retry_delay_s) from e
+                raise fail(
+                    ConditionReason.PRIMARY_UNAVAILABLE,
+                    f"the primary manager did not answer: {e}",
+                    ctx.config.retry_delay_s,
+                ) from e
         offsets = end_offsets(ctx, metadata, topic)
         wire = metadata.to_json()  # render's topic functions read the view's JSON form
         ready, reason, message = render_topic.topic_readiness(wire, topic, desired, plan)
         status = render_topic.topic_status(
-            obj, topic, ctx.now(), ready=ready, reason=reason, message=message,
+            obj,
+            topic,
+            ctx.now(),
+            ready=ready,
+            reason=reason,
+            message=message,
             partitions=render_topic.topic_partitions(wire, topic, offsets),
         )
         _write(ctx, obj, status)

@@ -43,7 +43,9 @@ class Seed:
     def wait_replica_synced(self, timeout: float = 20.0) -> None:
         """Wait until the replica serves the primary's current configuration."""
         version = self.metadata(self.p)["version"]
-        wait_until(lambda: self.metadata(self.r)["version"] >= version, timeout, message="replica did not sync")
+        wait_until(
+            lambda: self.metadata(self.r)["version"] >= version, timeout, message="replica did not sync"
+        )
 
     def partition_log(self, topic: str, partition: str) -> list[str]:
         """Every record of a partition, read straight from its broker (the fast path)."""

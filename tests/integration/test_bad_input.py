@@ -5,7 +5,23 @@ import requests
 from myqueue.core import defaults
 from tests.integration.seedcalls import Seed
 
-BAD_NAMES = ["T-1", "T@1", "Tx1", "T*", "T|1", "T:1", "subl", "publ", "", "Tö", "T\x01", "T 1", "Z" * 65, 7, None]
+BAD_NAMES = [
+    "T-1",
+    "T@1",
+    "Tx1",
+    "T*",
+    "T|1",
+    "T:1",
+    "subl",
+    "publ",
+    "",
+    "Tö",
+    "T\x01",
+    "T 1",
+    "Z" * 65,
+    7,
+    None,
+]
 
 
 def snapshot(seed: Seed, consumer: int) -> dict:
@@ -30,17 +46,65 @@ def bad_requests(seed: Seed, broker: str) -> list[tuple[str, str, dict, int, str
         ("POST", p + "/topics/add", {"data": "{not json"}, 400, "INVALID_REQUEST"),
         ("POST", p + "/topics/add", {"json": [1, 2]}, 400, "INVALID_REQUEST"),
         ("POST", p + "/topics/add", {"json": {"topic": "T1"}}, 400, "INVALID_REQUEST"),
-        ("POST", p + "/topics/add", {"json": {"topic": "T1", "part": "P1", "extra": 1}}, 400, "INVALID_REQUEST"),
+        (
+            "POST",
+            p + "/topics/add",
+            {"json": {"topic": "T1", "part": "P1", "extra": 1}},
+            400,
+            "INVALID_REQUEST",
+        ),
         ("POST", p + "/topics/add", {"json": {"topic": "T1", "part": "P1"}}, 400, "PARTITION_EXISTS"),
         ("POST", p + "/topics/add", {"data": "x" * (defaults.MAX_JSON_BODY_BYTES + 10)}, 400, "TOO_LARGE"),
         ("POST", p + "/producer/register", {"json": {"topic": "T9"}}, 400, "TOPIC_NOT_FOUND"),
-        ("POST", p + "/producer/produce", {"json": {"producer_id": 999, "message": "m"}}, 400, "PRODUCER_NOT_FOUND"),
-        ("POST", p + "/producer/produce", {"json": {"producer_id": -1, "message": "m"}}, 400, "INVALID_REQUEST"),
-        ("POST", p + "/producer/produce", {"json": {"producer_id": "0", "message": "m"}}, 400, "INVALID_REQUEST"),
-        ("POST", p + "/producer/produce", {"json": {"producer_id": 0.5, "message": "m"}}, 400, "INVALID_REQUEST"),
-        ("POST", p + "/producer/produce", {"json": {"producer_id": True, "message": "m"}}, 400, "INVALID_REQUEST"),
-        ("POST", p + "/producer/produce", {"json": {"producer_id": 2**40, "message": "m"}}, 400, "INVALID_REQUEST"),
-        ("POST", p + "/producer/produce", {"json": {"producer_id": 0, "message": ""}}, 400, "INVALID_REQUEST"),
+        (
+            "POST",
+            p + "/producer/produce",
+            {"json": {"producer_id": 999, "message": "m"}},
+            400,
+            "PRODUCER_NOT_FOUND",
+        ),
+        (
+            "POST",
+            p + "/producer/produce",
+            {"json": {"producer_id": -1, "message": "m"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            p + "/producer/produce",
+            {"json": {"producer_id": "0", "message": "m"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            p + "/producer/produce",
+            {"json": {"producer_id": 0.5, "message": "m"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            p + "/producer/produce",
+            {"json": {"producer_id": True, "message": "m"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            p + "/producer/produce",
+            {"json": {"producer_id": 2**40, "message": "m"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            p + "/producer/produce",
+            {"json": {"producer_id": 0, "message": ""}},
+            400,
+            "INVALID_REQUEST",
+        ),
         ("POST", p + "/producer/produce", {"json": {"producer_id": 0, "message": 5}}, 400, "INVALID_REQUEST"),
         ("POST", p + "/producer/produce", {"json": {"producer_id": 0, "message": big}}, 400, "TOO_LARGE"),
         ("POST", p + "/producer/produce", {"json": {"producer_id": 0}}, 400, "INVALID_REQUEST"),
@@ -54,12 +118,30 @@ def bad_requests(seed: Seed, broker: str) -> list[tuple[str, str, dict, int, str
         ("GET", p + "/nope", {}, 404, "NOT_FOUND"),
         ("DELETE", p + "/topics", {}, 405, "METHOD_NOT_ALLOWED"),
         ("GET", p + "/v1/view", {"params": {"wait": "99"}}, 400, "INVALID_REQUEST"),
-        ("POST", p + "/v1/brokers", {"json": {"name": "broker5", "address": "ftp://x"}}, 400, "INVALID_REQUEST"),
-        ("POST", p + "/v1/brokers", {"json": {"name": "nobrk", "address": "http://127.0.0.1:1"}}, 400, "INVALID_NAME"),
+        (
+            "POST",
+            p + "/v1/brokers",
+            {"json": {"name": "broker5", "address": "ftp://x"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            p + "/v1/brokers",
+            {"json": {"name": "nobrk", "address": "http://127.0.0.1:1"}},
+            400,
+            "INVALID_NAME",
+        ),
         ("DELETE", p + "/v1/brokers/broker9", {}, 404, "BROKER_NOT_FOUND"),
         # --- replica ----------------------------------------------------------------------------------------------
         ("POST", r + "/consumer/register", {"json": {"topic": "T9"}}, 400, "TOPIC_NOT_FOUND"),
-        ("POST", r + "/consumer/register", {"json": {"topic": "T1", "part": "P9"}}, 400, "PARTITION_NOT_FOUND"),
+        (
+            "POST",
+            r + "/consumer/register",
+            {"json": {"topic": "T1", "part": "P9"}},
+            400,
+            "PARTITION_NOT_FOUND",
+        ),
         ("GET", r + "/consumer/consume", {}, 400, "INVALID_REQUEST"),
         ("GET", r + "/consumer/consume", {"params": {"consumer_id": "-1"}}, 400, "INVALID_REQUEST"),
         ("GET", r + "/consumer/consume", {"params": {"consumer_id": "1e3"}}, 400, "INVALID_REQUEST"),
@@ -72,28 +154,92 @@ def bad_requests(seed: Seed, broker: str) -> list[tuple[str, str, dict, int, str
         ("POST", b + "/v1/partitions/T1/P1/records", {"data": b""}, 400, "INVALID_REQUEST"),
         ("POST", b + "/v1/partitions/T1/P1/records", {"data": b"garbage-garbage"}, 400, "INVALID_REQUEST"),
         ("POST", b + "/v1/partitions/T1/P1/records", {"data": b"MQB1\xff\xff\xff\xff"}, 413, "TOO_LARGE"),
-        ("POST", b + "/v1/partitions/T1/P1/records", {"data": b"MQB1\x01\x00\x00\x00\x05\x00\x00\x00ab"}, 400, "INVALID_REQUEST"),
-        ("POST", b + "/v1/partitions/T9/P9/records", {"data": b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a"}, 421, "NOT_HERE"),
+        (
+            "POST",
+            b + "/v1/partitions/T1/P1/records",
+            {"data": b"MQB1\x01\x00\x00\x00\x05\x00\x00\x00ab"},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            b + "/v1/partitions/T9/P9/records",
+            {"data": b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a"},
+            421,
+            "NOT_HERE",
+        ),
         ("PUT", b + "/v1/partitions/T-1/P1", {}, 400, "INVALID_NAME"),
         ("GET", b + "/v1/partitions/T1/P1/records", {}, 400, "INVALID_REQUEST"),
         ("GET", b + "/v1/partitions/T1/P1/records", {"params": {"offset": "-1"}}, 400, "INVALID_REQUEST"),
-        ("GET", b + "/v1/partitions/T1/P1/records", {"params": {"offset": "0", "max_records": "0"}}, 400, "INVALID_REQUEST"),
-        ("GET", b + "/v1/partitions/T1/P1/records", {"params": {"offset": "0", "wait_ms": "999999"}}, 400, "INVALID_REQUEST"),
-        ("PUT", b + "/v1/partitions/T1/P1/positions/g1", {"json": {"offset": 1, "at": "latest"}}, 400, "INVALID_REQUEST"),
+        (
+            "GET",
+            b + "/v1/partitions/T1/P1/records",
+            {"params": {"offset": "0", "max_records": "0"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "GET",
+            b + "/v1/partitions/T1/P1/records",
+            {"params": {"offset": "0", "wait_ms": "999999"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "PUT",
+            b + "/v1/partitions/T1/P1/positions/g1",
+            {"json": {"offset": 1, "at": "latest"}},
+            400,
+            "INVALID_REQUEST",
+        ),
         ("PUT", b + "/v1/partitions/T1/P1/positions/g1", {"json": {}}, 400, "INVALID_REQUEST"),
         ("PUT", b + "/v1/partitions/T1/P1/positions/g1", {"json": {"at": "middle"}}, 400, "INVALID_REQUEST"),
         ("PUT", b + "/v1/partitions/T1/P1/positions/g1", {"json": {"offset": -1}}, 400, "INVALID_REQUEST"),
         ("PUT", b + "/v1/partitions/T1/P1/positions/g1", {"json": {"offset": "5"}}, 400, "INVALID_REQUEST"),
         ("PUT", b + "/v1/partitions/T1/P1/positions/g%20x", {"json": {"offset": 0}}, 400, "INVALID_NAME"),
-        ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"json": {"max_records": 0}}, 400, "INVALID_REQUEST"),
-        ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"json": {"max_records": "1"}}, 400, "INVALID_REQUEST"),
+        (
+            "POST",
+            b + "/v1/partitions/T1/P1/positions/g1/take",
+            {"json": {"max_records": 0}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            b + "/v1/partitions/T1/P1/positions/g1/take",
+            {"json": {"max_records": "1"}},
+            400,
+            "INVALID_REQUEST",
+        ),
         ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"data": "[]"}, 400, "INVALID_REQUEST"),
-        ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"json": {"take_id": "a b"}}, 400, "INVALID_REQUEST"),
-        ("POST", b + "/v1/partitions/T1/P1/positions/g1/take", {"json": {"take_id": 5}}, 400, "INVALID_REQUEST"),
-        ("POST", b + "/v1/partitions/T1/P1/records?request_id=" + "r" * 65,
-         {"data": b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a"}, 400, "INVALID_REQUEST"),
-        ("POST", b + "/v1/partitions/T1/P1/records?request_id=r1&producer_id=p&sequence=0",
-         {"data": b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a"}, 400, "INVALID_REQUEST"),
+        (
+            "POST",
+            b + "/v1/partitions/T1/P1/positions/g1/take",
+            {"json": {"take_id": "a b"}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            b + "/v1/partitions/T1/P1/positions/g1/take",
+            {"json": {"take_id": 5}},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            b + "/v1/partitions/T1/P1/records?request_id=" + "r" * 65,
+            {"data": b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a"},
+            400,
+            "INVALID_REQUEST",
+        ),
+        (
+            "POST",
+            b + "/v1/partitions/T1/P1/records?request_id=r1&producer_id=p&sequence=0",
+            {"data": b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a"},
+            400,
+            "INVALID_REQUEST",
+        ),
     ]
     for name in BAD_NAMES:
         cases.append(("POST", p + "/topics/add", {"json": {"topic": name, "part": "P1"}}, 400, None))
@@ -150,10 +296,14 @@ def test_thousands_of_partitions_stop_at_the_limit_and_change_nothing(local_clus
         before = seed.metadata(seed.p)
         assert len(before["topics"]["Wide"]) == defaults.MAX_PARTITIONS_PER_TOPIC
         for i in range(defaults.MAX_PARTITIONS_PER_TOPIC, defaults.MAX_PARTITIONS_PER_TOPIC + 5):
-            body = seed.refused(seed.post(seed.p, "/topics/add", {"topic": "Wide", "part": f"P{i}"}), "LIMIT_REACHED")
+            body = seed.refused(
+                seed.post(seed.p, "/topics/add", {"topic": "Wide", "part": f"P{i}"}), "LIMIT_REACHED"
+            )
             assert str(defaults.MAX_PARTITIONS_PER_TOPIC) in body["message"]
         # A producer asking for one more partition is refused the same way, and registers nothing.
-        seed.refused(seed.post(seed.p, "/producer/register", {"topic": "Wide", "part": "P9999"}), "LIMIT_REACHED")
+        seed.refused(
+            seed.post(seed.p, "/producer/register", {"topic": "Wide", "part": "P9999"}), "LIMIT_REACHED"
+        )
         after = seed.metadata(seed.p)
         assert after["version"] == before["version"] and after["topics"] == before["topics"]
         broker = after["brokers"]["broker0"]["address"]

@@ -42,7 +42,17 @@ def _ready(url: str) -> bool:
 def broker_process(name: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """A memory-mode broker started by the test, not by any launcher."""
     port = free_port(HOST)
-    argv = [sys.executable, "-m", "myqueue.broker", "--name", name, "--port", str(port), "--log-level", "WARNING"]
+    argv = [
+        sys.executable,
+        "-m",
+        "myqueue.broker",
+        "--name",
+        name,
+        "--port",
+        str(port),
+        "--log-level",
+        "WARNING",
+    ]
     process = subprocess.Popen(argv)
     url = f"http://{HOST}:{port}"
     try:
@@ -79,14 +89,20 @@ class BrokerProcesses:
         self.ports: dict[str, int] = {}
 
     def processes(self):
-        return {n: {"pid": p.pid, "address": a, "role": "broker", "restarts": 0} for n, (p, a) in self.children.items()}
+        return {
+            n: {"pid": p.pid, "address": a, "role": "broker", "restarts": 0}
+            for n, (p, a) in self.children.items()
+        }
 
     def start_broker(self, name):
         valid = validate_broker_name(name)
         if valid not in self.children:
             self.ports.setdefault(valid, free_port(HOST))
             argv = [sys.executable, "-m", "myqueue.broker", "--name", valid, "--port", str(self.ports[valid])]
-            self.children[valid] = (subprocess.Popen(argv + ["--log-level", "WARNING"]), f"http://{HOST}:{self.ports[valid]}")
+            self.children[valid] = (
+                subprocess.Popen(argv + ["--log-level", "WARNING"]),
+                f"http://{HOST}:{self.ports[valid]}",
+            )
         return {"name": valid, "address": self.children[valid][1]}
 
     def stop_broker(self, name):
@@ -122,14 +138,19 @@ def test_a_removal_that_fails_midway_restarts_what_it_stopped_and_changes_nothin
         after = primary.view()
         assert after["topics"] == before["topics"]
         assert set(after["brokers"]) == {"broker0", "broker1", "broker2"}
-        assert set(launcher.children) == {"broker0", "broker1", "broker2"}, "stopped brokers were not restarted"
+        assert set(launcher.children) == {"broker0", "broker1", "broker2"}, (
+            "stopped brokers were not restarted"
+        )
         assert all(alive(process) for process, _ in launcher.children.values())
         # Every configured broker is ready again and hosts what it owns, so every partition takes records.
         assert all(b["ready"] for b in after["brokers"].values()), after["brokers"]
         producer = primary.register_producer("T1", None)
         for _ in range(6):
             primary.produce(producer, b"after")
-        assert "broker2 does not stop" in refused.value.message and "nothing was changed" in refused.value.message
+        assert (
+            "broker2 does not stop" in refused.value.message
+            and "nothing was changed" in refused.value.message
+        )
     finally:
         brokers.close()
         control.stop()
@@ -137,7 +158,10 @@ def test_a_removal_that_fails_midway_restarts_what_it_stopped_and_changes_nothin
 
 
 def test_rm_all_with_a_self_registered_broker_removes_every_one(local_cluster):
-    with local_cluster(store="memory", brokers=2) as cluster, broker_process("outsidebroker") as (outside, url):
+    with (
+        local_cluster(store="memory", brokers=2) as cluster,
+        broker_process("outsidebroker") as (outside, url),
+    ):
         seed = Seed(cluster.primary_url, cluster.replica_url)
         registered = requests.post(
             cluster.primary_url + "/v1/brokers", json={"name": "outsidebroker", "address": url}, timeout=10
@@ -178,7 +202,9 @@ def test_malformed_broker_addresses_are_refused(local_cluster):
     with local_cluster(store="memory", brokers=1) as cluster:
         for address in MALFORMED_ADDRESSES:
             answer = requests.post(
-                cluster.primary_url + "/v1/brokers", json={"name": "outsidebroker", "address": address}, timeout=10
+                cluster.primary_url + "/v1/brokers",
+                json={"name": "outsidebroker", "address": address},
+                timeout=10,
             )
             assert answer.status_code == 400, (address, answer.text)
             assert answer.json()["reason"] == "INVALID_REQUEST", (address, answer.text)
@@ -186,10 +212,15 @@ def test_malformed_broker_addresses_are_refused(local_cluster):
 
 
 def test_a_self_registered_broker_can_be_removed_again_on_a_local_cluster(local_cluster):
-    with local_cluster(store="memory", brokers=1) as cluster, broker_process("outsidebroker") as (outside, url):
+    with (
+        local_cluster(store="memory", brokers=1) as cluster,
+        broker_process("outsidebroker") as (outside, url),
+    ):
         for _ in range(3):  # registering and removing again and again leaves nothing behind
             registered = requests.post(
-                cluster.primary_url + "/v1/brokers", json={"name": "outsidebroker", "address": url + "/"}, timeout=10
+                cluster.primary_url + "/v1/brokers",
+                json={"name": "outsidebroker", "address": url + "/"},
+                timeout=10,
             )
             assert registered.status_code == 201, registered.text
             removed = requests.delete(cluster.primary_url + "/v1/brokers/outsidebroker", timeout=30)

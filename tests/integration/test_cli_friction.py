@@ -44,7 +44,9 @@ def wait_partitions(cluster: LocalCluster, topic: str, expected: set[str]) -> No
         seen[0] = topics(cluster)
         return set(seen[0].get(topic, {})) == expected
 
-    wait_until(listed, REPLICA_CATCH_UP_S, message=lambda: f"{topic}: wanted {expected}, last listing {seen[0]}")
+    wait_until(
+        listed, REPLICA_CATCH_UP_S, message=lambda: f"{topic}: wanted {expected}, last listing {seen[0]}"
+    )
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -79,7 +81,9 @@ def test_topics_create_takes_a_count_and_is_all_or_nothing(cluster):
     assert bad.returncode == 2 and "nothing created" in bad.stderr and "Traceback" not in bad.stderr
     assert set(topics(cluster)["TC1"]) == {"P1", "P2", "P3"}  # neither P4 nor P5 was made
 
-    again = run_cli("topics", "create", "TC1", "--partitions", "P3", "P4", "--if-not-exists", *manager(cluster))
+    again = run_cli(
+        "topics", "create", "TC1", "--partitions", "P3", "P4", "--if-not-exists", *manager(cluster)
+    )
     assert again.returncode == 0, again.stderr
     assert "TC1:P3 exists already, skipped" in again.stdout
     wait_partitions(cluster, "TC1", {"P1", "P2", "P3", "P4"})
@@ -93,7 +97,16 @@ def test_consume_from_beginning_reads_what_was_produced_before_it(cluster, tmp_p
                        *manager(cluster))  # fmt: skip
     assert produced.returncode == 0, produced.stderr
 
-    consume = ["consume", "--topics", "TB:*", "--log_loc", str(tmp_path), "--idle-timeout", "1", *manager(cluster)]
+    consume = [
+        "consume",
+        "--topics",
+        "TB:*",
+        "--log_loc",
+        str(tmp_path),
+        "--idle-timeout",
+        "1",
+        *manager(cluster),
+    ]
     late = run_cli(*consume, "--id", "1")
     assert late.returncode == 0, late.stderr
     assert (tmp_path / "consumer_1.txt").read_text() == ""  # the seed's rule: from the subscription on
@@ -126,7 +139,9 @@ def test_log_loc_takes_the_kebab_case_spelling_too(cluster, tmp_path):
     wait_partitions(cluster, "TL", {"P1"})
     (tmp_path / "producer_7.txt").write_text("t ONE P1 TL\n")
     for flag in ("--log-loc", "--log_loc"):  # the seed's spelling keeps working
-        produced = run_cli("produce", "--id", "7", "--topics", "TL:P1", flag, str(tmp_path), *manager(cluster))
+        produced = run_cli(
+            "produce", "--id", "7", "--topics", "TL:P1", flag, str(tmp_path), *manager(cluster)
+        )
         assert produced.returncode == 0, produced.stderr
         assert "produced 1 messages" in produced.stdout
 
@@ -158,7 +173,9 @@ def test_every_listing_command_prints_json_with_output_json(cluster):
     listed = run_cli("topics", "list", "--output", "json", *manager(cluster))
     assert listed.returncode == 0, listed.stderr
     assert set(json.loads(listed.stdout)["TJ"]) == {"P1", "P2"}
-    assert json.loads(run_cli("topics", "list", "--json", *manager(cluster)).stdout) == json.loads(listed.stdout)
+    assert json.loads(run_cli("topics", "list", "--json", *manager(cluster)).stdout) == json.loads(
+        listed.stdout
+    )
 
     brokers = run_cli("brokers", "list", "--output", "json", *manager(cluster))
     assert brokers.returncode == 0, brokers.stderr
@@ -183,18 +200,25 @@ def test_cluster_status_finds_a_cluster_up_started_without_a_state_file(tmp_path
     state = tmp_path / "run" / f"cluster-{primary}.json"
     up = subprocess.Popen(
         [sys.executable, "-m", "myqueue", "cluster", "up", "--brokers", "1", *ports],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_until(
-            lambda: state.exists() or up.poll() is not None, 90,
+            lambda: state.exists() or up.poll() is not None,
+            90,
             message=lambda: f"no {state}; supervisor exit code {up.poll()}",
         )
         assert up.poll() is None, up.communicate(timeout=CLI_TIMEOUT_S)[0][-2000:]
         status = run_cli("cluster", "status", "--primary-port", str(primary), "--json", env=env)
         assert status.returncode == 0, status.stderr
         listing = json.loads(status.stdout)
-        assert listing["supervisor_pid"] == up.pid and {"primary", "replica"} <= set(listing["processes"]), listing
+        assert listing["supervisor_pid"] == up.pid and {"primary", "replica"} <= set(listing["processes"]), (
+            listing
+        )
 
         again = run_cli("cluster", "up", "--brokers", "1", *ports, env=env)
         assert again.returncode != 0 and "port in use" in again.stderr, again.stderr[-2000:]
@@ -204,18 +228,24 @@ def test_cluster_status_finds_a_cluster_up_started_without_a_state_file(tmp_path
         up.communicate(timeout=CLI_TIMEOUT_S)
     assert not state.exists(), f"{state} outlived its cluster"
     gone = run_cli("cluster", "status", "--primary-port", str(primary), env=env)
-    assert gone.returncode == 1 and "no running cluster" in gone.stderr and "cluster up" in gone.stderr, gone.stderr
+    assert gone.returncode == 1 and "no running cluster" in gone.stderr and "cluster up" in gone.stderr, (
+        gone.stderr
+    )
 
 
 def test_completion_script_completes_commands_in_a_real_bash():
     script = run_cli("completion", "bash")
     assert script.returncode == 0, script.stderr
     words = {"myqueue to": "topics", "myqueue topics cr": "create", "myqueue cluster st": "status"}
-    lines = [f"COMP_WORDS=({typed}); COMP_CWORD={len(typed.split()) - 1}; _shtab_myqueue; echo \"${{COMPREPLY[*]}}\""
-             for typed in words]
+    lines = [
+        f'COMP_WORDS=({typed}); COMP_CWORD={len(typed.split()) - 1}; _shtab_myqueue; echo "${{COMPREPLY[*]}}"'
+        for typed in words
+    ]
     completed = subprocess.run(
         ["bash", "-c", script.stdout + "\n" + "\n".join(lines)],
-        capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split("\n")[: len(words)] == list(words.values()), completed.stdout
@@ -232,12 +262,16 @@ def test_one_topic_creation_rule_for_the_cli_and_the_library(cluster, tmp_path):
     from myqueue.client.errors import TopicNotFound
 
     (tmp_path / "producer_1.txt").write_text("t MSG1 P1 TAUTO\n")
-    made = run_cli("produce", "--id", "1", "--topics", "TAUTO:P1", "--log_loc", str(tmp_path), *manager(cluster))
+    made = run_cli(
+        "produce", "--id", "1", "--topics", "TAUTO:P1", "--log_loc", str(tmp_path), *manager(cluster)
+    )
     assert made.returncode == 0, made.stderr
     wait_partitions(cluster, "TAUTO", {"P1"})
 
     (tmp_path / "producer_2.txt").write_text("t MSG1 * TMISSING\n")
-    whole = run_cli("produce", "--id", "2", "--topics", "TMISSING:*", "--log_loc", str(tmp_path), *manager(cluster))
+    whole = run_cli(
+        "produce", "--id", "2", "--topics", "TMISSING:*", "--log_loc", str(tmp_path), *manager(cluster)
+    )
     assert whole.returncode == 1 and "TMISSING" in whole.stderr, (whole.returncode, whole.stderr)
     with Producer("127.0.0.1", cluster.primary_port, cluster.replica_port) as producer:
         with pytest.raises(TopicNotFound):
@@ -248,7 +282,9 @@ def test_one_topic_creation_rule_for_the_cli_and_the_library(cluster, tmp_path):
 def test_brokers_test_says_it_plainly(cluster):
     tested = run_cli("brokers", "test", "broker0", *manager(cluster))
     assert tested.returncode == 0, tested.stderr
-    assert tested.stdout.startswith("broker0: self-test passed (") and "All test cases" not in tested.stdout, tested.stdout
+    assert (
+        tested.stdout.startswith("broker0: self-test passed (") and "All test cases" not in tested.stdout
+    ), tested.stdout
 
 
 def test_long_produce_and_consume_print_progress_lines(cluster, tmp_path):

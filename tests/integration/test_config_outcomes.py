@@ -113,7 +113,15 @@ def test_a_black_holed_store_answers_503_retry_after_within_the_bound_and_writes
     def write(name: str) -> None:
         started = time.monotonic()
         answer = app.test_client().post("/v1/brokers", json={"name": name, "address": http_address(name)})
-        answers.append((name, answer.status_code, answer.json, answer.headers.get("Retry-After"), time.monotonic() - started))
+        answers.append(
+            (
+                name,
+                answer.status_code,
+                answer.json,
+                answer.headers.get("Retry-After"),
+                time.monotonic() - started,
+            )
+        )
 
     writers = [threading.Thread(target=write, args=(f"broker{i}",)) for i in (1, 2, 3)]
     for thread in writers:
@@ -128,7 +136,9 @@ def test_a_black_holed_store_answers_503_retry_after_within_the_bound_and_writes
     wait_until(lambda: not proxy.black_holed(), 4 * BOUND + 5, message="the black hole never ended")
 
     def accepted():
-        answer = app.test_client().post("/v1/brokers", json={"name": "broker9", "address": http_address("broker9")})
+        answer = app.test_client().post(
+            "/v1/brokers", json={"name": "broker9", "address": http_address("broker9")}
+        )
         return answer.status_code in (200, 201) or None
 
     wait_until(accepted, 30, message=lambda: f"writes never resumed: {primary.view()}")

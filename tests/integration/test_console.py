@@ -25,8 +25,10 @@ TOKEN = "console-test-token-not-a-secret"
 if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
     if os.environ.get("MYQUEUE_REQUIRE_BROWSER"):
         raise RuntimeError(f"MYQUEUE_REQUIRE_BROWSER is set but {CHROMIUM} or {CHROMEDRIVER} is missing")
-    pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+    pytest.skip(
+        "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 from selenium import webdriver  # noqa: E402 - only once the browser is known to be there
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -37,8 +39,14 @@ class Browser:
     def __init__(self, shots: Path):
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900",
-                    "--no-first-run", "--disable-extensions"):
+        for arg in (
+            "--headless=new",
+            "--disable-dev-shm-usage",
+            "--disable-gpu",
+            "--window-size=1280,900",
+            "--no-first-run",
+            "--disable-extensions",
+        ):
             options.add_argument(arg)
         if os.geteuid() == 0:
             options.add_argument("--no-sandbox")
@@ -74,8 +82,14 @@ class Browser:
             seen["text"] = found[0].text if found else None
             return seen["text"] is not None and predicate(seen["text"])
 
-        wait_until(check, timeout, message=lambda: f"{css} last showed {seen['text']!r} on "
-                   f"{self.driver.current_url}: {self.driver.find_element(By.TAG_NAME, 'body').text[:300]!r}")
+        wait_until(
+            check,
+            timeout,
+            message=lambda: (
+                f"{css} last showed {seen['text']!r} on "
+                f"{self.driver.current_url}: {self.driver.find_element(By.TAG_NAME, 'body').text[:300]!r}"
+            ),
+        )
         return seen["text"]
 
     def console_errors(self) -> list[dict]:
@@ -96,13 +110,17 @@ def broker_partitions(cluster, token=None) -> dict[tuple[str, str], int]:
     view = requests.get(f"{cluster.replica_url}/v1/metadata", headers=headers, timeout=10).json()["message"]
     ends = {}
     for broker in view["brokers"].values():
-        answer = requests.get(f"{broker['address']}/v1/partitions", headers=headers, timeout=10).json()["message"]
+        answer = requests.get(f"{broker['address']}/v1/partitions", headers=headers, timeout=10).json()[
+            "message"
+        ]
         ends.update({(p["topic"], p["partition"]): p["end_offset"] for p in answer["partitions"]})
     return ends
 
 
 def setup_topic(cluster, token=None) -> ApiHandler:
-    api = ApiHandler("127.0.0.1", primary=str(cluster.primary_port), readonly=str(cluster.replica_port), token=token)
+    api = ApiHandler(
+        "127.0.0.1", primary=str(cluster.primary_port), readonly=str(cluster.replica_port), token=token
+    )
     api.add_topic("T1", "P1")
     api.add_topic("T1", "P2")
     api.add_topic("T2", "P1")
@@ -122,7 +140,11 @@ SPECIAL = [b'{"a": 1, "b": [1, 2]}', b"\x00\xff\x10bin\x7f", b"<script>alert(1)<
 def test_console_pages_show_what_the_api_answers(local_cluster, browser):
     with local_cluster(store="memory", brokers=2) as cluster:
         api = setup_topic(cluster)
-        args = {"host": "127.0.0.1", "primary_port": cluster.primary_port, "replica_port": cluster.replica_port}
+        args = {
+            "host": "127.0.0.1",
+            "primary_port": cluster.primary_port,
+            "replica_port": cluster.replica_port,
+        }
         with Producer(**args) as producer:
             producer.send_batch("T1", "P1", SPECIAL + [f"m{i}".encode() for i in range(22)])
             producer.send_batch("T1", "P2", [f"n{i}" for i in range(7)])
@@ -136,7 +158,9 @@ def test_console_pages_show_what_the_api_answers(local_cluster, browser):
             answer = requests.get(f"{base}{path}", timeout=10)
             assert answer.status_code == 200, path
             csp = answer.headers["Content-Security-Policy"]
-            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+            assert (
+                "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+            )
             assert answer.headers["X-Content-Type-Options"] == "nosniff"
         assert requests.post(f"{base}/cluster", timeout=10).status_code == 405  # pages are GET-only
 
@@ -191,7 +215,13 @@ def test_console_pages_show_what_the_api_answers(local_cluster, browser):
         browser.get(f"{base}/topics/T1/P1/records?offset=1&limit=1&format=hex")
         assert browser.text("#records pre.value").startswith("00000000  00 ff 10 62 69 6e 7f")
         browser.get(f"{base}/topics/T1/P1/records?offset=20&limit=10")
-        assert [int(r.get_attribute("data-offset")) for r in browser.all("#records tbody tr")] == [20, 21, 22, 23, 24]
+        assert [int(r.get_attribute("data-offset")) for r in browser.all("#records tbody tr")] == [
+            20,
+            21,
+            22,
+            23,
+            24,
+        ]
         assert not browser.all("#next")
         browser.shot("records-hex")
 
@@ -202,7 +232,9 @@ def test_console_pages_show_what_the_api_answers(local_cluster, browser):
         assert api.consume(consumer).message == "late0"
         group = f"myqueue.seed.c{consumer}"
         broker = view["brokers"][next(p["broker"] for p in view["topics"]["T1"] if p["partition"] == "P2")]
-        position = requests.get(f"{broker['address']}/v1/partitions/T1/P2/positions/{group}", timeout=10).json()["message"]
+        position = requests.get(
+            f"{broker['address']}/v1/partitions/T1/P2/positions/{group}", timeout=10
+        ).json()["message"]
         assert (position["offset"], position["end_offset"]) == (8, 10)
         browser.get(f"{base}/groups?topic=T1&group={group}")
         assert "no consumer-group coordinator" in browser.text("#groups-not-yet")
@@ -214,8 +246,14 @@ def test_console_pages_show_what_the_api_answers(local_cluster, browser):
 
         # Throughput: the script polls the console's JSON and draws a line that shows the produce rate.
         browser.get(f"{base}/throughput")
-        browser.wait_text("body", lambda _t: int(browser.driver.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0) >= 2)
+        browser.wait_text(
+            "body",
+            lambda _t: (
+                int(browser.driver.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0) >= 2
+            ),
+        )
         with Producer(**args) as producer:
+
             def rate_seen():
                 producer.send_batch("T2", "P1", [b"x"] * 50)
                 figure = browser.driver.find_element(By.CSS_SELECTOR, 'figure[data-chart-topic="T2"]')
@@ -229,8 +267,13 @@ def test_console_pages_show_what_the_api_answers(local_cluster, browser):
             seen.update(requests.get(f"{base}/api/throughput", timeout=10).json())
             return seen["end_offsets"]["T2:P1"] == expected
 
-        wait_until(api_caught_up, 10, message=lambda: f"the console's JSON shows {seen.get('end_offsets')}, "
-                   f"the broker {expected} for T2:P1")
+        wait_until(
+            api_caught_up,
+            10,
+            message=lambda: (
+                f"the console's JSON shows {seen.get('end_offsets')}, the broker {expected} for T2:P1"
+            ),
+        )
         assert not browser.console_errors(), browser.console_errors()  # no CSP violation, no script error
         browser.shot("throughput")
 
@@ -262,12 +305,18 @@ def test_console_pages_show_what_the_api_answers(local_cluster, browser):
                 row = browser.driver.find_element(By.CSS_SELECTOR, '#brokers tr[data-broker="broker1"]')
                 return row.find_element(By.CSS_SELECTOR, ".health").text.startswith("down")
 
-            wait_until(broker1_down, 20, message=lambda: f"broker1 never shown down (page loads took {loads} s)")
+            wait_until(
+                broker1_down, 20, message=lambda: f"broker1 never shown down (page loads took {loads} s)"
+            )
             assert max(loads) < 5, loads
             assert browser.text("#brokers-up") == "1 / 2"
             view = requests.get(f"{cluster.replica_url}/v1/metadata", timeout=10).json()["message"]
-            on_broker1 = [(t, p["partition"]) for t, parts in view["topics"].items() for p in parts
-                          if p["broker"] == "broker1"]
+            on_broker1 = [
+                (t, p["partition"])
+                for t, parts in view["topics"].items()
+                for p in parts
+                if p["broker"] == "broker1"
+            ]
             if on_broker1:  # the primary may have moved them already
                 topic, part = on_broker1[0]
                 started = time.monotonic()
@@ -284,8 +333,12 @@ def test_console_login_with_auth_on(local_cluster, browser, monkeypatch):
     with local_cluster(store="memory", brokers=2) as cluster:
         monkeypatch.delenv("MYQUEUE_TOKEN")
         setup_topic(cluster, TOKEN)
-        with Producer(host="127.0.0.1", primary_port=cluster.primary_port, replica_port=cluster.replica_port,
-                      token=TOKEN) as producer:
+        with Producer(
+            host="127.0.0.1",
+            primary_port=cluster.primary_port,
+            replica_port=cluster.replica_port,
+            token=TOKEN,
+        ) as producer:
             producer.send_batch("T1", "P1", [f"s{i}" for i in range(4)])
         base = f"{cluster.replica_url}/console"
 
@@ -295,8 +348,13 @@ def test_console_login_with_auth_on(local_cluster, browser, monkeypatch):
         bearer = {"Authorization": f"Bearer {TOKEN}"}
         assert requests.get(f"{base}/api/throughput", headers=bearer, timeout=10).status_code == 200
         # A cross-site login (a form on another site posting here) is refused by the guard.
-        cross = requests.post(f"{base}/login", data={"token": TOKEN}, allow_redirects=False, timeout=10,
-                              headers={"Origin": "http://evil.example"})
+        cross = requests.post(
+            f"{base}/login",
+            data={"token": TOKEN},
+            allow_redirects=False,
+            timeout=10,
+            headers={"Origin": "http://evil.example"},
+        )
         assert cross.status_code == 403 and "Set-Cookie" not in cross.headers
 
         browser.get(f"{base}/cluster")
@@ -307,8 +365,11 @@ def test_console_login_with_auth_on(local_cluster, browser, monkeypatch):
         browser.shot("login-wrong")
         browser.driver.find_element(By.ID, "token").send_keys(TOKEN)
         browser.driver.find_element(By.ID, "login").click()
-        wait_until(lambda: browser.driver.current_url.endswith("/console/cluster"), 10,
-                   message=lambda: f"after login the browser is at {browser.driver.current_url}")
+        wait_until(
+            lambda: browser.driver.current_url.endswith("/console/cluster"),
+            10,
+            message=lambda: f"after login the browser is at {browser.driver.current_url}",
+        )
         assert TOKEN not in browser.driver.current_url
         assert browser.text("#brokers-up") == "2 / 2"
         (cookie,) = browser.driver.get_cookies()
@@ -317,7 +378,12 @@ def test_console_login_with_auth_on(local_cluster, browser, monkeypatch):
         browser.get(f"{base}/topics/T1/P1/records?offset=0")
         assert [v.text for v in browser.all("#records pre.value")] == ["s0", "s1", "s2", "s3"]
         browser.get(f"{base}/throughput")
-        browser.wait_text("body", lambda _t: int(browser.driver.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0) >= 1)
+        browser.wait_text(
+            "body",
+            lambda _t: (
+                int(browser.driver.find_element(By.TAG_NAME, "body").get_attribute("data-polls") or 0) >= 1
+            ),
+        )
         browser.shot("logged-in")
 
         # The cookie works for the console only, and not after logout.
@@ -325,8 +391,11 @@ def test_console_login_with_auth_on(local_cluster, browser, monkeypatch):
         assert requests.get(f"{base}/api/throughput", cookies=jar, timeout=10).status_code == 200
         assert requests.get(f"{cluster.replica_url}/topics", cookies=jar, timeout=10).status_code == 401
         browser.driver.find_element(By.ID, "logout").click()
-        wait_until(lambda: browser.driver.current_url.endswith("/console/login"), 10,
-                   message=lambda: f"after logout the browser is at {browser.driver.current_url}")
+        wait_until(
+            lambda: browser.driver.current_url.endswith("/console/login"),
+            10,
+            message=lambda: f"after logout the browser is at {browser.driver.current_url}",
+        )
         assert not browser.driver.get_cookies()
         assert requests.get(f"{base}/api/throughput", cookies=jar, timeout=10).status_code == 401
         browser.get(f"{base}/topics")

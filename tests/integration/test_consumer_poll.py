@@ -37,8 +37,11 @@ def test_catch_up_over_many_fetches_delivers_each_record_once_in_order(store, lo
                 producer.send_batch("T1", "P2", [f"b{i}-{j}" for j in range(23)])
         got = []
         with Consumer("T1", start="earliest", max_records=50, **client_args(cluster)) as consumer:
-            wait_until(lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 600, 60,
-                       message=lambda: f"got {len(got)} of 600")
+            wait_until(
+                lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 600,
+                60,
+                message=lambda: f"got {len(got)} of 600",
+            )
             assert consumer.poll(timeout=0.2) == []
             assert consumer.positions() == {("T1", "P1"): 370, ("T1", "P2"): 230}
         assert prefetch_threads() == []
@@ -91,8 +94,10 @@ def test_a_caught_up_single_partition_poll_long_polls_until_records_arrive(local
     with local_cluster(store="memory", brokers=1) as cluster:
         seed = Seed(cluster.primary_url, cluster.replica_url)
         seed.add_partition("T1", "P1")
-        with Consumer("T1:P1", start="latest", **client_args(cluster)) as consumer, \
-                Producer(cluster.host, cluster.primary_port, cluster.replica_port) as producer:
+        with (
+            Consumer("T1:P1", start="latest", **client_args(cluster)) as consumer,
+            Producer(cluster.host, cluster.primary_port, cluster.replica_port) as producer,
+        ):
             assert consumer.poll(timeout=0) == []
             assert consumer.poll(timeout=0.3) == []
             got: list = []
@@ -113,8 +118,13 @@ def test_without_prefetch_no_thread_is_started_and_the_records_are_the_same(loca
         with Producer(cluster.host, cluster.primary_port, cluster.replica_port) as producer:
             producer.send_batch("T1", "P1", [f"v{i}" for i in range(300)])
         got = []
-        with Consumer("T1:P1", start="earliest", max_records=40, prefetch=False, **client_args(cluster)) as consumer:
-            wait_until(lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 300, 30,
-                       message=lambda: f"got {len(got)} records, last offset {got[-1].offset if got else None}")
+        with Consumer(
+            "T1:P1", start="earliest", max_records=40, prefetch=False, **client_args(cluster)
+        ) as consumer:
+            wait_until(
+                lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 300,
+                30,
+                message=lambda: f"got {len(got)} records, last offset {got[-1].offset if got else None}",
+            )
             assert prefetch_threads() == []
         assert [(r.offset, r.text) for r in got] == [(i, f"v{i}") for i in range(300)]

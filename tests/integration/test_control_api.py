@@ -16,7 +16,10 @@ class FakeCluster:
         self.started: dict[str, str] = {}
 
     def processes(self):
-        return {name: {"pid": 1, "address": address, "role": "broker", "restarts": 0} for name, address in self.started.items()}
+        return {
+            name: {"pid": 1, "address": address, "role": "broker", "restarts": 0}
+            for name, address in self.started.items()
+        }
 
     def start_broker(self, name):
         valid = validate_broker_name(name)
@@ -50,10 +53,18 @@ def test_listens_on_loopback_only(control):
 @pytest.mark.parametrize("token", [None, "", "wrong", TOKEN + "x"])
 def test_missing_or_wrong_token_is_refused_with_401_json(control, token):
     url, cluster = control
-    for method, path, body in [("GET", "/processes", None), ("POST", "/brokers", {"name": "broker0"}), ("GET", "/nope", None)]:
+    for method, path, body in [
+        ("GET", "/processes", None),
+        ("POST", "/brokers", {"name": "broker0"}),
+        ("GET", "/nope", None),
+    ]:
         response = call(method, url + path, token=token, json=body)
         assert response.status_code == 401
-        assert response.json() == {"status": "failure", "message": "missing or wrong bearer token", "reason": "UNAUTHORIZED"}
+        assert response.json() == {
+            "status": "failure",
+            "message": "missing or wrong bearer token",
+            "reason": "UNAUTHORIZED",
+        }
     assert cluster.started == {}
 
 
@@ -62,7 +73,11 @@ def test_start_is_idempotent_and_listed_and_stoppable(control):
     first = call("POST", url + "/brokers", json={"name": "broker0"})
     again = call("POST", url + "/brokers", json={"name": "broker0"})
     assert first.status_code == again.status_code == 200
-    assert first.json()["message"] == again.json()["message"] == {"name": "broker0", "address": "http://127.0.0.1:7000"}
+    assert (
+        first.json()["message"]
+        == again.json()["message"]
+        == {"name": "broker0", "address": "http://127.0.0.1:7000"}
+    )
     listed = call("GET", url + "/processes").json()
     assert listed["status"] == "success" and set(listed["message"]) == {"broker0"}
     assert call("DELETE", url + "/brokers/broker0").status_code == 200

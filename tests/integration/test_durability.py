@@ -13,13 +13,17 @@ from tests.integration.seedcalls import Seed
 pytestmark = pytest.mark.postgres
 
 
-def produce_acked(seed: Seed, producer_id: int, messages: list[str], acked: list, deadline_s: float = 90) -> None:
+def produce_acked(
+    seed: Seed, producer_id: int, messages: list[str], acked: list, deadline_s: float = 90
+) -> None:
     """Send each message until it is acknowledged (retrying refusals while a broker restarts);
     record (topic:partition, offset, message) for every acknowledgement."""
     for message in messages:
         deadline = time.monotonic() + deadline_s
         while True:
-            response = seed.post(seed.p, "/producer/produce", {"producer_id": producer_id, "message": message})
+            response = seed.post(
+                seed.p, "/producer/produce", {"producer_id": producer_id, "message": message}
+            )
             if response.status_code == 200:
                 body = response.json()
                 acked.append((body["topic"], body["offset"], message))
@@ -117,4 +121,6 @@ def test_kill_9_primary_keeps_configuration(local_cluster, fresh_pg_dsn):
         old_pid = cluster.kill("primary", signal.SIGKILL)
         cluster.wait_restarted("primary", old_pid)
         assert seed.ok(seed.get(seed.p, "/topics")) == before
-        assert "Success" in seed.ok(seed.post(seed.p, "/producer/produce", {"producer_id": producer, "message": "x"}))
+        assert "Success" in seed.ok(
+            seed.post(seed.p, "/producer/produce", {"producer_id": producer, "message": "x"})
+        )

@@ -59,72 +59,143 @@ ROWS = {
     "success": Row(_envelope(200, status="success", message=SUCCESS), None),
     "refusal 400 INVALID_REQUEST": Row(
         _envelope(400, status="failure", message="bad", reason="INVALID_REQUEST"),
-        Reach.ANSWERED, 400, "INVALID_REQUEST", True,
-        errors.InvalidRequest, Reason.INVALID_REQUEST, PrimaryRefused,
+        Reach.ANSWERED,
+        400,
+        "INVALID_REQUEST",
+        True,
+        errors.InvalidRequest,
+        Reason.INVALID_REQUEST,
+        PrimaryRefused,
     ),
     "refusal 421 NOT_HERE": Row(
         _envelope(421, status="failure", message="not here", reason="NOT_HERE"),
-        Reach.ANSWERED, 421, "NOT_HERE", True,
-        errors.NotHere, BrokerLostPartition, PrimaryRefused,
+        Reach.ANSWERED,
+        421,
+        "NOT_HERE",
+        True,
+        errors.NotHere,
+        BrokerLostPartition,
+        PrimaryRefused,
     ),
     "refusal 503 UNAVAILABLE": Row(
         _envelope(503, status="failure", message="down", reason="UNAVAILABLE"),
-        Reach.ANSWERED, 503, "UNAVAILABLE", True,
-        errors.BrokerUnavailable, Reason.UNAVAILABLE, PrimaryUnavailable,
+        Reach.ANSWERED,
+        503,
+        "UNAVAILABLE",
+        True,
+        errors.BrokerUnavailable,
+        Reason.UNAVAILABLE,
+        PrimaryUnavailable,
     ),
     "refusal 503 OUTCOME_UNKNOWN": Row(
         _envelope(503, status="failure", message="reply lost", reason="OUTCOME_UNKNOWN"),
-        Reach.ANSWERED, 503, "OUTCOME_UNKNOWN", True,
-        errors.OutcomeUnknownError, Reason.OUTCOME_UNKNOWN, PrimaryRefused,
+        Reach.ANSWERED,
+        503,
+        "OUTCOME_UNKNOWN",
+        True,
+        errors.OutcomeUnknownError,
+        Reason.OUTCOME_UNKNOWN,
+        PrimaryRefused,
     ),
     "refusal 500 INTERNAL": Row(
         _envelope(500, status="failure", message="bug", reason="INTERNAL"),
-        Reach.ANSWERED, 500, "INTERNAL", True,
-        errors.ServerError, Reason.OUTCOME_UNKNOWN, PrimaryUnavailable,
+        Reach.ANSWERED,
+        500,
+        "INTERNAL",
+        True,
+        errors.ServerError,
+        Reason.OUTCOME_UNKNOWN,
+        PrimaryUnavailable,
     ),
     "refusal 409 with a reason this version does not know": Row(
         _envelope(409, status="failure", message="new", reason="SOMETHING_NEW"),
-        Reach.ANSWERED, 409, "SOMETHING_NEW", True,
-        errors.AlreadyExists, Reason.OUTCOME_UNKNOWN, PrimaryRefused,
+        Reach.ANSWERED,
+        409,
+        "SOMETHING_NEW",
+        True,
+        errors.AlreadyExists,
+        Reason.OUTCOME_UNKNOWN,
+        PrimaryRefused,
     ),
     "refusal 503 without a reason": Row(
         _envelope(503, status="failure", message="down"),
-        Reach.ANSWERED, 503, None, True,
-        errors.BrokerUnavailable, Reason.OUTCOME_UNKNOWN, PrimaryUnavailable,
+        Reach.ANSWERED,
+        503,
+        None,
+        True,
+        errors.BrokerUnavailable,
+        Reason.OUTCOME_UNKNOWN,
+        PrimaryUnavailable,
     ),
     "failure envelope with status 200": Row(
         _envelope(200, status="failure", message="nobody", reason="NO_BROKER"),
-        Reach.ANSWERED, 200, "NO_BROKER", True,
-        errors.BrokerUnavailable, Reason.NO_BROKER, PrimaryRefused,
+        Reach.ANSWERED,
+        200,
+        "NO_BROKER",
+        True,
+        errors.BrokerUnavailable,
+        Reason.NO_BROKER,
+        PrimaryRefused,
     ),
     "502 from a proxy, not JSON": Row(
         _answer(502, b"<html>bad gateway</html>", "text/html"),
-        Reach.ANSWERED, 502, None, False,
-        errors.BrokerUnavailable, Reason.OUTCOME_UNKNOWN, PrimaryUnavailable,
+        Reach.ANSWERED,
+        502,
+        None,
+        False,
+        errors.BrokerUnavailable,
+        Reason.OUTCOME_UNKNOWN,
+        PrimaryUnavailable,
     ),
     "200 that is not JSON": Row(
         _answer(200, b"hello", "text/plain"),
-        Reach.ANSWERED, 200, None, False,
-        errors.ProtocolError, Reason.OUTCOME_UNKNOWN, PrimaryUnavailable,
+        Reach.ANSWERED,
+        200,
+        None,
+        False,
+        errors.ProtocolError,
+        Reason.OUTCOME_UNKNOWN,
+        PrimaryUnavailable,
     ),
     # The operator used to call this one PrimaryRefused("UNKNOWN"); an answer that is not an
     # envelope is now "retry later" for every status, as a body that is not JSON always was.
     "200 JSON that is not an envelope": Row(
         _answer(200, b"[1, 2]"),
-        Reach.ANSWERED, 200, None, False,
-        errors.ProtocolError, Reason.OUTCOME_UNKNOWN, PrimaryUnavailable,
+        Reach.ANSWERED,
+        200,
+        None,
+        False,
+        errors.ProtocolError,
+        Reason.OUTCOME_UNKNOWN,
+        PrimaryUnavailable,
     ),
     "closed before answering": Row(
-        "close", Reach.BROKE, client=errors.RequestTimeout, broker=Reason.OUTCOME_UNKNOWN, operator=PrimaryUnavailable
+        "close",
+        Reach.BROKE,
+        client=errors.RequestTimeout,
+        broker=Reason.OUTCOME_UNKNOWN,
+        operator=PrimaryUnavailable,
     ),
     "closed in the middle of the body": Row(
-        "mid-body", Reach.BROKE, client=errors.RequestTimeout, broker=Reason.OUTCOME_UNKNOWN, operator=PrimaryUnavailable
+        "mid-body",
+        Reach.BROKE,
+        client=errors.RequestTimeout,
+        broker=Reason.OUTCOME_UNKNOWN,
+        operator=PrimaryUnavailable,
     ),
     "never answers": Row(
-        "silent", Reach.NO_ANSWER, client=errors.RequestTimeout, broker=Reason.OUTCOME_UNKNOWN, operator=PrimaryUnavailable
+        "silent",
+        Reach.NO_ANSWER,
+        client=errors.RequestTimeout,
+        broker=Reason.OUTCOME_UNKNOWN,
+        operator=PrimaryUnavailable,
     ),
     "connection refused": Row(
-        None, Reach.NOT_SENT, client=errors.BrokerUnavailable, broker=Reason.UNAVAILABLE, operator=PrimaryUnavailable
+        None,
+        Reach.NOT_SENT,
+        client=errors.BrokerUnavailable,
+        broker=Reason.UNAVAILABLE,
+        operator=PrimaryUnavailable,
     ),
 }
 
@@ -199,14 +270,18 @@ def test_each_failure_kind_through_the_envelope_client_and_every_caller(row):
 
 def test_checked_returns_a_binary_body_and_reads_a_failure_envelope():
     binary = ScriptedServer(_answer(200, b"\x00\x01binary", "application/octet-stream"))
-    refusal = ScriptedServer(_envelope(404, status="failure", message="no such topic", reason="TOPIC_NOT_FOUND"))
+    refusal = ScriptedServer(
+        _envelope(404, status="failure", message="no such topic", reason="TOPIC_NOT_FOUND")
+    )
     try:
         with EnvelopeClient() as client:
             assert client.checked("GET", f"{binary.url}/r", timeout=TIMEOUT_S).body == b"\x00\x01binary"
             with pytest.raises(CallFailed) as caught:
                 client.checked("GET", f"{refusal.url}/r", timeout=TIMEOUT_S)
         assert (caught.value.status, caught.value.reason, caught.value.message) == (
-            404, "TOPIC_NOT_FOUND", "no such topic"
+            404,
+            "TOPIC_NOT_FOUND",
+            "no such topic",
         )
         assert binary.authorizations == [None]  # no token: no Authorization header at all
     finally:

@@ -14,8 +14,11 @@ def client_args(cluster) -> dict:
 def consume_all(cluster, spec, expected: int, **kwargs) -> list:
     records = []
     with Consumer(spec, **client_args(cluster), **kwargs) as consumer:
-        wait_until(lambda: records.extend(consumer.poll(timeout=0.5)) or len(records) >= expected, 60,
-                   message=lambda: f"got {len(records)} of {expected}")
+        wait_until(
+            lambda: records.extend(consumer.poll(timeout=0.5)) or len(records) >= expected,
+            60,
+            message=lambda: f"got {len(records)} of {expected}",
+        )
         assert consumer.poll(timeout=0.2) == []
     return records
 
@@ -58,8 +61,11 @@ def test_latest_start_group_commit_and_resume(local_cluster):
             with Consumer("T1:P1", group="g1", start="latest", **client_args(cluster)) as late:
                 producer.send_batch("T1", "P1", [f"new{i}" for i in range(100)])
                 got = []
-                wait_until(lambda: got.extend(late.poll(timeout=0.5)) or len(got) >= 100, 30,
-                           message=lambda: f"got {len(got)} records: {[r.offset for r in got][:20]}...")
+                wait_until(
+                    lambda: got.extend(late.poll(timeout=0.5)) or len(got) >= 100,
+                    30,
+                    message=lambda: f"got {len(got)} records: {[r.offset for r in got][:20]}...",
+                )
                 assert [r.value for r in got[:2]] == [b"new0", b"new1"]
                 assert got[0].offset == 50
                 late.commit()
@@ -89,4 +95,6 @@ def test_producer_follows_a_partition_that_moved(local_cluster, fresh_pg_dsn):
             second = producer.send_batch("T1", "P1", [f"b{i}" for i in range(10)])
         assert [m.offset for m in first + second] == list(range(20))
         records = consume_all(cluster, "T1:P1", 20, start="earliest")
-        assert [r.value.decode() for r in records] == [f"a{i}" for i in range(10)] + [f"b{i}" for i in range(10)]
+        assert [r.value.decode() for r in records] == [f"a{i}" for i in range(10)] + [
+            f"b{i}" for i in range(10)
+        ]

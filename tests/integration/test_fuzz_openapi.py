@@ -88,7 +88,9 @@ def fuzz(operations: list, base_url: str, adjust=None) -> int:
                 assert mode is GenerationMode.NEGATIVE, f"{operation.label}: no valid example"
                 continue  # nothing to get wrong: the operation takes no input
             except Exception as failure:
-                raise AssertionError(f"{operation.method.upper()} {operation.path} ({mode}): {failure}") from failure
+                raise AssertionError(
+                    f"{operation.method.upper()} {operation.path} ({mode}): {failure}"
+                ) from failure
     return sent
 
 

@@ -30,8 +30,12 @@ def test_primary_exits_promptly_on_sigterm_with_a_view_long_poll_in_flight(local
             assert requests.get(f"{cluster.primary_url}/healthz", timeout=5).status_code == 200
             old_pid = cluster.kill("primary", signal.SIGTERM)
             sent = time.monotonic()
-            wait_until(lambda: cluster.processes()["primary"]["pid"] not in (None, old_pid), 30, interval=0.05,
-                       message=lambda: f"old pid {old_pid}; primary now {cluster.processes()['primary']}")
+            wait_until(
+                lambda: cluster.processes()["primary"]["pid"] not in (None, old_pid),
+                30,
+                interval=0.05,
+                message=lambda: f"old pid {old_pid}; primary now {cluster.processes()['primary']}",
+            )
             took = time.monotonic() - sent
         assert took < PROMPT_EXIT_S, (
             f"the primary took {took:.1f} s to exit on SIGTERM with GET /v1/view?wait=30 in flight "

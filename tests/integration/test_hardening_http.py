@@ -28,8 +28,11 @@ def _seed_topic(cluster, topic: str) -> tuple[int, int]:
     assert (
         requests.post(f"{p}/topics/add", json={"topic": topic, "part": "P1"}, timeout=10).status_code == 200
     )
-    wait_until(lambda: topic in requests.get(f"{r}/topics", timeout=10).json()["message"], 20,
-               message=lambda: f"replica's topics: {requests.get(f'{r}/topics', timeout=10).json()}")
+    wait_until(
+        lambda: topic in requests.get(f"{r}/topics", timeout=10).json()["message"],
+        20,
+        message=lambda: f"replica's topics: {requests.get(f'{r}/topics', timeout=10).json()}",
+    )
     consumer = requests.post(f"{r}/consumer/register", json={"topic": topic}, timeout=10).json()["message"]
     producer = requests.post(f"{p}/producer/register", json={"topic": topic}, timeout=10).json()["message"]
     return consumer, producer
@@ -108,7 +111,9 @@ def test_head_on_a_state_changing_route_is_refused_and_changes_nothing(cluster):
             requests.get(f"{r}/size", params={"consumer_id": consumer}, timeout=10).json()["message"] == 1
         ),
         20,
-        message=lambda: f"size: {requests.get(f'{r}/size', params={'consumer_id': consumer}, timeout=10).json()}",
+        message=lambda: (
+            f"size: {requests.get(f'{r}/size', params={'consumer_id': consumer}, timeout=10).json()}"
+        ),
     )
     head = requests.head(f"{r}/consumer/consume", params={"consumer_id": consumer}, timeout=10)
     assert head.status_code == 405 and head.headers["Allow"] == "GET", head.headers

@@ -41,8 +41,11 @@ class _Handler(BaseHTTPRequestHandler):
         proxy: DelayingProxy = self.server
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         answer = requests.request(
-            method, proxy.target + self.path, data=body,
-            headers={"Content-Type": self.headers.get("Content-Type", "")}, timeout=30,
+            method,
+            proxy.target + self.path,
+            data=body,
+            headers={"Content-Type": self.headers.get("Content-Type", "")},
+            timeout=30,
         )
         hold = False
         if method == "POST" and self.path.split("?")[0].endswith("/records"):
@@ -86,19 +89,31 @@ def test_resend_after_timeout_is_stored_once(store, local_cluster, request):
         try:
             # Clients now reach broker0 only through the proxy.
             seed.ok(seed.post(seed.p, "/v1/brokers", {"name": "broker0", "address": proxy.url}))
-            wait_until(lambda: seed.metadata(seed.r)["brokers"]["broker0"]["address"] == proxy.url, 20,
-                       message=lambda: f"replica's brokers: {seed.metadata(seed.r)['brokers']}")
-            with Producer(cluster.host, cluster.primary_port, cluster.replica_port, timeout=CLIENT_TIMEOUT_S,
-                          retries=5) as producer:
+            wait_until(
+                lambda: seed.metadata(seed.r)["brokers"]["broker0"]["address"] == proxy.url,
+                20,
+                message=lambda: f"replica's brokers: {seed.metadata(seed.r)['brokers']}",
+            )
+            with Producer(
+                cluster.host, cluster.primary_port, cluster.replica_port, timeout=CLIENT_TIMEOUT_S, retries=5
+            ) as producer:
                 first = producer.send_batch("T1", "P1", ["a", "b", "c"])
                 second = producer.send_batch("T1", "P1", ["d"])
             assert proxy.appends >= 3  # both delayed tries were resent at least once
             assert [m.offset for m in first + second] == [0, 1, 2, 3]
-            with Consumer("T1:P1", start="earliest", host=cluster.host, primary_port=cluster.primary_port,
-                          replica_port=cluster.replica_port) as consumer:
+            with Consumer(
+                "T1:P1",
+                start="earliest",
+                host=cluster.host,
+                primary_port=cluster.primary_port,
+                replica_port=cluster.replica_port,
+            ) as consumer:
                 got = []
-                wait_until(lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 4, 30,
-                           message=lambda: f"got {[r.value for r in got]}")
+                wait_until(
+                    lambda: got.extend(consumer.poll(timeout=0.5)) or len(got) >= 4,
+                    30,
+                    message=lambda: f"got {[r.value for r in got]}",
+                )
                 assert consumer.poll(timeout=0.3) == []
             assert [r.value for r in got] == [b"a", b"b", b"c", b"d"]
         finally:
@@ -114,17 +129,20 @@ def test_non_idempotent_producer_may_store_twice_which_is_why_idempotence_is_the
         broker = seed.metadata(seed.p)["brokers"]["broker0"]["address"]
         body_ok = requests.post(
             f"{broker}/v1/partitions/T1/P1/records?producer_id=p1&sequence=0",
-            data=b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a", timeout=10,
+            data=b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a",
+            timeout=10,
         ).json()["message"]
         again = requests.post(
             f"{broker}/v1/partitions/T1/P1/records?producer_id=p1&sequence=0",
-            data=b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a", timeout=10,
+            data=b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a",
+            timeout=10,
         ).json()["message"]
         assert body_ok == {"base_offset": 0, "count": 1, "duplicate": False}
         assert again == {"base_offset": 0, "count": 1, "duplicate": True}
         conflict = requests.post(
             f"{broker}/v1/partitions/T1/P1/records?producer_id=p1&sequence=7",
-            data=b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a", timeout=10,
+            data=b"MQB1\x01\x00\x00\x00\x01\x00\x00\x00a",
+            timeout=10,
         )
         assert conflict.status_code == 409 and conflict.json()["reason"] == "SEQUENCE_CONFLICT"
         plain = requests.post(

@@ -40,11 +40,18 @@ def run_clients(seed: Seed, producers: list[int], consumers: list[int], broker: 
                     break
                 if n % 2 == 0:  # the seed path: produce, then consume what is there
                     if i % 2 == 0:
-                        r = http.post(f"{seed.p}/producer/produce",
-                                      json={"producer_id": producers[n // 2], "message": "m" * 100}, timeout=30)
+                        r = http.post(
+                            f"{seed.p}/producer/produce",
+                            json={"producer_id": producers[n // 2], "message": "m" * 100},
+                            timeout=30,
+                        )
                         local["stored_bytes"] += 100
                     else:
-                        r = http.get(f"{seed.r}/consumer/consume", params={"consumer_id": consumers[n // 2]}, timeout=30)
+                        r = http.get(
+                            f"{seed.r}/consumer/consume",
+                            params={"consumer_id": consumers[n // 2]},
+                            timeout=30,
+                        )
                         if r.status_code == 400 and r.json().get("reason") == "NO_MESSAGE":
                             local["empty"] += 1
                             local["requests"] += 1
@@ -54,8 +61,11 @@ def run_clients(seed: Seed, producers: list[int], consumers: list[int], broker: 
                         r = http.post(f"{broker}/v1/partitions/L/P{n % 4}/records", data=batch, timeout=30)
                         local["stored_bytes"] += 1000
                     else:
-                        r = http.get(f"{broker}/v1/partitions/L/P{n % 4}/records",
-                                     params={"offset": i * 5, "max_records": 100}, timeout=30)
+                        r = http.get(
+                            f"{broker}/v1/partitions/L/P{n % 4}/records",
+                            params={"offset": i * 5, "max_records": 100},
+                            timeout=30,
+                        )
                 local["requests"] += 1
                 if r.status_code != 200:
                     local["errors"] += 1
@@ -80,9 +90,13 @@ def test_64_concurrent_clients(local_cluster, capsys):
         seed = Seed(cluster.primary_url, cluster.replica_url)
         for p in range(4):
             seed.add_partition("L", f"P{p}")
-        producers = [seed.ok(seed.post(seed.p, "/producer/register", {"topic": "L"})) for _ in range(CLIENTS // 2)]
+        producers = [
+            seed.ok(seed.post(seed.p, "/producer/register", {"topic": "L"})) for _ in range(CLIENTS // 2)
+        ]
         seed.wait_replica_synced()
-        consumers = [seed.ok(seed.post(seed.r, "/consumer/register", {"topic": "L"})) for _ in range(CLIENTS // 2)]
+        consumers = [
+            seed.ok(seed.post(seed.r, "/consumer/register", {"topic": "L"})) for _ in range(CLIENTS // 2)
+        ]
         broker = seed.metadata(seed.p)["brokers"]["broker0"]["address"]
         pids = {name: info["pid"] for name, info in cluster.processes().items()}
 

@@ -33,8 +33,11 @@ def run_cluster(tmp_path: Path, *options: str) -> list[str]:
             cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err,
         )  # fmt: skip
         try:
-            wait_until(lambda: state.exists() or up.poll() is not None, 90,
-                       message=lambda: f"not ready; exit code {up.poll()}; stderr:\n{stderr.read_text()[-3000:]}")
+            wait_until(
+                lambda: state.exists() or up.poll() is not None,
+                90,
+                message=lambda: f"not ready; exit code {up.poll()}; stderr:\n{stderr.read_text()[-3000:]}",
+            )
             assert up.poll() is None, stderr.read_text()[-3000:]
             with urllib.request.urlopen(f"http://127.0.0.1:{replica}/topics", timeout=10) as answer:  # noqa: S310
                 assert answer.status == 200

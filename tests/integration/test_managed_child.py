@@ -35,7 +35,12 @@ def test_a_killed_child_is_restarted_with_the_same_command_and_counted(tmp_path)
         first = wait_until(lambda: child.pid, 5, message=lambda: f"no pid; last exit {child.last_exit}")
         os.kill(first, signal.SIGKILL)
         second = wait_until(lambda: child.pid not in (None, first) and child.pid, 5, message="no restart")
-        assert child.status() == {"pid": second, "address": "http://127.0.0.1:1", "role": "broker", "restarts": 1}
+        assert child.status() == {
+            "pid": second,
+            "address": "http://127.0.0.1:1",
+            "role": "broker",
+            "restarts": 1,
+        }
         assert child.deaths == 1 and child.last_exit == -signal.SIGKILL
         with open(f"/proc/{second}/cmdline", "rb") as handle:
             assert handle.read().split(b"\0")[:2] == [sys.executable.encode(), b"-c"]
@@ -48,7 +53,11 @@ def test_a_crashing_child_backs_off_instead_of_spinning(tmp_path):
     child = ManagedChild(spec("raise SystemExit(3)"), log_dir=tmp_path)
     child.start()
     try:
-        wait_until(lambda: child.deaths >= 4, 10, message=lambda: f"deaths {child.deaths}, last exit {child.last_exit}")
+        wait_until(
+            lambda: child.deaths >= 4,
+            10,
+            message=lambda: f"deaths {child.deaths}, last exit {child.last_exit}",
+        )
         # deaths 1..4 waited 0.1 + 0.2 + 0.4 s before the restarts: far fewer than a spinning loop
         started = time.monotonic()
         deaths = child.deaths
@@ -63,8 +72,11 @@ def test_stop_kills_a_child_that_ignores_sigterm_after_the_grace_period(tmp_path
     child = ManagedChild(spec(STUBBORN), log_dir=tmp_path)
     child.start()
     log = tmp_path / "broker0.log"
-    wait_until(lambda: log.exists() and "ignoring SIGTERM" in log.read_text(), 10,
-               message=lambda: f"log: {log.read_text()[-2000:] if log.exists() else 'absent'}")
+    wait_until(
+        lambda: log.exists() and "ignoring SIGTERM" in log.read_text(),
+        10,
+        message=lambda: f"log: {log.read_text()[-2000:] if log.exists() else 'absent'}",
+    )
     pid = child.pid
     started = time.monotonic()
     child.stop(grace=0.5)
@@ -80,15 +92,23 @@ def test_environment_overrides_add_and_remove_variables(tmp_path, monkeypatch):
     child.start()
     try:
         log = tmp_path / "broker0.log"
-        wait_until(lambda: log.exists() and "token" in log.read_text(), 10,
-                   message=lambda: f"log: {log.read_text()[-2000:] if log.exists() else 'absent'}")
+        wait_until(
+            lambda: log.exists() and "token" in log.read_text(),
+            10,
+            message=lambda: f"log: {log.read_text()[-2000:] if log.exists() else 'absent'}",
+        )
         assert log.read_text().strip() == "token None dsn dbname=x"
     finally:
         child.stop(grace=5)
 
 
 def test_output_goes_to_stderr_prefixed_with_the_name(capfd):
-    child = ManagedChild(spec("print('hello from the child', flush=True)\nimport time\nwhile True: time.sleep(0.05)", name="broker7"))
+    child = ManagedChild(
+        spec(
+            "print('hello from the child', flush=True)\nimport time\nwhile True: time.sleep(0.05)",
+            name="broker7",
+        )
+    )
     child.start()
     try:
         seen = ""

@@ -172,7 +172,9 @@ def _replica_version(base_url: str) -> int | None:
 @contextmanager
 def replica_of(primary: Primary, log_dir: Path) -> Iterator[str]:
     """A real replica process following the stub ``primary``; its URL."""
-    spec = manager_spec(Role.REPLICA, "127.0.0.1", free_port(), Store.MEMORY, None, primary_url=primary.base_url)
+    spec = manager_spec(
+        Role.REPLICA, "127.0.0.1", free_port(), Store.MEMORY, None, primary_url=primary.base_url
+    )
     child = ManagedChild(spec, log_dir)
     child.start()
     try:

@@ -74,10 +74,15 @@ def test_lost_reply_of_a_take_skips_nothing(storage, pg_proxy):
 def test_a_connection_killed_by_the_server_costs_no_failed_append(storage, pg_proxy):
     storage.append("T", "P", framing.encode_batch([b"x"]), 1)
     with psycopg2.connect(pg_proxy.direct_dsn) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-    wait_until(lambda: pg_proxy.proxy.counters.connections and not pg_proxy.proxy._conns, 10,
-               message=lambda: f"proxy connections still open: {len(pg_proxy.proxy._conns)}")
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    wait_until(
+        lambda: pg_proxy.proxy.counters.connections and not pg_proxy.proxy._conns,
+        10,
+        message=lambda: f"proxy connections still open: {len(pg_proxy.proxy._conns)}",
+    )
     assert storage.append("T", "P", framing.encode_batch([b"y"]), 1) == 1  # no OutcomeUnknown
     assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1)]
 
@@ -183,11 +188,16 @@ def test_readyz_follows_a_black_holed_store(local_cluster, pg_proxy, monkeypatch
             return seen[name] == 503
 
         for name in names:
-            wait_until(lambda n=name: answers_not_ready(n), 6, message=lambda: f"readyz in the black hole: {seen}")
+            wait_until(
+                lambda n=name: answers_not_ready(n), 6, message=lambda: f"readyz in the black hole: {seen}"
+            )
         assert time.monotonic() - started < 7.0
         for name in names:
-            wait_until(lambda n=name: cluster.is_ready(n), 40, message=lambda n=name: f"{n} not ready again: "
-                       f"{cluster.processes().get(n)}")
+            wait_until(
+                lambda n=name: cluster.is_ready(n),
+                40,
+                message=lambda n=name: f"{n} not ready again: {cluster.processes().get(n)}",
+            )
 
 
 @pytest.mark.parametrize("size", [10, 20_000], ids=["statement", "copy"])

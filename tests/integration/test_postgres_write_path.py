@@ -30,7 +30,9 @@ def all_values(store, topic: str, partition: str) -> list[tuple[int, bytes]]:
     offset = 0
     while offset < store.end_offset(topic, partition):
         result = store.read(topic, partition, offset, 100_000, 1 << 30)
-        out += [(base + i, v) for base, body in result.batches for i, v in enumerate(framing.iter_batch(body))]
+        out += [
+            (base + i, v) for base, body in result.batches for i, v in enumerate(framing.iter_batch(body))
+        ]
         offset = result.next_offset
     return out
 
@@ -140,7 +142,9 @@ def test_concurrent_large_appends_get_distinct_contiguous_offsets(store):
 
     def producer(index: int) -> None:
         for i in range(10):
-            base, duplicate = store.append_sequenced("T", "P", batch, len(records), f"prod-{index}", i * len(records))
+            base, duplicate = store.append_sequenced(
+                "T", "P", batch, len(records), f"prod-{index}", i * len(records)
+            )
             assert not duplicate
             with lock:
                 bases.append(base)
@@ -205,12 +209,16 @@ def test_start_over_an_older_schema_adds_the_copy_path_and_keeps_data(fresh_pg_d
             assert storage.append("T", "P", batch, len(records)) == len(expected)
             expected += records
             assert all_values(storage, "T", "P") == list(enumerate(expected))
-            assert storage.append_sequenced("T", "P", framing.encode_batch([b"s"]), 1, f"p{start}", 0)[1] is False
+            assert (
+                storage.append_sequenced("T", "P", framing.encode_batch([b"s"]), 1, f"p{start}", 0)[1]
+                is False
+            )
             expected.append(b"s")
             assert storage.take("g", "T", "P", 1) == ([(0, b"old")], len(expected))
             storage.set_position("g", "T", "P", 0)
         finally:
             storage.close()
     assert execute(
-        fresh_pg_dsn, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'mq_append_input'::regclass AND NOT tgisinternal"
+        fresh_pg_dsn,
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'mq_append_input'::regclass AND NOT tgisinternal",
     ) == [(1,)]

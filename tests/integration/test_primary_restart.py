@@ -68,8 +68,9 @@ def test_an_id_the_replica_never_held_is_not_answered_and_old_ids_wait_for_the_r
             seed.refused(seed.post(seed.p, "/producer/register", {"topic": "T1"}), "UNAVAILABLE")
             old_pid = cluster.kill("primary", signal.SIGKILL)
             cluster.wait_restarted("primary", old_pid)
-            refused = seed.refused(seed.post(seed.p, "/producer/produce", {"producer_id": old, "message": "m"}),
-                                   "UNAVAILABLE")
+            refused = seed.refused(
+                seed.post(seed.p, "/producer/produce", {"producer_id": old, "message": "m"}), "UNAVAILABLE"
+            )
             assert "recovering" in refused["message"], refused
             seed.refused(seed.post(seed.p, "/producer/register", {"topic": "T2"}), "UNAVAILABLE")
         finally:

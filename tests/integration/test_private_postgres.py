@@ -23,7 +23,9 @@ def query(dsn: str, statement: str, *params):
 
 def test_creates_starts_and_serves_the_myqueue_database_on_loopback(server_tmp_dir):
     with PrivatePostgres(server_tmp_dir) as server:
-        assert server.dsn.startswith("postgresql://myqueue:") and server.dsn.endswith(f"@127.0.0.1:{server.port}/myqueue")
+        assert server.dsn.startswith("postgresql://myqueue:") and server.dsn.endswith(
+            f"@127.0.0.1:{server.port}/myqueue"
+        )
         assert query(server.dsn, "SELECT current_database()") == [("myqueue",)]
         assert query(server.dsn, "SHOW listen_addresses") == [("127.0.0.1",)]
         assert query(server.dsn, "SHOW password_encryption") == [("scram-sha-256",)]

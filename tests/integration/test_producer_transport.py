@@ -51,7 +51,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(404, {"status": "failure", "message": "no route", "reason": "NOT_FOUND"})
         brokers = {"b1": {"address": f"{state.base_url}/b1", "ready": True}}
         topics = {"T1": [{"partition": "P1", "broker": "b1"}]}
-        return self.answer(200, {"status": "success", "message": {"version": 1, "brokers": brokers, "topics": topics}})
+        return self.answer(
+            200, {"status": "success", "message": {"version": 1, "brokers": brokers, "topics": topics}}
+        )
 
     def do_POST(self) -> None:
         state: Broker = self.server.state
@@ -85,7 +87,9 @@ class Handler(BaseHTTPRequestHandler):
         if unknown:  # as the broker answers when its store executed the append but the reply was lost
             envelope = {"status": "failure", "message": "reply lost", "reason": "OUTCOME_UNKNOWN"}
             return self.answer(503, envelope)
-        return self.answer(200, {"status": "success", "message": {"base_offset": base, "count": len(records)}})
+        return self.answer(
+            200, {"status": "success", "message": {"base_offset": base, "count": len(records)}}
+        )
 
     def answer(self, status: int, envelope: dict) -> None:
         payload = json.dumps(envelope).encode()

@@ -101,10 +101,15 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "prometheus.log"
         config = {
-            "global": {"scrape_interval": INTERVAL, "scrape_timeout": INTERVAL, "evaluation_interval": INTERVAL},
+            "global": {
+                "scrape_interval": INTERVAL,
+                "scrape_timeout": INTERVAL,
+                "evaluation_interval": INTERVAL,
+            },
             "rule_files": [str(rule_file)],
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": addresses}]} for job, addresses in targets.items()
+                {"job_name": job, "static_configs": [{"targets": addresses}]}
+                for job, addresses in targets.items()
             ],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -142,7 +147,9 @@ class Prometheus:
             return False
 
     def log_tail(self) -> str:
-        return "--- prometheus log (tail) ---\n" + "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
+        return "--- prometheus log (tail) ---\n" + "\n".join(
+            self.log.read_text(errors="replace").splitlines()[-40:]
+        )
 
     def query(self, expr: str) -> list[dict]:
         answer = requests.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
@@ -179,7 +186,9 @@ def operator_metrics_url():
 
 def test_promtool_accepts_the_rule_file():
     assert Path(PROMTOOL).exists()
-    result = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)  # noqa: S603
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )  # noqa: S603
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules())} rules found" in result.stdout
 
@@ -232,8 +241,12 @@ def test_a_real_prometheus_evaluates_every_expression_and_fires_broker_down(
             last: dict = {}
 
             def all_up() -> bool:
-                last["targets"] = [(t["scrapePool"], t["scrapeUrl"], t["health"], t["lastError"]) for t in prom.targets()]
-                return len(last["targets"]) == 5 and all(health == "up" for _, _, health, _ in last["targets"])
+                last["targets"] = [
+                    (t["scrapePool"], t["scrapeUrl"], t["health"], t["lastError"]) for t in prom.targets()
+                ]
+                return len(last["targets"]) == 5 and all(
+                    health == "up" for _, _, health, _ in last["targets"]
+                )
 
             wait_for(all_up, DATA_TIMEOUT_S, lambda: f"every target up: {last}\n{prom.log_tail()}")
 
@@ -277,8 +290,13 @@ def test_a_real_prometheus_evaluates_every_expression_and_fires_broker_down(
                 return False
 
             started = time.monotonic()
-            wait_for(fired, ALERT_TIMEOUT_S, lambda: f"MyQueueBrokerDown to fire for {victim}: {seen}\n{prom.log_tail()}")
+            wait_for(
+                fired,
+                ALERT_TIMEOUT_S,
+                lambda: f"MyQueueBrokerDown to fire for {victim}: {seen}\n{prom.log_tail()}",
+            )
             assert seen["kills"] >= 1
-            print(f"MyQueueBrokerDown fired {time.monotonic() - started:.1f} s after the first kill ({seen['kills']} kill(s))")
+            print(
+                f"MyQueueBrokerDown fired {time.monotonic() - started:.1f} s after the first kill ({seen['kills']} kill(s))"
+            )
             cluster.wait_restarted(victim, seen["killed_pid"])
-

@@ -46,7 +46,9 @@ def readme_blocks(text: str) -> list[Block]:
             continue
         end = lines.index("```", i + 1)
         marker = SKIP.match(lines[i - 1]) if i else None
-        blocks.append(Block(i + 1, opened.group(1), "\n".join(lines[i + 1 : end]) + "\n", marker and marker.group(1)))
+        blocks.append(
+            Block(i + 1, opened.group(1), "\n".join(lines[i + 1 : end]) + "\n", marker and marker.group(1))
+        )
         i = end + 1
     return blocks
 
@@ -73,12 +75,20 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def readme_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    busy = [port for port in (defaults.PRIMARY_PORT, defaults.REPLICA_PORT) if port_in_use(defaults.DEFAULT_HOST, port)]
+    busy = [
+        port
+        for port in (defaults.PRIMARY_PORT, defaults.REPLICA_PORT)
+        if port_in_use(defaults.DEFAULT_HOST, port)
+    ]
     if busy:
-        pytest.fail(f"the README's blocks talk to ports {defaults.PRIMARY_PORT}/{defaults.REPLICA_PORT}; busy: {busy}")
+        pytest.fail(
+            f"the README's blocks talk to ports {defaults.PRIMARY_PORT}/{defaults.REPLICA_PORT}; busy: {busy}"
+        )
     with LocalCluster(
-        Path(tmp_path_factory.mktemp("readme-cluster")), brokers=3,
-        primary_port=defaults.PRIMARY_PORT, replica_port=defaults.REPLICA_PORT,
+        Path(tmp_path_factory.mktemp("readme-cluster")),
+        brokers=3,
+        primary_port=defaults.PRIMARY_PORT,
+        replica_port=defaults.REPLICA_PORT,
     ) as cluster:
         yield cluster
 
@@ -88,7 +98,17 @@ RUNNABLE = [b for b in readme_blocks((REPO_ROOT / "README.md").read_text()) if b
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=str)
 def test_readme_block_runs_verbatim(block: Block, checkout: Path, readme_cluster: LocalCluster):
-    argv = ["bash", "-e", "-o", "pipefail", "-c", block.text] if block.language == "bash" else [sys.executable, "-c", block.text]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MYQUEUE_")}  # the README's reader has none set
-    done = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
-    assert done.returncode == 0, f"{block} exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+    argv = (
+        ["bash", "-e", "-o", "pipefail", "-c", block.text]
+        if block.language == "bash"
+        else [sys.executable, "-c", block.text]
+    )
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MYQUEUE_")
+    }  # the README's reader has none set
+    done = subprocess.run(
+        argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S
+    )
+    assert done.returncode == 0, (
+        f"{block} exited {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
+    )

@@ -34,7 +34,9 @@ def _broker_of(s: Seed, topic: str, partition: str) -> str:
 def test_concurrent_producers_to_one_partition_each_get_their_own_offset(cluster):
     s = Seed(cluster.primary_url, cluster.replica_url)
     s.add_partition("Busy", "P1")
-    producers = [s.ok(s.post(s.p, "/producer/register", {"topic": "Busy", "part": "P1"})) for _ in range(PRODUCERS)]
+    producers = [
+        s.ok(s.post(s.p, "/producer/register", {"topic": "Busy", "part": "P1"})) for _ in range(PRODUCERS)
+    ]
     s.wait_replica_synced()
     consumer = s.ok(s.post(s.r, "/consumer/register", {"topic": "Busy", "part": "P1"}))
     acks: dict[int, list[tuple[int, str]]] = {}
@@ -48,7 +50,9 @@ def test_concurrent_producers_to_one_partition_each_get_their_own_offset(cluster
             start.wait(30)
             for n in range(PER_PRODUCER):
                 message = f"p{producer_id}-m{n}"
-                response = mine.post(mine.p, "/producer/produce", {"producer_id": producer_id, "message": message})
+                response = mine.post(
+                    mine.p, "/producer/produce", {"producer_id": producer_id, "message": message}
+                )
                 assert mine.ok(response) == "BusyxP1:Success"
                 body = response.json()
                 assert body["topic"] == "Busy:P1"
@@ -129,7 +133,9 @@ def test_a_killed_broker_is_refused_then_served_again_after_its_restart(local_cl
             answer = s.post(s.p, "/producer/produce", {"producer_id": producer, "message": message})
             return answer.status_code == 200 and (message, answer.json()["offset"])
 
-        message, offset = wait_until(produced, 30, message="produce did not work again after the broker restarted")
+        message, offset = wait_until(
+            produced, 30, message="produce did not work again after the broker restarted"
+        )
         log = s.partition_log("Gone", "P1")  # memory mode: the restarted broker came back empty
         assert log[offset] == message
         assert log.count(message) == 1

@@ -19,6 +19,7 @@ from tests.integration.seedcalls import Seed
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO.parent / "shared" / "seed" / "scenarios"
 
+
 def _kind_driver():
     """The kind e2e driver that users' CI runs: the seed's layouts and the CLI process wrapper live there once."""
     spec = importlib.util.spec_from_file_location("kind_scenario", REPO / "e2e" / "kind" / "scenario.py")
@@ -35,9 +36,21 @@ expected_partitions = _DRIVER.expected_partitions
 
 def cli(command: str, ident: int, specs: list[str], cluster, log_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "myqueue", command, "--id", str(ident), "--topics", *specs,
-        "--broker", f"127.0.0.1:{cluster.primary_port}", "--replica-port", str(cluster.replica_port),
-        "--log_loc", str(log_dir), *extra,
+        sys.executable,
+        "-m",
+        "myqueue",
+        command,
+        "--id",
+        str(ident),
+        "--topics",
+        *specs,
+        "--broker",
+        f"127.0.0.1:{cluster.primary_port}",
+        "--replica-port",
+        str(cluster.replica_port),
+        "--log_loc",
+        str(log_dir),
+        *extra,
     ]
 
 
@@ -60,14 +73,20 @@ def test_scenario(scenario, store, local_cluster, tmp_path, request):
         procs: list[Proc] = []
         try:
             consumers = {
-                i: Proc(f"consumer {i}", cli("consume", i, specs, cluster, log_dir, "--idle-timeout", "10"), tmp_path)
+                i: Proc(
+                    f"consumer {i}",
+                    cli("consume", i, specs, cluster, log_dir, "--idle-timeout", "10"),
+                    tmp_path,
+                )
                 for i, specs in layout["consumers"].items()
             }
             procs += consumers.values()
             for i, proc in consumers.items():
                 wait_until(
-                    lambda p=proc, i=i: any(f"consumer {i} registered" in line for line in p.lines)
-                    or p.popen.poll() is not None,
+                    lambda p=proc, i=i: (
+                        any(f"consumer {i} registered" in line for line in p.lines)
+                        or p.popen.poll() is not None
+                    ),
                     60,
                     message=lambda p=proc: "\n".join(p.lines),
                 )

@@ -69,7 +69,9 @@ def _report(phase: str, samples: dict[str, list[float]]) -> dict[str, float]:
         assert values, f"{phase}: no request to the {name} finished"
         p50, p99 = _percentile(values, 0.50), _percentile(values, 0.99)
         p99s[name] = p99
-        print(f"[starvation] {phase}: {name}: n={len(values)} p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms")
+        print(
+            f"[starvation] {phase}: {name}: n={len(values)} p50={p50 * 1000:.1f} ms p99={p99 * 1000:.1f} ms"
+        )
     return p99s
 
 
@@ -79,7 +81,9 @@ def _broker_of(s: Seed, topic: str, partition: str) -> str:
 
 def _stalled_broker_phase(cluster, s: Seed, urls: dict[str, str]) -> None:
     s.add_partition("Stall", "P1")
-    producers = [s.ok(s.post(s.p, "/producer/register", {"topic": "Stall", "part": "P1"})) for _ in range(PRODUCERS)]
+    producers = [
+        s.ok(s.post(s.p, "/producer/register", {"topic": "Stall", "part": "P1"})) for _ in range(PRODUCERS)
+    ]
     s.ok(s.post(s.p, "/producer/produce", {"producer_id": producers[0], "message": "before"}))
     s.wait_replica_synced()
     broker = _broker_of(s, "Stall", "P1")
@@ -218,7 +222,9 @@ def test_a_broker_that_timed_out_is_refused_at_once_until_it_answers_again(local
         broker = _broker_of(s, "Hung", "P1")
         cluster.kill(broker, signal.SIGSTOP)
         try:
-            body = s.refused(s.post(s.p, "/producer/produce", {"producer_id": producer, "message": "unknown"}))
+            body = s.refused(
+                s.post(s.p, "/producer/produce", {"producer_id": producer, "message": "unknown"})
+            )
             assert body["reason"] == "OUTCOME_UNKNOWN", body  # sent, no answer: it may have been stored
             begun = time.monotonic()
             body = s.refused(s.post(s.p, "/producer/produce", {"producer_id": producer, "message": "shed"}))
@@ -230,7 +236,9 @@ def test_a_broker_that_timed_out_is_refused_at_once_until_it_answers_again(local
         last: dict = {}
 
         def produced() -> bool:
-            answer = s.post(s.p, "/producer/produce", {"producer_id": producer, "message": f"after-{next(attempts)}"})
+            answer = s.post(
+                s.p, "/producer/produce", {"producer_id": producer, "message": f"after-{next(attempts)}"}
+            )
             last["answer"] = answer.text
             return answer.status_code == 200
 

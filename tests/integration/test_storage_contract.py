@@ -21,7 +21,9 @@ def storage(request):
 
 
 def run_concurrently(target, count: int, args=()) -> None:
-    threads = [threading.Thread(target=target, args=args(n) if callable(args) else args) for n in range(count)]
+    threads = [
+        threading.Thread(target=target, args=args(n) if callable(args) else args) for n in range(count)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -44,7 +46,9 @@ def test_offsets_start_at_zero_and_have_no_gaps(storage):
     assert append(storage, "T1", "P1", [b"c"]) == 2
     assert append(storage, "T1", "P1", [b"d", b"e", b"f"]) == 3
     assert storage.end_offset("T1", "P1") == 6
-    assert values(storage.read("T1", "P1", 0, 100, 1 << 20)) == list(enumerate([b"a", b"b", b"c", b"d", b"e", b"f"]))
+    assert values(storage.read("T1", "P1", 0, 100, 1 << 20)) == list(
+        enumerate([b"a", b"b", b"c", b"d", b"e", b"f"])
+    )
 
 
 def test_read_from_the_middle_of_a_batch_respects_max_records(storage):
@@ -157,7 +161,9 @@ def test_unhost_then_host_memory_loses_postgres_keeps(storage, request):
 
 
 def append_seq(store, records, producer, sequence, topic="T1", part="P1"):
-    return store.append_sequenced(topic, part, framing.encode_batch(records), len(records), producer, sequence)
+    return store.append_sequenced(
+        topic, part, framing.encode_batch(records), len(records), producer, sequence
+    )
 
 
 def test_idempotent_resend_returns_the_original_offset(storage):

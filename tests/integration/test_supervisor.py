@@ -54,7 +54,11 @@ def test_cluster_up_prints_the_ready_line_and_runs_every_process(local_cluster):
         )
         processes = cluster.processes()
         assert {name: info["role"] for name, info in processes.items()} == {
-            "primary": "primary", "replica": "replica", "broker0": "broker", "broker1": "broker", "broker2": "broker",
+            "primary": "primary",
+            "replica": "replica",
+            "broker0": "broker",
+            "broker1": "broker",
+            "broker2": "broker",
         }
         assert all(info["pid"] and info["restarts"] == 0 for info in processes.values())
         assert processes["primary"]["address"] == cluster.primary_url
@@ -75,16 +79,22 @@ def test_a_broker_killed_with_sigkill_comes_back_on_the_same_port(local_cluster)
         old_pid = cluster.kill("broker1", signal.SIGKILL)
         after = cluster.wait_restarted("broker1", old_pid)
         assert after["address"] == before["address"] and after["restarts"] == 1
-        wait_until(lambda: brokers_ready(cluster, ["broker0", "broker1"]), 30,
-                   message=lambda: f"primary metadata: {get(f'{cluster.primary_url}/v1/metadata')}")
+        wait_until(
+            lambda: brokers_ready(cluster, ["broker0", "broker1"]),
+            30,
+            message=lambda: f"primary metadata: {get(f'{cluster.primary_url}/v1/metadata')}",
+        )
 
 
 def test_a_restarted_memory_primary_learns_the_running_brokers_again(local_cluster):
     with local_cluster(store="memory", brokers=2) as cluster:
         old_pid = cluster.kill("primary", signal.SIGKILL)
         cluster.wait_restarted("primary", old_pid)
-        wait_until(lambda: brokers_ready(cluster, ["broker0", "broker1"]), 30,
-                   message=lambda: f"primary metadata: {get(f'{cluster.primary_url}/v1/metadata')}")
+        wait_until(
+            lambda: brokers_ready(cluster, ["broker0", "broker1"]),
+            30,
+            message=lambda: f"primary metadata: {get(f'{cluster.primary_url}/v1/metadata')}",
+        )
 
 
 def test_sigterm_stops_every_child_and_exits_zero(local_cluster):
@@ -153,7 +163,11 @@ def test_cluster_status_lists_the_processes(local_cluster):
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         result = subprocess.run(
             [sys.executable, "-m", "myqueue", "cluster", "status", "--state-file", str(cluster.state_file)],
-            capture_output=True, text=True, timeout=30, env=env, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         for name in ("primary", "replica", "broker0"):
@@ -162,7 +176,9 @@ def test_cluster_status_lists_the_processes(local_cluster):
 
 def test_the_control_api_refuses_a_caller_without_the_token(local_cluster):
     with local_cluster(store="memory", brokers=1) as cluster:
-        response = requests.post(f"{cluster.state['control_url']}/brokers", json={"name": "broker9"}, timeout=5)
+        response = requests.post(
+            f"{cluster.state['control_url']}/brokers", json={"name": "broker9"}, timeout=5
+        )
         assert response.status_code == 401 and response.json()["reason"] == "UNAUTHORIZED"
         assert "broker9" not in cluster.processes()
 
@@ -178,8 +194,11 @@ def test_postgres_cluster_keeps_topics_across_a_restart(local_cluster, fresh_pg_
         assert set(topics["T1"]) == {"P1", "P2"}
     with local_cluster(store="postgres", brokers=2, dsn=fresh_pg_dsn) as again:
         assert get(f"{again.primary_url}/topics") == topics
-        wait_until(lambda: get(f"{again.replica_url}/topics") == topics, 30,
-                   message=lambda: f"replica /topics: {get(f'{again.replica_url}/topics')}")
+        wait_until(
+            lambda: get(f"{again.replica_url}/topics") == topics,
+            30,
+            message=lambda: f"replica /topics: {get(f'{again.replica_url}/topics')}",
+        )
         assert brokers_ready(again, ["broker0", "broker1"])
 
 
@@ -192,12 +211,16 @@ def test_postgres_cluster_keeps_unconsumed_messages_across_a_restart(local_clust
         producer = post(f"{cluster.primary_url}/producer/register", {"topic": "T1", "part": "P1"})
         post(f"{cluster.primary_url}/producer/produce", {"producer_id": producer, "message": "kept"})
     with local_cluster(store="postgres", brokers=2, dsn=fresh_pg_dsn) as again:
-        answer = wait_until(lambda: _consume(again, consumer), 30, message="nothing to consume after the restart")
+        answer = wait_until(
+            lambda: _consume(again, consumer), 30, message="nothing to consume after the restart"
+        )
         assert answer["message"] == "kept"
 
 
 def _consume(cluster: LocalCluster, consumer_id: int):
-    response = requests.get(f"{cluster.replica_url}/consumer/consume", params={"consumer_id": consumer_id}, timeout=10)
+    response = requests.get(
+        f"{cluster.replica_url}/consumer/consume", params={"consumer_id": consumer_id}, timeout=10
+    )
     return response.json() if response.status_code == 200 else None
 
 

@@ -53,7 +53,8 @@ def kill_supervisor_and_wait_for_its_children(cluster: LocalCluster, extra_pids:
 
     try:
         wait_until(
-            lambda: left() == {"alive": {}, "ports in use": []}, 30,
+            lambda: left() == {"alive": {}, "ports in use": []},
+            30,
             message=lambda: f"after SIGKILL of the supervisor: {left()}",
         )
     finally:
@@ -105,7 +106,9 @@ def test_a_child_that_keeps_crashing_after_startup_stops_the_supervisor_with_exi
         address = cluster.processes()["broker0"]["address"]
         port = int(address.rsplit(":", 1)[1])
         with socket.socket() as squatter:
-            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past the old connections' TIME_WAIT
+            squatter.setsockopt(
+                socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+            )  # past the old connections' TIME_WAIT
             cluster.kill("broker0")
 
             def took_the_port() -> bool:
@@ -119,7 +122,8 @@ def test_a_child_that_keeps_crashing_after_startup_stops_the_supervisor_with_exi
             wait_until(took_the_port, 10, interval=0.005, message=f"could not take {address}")
             # every restart of broker0 now fails to bind: the supervisor must give up, not loop
             wait_until(
-                lambda: cluster.exit_code() is not None, 60,
+                lambda: cluster.exit_code() is not None,
+                60,
                 message=lambda: f"the supervisor still runs:\n{cluster.stderr_tail(40)}",
             )
         assert cluster.exit_code() == 1

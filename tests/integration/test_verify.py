@@ -26,11 +26,18 @@ RUN_TIMEOUT_S = 240  # one verify process, cluster start and stop included
 
 
 def verify_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(env or {}),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     return subprocess.run(
         [sys.executable, "-m", "myqueue", "verify", *args],
-        capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=RUN_TIMEOUT_S,
+        cwd=REPO_ROOT,
     )
 
 
@@ -39,16 +46,40 @@ def summary(stdout: str) -> dict:
     match = SUMMARY.fullmatch(last)
     assert match, f"the output does not end with the verdict line:\n{stdout}"
     acked, delivered, lost, duplicated, reordered = map(int, match.groups()[:5])
-    return {"acked": acked, "delivered": delivered, "lost": lost, "duplicated": duplicated,
-            "reordered": reordered, "outcome": match.group(6)}
+    return {
+        "acked": acked,
+        "delivered": delivered,
+        "lost": lost,
+        "duplicated": duplicated,
+        "reordered": reordered,
+        "outcome": match.group(6),
+    }
 
 
 def test_memory_mode_without_faults_is_ok():
-    result = verify_cli("--local", "--messages", "300", "--consumers", "3", "--fast-path", "--seed-path",
-                        "--partitions", "4", "--client-timeout", CLIENT_TIMEOUT)
+    result = verify_cli(
+        "--local",
+        "--messages",
+        "300",
+        "--consumers",
+        "3",
+        "--fast-path",
+        "--seed-path",
+        "--partitions",
+        "4",
+        "--client-timeout",
+        CLIENT_TIMEOUT,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     got = summary(result.stdout)
-    assert got == {"acked": 300, "delivered": 900, "lost": 0, "duplicated": 0, "reordered": 0, "outcome": "ok"}
+    assert got == {
+        "acked": 300,
+        "delivered": 900,
+        "lost": 0,
+        "duplicated": 0,
+        "reordered": 0,
+        "outcome": "ok",
+    }
     for phase in ("cluster:", "setup:", "produce:", "drain:", "checked:"):
         assert phase in result.stdout
 
@@ -57,9 +88,18 @@ def test_against_a_running_cluster_by_address(local_cluster):
     lines: list[str] = []
     with local_cluster(store="memory", brokers=2) as cluster:
         verdict = run(
-            broker=f"{cluster.host}:{cluster.primary_port}", replica_port=cluster.replica_port, messages=200,
-            producers=3, consumers=2, topics=2, partitions=2, message_size=300, seed_path=True, fast_path=False,
-            client_timeout=float(CLIENT_TIMEOUT), report=lines.append,
+            broker=f"{cluster.host}:{cluster.primary_port}",
+            replica_port=cluster.replica_port,
+            messages=200,
+            producers=3,
+            consumers=2,
+            topics=2,
+            partitions=2,
+            message_size=300,
+            seed_path=True,
+            fast_path=False,
+            client_timeout=float(CLIENT_TIMEOUT),
+            report=lines.append,
         )
     assert verdict.ok, "\n".join(lines + verdict.report_lines())
     assert (verdict.acked, verdict.delivered, verdict.expected) == (200, 400, 400)
@@ -68,23 +108,44 @@ def test_against_a_running_cluster_by_address(local_cluster):
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("fault", ["kill-broker", "pause-broker", "kill-primary", "kill-replica", "restart-postgres",
-                                   "partition-broker", "partition-primary", "partition-postgres",
-                                   "lose-pg-replies"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "kill-broker",
+        "pause-broker",
+        "kill-primary",
+        "kill-replica",
+        "restart-postgres",
+        "partition-broker",
+        "partition-primary",
+        "partition-postgres",
+        "lose-pg-replies",
+    ],
+)
 def test_postgres_mode_loses_nothing_under_each_fault(fault, request, monkeypatch):
     """One fault per run, a few hundred messages; retried sends stored twice are reported as
     duplicate writes (not duplicate deliveries) until producers are idempotent end to end."""
     if fault.startswith("partition-") and (os.geteuid() != 0 or not shutil.which("iptables")):
         pytest.skip("network partitions need root, iproute2 and iptables")
-    if fault in ("restart-postgres", "lose-pg-replies") or fault.startswith("partition-"):  # a private PostgreSQL
+    if fault in ("restart-postgres", "lose-pg-replies") or fault.startswith(
+        "partition-"
+    ):  # a private PostgreSQL
         where = {"data_dir": request.getfixturevalue("server_tmp_dir")}
     else:
         where = {"dsn": request.getfixturevalue("fresh_pg_dsn")}
     monkeypatch.setenv("MYQUEUE_PG_CALL_TIMEOUT", PG_CALL_TIMEOUT)  # lose-pg-replies black-holes longer
     lines: list[str] = []
     verdict = run(
-        local=True, store="postgres", faults=fault, messages=400, producers=2, consumers=2,
-        client_timeout=float(CLIENT_TIMEOUT), drain_timeout=60, report=lines.append, **where,
+        local=True,
+        store="postgres",
+        faults=fault,
+        messages=400,
+        producers=2,
+        consumers=2,
+        client_timeout=float(CLIENT_TIMEOUT),
+        drain_timeout=60,
+        report=lines.append,
+        **where,
     )
     report = "\n".join(lines + verdict.report_lines())
     print(report)
@@ -101,14 +162,26 @@ def test_a_drain_cut_short_reports_stored_records_as_undelivered_not_lost(fresh_
     as undelivered (stored, not delivered in time) and the run passes with lost=0."""
     lines: list[str] = []
     verdict = run(
-        local=True, store="postgres", dsn=fresh_pg_dsn, brokers=2, messages=3000, producers=2, consumers=2,
-        partitions=2, seed_path=True, fast_path=False, drain_timeout=0.1, client_timeout=float(CLIENT_TIMEOUT),
+        local=True,
+        store="postgres",
+        dsn=fresh_pg_dsn,
+        brokers=2,
+        messages=3000,
+        producers=2,
+        consumers=2,
+        partitions=2,
+        seed_path=True,
+        fast_path=False,
+        drain_timeout=0.1,
+        client_timeout=float(CLIENT_TIMEOUT),
         report=lines.append,
     )
     report = "\n".join(lines + verdict.report_lines())
     print(report)
     assert verdict.acked == 3000, report
-    assert verdict.delivered < verdict.expected, f"the drain was not cut short; the test proves nothing\n{report}"
+    assert verdict.delivered < verdict.expected, (
+        f"the drain was not cut short; the test proves nothing\n{report}"
+    )
     assert verdict.undelivered > 0 and verdict.lost == 0 and verdict.ok, report
     assert any(line.startswith("read back: 2 of 2 partition(s)") for line in lines), report
     assert SUMMARY.fullmatch(verdict.summary_line()) and " undelivered=" in verdict.summary_line(), report
@@ -116,8 +189,17 @@ def test_a_drain_cut_short_reports_stored_records_as_undelivered_not_lost(fresh_
 
 @pytest.mark.slow
 def test_memory_mode_reports_the_killed_brokers_loss_and_fails():
-    result = verify_cli("--local", "--store", "memory", "--faults", "kill-broker", "--messages", "300",
-                        "--client-timeout", CLIENT_TIMEOUT)
+    result = verify_cli(
+        "--local",
+        "--store",
+        "memory",
+        "--faults",
+        "kill-broker",
+        "--messages",
+        "300",
+        "--client-timeout",
+        CLIENT_TIMEOUT,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     got = summary(result.stdout)
@@ -137,11 +219,16 @@ def test_memory_mode_reports_the_killed_brokers_loss_and_fails():
     [
         (["--faults", "kill-broker"], "--faults needs --local"),
         (["--local", "--faults", "kill-everything"], "unknown fault 'kill-everything'"),
-        (["--local", "--faults", "restart-postgres"], "restart-postgres needs --store postgres without --dsn"),
+        (
+            ["--local", "--faults", "restart-postgres"],
+            "restart-postgres needs --store postgres without --dsn",
+        ),
         (["--local", "--dsn", "postgresql://x"], "--dsn and --data-dir need --store postgres"),
         (["--local", "--faults", "lose-pg-replies"], "lose-pg-replies needs --store postgres"),
-        (["--local", "--store", "postgres", "--dsn", "postgresql://x", "--faults", "partition-broker"],
-         "partition faults need a PostgreSQL verify runs itself"),
+        (
+            ["--local", "--store", "postgres", "--dsn", "postgresql://x", "--faults", "partition-broker"],
+            "partition faults need a PostgreSQL verify runs itself",
+        ),
         (["--messages", "0"], "messages must be between 1 and"),
         (["--messages", "many"], "invalid int value"),
     ],
@@ -163,7 +250,9 @@ def test_restarting_postgres_is_refused_when_the_cluster_runs_none(local_cluster
 
 
 @pytest.mark.postgres
-def test_the_pg_proxy_carries_every_service_and_is_driven_through_the_control_api(local_cluster, server_tmp_dir):
+def test_the_pg_proxy_carries_every_service_and_is_driven_through_the_control_api(
+    local_cluster, server_tmp_dir
+):
     """With --pg-proxy the services reach PostgreSQL only through the proxy (its connections and
     statements count up); a fault out of range is a 400 and starts nothing; a memory cluster has none (404)."""
     with local_cluster(store="memory", brokers=1) as cluster:
@@ -177,8 +266,11 @@ def test_the_pg_proxy_carries_every_service_and_is_driven_through_the_control_ap
             cluster.pg_proxy_faults(probability=2, seconds=5)
         after = cluster.pg_proxy_faults(black_hole_s=0.5)
         assert after["black_holes"] == 1 and after["lost_replies"] == after["resets"] == 0, after
-        wait_until(lambda: cluster.is_ready("broker0"), 30,
-                   message=lambda: f"broker0 ready again: {cluster.processes()}")
+        wait_until(
+            lambda: cluster.is_ready("broker0"),
+            30,
+            message=lambda: f"broker0 ready again: {cluster.processes()}",
+        )
 
 
 @pytest.mark.postgres
@@ -186,17 +278,42 @@ def test_verify_lose_pg_replies(server_tmp_dir):
     """Through the fault-injecting proxy (replies lost or reset after the server executed the
     statement, then a black hole longer than the call timeout), with idempotent producers and
     --strict-writes: nothing lost, duplicated or reordered, and the proxy did inject faults."""
-    result = verify_cli("--local", "--store", "postgres", "--data-dir", str(server_tmp_dir),
-                        "--faults", "lose-pg-replies",
-                        "--strict-writes", "--messages", "300", "--producers", "2", "--consumers", "2",
-                        "--client-timeout", CLIENT_TIMEOUT, "--drain-timeout", "60",
-                        env={"MYQUEUE_PG_CALL_TIMEOUT": PG_CALL_TIMEOUT})
+    result = verify_cli(
+        "--local",
+        "--store",
+        "postgres",
+        "--data-dir",
+        str(server_tmp_dir),
+        "--faults",
+        "lose-pg-replies",
+        "--strict-writes",
+        "--messages",
+        "300",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--client-timeout",
+        CLIENT_TIMEOUT,
+        "--drain-timeout",
+        "60",
+        env={"MYQUEUE_PG_CALL_TIMEOUT": PG_CALL_TIMEOUT},
+    )
     output = result.stdout + result.stderr
     print(result.stdout)
     assert result.returncode == 0, output
     got = summary(result.stdout)
-    assert got == {"acked": 300, "delivered": 600, "lost": 0, "duplicated": 0, "reordered": 0, "outcome": "ok"}, output
-    line = next((line for line in result.stdout.splitlines() if line.startswith("fault lose-pg-replies:")), "")
+    assert got == {
+        "acked": 300,
+        "delivered": 600,
+        "lost": 0,
+        "duplicated": 0,
+        "reordered": 0,
+        "outcome": "ok",
+    }, output
+    line = next(
+        (line for line in result.stdout.splitlines() if line.startswith("fault lose-pg-replies:")), ""
+    )
     injected = re.search(r"(\d+) lost replies, (\d+) resets, (\d+) black hole", line)
     assert injected and int(injected[1]) + int(injected[2]) > 0 and int(injected[3]) == 1, output
 
@@ -221,14 +338,35 @@ def test_verify_partition_faults():
     """Each partition in turn, in PostgreSQL mode: nothing lost, duplicated or reordered, and the
     namespaces, veths and iptables rules are gone once verify exits."""
     assert no_leftovers() == {}, "leftovers of an earlier run"
-    result = verify_cli("--local", "--store", "postgres", "--faults", ",".join(PARTITION_FAULTS),
-                        "--messages", "400", "--producers", "2", "--consumers", "2",
-                        "--client-timeout", CLIENT_TIMEOUT, "--drain-timeout", "60")
+    result = verify_cli(
+        "--local",
+        "--store",
+        "postgres",
+        "--faults",
+        ",".join(PARTITION_FAULTS),
+        "--messages",
+        "400",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--client-timeout",
+        CLIENT_TIMEOUT,
+        "--drain-timeout",
+        "60",
+    )
     output = result.stdout + result.stderr
     print(result.stdout)
     assert result.returncode == 0, output
     got = summary(result.stdout)
-    assert got == {"acked": 400, "delivered": 800, "lost": 0, "duplicated": 0, "reordered": 0, "outcome": "ok"}, output
+    assert got == {
+        "acked": 400,
+        "delivered": 800,
+        "lost": 0,
+        "duplicated": 0,
+        "reordered": 0,
+        "outcome": "ok",
+    }, output
     for fault in PARTITION_FAULTS:
         line = next((line for line in result.stdout.splitlines() if line.startswith(f"fault {fault}:")), "")
         assert "cut (iptables DROP)" in line and "then restored" in line, output
@@ -271,7 +409,9 @@ def test_a_partition_cuts_the_process_traffic_until_restored(local_cluster, serv
 
         cluster.cut("primary")
         try:
-            assert not _answers(cluster.primary_url) and not _answers(cluster.replica_url) and _answers(broker0)
+            assert (
+                not _answers(cluster.primary_url) and not _answers(cluster.replica_url) and _answers(broker0)
+            )
         finally:
             cluster.heal("primary")
         wait_until(lambda: _answers(cluster.primary_url), 10, message="the primary back")
@@ -323,12 +463,18 @@ def test_partition_faults_are_refused_without_root():
     """Not root: a clear refusal, exit 2, before any cluster is started."""
     with pytest.raises(netns.NetnsError, match="need root"):
         netns.check_available(euid=65534)
-    code = ("import os, runpy, sys; os.geteuid = lambda: 65534; "
-            "sys.argv = ['myqueue', 'verify', '--local', '--store', 'postgres', '--faults', 'partition-broker']; "
-            "runpy.run_module('myqueue', run_name='__main__')")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60,
-                            cwd=REPO_ROOT)
+    code = (
+        "import os, runpy, sys; os.geteuid = lambda: 65534; "
+        "sys.argv = ['myqueue', 'verify', '--local', '--store', 'postgres', '--faults', 'partition-broker']; "
+        "runpy.run_module('myqueue', run_name='__main__')"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60, cwd=REPO_ROOT
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "network partition faults (cluster up --netns) need root" in result.stderr, result.stderr
     assert "running as uid 65534" in result.stderr

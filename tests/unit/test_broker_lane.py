@@ -218,12 +218,16 @@ def test_storage_unavailable_is_answered_alike(broker, monkeypatch):
 
 
 @pytest.mark.parametrize(("route", "path", "body"), [("append", RECORDS, batch(b"a")), ("take", TAKE, b"{}")])
-def test_an_unknown_storage_outcome_is_outcome_unknown_not_unavailable_alike(broker, monkeypatch, route, path, body):
+def test_an_unknown_storage_outcome_is_outcome_unknown_not_unavailable_alike(
+    broker, monkeypatch, route, path, body
+):
     def reply_lost(*_args):
         raise OutcomeUnknown("the reply to the statement was lost")
 
     monkeypatch.setattr(broker.storage, route, reply_lost)
-    kind = {"append": framing.BATCH_CONTENT_TYPE, "take": "application/json"}[route]  # as the managers send them
+    kind = {"append": framing.BATCH_CONTENT_TYPE, "take": "application/json"}[
+        route
+    ]  # as the managers send them
     lane, flask = broker.both("POST", path, data=body, content_type=kind)
     assert lane == flask
     assert lane[0] == 503 and envelope(lane)["reason"] == "OUTCOME_UNKNOWN", lane
@@ -269,9 +273,18 @@ def test_lane_requests_are_counted_in_the_request_metrics(broker):
     assert client.post("/v1/partitions/T1/P9/records", data=batch(b"m")).status_code == 421
     metrics = client.get("/metrics").get_data(as_text=True)
     rule = "/v1/partitions/<topic>/<partition>/records"
-    assert f'myqueue_http_requests_total{{code="200",endpoint="{rule}",method="POST",service="broker"}} 3.0' in metrics
-    assert f'myqueue_http_requests_total{{code="421",endpoint="{rule}",method="POST",service="broker"}} 1.0' in metrics
-    assert f'myqueue_http_request_seconds_count{{endpoint="{rule}",method="POST",service="broker"}} 4.0' in metrics
+    assert (
+        f'myqueue_http_requests_total{{code="200",endpoint="{rule}",method="POST",service="broker"}} 3.0'
+        in metrics
+    )
+    assert (
+        f'myqueue_http_requests_total{{code="421",endpoint="{rule}",method="POST",service="broker"}} 1.0'
+        in metrics
+    )
+    assert (
+        f'myqueue_http_request_seconds_count{{endpoint="{rule}",method="POST",service="broker"}} 4.0'
+        in metrics
+    )
     assert 'myqueue_broker_records_in_total{partition="P1",topic="T1"} 3.0' in metrics
 
 

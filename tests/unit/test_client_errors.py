@@ -108,7 +108,9 @@ def test_a_refusal_from_shared_validation_becomes_the_same_typed_error():
 
 
 def _classes_with(flag) -> set[type[errors.MyQueueError]]:
-    everything = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.MyQueueError)]
+    everything = [
+        c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.MyQueueError)
+    ]
     return {c for c in everything if flag(c("x"))}
 
 

@@ -18,6 +18,14 @@ def test_ruff_including_security_rules():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_format_is_applied():
+    """The code is formatted by ``ruff format`` (applied once to the whole tree; the pre-commit hook keeps it)."""
+    result = run(
+        sys.executable, "-m", "ruff", "format", "--check", "myqueue", "operator", "tests", "bench", "e2e"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_import_layers_hold():
     """The packages are layered (service never imports db), core imports no I/O, the client no server code."""
     lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")

@@ -38,7 +38,11 @@ def test_a_session_expires_and_logout_revokes_it():
 def test_token_comparison():
     sessions = Sessions("right")
     assert sessions.token_matches("right")
-    assert not sessions.token_matches("wrong") and not sessions.token_matches("") and not sessions.token_matches("righ")
+    assert (
+        not sessions.token_matches("wrong")
+        and not sessions.token_matches("")
+        and not sessions.token_matches("righ")
+    )
 
 
 def test_values_render_as_text_json_or_hex_and_binary_stays_safe():
@@ -63,12 +67,21 @@ def test_hexdump_lines():
 def test_sampler_rates_from_consecutive_end_offsets():
     sampler = Sampler(min_interval_s=0)
     assert sampler.due()
-    sampler.add([PartitionRow("T", "P1", "b0", True, end_offset=0), PartitionRow("T", "P2", "b1", True, end_offset=5)])
-    sampler.add([PartitionRow("T", "P1", "b0", True, end_offset=10), PartitionRow("T", "P2", "b1", True, end_offset=2)])
+    sampler.add(
+        [PartitionRow("T", "P1", "b0", True, end_offset=0), PartitionRow("T", "P2", "b1", True, end_offset=5)]
+    )
+    sampler.add(
+        [
+            PartitionRow("T", "P1", "b0", True, end_offset=10),
+            PartitionRow("T", "P2", "b1", True, end_offset=2),
+        ]
+    )
     series = sampler.series()
     assert series["samples"] == 2
     ((_, rate),) = series["topics"]["T"]
-    assert rate > 0 and series["partitions"]["T"]["P2"] == 0  # a partition that restarted at 0: no negative rate
+    assert (
+        rate > 0 and series["partitions"]["T"]["P2"] == 0
+    )  # a partition that restarted at 0: no negative rate
     assert series["partitions"]["T"]["P1"] == rate
 
 
@@ -76,8 +89,9 @@ def test_sampler_rates_from_consecutive_end_offsets():
 def _apps(token=None):
     replica = Replica(MemoryMetaStore(), "http://127.0.0.1:1", BrokerClient())  # never started: no view
     replica_app, _ = create_manager_app("replica", replica=replica, token=token)
-    primary_app, _ = create_manager_app("primary", primary=Primary(MemoryMetaStore(), NoLauncher(), BrokerClient()),
-                                        token=token)
+    primary_app, _ = create_manager_app(
+        "primary", primary=Primary(MemoryMetaStore(), NoLauncher(), BrokerClient()), token=token
+    )
     return replica_app.test_client(), primary_app.test_client()
 
 

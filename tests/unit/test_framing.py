@@ -18,7 +18,9 @@ def test_round_trip_and_count():
     assert list(framing.iter_batch(body)) == records
 
 
-@pytest.mark.parametrize("skip,take,expected", [(0, 3, [b"a", b"bb", b"ccc"]), (1, 1, [b"bb"]), (2, 9, [b"ccc"])])
+@pytest.mark.parametrize(
+    "skip,take,expected", [(0, 3, [b"a", b"bb", b"ccc"]), (1, 1, [b"bb"]), (2, 9, [b"ccc"])]
+)
 def test_slice(skip, take, expected):
     body = framing.encode_batch([b"a", b"bb", b"ccc"])
     part = framing.slice_batch(body, skip, take)

@@ -50,7 +50,9 @@ def test_start_creates_a_broker_and_returns_the_address_the_operator_publishes()
 
 def test_start_fails_fast_on_a_failed_broker_and_removes_what_it_created():
     def fail(obj):
-        obj["status"] = {"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "no DSN"}]}
+        obj["status"] = {
+            "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "no DSN"}]
+        }
 
     api = FakeBrokers(on_read=fail)
     with pytest.raises(Refusal) as info:
@@ -69,7 +71,9 @@ def test_stop_is_idempotent_and_api_errors_become_refusals():
     api = FakeBrokers()
     launcher = KubernetesLauncher("mq", api=api)
     launcher.stop("broker-a")  # 404: already gone
-    api.delete_namespaced_custom_object = lambda *a: (_ for _ in ()).throw(ApiException(status=403, reason="Forbidden"))
+    api.delete_namespaced_custom_object = lambda *a: (_ for _ in ()).throw(
+        ApiException(status=403, reason="Forbidden")
+    )
     with pytest.raises(Refusal, match="403"):
         launcher.stop("broker-a")
 

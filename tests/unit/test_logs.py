@@ -32,7 +32,9 @@ def test_text_is_one_utc_iso_line(restore_root):
     line = emit("text")
     assert TEXT_LINE.match(line.rstrip("\n")), line
     prefixed = emit("text", text_prefix="[supervisor] ")
-    assert prefixed.startswith("[supervisor] ") and TEXT_LINE.match(prefixed.rstrip("\n")[len("[supervisor] "):])
+    assert prefixed.startswith("[supervisor] ") and TEXT_LINE.match(
+        prefixed.rstrip("\n")[len("[supervisor] ") :]
+    )
 
 
 def test_json_names_the_process_and_keeps_extra_fields(restore_root):
@@ -56,7 +58,11 @@ def test_json_keeps_a_traceback_on_one_line(restore_root):
 
 def test_a_line_printed_outside_logging_becomes_a_record():
     record = json.loads(logs.json_line("broker1", "Traceback (most recent call last):"))
-    assert record["process"] == "broker1" and record["message"].startswith("Traceback") and record["logger"] == "output"
+    assert (
+        record["process"] == "broker1"
+        and record["message"].startswith("Traceback")
+        and record["logger"] == "output"
+    )
 
 
 def test_an_unknown_format_is_a_clear_error(monkeypatch):

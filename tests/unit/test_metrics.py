@@ -144,7 +144,9 @@ def test_the_primary_reports_broker_readiness_and_partitions_without_a_ready_bro
     assert value(primary, "myqueue_manager_topic_partitions", topic="T1") == 1
     assert value(primary, "myqueue_manager_partitions_without_ready_broker", topic="T1") == 0
     assert value(primary, "myqueue_ready", service="manager-primary") == 1
-    managers.primary._ready["broker0"] = False  # what check_broker records for a broker that stopped answering
+    managers.primary._ready["broker0"] = (
+        False  # what check_broker records for a broker that stopped answering
+    )
     primary = samples(managers.primary_app.test_client())
     assert value(primary, "myqueue_manager_broker_ready", broker="broker0") == 0
     assert value(primary, "myqueue_manager_partitions_without_ready_broker", topic="T1") == 1
@@ -173,16 +175,18 @@ def test_operator_reconciles_are_counted_and_timed_by_kind_and_outcome():
             raise outcome
         return "done"
 
-    before = {o: sample("myqueue_operator_reconcile_total", kind="Test", action="reconcile", outcome=o)
-              for o in ("success", "invalid", "retry", "api_error", "error")}
+    before = {
+        o: sample("myqueue_operator_reconcile_total", kind="Test", action="reconcile", outcome=o)
+        for o in ("success", "invalid", "retry", "api_error", "error")
+    }
     assert reconcile(None) == "done"
     for error in (InvalidSpec("bad"), RetryLater("later", 1.0), ApiException(status=500), KeyError("bug")):
         with pytest.raises(type(error)):
             reconcile(error)
     for outcome in before:
-        assert sample("myqueue_operator_reconcile_total", kind="Test", action="reconcile", outcome=outcome) == (
-            before[outcome] + 1
-        ), outcome
+        assert sample(
+            "myqueue_operator_reconcile_total", kind="Test", action="reconcile", outcome=outcome
+        ) == (before[outcome] + 1), outcome
     assert sample("myqueue_operator_reconcile_seconds_count", kind="Test", action="reconcile") >= 5
 
 
@@ -196,12 +200,18 @@ def test_operator_handler_failures_are_counted_as_kopf_sees_them():
 
         return handler_under_test
 
-    cases = [(InvalidSpec("bad"), kopf.PermanentError, "permanent"),
-             (RetryLater("later", 1.0), kopf.TemporaryError, "temporary"),
-             (KeyError("bug"), KeyError, "unexpected")]
+    cases = [
+        (InvalidSpec("bad"), kopf.PermanentError, "permanent"),
+        (RetryLater("later", 1.0), kopf.TemporaryError, "temporary"),
+        (KeyError("bug"), KeyError, "unexpected"),
+    ]
     for error, raised, failure in cases:
-        before = sample("myqueue_operator_handler_failures_total", handler="handler_under_test", failure=failure)
+        before = sample(
+            "myqueue_operator_handler_failures_total", handler="handler_under_test", failure=failure
+        )
         with pytest.raises(raised):
             failing(error)()
-        after = sample("myqueue_operator_handler_failures_total", handler="handler_under_test", failure=failure)
+        after = sample(
+            "myqueue_operator_handler_failures_total", handler="handler_under_test", failure=failure
+        )
         assert after == before + 1, failure

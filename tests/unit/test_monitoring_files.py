@@ -98,7 +98,10 @@ def test_every_alert_has_a_severity_a_summary_and_a_description():
     groups = yaml.safe_load(RULES.read_text())["groups"]
     alerts = [r for g in groups for r in g["rules"] if "alert" in r]
     assert {a["alert"] for a in alerts} >= {
-        "MyQueueBrokerDown", "MyQueuePartitionsWithoutReadyBroker", "MyQueueConsumerLagGrowing", "MyQueueRequestsFailing"
+        "MyQueueBrokerDown",
+        "MyQueuePartitionsWithoutReadyBroker",
+        "MyQueueConsumerLagGrowing",
+        "MyQueueRequestsFailing",
     }
     for alert in alerts:
         assert alert["labels"]["severity"] in ("critical", "warning", "info"), alert["alert"]

@@ -78,7 +78,9 @@ def test_ids(value, expected):
     assert parse_id(value, "id") == expected
 
 
-@pytest.mark.parametrize("value", [-1, "-1", "1.5", 1.5, True, "", "abc", defaults.MAX_ID + 1, "99999999999", None, "٣"])
+@pytest.mark.parametrize(
+    "value", [-1, "-1", "1.5", 1.5, True, "", "abc", defaults.MAX_ID + 1, "99999999999", None, "٣"]
+)
 def test_bad_ids(value):
     with pytest.raises(Refusal) as caught:
         parse_id(value, "consumer_id")
@@ -133,10 +135,29 @@ def test_broker_addresses(address, canonical):
 @pytest.mark.parametrize(
     "address",
     [
-        "http://bad host:9000", "https://h:1", "ftp://h:1", "http://h", "http://h:0", "http://h:65536",
-        "http://u@h:1", "http://u:p@h:1", "http://h:1/p", "http://h:1?q", "http://h:1#f", "http://-h:1",
-        "http://h-:1", "http://999.0.0.1:1", "http://[zz]:1", "http://h:+1", "http://h:1\n", "http://é:1",
-        "http://" + "a" * 64 + ":1", "h:1", "", 5, None,
+        "http://bad host:9000",
+        "https://h:1",
+        "ftp://h:1",
+        "http://h",
+        "http://h:0",
+        "http://h:65536",
+        "http://u@h:1",
+        "http://u:p@h:1",
+        "http://h:1/p",
+        "http://h:1?q",
+        "http://h:1#f",
+        "http://-h:1",
+        "http://h-:1",
+        "http://999.0.0.1:1",
+        "http://[zz]:1",
+        "http://h:+1",
+        "http://h:1\n",
+        "http://é:1",
+        "http://" + "a" * 64 + ":1",
+        "h:1",
+        "",
+        5,
+        None,
     ],
 )
 def test_malformed_broker_addresses(address):

@@ -25,7 +25,9 @@ CLAIMED = {"3.11", "3.12", "3.13"}  # pyproject.toml classifiers
 def _read(cls: type[http.client.HTTPResponse], raw: bytes, method: str) -> tuple:
     """Everything observable about ``raw`` read by ``cls`` (or the error it raised)."""
     ours, theirs = socket.socketpair()
-    writer = threading.Thread(target=lambda: (theirs.sendall(raw), theirs.shutdown(socket.SHUT_WR)), daemon=True)
+    writer = threading.Thread(
+        target=lambda: (theirs.sendall(raw), theirs.shutdown(socket.SHUT_WR)), daemon=True
+    )
     writer.start()
     try:
         response = cls(ours, method=method)
@@ -73,33 +75,61 @@ OK = b"HTTP/1.1 200 OK\r\n"
 
 # (id, raw response, method): every line a plain ``name: value``, so no email parser
 FAST = [
-    ("content-length", OK + b"Content-Length: 5\r\nX-MyQueue-End-Offset: 7\r\nContent-Type: text/plain; a=b\r\n\r\nhello", "GET"),
+    (
+        "content-length",
+        OK + b"Content-Length: 5\r\nX-MyQueue-End-Offset: 7\r\nContent-Type: text/plain; a=b\r\n\r\nhello",
+        "GET",
+    ),
     ("repeated-names", OK + b"Set-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n", "GET"),
-    ("value-whitespace", OK + b"X-A:\t  v  \r\nX-B:\r\nX-C:v\r\nX-D: a:b: c\r\nContent-Length: 0\r\n\r\n", "GET"),
+    (
+        "value-whitespace",
+        OK + b"X-A:\t  v  \r\nX-B:\r\nX-C:v\r\nX-D: a:b: c\r\nContent-Length: 0\r\n\r\n",
+        "GET",
+    ),
     ("bare-lf", b"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: 1\n\nok", "GET"),
     ("latin-1-value", OK + "X-Name: caf\u00e9\r\nContent-Length: 0\r\n\r\n".encode("iso-8859-1"), "GET"),
     ("no-headers", b"HTTP/1.1 204 No Content\r\n\r\n", "GET"),
     ("headers-end-at-eof", OK + b"X-A: 1\r\n", "GET"),
     ("http10-to-eof", b"HTTP/1.0 200 OK\r\nX-A: 1\r\n\r\nall of it", "GET"),
     ("http10-keep-alive", b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", "GET"),
-    ("http10-keep-alive-header", b"HTTP/1.0 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok", "GET"),
+    (
+        "http10-keep-alive-header",
+        b"HTTP/1.0 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
+        "GET",
+    ),
     ("connection-close", OK + b"Connection: close\r\nContent-Length: 3\r\n\r\nbye", "GET"),
     ("no-length-http11", OK + b"X-A: 1\r\n\r\nto the end", "GET"),
     ("chunked", OK + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n", "GET"),
     ("chunked-mixed-case", OK + b"transfer-encoding: Chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n", "GET"),
-    ("chunked-and-length", OK + b"Transfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n1\r\nz\r\n0\r\n\r\n", "GET"),
+    (
+        "chunked-and-length",
+        OK + b"Transfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n1\r\nz\r\n0\r\n\r\n",
+        "GET",
+    ),
     ("transfer-encoding-gzip", OK + b"Transfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nok", "GET"),
     ("invalid-length", OK + b"Content-Length: abc\r\nConnection: close\r\n\r\nbody", "GET"),
     ("negative-length", OK + b"Content-Length: -1\r\nConnection: close\r\n\r\nbody", "GET"),
     ("not-modified", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", "GET"),
     ("no-content-with-length", b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", "GET"),
     ("head", OK + b"Content-Length: 10\r\n\r\n", "HEAD"),
-    ("100-continue", b"HTTP/1.1 100 Continue\r\nX-Skipped: 1\r\n\r\n" + OK + b"Content-Length: 2\r\n\r\nok", "POST"),
-    ("two-100s", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n" + OK + b"Content-Length: 1\r\n\r\nz", "POST"),
+    (
+        "100-continue",
+        b"HTTP/1.1 100 Continue\r\nX-Skipped: 1\r\n\r\n" + OK + b"Content-Length: 2\r\n\r\nok",
+        "POST",
+    ),
+    (
+        "two-100s",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n" + OK + b"Content-Length: 1\r\n\r\nz",
+        "POST",
+    ),
     ("103-early-hints", b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n", "GET"),
     ("reason-padding", b"HTTP/1.1 404  Not  Found  \r\nContent-Length: 0\r\n\r\n", "GET"),
     ("no-reason", b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", "GET"),
-    ("99-headers-the-most", OK + b"".join(b"X-%d: v\r\n" % i for i in range(98)) + b"Content-Length: 0\r\n\r\n", "GET"),
+    (
+        "99-headers-the-most",
+        OK + b"".join(b"X-%d: v\r\n" % i for i in range(98)) + b"Content-Length: 0\r\n\r\n",
+        "GET",
+    ),
     ("line-at-limit", OK + b"X-Long: " + b"a" * (65536 - 10) + b"\r\nContent-Length: 0\r\n\r\n", "GET"),
 ]
 
@@ -114,16 +144,31 @@ FALLBACK = [
     ("separator-in-name", OK + b"X(A): v\r\nContent-Length: 0\r\n\r\n"),
     ("empty-name", OK + b": v\r\nContent-Length: 0\r\n\r\n"),
     ("non-ascii-name", OK + "X-Caf\u00e9: v\r\nContent-Length: 0\r\n".encode("iso-8859-1") + b"\r\n"),
-    ("fallback-keeps-chunked", OK + b"Transfer-Encoding: chunked\r\nX-A: a\r\n b\r\n\r\n2\r\nok\r\n0\r\n\r\n"),
+    (
+        "fallback-keeps-chunked",
+        OK + b"Transfer-Encoding: chunked\r\nX-A: a\r\n b\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ),
     ("fallback-keeps-close", b"HTTP/1.0 200 OK\r\nX-A: a\r\n b\r\n\r\nuntil eof"),
 ]
 
 # the same errors as http.client, from the same limits
 ERRORS = [
     ("line-over-limit", OK + b"X-Long: " + b"a" * 65536 + b"\r\n\r\n", http.client.LineTooLong),
-    ("101-headers", OK + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n", http.client.HTTPException),
-    ("100-headers-then-blank", OK + b"".join(b"X-%d: v\r\n" % i for i in range(100)) + b"\r\n", http.client.HTTPException),
-    ("long-line-in-100-continue", b"HTTP/1.1 100 Continue\r\nX: " + b"a" * 65536 + b"\r\n\r\n" + OK + b"\r\n", http.client.LineTooLong),
+    (
+        "101-headers",
+        OK + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n",
+        http.client.HTTPException,
+    ),
+    (
+        "100-headers-then-blank",
+        OK + b"".join(b"X-%d: v\r\n" % i for i in range(100)) + b"\r\n",
+        http.client.HTTPException,
+    ),
+    (
+        "long-line-in-100-continue",
+        b"HTTP/1.1 100 Continue\r\nX: " + b"a" * 65536 + b"\r\n\r\n" + OK + b"\r\n",
+        http.client.LineTooLong,
+    ),
     ("unknown-protocol", b"HTTP/2.0 200 OK\r\n\r\n", http.client.UnknownProtocol),
     ("bad-status-line", b"garbage\r\n\r\n", http.client.BadStatusLine),
     ("nothing", b"", http.client.RemoteDisconnected),
@@ -180,6 +225,10 @@ def test_the_claimed_pythons_are_the_classifiers():
     from pathlib import Path
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
-    listed = {c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if c.startswith("Programming Language :: Python :: 3.")}
+    listed = {
+        c.rsplit(" :: ", 1)[1]
+        for c in project["classifiers"]
+        if c.startswith("Programming Language :: Python :: 3.")
+    }
     assert listed == CLAIMED
     assert project["requires-python"] == f">={min(CLAIMED, key=lambda v: tuple(map(int, v.split('.'))))}"

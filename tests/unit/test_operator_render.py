@@ -31,14 +31,21 @@ from myqueue_operator.topics import finalize_topic, reconcile_topic
 ROOT = Path(__file__).resolve().parents[2]
 NOW = "2026-01-01T00:00:00Z"
 LATER = "2026-01-01T00:05:00Z"
-CONFIG = OperatorConfig(primary_url="http://primary:5000", namespace="mq", broker_image="img:1", dsn_secret="pg")
+CONFIG = OperatorConfig(
+    primary_url="http://primary:5000", namespace="mq", broker_image="img:1", dsn_secret="pg"
+)
 
 
 def broker_obj(name="broker-a", generation=1, status=None, annotations=None, **spec):
     meta = {"name": name, "namespace": "mq", "uid": f"uid-{name}", "generation": generation}
     if annotations:
         meta["annotations"] = annotations
-    obj = {"apiVersion": "myqueue.io/v1alpha1", "kind": "Broker", "metadata": meta, "spec": {"store": "memory", **spec}}
+    obj = {
+        "apiVersion": "myqueue.io/v1alpha1",
+        "kind": "Broker",
+        "metadata": meta,
+        "spec": {"store": "memory", **spec},
+    }
     if status is not None:
         obj["status"] = status
     return obj
@@ -71,11 +78,26 @@ def test_config_from_env():
         {"MYQUEUE_PRIMARY_URL": "http://p:5000/", "MYQUEUE_NAMESPACE": "mq", "MYQUEUE_ADDRESS_MODE": "pod-ip",
          "MYQUEUE_DSN_SECRET": "pg", "MYQUEUE_OPERATOR_RESYNC_S": "2"}
     )  # fmt: skip
-    assert (config.primary_url, config.namespace, config.address_mode, config.dsn_secret, config.resync_s) == (
-        "http://p:5000", "mq", AddressMode.POD_IP, "pg", 2.0,
+    assert (
+        config.primary_url,
+        config.namespace,
+        config.address_mode,
+        config.dsn_secret,
+        config.resync_s,
+    ) == (
+        "http://p:5000",
+        "mq",
+        AddressMode.POD_IP,
+        "pg",
+        2.0,
     )
-    assert OperatorConfig.from_env({"MYQUEUE_PRIMARY_URL": "http://p:1"}, pod_namespace="own").namespace == "own"
-    assert OperatorConfig.from_env({"MYQUEUE_PRIMARY_URL": "http://p:1", "MYQUEUE_CLUSTERWIDE": "1"}).namespace is None
+    assert (
+        OperatorConfig.from_env({"MYQUEUE_PRIMARY_URL": "http://p:1"}, pod_namespace="own").namespace == "own"
+    )
+    assert (
+        OperatorConfig.from_env({"MYQUEUE_PRIMARY_URL": "http://p:1", "MYQUEUE_CLUSTERWIDE": "1"}).namespace
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,7 +129,12 @@ def test_broker_pod_runs_the_broker_restricted_and_owned():
     (container,) = pod["spec"]["containers"]
     assert container["command"] == ["myqueue-broker"] and container["image"] == "img:1"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env == {"MYQUEUE_BROKER_NAME": "broker-a", "MYQUEUE_PORT": "8080", "MYQUEUE_HOST": "0.0.0.0", "MYQUEUE_STORE": "memory"}
+    assert env == {
+        "MYQUEUE_BROKER_NAME": "broker-a",
+        "MYQUEUE_PORT": "8080",
+        "MYQUEUE_HOST": "0.0.0.0",
+        "MYQUEUE_STORE": "memory",
+    }
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8080}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 8080}
     assert container["securityContext"] == {
@@ -144,23 +171,42 @@ def test_broker_reads_the_api_token_from_the_secret_when_auth_is_on():
     authed = dataclasses.replace(CONFIG, token_secret="mq-auth")
     (container,) = render_broker.broker_pod(broker_obj(), authed)["spec"]["containers"]
     token = [e for e in container["env"] if e["name"] == "MYQUEUE_TOKEN"]
-    assert token == [{"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mq-auth", "key": "token"}}}]
+    assert token == [
+        {"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mq-auth", "key": "token"}}}
+    ]
     (plain,) = render_broker.broker_pod(broker_obj(), CONFIG)["spec"]["containers"]
     assert "MYQUEUE_TOKEN" not in {e["name"] for e in plain["env"]}
     # Turning auth on replaces the pods (a new hash); an operator without it keeps the old hash.
-    assert render_broker.pod_spec_hash({"store": "memory"}, authed) != render_broker.pod_spec_hash({"store": "memory"}, CONFIG)
-    assert OperatorConfig.from_env(
-        {"MYQUEUE_PRIMARY_URL": "http://p:1", "MYQUEUE_NAMESPACE": "mq", "MYQUEUE_TOKEN_SECRET": "mq-auth"}
-    ).token_secret == "mq-auth"
+    assert render_broker.pod_spec_hash({"store": "memory"}, authed) != render_broker.pod_spec_hash(
+        {"store": "memory"}, CONFIG
+    )
+    assert (
+        OperatorConfig.from_env(
+            {
+                "MYQUEUE_PRIMARY_URL": "http://p:1",
+                "MYQUEUE_NAMESPACE": "mq",
+                "MYQUEUE_TOKEN_SECRET": "mq-auth",
+            }
+        ).token_secret
+        == "mq-auth"
+    )
 
 
 def test_pod_spec_hash_changes_only_with_what_shapes_the_pod():
     base = render_broker.pod_spec_hash({"store": "memory"}, CONFIG)
-    assert render_broker.pod_spec_hash({"store": "memory", "image": "img:1"}, CONFIG) == base  # the default image
+    assert (
+        render_broker.pod_spec_hash({"store": "memory", "image": "img:1"}, CONFIG) == base
+    )  # the default image
     assert render_broker.pod_spec_hash({"store": "memory", "image": "img:2"}, CONFIG) != base
     assert render_broker.pod_spec_hash({"store": "postgres"}, CONFIG) != base
-    assert render_broker.pod_spec_hash({"store": "memory", "resources": {"limits": {"cpu": "1"}}}, CONFIG) != base
-    assert render_broker.broker_pod(broker_obj(), CONFIG)["metadata"]["annotations"][SPEC_HASH_ANNOTATION] == base
+    assert (
+        render_broker.pod_spec_hash({"store": "memory", "resources": {"limits": {"cpu": "1"}}}, CONFIG)
+        != base
+    )
+    assert (
+        render_broker.broker_pod(broker_obj(), CONFIG)["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+        == base
+    )
 
 
 def test_broker_service():
@@ -192,7 +238,9 @@ def test_pod_state():
     assert (state.exists, state.ready, state.ip, state.deleting) == (True, True, "10.1.0.7", False)
     pending = render_broker.pod_state({"metadata": {}, "status": {"phase": "Pending"}})
     assert (pending.phase, pending.ready) == ("Pending", False)
-    deleting = render_broker.pod_state({"metadata": {"deletionTimestamp": NOW}, "status": {"phase": "Running"}})
+    deleting = render_broker.pod_state(
+        {"metadata": {"deletionTimestamp": NOW}, "status": {"phase": "Running"}}
+    )
     assert deleting.deleting
     not_running = ready_pod()
     not_running["status"]["phase"] = "Failed"
@@ -202,10 +250,16 @@ def test_pod_state():
 def test_ready_condition_moves_its_transition_time_only_on_a_flip():
     first = render_conditions.ready_condition(False, ConditionReason.POD_PENDING, "m", 1, NOW)
     same = render_conditions.ready_condition(False, ConditionReason.POD_NOT_READY, "m2", 2, LATER, [first])
-    assert same["lastTransitionTime"] == NOW and same["reason"] == "PodNotReady" and same["observedGeneration"] == 2
+    assert (
+        same["lastTransitionTime"] == NOW
+        and same["reason"] == "PodNotReady"
+        and same["observedGeneration"] == 2
+    )
     flipped = render_conditions.ready_condition(True, ConditionReason.REGISTERED, "ok", 2, LATER, [same])
     assert flipped["lastTransitionTime"] == LATER and flipped["status"] == "True"
-    assert render_conditions.condition_changed(first, same) and not render_conditions.condition_changed(same, dict(same, message="x"))
+    assert render_conditions.condition_changed(first, same) and not render_conditions.condition_changed(
+        same, dict(same, message="x")
+    )
     kept = render_conditions.with_condition([{"type": "Other", "status": "True"}, first], flipped)
     assert [c["type"] for c in kept] == ["Other", "Ready"] and kept[1]["status"] == "True"
 
@@ -213,15 +267,69 @@ def test_ready_condition_moves_its_transition_time_only_on_a_flip():
 @pytest.mark.parametrize(
     ("pod", "registration", "phase", "ready", "reason"),
     [
-        (render_broker.NO_POD, Registration.NOT_YET, BrokerPhase.PENDING, False, ConditionReason.POD_CREATING),
-        (PodState(True, "Running", deleting=True), Registration.NOT_YET, BrokerPhase.PENDING, False, ConditionReason.POD_TERMINATING),
-        (PodState(True, "Failed"), Registration.NOT_YET, BrokerPhase.FAILED, False, ConditionReason.POD_FAILED),
-        (PodState(True, "Pending"), Registration.NOT_YET, BrokerPhase.PENDING, False, ConditionReason.POD_PENDING),
-        (PodState(True, "Running"), Registration.NOT_YET, BrokerPhase.STARTING, False, ConditionReason.POD_NOT_READY),
-        (PodState(True, "Running", True, "1.2.3.4"), Registration.PENDING, BrokerPhase.STARTING, False, ConditionReason.REGISTERING),
-        (PodState(True, "Running", True, "1.2.3.4"), Registration.UNAVAILABLE, BrokerPhase.STARTING, False, ConditionReason.PRIMARY_UNAVAILABLE),
-        (PodState(True, "Running", True, "1.2.3.4"), Registration.REFUSED, BrokerPhase.FAILED, False, ConditionReason.REGISTRATION_REFUSED),
-        (PodState(True, "Running", True, "1.2.3.4"), Registration.REGISTERED, BrokerPhase.READY, True, ConditionReason.REGISTERED),
+        (
+            render_broker.NO_POD,
+            Registration.NOT_YET,
+            BrokerPhase.PENDING,
+            False,
+            ConditionReason.POD_CREATING,
+        ),
+        (
+            PodState(True, "Running", deleting=True),
+            Registration.NOT_YET,
+            BrokerPhase.PENDING,
+            False,
+            ConditionReason.POD_TERMINATING,
+        ),
+        (
+            PodState(True, "Failed"),
+            Registration.NOT_YET,
+            BrokerPhase.FAILED,
+            False,
+            ConditionReason.POD_FAILED,
+        ),
+        (
+            PodState(True, "Pending"),
+            Registration.NOT_YET,
+            BrokerPhase.PENDING,
+            False,
+            ConditionReason.POD_PENDING,
+        ),
+        (
+            PodState(True, "Running"),
+            Registration.NOT_YET,
+            BrokerPhase.STARTING,
+            False,
+            ConditionReason.POD_NOT_READY,
+        ),
+        (
+            PodState(True, "Running", True, "1.2.3.4"),
+            Registration.PENDING,
+            BrokerPhase.STARTING,
+            False,
+            ConditionReason.REGISTERING,
+        ),
+        (
+            PodState(True, "Running", True, "1.2.3.4"),
+            Registration.UNAVAILABLE,
+            BrokerPhase.STARTING,
+            False,
+            ConditionReason.PRIMARY_UNAVAILABLE,
+        ),
+        (
+            PodState(True, "Running", True, "1.2.3.4"),
+            Registration.REFUSED,
+            BrokerPhase.FAILED,
+            False,
+            ConditionReason.REGISTRATION_REFUSED,
+        ),
+        (
+            PodState(True, "Running", True, "1.2.3.4"),
+            Registration.REGISTERED,
+            BrokerPhase.READY,
+            True,
+            ConditionReason.REGISTERED,
+        ),
     ],
 )
 def test_broker_readiness(pod, registration, phase, ready, reason):
@@ -232,7 +340,9 @@ def test_broker_readiness(pod, registration, phase, ready, reason):
 def test_broker_status_keeps_the_last_address_and_deletes_a_gone_ip():
     old = {"address": "http://broker-a.mq.svc:8080", "podIP": "10.1.0.7", "partitionCount": 4}
     readiness = render_broker.broker_readiness("broker-a", render_broker.NO_POD, Registration.NOT_YET)
-    status = render_broker.broker_status(broker_obj(generation=3, status=old), readiness, NOW, pod_name=None, pod_ip=None, address=None)
+    status = render_broker.broker_status(
+        broker_obj(generation=3, status=old), readiness, NOW, pod_name=None, pod_ip=None, address=None
+    )
     assert status["address"] == old["address"] and status["partitionCount"] == 4
     assert status["podIP"] is None and status["podName"] is None  # None deletes them in the merge patch
     assert status["observedGeneration"] == 3 and status["phase"] == "Pending"
@@ -242,8 +352,15 @@ def test_broker_status_keeps_the_last_address_and_deletes_a_gone_ip():
 def test_blocked_status_tells_how_to_proceed():
     status = render_broker.blocked_status(broker_obj(), [f"t:P{i}" for i in range(12)], NOW)
     condition = render_conditions.condition_of(status)
-    assert (status["phase"], status["partitionCount"], condition["reason"]) == ("Terminating", 12, "DeletionBlocked")
-    assert "and 2 more" in condition["message"] and "myqueue.io/on-delete=move-partitions" in condition["message"]
+    assert (status["phase"], status["partitionCount"], condition["reason"]) == (
+        "Terminating",
+        12,
+        "DeletionBlocked",
+    )
+    assert (
+        "and 2 more" in condition["message"]
+        and "myqueue.io/on-delete=move-partitions" in condition["message"]
+    )
     assert render_conditions.event_type(condition["reason"]) == "Warning"
     assert render_conditions.event_type(ConditionReason.REGISTERED) == "Normal"
 
@@ -291,21 +408,32 @@ def test_broker_crd_name_rules_mirror_core_and_dns_1035(value):
     pattern = re.search(r"matches\('([^']+)'\)", rules[1]).group(1)
     crd_ok = "broker" in value and re.fullmatch(pattern.strip("^$"), value) is not None and len(value) <= 63
     # The CRD is core's rule plus what a Service name needs (DNS-1035: starts with a letter, <= 63).
-    assert crd_ok == (core_accepts(names.validate_broker_name, value) and value[0].isalpha() and len(value) <= 63)
+    assert crd_ok == (
+        core_accepts(names.validate_broker_name, value) and value[0].isalpha() and len(value) <= 63
+    )
     assert crd_ok == (render_broker.broker_spec_problems(value, {}, CONFIG) == [])
 
 
 def test_crd_bounds_are_the_core_limits():
     spec = crd_schema("topics")["properties"]["spec"]["properties"]
-    assert (spec["partitions"]["minimum"], spec["partitions"]["maximum"]) == (1, defaults.MAX_PARTITIONS_PER_TOPIC)
+    assert (spec["partitions"]["minimum"], spec["partitions"]["maximum"]) == (
+        1,
+        defaults.MAX_PARTITIONS_PER_TOPIC,
+    )
     assert spec["name"]["maxLength"] == defaults.MAX_NAME_LENGTH
-    assert crd_schema("brokers")["properties"]["spec"]["properties"]["store"]["enum"] == ["memory", "postgres"]
+    assert crd_schema("brokers")["properties"]["spec"]["properties"]["store"]["enum"] == [
+        "memory",
+        "postgres",
+    ]
 
 
 def test_broker_spec_problems():
     assert render_broker.broker_spec_problems("broker-a", {"store": "postgres"}, CONFIG) == []
     no_secret = OperatorConfig(primary_url="http://p:1", namespace="mq")
-    assert "MYQUEUE_DSN_SECRET" in render_broker.broker_spec_problems("broker-a", {"store": "postgres"}, no_secret)[0]
+    assert (
+        "MYQUEUE_DSN_SECRET"
+        in render_broker.broker_spec_problems("broker-a", {"store": "postgres"}, no_secret)[0]
+    )
     assert render_broker.broker_spec_problems("broker-a", {"store": "sqlite"}, CONFIG)
 
 
@@ -335,7 +463,10 @@ def test_plan_partitions(existing, desired, add, refused):
 
 
 META = {
-    "brokers": {"broker-a": {"address": "http://a:8080", "ready": True}, "broker-b": {"address": "http://b:8080", "ready": False}},
+    "brokers": {
+        "broker-a": {"address": "http://a:8080", "ready": True},
+        "broker-b": {"address": "http://b:8080", "ready": False},
+    },
     "topics": {"orders": [{"partition": "P1", "broker": "broker-a"}, {"partition": "P2", "broker": None}]},
 }
 
@@ -343,10 +474,14 @@ META = {
 def test_topic_partitions_and_status_strings():
     parts = render_topic.topic_partitions(META, "orders", {"P1": 12})
     assert parts == [{"name": "P1", "broker": "broker-a", "endOffset": 12}, {"name": "P2"}]
-    status = render_topic.topic_status(topic_obj(partitions=2), "orders", NOW, ready=False, reason="X", message="m", partitions=parts)
+    status = render_topic.topic_status(
+        topic_obj(partitions=2), "orders", NOW, ready=False, reason="X", message="m", partitions=parts
+    )
     assert status["placement"] == "P1=broker-a P2=-" and status["endOffsets"] == "P1=12 P2=?"
     assert status["observedGeneration"] == 1 and status["topic"] == "orders"
-    kept = render_topic.topic_status(topic_obj(status=status), "orders", LATER, ready=False, reason="Y", message="m")
+    kept = render_topic.topic_status(
+        topic_obj(status=status), "orders", LATER, ready=False, reason="Y", message="m"
+    )
     assert "partitions" not in kept  # unknown now: the merge patch keeps the last known placement
 
 
@@ -355,8 +490,18 @@ def test_topic_partitions_and_status_strings():
     [
         (META, 3, False, ConditionReason.PARTITIONS_PENDING),
         (META, 2, False, ConditionReason.PARTITION_UNASSIGNED),
-        ({**META, "topics": {"orders": [{"partition": "P1", "broker": "broker-b"}]}}, 1, False, ConditionReason.BROKER_NOT_READY),
-        ({**META, "topics": {"orders": [{"partition": "P1", "broker": "broker-a"}]}}, 1, True, ConditionReason.PARTITIONS_READY),
+        (
+            {**META, "topics": {"orders": [{"partition": "P1", "broker": "broker-b"}]}},
+            1,
+            False,
+            ConditionReason.BROKER_NOT_READY,
+        ),
+        (
+            {**META, "topics": {"orders": [{"partition": "P1", "broker": "broker-a"}]}},
+            1,
+            True,
+            ConditionReason.PARTITIONS_READY,
+        ),
     ],
 )
 def test_topic_readiness(meta, desired, ready, reason):
@@ -433,11 +578,13 @@ class FakePrimary:
 
     def metadata(self):
         self._check()
-        return ClusterView.from_json({
-            "version": 0,
-            "brokers": {n: {"address": a, "ready": True} for n, a in self.brokers.items()},
-            "topics": copy.deepcopy(self.topics),
-        })
+        return ClusterView.from_json(
+            {
+                "version": 0,
+                "brokers": {n: {"address": a, "ready": True} for n, a in self.brokers.items()},
+                "topics": copy.deepcopy(self.topics),
+            }
+        )
 
     def register_broker(self, name, address):
         self._check()
@@ -567,7 +714,10 @@ def test_finalize_broker_blocks_while_it_holds_partitions(ctx):
     with pytest.raises(RetryLater):
         finalize_broker(ctx, obj)
     status = ctx.kube.customs[("brokers", "broker-a")]["status"]
-    assert render_conditions.condition_of(status)["reason"] == "DeletionBlocked" and status["partitionCount"] == 1
+    assert (
+        render_conditions.condition_of(status)["reason"] == "DeletionBlocked"
+        and status["partitionCount"] == 1
+    )
     assert "broker-a" in ctx.primary.brokers and "broker-a" in ctx.kube.pods  # nothing touched
 
 
@@ -599,9 +749,14 @@ def test_reconcile_topic_creates_missing_partitions_once(ctx):
     ctx.primary.brokers = {"broker-a": "http://a:8080"}
     ctx.kube.add("topics", topic_obj(partitions=3))
     assert reconcile_topic(ctx, "mq", "orders") == (True, ConditionReason.PARTITIONS_READY)
-    assert [c for c in ctx.primary.calls if c[0] == "add"] == [("add", "orders", p) for p in ("P1", "P2", "P3")]
+    assert [c for c in ctx.primary.calls if c[0] == "add"] == [
+        ("add", "orders", p) for p in ("P1", "P2", "P3")
+    ]
     status = ctx.kube.customs[("topics", "orders")]["status"]
-    assert status["placement"] == "P1=broker-a P2=broker-a P3=broker-a" and status["endOffsets"] == "P1=5 P2=5 P3=5"
+    assert (
+        status["placement"] == "P1=broker-a P2=broker-a P3=broker-a"
+        and status["endOffsets"] == "P1=5 P2=5 P3=5"
+    )
     assert [r for _, _, r in ctx.sent] == ["PartitionsAdded", "PartitionsReady"]
     # A resumed operator (or its timer) does nothing twice.
     reconcile_topic(ctx, "mq", "orders")
@@ -624,11 +779,17 @@ def test_reconcile_topic_without_brokers_or_primary_retries(ctx):
     ctx.kube.add("topics", topic_obj(partitions=1))
     with pytest.raises(RetryLater):
         reconcile_topic(ctx, "mq", "orders")
-    assert render_conditions.condition_of(ctx.kube.customs[("topics", "orders")]["status"])["reason"] == "NoReadyBroker"
+    assert (
+        render_conditions.condition_of(ctx.kube.customs[("topics", "orders")]["status"])["reason"]
+        == "NoReadyBroker"
+    )
     ctx.primary.down = True
     with pytest.raises(RetryLater):
         reconcile_topic(ctx, "mq", "orders")
-    assert render_conditions.condition_of(ctx.kube.customs[("topics", "orders")]["status"])["reason"] == "PrimaryUnavailable"
+    assert (
+        render_conditions.condition_of(ctx.kube.customs[("topics", "orders")]["status"])["reason"]
+        == "PrimaryUnavailable"
+    )
 
 
 def test_reconcile_topic_invalid_and_gone(ctx):

@@ -23,7 +23,9 @@ def test_seeded_placement_ignores_the_order_brokers_are_listed_in():
 
 
 def test_spread_is_roughly_uniform():
-    placement = place_partitions([f"P{i}" for i in range(3000)], ["broker0", "broker1", "broker2"], random.Random(3))
+    placement = place_partitions(
+        [f"P{i}" for i in range(3000)], ["broker0", "broker1", "broker2"], random.Random(3)
+    )
     counts = Counter(placement.values())
     assert all(850 < n < 1150 for n in counts.values()), counts
 

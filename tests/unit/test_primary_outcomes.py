@@ -71,8 +71,14 @@ def brokers_of(primary: Primary) -> dict[str, str]:
 def test_a_lost_commit_acknowledgement_is_answered_applied_and_the_next_writes_work(primary, store):
     store.faults.append("lose-ack")
     assert primary.register_broker("broker1", "http://127.0.0.1:1") is True  # found in the log: applied
-    primary.register_broker("broker2", "http://127.0.0.1:2")  # before the fix: the taken sequence number, for ever
-    assert brokers_of(primary) == replayed(store) == {"broker1": "http://127.0.0.1:1", "broker2": "http://127.0.0.1:2"}
+    primary.register_broker(
+        "broker2", "http://127.0.0.1:2"
+    )  # before the fix: the taken sequence number, for ever
+    assert (
+        brokers_of(primary)
+        == replayed(store)
+        == {"broker1": "http://127.0.0.1:1", "broker2": "http://127.0.0.1:2"}
+    )
 
 
 def test_a_lost_statement_is_answered_not_applied_and_may_be_retried(primary, store):
@@ -95,8 +101,14 @@ def test_a_hung_store_answers_within_the_bound_and_the_state_catches_up_with_the
     assert BOUND <= took < BOUND + 1.0, took
     store.release.set()  # the hung INSERT commits after all, after the answer
     wait_until(lambda: replayed(store), 5, message=lambda: f"hung append never landed: {store.load(STREAM)}")
-    primary.register_broker("broker2", "http://127.0.0.1:2")  # re-reads the log first: no taken sequence number
-    assert brokers_of(primary) == replayed(store) == {"broker1": "http://127.0.0.1:1", "broker2": "http://127.0.0.1:2"}
+    primary.register_broker(
+        "broker2", "http://127.0.0.1:2"
+    )  # re-reads the log first: no taken sequence number
+    assert (
+        brokers_of(primary)
+        == replayed(store)
+        == {"broker1": "http://127.0.0.1:1", "broker2": "http://127.0.0.1:2"}
+    )
 
 
 def test_a_write_queued_behind_a_running_one_answers_503_within_the_bound(primary, store):

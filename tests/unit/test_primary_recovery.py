@@ -14,11 +14,16 @@ from myqueue.manager.state import ClusterState, recovery_events
 from myqueue.manager.store import MemoryMetaStore
 
 VIEW = {
-    "epoch": "old", "version": 7,
-    "brokers": {"broker0": {"address": "http://127.0.0.1:1", "ready": True},
-                "broker1": {"address": "http://127.0.0.1:2", "ready": False}},
-    "topics": {"T1": [{"partition": "P1", "broker": "broker0"}, {"partition": "P2", "broker": "broker1"}],
-               "T2": [{"partition": "P1", "broker": None}]},
+    "epoch": "old",
+    "version": 7,
+    "brokers": {
+        "broker0": {"address": "http://127.0.0.1:1", "ready": True},
+        "broker1": {"address": "http://127.0.0.1:2", "ready": False},
+    },
+    "topics": {
+        "T1": [{"partition": "P1", "broker": "broker0"}, {"partition": "P2", "broker": "broker1"}],
+        "T2": [{"partition": "P1", "broker": None}],
+    },
     "producers": [["T1", None], ["T2", "P1"], ["T1", "P2"]],
 }
 
@@ -41,24 +46,32 @@ def test_a_broker_registered_while_recovering_keeps_its_newer_address():
     assert state.seed_topics()["T1"] == {"P1": "broker0", "P2": "broker1"}
 
 
-@pytest.mark.parametrize("view", [
-    {"brokers": {}},
-    {"brokers": [], "topics": {}},
-    {"brokers": {}, "topics": {"bad name": []}},
-    {"brokers": {}, "topics": {"T1": [{"partition": "P1", "broker": None}]}, "producers": [["T9", None]]},
-    {"brokers": {}, "topics": {"T1": [{"partition": "P1", "broker": None}]}, "producers": [["T1", "P7"]]},
-    "a string",
-])
+@pytest.mark.parametrize(
+    "view",
+    [
+        {"brokers": {}},
+        {"brokers": [], "topics": {}},
+        {"brokers": {}, "topics": {"bad name": []}},
+        {"brokers": {}, "topics": {"T1": [{"partition": "P1", "broker": None}]}, "producers": [["T9", None]]},
+        {"brokers": {}, "topics": {"T1": [{"partition": "P1", "broker": None}]}, "producers": [["T1", "P7"]]},
+        "a string",
+    ],
+)
 def test_a_malformed_view_is_refused_whole(view):
     with pytest.raises(Refusal) as refused:
         recovery_events(view, ClusterState())
-    assert refused.value.reason in (Reason.INVALID_REQUEST, Reason.INVALID_NAME, Reason.TOPIC_NOT_FOUND,
-                                    Reason.PARTITION_NOT_FOUND)
+    assert refused.value.reason in (
+        Reason.INVALID_REQUEST,
+        Reason.INVALID_NAME,
+        Reason.TOPIC_NOT_FOUND,
+        Reason.PARTITION_NOT_FOUND,
+    )
 
 
 def recovering_primary(confirm_timeout_s: float = 0.2) -> Primary:
-    primary = Primary(MemoryMetaStore(), NoLauncher(), BrokerClient(), recover=True,
-                      confirm_timeout_s=confirm_timeout_s)
+    primary = Primary(
+        MemoryMetaStore(), NoLauncher(), BrokerClient(), recover=True, confirm_timeout_s=confirm_timeout_s
+    )
     primary.load()
     return primary
 
@@ -68,8 +81,11 @@ def test_a_recovering_primary_serves_nothing_until_the_replica_offers_its_view()
     ready, detail = primary.ready()
     assert ready and "recovering" in detail  # reachable (a Service routes to ready pods only) ...
     assert primary.wait_view(-1, None, 0)["recovering"] is True
-    for call in (lambda: primary.register_producer("T1", None), lambda: primary.produce(0, b"m"),
-                 lambda: primary.add_partition("T1", "P1")):  # ... but serving no write
+    for call in (
+        lambda: primary.register_producer("T1", None),
+        lambda: primary.produce(0, b"m"),
+        lambda: primary.add_partition("T1", "P1"),
+    ):  # ... but serving no write
         with pytest.raises(Refusal) as refused:
             call()
         assert refused.value.reason is Reason.UNAVAILABLE and "recovering" in str(refused.value)

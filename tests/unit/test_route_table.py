@@ -37,7 +37,9 @@ def openapi_path(rule: str) -> str:
 
 
 def manager_app():
-    app, _state = create_manager_app("primary", primary=Primary(MemoryMetaStore(), NoLauncher(), BrokerClient()))
+    app, _state = create_manager_app(
+        "primary", primary=Primary(MemoryMetaStore(), NoLauncher(), BrokerClient())
+    )
     return app
 
 
@@ -49,7 +51,9 @@ def test_each_documented_route_is_declared_once_in_the_table(package, routes) ->
 
 
 def test_the_seed_routes_of_the_table_are_the_documents_seed_operations() -> None:
-    tagged = {(method, path) for method, path, op in operations(load_doc("myqueue.manager")) if "seed" in op["tags"]}
+    tagged = {
+        (method, path) for method, path, op in operations(load_doc("myqueue.manager")) if "seed" in op["tags"]
+    }
     assert {(r.method, r.rule) for r in MANAGER_ROUTES if r.seed} == tagged
     assert not any(route.seed for route in BROKER_ROUTES)
 
@@ -74,7 +78,12 @@ def test_the_gets_that_change_state_are_documented_and_guarded(package, routes) 
 
 
 def test_the_seeds_four_side_effect_gets() -> None:
-    assert state_changing_gets(MANAGER_ROUTES) == ("/brokers/add", "/brokers/rm", "/brokers/test", "/consumer/consume")
+    assert state_changing_gets(MANAGER_ROUTES) == (
+        "/brokers/add",
+        "/brokers/rm",
+        "/brokers/test",
+        "/consumer/consume",
+    )
     assert state_changing_gets(BROKER_ROUTES) == ()
 
 
@@ -139,7 +148,12 @@ def test_failure_for_answers_each_kind(error, seed, status, reason, message, hea
         raise error
     except Exception as e:
         failure = failure_for(e, seed=seed, method="POST", path="/p")
-    assert (failure.status, failure.reason, failure.message, failure.headers) == (status, reason, message, headers)
+    assert (failure.status, failure.reason, failure.message, failure.headers) == (
+        status,
+        reason,
+        message,
+        headers,
+    )
     assert failure.envelope() == {"status": "failure", "message": message, "reason": reason.value}
 
 

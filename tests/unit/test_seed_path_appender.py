@@ -50,14 +50,18 @@ class FakeBroker:
         return base
 
 
-def _queue_while_held(appender: GroupAppender, broker: FakeBroker, pool: ThreadPoolExecutor, values: list[bytes]):
+def _queue_while_held(
+    appender: GroupAppender, broker: FakeBroker, pool: ThreadPoolExecutor, values: list[bytes]
+):
     """Start an append of values[0] held in flight, then queue the others one by one (in order)."""
     broker.hold()
     futures = [pool.submit(appender.submit, "T", "P1", values[0])]
     assert broker.entered.wait(TIMEOUT)
     for count, value in enumerate(values[1:], start=1):
         futures.append(pool.submit(appender.submit, "T", "P1", value))
-        wait_until(lambda count=count: appender.pending("T", "P1") == count, TIMEOUT, message="message not queued")
+        wait_until(
+            lambda count=count: appender.pending("T", "P1") == count, TIMEOUT, message="message not queued"
+        )
     return futures
 
 

@@ -33,7 +33,9 @@ class InProcessBroker(BrokerClient):
         self.storage = MemoryStorage()
 
     def list_partitions(self, address, timeout=2.0):
-        return {"partitions": [{"topic": p.topic, "partition": p.partition} for p in self.storage.partitions()]}
+        return {
+            "partitions": [{"topic": p.topic, "partition": p.partition} for p in self.storage.partitions()]
+        }
 
     def host(self, address, topic, partition):
         self.storage.host(topic, partition)
@@ -60,7 +62,9 @@ class Managers:
         self.producer = self.primary.register_producer("T1", "P1")
         self.replica = Replica(MemoryMetaStore(), ADDRESS, self.broker)
         self.replica.load()
-        self.replica._set_view(ViewUpdate.from_json(self.primary.wait_view(-1, None, 0)))  # what the view sync would have fetched
+        self.replica._set_view(
+            ViewUpdate.from_json(self.primary.wait_view(-1, None, 0))
+        )  # what the view sync would have fetched
         self.consumer = self.replica.register_consumer("T1", "P1")
         self.primary_app, _ = create_app("primary", primary=self.primary, token=token)
         self.replica_app, _ = create_app("replica", replica=self.replica, token=token)
@@ -122,17 +126,36 @@ def test_a_body_that_is_not_a_json_object_is_answered_alike(managers, data):
 
 def test_a_produce_is_answered_alike_and_stored_once_per_request(managers):
     body = {"producer_id": managers.producer, "message": "hello"}
-    (lane_status, lane), (flask_status, flask) = both(managers.primary_app, "POST", "/producer/produce", json=body)
+    (lane_status, lane), (flask_status, flask) = both(
+        managers.primary_app, "POST", "/producer/produce", json=body
+    )
     assert lane_status == flask_status == 200
     assert (lane["offset"], flask["offset"]) == (0, 1)
-    assert {**lane, "offset": None} == {**flask, "offset": None} == {
-        "status": "success", "message": "T1xP1:Success", "topic": "T1:P1", "offset": None,
-    }
+    assert (
+        {**lane, "offset": None}
+        == {**flask, "offset": None}
+        == {
+            "status": "success",
+            "message": "T1xP1:Success",
+            "topic": "T1:P1",
+            "offset": None,
+        }
+    )
     assert list(lane) == ["status", "message", "topic", "offset"]  # the seed's field order
 
 
-@pytest.mark.parametrize("query", ["", "?consumer_id=", "?consumer_id=-1", "?consumer_id=1e3", "?consumer_id=99",
-                                   "?consumer_id=abc", "?other=1"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?consumer_id=",
+        "?consumer_id=-1",
+        "?consumer_id=1e3",
+        "?consumer_id=99",
+        "?consumer_id=abc",
+        "?other=1",
+    ],
+)
 def test_a_refused_consume_is_answered_alike(managers, query):
     lane, flask = both(managers.replica_app, "GET", "/consumer/consume" + query)
     assert lane == flask
@@ -152,7 +175,9 @@ def test_consume_is_answered_alike_in_offset_order_then_no_message(managers):
 
 
 def test_the_wrong_manager_is_answered_by_flask(managers):
-    lane, flask = both(managers.replica_app, "POST", "/producer/produce", json={"producer_id": 0, "message": "m"})
+    lane, flask = both(
+        managers.replica_app, "POST", "/producer/produce", json={"producer_id": 0, "message": "m"}
+    )
     assert lane == flask and lane[1]["reason"] == "NOT_PRIMARY"
     lane, flask = both(managers.primary_app, "GET", "/consumer/consume?consumer_id=0")
     assert lane == flask and lane[1]["reason"] == "NOT_REPLICA"
@@ -175,12 +200,26 @@ def test_the_lane_serves_produce_and_consume_without_flask(managers):
 def test_lane_requests_are_counted_in_the_request_metrics(managers):
     client = managers.primary_app.test_client()
     for _ in range(3):
-        assert client.post("/producer/produce", json={"producer_id": managers.producer, "message": "m"}).status_code == 200
+        assert (
+            client.post(
+                "/producer/produce", json={"producer_id": managers.producer, "message": "m"}
+            ).status_code
+            == 200
+        )
     assert client.post("/producer/produce", json={"producer_id": 999, "message": "m"}).status_code == 400
     metrics = client.get("/metrics").get_data(as_text=True)
-    assert 'myqueue_http_requests_total{code="200",endpoint="/producer/produce",method="POST",service="manager-primary"} 3.0' in metrics
-    assert 'myqueue_http_requests_total{code="400",endpoint="/producer/produce",method="POST",service="manager-primary"} 1.0' in metrics
-    assert 'myqueue_http_request_seconds_count{endpoint="/producer/produce",method="POST",service="manager-primary"} 4.0' in metrics
+    assert (
+        'myqueue_http_requests_total{code="200",endpoint="/producer/produce",method="POST",service="manager-primary"} 3.0'
+        in metrics
+    )
+    assert (
+        'myqueue_http_requests_total{code="400",endpoint="/producer/produce",method="POST",service="manager-primary"} 1.0'
+        in metrics
+    )
+    assert (
+        'myqueue_http_request_seconds_count{endpoint="/producer/produce",method="POST",service="manager-primary"} 4.0'
+        in metrics
+    )
     assert "myqueue_manager_produced_messages_total 3.0" in metrics
 
 

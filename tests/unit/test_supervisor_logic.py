@@ -45,8 +45,17 @@ def test_restart_delay_is_zero_without_deaths_and_bounded_for_huge_counts():
 def test_broker_argv_is_the_documented_command_line():
     spec = broker_spec("broker0", "127.0.0.1", 7001, Store.MEMORY, None)
     assert spec.argv == (
-        sys.executable, "-m", "myqueue.broker",
-        "--name", "broker0", "--host", "127.0.0.1", "--port", "7001", "--store", "memory",
+        sys.executable,
+        "-m",
+        "myqueue.broker",
+        "--name",
+        "broker0",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "7001",
+        "--store",
+        "memory",
     )
     assert spec.role is Role.BROKER and spec.address == "http://127.0.0.1:7001"
     assert spec.env == {DSN_ENV: None, LAUNCHER_TOKEN_ENV: None}
@@ -68,13 +77,30 @@ def test_broker_names_are_validated_before_they_reach_an_argv(name):
 
 def test_primary_gets_the_launcher_url_in_argv_and_the_token_in_its_environment():
     spec = manager_spec(
-        Role.PRIMARY, "127.0.0.1", 5000, Store.MEMORY, None,
-        launcher_url="http://127.0.0.1:6000", launcher_token="tok",
+        Role.PRIMARY,
+        "127.0.0.1",
+        5000,
+        Store.MEMORY,
+        None,
+        launcher_url="http://127.0.0.1:6000",
+        launcher_token="tok",
     )
     assert spec.argv == (
-        sys.executable, "-m", "myqueue.manager",
-        "--role", "primary", "--host", "127.0.0.1", "--port", "5000", "--store", "memory",
-        "--launcher", "local", "--launcher-url", "http://127.0.0.1:6000",
+        sys.executable,
+        "-m",
+        "myqueue.manager",
+        "--role",
+        "primary",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5000",
+        "--store",
+        "memory",
+        "--launcher",
+        "local",
+        "--launcher-url",
+        "http://127.0.0.1:6000",
     )
     assert spec.env[LAUNCHER_TOKEN_ENV] == "tok" and "tok" not in spec.argv
     assert spec.name == "primary"
@@ -82,8 +108,13 @@ def test_primary_gets_the_launcher_url_in_argv_and_the_token_in_its_environment(
 
 def test_replica_follows_the_primary_and_never_sees_the_launcher_token():
     spec = manager_spec(
-        Role.REPLICA, "127.0.0.1", 5001, Store.POSTGRES, DSN,
-        primary_url="http://127.0.0.1:5000", launcher_token="tok",
+        Role.REPLICA,
+        "127.0.0.1",
+        5001,
+        Store.POSTGRES,
+        DSN,
+        primary_url="http://127.0.0.1:5000",
+        launcher_token="tok",
     )
     assert spec.argv[-2:] == ("--primary-url", "http://127.0.0.1:5000")
     assert "--launcher" not in spec.argv

@@ -72,7 +72,10 @@ def test_a_missed_record_still_stored_is_undelivered_not_lost():
     verdict = check(h)
     assert (verdict.lost, verdict.undelivered) == (1, 2)
     assert verdict.lost_by_partition == {"V1_0:P1": 1}
-    assert verdict.summary_line() == "verify: acked=7 delivered=11 lost=1 duplicated=0 reordered=0 undelivered=2 FAILED"
+    assert (
+        verdict.summary_line()
+        == "verify: acked=7 delivered=11 lost=1 duplicated=0 reordered=0 undelivered=2 FAILED"
+    )
     assert "first undelivered: V1_0:P0@2 'a2' stored, not received in time by c2" in verdict.report_lines()
 
     h.stored[(T, "P1")] = stored_p1 | {(T, "P1", 2, "b2")}
@@ -86,7 +89,9 @@ def test_a_stored_record_behind_the_consumers_position_is_lost_not_undelivered()
     """A memory-mode broker that restarted reuses offsets: a record stored at an offset the consumer
     had already passed will never reach it, so it is lost even though the read-back finds it."""
     h = history(CLEAN)
-    h.deliveries = [d for d in h.deliveries if not (d.consumer == "c2" and d.value == "a1")]  # c2 got a2 after
+    h.deliveries = [
+        d for d in h.deliveries if not (d.consumer == "c2" and d.value == "a1")
+    ]  # c2 got a2 after
     h.stored = {(T, "P0"): {(T, "P0", offset, value) for offset, value in enumerate(CLEAN["P0"])}}
     verdict = check(h)
     assert (verdict.lost, verdict.undelivered) == (1, 0)
@@ -142,7 +147,9 @@ def test_each_kind_is_counted_in_one_history():
 def test_only_records_at_or_after_the_subscription_are_expected():
     h = history(CLEAN)
     h.subscriptions["c2"][(T, "P0")] = 2
-    h.deliveries = [d for d in h.deliveries if not (d.consumer == "c2" and d.partition == "P0" and d.offset < 2)]
+    h.deliveries = [
+        d for d in h.deliveries if not (d.consumer == "c2" and d.partition == "P0" and d.offset < 2)
+    ]
     verdict = check(h)
     assert verdict.ok
     assert verdict.expected == 12
@@ -162,7 +169,9 @@ def test_a_retried_send_stored_twice_is_a_duplicate_write_not_a_failure():
     verdict = check(h)
     assert verdict.ok
     assert (verdict.duplicated, verdict.unexpected, verdict.duplicate_writes) == (0, 1, 1)
-    assert verdict.examples["duplicate_writes"] == ("V1_0:P1@1 'b1' also stored at V1_0:P1@2 (acknowledged there)",)
+    assert verdict.examples["duplicate_writes"] == (
+        "V1_0:P1@1 'b1' also stored at V1_0:P1@2 (acknowledged there)",
+    )
     assert any("duplicate writes are retried sends" in line for line in verdict.report_lines())
     strict = check(h, strict_writes=True)
     assert not strict.ok and strict.summary_line().endswith("FAILED")

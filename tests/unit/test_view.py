@@ -66,10 +66,18 @@ def test_the_view_answers_the_questions_its_readers_ask():
     assert replica.epoch is None and replica.version == view.version
 
     orphaned = ClusterView.from_json(json.loads(body("primary-metadata-no-brokers.json"))["message"])
-    assert orphaned.brokers == {} and orphaned.owner("T1", "P1") is None and orphaned.broker_for("T1", "P1") is None
+    assert (
+        orphaned.brokers == {}
+        and orphaned.owner("T1", "P1") is None
+        and orphaned.broker_for("T1", "P1") is None
+    )
 
     update = ViewUpdate.from_json(json.loads(body("primary-view-later-producers.json"))["message"])
-    assert (update.producers_from, update.producers, update.recovering) == (2, (SeedProducer("T3", "P9"),), False)
+    assert (update.producers_from, update.producers, update.recovering) == (
+        2,
+        (SeedProducer("T3", "P9"),),
+        False,
+    )
 
 
 def test_built_views_give_the_wire_shape():
@@ -84,22 +92,42 @@ def test_built_views_give_the_wire_shape():
         "topics": {"T": [{"partition": "P1", "broker": "b1"}, {"partition": "P2", "broker": None}]},
     })  # fmt: skip
     update = ViewUpdate(view, producers=(SeedProducer("T", None),))
-    assert list(update.to_json()) == ["version", "brokers", "topics", "producers_from", "producers", "recovering"]
+    assert list(update.to_json()) == [
+        "version",
+        "brokers",
+        "topics",
+        "producers_from",
+        "producers",
+        "recovering",
+    ]
     assert update.to_json()["producers"] == [["T", None]]
 
 
 def test_a_view_saved_by_an_older_release_without_producers_still_reads():
     update = ViewUpdate.from_json({"version": 1, "brokers": {}, "topics": {}})
-    assert (update.view.epoch, update.producers, update.producers_from, update.recovering) == (None, (), 0, False)
+    assert (update.view.epoch, update.producers, update.producers_from, update.recovering) == (
+        None,
+        (),
+        0,
+        False,
+    )
 
 
 def test_unknown_keys_are_ignored_so_an_older_reader_keeps_working():
     message = json.loads(body("replica-metadata.json"))["message"]
-    newer = {**message, "leaders": {}, "brokers": {n: {**b, "rack": "r1"} for n, b in message["brokers"].items()}}
+    newer = {
+        **message,
+        "leaders": {},
+        "brokers": {n: {**b, "rack": "r1"} for n, b in message["brokers"].items()},
+    }
     assert ClusterView.from_json(newer).to_json() == message
 
 
-GOOD = {"version": 1, "brokers": {"b1": {"address": "http://h:1", "ready": True}}, "topics": {"T": [{"partition": "P1", "broker": "b1"}]}}
+GOOD = {
+    "version": 1,
+    "brokers": {"b1": {"address": "http://h:1", "ready": True}},
+    "topics": {"T": [{"partition": "P1", "broker": "b1"}]},
+}
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,9 @@ def request_id(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
-        raise Refusal(Reason.INVALID_REQUEST, "request_id and take_id must be 1-64 characters of [A-Za-z0-9_.-]")
+        raise Refusal(
+            Reason.INVALID_REQUEST, "request_id and take_id must be 1-64 characters of [A-Za-z0-9_.-]"
+        )
     return value
 
 

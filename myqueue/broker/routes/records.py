@@ -29,7 +29,9 @@ def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dic
     if rid is not None and producer_id is not None:
         raise Refusal(Reason.INVALID_REQUEST, "give request_id or producer_id, not both")
     body = call.body()
-    count = framing.check_batch(body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=broker.max_message_bytes)
+    count = framing.check_batch(
+        body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=broker.max_message_bytes
+    )
     duplicate = False
     storage = broker.storage
     with outcome_unknown_in_storage_words():
@@ -58,7 +60,10 @@ def fetch(broker: BrokerContext, call: Call, topic: str, partition: str) -> Raw:
         args.get("max_records"), "max_records", low=1, high=defaults.MAX_FETCH_RECORDS, default=1000
     )
     max_bytes = parse_int(
-        args.get("max_bytes"), "max_bytes", low=1, high=defaults.MAX_BATCH_BYTES,
+        args.get("max_bytes"),
+        "max_bytes",
+        low=1,
+        high=defaults.MAX_BATCH_BYTES,
         default=defaults.DEFAULT_FETCH_MAX_BYTES,
     )
     wait_ms = parse_int(args.get("wait_ms"), "wait_ms", low=0, high=defaults.MAX_FETCH_WAIT_MS, default=0)

@@ -162,7 +162,9 @@ class LogStorage(ABC):
 
     # --- the log -------------------------------------------------------------------------
     @abstractmethod
-    def append(self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None) -> int:
+    def append(
+        self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None
+    ) -> int:
         """Store one checked record batch; return its base offset. Raises NotHosted.
 
         With a ``request_id`` (the managers' seed appends), an append repeating a recent request id

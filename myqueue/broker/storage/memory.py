@@ -88,7 +88,9 @@ class MemoryStorage(LogStorage):
     def end_offset(self, topic: str, partition: str) -> int:
         return self._log(topic, partition).end
 
-    def append(self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None) -> int:
+    def append(
+        self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None
+    ) -> int:
         log = self._log(topic, partition)
         with log.lock:
             if request_id is not None and request_id in log.requests:
@@ -151,7 +153,8 @@ class MemoryStorage(LogStorage):
             logs = list(self._logs.items())
         positions = dict(self._positions)  # one C-level copy: atomic under the GIL
         parts = [
-            PartitionStats(t, p, log.bases[0] if log.bases else log.end, log.end, log.size) for (t, p), log in logs
+            PartitionStats(t, p, log.bases[0] if log.bases else log.end, log.end, log.size)
+            for (t, p), log in logs
         ]
         return parts, [GroupPosition(g, t, p, offset) for (g, t, p), offset in positions.items()]
 
@@ -159,8 +162,14 @@ class MemoryStorage(LogStorage):
         scratch = MemoryStorage()  # never touches this broker's partitions
         scratch.host("__selftest__", "p")
         checks = []
-        expect(scratch.append("__selftest__", "p", framing.encode_batch([b"a", b"b"]), 2), 0, "first batch's offset")
-        expect(scratch.append("__selftest__", "p", framing.encode_batch([b"c"]), 1), 2, "second batch's offset")
+        expect(
+            scratch.append("__selftest__", "p", framing.encode_batch([b"a", b"b"]), 2),
+            0,
+            "first batch's offset",
+        )
+        expect(
+            scratch.append("__selftest__", "p", framing.encode_batch([b"c"]), 1), 2, "second batch's offset"
+        )
         checks.append("append assigns consecutive offsets")
         result = scratch.read("__selftest__", "p", 1, 10, 1 << 20)
         expect(
@@ -170,7 +179,11 @@ class MemoryStorage(LogStorage):
         )
         checks.append("read from a mid-batch offset")
         scratch.set_position("g", "__selftest__", "p", "earliest")
-        expect(scratch.take("g", "__selftest__", "p", 2)[0], [(0, b"a"), (1, b"b")], "records taken from earliest")
+        expect(
+            scratch.take("g", "__selftest__", "p", 2)[0],
+            [(0, b"a"), (1, b"b")],
+            "records taken from earliest",
+        )
         expect(scratch.get_position("g", "__selftest__", "p"), 2, "group position after the take")
         checks.append("take advances the group position")
         return checks

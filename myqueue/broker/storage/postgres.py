@@ -201,7 +201,9 @@ class PostgresStorage(LogStorage):
         return self._db.run(work, idempotent=True, transaction=False)
 
     # --- the log -------------------------------------------------------------------------------
-    def append(self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None) -> int:
+    def append(
+        self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None
+    ) -> int:
         pid = self._id(topic, partition)
         if request_id is not None:
 
@@ -217,7 +219,9 @@ class PostgresStorage(LogStorage):
             base = self._db.run(with_request, idempotent=True, transaction=False, lost_is_unknown=True)
         elif len(batch) >= COPY_MIN_BYTES:
             # Not idempotent: a retry after the data reached the server could append twice.
-            base, _ = self._db.run(lambda cur: _copy_append(cur, pid, None, 0, count, batch), transaction=False)
+            base, _ = self._db.run(
+                lambda cur: _copy_append(cur, pid, None, 0, count, batch), transaction=False
+            )
         else:
 
             def work(cur):
@@ -292,7 +296,9 @@ class PostgresStorage(LogStorage):
         pid = self._id(topic, partition)
 
         def work(cur):
-            cur.execute("SELECT next_offset FROM mq_positions WHERE grp = %s AND partition_id = %s", (group, pid))
+            cur.execute(
+                "SELECT next_offset FROM mq_positions WHERE grp = %s AND partition_id = %s", (group, pid)
+            )
             row = cur.fetchone()
             return row[0] if row else None
 
@@ -341,7 +347,9 @@ class PostgresStorage(LogStorage):
         start, end = rows[0][0], rows[0][1]
         batches = [(base, bytes(body)) for _, _, base, body in rows if base is not None]
         kept, _ = trim_batches(batches, start, max_records, 1 << 62)
-        records = [(base + i, value) for base, body in kept for i, value in enumerate(framing.iter_batch(body))]
+        records = [
+            (base + i, value) for base, body in kept for i, value in enumerate(framing.iter_batch(body))
+        ]
         return records, end
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -365,9 +373,7 @@ class PostgresStorage(LogStorage):
             cur.execute("SELECT mq_append(%s, 2, %s)", (pid, psycopg2.Binary(body)))
             expect(cur.fetchone()[0], 2, "the second batch follows the first")
             checks.append("append assigns consecutive offsets")
-            cur.execute(
-                _READ, {"id": pid, "off": 1, "rows": 10, "max_bytes": 1 << 20, "max_records": 2}
-            )
+            cur.execute(_READ, {"id": pid, "off": 1, "rows": 10, "max_bytes": 1 << 20, "max_records": 2})
             rows = cur.fetchall()
             expect([r[0] for r in rows], [0, 2], "a read from a mid-batch offset returns both batches")
             checks.append("read from a mid-batch offset")
@@ -394,15 +400,23 @@ class PostgresStorage(LogStorage):
         def work(cur):
             ids = list(names)
             timeout = str(int(defaults.METRICS_PG_STATEMENT_TIMEOUT_MS))
-            cur.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))  # this transaction only
+            cur.execute(
+                "SELECT set_config('statement_timeout', %s, true)", (timeout,)
+            )  # this transaction only
             cur.execute(_STATS, (ids,))
             parts = cur.fetchall()
-            cur.execute("SELECT grp, partition_id, next_offset FROM mq_positions WHERE partition_id = ANY(%s)", (ids,))
+            cur.execute(
+                "SELECT grp, partition_id, next_offset FROM mq_positions WHERE partition_id = ANY(%s)", (ids,)
+            )
             return parts, cur.fetchall()
 
         parts, positions = self._db.run(work, idempotent=True)
         return (
-            [PartitionStats(*names[pid], start, end, size) for pid, end, start, size in parts if pid in names],
+            [
+                PartitionStats(*names[pid], start, end, size)
+                for pid, end, start, size in parts
+                if pid in names
+            ],
             [GroupPosition(grp, *names[pid], offset) for grp, pid, offset in positions if pid in names],
         )
 

@@ -90,7 +90,11 @@ class ClusterReader:
         """A success envelope's message, or (``binary``) a 200 answer's body and content type;
         BrokerDown for anything else, with the broker's own message."""
         url = f"{address.rstrip('/')}{path}"
-        bounds = {"params": params, "timeout": self._timeout, "connect_timeout": min(CONNECT_TIMEOUT_S, self._timeout)}
+        bounds = {
+            "params": params,
+            "timeout": self._timeout,
+            "connect_timeout": min(CONNECT_TIMEOUT_S, self._timeout),
+        }
         try:
             if not binary:
                 return self._client.message("GET", url, **bounds)
@@ -124,7 +128,9 @@ class ClusterReader:
             status.error = f"unexpected answer: {e}"
         status.latency_ms = (time.perf_counter() - started) * 1000
 
-    def partitions(self, view: ClusterView, brokers: list[BrokerStatus], topic: str | None = None) -> list[PartitionRow]:
+    def partitions(
+        self, view: ClusterView, brokers: list[BrokerStatus], topic: str | None = None
+    ) -> list[PartitionRow]:
         """The view's partitions (of one topic, or all) with the end offsets their brokers report."""
         by_name = {b.name: b for b in brokers}
         rows = []

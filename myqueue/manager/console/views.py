@@ -49,7 +49,9 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
         if sessions.valid(request.cookies.get(COOKIE)):
             return None
         if request.path.startswith("/api/"):
-            return jsonify(status="failure", message="log in to the console first", reason="UNAUTHORIZED"), 401
+            return jsonify(
+                status="failure", message="log in to the console first", reason="UNAUTHORIZED"
+            ), 401
         return redirect(url_for("console.login_form"), 303)
 
     @bp.after_request
@@ -177,7 +179,9 @@ def console_blueprint(replica: Replica, token: str | None) -> Blueprint:
                     "complete": len(known) == len(parts),
                 }
             )
-        return page("topics.html", title="Topics", topics=summary, brokers_down=[b for b in brokers if not b.up])
+        return page(
+            "topics.html", title="Topics", topics=summary, brokers_down=[b for b in brokers if not b.up]
+        )
 
     @bp.get("/topics/<topic>")
     def topic(topic: str):
@@ -294,15 +298,23 @@ def _positions(reader: ClusterReader, view: ClusterView, topic: str, group: str)
     rows = []
     for placement in sorted(view.topics[topic], key=lambda p: p.partition):
         partition = validate_partition(placement.partition)
-        row: dict = {"partition": partition, "broker": placement.broker, "position": None, "end": None,
-                     "lag": None, "error": None}
+        row: dict = {
+            "partition": partition,
+            "broker": placement.broker,
+            "position": None,
+            "end": None,
+            "lag": None,
+            "error": None,
+        }
         broker = view.broker_for(topic, partition)
         if broker is None:
             row["error"] = "no broker"
         else:
             try:
                 position, end = reader.position(broker.address, topic, partition, group)
-                row.update(position=position, end=end, lag=None if position is None else max(0, end - position))
+                row.update(
+                    position=position, end=end, lag=None if position is None else max(0, end - position)
+                )
             except BrokerDown as e:
                 row["error"] = f"broker down: {e}"
         rows.append(row)
@@ -311,14 +323,21 @@ def _positions(reader: ClusterReader, view: ClusterView, topic: str, group: str)
 
 def _render(offset: int, value: bytes, shown: str) -> dict:
     head = value[:SHOWN_BYTES]
-    record: dict[str, object] = {"offset": offset, "size": len(value), "truncated": len(value) > SHOWN_BYTES, "note": None}
+    record: dict[str, object] = {
+        "offset": offset,
+        "size": len(value),
+        "truncated": len(value) > SHOWN_BYTES,
+        "note": None,
+    }
     if shown == "hex":
         record["body"] = hexdump(head)
         return record
     text = head.decode("utf-8", errors="replace")
     if shown == "json":
         try:
-            record["body"] = json.dumps(json.loads(value.decode("utf-8")), indent=2, ensure_ascii=False)[:SHOWN_BYTES * 4]
+            record["body"] = json.dumps(json.loads(value.decode("utf-8")), indent=2, ensure_ascii=False)[
+                : SHOWN_BYTES * 4
+            ]
             return record
         except (UnicodeDecodeError, ValueError, RecursionError):
             record["note"] = "not JSON: shown as text"
@@ -331,7 +350,9 @@ def _render(offset: int, value: bytes, shown: str) -> dict:
 def printable(text: str) -> str:
     """Text with control characters (other than newline and tab) shown as \\xNN escapes."""
     return "".join(
-        c if c in "\n\t" or not unicodedata.category(c).startswith("C") or c == "\ufffd" else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+        c
+        if c in "\n\t" or not unicodedata.category(c).startswith("C") or c == "\ufffd"
+        else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
         for c in text
     )
 

@@ -29,7 +29,9 @@ class WaiterBudget:
     cannot take every request thread. Beyond it a long-poll is refused at once (503 + Retry-After)."""
 
     def __init__(
-        self, total: float = defaults.VIEW_MAX_WAITERS, per_client: float = defaults.VIEW_MAX_WAITERS_PER_CLIENT
+        self,
+        total: float = defaults.VIEW_MAX_WAITERS,
+        per_client: float = defaults.VIEW_MAX_WAITERS_PER_CLIENT,
     ):
         self._total, self._per_client = total, per_client
         self._lock = threading.Lock()
@@ -71,7 +73,10 @@ class ManagerContext:
 
     def need_replica(self) -> Replica:
         if self.replica is None:
-            raise Refusal(Reason.NOT_REPLICA, "this is the primary manager: send consumer calls to the read-only manager")
+            raise Refusal(
+                Reason.NOT_REPLICA,
+                "this is the primary manager: send consumer calls to the read-only manager",
+            )
         return self.replica
 
 

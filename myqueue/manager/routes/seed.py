@@ -92,7 +92,9 @@ def consume(m: ManagerContext, call: Call) -> Success:
 def size(m: ManagerContext, call: Call) -> Success:
     r = m.need_replica()
     consumer_id = parse_id(call.query("consumer_id"), "consumer_id")
-    return Success(r.size(consumer_id), extra={"note": "messages pending for this consumer over all its partitions"})
+    return Success(
+        r.size(consumer_id), extra={"note": "messages pending for this consumer over all its partitions"}
+    )
 
 
 ROUTES = (

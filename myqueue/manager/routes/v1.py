@@ -49,7 +49,9 @@ def register_broker(m: ManagerContext, call: Call) -> Success:
     if "name" not in data or "address" not in data:
         raise Refusal(Reason.INVALID_REQUEST, "fields 'name' and 'address' are required")
     created = p.register_broker(data["name"], data["address"])
-    return Success(f"broker {data['name']} {'registered' if created else 'up to date'}", 201 if created else 200)
+    return Success(
+        f"broker {data['name']} {'registered' if created else 'up to date'}", 201 if created else 200
+    )
 
 
 def unregister_broker(m: ManagerContext, call: Call, name: str) -> dict:

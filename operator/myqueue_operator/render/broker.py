@@ -107,7 +107,9 @@ def pod_spec_hash(spec: Mapping, config: OperatorConfig) -> str:
         "dsn_secret": config.dsn_secret if spec.get("store") == "postgres" else None,
         "pull": config.image_pull_policy,
     }
-    if config.token_secret:  # only when set, so turning auth on replaces pods but upgrading the operator does not
+    if (
+        config.token_secret
+    ):  # only when set, so turning auth on replaces pods but upgrading the operator does not
         relevant["token_secret"] = config.token_secret
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -207,7 +209,10 @@ def _broker_env(name: str, store: str, config: OperatorConfig) -> list[dict]:
         )
     if config.token_secret:
         env.append(
-            {"name": "MYQUEUE_TOKEN", "valueFrom": {"secretKeyRef": {"name": config.token_secret, "key": "token"}}}
+            {
+                "name": "MYQUEUE_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": config.token_secret, "key": "token"}},
+            }
         )
     if config.log_format != "text":  # the default needs no variable
         env.append({"name": "MYQUEUE_LOG_FORMAT", "value": config.log_format})
@@ -267,10 +272,10 @@ def pod_state(pod: Mapping | None) -> PodState:
         return NO_POD
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-    waiting = [
-        (cs.get("state") or {}).get("waiting") or {} for cs in status.get("containerStatuses") or []
-    ]
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+    waiting = [(cs.get("state") or {}).get("waiting") or {} for cs in status.get("containerStatuses") or []]
     message = status.get("message") or next((w.get("reason", "") for w in waiting if w), "")
     return PodState(
         exists=True,
@@ -297,20 +302,60 @@ def broker_readiness(name: str, pod: PodState, registration: Registration, detai
     if not pod.exists:
         return Readiness(BrokerPhase.PENDING, False, ConditionReason.POD_CREATING, f"creating pod {name}")
     if pod.deleting:
-        return Readiness(BrokerPhase.PENDING, False, ConditionReason.POD_TERMINATING, f"pod {name} is terminating; it will be recreated")
+        return Readiness(
+            BrokerPhase.PENDING,
+            False,
+            ConditionReason.POD_TERMINATING,
+            f"pod {name} is terminating; it will be recreated",
+        )
     if pod.phase == "Failed":
-        return Readiness(BrokerPhase.FAILED, False, ConditionReason.POD_FAILED, f"pod {name} failed: {pod.message}".rstrip(": "))
+        return Readiness(
+            BrokerPhase.FAILED,
+            False,
+            ConditionReason.POD_FAILED,
+            f"pod {name} failed: {pod.message}".rstrip(": "),
+        )
     if pod.phase != "Running":
-        return Readiness(BrokerPhase.PENDING, False, ConditionReason.POD_PENDING, f"pod {name} is {pod.phase}: {pod.message}".rstrip(": "))
+        return Readiness(
+            BrokerPhase.PENDING,
+            False,
+            ConditionReason.POD_PENDING,
+            f"pod {name} is {pod.phase}: {pod.message}".rstrip(": "),
+        )
     if not pod.ready:
-        return Readiness(BrokerPhase.STARTING, False, ConditionReason.POD_NOT_READY, f"pod {name} is running, not ready yet")
+        return Readiness(
+            BrokerPhase.STARTING,
+            False,
+            ConditionReason.POD_NOT_READY,
+            f"pod {name} is running, not ready yet",
+        )
     if registration is Registration.REGISTERED:
-        return Readiness(BrokerPhase.READY, True, ConditionReason.REGISTERED, f"registered with the primary manager {detail}".rstrip())
+        return Readiness(
+            BrokerPhase.READY,
+            True,
+            ConditionReason.REGISTERED,
+            f"registered with the primary manager {detail}".rstrip(),
+        )
     if registration is Registration.UNAVAILABLE:
-        return Readiness(BrokerPhase.STARTING, False, ConditionReason.PRIMARY_UNAVAILABLE, f"the primary manager did not answer: {detail}")
+        return Readiness(
+            BrokerPhase.STARTING,
+            False,
+            ConditionReason.PRIMARY_UNAVAILABLE,
+            f"the primary manager did not answer: {detail}",
+        )
     if registration is Registration.REFUSED:
-        return Readiness(BrokerPhase.FAILED, False, ConditionReason.REGISTRATION_REFUSED, f"the primary manager refused it: {detail}")
-    return Readiness(BrokerPhase.STARTING, False, ConditionReason.REGISTERING, "pod ready; registering with the primary manager")
+        return Readiness(
+            BrokerPhase.FAILED,
+            False,
+            ConditionReason.REGISTRATION_REFUSED,
+            f"the primary manager refused it: {detail}",
+        )
+    return Readiness(
+        BrokerPhase.STARTING,
+        False,
+        ConditionReason.REGISTERING,
+        "pod ready; registering with the primary manager",
+    )
 
 
 def broker_status(
@@ -331,7 +376,14 @@ def broker_status(
         "phase": readiness.phase.value,
         "conditions": with_condition(
             old.get("conditions") or [],
-            ready_condition(readiness.ready, readiness.reason, readiness.message, generation, now, old.get("conditions") or []),
+            ready_condition(
+                readiness.ready,
+                readiness.reason,
+                readiness.message,
+                generation,
+                now,
+                old.get("conditions") or [],
+            ),
         ),
     }
     # None deletes the field in the merge patch the operator sends (a gone Pod has no IP).
@@ -359,7 +411,9 @@ def blocked_status(broker: Mapping, partitions: Sequence[str], now: str) -> dict
         "partitionCount": len(partitions),
         "conditions": with_condition(
             old.get("conditions") or [],
-            ready_condition(False, ConditionReason.DELETION_BLOCKED, message, generation, now, old.get("conditions") or []),
+            ready_condition(
+                False, ConditionReason.DELETION_BLOCKED, message, generation, now, old.get("conditions") or []
+            ),
         ),
     }
 

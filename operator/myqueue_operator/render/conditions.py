@@ -45,8 +45,18 @@ def ready_condition(
     """The Ready condition; lastTransitionTime moves only when the status flips."""
     status = "True" if ready else "False"
     old = next((c for c in previous if c.get("type") == READY), None)
-    since = old.get("lastTransitionTime") if old and old.get("status") == status and old.get("lastTransitionTime") else now
-    condition = {"type": READY, "status": status, "reason": str(reason), "message": message[:4096], "lastTransitionTime": since}
+    since = (
+        old.get("lastTransitionTime")
+        if old and old.get("status") == status and old.get("lastTransitionTime")
+        else now
+    )
+    condition = {
+        "type": READY,
+        "status": status,
+        "reason": str(reason),
+        "message": message[:4096],
+        "lastTransitionTime": since,
+    }
     if generation is not None:
         condition["observedGeneration"] = generation
     return condition
@@ -86,7 +96,9 @@ def invalid_status(obj: Mapping, problems: Iterable[str], now: str, *, phase: st
         "observedGeneration": generation,
         "conditions": with_condition(
             old.get("conditions") or [],
-            ready_condition(False, ConditionReason.INVALID_SPEC, message, generation, now, old.get("conditions") or []),
+            ready_condition(
+                False, ConditionReason.INVALID_SPEC, message, generation, now, old.get("conditions") or []
+            ),
         ),
     }
     if phase:
@@ -114,7 +126,15 @@ WARNING_REASONS = frozenset(
 
 
 # Ready reasons that only report progress: no Event (the explicit PodCreated/PartitionsAdded say it).
-PROGRESS_REASONS = frozenset({ConditionReason.POD_CREATING, ConditionReason.POD_PENDING, ConditionReason.POD_NOT_READY, ConditionReason.REGISTERING, ConditionReason.PARTITIONS_PENDING})
+PROGRESS_REASONS = frozenset(
+    {
+        ConditionReason.POD_CREATING,
+        ConditionReason.POD_PENDING,
+        ConditionReason.POD_NOT_READY,
+        ConditionReason.REGISTERING,
+        ConditionReason.PARTITIONS_PENDING,
+    }
+)
 
 
 def event_type(reason: str) -> str:

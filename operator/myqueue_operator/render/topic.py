@@ -29,7 +29,11 @@ def topic_spec_problems(topic: Mapping) -> list[str]:
     except Refusal as e:
         problems.append(e.message + ("" if spec.get("name") else " (set spec.name)"))
     count = spec.get("partitions", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= defaults.MAX_PARTITIONS_PER_TOPIC:
+    if (
+        isinstance(count, bool)
+        or not isinstance(count, int)
+        or not 1 <= count <= defaults.MAX_PARTITIONS_PER_TOPIC
+    ):
         problems.append(f"spec.partitions must be an integer from 1 to {defaults.MAX_PARTITIONS_PER_TOPIC}")
     return problems
 
@@ -90,7 +94,11 @@ def topic_readiness(
         return False, ConditionReason.PARTITIONS_PENDING, f"{len(parts)} of {desired} partitions created"
     unassigned = [p["partition"] for p in parts if not p.get("broker")]
     if unassigned:
-        return False, ConditionReason.PARTITION_UNASSIGNED, f"partitions without a broker: {', '.join(unassigned)}"
+        return (
+            False,
+            ConditionReason.PARTITION_UNASSIGNED,
+            f"partitions without a broker: {', '.join(unassigned)}",
+        )
     down = sorted({p["broker"] for p in parts if not (brokers.get(p["broker"]) or {}).get("ready")})
     if down:
         return False, ConditionReason.BROKER_NOT_READY, f"brokers not ready: {', '.join(down)}"
