@@ -1,13 +1,13 @@
 """The versioned schema in real PostgreSQL (``myqueue/db/migrate.py``, issue 12 item 5).
 
-A database made by the code before versioning (``fixtures/schema_57d0cdd.sql``, that code's DDL
-verbatim, with data written through its own functions) is adopted as version 1 in place and
+A database made by the code before versioning (its DDL is ``0001_initial.sql`` verbatim, pinned by
+tests/unit/test_schema_files.py; applied here without the version table, with data written through
+that schema's own functions) is adopted as version 1 in place and
 every row stays readable through the storage API; runners racing at start-up apply each
 migration once; a database newer than the code is refused; a failed migration changes nothing.
 """
 
 import threading
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -20,7 +20,7 @@ from myqueue.manager.store import PostgresMetaStore
 
 pytestmark = pytest.mark.postgres
 
-PREVIOUS_SCHEMA = (Path(__file__).parent / "fixtures" / "schema_57d0cdd.sql").read_text()
+PREVIOUS_SCHEMA = migrate.migrations()[0].sql  # what the code before versioning created
 
 
 def execute(dsn: str, statement: str, args=None) -> list:
