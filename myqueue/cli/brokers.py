@@ -52,7 +52,9 @@ def change_broker(args: argparse.Namespace) -> int:
     call, _ = _ACTIONS[args.action]
     api = api_from(args)
     try:
-        answer = call(api, args.name, force=True) if getattr(args, "force", False) else call(api, args.name)
+        answer = (
+            api.rm_broker(args.name, force=True) if getattr(args, "force", False) else call(api, args.name)
+        )
     finally:
         api.close()
     if args.action == "test" and answer.startswith(_SEED_PASSED):

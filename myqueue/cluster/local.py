@@ -264,12 +264,12 @@ class LocalCluster:
         """Wait until ``name`` runs under a new PID and answers /readyz; returns its process entry."""
         last: dict[str, Any] = {}
 
-        def restarted_and_ready() -> dict[str, Any] | None:
+        def restarted_and_ready() -> dict[str, Any]:  # {} while not yet
             nonlocal last
             last = self.processes()[name]
             if last["pid"] in (None, old_pid):
-                return None
-            return last if self.is_ready(name) else None
+                return {}
+            return last if self.is_ready(name) else {}
 
         return wait_for(restarted_and_ready, timeout, lambda: f"{name} to be back: {last}")
 

@@ -5,10 +5,13 @@ environment variable where the component documents it.
 """
 
 import os
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
-def _env(name: str, default: float) -> float:
-    """``default``, or the number in environment variable ``name`` (overload limits below)."""
+def _env(name: str, default: N) -> N:
+    """``default``, or the number in environment variable ``name``, of the default's type (overload limits below)."""
     value = os.environ.get(name)
     return type(default)(value) if value else default
 

@@ -93,6 +93,7 @@ def main(argv=None) -> None:
     store = open_meta_store(args.store, args.dsn)
     token = load_token()
     brokers = BrokerClient(token=token)
+    node: Primary | Replica
     if args.role == "primary":
         launcher = make_launcher(
             args.launcher, args.launcher_url, args.launcher_namespace, args.broker_store or args.store

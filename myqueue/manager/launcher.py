@@ -163,7 +163,7 @@ class KubernetesLauncher(Launcher):
                 f"read Broker {name}", api.get_namespaced_custom_object, name, missing_ok=True
             )
             status = (broker or {}).get("status") or {}
-            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            ready: dict = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
             if broker is not None and status.get("address"):
                 return status["address"]
             if ready.get("reason") in self.FAILED_REASONS or time.monotonic() > deadline:

@@ -16,6 +16,7 @@ it is ``history.check``'s business, the consumers' loops ``consumers.py``'s, hur
 meanwhile the caller's (``during``, see ``runner.py``). Every loop is bounded in time.
 """
 
+import functools
 import logging
 import secrets
 import threading
@@ -173,7 +174,7 @@ class Workload:
             for topic, partition in self.partitions:
                 _until(
                     deadline,
-                    lambda t=topic, p=partition: _add_partition(api, t, p),
+                    functools.partial(_add_partition, api, topic, partition),
                     f"create {topic}:{partition}",
                 )
         finally:
@@ -182,7 +183,9 @@ class Workload:
         try:
             for manager in (self._managers.primary, self._managers.replica):
                 _until(
-                    deadline, lambda m=manager: self._visible(transport, m), f"the topics ready on {manager}"
+                    deadline,
+                    functools.partial(self._visible, transport, manager),
+                    f"the topics ready on {manager}",
                 )
         finally:
             transport.close()
@@ -212,6 +215,7 @@ class Workload:
         """Every consumer, before any producer starts: fast-path, seed-path, or alternating."""
         config = self.config
         clients: list[tuple[Any, ConsumerLog]] = []
+        client: tuple[Any, ConsumerLog]
         try:
             for i in range(config.consumers):
                 if config.seed_path and (not config.fast_path or i % 2 == 1):

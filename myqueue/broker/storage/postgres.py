@@ -277,7 +277,12 @@ class PostgresStorage(LogStorage):
             out = io.BytesIO()
             cur.copy_expert(cur.mogrify(f"COPY ({_READ}) TO STDOUT (FORMAT binary)", params).decode(), out)
             fields = copy_codec.decode(out.getbuffer(), 2)
-            return row, [(copy_codec.decode_int8(base), bytes(body)) for base, body in fields]
+            records = []
+            for base, body in fields:
+                if base is None or body is None:  # NOT NULL columns: a NULL means a broken stream
+                    raise copy_codec.CopyFormatError("NULL in a NOT NULL column of the read")
+                records.append((copy_codec.decode_int8(base), bytes(body)))
+            return row, records
 
         # REPEATABLE READ is unnecessary: the end offset is read first and only grows, and rows
         # below it are immutable.
