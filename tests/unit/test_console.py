@@ -5,8 +5,8 @@ import json
 from myqueue.manager.app import create_app as create_manager_app
 from myqueue.manager.brokers import BrokerClient
 from myqueue.manager.console.data import PartitionRow, Sampler
+from myqueue.manager.console.records import SHOWN_BYTES, _render, hexdump, printable
 from myqueue.manager.console.session import Sessions
-from myqueue.manager.console.views import SHOWN_BYTES, _render, hexdump, printable
 from myqueue.manager.launcher import NoLauncher
 from myqueue.manager.primary import Primary
 from myqueue.manager.replica import Replica
