@@ -23,6 +23,7 @@ from psycopg2.extensions import make_dsn
 from myqueue.cluster.local import LocalClusterError, wait_for
 from myqueue.cluster.ports import free_port
 from myqueue.cluster.postgres import PostgresNotInstalled, PrivatePostgres, find_bindir
+from myqueue.core import framing
 
 __all__ = [
     "TEST_DSN_ENV",
@@ -201,3 +202,16 @@ class ScriptedServer:
             pass
         self.sock.close()
         self.thread.join(5)
+
+
+def stored_records(store, topic: str, partition: str) -> list[tuple[int, bytes]]:
+    """Every (offset, value) a storage holds for a partition, read through its public ``read``."""
+    out: list[tuple[int, bytes]] = []
+    offset = 0
+    while offset < store.end_offset(topic, partition):
+        result = store.read(topic, partition, offset, 100_000, 1 << 30)
+        out += [
+            (base + i, v) for base, body in result.batches for i, v in enumerate(framing.iter_batch(body))
+        ]
+        offset = result.next_offset
+    return out

@@ -14,6 +14,7 @@ import pytest
 from myqueue.broker.storage import NotHosted, SequenceError
 from myqueue.broker.storage import postgres as pg
 from myqueue.core import framing
+from tests.helpers import stored_records
 
 RECORD = b"r" * 100
 
@@ -23,18 +24,6 @@ def big_batch(tag: bytes, count: int = 200) -> tuple[bytes, list[bytes]]:
     batch = framing.encode_batch(records)
     assert len(batch) >= pg.COPY_MIN_BYTES, "the batch must take the COPY path"
     return batch, records
-
-
-def all_values(store, topic: str, partition: str) -> list[tuple[int, bytes]]:
-    out: list[tuple[int, bytes]] = []
-    offset = 0
-    while offset < store.end_offset(topic, partition):
-        result = store.read(topic, partition, offset, 100_000, 1 << 30)
-        out += [
-            (base + i, v) for base, body in result.batches for i, v in enumerate(framing.iter_batch(body))
-        ]
-        offset = result.next_offset
-    return out
 
 
 def execute(dsn: str, statement: str, args=()) -> list:
@@ -66,7 +55,7 @@ def test_large_and_small_batches_share_one_gapless_log(store):
     assert store.append_sequenced("T", "P", big2, len(recs2), "prod-1", 0) == (len(recs1) + 3, False)
     expected = recs1 + small + recs2
     assert store.end_offset("T", "P") == len(expected)
-    assert all_values(store, "T", "P") == list(enumerate(expected))
+    assert stored_records(store, "T", "P") == list(enumerate(expected))
 
 
 def test_large_batch_resend_is_a_duplicate_and_a_gap_is_refused(store):
@@ -208,7 +197,7 @@ def test_start_over_an_older_schema_adds_the_copy_path_and_keeps_data(fresh_pg_d
             batch, records = big_batch(b"new", 100)
             assert storage.append("T", "P", batch, len(records)) == len(expected)
             expected += records
-            assert all_values(storage, "T", "P") == list(enumerate(expected))
+            assert stored_records(storage, "T", "P") == list(enumerate(expected))
             assert (
                 storage.append_sequenced("T", "P", framing.encode_batch([b"s"]), 1, f"p{start}", 0)[1]
                 is False

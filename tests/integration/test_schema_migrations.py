@@ -17,6 +17,7 @@ from myqueue.core import framing
 from myqueue.db import migrate
 from myqueue.db.pool import Database
 from myqueue.manager.store import PostgresMetaStore
+from tests.helpers import stored_records
 
 pytestmark = pytest.mark.postgres
 
@@ -36,18 +37,6 @@ def execute(dsn: str, statement: str, args=None) -> list:
 
 def version_rows(dsn: str) -> list:
     return execute(dsn, "SELECT version FROM mq_schema_version")
-
-
-def all_records(store: pg.PostgresStorage, topic: str, partition: str) -> list[tuple[int, bytes]]:
-    out: list[tuple[int, bytes]] = []
-    offset = 0
-    while offset < store.end_offset(topic, partition):
-        result = store.read(topic, partition, offset, 100_000, 1 << 30)
-        out += [
-            (base + i, v) for base, body in result.batches for i, v in enumerate(framing.iter_batch(body))
-        ]
-        offset = result.next_offset
-    return out
 
 
 def write_through_the_previous_schema(dsn: str) -> dict:
@@ -111,7 +100,7 @@ def test_a_database_made_by_the_previous_code_is_adopted_as_version_1_with_every
         assert execute(fresh_pg_dsn, counts) == counted  # nothing lost, nothing added
         # batches and partitions (owned before the restart, so loaded)
         assert [(p.topic, p.partition, p.end_offset) for p in storage.partitions()] == [("T", "P", 105)]
-        assert all_records(storage, "T", "P") == before["records"]
+        assert stored_records(storage, "T", "P") == before["records"]
         # positions, and a take replayed by its id returns the same records
         assert storage.get_position("g", "T", "P") == 3
         assert storage.get_position("h", "T", "P") == 4
@@ -136,7 +125,7 @@ def test_a_database_made_by_the_previous_code_is_adopted_as_version_1_with_every
     again = pg.PostgresStorage(fresh_pg_dsn, "broker0")
     try:
         assert again.ready()
-        assert all_records(again, "T", "P")[:105] == before["records"]
+        assert stored_records(again, "T", "P")[:105] == before["records"]
     finally:
         again.close()
     assert version_rows(fresh_pg_dsn) == [(1,)]
