@@ -10,7 +10,14 @@ number kept idle, and a kept connection that the peer closed meanwhile (readable
 dropped before reuse instead of failing the next request. It never retries a request itself:
 whether a request may be repeated is the caller's decision.
 
-Requests are written by ``http.client`` itself, public API only (``request``/``getresponse``).
+Requests are written by ``http.client`` itself, through its public methods only. Since Python 3.6
+``http.client`` writes a request's head and its body in two ``send`` calls, so with TCP_NODELAY a
+small POST leaves as two segments and wakes the server's event loop twice: on the seed's two-hop
+produce that cost 50-60 µs of CPU in each of the client, the primary and the broker per message
+(``/proc`` CPU per message, issue 12). ``_Connection.send`` therefore holds a small body back and
+writes it in the same call as the head; ``request`` passes no body to ``http.client`` and sets
+Content-Length itself. It relies only on the public ``send`` being how the head is written, which
+tests/unit/test_net_pool_write.py checks on every Python the package claims.
 
 Response headers: ``http.client`` parses them with the ``email`` package, 50-70 µs of the
 client's CPU per response on the shared CI machine, 5-7 % of a loopback append to a broker
@@ -123,12 +130,43 @@ RESPONSE_CLASS: type[http.client.HTTPResponse] = (
 )
 
 
-class _Connection(http.client.HTTPConnection):
-    response_class = RESPONSE_CLASS
+ONE_WRITE_MAX = 256 * 1024  # above this, copying the body costs more than a second send
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
+class _OneWrite(http.client.HTTPConnection):
+    """``HTTPConnection`` whose ``send_request`` writes the head and a small body in one ``send``."""
+
     response_class = RESPONSE_CLASS
+    _held: bytes | None = None
+
+    def send_request(self, method: str, target: str, body: bytes | None, headers: dict[str, str]) -> None:
+        if body is None or len(body) > ONE_WRITE_MAX:
+            self.request(method, target, body=body, headers=headers)
+            return
+        headers = dict(headers)
+        headers["Content-Length"] = str(len(body))
+        self._held = body
+        try:
+            self.request(method, target, headers=headers)  # the head goes through send() below
+        finally:
+            held, self._held = self._held, None
+        if held is not None:  # http.client wrote the head some other way: the body still goes
+            self.send(held)
+
+    def send(self, data) -> None:  # type: ignore[override]  # http.client types it loosely
+        held = self._held
+        if held is not None and isinstance(data, bytes):
+            self._held = None
+            data = data + held
+        super().send(data)
+
+
+class _Connection(_OneWrite):
+    pass
+
+
+class _HTTPSConnection(_OneWrite, http.client.HTTPSConnection):
+    pass
 
 
 class ConnectFailed(OSError):
@@ -174,7 +212,7 @@ class Pool:
     def __init__(self, max_idle_per_host: int = 8, headers: Mapping[str, str] | None = None):
         self._max_idle = max_idle_per_host
         self._headers = dict(headers or {})
-        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._idle: dict[tuple[str, str, int], list[_OneWrite]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -209,7 +247,7 @@ class Pool:
             if conn is None:
                 conn = self._connect(key, connect_timeout or timeout)
             conn.sock.settimeout(timeout)
-            conn.request(method, target, body=body, headers=all_headers)
+            conn.send_request(method, target, body, all_headers)
             response = conn.getresponse()
             data = response.read()
         except ConnectFailed:
@@ -238,9 +276,9 @@ class Pool:
                 conn.close()
 
     # --- internals -------------------------------------------------------------------------------
-    def _connect(self, key: tuple[str, str, int], timeout: float) -> http.client.HTTPConnection:
+    def _connect(self, key: tuple[str, str, int], timeout: float) -> _OneWrite:
         scheme, host, port = key
-        cls = _HTTPSConnection if scheme == "https" else _Connection
+        cls: type[_OneWrite] = _HTTPSConnection if scheme == "https" else _Connection
         conn = cls(host, port, timeout=timeout)
         try:
             conn.connect()
@@ -250,7 +288,7 @@ class Pool:
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    def _take(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+    def _take(self, key: tuple[str, str, int]) -> _OneWrite | None:
         while True:
             with self._lock:
                 conns = self._idle.get(key)
@@ -259,7 +297,7 @@ class Pool:
                 return conn
             conn.close()
 
-    def _give_back(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, key: tuple[str, str, int], conn: _OneWrite) -> None:
         with self._lock:
             conns = self._idle.setdefault(key, [])
             if not self._closed and len(conns) < self._max_idle:
