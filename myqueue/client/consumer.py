@@ -26,13 +26,19 @@ commits are exactly as without it. A consumer that is caught up never prefetches
 Records are cut from the fetched bytes and built with C-level operations (``framing.DecodedSet``,
 ``Record`` is a named tuple): no per-record Python code.
 
-Not thread-safe: one consumer per thread (its prefetch thread shares only the thread-safe
-``Transport`` and ``Metadata``).
+Consumer groups: with a ``group`` and whole topics (``T`` or ``T:*``), the consumer is a member
+of the group (``membership.py``): the coordinator spreads the topics' partitions over the members,
+and ``poll`` applies what it decides (revoked partitions committed, then dropped; new ones started
+from their committed offsets). With a ``group`` and named partitions (``T:P``) it is Kafka's
+``assign()``: it reads exactly those, storing the group's positions, with no membership.
+
+Not thread-safe: one consumer per thread (its prefetch and heartbeat threads share only the
+thread-safe ``Transport``, ``Metadata`` and ``GroupMembership``).
 """
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import repeat
 from typing import Literal
@@ -42,7 +48,8 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
 from .address import manager_urls
-from .errors import InvalidRequest, MyQueueError, ProtocolError, from_refusal
+from .errors import FencedMember, InvalidRequest, MyQueueError, ProtocolError, from_refusal
+from .membership import GroupMembership
 from .metadata import Metadata, partition_url, position_url
 from .records import Record
 from .transport import Backoff, Transport
@@ -51,6 +58,7 @@ log = logging.getLogger(__name__)
 
 Start = Literal["latest", "earliest"] | int
 TopicPartition = tuple[str, str]
+Rebalance = Callable[[set[TopicPartition]], None]
 
 _new_record = tuple.__new__  # Record from a (topic, partition, offset, value) tuple, in C
 
@@ -75,6 +83,10 @@ class Consumer:
         retries: int = defaults.CLIENT_RETRIES,
         token: str | None = None,
         prefetch: bool = True,
+        group_instance_id: str | None = None,
+        assignor: str | None = None,
+        on_assign: Rebalance | None = None,
+        on_revoke: Rebalance | None = None,
     ):
         if start not in ("latest", "earliest") and not (isinstance(start, int) and start >= 0):
             raise ValueError(f"start is 'latest', 'earliest' or an offset >= 0, not {start!r}")
@@ -90,18 +102,41 @@ class Consumer:
         self._metadata = Metadata(self._transport, [managers.replica, managers.primary])
         self._idle = Backoff(defaults.CLIENT_BACKOFF_S, defaults.CLIENT_IDLE_POLL_MAX_S)
         self._closed = False
-        try:
-            self.assignment = self._assign([topics] if isinstance(topics, str) else topics)
-            self._positions = {tp: self._start_position(tp, start) for tp in self.assignment}
-        except BaseException:
-            self._transport.close()
-            raise
-        self._committed = dict(self._positions) if self.group else {}
+        self._start = start
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+        self._membership: GroupMembership | None = None
         self._cursor = 0
         self._prefetch_enabled = prefetch
         self._ends: dict[TopicPartition, int] = {}  # end offset each partition's last fetch reported
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetch: tuple[TopicPartition, int, Future[bytes]] | None = None  # (tp, offset, fetch)
+        specs = [topics] if isinstance(topics, str) else list(topics)
+        try:
+            subscribed = self._subscription(specs) if self.group else None
+            if self.group and subscribed is not None:
+                self._membership = GroupMembership(
+                    self._transport,
+                    managers.primary,
+                    self.group,
+                    subscribed,
+                    instance_id=group_instance_id,
+                    assignor=assignor,
+                )
+                self._membership.join()
+                self.assignment: list[TopicPartition] = []
+                self._positions: dict[TopicPartition, int] = {}
+                self._committed: dict[TopicPartition, int] = {}
+                self._rebalance()
+                self._membership.start()
+            else:
+                self.assignment = self._assign(specs)
+                self._positions = {tp: self._start_position(tp, start) for tp in self.assignment}
+                self._committed = dict(self._positions) if self.group else {}
+        except BaseException:
+            if self._membership is not None:
+                self._membership.leave()
+            self._transport.close()
+            raise
 
     def __enter__(self) -> "Consumer":
         return self
@@ -133,8 +168,15 @@ class Consumer:
         if self._closed:
             raise RuntimeError("the consumer is closed")
         if self.auto_commit:
-            self.commit()
+            self._auto_commit()
         deadline = time.monotonic() + timeout
+        if self._membership is not None:
+            self._rebalance()
+            if not self.assignment:  # nothing owned yet (or any more): wait for the coordinator
+                self._membership.wait_for_change(max(0.0, timeout))
+                self._rebalance()
+                if not self.assignment:
+                    return []
         idle_rounds = 0
         single = len(self.assignment) == 1
         while True:
@@ -153,29 +195,123 @@ class Consumer:
                 return records
             time.sleep(max(0.0, waited_from + wait - time.monotonic()))  # a long-poll may end early
             idle_rounds += 1
+            if self._membership is not None and self._rebalance_due():
+                return []  # the next poll applies the new assignment first
 
-    def commit(self) -> None:
-        """Store the group's position of every partition read since the last commit (no-op without a group)."""
+    def commit(self, partitions: Sequence[TopicPartition] | None = None) -> None:
+        """Store the group's position of every partition read since the last commit (or of
+        ``partitions`` only); a no-op without a group. A group member commits through the
+        coordinator: ``FencedMember`` if it no longer owns them (their records go to the new owner)."""
         if not self.group:
             return
-        for tp, offset in self._positions.items():
-            if self._committed.get(tp) != offset:
+        chosen = self._positions if partitions is None else {tp: self._positions[tp] for tp in partitions}
+        due = {tp: offset for tp, offset in chosen.items() if self._committed.get(tp) != offset}
+        if not due:
+            return
+        if self._membership is not None:
+            self._membership.commit(due)
+        else:
+            for tp, offset in due.items():
                 self._put_position(tp, self.group, offset)
-                self._committed[tp] = offset
+        self._committed.update(due)
+
+    def committed(self) -> dict[TopicPartition, int]:
+        """The positions this consumer last committed (or found committed) per assigned partition."""
+        return {tp: self._committed[tp] for tp in self.assignment if tp in self._committed}
+
+    @property
+    def member_id(self) -> str | None:
+        """This consumer's member id in its group (None when it is not a group member)."""
+        return None if self._membership is None else self._membership.member_id
 
     def close(self) -> None:
-        """Commit (with auto_commit) and release connections."""
+        """Commit (with auto_commit), leave the group, and release connections."""
         if self._closed:
             return
         try:
             if self.auto_commit:
-                self.commit()
+                self._auto_commit()
         finally:
             self._closed = True
             self._prefetch = None
             if self._prefetcher is not None:
                 self._prefetcher.shutdown(wait=True, cancel_futures=True)  # a prefetch does not long-poll
+            if self._membership is not None:
+                self._membership.leave()
             self._transport.close()
+
+    # --- group membership ---------------------------------------------------------------------------
+    def _auto_commit(self) -> None:
+        try:
+            self.commit()
+        except FencedMember as e:
+            log.warning("group %s: commit refused, this member was fenced: %s", self.group, e)
+
+    def _rebalance_due(self) -> bool:
+        m = self._membership
+        return m is not None and (m.fenced() or m.target().partitions != frozenset(self.assignment))
+
+    def _rebalance(self) -> None:
+        """Apply the coordinator's latest answer: revoke, then assign (the consumer's thread only)."""
+        m = self._membership
+        if m is None:
+            return
+        if m.fenced():
+            lost = set(self.assignment)
+            log.warning(
+                "group %s: fenced; dropping %d partitions uncommitted and rejoining", self.group, len(lost)
+            )
+            self._drop(lost)
+            m.rejoin()
+            return
+        target = m.target().partitions
+        held = set(self.assignment)
+        revoked, assigned = held - target, target - held
+        if revoked:
+            if self._on_revoke is not None:
+                self._on_revoke(set(revoked))
+            if self.auto_commit:
+                try:
+                    self.commit(sorted(revoked))
+                except FencedMember as e:
+                    log.warning("group %s: commit of revoked partitions refused: %s", self.group, e)
+            self._drop(revoked)
+        if assigned:
+            for tp in sorted(assigned):
+                self._positions[tp] = self._start_position(tp, self._start)
+                self.assignment.append(tp)
+            if self._on_assign is not None:
+                self._on_assign(set(assigned))
+        if revoked or assigned:
+            self._cursor = 0
+            m.report(frozenset(self.assignment))
+
+    def _drop(self, partitions: set[TopicPartition]) -> None:
+        if self._prefetch is not None and self._prefetch[0] in partitions:
+            self._prefetch = None
+        self.assignment = [tp for tp in self.assignment if tp not in partitions]
+        for tp in partitions:
+            self._positions.pop(tp, None)
+            self._committed.pop(tp, None)
+            self._ends.pop(tp, None)
+        self._cursor = 0
+
+    def _subscription(self, specs: Sequence[str]) -> list[str] | None:
+        """The topics, when every spec names a whole topic (``T``, ``T:*``); None when any names a partition."""
+        topics: list[str] = []
+        for spec in specs:
+            try:
+                topic, partition = names.parse_topic_spec(spec)
+            except Refusal as e:
+                raise from_refusal(e) from e
+            if partition:
+                return None
+            self._metadata.partitions(topic)  # TopicNotFound now rather than from the coordinator
+            if topic not in topics:
+                topics.append(topic)
+        if not topics:
+            raise InvalidRequest("a consumer needs at least one topic", reason=Reason.INVALID_REQUEST)
+        return topics
 
     def _assign(self, specs: Sequence[str]) -> list[TopicPartition]:
         """Topic specs (``T``, ``T:*``, ``T:P``) to partitions, in spec order then creation order."""
@@ -196,12 +332,17 @@ class Consumer:
         if self.group:
             state = self._get(tp, self.group)
             if state["offset"] is not None:
+                if self._membership is not None:
+                    self._committed[tp] = state["offset"]
                 return state["offset"]
             end = state["end_offset"]
         else:
             end = self._get(tp)["end_offset"] if start == "latest" else None
         offset = end if start == "latest" else 0 if start == "earliest" else start
-        if self.group:
+        if self._membership is not None:
+            self._membership.commit({tp: offset})
+            self._committed[tp] = offset
+        elif self.group:
             self._put_position(tp, self.group, offset)
         return offset
 

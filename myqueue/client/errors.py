@@ -131,6 +131,25 @@ class RequestTimeout(OutcomeUnknownError):
     unavailable = True
 
 
+class GroupNotFound(NotFoundError):
+    """No consumer group of that name."""
+
+
+class GroupNotEmpty(MyQueueError):
+    """The group still has live members: reset or delete it once they have left."""
+
+
+class FencedMember(MyQueueError):
+    """The group no longer knows this member at this epoch: its partitions went to others.
+
+    The consumer drops its partitions without committing and rejoins; an application sees it only
+    from an explicit ``commit`` that raced the fencing."""
+
+
+class NotOwner(MyQueueError):
+    """A commit named a partition this group member does not own (any more)."""
+
+
 class ServerError(MyQueueError):
     """The service failed internally."""
 
@@ -151,6 +170,10 @@ _BY_REASON: dict[Reason, type[MyQueueError]] = {
     Reason.PRODUCER_NOT_FOUND: NotFoundError,
     Reason.CONSUMER_NOT_FOUND: NotFoundError,
     Reason.NOT_FOUND: NotFoundError,
+    Reason.GROUP_NOT_FOUND: GroupNotFound,
+    Reason.GROUP_NOT_EMPTY: GroupNotEmpty,
+    Reason.FENCED_MEMBER: FencedMember,
+    Reason.NOT_OWNER: NotOwner,
     Reason.PARTITION_EXISTS: AlreadyExists,
     Reason.BROKER_EXISTS: AlreadyExists,
     Reason.NO_MESSAGE: NoMessage,

@@ -43,7 +43,9 @@ def assign(
     return _uniform(subscriptions, partitions, previous or {})
 
 
-def _range(subscriptions: Mapping[str, frozenset[str]], partitions: Mapping[str, Sequence[str]]) -> Assignment:
+def _range(
+    subscriptions: Mapping[str, frozenset[str]], partitions: Mapping[str, Sequence[str]]
+) -> Assignment:
     result: dict[str, set[TopicPartition]] = {member: set() for member in subscriptions}
     for topic in sorted({t for topics in subscriptions.values() for t in topics}):
         names = list(partitions.get(topic, ()))
@@ -123,7 +125,9 @@ def _uniform(
     return {m: frozenset(tps) for m, tps in owned.items()}
 
 
-def moves(before: Mapping[str, frozenset[TopicPartition]], after: Mapping[str, frozenset[TopicPartition]]) -> int:
+def moves(
+    before: Mapping[str, frozenset[TopicPartition]], after: Mapping[str, frozenset[TopicPartition]]
+) -> int:
     """How many partitions changed owner between two assignments (a stickiness measure)."""
     owner_before = {tp: m for m, tps in before.items() for tp in tps}
     owner_after = {tp: m for m, tps in after.items() for tp in tps}

@@ -102,6 +102,13 @@ PG_PING_TIMEOUT_S = 2.0  # MYQUEUE_PG_PING_TIMEOUT: /readyz's ping of the store
 
 # Consumer groups whose name starts with this prefix belong to the managers' seed path.
 SEED_GROUP_PREFIX = "myqueue.seed."
+# Group membership (issue 14): set by the coordinator and told to members in every heartbeat reply,
+# as KIP-848 does (group.consumer.session.timeout.ms 45 s, heartbeat.interval.ms 5 s in Kafka; ours
+# are shorter because a member here is cheap to re-add and the tests kill members on purpose).
+GROUP_SESSION_TIMEOUT_MS = _env("MYQUEUE_GROUP_SESSION_TIMEOUT_MS", 10_000)
+GROUP_HEARTBEAT_INTERVAL_MS = _env("MYQUEUE_GROUP_HEARTBEAT_INTERVAL_MS", 1_000)
+MAX_GROUP_MEMBERS = 1_000  # members of one group
+MAX_GROUPS = 10_000  # groups the coordinator keeps
 
 # --- overload protection: a slow broker or idle waiters must not stall unrelated requests ---
 # Each is read from the environment variable named in it when the process starts.

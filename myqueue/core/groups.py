@@ -197,7 +197,9 @@ class Group:
         }
 
     @classmethod
-    def restore(cls, doc: Mapping, session_timeout_ms: int, heartbeat_interval_ms: int, now: float) -> "Group":
+    def restore(
+        cls, doc: Mapping, session_timeout_ms: int, heartbeat_interval_ms: int, now: float
+    ) -> "Group":
         """The group from a snapshot; every member's session restarts now (a coordinator restart is
         not the members' fault)."""
         deadline = now + session_timeout_ms / 1000
@@ -281,4 +283,3 @@ class Group:
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             session_timeout_ms=self.session_timeout_ms,
         )
-

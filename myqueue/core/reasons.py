@@ -31,6 +31,10 @@ class Reason(StrEnum):
     NO_BROKER = "NO_BROKER"  # no ready broker to place on / partition unassigned
     UNAVAILABLE = "UNAVAILABLE"  # a dependency (broker, storage, primary) did not answer; nothing applied
     OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # the write may or may not have been applied: never resend blindly
+    GROUP_NOT_FOUND = "GROUP_NOT_FOUND"  # no consumer group of that name (no members, no commits)
+    GROUP_NOT_EMPTY = "GROUP_NOT_EMPTY"  # a reset or delete of a group that still has live members
+    FENCED_MEMBER = "FENCED_MEMBER"  # a group member unknown or with a stale epoch: rejoin at epoch 0
+    NOT_OWNER = "NOT_OWNER"  # a group member committing a partition it does not own
     NOT_FOUND = "NOT_FOUND"  # unknown route
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     UNAUTHORIZED = "UNAUTHORIZED"
@@ -62,6 +66,10 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.NO_BROKER: 503,
     Reason.UNAVAILABLE: 503,
     Reason.OUTCOME_UNKNOWN: 503,
+    Reason.GROUP_NOT_FOUND: 404,
+    Reason.GROUP_NOT_EMPTY: 409,
+    Reason.FENCED_MEMBER: 409,
+    Reason.NOT_OWNER: 409,
     Reason.NOT_FOUND: 404,
     Reason.METHOD_NOT_ALLOWED: 405,
     Reason.UNAUTHORIZED: 401,

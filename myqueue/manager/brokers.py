@@ -261,6 +261,12 @@ class BrokerClient:
         )
         return int(result["offset"])
 
+    def set_position(self, address: str, topic: str, partition: str, group: str, offset: int | str) -> int:
+        """Store a group's position: an offset, or "earliest"/"latest"."""
+        body: dict = {"at": offset} if isinstance(offset, str) else {"offset": offset}
+        result = self._call("PUT", address, position_path(topic, partition, group), json_body=body)
+        return int(result["offset"])
+
     def get_position(self, address: str, topic: str, partition: str, group: str) -> tuple[int | None, int]:
         result = self._call("GET", address, position_path(topic, partition, group))
         return result["offset"], int(result["end_offset"])

@@ -52,6 +52,7 @@ from myqueue.core.view import BrokerInfo, ClusterView, Placement, SeedProducer, 
 
 from .appender import GroupAppender
 from .brokers import BrokerClient, BrokerLostPartition
+from .coordinator import Coordinator
 from .launcher import Launcher
 from .state import (
     ClusterState,
@@ -120,11 +121,14 @@ class Primary:
         if not recover:
             self._recovered.set()
         self._replica_version = -1  # the newest version of this epoch the replica asked beyond (holds)
+        # The consumer-group coordinator lives here (manager/coordinator.py says why).
+        self.groups = Coordinator(store, brokers, self.topic_partitions, self._partition_address)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def load(self) -> None:
         for ev in self._store.load(STREAM):
             self._state.apply(ev)
+        self.groups.load()
         self._loaded = True
         log.info(
             "loaded %d events: %d brokers, %d topics, %d producers",
@@ -352,6 +356,11 @@ class Primary:
         with self._state_lock:
             return self._state.seed_topics()
 
+    def topic_partitions(self) -> dict[str, list[str]]:
+        """Every topic's partitions, in creation order."""
+        with self._state_lock:
+            return {t: list(parts) for t, parts in self._state.topics.items()}
+
     def broker_names(self) -> list[str]:
         with self._state_lock:
             return list(self._state.brokers)
@@ -436,7 +445,7 @@ class Primary:
 
     def _partition_address(self, topic: str, partition: str) -> str | None:
         with self._state_lock:
-            broker = self._state.topics[topic][partition]
+            broker = self._state.topics.get(topic, {}).get(partition)
             return self._state.brokers.get(broker) if broker else None
 
     def _append_batch(self, topic: str, partition: str, values: list[bytes]) -> int:

@@ -44,6 +44,13 @@ class MetaStore(ABC):
     @abstractmethod
     def load_view(self, name: str) -> dict | None: ...
 
+    @abstractmethod
+    def views(self, prefix: str) -> dict[str, dict]:
+        """Every saved view whose name starts with ``prefix`` (the coordinator's groups)."""
+
+    @abstractmethod
+    def delete_view(self, name: str) -> None: ...
+
     def ready(self) -> bool:
         return True
 
@@ -84,6 +91,14 @@ class MemoryMetaStore(MetaStore):
     def load_view(self, name: str) -> dict | None:
         with self._lock:
             return self._views.get(name)
+
+    def views(self, prefix: str) -> dict[str, dict]:
+        with self._lock:
+            return {k: v for k, v in self._views.items() if k.startswith(prefix)}
+
+    def delete_view(self, name: str) -> None:
+        with self._lock:
+            self._views.pop(name, None)
 
 
 class PostgresMetaStore(MetaStore):
@@ -150,6 +165,24 @@ class PostgresMetaStore(MetaStore):
             return row[0] if row else None
 
         return self._db.run(work, idempotent=True, transaction=False)
+
+    def views(self, prefix: str) -> dict[str, dict]:
+        self._ensure_schema()
+
+        def work(cur):
+            # starts_with, not LIKE: a prefix holding % or _ means itself
+            cur.execute("SELECT name, view FROM mq_meta_views WHERE starts_with(name, %s)", (prefix,))
+            return dict(cur.fetchall())
+
+        return self._db.run(work, idempotent=True, transaction=False)
+
+    def delete_view(self, name: str) -> None:
+        self._ensure_schema()
+        self._db.run(
+            lambda cur: cur.execute("DELETE FROM mq_meta_views WHERE name = %s", (name,)),
+            idempotent=True,
+            transaction=False,
+        )
 
     def ready(self) -> bool:
         try:

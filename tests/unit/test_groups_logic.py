@@ -37,14 +37,18 @@ def test_range_gives_contiguous_ranges_the_first_members_one_more_as_kafka():
 @given(members=st.integers(1, 9), partitions=st.integers(0, 70), seed_members=st.integers(0, 9))
 def test_uniform_is_balanced_within_one_and_assigns_each_partition_once(members, partitions, seed_members):
     subs = {f"m{i}": frozenset({T}) for i in range(members)}
-    previous = assign(AssignorName.UNIFORM, {f"m{i}": frozenset({T}) for i in range(seed_members)}, parts(partitions))
+    previous = assign(
+        AssignorName.UNIFORM, {f"m{i}": frozenset({T}) for i in range(seed_members)}, parts(partitions)
+    )
     got = assign(AssignorName.UNIFORM, subs, parts(partitions), previous)
     every = [tp for tps in got.values() for tp in tps]
     assert sorted(every) == sorted((T, p) for p in parts(partitions)[T])
     assert max(sizes(got)) - min(sizes(got)) <= 1
 
 
-@pytest.mark.parametrize(("before", "after", "expected_moves"), [(3, 4, 16), (4, 3, 16), (4, 5, 12), (2, 1, 32)])
+@pytest.mark.parametrize(
+    ("before", "after", "expected_moves"), [(3, 4, 16), (4, 3, 16), (4, 5, 12), (2, 1, 32)]
+)
 def test_uniform_moves_only_what_balance_needs(before, after, expected_moves):
     subs = lambda n: {f"m{i}": frozenset({T}) for i in range(n)}  # noqa: E731
     first = assign(AssignorName.UNIFORM, subs(before), parts(64))
@@ -141,7 +145,9 @@ def test_a_zombie_past_its_session_cannot_heartbeat_or_commit():
     with pytest.raises(Fenced):
         sim.group.check_commit("b", zombie_epoch, zombie_owned, sim.now)
     with pytest.raises(Fenced):
-        sim.group.heartbeat("b", zombie_epoch, frozenset({T}), frozenset(zombie_owned), sim.partitions, sim.now)
+        sim.group.heartbeat(
+            "b", zombie_epoch, frozenset({T}), frozenset(zombie_owned), sim.partitions, sim.now
+        )
 
 
 def test_a_commit_for_a_partition_the_member_does_not_own_is_refused():

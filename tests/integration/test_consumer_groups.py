@@ -1,0 +1,321 @@
+"""Consumer groups against real processes (issue 14): the coordinator in the primary, members as
+processes of their own (``group_member.py``), killed, stopped and restarted for real.
+
+The cluster runs with a 3 s session timeout and a 300 ms heartbeat interval (environment, read by
+the managers at start) so that evictions are quick to wait for.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+import requests
+
+from myqueue import Consumer, Producer
+from myqueue.client.errors import FencedMember
+from tests.helpers import wait_until
+from tests.integration.seedcalls import Seed
+
+MEMBER = Path(__file__).with_name("group_member.py")
+SESSION_MS, HEARTBEAT_MS = 3_000, 300
+
+
+@pytest.fixture(autouse=True)
+def quick_sessions(monkeypatch):
+    monkeypatch.setenv("MYQUEUE_GROUP_SESSION_TIMEOUT_MS", str(SESSION_MS))
+    monkeypatch.setenv("MYQUEUE_GROUP_HEARTBEAT_INTERVAL_MS", str(HEARTBEAT_MS))
+
+
+class Members:
+    """Member processes and their output files; every process is stopped at the end."""
+
+    def __init__(self, cluster, topic: str, group: str, workdir: Path):
+        self.cluster, self.topic, self.group, self.workdir = cluster, topic, group, workdir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, instance: str | None = None) -> None:
+        args = [sys.executable, str(MEMBER), "127.0.0.1", str(self.cluster.primary_port)]
+        args += [str(self.cluster.replica_port), self.topic, self.group, str(self.out(name))]
+        if instance:
+            args.append(instance)
+        self.procs[name] = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+    def out(self, name: str) -> Path:
+        return self.workdir / f"{name}.jsonl"
+
+    def lines(self, name: str) -> list[dict]:
+        path = self.out(name)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+    def deliveries(self, name: str) -> list[tuple[str, int, str]]:
+        return [tuple(d) for line in self.lines(name) for d in line["d"]]
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            if sig == signal.SIGSTOP:
+                return
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def stop_all(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                self.stop(name)
+
+
+def describe(cluster, group: str) -> dict:
+    answer = requests.get(f"{cluster.primary_url}/v1/groups/{group}", timeout=5)
+    return answer.json().get("message", {}) if answer.status_code == 200 else {}
+
+
+def owners(cluster, group: str) -> dict[str, str | None]:
+    return {p["partition"]: p["owner"] for p in describe(cluster, group).get("partitions", [])}
+
+
+def stable(cluster, group: str, members: int, partitions: int):
+    """A check for wait_until: every partition owned, by ``members`` members, evenly."""
+
+    def check() -> bool:
+        seen = owners(cluster, group)
+        counts = Counter(seen.values())
+        return (
+            len(seen) == partitions
+            and None not in counts
+            and len(counts) == members
+            and max(counts.values()) - min(counts.values()) <= 1
+        )
+
+    return check
+
+
+def make_topic(cluster, topic: str, partitions: int) -> None:
+    seed = Seed(cluster.primary_url, cluster.replica_url)
+    for i in range(partitions):
+        seed.add_partition(topic, f"P{i + 1}")
+
+
+def produce(cluster, topic: str, count: int, prefix: str = "v") -> set[tuple[str, int, str]]:
+    with Producer(cluster.host, cluster.primary_port, cluster.replica_port) as producer:
+        futures = [(f"{prefix}{i}", producer.send(topic, f"{prefix}{i}")) for i in range(count)]
+        producer.flush(60)
+        return {(f.result(60).partition, f.result(60).offset, v) for v, f in futures}
+
+
+def union(members: Members, names) -> set:
+    return {d for n in names for d in members.deliveries(n)}
+
+
+@pytest.mark.parametrize("store", ["memory", "postgres"])
+def test_three_members_share_twelve_partitions_each_owned_by_exactly_one(
+    store, local_cluster, request, tmp_path
+):
+    dsn = request.getfixturevalue("fresh_pg_dsn") if store == "postgres" else None
+    with local_cluster(store=store, dsn=dsn, brokers=3) as cluster:
+        make_topic(cluster, "T", 12)
+        members = Members(cluster, "T", "billing", tmp_path)
+        try:
+            for name in ("a", "b", "c"):
+                members.start(name)
+            wait_until(
+                stable(cluster, "billing", 3, 12), 60, message=lambda: f"owners {owners(cluster, 'billing')}"
+            )
+            acked = produce(cluster, "T", 4_000)
+            wait_until(
+                lambda: acked <= union(members, "abc"),
+                60,
+                message=lambda: f"{len(acked - union(members, 'abc'))} of {len(acked)} not delivered",
+            )
+            by_partition = defaultdict(set)
+            for name in "abc":
+                for partition, _, _ in members.deliveries(name):
+                    by_partition[partition].add(name)
+            assert all(len(who) == 1 for who in by_partition.values()), dict(by_partition)
+            shares = Counter(next(iter(who)) for who in by_partition.values())
+            assert sorted(shares.values()) == [4, 4, 4]
+        finally:
+            members.stop_all()
+
+
+def test_a_killed_member_s_partitions_move_and_only_uncommitted_records_are_redelivered(
+    local_cluster, tmp_path
+):
+    with local_cluster(store="memory", brokers=2) as cluster:
+        make_topic(cluster, "T", 6)
+        members = Members(cluster, "T", "g", tmp_path)
+        try:
+            for name in ("a", "b"):
+                members.start(name)
+            wait_until(stable(cluster, "g", 2, 6), 60, message=lambda: f"owners {owners(cluster, 'g')}")
+            first = produce(cluster, "T", 1_500, "x")
+            wait_until(lambda: first <= union(members, "ab"), 60, message=lambda: "first batch not delivered")
+            killed_at = time.monotonic()
+            members.stop("b", signal.SIGKILL)
+            dead_lines = members.lines("b")
+            dead_partitions = set(dead_lines[-1]["a"])
+            wait_until(
+                stable(cluster, "g", 1, 6),
+                SESSION_MS / 1000 + 10,
+                message=lambda: f"owners {owners(cluster, 'g')}",
+            )
+            moved_after = time.monotonic() - killed_at
+            assert moved_after <= SESSION_MS / 1000 + 2 * HEARTBEAT_MS / 1000 + 2, moved_after
+            second = produce(cluster, "T", 1_500, "y")
+            wait_until(
+                lambda: second <= set(members.deliveries("a")),
+                60,
+                message=lambda: "second batch not delivered",
+            )
+            delivered = union(members, "ab")
+            assert first | second <= delivered  # nothing acknowledged is lost
+            last_commit = dead_lines[-1]["c"]
+            dead_last = defaultdict(lambda: -1)
+            for partition, offset, _ in members.deliveries("b"):
+                dead_last[partition] = max(dead_last[partition], offset)
+            for partition in dead_partitions:
+                took_over = [o for p, o, _ in members.deliveries("a") if p == partition]
+                first_taken = min(o for o in took_over if o >= 0)
+                # The new owner starts at the dead member's committed offset or later, never before
+                # (no re-delivery of committed records) and never after its last delivery + 1 (no skip).
+                assert last_commit.get(partition, 0) <= first_taken <= dead_last[partition] + 1, (
+                    partition,
+                    last_commit.get(partition),
+                    first_taken,
+                    dead_last[partition],
+                )
+        finally:
+            members.stop_all()
+
+
+def test_a_zombie_past_its_session_is_fenced_and_rejoins(local_cluster):
+    with local_cluster(store="memory", brokers=1) as cluster:
+        make_topic(cluster, "T", 2)
+        produce(cluster, "T", 10)
+        zombie = Consumer(
+            "T",
+            group="z",
+            start="earliest",
+            host=cluster.host,
+            primary_port=cluster.primary_port,
+            replica_port=cluster.replica_port,
+            auto_commit=False,
+        )
+        try:
+            records = []
+            wait_until(
+                lambda: records.extend(zombie.poll(0.2)) or len(records) >= 10,
+                30,
+                message=lambda: f"{len(records)}",
+            )
+            epoch_before = zombie._membership.epoch  # noqa: SLF001 - the test observes the member's epoch
+            member_before = zombie.member_id
+            # A pause past the session timeout, as SIGSTOP would make it: its heartbeat thread too.
+            zombie._membership._stop.set()  # noqa: SLF001
+            zombie._membership._wake.set()  # noqa: SLF001
+            wait_until(
+                lambda: describe(cluster, "z").get("state") == "empty",
+                SESSION_MS / 1000 + 10,
+                message=lambda: f"{describe(cluster, 'z')}",
+            )
+            with pytest.raises(FencedMember):
+                zombie.commit()
+            assert epoch_before >= 1 and member_before
+        finally:
+            zombie.close()
+
+
+def test_a_sigstopped_member_is_fenced_then_rejoins_after_sigcont(local_cluster, tmp_path):
+    with local_cluster(store="memory", brokers=1) as cluster:
+        make_topic(cluster, "T", 4)
+        members = Members(cluster, "T", "g", tmp_path)
+        try:
+            members.start("a")
+            members.start("b")
+            wait_until(stable(cluster, "g", 2, 4), 60, message=lambda: f"owners {owners(cluster, 'g')}")
+            stopped_id = members.lines("b")[-1]["m"]
+            members.stop("b", signal.SIGSTOP)
+            wait_until(
+                stable(cluster, "g", 1, 4),
+                SESSION_MS / 1000 + 10,
+                message=lambda: f"owners {owners(cluster, 'g')}",
+            )
+            members.procs["b"].send_signal(signal.SIGCONT)
+            wait_until(stable(cluster, "g", 2, 4), 30, message=lambda: f"owners {owners(cluster, 'g')}")
+            after = {m["member_id"] for m in describe(cluster, "g")["members"]}
+            assert stopped_id in after  # the same member id rejoined at epoch 0 and got a share again
+        finally:
+            members.stop_all()
+
+
+def test_the_group_its_epoch_and_commits_survive_a_coordinator_kill_in_postgres_mode(
+    local_cluster, fresh_pg_dsn, tmp_path
+):
+    with local_cluster(store="postgres", dsn=fresh_pg_dsn, brokers=2) as cluster:
+        make_topic(cluster, "T", 4)
+        members = Members(cluster, "T", "g", tmp_path)
+        try:
+            members.start("a")
+            members.start("b")
+            wait_until(stable(cluster, "g", 2, 4), 60, message=lambda: f"owners {owners(cluster, 'g')}")
+            acked = produce(cluster, "T", 400)
+            wait_until(lambda: acked <= union(members, "ab"), 60, message=lambda: "not delivered")
+            before = describe(cluster, "g")
+            old_pid = cluster.pid("primary")
+            cluster.kill("primary")
+            cluster.wait_restarted("primary", old_pid)
+            wait_until(
+                lambda: describe(cluster, "g").get("epoch") is not None, 30, message=lambda: "no group"
+            )
+            after = describe(cluster, "g")
+            assert after["epoch"] >= before["epoch"]
+            assert {m["member_id"] for m in after["members"]} == {m["member_id"] for m in before["members"]}
+            more = produce(cluster, "T", 400, "w")
+            wait_until(lambda: more <= union(members, "ab"), 60, message=lambda: "members did not continue")
+            committed = {p["partition"]: p["committed"] for p in describe(cluster, "g")["partitions"]}
+            assert all(committed[p] is not None and committed[p] > 0 for p in committed), committed
+        finally:
+            members.stop_all()
+
+
+def test_reset_offsets_is_refused_with_live_members_and_applied_when_empty(local_cluster):
+    with local_cluster(store="memory", brokers=1) as cluster:
+        make_topic(cluster, "T", 2)
+        produce(cluster, "T", 20)
+        url = f"{cluster.primary_url}/v1/groups/r"
+        consumer = Consumer(
+            "T",
+            group="r",
+            start="earliest",
+            host=cluster.host,
+            primary_port=cluster.primary_port,
+            replica_port=cluster.replica_port,
+        )
+        got = []
+        wait_until(
+            lambda: got.extend(consumer.poll(0.2)) or len(got) >= 20, 30, message=lambda: f"{len(got)}"
+        )
+        refused = requests.post(f"{url}/reset-offsets", json={"to": "earliest"}, timeout=5)
+        assert refused.status_code == 409 and refused.json()["reason"] == "GROUP_NOT_EMPTY"
+        consumer.close()
+        lag = {p["partition"]: p["lag"] for p in requests.get(url, timeout=5).json()["message"]["partitions"]}
+        assert lag == {"P1": 0, "P2": 0}
+        applied = requests.post(f"{url}/reset-offsets", json={"to": "earliest"}, timeout=5)
+        assert applied.status_code == 200, applied.text
+        described = requests.get(url, timeout=5).json()["message"]
+        assert {p["partition"]: p["committed"] for p in described["partitions"]} == {"P1": 0, "P2": 0}
+        assert sum(p["lag"] for p in described["partitions"]) == 20
+        assert requests.delete(url, timeout=5).status_code == 200
+        assert requests.get(url, timeout=5).status_code == 404
