@@ -87,6 +87,7 @@ class Consumer:
         assignor: str | None = None,
         on_assign: Rebalance | None = None,
         on_revoke: Rebalance | None = None,
+        on_lost: Rebalance | None = None,
     ):
         if start not in ("latest", "earliest") and not (isinstance(start, int) and start >= 0):
             raise ValueError(f"start is 'latest', 'earliest' or an offset >= 0, not {start!r}")
@@ -103,7 +104,7 @@ class Consumer:
         self._idle = Backoff(defaults.CLIENT_BACKOFF_S, defaults.CLIENT_IDLE_POLL_MAX_S)
         self._closed = False
         self._start = start
-        self._on_assign, self._on_revoke = on_assign, on_revoke
+        self._on_assign, self._on_revoke, self._on_lost = on_assign, on_revoke, on_lost
         self._membership: GroupMembership | None = None
         self._cursor = 0
         self._prefetch_enabled = prefetch
@@ -224,12 +225,16 @@ class Consumer:
         """This consumer's member id in its group (None when it is not a group member)."""
         return None if self._membership is None else self._membership.member_id
 
-    def close(self) -> None:
-        """Commit (with auto_commit), leave the group, and release connections."""
+    def close(self, *, commit: bool | None = None, leave_group: bool = True) -> None:
+        """Commit (``commit``, default ``auto_commit``), leave the group, and release connections.
+
+        ``leave_group=False`` stops heartbeating without telling the coordinator, as a crash would:
+        the member's partitions move only when its session times out (``verify``'s kill-member
+        fault; a static member that restarts at once gets them back)."""
         if self._closed:
             return
         try:
-            if self.auto_commit:
+            if self.auto_commit if commit is None else commit:
                 self._auto_commit()
         finally:
             self._closed = True
@@ -237,7 +242,7 @@ class Consumer:
             if self._prefetcher is not None:
                 self._prefetcher.shutdown(wait=True, cancel_futures=True)  # a prefetch does not long-poll
             if self._membership is not None:
-                self._membership.leave()
+                self._membership.leave(tell=leave_group)
             self._transport.close()
 
     # --- group membership ---------------------------------------------------------------------------
@@ -262,6 +267,8 @@ class Consumer:
                 "group %s: fenced; dropping %d partitions uncommitted and rejoining", self.group, len(lost)
             )
             self._drop(lost)
+            if lost and self._on_lost is not None:
+                self._on_lost(lost)
             m.rejoin()
             return
         target = m.target().partitions

@@ -71,6 +71,7 @@ class GroupMembership:
         self._assignor = assignor
         self._lock = threading.Lock()
         self._epoch = 0
+        self._incarnation: str | None = None  # the coordinator's, from its last reply
         self._target = Target(0, frozenset())
         self._owned: frozenset[TopicPartition] = frozenset()  # what the consumer holds (its report)
         self._interval_s = defaults.GROUP_HEARTBEAT_INTERVAL_MS / 1000
@@ -131,6 +132,7 @@ class GroupMembership:
         body = {
             "member_id": self.member_id,
             "member_epoch": self.epoch,
+            "incarnation": self._incarnation,
             "offsets": [[t, p, o] for (t, p), o in sorted(offsets.items())],
         }
         try:
@@ -139,13 +141,14 @@ class GroupMembership:
             self._fenced.set()
             raise
 
-    def leave(self) -> None:
-        """Stop heartbeating and tell the coordinator (best effort: a lost leave times out)."""
+    def leave(self, tell: bool = True) -> None:
+        """Stop heartbeating and, with ``tell``, tell the coordinator (best effort: a lost leave
+        times out)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(self._transport.timeout + 1)
-        if self._fenced.is_set():
+        if self._fenced.is_set() or not tell:
             return
         epoch = -2 if self.instance_id else -1
         try:
@@ -176,6 +179,7 @@ class GroupMembership:
         reply = self._send(epoch, owned)
         with self._lock:
             self._epoch = reply["member_epoch"]
+            self._incarnation = reply.get("incarnation", self._incarnation)
             self._interval_s = reply.get("heartbeat_interval_ms", self._interval_s * 1000) / 1000
             target = Target(self._epoch, frozenset((t, p) for t, p in reply["assignment"]))
             new = target.partitions != self._target.partitions
@@ -192,5 +196,6 @@ class GroupMembership:
             "owned": None if owned is None else sorted([t, p] for t, p in owned),
             "instance_id": self.instance_id,
             "assignor": self._assignor,
+            "incarnation": self._incarnation,
         }
         return self._transport.json("POST", f"{self._url}/heartbeat", body=body)["message"]

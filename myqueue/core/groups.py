@@ -144,6 +144,29 @@ class Group:
         self._retarget(partitions)
         return self._reconcile(member)
 
+    def adopt(
+        self,
+        member_id: str,
+        topics: frozenset[str],
+        owned: frozenset[TopicPartition],
+        now: float,
+        instance_id: str | None = None,
+    ) -> None:
+        """Take in a member a coordinator that lost its state (memory mode, restarted) does not
+        know, with the partitions it reports owning that no other member owns: it goes on
+        consuming them instead of being fenced for the coordinator's loss. The caller decides
+        when that applies (the member names an earlier coordinator incarnation)."""
+        self.expire(now)
+        if member_id in self.members:
+            return
+        taken = {tp for m in self.members.values() for tp in m.owned}
+        kept = frozenset(tp for tp in owned if tp not in taken)
+        self._bump()
+        self.members[member_id] = Member(
+            member_id, instance_id, topics, self.epoch, self.epoch, kept, now + self.session_timeout_ms / 1000
+        )
+        self.target[member_id] = kept
+
     def leave(self, member_id: str, epoch: int, now: float) -> None:
         """A member leaving on ``close()``: -1 removes it (its partitions are free at once); -2, a
         static member's leave, keeps its partitions until its session times out."""

@@ -18,6 +18,13 @@ directly. While the coordinator is unreachable members keep consuming what they 
 assignments, no commits until it is back); the replica keeps serving the seed's consumers, which
 are not group members.
 
+Incarnation: the coordinator names itself with a random id (kept in the store, so in PostgreSQL
+mode a restart keeps it) that every heartbeat reply carries and every member sends back. A
+memory-mode coordinator forgets its groups when it restarts; a member naming an earlier incarnation
+is then taken in with the partitions it owns (``Group.adopt``) instead of being fenced, so a primary
+restart costs no re-delivery, and a commit that arrives before that member's first heartbeat is
+answered 503 (retry) rather than fenced. A member fenced by this incarnation stays fenced.
+
 Thread-safety: one lock serialises every call on every group (calls are short: the broker writes
 of a commit are made outside it, after the check).
 """
@@ -25,6 +32,7 @@ of a commit are made outside it, after the check).
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +48,7 @@ from .store import MetaStore
 log = logging.getLogger(__name__)
 
 VIEW_PREFIX = "group:"
+INCARNATION_VIEW = "coordinator"
 
 
 @dataclass(frozen=True)
@@ -93,10 +102,16 @@ class Coordinator:
         self._topics: dict[str, set[str]] = {}  # topics a group ever subscribed to: its lag's scope
         self._saved: dict[str, dict] = {}
         self._loaded = False
+        self.incarnation = uuid.uuid4().hex
 
     def load(self) -> None:
         """Restore the groups from the store (once, before serving)."""
         now = self._clock()
+        kept = self._store.load_view(INCARNATION_VIEW)
+        if kept and isinstance(kept.get("incarnation"), str):
+            self.incarnation = kept["incarnation"]
+        else:
+            self._store.save_view(INCARNATION_VIEW, {"incarnation": self.incarnation})
         with self._lock:
             for doc in self._store.views(VIEW_PREFIX).values():
                 group = Group.restore(doc["group"], self._session_ms, self._interval_ms, now)
@@ -116,6 +131,7 @@ class Coordinator:
         owned: Sequence[TopicPartition] | None,
         instance_id: str | None = None,
         assignor: str | None = None,
+        incarnation: str | None = None,
     ) -> HeartbeatReply | None:
         _check_group_name(group_name)
         subscription = frozenset(topics)
@@ -124,7 +140,11 @@ class Coordinator:
         if unknown:
             raise Refusal(Reason.TOPIC_NOT_FOUND, f"no topic {unknown[0]!r}")
         with self._lock:
-            group = self._group(group_name, assignor, create=epoch == 0)
+            forgotten = epoch > 0 and incarnation is not None and incarnation != self.incarnation
+            group = self._group(group_name, assignor, create=epoch == 0 or forgotten)
+            if forgotten and member_id not in group.members:
+                group.adopt(member_id, subscription, frozenset(owned or ()), self._clock(), instance_id)
+                epoch = group.members[member_id].epoch
             if (
                 epoch == 0
                 and member_id not in group.members
@@ -150,12 +170,25 @@ class Coordinator:
             return reply
 
     def commit(
-        self, group_name: str, member_id: str, epoch: int, offsets: Mapping[TopicPartition, int]
+        self,
+        group_name: str,
+        member_id: str,
+        epoch: int,
+        offsets: Mapping[TopicPartition, int],
+        incarnation: str | None = None,
     ) -> None:
         """Store the member's offsets, once the coordinator agrees it owns those partitions now."""
         _check_group_name(group_name)
         with self._lock:
             group = self._groups.get(group_name)
+            if (
+                incarnation is not None
+                and incarnation != self.incarnation
+                and (group is None or member_id not in group.members)
+            ):
+                raise Refusal(
+                    Reason.UNAVAILABLE, "the coordinator restarted: this member's next heartbeat re-registers it"
+                )
             if group is None:
                 raise Refusal(Reason.FENCED_MEMBER, f"group {group_name} has no member {member_id}")
             try:

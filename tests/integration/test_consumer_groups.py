@@ -319,3 +319,27 @@ def test_reset_offsets_is_refused_with_live_members_and_applied_when_empty(local
         assert sum(p["lag"] for p in described["partitions"]) == 20
         assert requests.delete(url, timeout=5).status_code == 200
         assert requests.get(url, timeout=5).status_code == 404
+
+
+def test_a_memory_mode_primary_restart_costs_no_redelivery(local_cluster, tmp_path):
+    """The restarted coordinator knows no group; members naming its earlier incarnation are taken
+    in with what they own, so nobody drops a partition and nothing is delivered twice."""
+    with local_cluster(store="memory", brokers=2) as cluster:
+        make_topic(cluster, "T", 4)
+        members = Members(cluster, "T", "g", tmp_path)
+        try:
+            members.start("a")
+            members.start("b")
+            wait_until(stable(cluster, "g", 2, 4), 60, message=lambda: f"owners {owners(cluster, 'g')}")
+            first = produce(cluster, "T", 400, "x")
+            wait_until(lambda: first <= union(members, "ab"), 60, message=lambda: "not delivered")
+            old_pid = cluster.pid("primary")
+            cluster.kill("primary")
+            cluster.wait_restarted("primary", old_pid)
+            wait_until(stable(cluster, "g", 2, 4), 30, message=lambda: f"owners {owners(cluster, 'g')}")
+            second = produce(cluster, "T", 400, "y")
+            wait_until(lambda: second <= union(members, "ab"), 60, message=lambda: "not delivered after restart")
+            every = [d for n in "ab" for d in members.deliveries(n)]
+            assert len(every) == len(set(every)) == 800, Counter(every).most_common(3)
+        finally:
+            members.stop_all()

@@ -52,7 +52,9 @@ def _partitions(value: object, key: str) -> list[tuple[str, str]]:
 def heartbeat(m: ManagerContext, call: Call, group: str) -> dict:
     coordinator = m.need_primary().groups
     data = call.json_object()
-    reject_unknown_fields(data, {"member_id", "member_epoch", "topics", "owned", "instance_id", "assignor"})
+    reject_unknown_fields(
+        data, {"member_id", "member_epoch", "topics", "owned", "instance_id", "assignor", "incarnation"}
+    )
     member_id = _string(data, "member_id", MAX_MEMBER_ID)
     topics = data.get("topics")
     if not isinstance(topics, list) or not 0 < len(topics) <= MAX_TOPICS_PER_MEMBER:
@@ -68,10 +70,12 @@ def heartbeat(m: ManagerContext, call: Call, group: str) -> dict:
         owned,
         instance_id=_optional(data, "instance_id", MAX_MEMBER_ID),
         assignor=_optional(data, "assignor", 32),
+        incarnation=_optional(data, "incarnation", 64),
     )
     if reply is None:
         return {"member_id": member_id, "member_epoch": -1, "assignment": []}
     return {
+        "incarnation": coordinator.incarnation,
         "member_id": reply.member_id,
         "member_epoch": reply.epoch,
         "assignment": sorted(reply.assignment),
@@ -84,7 +88,7 @@ def heartbeat(m: ManagerContext, call: Call, group: str) -> dict:
 def commit(m: ManagerContext, call: Call, group: str) -> Success:
     coordinator = m.need_primary().groups
     data = call.json_object()
-    reject_unknown_fields(data, {"member_id", "member_epoch", "offsets"})
+    reject_unknown_fields(data, {"member_id", "member_epoch", "offsets", "incarnation"})
     member_id = _string(data, "member_id", MAX_MEMBER_ID)
     raw = data.get("offsets")
     if not isinstance(raw, list) or not 0 < len(raw) <= MAX_OFFSETS_PER_COMMIT:
@@ -98,7 +102,7 @@ def commit(m: ManagerContext, call: Call, group: str) -> Success:
         if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**62:
             raise Refusal(Reason.INVALID_REQUEST, "an offset is an integer >= 0")
         offsets[tp] = offset
-    coordinator.commit(group, member_id, _epoch(data), offsets)
+    coordinator.commit(group, member_id, _epoch(data), offsets, _optional(data, "incarnation", 64))
     return Success(f"{len(offsets)} offsets committed")
 
 
