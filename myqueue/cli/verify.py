@@ -103,6 +103,14 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--consumers", type=int, default=_DEFAULTS.consumers, help="consumers (default: %(default)s)"
     )
     work.add_argument(
+        "--group-consumers",
+        type=int,
+        default=_DEFAULTS.group_consumers,
+        metavar="N",
+        help="also N members of one consumer group sharing the topics: each record must reach the group "
+        "at least once; re-deliveries after a rebalance are reported apart from duplicates (default: %(default)s)",
+    )
+    work.add_argument(
         "--topics", type=int, default=_DEFAULTS.topics, help="topics to create (default: %(default)s)"
     )
     work.add_argument(
@@ -196,6 +204,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "messages": args.messages,
             "producers": args.producers,
             "consumers": args.consumers,
+            "group_consumers": args.group_consumers,
             "topics": args.topics,
             "partitions": args.partitions,
             "message_size": args.message_size,

@@ -1,6 +1,7 @@
 """The two kinds of consumer a verify run registers, and their loops, each recording what it gets.
 
-A fast-path consumer is a ``Consumer`` group reading the brokers directly from ``latest``; a
+A fast-path consumer is a ``Consumer`` group reading the brokers directly from ``latest`` (a
+group of one member); group consumers are the members of one group sharing the topics; a
 seed-path consumer is one seed consumer id per topic at the replica, read through
 ``GET /consumer/consume`` and never resent (the seed's consume is at-most-once when a reply is
 lost, so a retry cannot help). Both record each delivery with its partition and offset in a
@@ -34,17 +35,37 @@ Position = tuple[str, str, int, str]  # topic, partition, offset, value
 
 @dataclass
 class ConsumerLog:
-    """One consumer's subscription and deliveries, written only by its thread."""
+    """One consumer's subscription and deliveries, written only by its thread.
+
+    ``owner`` is whom the deliveries count for: the consumer itself, or its group for a group
+    member. Each delivery is recorded under its *session*, ``name~topic:partition~n``, where n
+    counts the times the partition was assigned to this consumer: a record delivered twice within
+    one session is a duplicate; again after the partition was revoked or lost and assigned anew,
+    a re-delivery (``history.check`` tells them apart).
+    """
 
     name: str
     subscription: dict[TopicPartition, int]
+    owner: str = ""
     deliveries: list[Delivery] = field(default_factory=list)
     received: set[Position] = field(default_factory=set)
     errors: Counter = field(default_factory=Counter)
     last_delivery: float = 0.0
+    generations: dict[TopicPartition, int] = field(default_factory=dict)
+    sessions: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.owner = self.owner or self.name
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        """The consumer's on_assign: each partition starts a new session here."""
+        for tp in partitions:
+            self.generations[tp] = self.generations.get(tp, 0) + 1
 
     def record(self, topic: str, partition: str, offset: int, value: str) -> None:
-        self.deliveries.append(Delivery(self.name, topic, partition, offset, value))
+        session = f"{self.name}~{topic}:{partition}~{self.generations.get((topic, partition), 0)}"
+        self.sessions.add(session)
+        self.deliveries.append(Delivery(session, topic, partition, offset, value))
         self.received.add((topic, partition, offset, value))
         self.last_delivery = time.monotonic()
 
@@ -53,10 +74,32 @@ def open_fast(
     name: str, topics: list[str], group: str, broker: str, replica_port: int | None, timeout: float
 ) -> tuple[Consumer, ConsumerLog]:
     """A fast-path group from ``latest``; its subscription is where it starts on each partition."""
+    return open_member(name, topics, group, broker, replica_port, timeout, owner=name)
+
+
+def open_member(
+    name: str,
+    topics: list[str],
+    group: str,
+    broker: str,
+    replica_port: int | None,
+    timeout: float,
+    owner: str,
+) -> tuple[Consumer, ConsumerLog]:
+    """A member of ``group`` from ``latest``, logging for ``owner``; its subscription is what it
+    owns when it starts (everything, for the group's first member)."""
+    log_ = ConsumerLog(name, {}, owner=owner)
     consumer = Consumer(
-        topics, group=group, start="latest", host=broker, replica_port=replica_port, timeout=timeout
+        topics,
+        group=group,
+        start="latest",
+        host=broker,
+        replica_port=replica_port,
+        timeout=timeout,
+        on_assign=log_.assigned,
     )
-    return consumer, ConsumerLog(name, consumer.positions())
+    log_.subscription = consumer.positions()
+    return consumer, log_
 
 
 def open_seed(

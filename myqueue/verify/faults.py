@@ -10,6 +10,9 @@
   the replica on the primary's host) or of the private PostgreSQL for as long as a pause, then
   restore it. The cluster runs with ``--netns`` (root): iptables DROP in the process's network
   namespace, or on the host for PostgreSQL's port (``myqueue.cluster.netns``).
+- ``kill-member``: one member of the run's consumer group (``--group-consumers``, at least 2) stops
+  as a crash would: no commit, no leave. Its partitions must move to the other members within the
+  session timeout; records it had not committed come again (re-deliveries, not duplicates).
 - ``lose-pg-replies``: the cluster runs with ``--pg-proxy`` (``pgproxy.py`` between every service
   and PostgreSQL); for as long as a pause each statement, with ``LOSE_PG_PROBABILITY``, is executed
   but loses its reply, or is reset mid-statement; then every connection is black-holed for longer
@@ -31,10 +34,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from myqueue.cluster import defaults as cluster_defaults
 from myqueue.cluster import probes
 from myqueue.cluster.local import LocalCluster, LocalClusterError, wait_for
 from myqueue.core import defaults as core_defaults
 from myqueue.core.view import ClusterView
+from myqueue.net.envelope import CallFailed
 
 from .workload import Report, Workload
 
@@ -58,6 +63,7 @@ class Fault(StrEnum):
     PARTITION_PRIMARY = "partition-primary"
     PARTITION_POSTGRES = "partition-postgres"
     LOSE_PG_REPLIES = "lose-pg-replies"
+    KILL_MEMBER = "kill-member"
 
 
 PARTITIONS = (Fault.PARTITION_BROKER, Fault.PARTITION_PRIMARY, Fault.PARTITION_POSTGRES)
@@ -136,6 +142,9 @@ class FaultDriver:
 
     def _inject(self, fault: Fault, workload: Workload, index: int) -> None:
         started = time.monotonic()
+        if fault is Fault.KILL_MEMBER:
+            self._kill_member(workload, index, started)
+            return
         if fault in (Fault.KILL_BROKER, Fault.PAUSE_BROKER, Fault.PARTITION_BROKER):
             victim, hosted = self._victim_broker(workload, index)
             what = f"{victim} (hosting {', '.join(hosted)})"
@@ -195,6 +204,35 @@ class FaultDriver:
             f"then black-holed for {black_hole_s:.1f} s: {counters['lost_replies']} lost replies, "
             f"{counters['resets']} resets, {counters['black_holes']} black hole(s) "
             f"in {counters['statements']} statements on {counters['connections']} connections"
+        )
+
+    def _kill_member(self, workload: Workload, index: int, started: float) -> None:
+        member_id = workload.kill_member()
+        workload.progress.open_gate(index)
+        if member_id is None:
+            self._problem(f"{Fault.KILL_MEMBER}: needs --group-consumers 2 or more")
+            return
+        url = f"{self.cluster.primary_url}/v1/groups/{workload.group}"
+        last: dict = {}
+
+        def moved() -> bool:
+            nonlocal last
+            with probes.session() as session:
+                try:
+                    last = session.message("GET", url, timeout=cluster_defaults.PROBE_TIMEOUT_S)
+                except CallFailed:
+                    return False
+            owners = [p["owner"] for p in last.get("partitions", [])]
+            return bool(owners) and None not in owners and member_id not in owners
+
+        try:
+            wait_for(moved, RECOVER_TIMEOUT_S, f"the partitions of member {member_id} moved")
+        except LocalClusterError as error:
+            self._problem(f"{Fault.KILL_MEMBER}: {error}; last seen: {last}")
+            return
+        self.report(
+            f"fault {Fault.KILL_MEMBER}: member {member_id} of {workload.group} stopped without commit or leave; "
+            f"its partitions moved to the other members in {time.monotonic() - started:.1f} s"
         )
 
     def _victim_broker(self, workload: Workload, index: int) -> tuple[str, list[str]]:

@@ -15,8 +15,12 @@ them; ``check`` returns a ``Verdict``:
   offset a consumer had already passed (a memory-mode broker restarted and reused its offsets)
   will never reach that consumer: lost. Without a read-back (``stored`` None,
   or the partition could not be read back to its end) a missed record counts as lost;
-- **duplicated**: a consumer received the same record (partition, offset, value) more than once;
-- **reordered**: a consumer received a partition's offsets not strictly increasing;
+- **duplicated**: a consumer received the same record (partition, offset, value) more than once
+  within one session (one continuous ownership of the partition, see ``sessions``);
+- **redelivered** (reported, not a failure): a record a consumer or group received again in a
+  later session: after its partition moved between group members, or was lost by a fenced member,
+  records past the last commit come again (at-least-once);
+- **reordered**: a consumer received a partition's offsets not strictly increasing within a session;
 - **unexpected** (reported, not a failure): a delivered record no acknowledgement names. When its
   value was acknowledged at another offset, it is a *duplicate write* (a send retried after a
   failure whose first attempt had in fact been stored), otherwise an *unacknowledged write* (a send
@@ -67,13 +71,16 @@ class History:
     ``attempted`` holds every value a producer tried to send (None: not recorded, so an
     unacknowledged value cannot be told from a foreign one and is never called foreign);
     ``stored`` maps each partition read back from the log start after the drain to the records
-    found there (a partition that could not be read to its end is absent)."""
+    found there (a partition that could not be read to its end is absent). ``sessions`` maps a
+    delivery's ``consumer`` (a session name) to whom it counts for (a consumer, or a group with
+    one subscription); a name not in it counts for itself."""
 
     acks: list[Ack] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     subscriptions: dict[str, dict[TopicPartition, int]] = field(default_factory=dict)
     attempted: set[str] | None = None
     stored: dict[TopicPartition, set[tuple[str, str, int, str]]] = field(default_factory=dict)
+    sessions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ class Verdict:
     strict_writes: bool = False
     undelivered: int = 0  # records a consumer missed that are still stored: not delivered in time
     strict_delivery: bool = False  # undelivered records fail the run too
+    redelivered: int = 0  # records received again in a later session (group rebalances): reported
     lost_by_partition: Mapping[str, int] = field(default_factory=dict)  # "topic:partition" -> lost records
     examples: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()  # failures of the run itself (a fault that did not recover, ...)
@@ -131,6 +139,11 @@ class Verdict:
                     else "reported, not a delivery failure"
                 )
             )
+        if self.redelivered:
+            lines.append(
+                f"note: redelivered={self.redelivered} records came again after their partition moved to another "
+                "session (group rebalance or a fenced member): at-least-once, not duplicates"
+            )
         lines += [f"problem: {problem}" for problem in self.problems]
         if self.lost_by_partition:
             lost = ", ".join(f"{tp}={n}" for tp, n in sorted(self.lost_by_partition.items()))
@@ -156,42 +169,53 @@ def check(history: History, *, strict_writes: bool = False, strict_delivery: boo
     for ack in history.acks:
         acks_by_partition[(ack.topic, ack.partition)].append(ack)
 
-    by_consumer: dict[str, list[Delivery]] = defaultdict(list)
+    by_session: dict[str, list[Delivery]] = defaultdict(list)
     for delivery in history.deliveries:
-        by_consumer[delivery.consumer].append(delivery)
+        by_session[delivery.consumer].append(delivery)
+    owner_of = history.sessions.get
 
     examples: dict[str, list[str]] = defaultdict(list)
-    duplicated = reordered = expected = 0
-    missed_by: dict[tuple[str, str, int, str], list[str]] = defaultdict(list)
-    passed: set[tuple[str, str, int, str]] = set()  # missed at an offset the consumer had already passed
-    for consumer in sorted(set(history.subscriptions) | set(by_consumer)):
-        received = by_consumer.get(consumer, [])
+    duplicated = reordered = expected = redelivered = 0
+    seen_by: dict[str, set[tuple[str, str, int, str]]] = defaultdict(set)  # owner -> every record it got
+    last_by: dict[str, dict[TopicPartition, int]] = defaultdict(dict)  # owner -> furthest offset reached
+    for session in sorted(by_session):
+        owner = owner_of(session, session)
         seen: set[tuple[str, str, int, str]] = set()
         last_offset: dict[TopicPartition, int] = {}
-        for delivery in received:
+        for delivery in by_session[session]:
             position = _position(delivery)
             tp = (delivery.topic, delivery.partition)
             if position in seen:
                 duplicated += 1
-                _note(examples, "duplicated", f"{consumer} received {_show(position)} again")
+                _note(examples, "duplicated", f"{session} received {_show(position)} again")
                 continue
             seen.add(position)
+            if position in seen_by[owner]:
+                redelivered += 1
             if tp in last_offset and delivery.offset <= last_offset[tp]:
                 reordered += 1
                 _note(
                     examples,
                     "reordered",
-                    f"{consumer} received {_show(position)} after offset {last_offset[tp]}",
+                    f"{session} received {_show(position)} after offset {last_offset[tp]}",
                 )
             last_offset[tp] = delivery.offset
-        for tp, start in history.subscriptions.get(consumer, {}).items():
+        seen_by[owner] |= seen
+        for tp, offset in last_offset.items():
+            last_by[owner][tp] = max(offset, last_by[owner].get(tp, -1))
+
+    missed_by: dict[tuple[str, str, int, str], list[str]] = defaultdict(list)
+    passed: set[tuple[str, str, int, str]] = set()  # missed at an offset the consumer had already passed
+    for consumer in sorted(history.subscriptions):
+        seen_all, reached = seen_by.get(consumer, set()), last_by.get(consumer, {})
+        for tp, start in history.subscriptions[consumer].items():
             for ack in acks_by_partition.get(tp, ()):
                 if ack.offset < start:
                     continue
                 expected += 1
-                if _position(ack) not in seen:
+                if _position(ack) not in seen_all:
                     missed_by[_position(ack)].append(consumer)
-                    if ack.offset <= last_offset.get(tp, -1):
+                    if ack.offset <= reached.get(tp, -1):
                         passed.add(_position(ack))
 
     lost_by_partition: dict[str, int] = defaultdict(int)
@@ -240,6 +264,7 @@ def check(history: History, *, strict_writes: bool = False, strict_delivery: boo
         strict_writes=strict_writes,
         undelivered=undelivered,
         strict_delivery=strict_delivery,
+        redelivered=redelivered,
         lost_by_partition=dict(lost_by_partition),
         examples={kind: tuple(found) for kind, found in examples.items()},
     )

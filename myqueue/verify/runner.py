@@ -83,6 +83,8 @@ def run(
         raise ValueError(
             "restart-postgres needs --store postgres without --dsn (a PostgreSQL verify runs itself)"
         )
+    if Fault.KILL_MEMBER in chosen and config.group_consumers < 2:
+        raise ValueError("kill-member needs --group-consumers 2 or more")
     if Fault.LOSE_PG_REPLIES in chosen and store != "postgres":
         raise ValueError("lose-pg-replies needs --store postgres")
     if set(chosen) & set(PARTITIONS):

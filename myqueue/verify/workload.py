@@ -34,7 +34,7 @@ from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
 from myqueue.core.view import ClusterView, ViewError
 
-from .consumers import ConsumerLog, Position, open_fast, open_seed, read_back, run_fast, run_seed
+from .consumers import ConsumerLog, Position, open_fast, open_member, open_seed, read_back, run_fast, run_seed
 from .history import Ack, History, TopicPartition
 from .progress import Progress
 from .values import PAD, make_value, value_id
@@ -73,11 +73,13 @@ class WorkloadConfig:
     seed_path: bool = False  # seed-path consumers (the replica's /consumer/consume); both: alternate
     client_timeout: float = defaults.CLIENT_TIMEOUT_S
     send_attempts: int = 10  # first send plus retries of a send that failed
+    group_consumers: int = 0  # members of one consumer group sharing the topics (0: none)
 
     def __post_init__(self) -> None:
         _bounded("messages", self.messages, 1, 10_000_000)
         _bounded("producers", self.producers, 1, 64)
         _bounded("consumers", self.consumers, 1, 64)
+        _bounded("group_consumers", self.group_consumers, 0, 64)
         _bounded("topics", self.topics, 1, 100)
         _bounded("partitions", self.partitions, 1, defaults.MAX_PARTITIONS_PER_TOPIC)
         _bounded("message size", self.message_size, 1, defaults.MAX_MESSAGE_BYTES)
@@ -130,6 +132,10 @@ class Workload:
         self._resent = 0
         self._abandoned = 0
         self._logs: list[ConsumerLog] = []
+        self.group = f"verify.{self.run_id}.group"
+        self._member_stops: dict[str, threading.Event] = {}  # a group member's own stop (kill-member)
+        self._members: dict[str, Consumer] = {}
+        self._member_threads: dict[str, threading.Thread] = {}
 
     # --- the run ---------------------------------------------------------------------------
     def run(self, during: Callable[["Workload"], None] | None = None) -> History:
@@ -142,6 +148,9 @@ class Workload:
             )
             for client, log_ in clients
         ]
+        for thread, (_, log_) in zip(consumer_threads, clients, strict=True):
+            if log_.name in self._member_stops:
+                self._member_threads[log_.name] = thread
         short: set[TopicPartition] = set()
         try:
             for thread in consumer_threads:
@@ -150,6 +159,8 @@ class Workload:
             short = self._drain_phase()
         finally:
             self._stop_consumers.set()
+            for stop in self._member_stops.values():
+                stop.set()
             for thread in consumer_threads:
                 thread.join(CLOSE_TIMEOUT_S + self.config.client_timeout)
             for client, _ in clients:
@@ -158,10 +169,35 @@ class Workload:
         return History(
             acks=list(self._acks),
             deliveries=[d for log_ in self._logs for d in log_.deliveries],
-            subscriptions={log_.name: dict(log_.subscription) for log_ in self._logs},
+            subscriptions={
+                log_.owner: dict(log_.subscription) for log_ in self._logs if log_.owner == log_.name
+            }
+            | self._group_subscription(),
             attempted=set(self._attempted),
             stored=self._read_back(short),
+            sessions={session: log_.owner for log_ in self._logs for session in log_.sessions},
         )
+
+    def _group_subscription(self) -> dict[str, dict[TopicPartition, int]]:
+        """The group's subscription: where its first member started on every partition."""
+        first = next((log_ for log_ in self._logs if log_.owner == self.group), None)
+        return {} if first is None else {self.group: dict(first.subscription)}
+
+    def kill_member(self) -> str | None:
+        """kill-member: one live group member stops as a crash would (no commit, no leave); returns
+        its member id (None when no member is left to kill)."""
+        live = [name for name, stop in self._member_stops.items() if not stop.is_set()]
+        if len(live) < 2:
+            return None
+        name = live[-1]
+        self._member_stops[name].set()
+        thread = self._member_threads.get(name)
+        if thread is not None:
+            thread.join(CLOSE_TIMEOUT_S + self.config.client_timeout)
+        member = self._members[name]
+        member_id = member.member_id
+        _quietly(functools.partial(member.close, commit=False, leave_group=False))
+        return member_id
 
     # --- setup -----------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -192,10 +228,15 @@ class Workload:
         kinds = " and ".join(
             k for k, on in (("fast-path", self.config.fast_path), ("seed-path", self.config.seed_path)) if on
         )
+        members = (
+            f"{self.config.group_consumers} member(s) of consumer group {self.group}, "
+            if self.config.group_consumers
+            else ""
+        )
         self.report(
             f"setup: {len(self.topics)} topic(s) {', '.join(self.topics)} x {self.config.partitions} partitions on "
             f"{self._managers.primary} in {time.monotonic() - started:.1f} s; {self.config.consumers} {kinds} "
-            f"consumer(s), {self.config.producers} producer(s), {self.config.messages} messages of "
+            f"consumer(s), {members}{self.config.producers} producer(s), {self.config.messages} messages of "
             f"{self.config.message_size} bytes"
         )
 
@@ -236,6 +277,21 @@ class Workload:
                         config.replica_port,
                         config.client_timeout,
                     )
+                clients.append(client)
+                self._logs.append(client[1])
+            for i in range(config.group_consumers):
+                name = f"member{i}"
+                client = open_member(
+                    name,
+                    self.topics,
+                    self.group,
+                    config.broker,
+                    config.replica_port,
+                    config.client_timeout,
+                    owner=self.group,
+                )
+                self._members[name] = client[0]
+                self._member_stops[name] = threading.Event()
                 clients.append(client)
                 self._logs.append(client[1])
         except BaseException:
@@ -390,7 +446,8 @@ class Workload:
     def _consume(self, client: Any, log_: ConsumerLog) -> None:
         config = self.config
         if isinstance(client, Consumer):
-            run_fast(client, log_, config.message_size, self._stop_consumers)
+            stop = self._member_stops.get(log_.name, self._stop_consumers)
+            run_fast(client, log_, config.message_size, stop)
         else:
             run_seed(
                 client,
@@ -407,7 +464,8 @@ class Workload:
         started = time.monotonic()
         deadline = started + self.config.drain_timeout
         quiet_s = max(QUIET_MIN_S, self.config.client_timeout)
-        missing = {log_.name: self._expected(log_) for log_ in self._logs}
+        first = {log_.owner: log_ for log_ in reversed(self._logs)}  # each owner's first log
+        missing = {owner: self._expected(log_) for owner, log_ in first.items()}
         outcome = f"drain timeout ({self.config.drain_timeout:g} s) reached"
         next_progress = started + PROGRESS_EVERY_S
         while time.monotonic() < deadline:
@@ -418,11 +476,11 @@ class Workload:
                     f"after {time.monotonic() - started:.0f} s"
                 )
             for log_ in self._logs:
-                missing[log_.name] -= log_.received
+                missing[log_.owner] -= log_.received
             if not any(missing.values()):
                 outcome = "every consumer received every acknowledged record"
                 break
-            last = max([log_.last_delivery for log_ in self._logs] + [started])
+            last = max([log_.last_delivery for log_ in self._logs] + [started])  # any member counts
             if time.monotonic() - last >= quiet_s:
                 outcome = f"nothing arrived for {quiet_s:g} s"
                 break

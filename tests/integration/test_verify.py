@@ -56,6 +56,30 @@ def summary(stdout: str) -> dict:
     }
 
 
+def test_group_consumers_under_kill_member_and_kill_primary(monkeypatch):
+    """Three members of one group share the topics with a fast-path consumer beside them; one member
+    dies without commit or leave and the primary is killed: nothing lost or duplicated, and the
+    re-deliveries after the rebalance are reported apart."""
+    monkeypatch.setenv("MYQUEUE_GROUP_SESSION_TIMEOUT_MS", "3000")
+    monkeypatch.setenv("MYQUEUE_GROUP_HEARTBEAT_INTERVAL_MS", "300")
+    lines: list[str] = []
+    verdict = run(
+        local=True,
+        store="memory",
+        faults="kill-member,kill-primary",
+        messages=2000,
+        consumers=1,
+        group_consumers=3,
+        partitions=6,
+        client_timeout=float(CLIENT_TIMEOUT),
+        report=lines.append,
+    )
+    report = "\n".join(lines + verdict.report_lines())
+    assert any(line.startswith("fault kill-member: member") for line in lines), report
+    assert verdict.ok and (verdict.lost, verdict.duplicated, verdict.reordered) == (0, 0, 0), report
+    assert verdict.expected == 2 * verdict.acked == 4000, report  # the consumer, and the group once
+
+
 def test_memory_mode_without_faults_is_ok():
     result = verify_cli(
         "--local",

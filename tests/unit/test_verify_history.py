@@ -259,3 +259,37 @@ def test_progress_holds_first_sends_at_a_gate_until_it_opens():
 def test_bad_workload_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         WorkloadConfig(**options)
+
+
+def test_a_group_owes_each_record_once_to_the_group_not_to_every_member():
+    acks = [Ack("p0", "T", "P1", 0, "a"), Ack("p0", "T", "P2", 0, "b")]
+    history = History(
+        acks=acks,
+        deliveries=[Delivery("m0~T:P1~1", "T", "P1", 0, "a"), Delivery("m1~T:P2~1", "T", "P2", 0, "b")],
+        subscriptions={"G": {("T", "P1"): 0, ("T", "P2"): 0}},
+        sessions={"m0~T:P1~1": "G", "m1~T:P2~1": "G"},
+    )
+    verdict = check(history)
+    assert verdict.ok and (verdict.lost, verdict.duplicated, verdict.redelivered) == (0, 0, 0)
+    history.deliveries.pop()
+    assert check(history).lost == 1  # nobody in the group got b
+
+
+def test_a_record_again_in_a_later_session_is_redelivered_not_duplicated():
+    acks = [Ack("p0", "T", "P1", 0, "a"), Ack("p0", "T", "P1", 1, "b")]
+    deliveries = [
+        Delivery("m0~T:P1~1", "T", "P1", 0, "a"),
+        Delivery("m0~T:P1~1", "T", "P1", 1, "b"),
+        Delivery("m1~T:P1~1", "T", "P1", 1, "b"),  # the partition moved to m1 before m0 committed b
+    ]
+    sessions = {"m0~T:P1~1": "G", "m1~T:P1~1": "G"}
+    verdict = check(
+        History(acks=acks, deliveries=deliveries, subscriptions={"G": {("T", "P1"): 0}}, sessions=sessions)
+    )
+    assert verdict.ok and (verdict.duplicated, verdict.reordered, verdict.redelivered) == (0, 0, 1)
+    assert any("redelivered=1" in line for line in verdict.report_lines())
+    deliveries.append(Delivery("m1~T:P1~1", "T", "P1", 1, "b"))  # twice within one session
+    verdict = check(
+        History(acks=acks, deliveries=deliveries, subscriptions={"G": {("T", "P1"): 0}}, sessions=sessions)
+    )
+    assert verdict.duplicated == 1 and not verdict.ok
