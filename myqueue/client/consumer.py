@@ -37,6 +37,8 @@ thread-safe ``Transport``, ``Metadata`` and ``GroupMembership``).
 """
 
 import logging
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 Start = Literal["latest", "earliest"] | int
 TopicPartition = tuple[str, str]
 Rebalance = Callable[[set[TopicPartition]], None]
+CommitCallback = Callable[[dict[TopicPartition, int], BaseException | None], None]
 
 _new_record = tuple.__new__  # Record from a (topic, partition, offset, value) tuple, in C
 
@@ -68,7 +71,7 @@ class Consumer:
 
     def __init__(
         self,
-        topics: str | Sequence[str],
+        topics: str | Sequence[str] | re.Pattern[str],
         group: str | None = None,
         start: Start = "latest",
         host: str = defaults.DEFAULT_HOST,
@@ -107,12 +110,22 @@ class Consumer:
         self._on_assign, self._on_revoke, self._on_lost = on_assign, on_revoke, on_lost
         self._membership: GroupMembership | None = None
         self._cursor = 0
+        self._paused: set[TopicPartition] = set()
+        self._active: list[TopicPartition] = []  # assigned and not paused: what poll fetches, in order
         self._prefetch_enabled = prefetch
         self._ends: dict[TopicPartition, int] = {}  # end offset each partition's last fetch reported
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetch: tuple[TopicPartition, int, Future[bytes]] | None = None  # (tp, offset, fetch)
-        specs = [topics] if isinstance(topics, str) else list(topics)
+        self._pattern = topics if isinstance(topics, re.Pattern) else None
+        self._pattern_checked = time.monotonic()
+        self._commit_lock = threading.Lock()  # _committed: written by async commits too
+        self._committer: ThreadPoolExecutor | None = None
+        self._last_async: Future[None] | None = None
         try:
+            if isinstance(topics, re.Pattern):
+                specs = self._matching()
+            else:
+                specs = [topics] if isinstance(topics, str) else list(topics)
             subscribed = self._subscription(specs) if self.group else None
             if self.group and subscribed is not None:
                 self._membership = GroupMembership(
@@ -124,15 +137,16 @@ class Consumer:
                     assignor=assignor,
                 )
                 self._membership.join()
-                self.assignment: list[TopicPartition] = []
+                self._assigned: list[TopicPartition] = []
                 self._positions: dict[TopicPartition, int] = {}
                 self._committed: dict[TopicPartition, int] = {}
                 self._rebalance()
                 self._membership.start()
             else:
-                self.assignment = self._assign(specs)
-                self._positions = {tp: self._start_position(tp, start) for tp in self.assignment}
+                self._assigned = self._assign(specs)
+                self._positions = {tp: self._start_position(tp, start) for tp in self._assigned}
                 self._committed = dict(self._positions) if self.group else {}
+                self._refresh_active()
         except BaseException:
             if self._membership is not None:
                 self._membership.leave()
@@ -164,6 +178,62 @@ class Consumer:
         """The next offset to read of each assigned partition."""
         return dict(self._positions)
 
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this consumer reads now (a group member's share changes on rebalances)."""
+        return list(self._assigned)
+
+    def position(self, tp: TopicPartition) -> int:
+        """The next offset ``poll`` reads of an assigned partition."""
+        return self._positions[self._need(tp)]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        """Read an assigned partition from ``offset`` on (committed at the next commit)."""
+        if not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"an offset is an int >= 0, not {offset!r}")
+        self._positions[self._need(tp)] = offset
+        if self._prefetch is not None and self._prefetch[0] == tp:
+            self._prefetch = None
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        """Read these assigned partitions (all when none is named) from their first stored record."""
+        for tp in tps or tuple(self._assigned):
+            self.seek(tp, 0)
+
+    def seek_to_end(self, *tps: TopicPartition) -> None:
+        """Read these assigned partitions (all when none is named) from their end: new records only."""
+        for tp in tps or tuple(self._assigned):
+            self.seek(tp, int(self._get(self._need(tp))["end_offset"]))
+
+    def pause(self, *tps: TopicPartition) -> None:
+        """Stop fetching these assigned partitions (they stay assigned; a group member keeps them)."""
+        self._paused.update(self._need(tp) for tp in tps)
+        self._refresh_active()
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self._paused.difference_update(tps)
+        self._refresh_active()
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    def assign(self, partitions: Sequence[TopicPartition]) -> None:
+        """Read exactly these partitions (Kafka's ``assign``): for a consumer that is not a group
+        member. New ones start at the group's committed offset (with a group) or at ``start``."""
+        if self._membership is not None:
+            raise InvalidRequest(
+                "a group member's partitions are assigned by its group's coordinator",
+                reason=Reason.INVALID_REQUEST,
+            )
+        wanted = list(dict.fromkeys(partitions))
+        for tp in wanted:
+            if tp not in self._positions:
+                self._positions[tp] = self._start_position(tp, self._start)
+                if self.group:
+                    self._committed[tp] = self._positions[tp]
+        self._drop(set(self._assigned) - set(wanted))
+        self._assigned = wanted
+        self._refresh_active()
+
     def poll(self, timeout: float = 0.0) -> list[Record]:
         """The next records of one partition (round-robin), waiting up to ``timeout`` s for some."""
         if self._closed:
@@ -171,18 +241,21 @@ class Consumer:
         if self.auto_commit:
             self._auto_commit()
         deadline = time.monotonic() + timeout
+        if self._pattern is not None and self._membership is not None:
+            self._rematch()
         if self._membership is not None:
             self._rebalance()
-            if not self.assignment:  # nothing owned yet (or any more): wait for the coordinator
+            if not self._assigned:  # nothing owned yet (or any more): wait for the coordinator
                 self._membership.wait_for_change(max(0.0, timeout))
                 self._rebalance()
-                if not self.assignment:
-                    return []
+        if not self._active:
+            time.sleep(max(0.0, deadline - time.monotonic()) if self._membership is None else 0.0)
+            return []
         idle_rounds = 0
-        single = len(self.assignment) == 1
+        single = len(self._active) == 1
         while True:
             if not single or self._prefetch is not None or timeout <= 0:
-                for _ in self.assignment:
+                for _ in self._active:
                     records = self._fetch(self._next_partition(), 0.0)
                     if records:
                         return records
@@ -203,22 +276,47 @@ class Consumer:
         """Store the group's position of every partition read since the last commit (or of
         ``partitions`` only); a no-op without a group. A group member commits through the
         coordinator: ``FencedMember`` if it no longer owns them (their records go to the new owner)."""
+        due = self._due(partitions)
+        if self._last_async is not None:  # commits are stored in the order they were asked for
+            self._last_async.exception()
+        if due:
+            self._store(due)
+
+    def commit_async(self, callback: CommitCallback | None = None) -> "Future[None]":
+        """Commit what was read so far on a background thread; ``callback(offsets, error)`` runs
+        there when it is done (error None on success). Commits keep their order: a later ``commit``
+        waits for this one. Returns the Future of it."""
+        due = self._due(None)
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="myqueue-commit")
+        future = self._committer.submit(self._store, due)
+        if callback is not None:
+            future.add_done_callback(lambda f: callback(due, f.exception()))
+        self._last_async = future
+        return future
+
+    def _due(self, partitions: Sequence[TopicPartition] | None) -> dict[TopicPartition, int]:
         if not self.group:
-            return
+            return {}
         chosen = self._positions if partitions is None else {tp: self._positions[tp] for tp in partitions}
-        due = {tp: offset for tp, offset in chosen.items() if self._committed.get(tp) != offset}
-        if not due:
+        with self._commit_lock:
+            return {tp: offset for tp, offset in chosen.items() if self._committed.get(tp) != offset}
+
+    def _store(self, due: dict[TopicPartition, int]) -> None:
+        if not due or not self.group:
             return
         if self._membership is not None:
             self._membership.commit(due)
         else:
             for tp, offset in due.items():
                 self._put_position(tp, self.group, offset)
-        self._committed.update(due)
+        with self._commit_lock:
+            self._committed.update(due)
 
     def committed(self) -> dict[TopicPartition, int]:
         """The positions this consumer last committed (or found committed) per assigned partition."""
-        return {tp: self._committed[tp] for tp in self.assignment if tp in self._committed}
+        with self._commit_lock:
+            return {tp: self._committed[tp] for tp in self._assigned if tp in self._committed}
 
     @property
     def member_id(self) -> str | None:
@@ -241,6 +339,8 @@ class Consumer:
             self._prefetch = None
             if self._prefetcher is not None:
                 self._prefetcher.shutdown(wait=True, cancel_futures=True)  # a prefetch does not long-poll
+            if self._committer is not None:
+                self._committer.shutdown(wait=True)  # asked-for commits are sent before leaving
             if self._membership is not None:
                 self._membership.leave(tell=leave_group)
             self._transport.close()
@@ -254,7 +354,7 @@ class Consumer:
 
     def _rebalance_due(self) -> bool:
         m = self._membership
-        return m is not None and (m.fenced() or m.target().partitions != frozenset(self.assignment))
+        return m is not None and (m.fenced() or m.target().partitions != frozenset(self._assigned))
 
     def _rebalance(self) -> None:
         """Apply the coordinator's latest answer: revoke, then assign (the consumer's thread only)."""
@@ -262,7 +362,7 @@ class Consumer:
         if m is None:
             return
         if m.fenced():
-            lost = set(self.assignment)
+            lost = set(self._assigned)
             log.warning(
                 "group %s: fenced; dropping %d partitions uncommitted and rejoining", self.group, len(lost)
             )
@@ -272,7 +372,7 @@ class Consumer:
             m.rejoin()
             return
         target = m.target().partitions
-        held = set(self.assignment)
+        held = set(self._assigned)
         revoked, assigned = held - target, target - held
         if revoked:
             if self._on_revoke is not None:
@@ -286,22 +386,56 @@ class Consumer:
         if assigned:
             for tp in sorted(assigned):
                 self._positions[tp] = self._start_position(tp, self._start)
-                self.assignment.append(tp)
+                self._assigned.append(tp)
             if self._on_assign is not None:
                 self._on_assign(set(assigned))
         if revoked or assigned:
-            self._cursor = 0
-            m.report(frozenset(self.assignment))
+            self._refresh_active()
+            m.report(frozenset(self._assigned))
+
+    def _matching(self) -> list[str]:
+        """The topics the pattern matches now (fullmatch, as Kafka's), in name order."""
+        assert self._pattern is not None
+        view = self._metadata.refresh()
+        return sorted(t for t in view.topics if self._pattern.fullmatch(t))
+
+    def _rematch(self) -> None:
+        """Every CLIENT_PATTERN_REFRESH_S: a pattern subscription takes in topics created since."""
+        if (
+            time.monotonic() - self._pattern_checked < defaults.CLIENT_PATTERN_REFRESH_S
+            or self._membership is None
+        ):
+            return
+        self._pattern_checked = time.monotonic()
+        try:
+            topics = self._matching()
+        except MyQueueError as e:
+            log.warning("group %s: topic pattern not re-evaluated: %s", self.group, e)
+            return
+        if topics:
+            self._membership.subscribe(topics)
+
+    def _need(self, tp: TopicPartition) -> TopicPartition:
+        if tp not in self._positions:
+            raise InvalidRequest(
+                f"{tp[0]}:{tp[1]} is not assigned to this consumer", reason=Reason.INVALID_REQUEST
+            )
+        return tp
+
+    def _refresh_active(self) -> None:
+        self._active = [tp for tp in self._assigned if tp not in self._paused]
+        self._cursor = 0
 
     def _drop(self, partitions: set[TopicPartition]) -> None:
         if self._prefetch is not None and self._prefetch[0] in partitions:
             self._prefetch = None
-        self.assignment = [tp for tp in self.assignment if tp not in partitions]
+        self._assigned = [tp for tp in self._assigned if tp not in partitions]
         for tp in partitions:
             self._positions.pop(tp, None)
             self._committed.pop(tp, None)
             self._ends.pop(tp, None)
-        self._cursor = 0
+        self._paused -= partitions
+        self._refresh_active()
 
     def _subscription(self, specs: Sequence[str]) -> list[str] | None:
         """The topics, when every spec names a whole topic (``T``, ``T:*``); None when any names a partition."""
@@ -370,8 +504,9 @@ class Consumer:
         self._metadata.call_owner(*tp, put, retries=self._retries)
 
     def _next_partition(self) -> TopicPartition:
-        tp = self.assignment[self._cursor]
-        self._cursor = (self._cursor + 1) % len(self.assignment)
+        self._cursor %= len(self._active)
+        tp = self._active[self._cursor]
+        self._cursor = (self._cursor + 1) % len(self._active)
         return tp
 
     def _fetch(self, tp: TopicPartition, wait: float) -> list[Record]:
@@ -421,7 +556,9 @@ class Consumer:
 
     def _start_prefetch(self) -> None:
         """Start the next poll's first fetch now if that partition is known to hold more records."""
-        tp = self.assignment[self._cursor]
+        if not self._active:
+            return
+        tp = self._active[self._cursor % len(self._active)]
         offset = self._positions[tp]
         if not self._prefetch_enabled or self._prefetch is not None or self._ends.get(tp, 0) <= offset:
             return

@@ -110,6 +110,12 @@ class GroupMembership:
         self._changed.clear()
         return changed
 
+    def subscribe(self, topics: Sequence[str]) -> None:
+        """A new subscription (a topic pattern matched new topics); the next heartbeat carries it."""
+        with self._lock:
+            self._topics = list(topics)
+        self._wake.set()
+
     def report(self, owned: frozenset[TopicPartition]) -> None:
         """The partitions the consumer holds now; the next heartbeat (sent at once) says so."""
         with self._lock:
@@ -189,10 +195,12 @@ class GroupMembership:
             self._changed.set()
 
     def _send(self, epoch: int, owned: frozenset[TopicPartition] | None) -> dict:
+        with self._lock:
+            topics = list(self._topics)
         body = {
             "member_id": self.member_id,
             "member_epoch": epoch,
-            "topics": self._topics,
+            "topics": topics,
             "owned": None if owned is None else sorted([t, p] for t, p in owned),
             "instance_id": self.instance_id,
             "assignor": self._assignor,

@@ -108,6 +108,7 @@ SEED_GROUP_PREFIX = "myqueue.seed."
 GROUP_SESSION_TIMEOUT_MS = _env("MYQUEUE_GROUP_SESSION_TIMEOUT_MS", 10_000)
 GROUP_HEARTBEAT_INTERVAL_MS = _env("MYQUEUE_GROUP_HEARTBEAT_INTERVAL_MS", 1_000)
 MAX_GROUP_MEMBERS = 1_000  # members of one group
+CLIENT_PATTERN_REFRESH_S = 5.0  # a consumer subscribed to a topic pattern looks for new matches this often
 MAX_GROUPS = 10_000  # groups the coordinator keeps
 
 # --- overload protection: a slow broker or idle waiters must not stall unrelated requests ---

@@ -187,7 +187,8 @@ class Coordinator:
                 and (group is None or member_id not in group.members)
             ):
                 raise Refusal(
-                    Reason.UNAVAILABLE, "the coordinator restarted: this member's next heartbeat re-registers it"
+                    Reason.UNAVAILABLE,
+                    "the coordinator restarted: this member's next heartbeat re-registers it",
                 )
             if group is None:
                 raise Refusal(Reason.FENCED_MEMBER, f"group {group_name} has no member {member_id}")

@@ -11,6 +11,7 @@ file is flushed each poll, so a test that kills the process knows what it had do
 import json
 import signal
 import sys
+import time
 
 from myqueue import Consumer
 
@@ -40,10 +41,11 @@ def main() -> None:
         while not stop:
             records = consumer.poll(0.2)
             line = {
+                "t": time.time(),
                 "m": consumer.member_id,
                 "d": [[r.partition, r.offset, r.value.decode()] for r in records],
                 "c": {p: o for (_, p), o in consumer.committed().items()},
-                "a": sorted(p for _, p in consumer.assignment),
+                "a": sorted(p for _, p in consumer.assignment()),
             }
             log.write(json.dumps(line) + "\n")
 

@@ -7,9 +7,11 @@ the managers at start) so that evictions are quick to wait for.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -338,8 +340,135 @@ def test_a_memory_mode_primary_restart_costs_no_redelivery(local_cluster, tmp_pa
             cluster.wait_restarted("primary", old_pid)
             wait_until(stable(cluster, "g", 2, 4), 30, message=lambda: f"owners {owners(cluster, 'g')}")
             second = produce(cluster, "T", 400, "y")
-            wait_until(lambda: second <= union(members, "ab"), 60, message=lambda: "not delivered after restart")
+            wait_until(
+                lambda: second <= union(members, "ab"), 60, message=lambda: "not delivered after restart"
+            )
             every = [d for n in "ab" for d in members.deliveries(n)]
             assert len(every) == len(set(every)) == 800, Counter(every).most_common(3)
         finally:
             members.stop_all()
+
+
+def test_a_joining_member_does_not_pause_the_partitions_the_others_keep(local_cluster, tmp_path):
+    with local_cluster(store="memory", brokers=2) as cluster:
+        make_topic(cluster, "T", 12)
+        members = Members(cluster, "T", "busy", tmp_path)
+        stop = threading.Event()
+
+        def steady() -> None:  # about 12 records a partition a second, bounded in count and time
+            with Producer(cluster.host, cluster.primary_port, cluster.replica_port) as producer:
+                deadline = time.monotonic() + 60
+                for i in range(20_000):
+                    if stop.is_set() or time.monotonic() > deadline:
+                        break
+                    producer.send("T", f"s{i}")
+                    if i % 12 == 11:
+                        producer.flush(10)
+                        stop.wait(0.08)
+
+        producing = threading.Thread(target=steady, daemon=True)
+        try:
+            for name in "abc":
+                members.start(name)
+            wait_until(
+                stable(cluster, "busy", 3, 12), 60, message=lambda: f"owners {owners(cluster, 'busy')}"
+            )
+            producing.start()
+            wait_until(lambda: len(union(members, "abc")) > 300, 30, message=lambda: "nothing delivered")
+            before = {n: set(members.lines(n)[-1]["a"]) for n in "abc"}
+            members.start("d")
+            wait_until(
+                stable(cluster, "busy", 4, 12), 30, message=lambda: f"owners {owners(cluster, 'busy')}"
+            )
+            wait_until(
+                lambda: members.deliveries("d"), 30, message=lambda: "the new member delivered nothing"
+            )
+            joined = members.lines("d")[0]["t"]
+            first_d = next(line["t"] for line in members.lines("d") if line["d"])
+            window = (joined, max(first_d, joined + 2.0))
+            after = {n: set(members.lines(n)[-1]["a"]) for n in "abc"}
+            for name in "abc":
+                kept = before[name] & after[name]
+                assert kept and kept < before[name], (name, before[name], after[name])  # kept most, gave one
+                delivered_in_window = {
+                    d[0]
+                    for line in members.lines(name)
+                    if window[0] <= line["t"] <= window[1]
+                    for d in line["d"]
+                }
+                assert kept <= delivered_in_window, (name, sorted(kept - delivered_in_window), window)
+        finally:
+            stop.set()
+            producing.join(30)
+            members.stop_all()
+
+
+def test_a_restarted_static_member_gets_its_partitions_back_without_a_rebalance(local_cluster, tmp_path):
+    with local_cluster(store="memory", brokers=1) as cluster:
+        make_topic(cluster, "T", 6)
+        members = Members(cluster, "T", "s", tmp_path)
+        try:
+            members.start("a", instance="pod-a")
+            members.start("b", instance="pod-b")
+            wait_until(stable(cluster, "s", 2, 6), 60, message=lambda: f"owners {owners(cluster, 's')}")
+            wait_until(
+                lambda: members.lines("a") and len(members.lines("a")[-1]["a"]) == 3,
+                30,
+                message=lambda: f"a owns {members.lines('a')[-1:]}",
+            )
+            before = describe(cluster, "s")
+            mine = sorted(members.lines("a")[-1]["a"])
+            members.stop("a")  # SIGTERM: close() leaves with epoch -2, its partitions wait for it
+            members.start("a2", instance="pod-a")
+            wait_until(
+                lambda: members.lines("a2") and members.lines("a2")[-1]["a"] == mine,
+                30,
+                message=lambda: f"a2 owns {members.lines('a2')[-1:]} not {mine}",
+            )
+            after = describe(cluster, "s")
+            assert after["epoch"] == before["epoch"] and after["rebalances"] == before["rebalances"]
+        finally:
+            members.stop_all()
+
+
+def test_pause_seek_async_commit_and_a_pattern_subscription(local_cluster):
+    with local_cluster(store="memory", brokers=1) as cluster:
+        make_topic(cluster, "ordersEU", 2)
+        produce(cluster, "ordersEU", 20)
+        args = {
+            "host": cluster.host,
+            "primary_port": cluster.primary_port,
+            "replica_port": cluster.replica_port,
+        }
+        with Consumer(
+            re.compile(r"orders[A-Z]+"), group="p", start="earliest", auto_commit=False, **args
+        ) as consumer:
+            assert sorted(consumer.assignment()) == [("ordersEU", "P1"), ("ordersEU", "P2")]
+            consumer.pause(("ordersEU", "P1"))
+            got = []
+            wait_until(
+                lambda: got.extend(consumer.poll(0.2)) or len(got) >= 10, 30, message=lambda: f"{len(got)}"
+            )
+            assert {r.partition for r in got} == {"P2"}  # the paused partition is not fetched
+            consumer.resume(("ordersEU", "P1"))
+            consumer.seek(("ordersEU", "P2"), 3)
+            again = []
+            wait_until(
+                lambda: again.extend(consumer.poll(0.2)) or len(again) >= 17,
+                30,
+                message=lambda: f"{len(again)}",
+            )
+            assert min(r.offset for r in again if r.partition == "P2") == 3
+            outcome = []
+            consumer.commit_async(lambda offsets, error: outcome.append((offsets, error))).result(10)
+            assert outcome and outcome[0][1] is None and outcome[0][0][("ordersEU", "P2")] == 10
+            make_topic(cluster, "ordersUS", 1)  # a topic created later joins the subscription
+            produce(cluster, "ordersUS", 5)
+            late = []
+            wait_until(
+                lambda: (
+                    late.extend(r for r in consumer.poll(0.2) if r.topic == "ordersUS") or len(late) >= 5
+                ),
+                30,
+                message=lambda: f"{consumer.assignment()}",
+            )

@@ -213,9 +213,13 @@ def test_a_coordinator_that_lost_its_state_adopts_members_with_what_they_own():
     sim = Sim(6)
     sim.settle(["a", "b"])
     owned = dict(sim.owned)
-    fresh = Group("G", session_timeout_ms=10_000, heartbeat_interval_ms=1_000)  # a restarted memory coordinator
+    fresh = Group(
+        "G", session_timeout_ms=10_000, heartbeat_interval_ms=1_000
+    )  # a restarted memory coordinator
     fresh.adopt("a", frozenset({T}), owned["a"], sim.now)
     fresh.adopt("b", frozenset({T}), owned["b"] | owned["a"], sim.now)  # b claims a's too: a keeps them
     assert fresh.owners() == {**{tp: "a" for tp in owned["a"]}, **{tp: "b" for tp in owned["b"]}}
-    reply = fresh.heartbeat("a", fresh.members["a"].epoch, frozenset({T}), owned["a"], sim.partitions, sim.now)
+    reply = fresh.heartbeat(
+        "a", fresh.members["a"].epoch, frozenset({T}), owned["a"], sim.partitions, sim.now
+    )
     assert reply is not None and reply.assignment == owned["a"]
