@@ -466,9 +466,7 @@ def test_pause_seek_async_commit_and_a_pattern_subscription(local_cluster):
             produce(cluster, "ordersUS", 5)
             late = []
             wait_until(
-                lambda: (
-                    late.extend(r for r in consumer.poll(0.2) if r.topic == "ordersUS") or len(late) >= 5
-                ),
+                lambda: late.extend(r for r in consumer.poll(0.2) if r.topic == "ordersUS") or len(late) >= 5,
                 30,
                 message=lambda: f"{consumer.assignment()}",
             )
