@@ -13,8 +13,9 @@ some; when a whole round finds nothing it long-polls one partition for a short, 
 partition and a timeout the round is skipped: the long-poll answers at once when records are
 there, so a caught-up consumer makes one request per poll, not two. Routing failures (partition
 moved, broker down) refresh metadata and are retried on later rounds, never raised. With
-``auto_commit`` (the default, like Kafka) what one ``poll`` delivered is committed at the start of
-the next one and on ``close``: at-least-once.
+``auto_commit`` (the default, like Kafka) what earlier polls delivered is committed at the start
+of a ``poll`` at most every ``auto_commit_interval`` seconds, and always on ``close`` and before a
+group member gives a partition up: at-least-once.
 
 Catching up, the next fetch overlaps with the application's work (``prefetch``, on by default):
 when the batch set just read says the partition holds more (its end offset is past the new
@@ -50,7 +51,7 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
 from .address import manager_urls
-from .errors import FencedMember, InvalidRequest, MyQueueError, ProtocolError, from_refusal
+from .errors import FencedMember, InvalidRequest, MyQueueError, NotOwner, ProtocolError, from_refusal
 from .membership import GroupMembership
 from .metadata import Metadata, partition_url, position_url
 from .records import Record
@@ -79,6 +80,7 @@ class Consumer:
         replica_port: int | None = None,
         *,
         auto_commit: bool = True,
+        auto_commit_interval: float = defaults.CLIENT_AUTO_COMMIT_INTERVAL_S,
         max_records: int | None = None,
         max_bytes: int = defaults.DEFAULT_FETCH_MAX_BYTES,
         idle_timeout: float | None = None,
@@ -96,6 +98,8 @@ class Consumer:
             raise ValueError(f"start is 'latest', 'earliest' or an offset >= 0, not {start!r}")
         self.group = _checked_group(group)
         self.auto_commit = auto_commit
+        self._commit_every = auto_commit_interval
+        self._committed_at = time.monotonic()
         self.idle_timeout = idle_timeout
         self._max_records = max_records
         self._max_bytes = max_bytes
@@ -238,7 +242,7 @@ class Consumer:
         """The next records of one partition (round-robin), waiting up to ``timeout`` s for some."""
         if self._closed:
             raise RuntimeError("the consumer is closed")
-        if self.auto_commit:
+        if self.auto_commit and time.monotonic() - self._committed_at >= self._commit_every:
             self._auto_commit()
         deadline = time.monotonic() + timeout
         if self._pattern is not None and self._membership is not None:
@@ -347,10 +351,16 @@ class Consumer:
 
     # --- group membership ---------------------------------------------------------------------------
     def _auto_commit(self) -> None:
+        self._committed_at = time.monotonic()
         try:
             self.commit()
-        except FencedMember as e:
+        except (FencedMember, NotOwner) as e:
             log.warning("group %s: commit refused, this member was fenced: %s", self.group, e)
+        except MyQueueError as e:
+            if self._membership is None or not (e.retriable or e.unavailable or e.outcome_unknown):
+                raise
+            # The coordinator is unreachable: keep consuming what is owned; the next commit covers it.
+            log.warning("group %s: auto-commit deferred, the coordinator did not answer: %s", self.group, e)
 
     def _rebalance_due(self) -> bool:
         m = self._membership
@@ -380,8 +390,12 @@ class Consumer:
             if self.auto_commit:
                 try:
                     self.commit(sorted(revoked))
-                except FencedMember as e:
+                except (FencedMember, NotOwner) as e:  # they went to their next owner uncommitted
                     log.warning("group %s: commit of revoked partitions refused: %s", self.group, e)
+                except MyQueueError as e:
+                    if not (e.retriable or e.unavailable or e.outcome_unknown):
+                        raise
+                    log.warning("group %s: revoked partitions left uncommitted: %s", self.group, e)
             self._drop(revoked)
         if assigned:
             for tp in sorted(assigned):

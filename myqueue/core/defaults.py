@@ -108,6 +108,11 @@ SEED_GROUP_PREFIX = "myqueue.seed."
 GROUP_SESSION_TIMEOUT_MS = _env("MYQUEUE_GROUP_SESSION_TIMEOUT_MS", 10_000)
 GROUP_HEARTBEAT_INTERVAL_MS = _env("MYQUEUE_GROUP_HEARTBEAT_INTERVAL_MS", 1_000)
 MAX_GROUP_MEMBERS = 1_000  # members of one group
+# A consumer's auto-commit stores what it read at most this often (and always on a revoke and on
+# close), as Kafka's auto.commit.interval.ms (5 s there): one commit per poll cost a group member
+# 7-8 % of its CPU in bench/groups.py's catch-up; what the interval adds is at most this much
+# re-delivery after a crash.
+CLIENT_AUTO_COMMIT_INTERVAL_S = 1.0
 CLIENT_PATTERN_REFRESH_S = 5.0  # a consumer subscribed to a topic pattern looks for new matches this often
 MAX_GROUPS = 10_000  # groups the coordinator keeps
 

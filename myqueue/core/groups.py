@@ -101,6 +101,9 @@ class Group:
     target_epoch: int = 0  # the group epoch ``target`` was computed for
     target: Assignment = field(default_factory=dict)
     members: dict[str, Member] = field(default_factory=dict)
+    # Until then nothing new is handed out: a coordinator that lost its state adopts members as they
+    # heartbeat, and must not give a partition away before its owner had the chance to say it has it.
+    hold_until: float = 0.0
     rebalances: int = 0  # target recomputations that moved at least one partition
     moved: int = 0  # partitions moved by them, in total (stickiness: fewer is better)
 
@@ -142,28 +145,35 @@ class Group:
             member.topics = topics
             self._bump()
         self._retarget(partitions)
+        if now < self.hold_until:
+            return self._reply(
+                member, member.owned, self.target.get(member.member_id, frozenset()) - member.owned
+            )
         return self._reconcile(member)
 
     def adopt(
         self,
         member_id: str,
+        epoch: int,
         topics: frozenset[str],
         owned: frozenset[TopicPartition],
         now: float,
         instance_id: str | None = None,
     ) -> None:
         """Take in a member a coordinator that lost its state (memory mode, restarted) does not
-        know, with the partitions it reports owning that no other member owns: it goes on
-        consuming them instead of being fenced for the coordinator's loss. The caller decides
-        when that applies (the member names an earlier coordinator incarnation)."""
+        know, at the epoch it presents and with the partitions it reports owning that no other
+        member owns: it goes on consuming them instead of being fenced for the coordinator's loss
+        (and a commit it sent at that epoch meanwhile is accepted). The caller decides when that
+        applies (the member names an earlier coordinator incarnation)."""
         self.expire(now)
         if member_id in self.members:
             return
         taken = {tp for m in self.members.values() for tp in m.owned}
         kept = frozenset(tp for tp in owned if tp not in taken)
+        self.epoch = max(self.epoch, epoch)
         self._bump()
         self.members[member_id] = Member(
-            member_id, instance_id, topics, self.epoch, self.epoch, kept, now + self.session_timeout_ms / 1000
+            member_id, instance_id, topics, epoch, epoch, kept, now + self.session_timeout_ms / 1000
         )
         self.target[member_id] = kept
 
@@ -264,8 +274,8 @@ class Group:
         return member
 
     def _remove(self, member_id: str) -> None:
+        # Its target stays until the next ``_retarget``, which counts its partitions as moved.
         self.members.pop(member_id, None)
-        self.target.pop(member_id, None)
         self._bump()
 
     def _bump(self) -> None:
@@ -297,11 +307,15 @@ class Group:
             member.owned = keep | frozenset(tp for tp in target if tp not in taken)
             if member.epoch != self.target_epoch:
                 member.previous_epoch, member.epoch = member.epoch, self.target_epoch
-        pending = target - member.owned
+        return self._reply(member, keep if revoking else member.owned, target - member.owned)
+
+    def _reply(
+        self, member: Member, assignment: frozenset[TopicPartition], pending: frozenset[TopicPartition]
+    ) -> HeartbeatReply:
         return HeartbeatReply(
             member_id=member.member_id,
             epoch=member.epoch,
-            assignment=keep if revoking else member.owned,
+            assignment=assignment,
             pending=pending,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             session_timeout_ms=self.session_timeout_ms,

@@ -22,8 +22,9 @@ Incarnation: the coordinator names itself with a random id (kept in the store, s
 mode a restart keeps it) that every heartbeat reply carries and every member sends back. A
 memory-mode coordinator forgets its groups when it restarts; a member naming an earlier incarnation
 is then taken in with the partitions it owns (``Group.adopt``) instead of being fenced, so a primary
-restart costs no re-delivery, and a commit that arrives before that member's first heartbeat is
-answered 503 (retry) rather than fenced. A member fenced by this incarnation stays fenced.
+restart costs no re-delivery; for one session timeout such a group hands out no partition nobody
+reported (``Group.hold_until``: its owner may not have re-registered yet), and a commit that arrives
+before that member's first heartbeat is answered 503 (retry) rather than fenced. A member fenced by this incarnation stays fenced.
 
 Thread-safety: one lock serialises every call on every group (calls are short: the broker writes
 of a commit are made outside it, after the check).
@@ -141,10 +142,14 @@ class Coordinator:
             raise Refusal(Reason.TOPIC_NOT_FOUND, f"no topic {unknown[0]!r}")
         with self._lock:
             forgotten = epoch > 0 and incarnation is not None and incarnation != self.incarnation
+            known = group_name in self._groups
             group = self._group(group_name, assignor, create=epoch == 0 or forgotten)
+            if forgotten and not known:  # members re-register for a session before anything moves
+                group.hold_until = self._clock() + self._session_ms / 1000
             if forgotten and member_id not in group.members:
-                group.adopt(member_id, subscription, frozenset(owned or ()), self._clock(), instance_id)
-                epoch = group.members[member_id].epoch
+                group.adopt(
+                    member_id, epoch, subscription, frozenset(owned or ()), self._clock(), instance_id
+                )
             if (
                 epoch == 0
                 and member_id not in group.members

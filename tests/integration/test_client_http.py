@@ -408,7 +408,9 @@ def test_a_group_resumes_at_its_committed_position_and_commits_what_it_read(stub
     stub.logs[("T1", "P1")].extend([b"r0", b"r1", b"r2"])
     stub.logs[("T1", "P2")].extend([b"s0"])
     stub.positions[("T1", "P1", "g1")] = 1
-    with consumer(stub, "T1", group="g1", start="earliest") as c:
+    # Named partitions: Kafka's assign() with a group id (positions stored, no membership; the
+    # group protocol is tests/integration/test_consumer_groups.py's, against a real coordinator).
+    with consumer(stub, ["T1:P1", "T1:P2"], group="g1", start="earliest") as c:
         assert c.positions() == {("T1", "P1"): 1, ("T1", "P2"): 0}
         assert stub.position_puts == [("T1", "P2", "g1", 0)]  # the new subscription's start is stored
         values = [r.value for r in c.poll(timeout=5)] + [r.value for r in c.poll(timeout=5)]

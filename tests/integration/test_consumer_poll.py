@@ -66,7 +66,7 @@ def test_a_commit_covers_what_poll_delivered_not_what_was_prefetched(local_clust
             assert consumer.positions() == {("T1", "P1"): 10}
             consumer.commit()
             assert group_position(seed, cluster, "T1", "P1", "g") == 10
-            second = consumer.poll(timeout=5)  # commits the first poll's records, takes the prefetch
+            second = consumer.poll(timeout=5)  # takes the prefetch (the first poll is committed already)
             assert [r.offset for r in second] == list(range(10, 20))
             assert group_position(seed, cluster, "T1", "P1", "g") == 10
         assert group_position(seed, cluster, "T1", "P1", "g") == 20  # close commits what was delivered

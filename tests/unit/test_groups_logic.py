@@ -216,10 +216,20 @@ def test_a_coordinator_that_lost_its_state_adopts_members_with_what_they_own():
     fresh = Group(
         "G", session_timeout_ms=10_000, heartbeat_interval_ms=1_000
     )  # a restarted memory coordinator
-    fresh.adopt("a", frozenset({T}), owned["a"], sim.now)
-    fresh.adopt("b", frozenset({T}), owned["b"] | owned["a"], sim.now)  # b claims a's too: a keeps them
+    fresh.adopt("a", sim.epochs["a"], frozenset({T}), owned["a"], sim.now)
+    fresh.adopt("b", sim.epochs["b"], frozenset({T}), owned["b"] | owned["a"], sim.now)  # a keeps its own
     assert fresh.owners() == {**{tp: "a" for tp in owned["a"]}, **{tp: "b" for tp in owned["b"]}}
     reply = fresh.heartbeat(
         "a", fresh.members["a"].epoch, frozenset({T}), owned["a"], sim.partitions, sim.now
     )
     assert reply is not None and reply.assignment == owned["a"]
+
+
+def test_a_departed_member_s_partitions_count_as_moved():
+    sim = Sim(12)
+    sim.settle(["a", "b", "c"])
+    rebalances, moved = sim.group.rebalances, sim.group.moved
+    sim.group.leave("c", -1, sim.now)
+    sim.settle(["a", "b"])
+    assert sim.group.rebalances == rebalances + 1
+    assert sim.group.moved == moved + 4  # c's four, nothing else
