@@ -182,6 +182,7 @@ class Coordinator:
                         "members": len(group.members),
                         "epoch": group.epoch,
                         "assignor": str(group.assignor),
+                        "topics": sorted(self._topics.get(name, ())),
                     }
                 )
             return out

@@ -54,6 +54,30 @@ def end_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, in
     return offsets
 
 
+def group_lags(ctx: Context, topic: str) -> list[dict] | None:
+    """status.groups: the consumer groups reading ``topic`` with their lag (render_topic.topic_groups).
+
+    One ``GET /v1/groups``, then one describe per group that subscribed to the topic (at most
+    ``MAX_STATUS_GROUPS``; the primary reads their offsets from the brokers). None when the primary
+    does not answer: the last known groups stay in status."""
+    try:
+        summaries = ctx.primary.groups()
+        descriptions = {}
+        for summary in sorted(summaries, key=lambda s: s["group"]):
+            if topic not in (summary.get("topics") or ()):
+                continue
+            if len(descriptions) >= render_topic.MAX_STATUS_GROUPS:
+                break
+            try:
+                descriptions[summary["group"]] = ctx.primary.group(summary["group"])
+            except PrimaryRefused as e:  # deleted since the listing
+                log.debug("group %s: %s", summary["group"], e)
+    except PrimaryError as e:
+        log.debug("no consumer groups for topic %s: %s", topic, e)
+        return None
+    return render_topic.topic_groups(topic, summaries, descriptions)
+
+
 @metrics.reconciles("Topic")
 def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str] | None:
     """Create missing partitions and refresh status; returns (ready, reason), None when gone.
@@ -138,6 +162,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             reason=reason,
             message=message,
             partitions=render_topic.topic_partitions(wire, topic, offsets),
+            groups=group_lags(ctx, topic),
         )
         _write(ctx, obj, status)
         return ready, reason
