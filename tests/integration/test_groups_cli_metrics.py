@@ -6,8 +6,10 @@ member's ``committed()``), then checks the CLI's tables, the refusal of a reset 
 is live, the reset and delete once it left, and that ``myqueue_group_lag`` = end - committed.
 """
 
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -138,3 +140,42 @@ def test_groups_cli_and_lag_gauges_on_a_live_then_empty_group(local_cluster):
         assert deleted.returncode == 0, deleted.stderr
         assert cli(cluster, "groups", "list").stdout.strip() == "no consumer groups"
         assert "myqueue_group_lag" not in scrape(cluster)
+
+
+def test_a_scrape_stays_short_while_a_broker_hangs(local_cluster):
+    """A SIGSTOPped broker takes connections and answers nothing: the group gauges of its partitions
+    are left out after short timeouts, the others are still there, and the scrape stays short."""
+    with local_cluster(store="memory", brokers=2) as cluster:
+        seed = Seed(cluster.primary_url, cluster.replica_url)
+        for i in range(8):
+            seed.add_partition("T", f"P{i + 1}")
+        with Producer(cluster.host, cluster.primary_port, cluster.replica_port) as producer:
+            for f in [producer.send("T", f"v{i}") for i in range(80)]:
+                f.result(60)
+        with Consumer(
+            "T",
+            group="g",
+            start="earliest",
+            host=cluster.host,
+            primary_port=cluster.primary_port,
+            replica_port=cluster.replica_port,
+        ) as consumer:
+            wait_until(lambda: len(consumer.assignment) == 8, 30, message=lambda: f"{consumer.assignment}")
+            consumer.poll(1.0)
+        placement = requests.get(f"{cluster.primary_url}/v1/metadata", timeout=5).json()["message"]["topics"][
+            "T"
+        ]
+        on = {p["partition"]: p["broker"] for p in placement}
+        hung = sorted(set(on.values()))[0]
+        assert len(scrape(cluster)["myqueue_group_lag"]) == 8
+        cluster.kill(hung, signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                started = time.monotonic()
+                lag = scrape(cluster).get("myqueue_group_lag", {})
+                took = time.monotonic() - started
+                assert took < 6.0, took  # deadline 3 s + one call's 0.5 s, plus the scrape itself
+                shown = {dict(k)["partition"] for k in lag}
+                assert shown == {p for p, b in on.items() if b != hung}, (shown, on, hung)
+        finally:
+            cluster.kill(hung, signal.SIGCONT)
