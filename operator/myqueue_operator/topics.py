@@ -62,7 +62,7 @@ def group_lags(ctx: Context, topic: str) -> list[dict] | None:
     does not answer: the last known groups stay in status."""
     try:
         summaries = ctx.primary.groups()
-        descriptions = {}
+        descriptions: dict[str, dict] = {}
         for summary in sorted(summaries, key=lambda s: s["group"]):
             if topic not in (summary.get("topics") or ()):
                 continue
