@@ -97,6 +97,10 @@ def _checked(group: str, topics: Sequence[str] = ()) -> str | None:
     return None
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> list[str]:
     """Left-aligned columns, two spaces apart; None prints as '-'."""
     cells = [[str(h) for h in header]] + [["-" if v is None else str(v) for v in row] for row in rows]
@@ -129,8 +133,8 @@ def describe_group(args: argparse.Namespace) -> int:
         print(json.dumps(group, indent=2, sort_keys=True))
         return 0
     print(
-        f"group {group['group']}: {group['state']}, {len(group['members'])} members, epoch {group['epoch']}, "
-        f"assignor {group['assignor']}, {group.get('rebalances', 0)} rebalances"
+        f"group {group['group']}: {group['state']}, {_count(len(group['members']), 'member')}, epoch {group['epoch']}, "
+        f"assignor {group['assignor']}, {_count(group.get('rebalances', 0), 'rebalance')}"
     )
     parts = group["partitions"]
     if parts:
