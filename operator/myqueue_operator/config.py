@@ -26,6 +26,7 @@ PRIMARY_TIMEOUT_S = 10.0  # one call to the primary manager
 REGISTER_TIMEOUT_S = 45.0  # POST /v1/brokers may wait behind a /brokers/add holding the primary's write lock
 BROKER_TIMEOUT_S = 3.0  # GET /v1/partitions on a broker, for end offsets
 GROUPS_TIMEOUT_S = 3.0  # GET /v1/groups[/<group>] on the primary, for a Topic's status.groups
+GROUPS_DEADLINE_S = 5.0  # no group describe is started after this long in one Topic reconcile
 RESYNC_S = 10.0  # timers: re-read the primary and refresh status this often
 RETRY_DELAY_S = 5.0  # TemporaryError delay: primary unreachable, no ready broker, pod not ready
 BLOCKED_DELETE_DELAY_S = 5.0  # re-check a blocked Broker deletion this often

@@ -631,6 +631,8 @@ class FakePrimary:
         ]  # fmt: skip
 
     def group(self, name):
+        if self.groups_down:
+            raise PrimaryUnavailable("timed out")
         if name not in self.group_lags:
             raise PrimaryRefused("GROUP_NOT_FOUND", f"no consumer group {name!r}", 404)
         _, lags = self.group_lags[name]
@@ -797,6 +799,15 @@ def test_reconcile_topic_writes_each_consumer_group_s_lag_into_status(ctx):
     reconcile_topic(ctx, "mq", "orders")
     status = ctx.kube.customs[("topics", "orders")]["status"]
     assert status["groups"] == [{"group": "billing", "members": 2, "lag": 7}, {"group": "idle", "members": 0}]
+    # A describe that does not answer: the groups are listed without lag (members only).
+    ctx.primary.group = lambda name: (_ for _ in ()).throw(PrimaryUnavailable("timed out"))
+    reconcile_topic(ctx, "mq", "orders")
+    assert ctx.kube.customs[("topics", "orders")]["status"]["groups"] == [
+        {"group": "billing", "members": 2},
+        {"group": "idle", "members": 0},
+    ]
+    del ctx.primary.group
+    reconcile_topic(ctx, "mq", "orders")
     # The primary's group calls failing keep the last known groups (the rest of status is refreshed).
     ctx.primary.groups_down = True
     ctx.primary.group_lags = {}
