@@ -3,7 +3,9 @@
 One live member (a ``Consumer`` in this process, auto-commit off) reads part of a 4-partition topic
 and commits; the test knows each partition's end (the producer's acks) and committed offset (the
 member's ``committed()``), then checks the CLI's tables, the refusal of a reset while the member
-is live, the reset and delete once it left, and that ``myqueue_group_lag`` = end - committed.
+is live, the reset and delete once it left, that ``myqueue_group_lag`` = end - committed, and
+that the operator's ``Topic`` status.groups (``myqueue_operator.topics.group_lags``, called on a
+real ``PrimaryClient``) sums the same lag.
 """
 
 import signal
@@ -11,12 +13,15 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from myqueue import Consumer, Producer
+from myqueue_operator import topics as operator_topics
+from myqueue_operator.primary import PrimaryClient
 from tests.helpers import wait_until
 from tests.integration.seedcalls import Seed
 from tests.localcluster import REPO_ROOT
@@ -113,6 +118,15 @@ def test_groups_cli_and_lag_gauges_on_a_live_then_empty_group(local_cluster):
                 assert metrics["myqueue_group_committed_offset"][key] == committed.get(partition, 0)
             assert metrics["myqueue_group_members"][(("group", "billing"),)] == 1
             assert (("group", "billing"),) in metrics["myqueue_group_rebalances_total"]
+
+            # The operator's Topic status.groups, built from this real primary (no Kubernetes needed).
+            primary = PrimaryClient(cluster.primary_url)
+            try:
+                groups = operator_topics.group_lags(SimpleNamespace(primary=primary), "T")
+            finally:
+                primary.close()
+            expected = sum(end - committed.get(p, 0) for p, end in ends.items())
+            assert groups == [{"group": "billing", "members": 1, "lag": expected}], groups
 
             refused = cli(cluster, "groups", "reset-offsets", "billing", "--to-earliest")
             assert refused.returncode == 1, refused
