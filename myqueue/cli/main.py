@@ -13,7 +13,7 @@ from myqueue.client.errors import BrokerUnavailable, MyQueueError
 from myqueue.client.logfiles import IncompatibleLogFile
 from myqueue.net.pool import ConnectFailed
 
-from . import brokers, cluster, completion, consume, produce, topics, verify
+from . import brokers, cluster, completion, consume, groups, produce, topics, verify
 from .common import BROKER_ENV
 
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"myqueue {package_version()}")
     # not required: bare `myqueue` prints the help (exit 0) instead of a usage error
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (produce, consume, topics, brokers, cluster, verify):
+    for command in (produce, consume, topics, groups, brokers, cluster, verify):
         command.register(subparsers)
     completion.register(subparsers, parser)
     return parser

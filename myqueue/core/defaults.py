@@ -143,3 +143,8 @@ REPLICA_CONFIRM_TIMEOUT_S = 5.0
 METRICS_PG_STATEMENT_TIMEOUT_MS = _env("MYQUEUE_METRICS_PG_TIMEOUT_MS", 2_000)
 # Consumer groups with series of their own per broker; the rest are summed under group="_other".
 METRICS_MAX_GROUPS = _env("MYQUEUE_METRICS_MAX_GROUPS", 100)
+# The primary's consumer-group gauges read each partition's committed and end offsets from its
+# broker at scrape time: each call waits at most this long, and past the deadline the rest of the
+# partitions are left out of that scrape (a broker down never holds a scrape for long).
+METRICS_GROUP_CALL_TIMEOUT_S = 0.5
+METRICS_GROUP_DEADLINE_S = 3.0

@@ -267,8 +267,10 @@ class BrokerClient:
         result = self._call("PUT", address, position_path(topic, partition, group), json_body=body)
         return int(result["offset"])
 
-    def get_position(self, address: str, topic: str, partition: str, group: str) -> tuple[int | None, int]:
-        result = self._call("GET", address, position_path(topic, partition, group))
+    def get_position(
+        self, address: str, topic: str, partition: str, group: str, timeout: float | None = None
+    ) -> tuple[int | None, int]:
+        result = self._call("GET", address, position_path(topic, partition, group), timeout=timeout)
         return result["offset"], int(result["end_offset"])
 
     def take_one(self, address: str, topic: str, partition: str, group: str) -> tuple[int, str] | None:

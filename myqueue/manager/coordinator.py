@@ -221,6 +221,7 @@ class Coordinator:
                         "members": len(group.members),
                         "epoch": group.epoch,
                         "assignor": str(group.assignor),
+                        "topics": sorted(self._topics.get(name, ())),
                     }
                 )
             return out
@@ -293,22 +294,45 @@ class Coordinator:
             self._topics.pop(group_name, None)
             self._saved.pop(group_name, None)
 
-    def lags(self) -> list[tuple[str, PartitionLag]]:
-        """(group, lag) for every group and partition of its topics: the lag gauges (manager/metrics.py)."""
+    def lags(
+        self, limit: int | None = None, timeout_s: float | None = None, deadline_s: float | None = None
+    ) -> list[tuple[str, PartitionLag]]:
+        """(group, lag) for every group and partition of its topics: the lag gauges (manager/metrics.py).
+
+        ``limit``: only the alphabetically first groups; ``timeout_s``: each broker call's timeout;
+        ``deadline_s``: past this many seconds, the remaining partitions are reported unknown
+        (committed and end None) without calling their brokers, so a scrape stays bounded."""
         with self._lock:
+            chosen = sorted(self._groups)[:limit] if limit is not None else sorted(self._groups)
             scopes = {
-                name: (sorted(self._topics.get(name, ())), g.owners()) for name, g in self._groups.items()
+                name: (sorted(self._topics.get(name, ())), self._groups[name].owners()) for name in chosen
             }
         partitions = self._partitions()
+        stop_at = None if deadline_s is None else self._clock() + deadline_s
         out = []
         for name, (topics, owners) in scopes.items():
             for topic in topics:
                 for partition in partitions.get(topic, ()):
-                    committed, end = self._position(name, topic, partition)
+                    late = stop_at is not None and self._clock() >= stop_at
+                    committed, end = (
+                        (None, None) if late else self._position(name, topic, partition, timeout_s)
+                    )
                     out.append(
                         (name, PartitionLag(topic, partition, committed, end, owners.get((topic, partition))))
                     )
         return out
+
+    def sizes(self, limit: int | None = None) -> dict[str, tuple[int, int]]:
+        """{group: (members, rebalances)} for the alphabetically first ``limit`` groups (the metrics)."""
+        with self._lock:
+            now = self._clock()
+            chosen = sorted(self._groups)[:limit] if limit is not None else sorted(self._groups)
+            out = {}
+            for name in chosen:
+                group = self._groups[name]
+                group.expire(now)
+                out[name] = (len(group.members), group.rebalances)
+            return out
 
     # --- internals ---------------------------------------------------------------------------------
     def _group(self, name: str, assignor: str | None, create: bool) -> Group:
@@ -355,12 +379,14 @@ class Coordinator:
                 self._need_address(topic, partition), topic, partition, group_name, offset
             )
 
-    def _position(self, group_name: str, topic: str, partition: str) -> tuple[int | None, int | None]:
+    def _position(
+        self, group_name: str, topic: str, partition: str, timeout_s: float | None = None
+    ) -> tuple[int | None, int | None]:
         address = self._address_of(topic, partition)
         if address is None:
             return None, None
         try:
-            return self._brokers.get_position(address, topic, partition, group_name)
+            return self._brokers.get_position(address, topic, partition, group_name, timeout=timeout_s)
         except Refusal:
             return None, None
 

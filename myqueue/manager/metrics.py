@@ -5,16 +5,27 @@ the placement, so it answers "which broker is ready" and "which partitions have 
 The replica long-polls the primary, so it answers "is the primary reachable" and "how old is my
 view". Nothing here is kept on a request path; families and labels are in docs/metrics.md.
 
-Cardinality: brokers × 2 and topics × 2 series on the primary, a handful on the replica.
+The primary also serves the consumer groups' gauges from its coordinator (``Coordinator.lags``):
+committed and end offsets are read from the brokers at scrape time, each call with a short timeout
+(``METRICS_GROUP_CALL_TIMEOUT_S``) and the whole read under a deadline (``METRICS_GROUP_DEADLINE_S``);
+a partition whose broker did not answer has no lag series in that scrape.
+
+Cardinality: brokers × 2 and topics × 2 series on the primary, a handful on the replica; plus,
+for the alphabetically first ``METRICS_MAX_GROUPS`` groups, 2 series per group and 2 per
+(group, partition); the other groups are counted in ``myqueue_group_members{group="_other"}``.
 """
 
 from collections.abc import Iterable
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from myqueue.core import defaults
 
 from .primary import Primary
 from .replica import Replica
+
+OTHER_GROUPS = "_other"
 
 
 class ManagerCollector(Collector):
@@ -24,7 +35,7 @@ class ManagerCollector(Collector):
         self._primary = primary
         self._replica = replica
 
-    def _primary_families(self) -> dict[str, GaugeMetricFamily]:
+    def _primary_families(self) -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
         return {
             "ready": GaugeMetricFamily(
                 "myqueue_manager_broker_ready",
@@ -46,6 +57,27 @@ class ManagerCollector(Collector):
             ),
             "version": GaugeMetricFamily(
                 "myqueue_manager_view_version", "Version of the primary's cluster view"
+            ),
+            "group_lag": GaugeMetricFamily(
+                "myqueue_group_lag",
+                "Records of the partition after the consumer group's committed offset (end - committed)",
+                labels=["group", "topic", "partition"],
+            ),
+            "group_committed": GaugeMetricFamily(
+                "myqueue_group_committed_offset",
+                "The consumer group's committed offset in the partition (0 before its first commit)",
+                labels=["group", "topic", "partition"],
+            ),
+            "group_members": GaugeMetricFamily(
+                "myqueue_group_members",
+                f"Live members of the consumer group (group={OTHER_GROUPS!r}: the members of every group "
+                f"past the first {defaults.METRICS_MAX_GROUPS})",
+                labels=["group"],
+            ),
+            "group_rebalances": CounterMetricFamily(
+                "myqueue_group_rebalances",
+                "Assignment changes of the consumer group that moved at least one partition",
+                labels=["group"],
             ),
         }
 
@@ -89,7 +121,35 @@ class ManagerCollector(Collector):
         for name, count in sorted(placed.items()):
             families["placed"].add_metric([name], count)
         families["version"].add_metric([], view.version)
+        self._collect_groups(primary, families)
         return families.values()
+
+    def _collect_groups(
+        self, primary: Primary, families: dict[str, GaugeMetricFamily | CounterMetricFamily]
+    ) -> None:
+        coordinator = primary.groups
+        limit = defaults.METRICS_MAX_GROUPS
+        sizes = coordinator.sizes()  # in memory: every group, cheap
+        others = 0
+        for i, (name, (members, rebalances)) in enumerate(sorted(sizes.items())):
+            if i >= limit:
+                others += members
+                continue
+            families["group_members"].add_metric([name], members)
+            families["group_rebalances"].add_metric([name], rebalances)
+        if len(sizes) > limit:
+            families["group_members"].add_metric([OTHER_GROUPS], others)
+        lags = coordinator.lags(
+            limit,
+            timeout_s=defaults.METRICS_GROUP_CALL_TIMEOUT_S,
+            deadline_s=defaults.METRICS_GROUP_DEADLINE_S,
+        )
+        for name, lag in lags:
+            if lag.lag is None:
+                continue  # its broker did not answer (or the partition has none): no series this scrape
+            labels = [name, lag.topic, lag.partition]
+            families["group_lag"].add_metric(labels, lag.lag)
+            families["group_committed"].add_metric(labels, lag.committed or 0)
 
     def _collect_replica(self) -> Iterable[Metric]:
         families = self._replica_families()

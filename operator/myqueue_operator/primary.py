@@ -21,7 +21,7 @@ from myqueue.core.reasons import Reason
 from myqueue.core.view import ClusterView, ViewError
 from myqueue.net.envelope import CallFailed, EnvelopeClient
 
-from .config import BROKER_TIMEOUT_S, PRIMARY_TIMEOUT_S, REGISTER_TIMEOUT_S
+from .config import BROKER_TIMEOUT_S, GROUPS_TIMEOUT_S, PRIMARY_TIMEOUT_S, REGISTER_TIMEOUT_S
 
 
 class PrimaryError(Exception):
@@ -117,6 +117,14 @@ class PrimaryClient:
                 return False
             raise
         return True
+
+    def groups(self) -> list[dict]:
+        """``GET /v1/groups``: every consumer group's summary (name, state, members, topics)."""
+        return self._call("GET", f"{self.url}/v1/groups", timeout=GROUPS_TIMEOUT_S)
+
+    def group(self, name: str) -> dict:
+        """``GET /v1/groups/<name>``: members and, per partition of its topics, committed, end and lag."""
+        return self._call("GET", f"{self.url}/v1/groups/{quote(name, safe='')}", timeout=GROUPS_TIMEOUT_S)
 
     # --- brokers ------------------------------------------------------------------------------------------
     def end_offsets(self, address: str) -> dict[tuple[str, str], int]:

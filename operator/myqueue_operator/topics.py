@@ -14,13 +14,14 @@ managers have no topic-delete API yet): see ``finalize_topic``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 from myqueue.core.reasons import Reason
 from myqueue.core.view import ClusterView
 
 from . import metrics
-from .config import TOPICS
+from .config import GROUPS_DEADLINE_S, TOPICS
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
 from .render import conditions as render_conditions
@@ -52,6 +53,36 @@ def end_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, in
         for partition in partitions:
             offsets[partition] = hosted.get((topic, partition))
     return offsets
+
+
+def group_lags(ctx: Context, topic: str) -> list[dict] | None:
+    """status.groups: the consumer groups reading ``topic`` with their lag (render_topic.topic_groups).
+
+    One ``GET /v1/groups``, then one describe per group that subscribed to the topic (at most
+    ``MAX_STATUS_GROUPS``; the primary reads their offsets from the brokers). The describes stop at
+    the first that does not answer or after ``GROUPS_DEADLINE_S``, so a slow broker never holds a
+    reconcile for long: the groups not described are listed without lag. None when the listing
+    itself fails: the last known groups stay in status."""
+    try:
+        summaries = ctx.primary.groups()
+    except PrimaryError as e:
+        log.debug("no consumer groups for topic %s: %s", topic, e)
+        return None
+    descriptions: dict[str, dict] = {}
+    stop_at = time.monotonic() + GROUPS_DEADLINE_S
+    for summary in sorted(summaries, key=lambda s: s["group"]):
+        if topic not in (summary.get("topics") or ()):
+            continue
+        if len(descriptions) >= render_topic.MAX_STATUS_GROUPS or time.monotonic() >= stop_at:
+            break
+        try:
+            descriptions[summary["group"]] = ctx.primary.group(summary["group"])
+        except PrimaryRefused as e:  # deleted since the listing
+            log.debug("group %s: %s", summary["group"], e)
+        except PrimaryError as e:
+            log.debug("group %s not described: %s", summary["group"], e)
+            break
+    return render_topic.topic_groups(topic, summaries, descriptions)
 
 
 @metrics.reconciles("Topic")
@@ -138,6 +169,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             reason=reason,
             message=message,
             partitions=render_topic.topic_partitions(wire, topic, offsets),
+            groups=group_lags(ctx, topic),
         )
         _write(ctx, obj, status)
         return ready, reason

@@ -181,6 +181,10 @@ def test_every_listing_command_prints_json_with_output_json(cluster):
     assert brokers.returncode == 0, brokers.stderr
     assert sorted(json.loads(brokers.stdout)) == ["broker0", "broker1"]
 
+    groups = run_cli("groups", "list", "--output", "json", *manager(cluster))
+    assert groups.returncode == 0, groups.stderr
+    assert json.loads(groups.stdout) == []  # no consumer group has joined
+
     status = run_cli("cluster", "status", "--state-file", str(cluster.state_file), "--output", "json")
     assert status.returncode == 0, status.stderr
     shown = json.loads(status.stdout)

@@ -33,6 +33,7 @@ import requests
 import yaml
 from prometheus_client import start_http_server
 
+from myqueue import Consumer
 from myqueue.client.api import ApiHandler
 from myqueue.cluster.local import wait_for
 from myqueue_operator import handlers
@@ -228,8 +229,23 @@ def test_a_real_prometheus_evaluates_every_expression_and_fires_broker_down(
             for i in range(5):
                 api.produce(producer, f"order {i}")
             assert api.consume(consumer).message == "order 0"  # one of five: the group lags by four
+            api.add_topic("audit", "a0")  # a consumer group's own topic: the lag above stays the seed's
+            audit = api.reg_producer("audit", "a0")
+            for i in range(3):
+                api.produce(audit, f"audit {i}")
         finally:
             api.close()
+        # A consumer group (the coordinator's, issue 14) that read and committed, then left: its
+        # myqueue_group_* series stay (members 0) for the dashboard's group panels.
+        with Consumer(
+            "audit",
+            group="dash",
+            start="earliest",
+            host=cluster.host,
+            primary_port=cluster.primary_port,
+            replica_port=cluster.replica_port,
+        ) as member:
+            wait_for(lambda: member.poll(0.5) != [], DATA_TIMEOUT_S, lambda: "the group member read nothing")
 
         targets = {
             "myqueue-primary": [cluster.primary_address.removeprefix("http://")],

@@ -616,6 +616,31 @@ class FakePrimary:
     def end_offsets(self, address):
         return {(t, p["partition"]): 5 for t, parts in self.topics.items() for p in parts}
 
+    # consumer groups: name -> (members, {(topic, partition): lag}); groups_down fails those calls only
+    group_lags: dict[str, tuple[int, dict[tuple[str, str], int | None]]] = {}
+    groups_down = False
+
+    def groups(self):
+        self._check()
+        if self.groups_down:
+            raise PrimaryUnavailable("timed out")
+        return [
+            {"group": g, "members": m, "state": "stable" if m else "empty", "epoch": 1, "assignor": "uniform",
+             "topics": sorted({t for t, _ in lags})}
+            for g, (m, lags) in self.group_lags.items()
+        ]  # fmt: skip
+
+    def group(self, name):
+        if self.groups_down:
+            raise PrimaryUnavailable("timed out")
+        if name not in self.group_lags:
+            raise PrimaryRefused("GROUP_NOT_FOUND", f"no consumer group {name!r}", 404)
+        _, lags = self.group_lags[name]
+        return {
+            "group": name,
+            "partitions": [{"topic": t, "partition": p, "lag": lag} for (t, p), lag in lags.items()],
+        }
+
 
 @pytest.fixture
 def ctx():
@@ -761,6 +786,52 @@ def test_reconcile_topic_creates_missing_partitions_once(ctx):
     # A resumed operator (or its timer) does nothing twice.
     reconcile_topic(ctx, "mq", "orders")
     assert len([c for c in ctx.primary.calls if c[0] == "add"]) == 3 and len(ctx.sent) == 2
+
+
+def test_reconcile_topic_writes_each_consumer_group_s_lag_into_status(ctx):
+    ctx.primary.brokers = {"broker-a": "http://a:8080"}
+    ctx.primary.group_lags = {
+        "billing": (2, {("orders", "P1"): 3, ("orders", "P2"): 4, ("audit", "P1"): 100}),
+        "audit-only": (1, {("audit", "P1"): 7}),
+        "idle": (0, {("orders", "P1"): None, ("orders", "P2"): None}),  # brokers not answering
+    }
+    ctx.kube.add("topics", topic_obj(partitions=2))
+    reconcile_topic(ctx, "mq", "orders")
+    status = ctx.kube.customs[("topics", "orders")]["status"]
+    assert status["groups"] == [{"group": "billing", "members": 2, "lag": 7}, {"group": "idle", "members": 0}]
+    # A describe that does not answer: the groups are listed without lag (members only).
+    ctx.primary.group = lambda name: (_ for _ in ()).throw(PrimaryUnavailable("timed out"))
+    reconcile_topic(ctx, "mq", "orders")
+    assert ctx.kube.customs[("topics", "orders")]["status"]["groups"] == [
+        {"group": "billing", "members": 2},
+        {"group": "idle", "members": 0},
+    ]
+    del ctx.primary.group
+    reconcile_topic(ctx, "mq", "orders")
+    # The primary's group calls failing keep the last known groups (the rest of status is refreshed).
+    ctx.primary.groups_down = True
+    ctx.primary.group_lags = {}
+    reconcile_topic(ctx, "mq", "orders")
+    assert ctx.kube.customs[("topics", "orders")]["status"]["groups"][0]["lag"] == 7
+    ctx.primary.groups_down = False
+    reconcile_topic(ctx, "mq", "orders")
+    assert ctx.kube.customs[("topics", "orders")]["status"]["groups"] == []
+
+
+def test_topic_groups_bounds_the_list_and_never_reports_a_negative_lag():
+    summaries = [{"group": f"g{i:03}", "members": 1, "topics": ["T"]} for i in range(80)]
+    descriptions = {
+        s["group"]: {"partitions": [{"topic": "T", "partition": "P", "lag": -2}]} for s in summaries
+    }
+    groups = render_topic.topic_groups("T", summaries, descriptions)
+    assert len(groups) == render_topic.MAX_STATUS_GROUPS and groups[0] == {
+        "group": "g000",
+        "members": 1,
+        "lag": 0,
+    }
+    # listed as reading T but its describe failed: members only
+    assert render_topic.topic_groups("T", summaries[:1], {}) == [{"group": "g000", "members": 1}]
+    assert render_topic.topic_groups("U", summaries, descriptions) == []
 
 
 def test_reconcile_topic_refuses_a_decrease_and_touches_nothing(ctx):

@@ -78,6 +78,35 @@ def topic_partitions(metadata: Mapping, topic: str, offsets: Mapping[str, int | 
     return out
 
 
+MAX_STATUS_GROUPS = 50  # consumer groups listed in one Topic's status.groups (the CRD's maxItems)
+
+
+def topic_groups(topic: str, summaries: Sequence[Mapping], descriptions: Mapping[str, Mapping]) -> list[dict]:
+    """status.groups: each consumer group reading ``topic``, its lag summed over the topic's
+    partitions, and its live members. ``summaries`` is the primary's ``GET /v1/groups``;
+    ``descriptions`` maps a group to its ``GET /v1/groups/<group>``. A group whose description is
+    missing, or whose partitions of this topic have no known lag (brokers not answering), is listed
+    without ``lag``. At most ``MAX_STATUS_GROUPS`` groups, by name."""
+    out = []
+    for summary in sorted(summaries, key=lambda s: s["group"]):
+        name = summary["group"]
+        described = descriptions.get(name)
+        if described is None and topic not in (summary.get("topics") or ()):
+            continue
+        item: dict = {"group": name, "members": int(summary.get("members", 0))}
+        if described is not None:
+            lags = [p.get("lag") for p in described.get("partitions") or () if p.get("topic") == topic]
+            if not lags:
+                continue  # the group does not read this topic
+            known = [lag for lag in lags if lag is not None]
+            if known:
+                item["lag"] = max(0, sum(known))
+        out.append(item)
+        if len(out) >= MAX_STATUS_GROUPS:
+            break
+    return out
+
+
 def topic_readiness(
     metadata: Mapping, topic: str, desired: int, plan: PartitionPlan
 ) -> tuple[bool, ConditionReason, str]:
@@ -115,8 +144,10 @@ def topic_status(
     reason: str,
     message: str,
     partitions: list[dict] | None = None,
+    groups: list[dict] | None = None,
 ) -> dict:
-    """The Topic's status; ``partitions=None`` keeps the last known placement (primary unreachable)."""
+    """The Topic's status; ``partitions=None`` keeps the last known placement (primary unreachable),
+    ``groups=None`` the last known consumer groups."""
     old = topic_obj.get("status") or {}
     generation = topic_obj["metadata"].get("generation")
     status = {
@@ -131,4 +162,6 @@ def topic_status(
         status["partitions"] = partitions
         status["placement"] = " ".join(f"{p['name']}={p.get('broker', '-')}" for p in partitions)
         status["endOffsets"] = " ".join(f"{p['name']}={p.get('endOffset', '?')}" for p in partitions)
+    if groups is not None:
+        status["groups"] = groups
     return status
