@@ -69,19 +69,19 @@ log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
 
 
-def kafka_version() -> str:
-    return re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text()).group(1)
+def kafka_version(pom: Path = POM) -> str:
+    return re.search(r"<kafka.version>([^<]+)</kafka.version>", pom.read_text()).group(1)
 
 
-def cache_dir() -> Path:
+def cache_dir(pom: Path = POM) -> Path:
     root = Path(os.environ.get("MYQUEUE_BENCH_CACHE", Path.home() / ".cache" / "myqueue-bench"))
-    return root / "kafka" / f"libs-{kafka_version()}"
+    return root / "kafka" / f"libs-{kafka_version(pom)}"
 
 
-def ensure_jars() -> Path:
-    """The broker's jars, copied from Maven Central on first use."""
-    libs = cache_dir()
-    if not (libs / f"kafka_2.13-{kafka_version()}.jar").is_file():
+def ensure_jars(pom: Path = POM) -> Path:
+    """The broker's jars, copied from Maven Central on first use (``pom``: which Kafka)."""
+    libs = cache_dir(pom)
+    if not (libs / f"kafka_2.13-{kafka_version(pom)}.jar").is_file():
         if not shutil.which("mvn"):
             raise RuntimeError("mvn is not installed (Debian: apt-get install maven)")
         tmp = libs.with_name(libs.name + ".tmp")
@@ -92,7 +92,7 @@ def ensure_jars() -> Path:
                 "-q",
                 "-B",
                 "-f",
-                str(POM),
+                str(pom),
                 "dependency:copy-dependencies",
                 f"-DoutputDirectory={tmp}",
                 "-DincludeScope=runtime",
@@ -117,8 +117,10 @@ def version() -> dict:
 
 
 class KafkaServer:
-    def __init__(self, workdir: Path):
-        libs = ensure_jars()
+    """One KRaft node; ``pom`` picks the Kafka release, ``properties`` are added to server.properties."""
+
+    def __init__(self, workdir: Path, pom: Path = POM, properties: tuple[str, ...] = ()):
+        libs = ensure_jars(pom)
         major = re.search(r'version "(\d+)', java_version())
         if not major or int(major.group(1)) < 17:
             raise RuntimeError(f"Kafka here needs Java 17+, found: {java_version()}")
@@ -143,6 +145,7 @@ class KafkaServer:
                     "transaction.state.log.min.isr=1",
                     "group.initial.rebalance.delay.ms=0",
                     "num.partitions=1",
+                    *properties,
                     "",
                 ]
             )
