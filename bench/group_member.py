@@ -83,7 +83,7 @@ def run_myqueue(config: dict, out: Any, stopped: Callable[[], bool]) -> None:
                     last_line = now
                     _progress(out, now, pos, last_t, totals, hb_tid)
                 continue
-            assignment = sorted(p for _, p in consumer.assignment)
+            assignment = sorted(p for _, p in consumer.assignment())
             if assignment != owned:
                 owned = assignment
                 out.write(json.dumps({"t": now, "a": assignment}) + "\n")
