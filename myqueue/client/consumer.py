@@ -24,7 +24,12 @@ not delivered, and the position does not move, until a ``poll`` takes them, so p
 commits are exactly as without it. A consumer that is caught up never prefetches.
 
 Records are cut from the fetched bytes and built with C-level operations (``framing.DecodedSet``,
-``Record`` is a named tuple): no per-record Python code.
+``Record`` is a named tuple): no per-record Python code (except one headers tuple per record
+when records of one batch carry different numbers of headers). Each v2 batch's CRC-32C is
+checked before any of its records is delivered: a mismatch raises ``CorruptRecordError`` naming
+the topic, partition and the batch's offset, and the position stays before it. A fetch starting
+inside a v2 batch gets the whole batch (it cannot be cut without breaking its CRC); the records
+before the position are skipped here.
 
 Not thread-safe: one consumer per thread (its prefetch thread shares only the thread-safe
 ``Transport`` and ``Metadata``).
@@ -42,7 +47,7 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
 from .address import manager_urls
-from .errors import InvalidRequest, MyQueueError, ProtocolError, from_refusal
+from .errors import CorruptRecordError, InvalidRequest, MyQueueError, ProtocolError, from_refusal
 from .metadata import Metadata, partition_url, position_url
 from .records import Record
 from .transport import Backoff, Transport
@@ -52,7 +57,7 @@ log = logging.getLogger(__name__)
 Start = Literal["latest", "earliest"] | int
 TopicPartition = tuple[str, str]
 
-_new_record = tuple.__new__  # Record from a (topic, partition, offset, value) tuple, in C
+_new_record = tuple.__new__  # Record from a tuple of its eight fields, in C
 
 
 class Consumer:
@@ -242,7 +247,9 @@ class Consumer:
             log.warning("fetch from %s:%s failed, will retry: %s", topic, partition, e)
             return []
         try:
-            batch_set = framing.decode_set(data)
+            batch_set = framing.decode_set(data, start=offset)  # a whole v2 batch may start before it
+        except framing.CorruptBatch as e:
+            raise CorruptRecordError.at(topic, partition, e.base_offset) from e
         except ValueError as e:
             raise ProtocolError(f"{topic}:{partition}: bad batch set: {e}") from e
         self._positions[tp] = batch_set.next_offset
@@ -250,11 +257,21 @@ class Consumer:
         if not len(batch_set):
             return []
         self._start_prefetch()  # these records go to the application now: fetch the next ones meanwhile
+        keys, headers, stamps, kinds = batch_set.columns()
         return list(
             map(
                 _new_record,
                 repeat(Record),
-                zip(repeat(topic), repeat(partition), batch_set.offsets(), batch_set.values()),
+                zip(
+                    repeat(topic),
+                    repeat(partition),
+                    batch_set.offsets(),
+                    batch_set.values(),
+                    keys,
+                    headers,
+                    stamps,
+                    kinds,
+                ),
             )
         )
 

@@ -38,9 +38,9 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
+from enum import StrEnum
 from itertools import accumulate, chain, repeat
 from operator import itemgetter
-from enum import StrEnum
 from typing import NamedTuple
 
 import google_crc32c
@@ -107,7 +107,13 @@ def check_batch(
     """
     if body[:4] == BATCH_MAGIC_V2:
         return _check_v2(
-            body, max_records, max_record_bytes, max_key_bytes, max_headers, max_header_name_bytes, max_timestamp_ms
+            body,
+            max_records,
+            max_record_bytes,
+            max_key_bytes,
+            max_headers,
+            max_header_name_bytes,
+            max_timestamp_ms,
         )
     if len(body) < _BATCH_HEADER.size:
         raise Refusal(Reason.INVALID_REQUEST, "batch is shorter than its 8-byte header")
@@ -193,7 +199,7 @@ class _V2Layout(NamedTuple):
     crc: int
     append_time: int
     attributes: int
-    count: int
+    records: int
     first_timestamp: int
     max_timestamp: int
     header_count: int
@@ -336,14 +342,18 @@ def _check_v2(
     if layout.end != len(body):
         raise Refusal(Reason.INVALID_REQUEST, "v2 batch is longer than its header's lengths say")
     if crc_of(body, 0, len(body)) != layout.crc:
-        raise Refusal(Reason.INVALID_REQUEST, "v2 batch's CRC-32C does not match its bytes (corrupted in transit?)")
+        raise Refusal(
+            Reason.INVALID_REQUEST, "v2 batch's CRC-32C does not match its bytes (corrupted in transit?)"
+        )
     if layout.attributes & ~_KNOWN_ATTRIBUTES:
         raise Refusal(Reason.INVALID_REQUEST, f"v2 batch has unknown attribute bits {layout.attributes:#x}")
     ts = layout.timestamps
     if min(ts) < 0:
         raise Refusal(Reason.INVALID_REQUEST, "a record's timestamp is negative")
     if max(ts) > max_timestamp_ms:
-        raise Refusal(Reason.INVALID_REQUEST, f"a record's timestamp is past {max_timestamp_ms} ms (year 9999)")
+        raise Refusal(
+            Reason.INVALID_REQUEST, f"a record's timestamp is past {max_timestamp_ms} ms (year 9999)"
+        )
     if ts[0] != layout.first_timestamp or max(ts) != layout.max_timestamp:
         raise Refusal(Reason.INVALID_REQUEST, "v2 batch's first/max timestamps do not match its records")
     if min(layout.value_sizes) == 0:
@@ -358,10 +368,12 @@ def _check_v2(
         if max(layout.name_sizes) > max_header_name_bytes:
             raise Refusal(Reason.TOO_LARGE, f"a header name is longer than {max_header_name_bytes} bytes")
         if max(layout.header_value_sizes) > max_record_bytes:
-            raise Refusal(Reason.TOO_LARGE, f"a header value is larger than the {max_record_bytes}-byte limit")
+            raise Refusal(
+                Reason.TOO_LARGE, f"a header value is larger than the {max_record_bytes}-byte limit"
+            )
         if not _names_are_utf8(body, layout):
             raise Refusal(Reason.INVALID_REQUEST, "a header name is not valid UTF-8")
-    return layout.count
+    return layout.records
 
 
 def encode_batch_v2(
@@ -574,7 +586,9 @@ class DecodedSet:
         """(offset, value) pairs in offset order."""
         return list(zip(self.offsets(), self.values(), strict=True))
 
-    def columns(self) -> tuple[list[bytes | None], list[tuple[tuple[str, bytes], ...]], list, list[TimestampType]]:
+    def columns(
+        self,
+    ) -> tuple[list[bytes | None], list[tuple[tuple[str, bytes], ...]], list, list[TimestampType]]:
         """Keys, headers, timestamps (ms, or None) and timestamp types, in offset order (as ``values``)."""
         keys: list[bytes | None] = []
         headers: list[tuple[tuple[str, bytes], ...]] = []
@@ -614,7 +628,7 @@ def _keys(data: bytes, layout: _V2Layout) -> list[bytes | None]:
 
 
 def _headers(data: bytes, layout: _V2Layout) -> list[tuple[tuple[str, bytes], ...]]:
-    count = layout.count
+    count = layout.records
     if not layout.header_count:
         return [()] * count
     names = list(map(bytes.decode, _cut(data, layout.names_at, layout.name_sizes)))
@@ -622,7 +636,7 @@ def _headers(data: bytes, layout: _V2Layout) -> list[tuple[tuple[str, bytes], ..
     counts = layout.header_counts
     each = counts[0]
     if counts.count(each) == count:  # every record has as many headers: grouped in C
-        return list(zip(*[iter(pairs)] * each))
+        return list(zip(*[iter(pairs)] * each, strict=True))
     out: list[tuple[tuple[str, bytes], ...]] = []
     at = 0
     for n in counts:
