@@ -105,6 +105,8 @@ class Consumer:
         self._cursor = 0
         self._prefetch_enabled = prefetch
         self._ends: dict[TopicPartition, int] = {}  # end offset each partition's last fetch reported
+        # Records fetched but not delivered yet: a whole v2 batch can hold more than max_records.
+        self._held: dict[TopicPartition, list[Record]] = {}
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetch: tuple[TopicPartition, int, Future[bytes]] | None = None  # (tp, offset, fetch)
 
@@ -235,6 +237,9 @@ class Consumer:
         """Records from the partition's position, long-polling ``wait`` s; [] on a routing failure."""
         topic, partition = tp
         offset = self._positions[tp]
+        held = self._held.pop(tp, None)
+        if held and held[0].offset == offset:  # (a position moved elsewhere drops them)
+            return self._deliver(tp, held)
         prefetch, self._prefetch = self._prefetch, None
         try:
             if prefetch is not None and prefetch[:2] == (tp, offset):
@@ -256,9 +261,8 @@ class Consumer:
         self._ends[tp] = batch_set.end_offset
         if not len(batch_set):
             return []
-        self._start_prefetch()  # these records go to the application now: fetch the next ones meanwhile
         keys, headers, stamps, kinds = batch_set.columns()
-        return list(
+        records = list(
             map(
                 _new_record,
                 repeat(Record),
@@ -274,6 +278,18 @@ class Consumer:
                 ),
             )
         )
+        delivered = self._deliver(tp, records)
+        self._start_prefetch()  # these records go to the application now: fetch the next ones meanwhile
+        return delivered
+
+    def _deliver(self, tp: TopicPartition, records: list[Record]) -> list[Record]:
+        """At most ``max_records`` of ``records`` (the rest held for the next poll); the position follows."""
+        limit = self._max_records
+        if limit is not None and len(records) > limit:
+            self._held[tp] = records[limit:]
+            records = records[:limit]
+        self._positions[tp] = records[-1].offset + 1
+        return records
 
     def _read(self, tp: TopicPartition, offset: int, wait: float) -> bytes:
         """One fetch's batch set, as bytes, from the partition's owner (no retry)."""
@@ -291,7 +307,8 @@ class Consumer:
     def _start_prefetch(self) -> None:
         """Start the next poll's first fetch now if that partition is known to hold more records."""
         tp = self.assignment[self._cursor]
-        offset = self._positions[tp]
+        held = self._held.get(tp)
+        offset = held[-1].offset + 1 if held else self._positions[tp]  # what follows the held records
         if not self._prefetch_enabled or self._prefetch is not None or self._ends.get(tp, 0) <= offset:
             return
         if self._prefetcher is None:
