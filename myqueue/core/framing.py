@@ -331,13 +331,8 @@ def _check_v2(
     max_header_name_bytes: int,
     max_timestamp_ms: int,
 ) -> int:
-    if len(body) >= _V2_HEADER.size:
-        count = _V2_HEADER.unpack_from(body)[4]
-        if count > max_records:
-            raise Refusal(Reason.TOO_LARGE, f"batch holds {count} records; the limit is {max_records}")
-        headers = _V2_HEADER.unpack_from(body)[8]
-        if headers > count * max_headers:
-            raise Refusal(Reason.TOO_LARGE, f"a record has more than {max_headers} headers")
+    # Lengths first (the tables are read only once the header's lengths fit in the body), then
+    # the CRC, then the limits: a batch damaged in transit is refused as such.
     layout = _v2_layout(body, 0, len(body))
     if layout.end != len(body):
         raise Refusal(Reason.INVALID_REQUEST, "v2 batch is longer than its header's lengths say")
@@ -345,6 +340,8 @@ def _check_v2(
         raise Refusal(
             Reason.INVALID_REQUEST, "v2 batch's CRC-32C does not match its bytes (corrupted in transit?)"
         )
+    if layout.records > max_records:
+        raise Refusal(Reason.TOO_LARGE, f"batch holds {layout.records} records; the limit is {max_records}")
     if layout.attributes & ~_KNOWN_ATTRIBUTES:
         raise Refusal(Reason.INVALID_REQUEST, f"v2 batch has unknown attribute bits {layout.attributes:#x}")
     ts = layout.timestamps
