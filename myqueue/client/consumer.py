@@ -252,7 +252,7 @@ class Consumer:
             log.warning("fetch from %s:%s failed, will retry: %s", topic, partition, e)
             return []
         try:
-            batch_set = framing.decode_set(data, start=offset)  # a whole v2 batch may start before it
+            batch_set = framing.decode_set(data, start=offset, partial=True)  # a v2 batch may start before it
         except framing.CorruptBatch as e:
             raise CorruptRecordError.at(topic, partition, e.base_offset) from e
         except ValueError as e:

@@ -642,10 +642,12 @@ def _headers(data: bytes, layout: _V2Layout) -> list[tuple[tuple[str, bytes], ..
     return out
 
 
-def decode_set(data: bytes | bytearray | memoryview, start: int = 0) -> DecodedSet:
+def decode_set(data: bytes | bytearray | memoryview, start: int = 0, *, partial: bool = False) -> DecodedSet:
     """Parse a batch set's headers and tables; leave out records before ``start``.
 
-    Raises CorruptBatch when a v2 batch fails its CRC, ValueError on any other bad framing.
+    Raises CorruptBatch when a v2 batch fails its CRC, ValueError on any other bad framing. With
+    ``partial``, a damaged batch after good ones ends the set there instead (its ``next_offset``
+    is the damaged batch's base offset, so the next read starts at it and raises).
     """
     if not isinstance(data, bytes):
         data = bytes(data)
@@ -667,6 +669,8 @@ def decode_set(data: bytes | bytearray | memoryview, start: int = 0) -> DecodedS
                 except Refusal as e:
                     raise ValueError(f"a v2 batch in the set: {e.message}") from e
                 if crc_of(data, pos, layout.end) != layout.crc:
+                    if partial and batches:
+                        return DecodedSet(end_offset, base, data, batches)
                     raise CorruptBatch(base)
                 part = _Part(base, 0, layout.values_at, layout.value_sizes, layout)
                 pos = layout.end

@@ -250,3 +250,88 @@ def test_fuzz_arbitrary_bytes_after_the_v2_magic_never_crash(tail):
     sealed = bytearray(framing.BATCH_MAGIC_V2 + tail.ljust(56, b"\0"))
     struct.pack_into("<I", sealed, 4, google_crc32c.value(bytes(sealed[16:])))
     _survives(bytes(sealed))
+
+
+# --- the broker's append and fetch (a real app, its Flask test client) ---------------------------
+
+
+def broker_client():
+    from myqueue.broker.app import create_app
+    from myqueue.broker.storage.memory import MemoryStorage
+
+    storage = MemoryStorage()
+    storage.host("T1", "P1")
+    app, _state = create_app(storage, "broker0")
+    return storage, app.test_client()
+
+
+RECORDS = "/v1/partitions/T1/P1/records"
+
+
+def post(client, body: bytes):
+    return client.post(RECORDS, data=body, content_type=framing.BATCH_CONTENT_TYPE)
+
+
+def test_the_broker_stamps_the_append_time_and_refuses_a_batch_damaged_in_transit():
+    import time
+
+    storage, client = broker_client()
+    before = time.time_ns() // 1_000_000
+    assert post(client, v2([b"a", b"b"], keys=[b"k", None])).status_code == 200
+    after = time.time_ns() // 1_000_000
+    stored = storage._logs[("T1", "P1")].batches[0]
+    assert before <= framing.append_time(stored) <= after
+    damaged = bytearray(v2([b"c"]))
+    damaged[-1] ^= 0x04
+    answer = post(client, bytes(damaged))
+    assert answer.status_code == 400
+    assert answer.get_json()["reason"] == "INVALID_REQUEST" and "CRC-32C" in answer.get_json()["message"]
+    assert storage.end_offset("T1", "P1") == 2  # nothing stored
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        v2([b"v"], keys=[b"k" * (defaults.MAX_KEY_BYTES + 1)]),
+        v2([b"v"], headers=[[(b"\xff", b"")]]),
+        v2([b"v"], headers=[[(b"h", b"")] * (defaults.MAX_HEADERS_PER_RECORD + 1)]),
+        v2([b"v"], timestamps=[-5]),
+        v2([b"v"], timestamps=[2**62]),
+        resealed(v2([b"vv"]), values_len=1),
+    ],
+    ids=["key-too-long", "name-not-utf8", "too-many-headers", "negative-ts", "absurd-ts", "lengths-lie"],
+)
+def test_the_broker_answers_each_bad_batch_with_a_4xx_reason_and_stores_nothing(body):
+    storage, client = broker_client()
+    answer = post(client, body)
+    assert 400 <= answer.status_code < 500
+    assert answer.get_json()["reason"] in ("INVALID_REQUEST", "TOO_LARGE")
+    assert storage.end_offset("T1", "P1") == 0
+
+
+def test_a_byte_flipped_in_the_memory_store_is_detected_by_the_reader():
+    storage, client = broker_client()
+    assert post(client, v2([b"first"])).status_code == 200
+    assert post(client, v2([b"second", b"third"], keys=[b"a", b"b"])).status_code == 200
+    log = storage._logs[("T1", "P1")]
+    damaged = bytearray(log.batches[1])
+    damaged[-2] ^= 0x10  # inside the value "third"
+    log.batches[1] = bytes(damaged)
+    fetched = client.get(RECORDS, query_string={"offset": 0})
+    with pytest.raises(framing.CorruptBatch) as caught:
+        framing.decode_set(fetched.get_data())
+    assert caught.value.base_offset == 1
+    clean = framing.decode_set(client.get(RECORDS, query_string={"offset": 0, "max_records": 1}).get_data())
+    assert clean.values() == [b"first"]  # the batch before it still reads
+
+
+def test_a_partial_decode_ends_the_set_at_a_damaged_batch_after_good_ones():
+    good, bad = v2([b"a", b"b"]), bytearray(v2([b"c"]))
+    bad[-1] ^= 1
+    data = framing.encode_set(3, 3, [(0, good), (2, bytes(bad))])
+    got = framing.decode_set(data, partial=True)
+    assert got.values() == [b"a", b"b"] and got.next_offset == 2
+    with pytest.raises(framing.CorruptBatch):
+        framing.decode_set(data)
+    with pytest.raises(framing.CorruptBatch):  # the damaged batch first: nothing to deliver before it
+        framing.decode_set(framing.encode_set(3, 3, [(2, bytes(bad))]), partial=True)
