@@ -259,3 +259,13 @@ def test_progress_holds_first_sends_at_a_gate_until_it_opens():
 def test_bad_workload_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         WorkloadConfig(**options)
+
+
+def test_a_fast_path_delivery_must_carry_its_ids_key_and_headers():
+    from myqueue.verify.values import make_value, record_headers, record_id, record_key
+
+    value = make_value(3, 7, 20)
+    assert record_id(value, record_key("p3-7"), record_headers("p3-7"), 20) == "p3-7"
+    assert record_id(value, None, record_headers("p3-7"), 20).startswith("corrupt:")
+    assert record_id(value, record_key("p3-7"), record_headers("p3-7")[::-1], 20).startswith("corrupt:")
+    assert record_id(value, record_key("p3-8"), record_headers("p3-7"), 20).startswith("corrupt:")
