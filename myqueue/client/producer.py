@@ -46,6 +46,8 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
+from operator import itemgetter
 from typing import cast
 
 from myqueue.core import defaults, framing
@@ -192,6 +194,52 @@ def _checked_timestamp(timestamp_ms: int | None) -> int:
     return timestamp_ms
 
 
+def _checked_keys(keys: Sequence[bytes | str | None]) -> list[bytes | None] | None:
+    """``send_batch``'s keys checked with C-level passes when they are all bytes or all str; None if none."""
+    kinds = set(map(type, keys))
+    if kinds == {bytes} or kinds == {str}:
+        raw: list[bytes | None] = list(keys) if kinds == {bytes} else list(map(str.encode, keys))  # type: ignore[arg-type]
+        longest = max(map(len, raw))  # type: ignore[arg-type]
+        if longest > defaults.MAX_KEY_BYTES:
+            raise TooLarge(
+                f"a key is {longest} bytes; the limit is {defaults.MAX_KEY_BYTES}", reason=Reason.TOO_LARGE
+            )
+        return raw
+    checked = list(map(_checked_key, keys))
+    return None if checked.count(None) == len(checked) else checked
+
+
+def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[bytes], list[bytes]] | None:
+    """``send_batch``'s headers as (count per record, names, values), checked with C-level passes;
+    None when a record's headers are not a list or tuple of (str, bytes) pairs (then checked one by one)."""
+    if not set(map(type, headers)) <= {list, tuple}:
+        return None
+    counts = list(map(len, headers))  # type: ignore[arg-type]
+    flat = list(chain.from_iterable(headers))  # type: ignore[arg-type]
+    if flat and not (set(map(type, flat)) <= {tuple} and set(map(len, flat)) == {2}):
+        return None
+    names = list(map(itemgetter(0), flat))
+    values = list(map(itemgetter(1), flat))
+    if flat and not (set(map(type, names)) == {str} and set(map(type, values)) == {bytes}):
+        return None
+    if counts and max(counts) > defaults.MAX_HEADERS_PER_RECORD:
+        raise TooLarge(
+            f"a record has {max(counts)} headers; the limit is {defaults.MAX_HEADERS_PER_RECORD}",
+            reason=Reason.TOO_LARGE,
+        )
+    try:
+        raw_names = list(map(str.encode, names))
+    except UnicodeEncodeError as e:
+        raise InvalidRequest(f"a header name is not valid UTF-8: {e}", reason=Reason.INVALID_REQUEST) from e
+    if raw_names and max(map(len, raw_names)) > defaults.MAX_HEADER_NAME_BYTES:
+        raise TooLarge(
+            f"a header name is over {defaults.MAX_HEADER_NAME_BYTES} bytes", reason=Reason.TOO_LARGE
+        )
+    if values and max(map(len, values)) > _MAX:
+        raise TooLarge(f"a header value is over {_MAX} bytes", reason=Reason.TOO_LARGE)
+    return counts, raw_names, values
+
+
 def _headers_size(pairs: tuple[tuple[bytes, bytes], ...]) -> int:
     return sum(len(n) + len(v) for n, v in pairs) if pairs else 0
 
@@ -199,7 +247,7 @@ def _headers_size(pairs: tuple[tuple[bytes, bytes], ...]) -> int:
 class _Parts:
     """One batch's records as the framing wants them: values and parallel keys, headers, timestamps."""
 
-    __slots__ = ("values", "keys", "headers", "timestamps")
+    __slots__ = ("values", "keys", "headers", "flat_headers", "timestamps")
 
     def __init__(
         self,
@@ -207,10 +255,12 @@ class _Parts:
         keys: list[bytes | None] | None,
         headers: list[tuple[tuple[bytes, bytes], ...]] | None,
         timestamps: list[int],
+        flat_headers: tuple[list[int], list[bytes], list[bytes]] | None = None,
     ):
         self.values = values
         self.keys = keys  # None: no record has a key
-        self.headers = headers  # None: no record has headers
+        self.headers = headers  # None: no record has headers (or they are in flat_headers)
+        self.flat_headers = flat_headers  # send_batch's headers: counts, names, values
         self.timestamps = timestamps
 
     @classmethod
@@ -436,16 +486,17 @@ class Producer:
                 raise InvalidRequest(
                     f"{name} has {len(column)} entries for {count} records", reason=Reason.INVALID_REQUEST
                 )
-        raw_keys = None
-        if keys is not None:
-            raw_keys = list(map(_checked_key, keys))
-            if raw_keys.count(None) == count:
-                raw_keys = None
+        raw_keys = None if keys is None else _checked_keys(keys)
         raw_headers = None
+        flat = None
         if headers is not None:
-            raw_headers = list(map(_checked_headers, headers))
-            if raw_headers.count(_NO_HEADERS) == count:
-                raw_headers = None
+            flat = _flat_headers(headers)
+            if flat is None:  # unusual shapes: checked record by record
+                raw_headers = list(map(_checked_headers, headers))
+                if raw_headers.count(_NO_HEADERS) == count:
+                    raw_headers = None
+            elif not flat[1]:
+                flat = None
         if timestamps_ms is None or isinstance(timestamps_ms, int):
             stamps = [_checked_timestamp(timestamps_ms)] * count
         else:
@@ -455,7 +506,7 @@ class Producer:
                     reason=Reason.INVALID_REQUEST,
                 )
             stamps = list(map(_checked_timestamp, timestamps_ms))
-        return _Parts(records, raw_keys, raw_headers, stamps)
+        return _Parts(records, raw_keys, raw_headers, stamps, flat)
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued now and wait until every record has an outcome.
@@ -560,7 +611,12 @@ class Producer:
         """
         records = parts.values
         body = framing.encode_batch_v2(
-            records, parts.timestamps, parts.keys, parts.headers, attributes=self._attributes
+            records,
+            parts.timestamps,
+            parts.keys,
+            parts.headers,
+            attributes=self._attributes,
+            flat_headers=parts.flat_headers,
         )
         params = None
         if self.idempotent:
