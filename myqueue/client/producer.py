@@ -47,7 +47,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
-from operator import itemgetter
 from typing import cast
 
 from myqueue.core import defaults, framing
@@ -210,33 +209,38 @@ def _checked_keys(keys: Sequence[bytes | str | None]) -> list[bytes | None] | No
 
 
 def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[bytes], list[bytes]] | None:
-    """``send_batch``'s headers as (count per record, names, values), checked with C-level passes;
-    None when a record's headers are not a list or tuple of (str, bytes) pairs (then checked one by one)."""
+    """``send_batch``'s headers as (count per record, UTF-8 names, values) in a few C-level passes;
+    None when a record's headers are not a list or tuple of (str, bytes) pairs (then checked one
+    by one). Header value sizes are left to the broker's check (a refusal stores nothing)."""
     if not set(map(type, headers)) <= {list, tuple}:
         return None
     counts = list(map(len, headers))  # type: ignore[arg-type]
-    flat = list(chain.from_iterable(headers))  # type: ignore[arg-type]
-    if flat and not (set(map(type, flat)) <= {tuple} and set(map(len, flat)) == {2}):
-        return None
-    names = list(map(itemgetter(0), flat))
-    values = list(map(itemgetter(1), flat))
-    if flat and not (set(map(type, names)) == {str} and set(map(type, values)) == {bytes}):
-        return None
     if counts and max(counts) > defaults.MAX_HEADERS_PER_RECORD:
         raise TooLarge(
             f"a record has {max(counts)} headers; the limit is {defaults.MAX_HEADERS_PER_RECORD}",
             reason=Reason.TOO_LARGE,
         )
+    flat = list(chain.from_iterable(headers))  # type: ignore[arg-type]
+    if not flat:
+        return counts, [], []
     try:
-        raw_names = list(map(str.encode, names))
-    except UnicodeEncodeError as e:
-        raise InvalidRequest(f"a header name is not valid UTF-8: {e}", reason=Reason.INVALID_REQUEST) from e
-    if raw_names and max(map(len, raw_names)) > defaults.MAX_HEADER_NAME_BYTES:
+        columns = list(zip(*flat, strict=True))  # names, values: one transposing pass
+        if len(columns) != 2:
+            return None
+        raw_names = list(map(str.encode, columns[0]))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, UnicodeEncodeError):
+            raise InvalidRequest(
+                f"a header name is not valid UTF-8: {e}", reason=Reason.INVALID_REQUEST
+            ) from e
+        return None  # not pairs, or a name that is not str
+    values = list(columns[1])
+    if not set(map(type, values)) <= {bytes}:
+        return None
+    if max(map(len, raw_names)) > defaults.MAX_HEADER_NAME_BYTES:
         raise TooLarge(
             f"a header name is over {defaults.MAX_HEADER_NAME_BYTES} bytes", reason=Reason.TOO_LARGE
         )
-    if values and max(map(len, values)) > _MAX:
-        raise TooLarge(f"a header value is over {_MAX} bytes", reason=Reason.TOO_LARGE)
     return counts, raw_names, values
 
 

@@ -335,3 +335,43 @@ def test_a_partial_decode_ends_the_set_at_a_damaged_batch_after_good_ones():
         framing.decode_set(data)
     with pytest.raises(framing.CorruptBatch):  # the damaged batch first: nothing to deliver before it
         framing.decode_set(framing.encode_set(3, 3, [(2, bytes(bad))]), partial=True)
+
+
+# --- the producer refuses the same before sending (send raises at once, send_batch sends nothing) --
+
+
+@pytest.mark.parametrize(
+    ("keys", "headers", "stamps", "error"),
+    [
+        (["k" * (defaults.MAX_KEY_BYTES + 1)], None, None, "TooLarge"),
+        ([b"k" * (defaults.MAX_KEY_BYTES + 1)], None, None, "TooLarge"),
+        (None, [[("\udcff", b"v")]], None, "InvalidRequest"),  # a lone surrogate has no UTF-8
+        (None, [[(b"bytes-name", b"v")]], None, "TypeError"),
+        (None, [[("h", b"v")] * (defaults.MAX_HEADERS_PER_RECORD + 1)], None, "TooLarge"),
+        (None, [[("n" * (defaults.MAX_HEADER_NAME_BYTES + 1), b"v")]], None, "TooLarge"),
+        (None, None, [-1], "InvalidRequest"),
+        (None, None, [defaults.MAX_TIMESTAMP_MS + 1], "InvalidRequest"),
+        (None, None, ["soon"], "TypeError"),
+        ([b"a", b"b"], None, None, "InvalidRequest"),  # two keys for one record
+    ],
+)
+def test_the_producer_refuses_bad_keys_headers_and_timestamps_before_sending(keys, headers, stamps, error):
+    from myqueue.client.producer import Producer
+
+    with pytest.raises(Exception) as caught:
+        Producer._parts([b"value"], keys, headers, stamps)
+    assert type(caught.value).__name__ == error
+
+
+def test_send_batch_columns_frame_what_send_would():
+    from myqueue.client.producer import Producer
+
+    parts = Producer._parts([b"a", b"b"], [b"k", None], [[("h", b"1"), ("h", b"2")], []], [T0, T0 + 1])
+    body = framing.encode_batch_v2(
+        parts.values, parts.timestamps, parts.keys, parts.headers, flat_headers=parts.flat_headers
+    )
+    assert decoded(body).columns()[:3] == (
+        [b"k", None],
+        [(("h", b"1"), ("h", b"2")), ()],
+        [T0, T0 + 1],
+    )
