@@ -670,12 +670,16 @@ def _headers(data: bytes, layout: _V2Layout) -> list[tuple[tuple[str, bytes], ..
     if not layout.header_count:
         return [()] * count
     raw = _cut(data, layout.names_at, layout.name_sizes)
-    decoded = {name: name.decode() for name in set(raw)}  # a few distinct names, decoded once each
-    names = list(map(decoded.__getitem__, raw))
-    pairs = list(zip(names, _cut(data, layout.header_values_at, layout.header_value_sizes), strict=True))
     counts = layout.header_counts
     each = counts[0]
-    if counts.count(each) == count:  # every record has as many headers: grouped in C
+    uniform = counts.count(each) == count
+    if uniform and raw[:each] * count == raw:  # the same names on every record: decoded once
+        names = [name.decode() for name in raw[:each]] * count
+    else:
+        decoded = {name: name.decode() for name in set(raw)}  # a few distinct names, decoded once each
+        names = list(map(decoded.__getitem__, raw))
+    pairs = list(zip(names, _cut(data, layout.header_values_at, layout.header_value_sizes), strict=True))
+    if uniform:  # every record has as many headers: grouped in C
         return list(zip(*[iter(pairs)] * each, strict=True))
     out: list[tuple[tuple[str, bytes], ...]] = []
     at = 0
