@@ -3,7 +3,9 @@ replica, three brokers) in memory mode and in PostgreSQL mode.
 
 Rows through the client library (``Producer.send_batch`` x1000, ``Producer.send`` with its linger,
 ``Consumer.poll``) and, as a second row, raw framed batches over one ``http.client`` connection
-(what the broker can take without the client library's per-record Python work). Workload 6 is the
+(what the broker can take without the client library's per-record Python work). The ``+keys``
+rows (issue 13) repeat the produce and catch-up rows with a 16-byte key and two headers per record
+(record batch v2), next to the keyless rows of the same run. Workload 6 is the
 seed's per-message JSON path through the managers (two HTTP hops), driven by the seed-compatible
 ``ApiHandler``, 1 and 4 clients; workload 7 reads VmRSS of the
 broker PIDs the supervisor's control API reports.
@@ -153,11 +155,40 @@ def _raw_step(address: str, topic: str, partition: str, batch: int):
     return step
 
 
-def _send_batch_step(producer: Producer, topic: str, partition: str, batch: int):
+def _send_batch_step(producer: Producer, topic: str, partition: str, batch: int, keyed: bool = False):
     records = [PAYLOAD] * batch
+    columns = _keyed_columns(batch) if keyed else {}
 
     def step() -> int:
-        return len(producer.send_batch(topic, partition, records))
+        return len(producer.send_batch(topic, partition, records, **columns))
+
+    return step
+
+
+# Issue 13's keyed workload: a 16-byte key per record and two headers, beside the keyless rows.
+KEY_BYTES = 16
+KEYED_NOTE = "16 B keys + 2 headers (trace-id 16 B, content-type)"
+
+
+def _keyed_columns(batch: int) -> dict:
+    keys = [f"{i:0{KEY_BYTES}d}".encode() for i in range(batch)]
+    headers = [[("trace-id", key), ("content-type", b"text/plain")] for key in keys]
+    return {"keys": keys, "headers": headers}
+
+
+def _raw_keyed_step(address: str, topic: str, partition: str, batch: int):
+    """Raw POSTs of v2 batches with keys and headers (framed, CRC'd once, as a producer would)."""
+    columns = _keyed_columns(batch)
+    pairs = [[(n.encode(), v) for n, v in h] for h in columns["headers"]]
+    body = framing.encode_batch_v2(
+        [PAYLOAD] * batch, [int(time.time() * 1000)] * batch, columns["keys"], pairs
+    )
+    raw = _RawConnection(address)
+    target = f"/v1/partitions/{topic}/{partition}/records"
+    headers = {"Content-Type": framing.BATCH_CONTENT_TYPE}
+
+    def step() -> int:
+        return json.loads(raw.call("POST", target, body, headers))["message"]["count"]
 
     return step
 
@@ -309,6 +340,22 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
                     "Producer.send per message (linger 0: batches form while one is in flight), flush awaited",
                 )
             )
+    topic_k = cluster.add_topic(f"{tag}keyed")
+    with cluster.producer() as producer:
+        sent, secs = bounded(
+            _send_batch_step(producer, topic_k, "P1", settings.batch, keyed=True),
+            settings.produce_n,
+            settings.time_limit,
+        )
+    rows.append(
+        throughput(
+            f"{sysname}/send_batch+keys",
+            workload,
+            sent,
+            secs,
+            f"as send_batch, {KEYED_NOTE}",
+        )
+    )
     _, address = cluster.owner(topic_r, "P1")
     with prof.broker(f"w{workload}-raw", topic_r):
         sent, secs = bounded(
@@ -320,7 +367,21 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
             workload,
             sent,
             secs,
-            f"framed batch x{settings.batch} per POST, one http.client connection, 1 in flight",
+            f"framed v1 batch x{settings.batch} per POST (no keys), one http.client connection, 1 in flight",
+        )
+    )
+    topic_rk = cluster.add_topic(f"{tag}rawkeyed")
+    _, address = cluster.owner(topic_rk, "P1")
+    sent, secs = bounded(
+        _raw_keyed_step(address, topic_rk, "P1", settings.batch), settings.produce_n, settings.time_limit
+    )
+    rows.append(
+        throughput(
+            f"{sysname}/raw-http+keys",
+            workload,
+            sent,
+            secs,
+            f"as raw-http, a v2 batch with {KEYED_NOTE} (broker: lengths + CRC-32C + append time)",
         )
     )
     return rows
@@ -351,6 +412,20 @@ def _consume(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler
             got,
             secs,
             "GET records max_records=10000, bytes only (no per-record decode)",
+        )
+    )
+    keyed = cluster.add_topic("W2keyed")
+    _, address = cluster.owner(keyed, "P1")
+    loaded, _ = bounded(_raw_keyed_step(address, keyed, "P1", settings.batch), settings.consume_n, 120)
+    with cluster.consumer(f"{keyed}:P1", start="earliest", max_records=10_000) as consumer:
+        got, secs = _poll_all(consumer, loaded, settings.time_limit * 3)
+    rows.append(
+        throughput(
+            f"{sysname}/Consumer.poll+keys",
+            2,
+            got,
+            secs,
+            f"as Consumer.poll, v2 batches with {KEYED_NOTE}: CRC checked, keys and headers decoded",
         )
     )
     return rows

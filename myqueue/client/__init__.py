@@ -10,6 +10,7 @@ from .consumer import Consumer
 from .errors import (
     AlreadyExists,
     BrokerUnavailable,
+    CorruptRecordError,
     InvalidRequest,
     LimitReached,
     MyQueueError,
@@ -29,8 +30,9 @@ from .errors import (
     Unauthorized,
 )
 from .logfiles import IncompatibleLogFile
+from .partitioner import PartitionerFunc
 from .producer import Producer
-from .records import Record, RecordMetadata
+from .records import Headers, Record, RecordMetadata, TimestampType
 from .seed import MyConsumer, MyProducer, readProduceLog, writeComsumeLog
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "ApiHandler",
     "BrokerUnavailable",
     "Consumer",
+    "CorruptRecordError",
     "IncompatibleLogFile",
     "InvalidRequest",
     "LimitReached",
@@ -52,9 +55,12 @@ __all__ = [
     "NotReplica",
     "OffsetOutOfRange",
     "PartitionNotFound",
+    "PartitionerFunc",
     "Producer",
     "ProtocolError",
     "Record",
+    "Headers",
+    "TimestampType",
     "RecordMetadata",
     "OutcomeUnknownError",
     "RequestTimeout",

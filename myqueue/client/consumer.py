@@ -25,7 +25,12 @@ not delivered, and the position does not move, until a ``poll`` takes them, so p
 commits are exactly as without it. A consumer that is caught up never prefetches.
 
 Records are cut from the fetched bytes and built with C-level operations (``framing.DecodedSet``,
-``Record`` is a named tuple): no per-record Python code.
+``Record`` is a named tuple): no per-record Python code (except one headers tuple per record
+when records of one batch carry different numbers of headers). Each v2 batch's CRC-32C is
+checked before any of its records is delivered: a mismatch raises ``CorruptRecordError`` naming
+the topic, partition and the batch's offset, and the position stays before it. A fetch starting
+inside a v2 batch gets the whole batch (it cannot be cut without breaking its CRC); the records
+before the position are skipped here.
 
 Consumer groups: with a ``group`` and whole topics (``T`` or ``T:*``), the consumer is a member
 of the group (``membership.py``): the coordinator spreads the topics' partitions over the members,
@@ -51,7 +56,15 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
 from .address import manager_urls
-from .errors import FencedMember, InvalidRequest, MyQueueError, NotOwner, ProtocolError, from_refusal
+from .errors import (
+    CorruptRecordError,
+    FencedMember,
+    InvalidRequest,
+    MyQueueError,
+    NotOwner,
+    ProtocolError,
+    from_refusal,
+)
 from .membership import GroupMembership
 from .metadata import Metadata, partition_url, position_url
 from .records import Record
@@ -64,7 +77,7 @@ TopicPartition = tuple[str, str]
 Rebalance = Callable[[set[TopicPartition]], None]
 CommitCallback = Callable[[dict[TopicPartition, int], BaseException | None], None]
 
-_new_record = tuple.__new__  # Record from a (topic, partition, offset, value) tuple, in C
+_new_record = tuple.__new__  # Record from a tuple of its eight fields, in C
 
 
 class Consumer:
@@ -118,6 +131,8 @@ class Consumer:
         self._active: list[TopicPartition] = []  # assigned and not paused: what poll fetches, in order
         self._prefetch_enabled = prefetch
         self._ends: dict[TopicPartition, int] = {}  # end offset each partition's last fetch reported
+        # Records fetched but not delivered yet: a whole v2 batch can hold more than max_records.
+        self._held: dict[TopicPartition, list[Record]] = {}
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetch: tuple[TopicPartition, int, Future[bytes]] | None = None  # (tp, offset, fetch)
         self._pattern = topics if isinstance(topics, re.Pattern) else None
@@ -448,6 +463,7 @@ class Consumer:
             self._positions.pop(tp, None)
             self._committed.pop(tp, None)
             self._ends.pop(tp, None)
+            self._held.pop(tp, None)
         self._paused -= partitions
         self._refresh_active()
 
@@ -527,6 +543,9 @@ class Consumer:
         """Records from the partition's position, long-polling ``wait`` s; [] on a routing failure."""
         topic, partition = tp
         offset = self._positions[tp]
+        held = self._held.pop(tp, None)
+        if held and held[0].offset == offset:  # (a position moved elsewhere drops them)
+            return self._deliver(tp, held)
         prefetch, self._prefetch = self._prefetch, None
         try:
             if prefetch is not None and prefetch[:2] == (tp, offset):
@@ -539,21 +558,44 @@ class Consumer:
             log.warning("fetch from %s:%s failed, will retry: %s", topic, partition, e)
             return []
         try:
-            batch_set = framing.decode_set(data)
+            batch_set = framing.decode_set(data, start=offset, partial=True)  # a v2 batch may start before it
+        except framing.CorruptBatch as e:
+            raise CorruptRecordError.at(topic, partition, e.base_offset) from e
         except ValueError as e:
             raise ProtocolError(f"{topic}:{partition}: bad batch set: {e}") from e
         self._positions[tp] = batch_set.next_offset
         self._ends[tp] = batch_set.end_offset
         if not len(batch_set):
             return []
-        self._start_prefetch()  # these records go to the application now: fetch the next ones meanwhile
-        return list(
+        keys, headers, stamps, kinds = batch_set.columns()
+        records = list(
             map(
                 _new_record,
                 repeat(Record),
-                zip(repeat(topic), repeat(partition), batch_set.offsets(), batch_set.values()),
+                zip(
+                    repeat(topic),
+                    repeat(partition),
+                    batch_set.offsets(),
+                    batch_set.values(),
+                    keys,
+                    headers,
+                    stamps,
+                    kinds,
+                ),
             )
         )
+        delivered = self._deliver(tp, records)
+        self._start_prefetch()  # these records go to the application now: fetch the next ones meanwhile
+        return delivered
+
+    def _deliver(self, tp: TopicPartition, records: list[Record]) -> list[Record]:
+        """At most ``max_records`` of ``records`` (the rest held for the next poll); the position follows."""
+        limit = self._max_records
+        if limit is not None and len(records) > limit:
+            self._held[tp] = records[limit:]
+            records = records[:limit]
+        self._positions[tp] = records[-1].offset + 1
+        return records
 
     def _read(self, tp: TopicPartition, offset: int, wait: float) -> bytes:
         """One fetch's batch set, as bytes, from the partition's owner (no retry)."""
@@ -573,7 +615,8 @@ class Consumer:
         if not self._active:
             return
         tp = self._active[self._cursor % len(self._active)]
-        offset = self._positions[tp]
+        held = self._held.get(tp)
+        offset = held[-1].offset + 1 if held else self._positions[tp]  # what follows the held records
         if not self._prefetch_enabled or self._prefetch is not None or self._ends.get(tp, 0) <= offset:
             return
         if self._prefetcher is None:

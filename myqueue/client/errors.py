@@ -158,6 +158,23 @@ class ProtocolError(MyQueueError):
     """The service answered something the client cannot read (not an envelope, bad framing)."""
 
 
+class CorruptRecordError(ProtocolError):
+    """A stored record batch failed its CRC-32C check when read: its bytes are not the ones the
+    producer sent (damaged in storage or on the way). Nothing of that batch is delivered and the
+    consumer's position stays before it; ``topic``, ``partition`` and ``offset`` (the batch's
+    first offset) say where."""
+
+    topic: str | None = None
+    partition: str | None = None
+    offset: int | None = None
+
+    @classmethod
+    def at(cls, topic: str, partition: str, offset: int) -> "CorruptRecordError":
+        error = cls(f"{topic}:{partition}: the record batch at offset {offset} fails its CRC-32C check")
+        error.topic, error.partition, error.offset = topic, partition, offset
+        return error
+
+
 _BY_REASON: dict[Reason, type[MyQueueError]] = {
     Reason.INVALID_REQUEST: InvalidRequest,
     Reason.INVALID_NAME: InvalidRequest,

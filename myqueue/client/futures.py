@@ -34,6 +34,11 @@ class Batch:
         "partition",
         "created",
         "records",
+        "keys",
+        "headers",
+        "timestamps",
+        "keyed",
+        "headed",
         "size",
         "condition",
         "done",
@@ -46,7 +51,12 @@ class Batch:
         self.topic = topic
         self.partition = partition
         self.created = created  # monotonic time its first record was queued
-        self.records: list[bytes] = []
+        self.records: list[bytes] = []  # values; the next three lists are parallel to it
+        self.keys: list[bytes | None] = []
+        self.headers: list[tuple[tuple[bytes, bytes], ...]] = []  # (UTF-8 name, value) pairs
+        self.timestamps: list[int] = []  # create time, ms
+        self.keyed = 0  # records with a key: a batch with none is framed without a key column walk
+        self.headed = 0  # records with headers
         self.size = 0
         self.condition = threading.Condition()
         self.done = False

@@ -46,6 +46,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
 from typing import cast
 
 from myqueue.core import defaults, framing
@@ -62,14 +63,16 @@ from .errors import (
 )
 from .futures import Batch, RecordFuture
 from .metadata import Metadata, partition_url
-from .partitioner import Partitioner
-from .records import BatchMetadata, RecordMetadata
+from .partitioner import Partitioner, PartitionerFunc, key_bytes
+from .records import BatchMetadata, RecordMetadata, TimestampType
 from .transport import Transport
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[RecordMetadata | None, BaseException | None], None]
 _MAX = defaults.MAX_MESSAGE_BYTES
+HeadersIn = Iterable[tuple[str, bytes | bytearray | memoryview | str]]
+_NO_HEADERS: tuple[tuple[bytes, bytes], ...] = ()
 
 
 def _resend_safe(error: MyQueueError) -> bool:
@@ -116,6 +119,164 @@ def _batch_bytes(values: Iterable[bytes | bytearray | memoryview | str]) -> list
     return records
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _checked_key(key: bytes | bytearray | memoryview | str | None) -> bytes | None:
+    """A key's bytes (str is UTF-8), or None; refuses a key over ``MAX_KEY_BYTES``."""
+    if key is None:
+        return None
+    if not isinstance(key, bytes | bytearray | memoryview | str):
+        raise TypeError(f"a key is bytes or str, not {type(key).__name__}")
+    data = key_bytes(key)
+    if len(data) > defaults.MAX_KEY_BYTES:
+        raise TooLarge(
+            f"a key is {len(data)} bytes; the limit is {defaults.MAX_KEY_BYTES}", reason=Reason.TOO_LARGE
+        )
+    return data
+
+
+def _checked_headers(headers: HeadersIn | None) -> tuple[tuple[bytes, bytes], ...]:
+    """Headers as (UTF-8 name, value) pairs, order and duplicates kept; refuses what the broker would."""
+    if not headers:
+        return _NO_HEADERS
+    pairs = []
+    for pair in headers:
+        try:
+            name, value = pair
+        except (TypeError, ValueError) as e:
+            raise TypeError("a header is a (name, value) pair") from e
+        if not isinstance(name, str):
+            raise TypeError(f"a header name is str, not {type(name).__name__}")
+        try:
+            raw_name = name.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise InvalidRequest(
+                f"header name {name!r} is not valid UTF-8", reason=Reason.INVALID_REQUEST
+            ) from e
+        if len(raw_name) > defaults.MAX_HEADER_NAME_BYTES:
+            raise TooLarge(
+                f"a header name is {len(raw_name)} bytes; the limit is {defaults.MAX_HEADER_NAME_BYTES}",
+                reason=Reason.TOO_LARGE,
+            )
+        if isinstance(value, str):
+            raw_value = value.encode("utf-8")
+        elif isinstance(value, bytes | bytearray | memoryview):
+            raw_value = bytes(value)
+        else:
+            raise TypeError(f"a header value is bytes or str, not {type(value).__name__}")
+        if len(raw_value) > _MAX:
+            raise TooLarge(
+                f"a header value is {len(raw_value)} bytes; the limit is {_MAX}", reason=Reason.TOO_LARGE
+            )
+        pairs.append((raw_name, raw_value))
+    if len(pairs) > defaults.MAX_HEADERS_PER_RECORD:
+        raise TooLarge(
+            f"a record has {len(pairs)} headers; the limit is {defaults.MAX_HEADERS_PER_RECORD}",
+            reason=Reason.TOO_LARGE,
+        )
+    return tuple(pairs)
+
+
+def _checked_timestamp(timestamp_ms: int | None) -> int:
+    """A create timestamp in ms (now when None); refuses a negative or absurd (past year 9999) one."""
+    if timestamp_ms is None:
+        return _now_ms()
+    if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, int):
+        raise TypeError(f"timestamp_ms is an int (ms since the epoch), not {type(timestamp_ms).__name__}")
+    if not 0 <= timestamp_ms <= defaults.MAX_TIMESTAMP_MS:
+        raise InvalidRequest(
+            f"timestamp_ms {timestamp_ms} is outside 0 .. {defaults.MAX_TIMESTAMP_MS}",
+            reason=Reason.INVALID_REQUEST,
+        )
+    return timestamp_ms
+
+
+def _checked_keys(keys: Sequence[bytes | str | None]) -> list[bytes | None] | None:
+    """``send_batch``'s keys checked with C-level passes when they are all bytes or all str; None if none."""
+    kinds = set(map(type, keys))
+    if kinds == {bytes} or kinds == {str}:
+        raw: list[bytes | None] = list(keys) if kinds == {bytes} else list(map(str.encode, keys))  # type: ignore[arg-type]
+        longest = max(map(len, raw))  # type: ignore[arg-type]
+        if longest > defaults.MAX_KEY_BYTES:
+            raise TooLarge(
+                f"a key is {longest} bytes; the limit is {defaults.MAX_KEY_BYTES}", reason=Reason.TOO_LARGE
+            )
+        return raw
+    checked = list(map(_checked_key, keys))
+    return None if checked.count(None) == len(checked) else checked
+
+
+def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[bytes], list[bytes]] | None:
+    """``send_batch``'s headers as (count per record, UTF-8 names, values) in a few C-level passes;
+    None when a record's headers are not a list or tuple of (str, bytes) pairs (then checked one
+    by one). Header value sizes are left to the broker's check (a refusal stores nothing)."""
+    if not set(map(type, headers)) <= {list, tuple}:
+        return None
+    counts = list(map(len, headers))  # type: ignore[arg-type]
+    if counts and max(counts) > defaults.MAX_HEADERS_PER_RECORD:
+        raise TooLarge(
+            f"a record has {max(counts)} headers; the limit is {defaults.MAX_HEADERS_PER_RECORD}",
+            reason=Reason.TOO_LARGE,
+        )
+    flat = list(chain.from_iterable(headers))  # type: ignore[arg-type]
+    if not flat:
+        return counts, [], []
+    try:
+        columns = list(zip(*flat, strict=True))  # names, values: one transposing pass
+        if len(columns) != 2:
+            return None
+        raw_names = list(map(str.encode, columns[0]))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, UnicodeEncodeError):
+            raise InvalidRequest(
+                f"a header name is not valid UTF-8: {e}", reason=Reason.INVALID_REQUEST
+            ) from e
+        return None  # not pairs, or a name that is not str
+    values = list(columns[1])
+    if not set(map(type, values)) <= {bytes}:
+        return None
+    if max(map(len, raw_names)) > defaults.MAX_HEADER_NAME_BYTES:
+        raise TooLarge(
+            f"a header name is over {defaults.MAX_HEADER_NAME_BYTES} bytes", reason=Reason.TOO_LARGE
+        )
+    return counts, raw_names, values
+
+
+def _headers_size(pairs: tuple[tuple[bytes, bytes], ...]) -> int:
+    return sum(len(n) + len(v) for n, v in pairs) if pairs else 0
+
+
+class _Parts:
+    """One batch's records as the framing wants them: values and parallel keys, headers, timestamps."""
+
+    __slots__ = ("values", "keys", "headers", "flat_headers", "timestamps")
+
+    def __init__(
+        self,
+        values: list[bytes],
+        keys: list[bytes | None] | None,
+        headers: list[tuple[tuple[bytes, bytes], ...]] | None,
+        timestamps: list[int],
+        flat_headers: tuple[list[int], list[bytes], list[bytes]] | None = None,
+    ):
+        self.values = values
+        self.keys = keys  # None: no record has a key
+        self.headers = headers  # None: no record has headers (or they are in flat_headers)
+        self.flat_headers = flat_headers  # send_batch's headers: counts, names, values
+        self.timestamps = timestamps
+
+    @classmethod
+    def of(cls, batch: Batch) -> "_Parts":
+        return cls(
+            batch.records,
+            batch.keys if batch.keyed else None,
+            batch.headers if batch.headed else None,
+            batch.timestamps,
+        )
+
+
 class _Queue:
     """One partition's batches waiting to go, oldest first; guarded by the producer's lock."""
 
@@ -148,14 +309,25 @@ class Producer:
         token: str | None = None,
         idempotent: bool = True,
         delivery_timeout: float = defaults.PRODUCER_DELIVERY_TIMEOUT_S,
+        partitioner: PartitionerFunc | None = None,
+        timestamp_type: TimestampType = TimestampType.CREATE_TIME,
     ):
+        """``partitioner(topic, key bytes or None, partitions)`` replaces the default choice (Kafka's
+        murmur2 for keyed records, round-robin for the others) for records sent without a partition.
+        ``timestamp_type`` LOG_APPEND_TIME makes consumers see the broker's log-append time as the
+        records' timestamp instead of their create time (a batch attribute, as Kafka's topic setting)."""
+        if timestamp_type not in (TimestampType.CREATE_TIME, TimestampType.LOG_APPEND_TIME):
+            raise ValueError(f"timestamp_type is CREATE_TIME or LOG_APPEND_TIME, not {timestamp_type!r}")
+        self._attributes = (
+            framing.ATTR_LOG_APPEND_TIME if timestamp_type == TimestampType.LOG_APPEND_TIME else 0
+        )
         managers = manager_urls(host, primary_port, replica_port)
         self.idempotent = idempotent
         self.producer_id = uuid.uuid4().hex
         self._delivery_timeout = delivery_timeout
         self._transport = Transport(timeout=timeout, retries=retries, token=token)
         self._metadata = Metadata(self._transport, [managers.primary, managers.replica])
-        self._partitioner = Partitioner()
+        self._partitioner = Partitioner(partitioner)
         self._linger = linger_ms / 1000
         self._batch_records = batch_records
         self._batch_bytes = batch_bytes
@@ -185,15 +357,23 @@ class Producer:
         self,
         topic: str,
         value: bytes | str,
-        partition: str | None = None,
         key: bytes | str | None = None,
+        headers: HeadersIn | None = None,
+        timestamp_ms: int | None = None,
+        partition: str | None = None,
         callback: Callback | None = None,
     ) -> "Future[RecordMetadata]":
         """Queue a record; the future resolves once the broker stored it (or fails with the typed error).
 
-        The partition is ``partition`` if given, else the key's (crc32), else the next in round-robin.
-        ``callback(metadata, error)`` runs in a delivery thread when the outcome is known. Raises at once
-        (nothing queued) for an unknown topic or partition, an empty or oversized value.
+        ``key`` (bytes, or str as UTF-8; None is no key, distinct from ``b""``) travels with the
+        record; ``headers`` are (str name, bytes value) pairs, kept in order, duplicates allowed;
+        ``timestamp_ms`` is the record's create time (now when None). The partition is
+        ``partition`` if given, else the producer's partitioner's choice: by default the key's
+        (murmur2, as Kafka), else the next in round-robin. ``callback(metadata, error)`` runs in a
+        delivery thread when the outcome is known. Raises at once (nothing queued) for an unknown
+        topic or partition, an empty or oversized value, a key over ``MAX_KEY_BYTES``, more than
+        ``MAX_HEADERS_PER_RECORD`` headers, a header name that is not UTF-8 or over
+        ``MAX_HEADER_NAME_BYTES``, a negative or absurd timestamp.
         """
         data = (
             value
@@ -205,8 +385,15 @@ class Producer:
         size = len(data)
         if not 0 < size <= _MAX:
             _record_bytes(data)  # raises the typed refusal
+        raw_key = None if key is None else _checked_key(key)
+        pairs = _NO_HEADERS if headers is None else _checked_headers(headers)
+        stamp = _now_ms() if timestamp_ms is None else _checked_timestamp(timestamp_ms)
+        if raw_key is not None:
+            size += len(raw_key)
+        if pairs:
+            size += _headers_size(pairs)
         if partition is None:
-            partition = self._partitioner.choose(topic, self._metadata.partitions(topic), key)
+            partition = self._partitioner.choose(topic, self._metadata.partitions(topic), raw_key)
         if (
             topic,
             partition,
@@ -226,6 +413,13 @@ class Producer:
                 batches.append(batch)
             future = RecordFuture(batch, len(batch.records))
             batch.records.append(data)
+            batch.keys.append(raw_key)
+            batch.headers.append(pairs)
+            batch.timestamps.append(stamp)
+            if raw_key is not None:
+                batch.keyed += 1
+            if pairs:
+                batch.headed += 1
             batch.size += size
             self._unfinished += 1
             if callback is not None:  # the batch is still open: the callback will run when it is settled
@@ -238,16 +432,27 @@ class Producer:
         return future
 
     def send_batch(
-        self, topic: str, partition: str, values: Iterable[bytes | str]
+        self,
+        topic: str,
+        partition: str,
+        values: Iterable[bytes | str],
+        *,
+        keys: Sequence[bytes | str | None] | None = None,
+        headers: Sequence[HeadersIn | None] | None = None,
+        timestamps_ms: Sequence[int | None] | int | None = None,
     ) -> Sequence[RecordMetadata]:
         """Store ``values`` in one request, after any records ``send`` queued for that partition; blocking.
 
-        Returns one entry per record, in order (a ``BatchMetadata``: a sequence of RecordMetadata made
-        on access). Refuses the whole batch, sending nothing, if a record is empty or oversized.
+        ``keys``, ``headers`` and ``timestamps_ms``, when given, hold one entry per value (None
+        entries: no key, no headers, now), as ``send`` takes them; ``timestamps_ms`` may also be one
+        int for every record. Returns one entry per record, in order (a ``BatchMetadata``: a
+        sequence of RecordMetadata made on access). Refuses the whole batch, sending nothing, if a
+        record is empty or oversized or any key, header or timestamp is refused.
         """
         records = _batch_bytes(values)
         if not records:
             return []
+        parts = self._parts(records, keys, headers, timestamps_ms)
         if (topic, partition) not in self._queues:
             self._metadata.partitions(topic, containing=partition)
         with self._lock:
@@ -261,7 +466,7 @@ class Producer:
                     self._urgent -= 1
             queue.in_flight = True
         try:
-            base = self._append(topic, partition, records, queue)
+            base = self._append(topic, partition, parts, queue)
         finally:
             with self._lock:
                 queue.in_flight = False
@@ -270,6 +475,42 @@ class Producer:
                 self._cond.notify_all()
                 self._timer.notify()
         return BatchMetadata(topic, partition, base, len(records))
+
+    @staticmethod
+    def _parts(
+        records: list[bytes],
+        keys: Sequence[bytes | str | None] | None,
+        headers: Sequence[HeadersIn | None] | None,
+        timestamps_ms: Sequence[int | None] | int | None,
+    ) -> _Parts:
+        """``send_batch``'s records checked as ``send`` checks one, in columns."""
+        count = len(records)
+        for name, column in (("keys", keys), ("headers", headers)):
+            if column is not None and len(column) != count:
+                raise InvalidRequest(
+                    f"{name} has {len(column)} entries for {count} records", reason=Reason.INVALID_REQUEST
+                )
+        raw_keys = None if keys is None else _checked_keys(keys)
+        raw_headers = None
+        flat = None
+        if headers is not None:
+            flat = _flat_headers(headers)
+            if flat is None:  # unusual shapes: checked record by record
+                raw_headers = list(map(_checked_headers, headers))
+                if raw_headers.count(_NO_HEADERS) == count:
+                    raw_headers = None
+            elif not flat[1]:
+                flat = None
+        if timestamps_ms is None or isinstance(timestamps_ms, int):
+            stamps = [_checked_timestamp(timestamps_ms)] * count
+        else:
+            if len(timestamps_ms) != count:
+                raise InvalidRequest(
+                    f"timestamps_ms has {len(timestamps_ms)} entries for {count} records",
+                    reason=Reason.INVALID_REQUEST,
+                )
+            stamps = list(map(_checked_timestamp, timestamps_ms))
+        return _Parts(records, raw_keys, raw_headers, stamps, flat)
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued now and wait until every record has an outcome.
@@ -351,7 +592,7 @@ class Producer:
     def _deliver(self, queue: _Queue, batch: Batch) -> None:
         """Delivery thread: append one batch, settle its futures, then send the partition's next batch if due."""
         try:
-            base = self._append(queue.topic, queue.partition, batch.records, queue)
+            base = self._append(queue.topic, queue.partition, _Parts.of(batch), queue)
         except Exception as e:  # every failure, even a bug, must reach the futures
             batch.settle(-1, e)
         else:
@@ -366,13 +607,21 @@ class Producer:
                     self._timer.notify()  # a linger timer runs from now on, or the sender may stop
                 self._cond.notify_all()
 
-    def _append(self, topic: str, partition: str, records: list[bytes], queue: _Queue) -> int:
-        """POST one record batch to the partition's broker; returns its base offset.
+    def _append(self, topic: str, partition: str, parts: _Parts, queue: _Queue) -> int:
+        """POST one record batch (format v2, CRC-32C computed here) to the partition's broker; returns its base offset.
 
         Runs while the partition's batch is the only one in flight, so it owns ``queue``'s
         sequence fields until it returns.
         """
-        body = framing.encode_batch(records)
+        records = parts.values
+        body = framing.encode_batch_v2(
+            records,
+            parts.timestamps,
+            parts.keys,
+            parts.headers,
+            attributes=self._attributes,
+            flat_headers=parts.flat_headers,
+        )
         params = None
         if self.idempotent:
             params = {"producer_id": f"{self.producer_id}.{queue.epoch}", "sequence": queue.next_sequence}

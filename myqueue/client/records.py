@@ -4,6 +4,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from myqueue.core.framing import TimestampType
+
+Headers = tuple[tuple[str, bytes], ...]
+
 
 @dataclass(frozen=True, slots=True)
 class RecordMetadata:
@@ -76,14 +80,22 @@ class Record(NamedTuple):
     A named tuple rather than a frozen dataclass: a consumer builds thousands per fetch, and a
     tuple is made (``tuple.__new__``) and read (C-level field getters) without Python code, where a
     frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per field. Being a tuple it
-    also unpacks (``topic, partition, offset, value = record``) and compares equal to a plain tuple
-    of the same fields.
+    also compares equal to a plain tuple of the same fields.
+
+    ``key`` is None when the record has none (distinct from ``b""``); ``headers`` are (name, value)
+    pairs in the producer's order, duplicates kept; ``timestamp_ms`` is the producer's create time,
+    or the broker's log-append time when ``timestamp_type`` says so, or None for a record stored in
+    the v1 format (no time), with ``timestamp_type`` NO_TIMESTAMP.
     """
 
     topic: str
     partition: str
     offset: int
     value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+    timestamp_ms: int | None = None
+    timestamp_type: TimestampType = TimestampType.NO_TIMESTAMP
 
     @property
     def text(self) -> str:

@@ -37,6 +37,11 @@ MAX_BATCH_RECORDS = 100_000  # records in one fast-path append
 MAX_BATCH_BYTES = 64 * 1024 * 1024  # one fast-path request body
 MAX_JSON_BODY_BYTES = 2 * MAX_MESSAGE_BYTES  # seed-path JSON bodies: a message plus envelope
 MAX_FETCH_RECORDS = 100_000
+# record batch v2 (docs/record-format.md): what one record may carry beside its value
+MAX_KEY_BYTES = 32 * 1024  # a key; a longer one is refused (TOO_LARGE)
+MAX_HEADERS_PER_RECORD = 64
+MAX_HEADER_NAME_BYTES = 256  # a header name's UTF-8 bytes
+MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: a later create timestamp is refused
 DEFAULT_FETCH_MAX_BYTES = 4 * 1024 * 1024
 MAX_FETCH_WAIT_MS = 30_000
 

@@ -1,20 +1,34 @@
 """The fast path's binary framing: record batches (client -> broker) and batch sets (broker -> client).
 
-A record batch is what a producer sends and what a broker stores, untouched, as one unit::
+Two record batch versions, told apart by their magic; a broker stores either untouched, as one
+unit, and every reader reads both (stored batches are never re-encoded). Byte by byte in
+``docs/record-format.md``.
+
+v1, ``MQB1`` (values only; the seed path's appends and batches stored before v2)::
 
     magic  b"MQB1"            4 bytes
     count  u32 little-endian  number of records (>= 1)
     sizes  count x u32 LE     length of each record (>= 1)
     data   sum(sizes) bytes   the records, back to back
 
-The broker checks the framing with a handful of C-level operations (no per-record Python loop)
-and never looks inside a record. A fetch answers with a batch set::
+v2, ``MQB2`` (key, headers and create timestamp per record; the broker's log-append time and a
+CRC-32C per batch): a 60-byte header, then column tables (one entry per record, or per header),
+then the data regions. The CRC covers bytes 16 .. end, so the broker stamps the log-append time
+(bytes 8 .. 16) in place without touching it. Columns instead of rows let the broker check a
+batch with a handful of C-level operations (``array`` min/max/sum/count, one CRC, one UTF-8
+decode) and never loop over records in Python.
+
+The broker checks the framing, the limits and the CRC and never looks inside a record. A v1
+batch can be cut at any record (``slice_batch``); a v2 batch cannot (its CRC covers all of it),
+so a read starting inside a v2 batch returns the whole batch and the reader skips the records
+before the offset it asked for (``decode_set(..., start=)``), as Kafka's consumers do. A fetch
+answers with a batch set::
 
     magic        b"MQS1"  4 bytes
     end_offset   u64 LE   the partition's end offset when the read was made
     next_offset  u64 LE   offset to ask for next (== the request's offset when empty)
     batch_count  u32 LE
-    then batch_count x (base_offset u64 LE, record batch)
+    then batch_count x (base_offset u64 LE, record batch v1 or v2)
 
 Offsets are per partition, start at 0 and have no gaps.
 """
@@ -24,17 +38,34 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator, Sequence
-from itertools import chain
+from enum import StrEnum
+from itertools import accumulate, chain, repeat
+from operator import itemgetter
+from typing import NamedTuple
 
+import google_crc32c
+
+from . import defaults
 from .reasons import Reason
 from .refusal import Refusal
 
 BATCH_MAGIC = b"MQB1"
+BATCH_MAGIC_V2 = b"MQB2"
 SET_MAGIC = b"MQS1"
 BATCH_CONTENT_TYPE = "application/vnd.myqueue.batch"
 SET_CONTENT_TYPE = "application/vnd.myqueue.batch-set"
 
 _BATCH_HEADER = struct.Struct("<4sI")
+# v2: magic, crc, log_append_time | attributes, count, first_ts, max_ts, headers, keys_len,
+# names_len, header_values_len, values_len  (the CRC covers everything from CRC_START on)
+_V2_HEADER = struct.Struct("<4sIqIIqqIIIII")
+V2_HEADER_SIZE = _V2_HEADER.size  # 60
+CRC_START = 16
+APPEND_TIME_AT = 8
+_APPEND_TIME = struct.Struct("<q")
+ATTR_LOG_APPEND_TIME = 1  # the records' timestamp is the broker's log-append time, not their create time
+_KNOWN_ATTRIBUTES = ATTR_LOG_APPEND_TIME
+NO_APPEND_TIME = -1  # a v2 batch's log-append time before a broker stamped it
 _SET_HEADER = struct.Struct("<4sQQI")
 _BASE_OFFSET = struct.Struct("<Q")
 _LITTLE = sys.byteorder == "little"
@@ -58,17 +89,37 @@ def encode_batch(records: Sequence[bytes]) -> bytes:
     return b"".join((_BATCH_HEADER.pack(BATCH_MAGIC, len(records)), sizes.tobytes(), *records))
 
 
-def check_batch(body: bytes, *, max_records: int, max_record_bytes: int) -> int:
-    """Validate a record batch's framing and limits; return its record count.
+def check_batch(
+    body: bytes,
+    *,
+    max_records: int,
+    max_record_bytes: int,
+    max_key_bytes: int = defaults.MAX_KEY_BYTES,
+    max_headers: int = defaults.MAX_HEADERS_PER_RECORD,
+    max_header_name_bytes: int = defaults.MAX_HEADER_NAME_BYTES,
+    max_timestamp_ms: int = defaults.MAX_TIMESTAMP_MS,
+) -> int:
+    """Validate a record batch (v1 or v2): framing, limits and, for v2, the CRC; return its record count.
 
-    Raises Refusal(INVALID_REQUEST or TOO_LARGE). Cost is a few C-level passes over the size
-    table; the record bytes themselves are not touched.
+    Raises Refusal(INVALID_REQUEST or TOO_LARGE). Cost is a few C-level passes over the tables
+    (and for v2 one CRC-32C over the batch and one UTF-8 decode of the header names); no Python
+    code runs per record.
     """
+    if body[:4] == BATCH_MAGIC_V2:
+        return _check_v2(
+            body,
+            max_records,
+            max_record_bytes,
+            max_key_bytes,
+            max_headers,
+            max_header_name_bytes,
+            max_timestamp_ms,
+        )
     if len(body) < _BATCH_HEADER.size:
         raise Refusal(Reason.INVALID_REQUEST, "batch is shorter than its 8-byte header")
     magic, count = _BATCH_HEADER.unpack_from(body)
     if magic != BATCH_MAGIC:
-        raise Refusal(Reason.INVALID_REQUEST, "batch does not start with the MQB1 magic")
+        raise Refusal(Reason.INVALID_REQUEST, "batch does not start with the MQB1 or MQB2 magic")
     if count == 0:
         raise Refusal(Reason.INVALID_REQUEST, "batch holds no records")
     if count > max_records:
@@ -87,12 +138,24 @@ def check_batch(body: bytes, *, max_records: int, max_record_bytes: int) -> int:
 
 
 def batch_count(body: bytes) -> int:
-    """Record count of an already-checked batch."""
+    """Record count of an already-checked batch (v1 or v2)."""
+    if body[:4] == BATCH_MAGIC_V2:
+        return _V2_HEADER.unpack_from(body)[4]
     return _BATCH_HEADER.unpack_from(body)[1]
 
 
+def sliceable(body: bytes) -> bool:
+    """Whether ``slice_batch`` can cut the batch: v1 only (a v2 batch's CRC covers all its records)."""
+    return body[:4] != BATCH_MAGIC_V2
+
+
 def slice_batch(body: bytes, skip: int, take: int) -> bytes:
-    """Records ``skip .. skip+take`` of a checked batch, as a batch of their own."""
+    """Records ``skip .. skip+take`` of a checked v1 batch, as a batch of their own.
+
+    A v2 batch comes back whole (cutting it would break its CRC): the reader skips the records
+    before the offset it asked for."""
+    if not sliceable(body):
+        return body
     count = batch_count(body)
     if skip == 0 and take >= count:
         return body
@@ -108,47 +171,369 @@ def slice_batch(body: bytes, skip: int, take: int) -> bytes:
 
 
 def iter_batch(body: bytes | memoryview) -> Iterator[bytes]:
-    """The records of one batch, in order (cut in C by ``_cut``, no per-record Python loop)."""
+    """The record values of one batch (v1 or v2), in order (cut in C by ``_cut``, no per-record Python loop)."""
     data = body if isinstance(body, bytes) else bytes(body)
+    if data[:4] == BATCH_MAGIC_V2:
+        layout = _v2_layout(data, 0, len(data))
+        return iter(_cut(data, layout.values_at, layout.value_sizes))
     count = _BATCH_HEADER.unpack_from(data)[1]
     return iter(_cut(data, _BATCH_HEADER.size + 4 * count, _sizes(data, count)))
+
+
+# --- v2 -----------------------------------------------------------------------------------------
+
+
+def _table(data: bytes, code: str, start: int, count: int) -> array:
+    table = array(code)
+    table.frombytes(data[start : start + table.itemsize * count])
+    if not _LITTLE:
+        table.byteswap()
+    return table
+
+
+class _V2Layout(NamedTuple):
+    """Where a v2 batch's parts lie in the buffer holding it (absolute positions), and its tables."""
+
+    start: int
+    end: int
+    crc: int
+    append_time: int
+    attributes: int
+    records: int
+    first_timestamp: int
+    max_timestamp: int
+    header_count: int
+    timestamps: array  # q: create timestamps, ms
+    key_sizes: array  # I: 0 = no key, n + 1 = a key of n bytes
+    header_counts: array  # H: headers per record
+    value_sizes: array  # I
+    name_sizes: array  # H: per header
+    header_value_sizes: array  # I: per header
+    keys_at: int
+    names_at: int
+    header_values_at: int
+    values_at: int
+    keys_length: int
+    names_length: int
+
+
+def _is_uniform(table: array) -> bool:
+    """Every entry equal (one memcmp of the table against its first entry repeated)."""
+    raw = table.tobytes()
+    return raw == raw[: table.itemsize] * len(table)
+
+
+def _sum(table: array) -> int:
+    return table[0] * len(table) if table and _is_uniform(table) else sum(table)
+
+
+def _low_high(table: array) -> tuple[int, int]:
+    if _is_uniform(table):
+        return table[0], table[0]
+    return min(table), max(table)
+
+
+def _v2_layout(data: bytes, start: int, limit: int) -> _V2Layout:
+    """Read a v2 batch's header and tables at ``start`` and check that every length agrees.
+
+    ``limit`` is where the buffer's usable bytes end; the batch ends where its header says (a
+    single batch must end exactly at ``limit``, checked by the caller). Raises Refusal(INVALID_REQUEST).
+    Checks lengths only (no limits, no CRC): the tables' sums against the header's totals, the
+    header's totals against the bytes there are.
+    """
+    if limit - start < _V2_HEADER.size:
+        raise Refusal(Reason.INVALID_REQUEST, f"v2 batch is shorter than its {_V2_HEADER.size}-byte header")
+    (
+        _,
+        crc,
+        append_time,
+        attributes,
+        count,
+        first_ts,
+        max_ts,
+        headers,
+        keys_len,
+        names_len,
+        hvalues_len,
+        values_len,
+    ) = _V2_HEADER.unpack_from(data, start)
+    if count == 0:
+        raise Refusal(Reason.INVALID_REQUEST, "batch holds no records")
+    tables_at = start + _V2_HEADER.size
+    tables_len = 18 * count + 6 * headers
+    data_at = tables_at + tables_len
+    end = data_at + keys_len + names_len + hvalues_len + values_len
+    if end > limit:
+        raise Refusal(Reason.INVALID_REQUEST, "v2 batch is shorter than its header's lengths say")
+    at = tables_at
+    timestamps = _table(data, "q", at, count)
+    at += 8 * count
+    key_sizes = _table(data, "I", at, count)
+    at += 4 * count
+    header_counts = _table(data, "H", at, count)
+    at += 2 * count
+    value_sizes = _table(data, "I", at, count)
+    at += 4 * count
+    name_sizes = _table(data, "H", at, headers)
+    at += 2 * headers
+    header_value_sizes = _table(data, "I", at, headers)
+    if _sum(header_counts) != headers:
+        raise Refusal(Reason.INVALID_REQUEST, "v2 batch's header counts do not add up to its header total")
+    if _sum(key_sizes) - (count - key_sizes.count(0)) != keys_len:
+        raise Refusal(Reason.INVALID_REQUEST, "v2 batch's key sizes do not add up to its key bytes")
+    if _sum(value_sizes) != values_len:
+        raise Refusal(Reason.INVALID_REQUEST, "v2 batch's value sizes do not add up to its value bytes")
+    if sum(name_sizes) != names_len or sum(header_value_sizes) != hvalues_len:
+        raise Refusal(Reason.INVALID_REQUEST, "v2 batch's header sizes do not add up to its header bytes")
+    keys_at = data_at
+    names_at = keys_at + keys_len
+    header_values_at = names_at + names_len
+    values_at = header_values_at + hvalues_len
+    return _V2Layout(
+        start,
+        end,
+        crc,
+        append_time,
+        attributes,
+        count,
+        first_ts,
+        max_ts,
+        headers,
+        timestamps,
+        key_sizes,
+        header_counts,
+        value_sizes,
+        name_sizes,
+        header_value_sizes,
+        keys_at,
+        names_at,
+        header_values_at,
+        values_at,
+        keys_len,
+        names_len,
+    )
+
+
+def crc_of(data: bytes, start: int, end: int) -> int:
+    """The CRC-32C (Castagnoli, google-crc32c's C implementation) a v2 batch at ``start`` must carry."""
+    return google_crc32c.value(data[start + CRC_START : end])
+
+
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+def _names_are_utf8(data: bytes, layout: _V2Layout) -> bool:
+    """Every header name is valid UTF-8, with two C-level passes instead of one decode per name.
+
+    The names region decodes as UTF-8 and no name starts on a continuation byte (so no character
+    straddles two names): then each name is a run of whole characters.
+    """
+    region = data[layout.names_at : layout.names_at + layout.names_length]
+    if region.isascii():  # the common case: any cut of ASCII is ASCII
+        return True
+    try:
+        region.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    starts = accumulate(layout.name_sizes[:-1], initial=0)
+    firsts = bytes(map((region + b"\0").__getitem__, starts))  # "\0": an empty last name starts at the end
+    return firsts.translate(None, _CONTINUATION) == firsts
+
+
+def _check_v2(
+    body: bytes,
+    max_records: int,
+    max_record_bytes: int,
+    max_key_bytes: int,
+    max_headers: int,
+    max_header_name_bytes: int,
+    max_timestamp_ms: int,
+) -> int:
+    # Lengths first (the tables are read only once the header's lengths fit in the body), then
+    # the CRC, then the limits: a batch damaged in transit is refused as such.
+    layout = _v2_layout(body, 0, len(body))
+    if layout.end != len(body):
+        raise Refusal(Reason.INVALID_REQUEST, "v2 batch is longer than its header's lengths say")
+    if crc_of(body, 0, len(body)) != layout.crc:
+        raise Refusal(
+            Reason.INVALID_REQUEST, "v2 batch's CRC-32C does not match its bytes (corrupted in transit?)"
+        )
+    if layout.records > max_records:
+        raise Refusal(Reason.TOO_LARGE, f"batch holds {layout.records} records; the limit is {max_records}")
+    if layout.attributes & ~_KNOWN_ATTRIBUTES:
+        raise Refusal(Reason.INVALID_REQUEST, f"v2 batch has unknown attribute bits {layout.attributes:#x}")
+    low_ts, high_ts = _low_high(layout.timestamps)
+    if low_ts < 0:
+        raise Refusal(Reason.INVALID_REQUEST, "a record's timestamp is negative")
+    if high_ts > max_timestamp_ms:
+        raise Refusal(
+            Reason.INVALID_REQUEST, f"a record's timestamp is past {max_timestamp_ms} ms (year 9999)"
+        )
+    if layout.timestamps[0] != layout.first_timestamp or high_ts != layout.max_timestamp:
+        raise Refusal(Reason.INVALID_REQUEST, "v2 batch's first/max timestamps do not match its records")
+    low, high = _low_high(layout.value_sizes)
+    if low == 0:
+        raise Refusal(Reason.INVALID_REQUEST, "batch holds an empty record")
+    if high > max_record_bytes:
+        raise Refusal(Reason.TOO_LARGE, f"a record is larger than the {max_record_bytes}-byte limit")
+    if _low_high(layout.key_sizes)[1] > max_key_bytes + 1:
+        raise Refusal(Reason.TOO_LARGE, f"a key is larger than the {max_key_bytes}-byte limit")
+    if _low_high(layout.header_counts)[1] > max_headers:
+        raise Refusal(Reason.TOO_LARGE, f"a record has more than {max_headers} headers")
+    if layout.header_count:
+        if max(layout.name_sizes) > max_header_name_bytes:
+            raise Refusal(Reason.TOO_LARGE, f"a header name is longer than {max_header_name_bytes} bytes")
+        if max(layout.header_value_sizes) > max_record_bytes:
+            raise Refusal(
+                Reason.TOO_LARGE, f"a header value is larger than the {max_record_bytes}-byte limit"
+            )
+        if not _names_are_utf8(body, layout):
+            raise Refusal(Reason.INVALID_REQUEST, "a header name is not valid UTF-8")
+    return layout.records
+
+
+def _uniform(code: str, items: list[int]) -> array:
+    """An array of ``items``; built by repetition (C-level) when they are all equal, the common case."""
+    if items and items.count(items[0]) == len(items):
+        return array(code, items[:1]) * len(items)
+    return array(code, items)
+
+
+def encode_batch_v2(
+    values: Sequence[bytes],
+    timestamps: Sequence[int],
+    keys: Sequence[bytes | None] | None = None,
+    headers: Sequence[Sequence[tuple[bytes, bytes]]] | None = None,
+    *,
+    attributes: int = 0,
+    flat_headers: tuple[list[int], list[bytes], list[bytes]] | None = None,
+) -> bytes:
+    """Frame records into one v2 batch: ``values``, create ``timestamps`` (ms), optional ``keys``
+    (None entries: no key) and ``headers`` (per record, (UTF-8 name, value) pairs; or
+    ``flat_headers``: the count per record, then every name and every value in order). The
+    log-append time is left at NO_APPEND_TIME for the broker to stamp."""
+    count = len(values)
+    if not count:
+        raise ValueError("a batch holds at least one record")
+    if len(timestamps) != count:
+        raise ValueError("one timestamp per record")
+    ts = _uniform("q", list(timestamps))
+    value_sizes = _uniform("I", list(map(len, values)))
+    if keys is None:
+        key_sizes = array("I", bytes(4 * count))
+        key_data: Sequence[bytes] = ()
+    else:
+        if len(keys) != count:
+            raise ValueError("one key (or None) per record")
+        if None in keys:
+            key_sizes = array("I", (0 if k is None else len(k) + 1 for k in keys))
+            key_data = [k for k in keys if k]
+        else:
+            key_sizes = _uniform("I", list(map((1).__add__, map(len, keys))))  # type: ignore[arg-type]
+            key_data = keys  # type: ignore[assignment]
+    if flat_headers is not None:
+        counts, names, header_values = flat_headers
+        if len(counts) != count or len(names) != len(header_values) or sum(counts) != len(names):
+            raise ValueError("flat_headers: one count per record, one value per name")
+        header_counts = _uniform("H", counts)
+    elif headers is None:
+        header_counts = array("H", bytes(2 * count))
+        names, header_values = [], []
+    else:
+        if len(headers) != count:
+            raise ValueError("one header list per record")
+        header_counts = _uniform("H", list(map(len, headers)))
+        flat = list(chain.from_iterable(headers))
+        names = list(map(itemgetter(0), flat))
+        header_values = list(map(itemgetter(1), flat))
+    name_sizes = array("H", list(map(len, names)))  # from a list: faster than from map
+    header_value_sizes = array("I", list(map(len, header_values)))
+    tables = [ts, key_sizes, header_counts, value_sizes, name_sizes, header_value_sizes]
+    if not _LITTLE:
+        for table in tables:
+            table.byteswap()
+    keys_len = sum(map(len, key_data))
+    names_len = sum(name_sizes)
+    hvalues_len = sum(header_value_sizes)
+    values_len = sum(value_sizes)
+    head = _V2_HEADER.pack(
+        BATCH_MAGIC_V2,
+        0,
+        NO_APPEND_TIME,
+        attributes,
+        count,
+        timestamps[0],
+        max(timestamps),
+        len(names),
+        keys_len,
+        names_len,
+        hvalues_len,
+        values_len,
+    )
+    tail = b"".join(
+        (head[CRC_START:], *(t.tobytes() for t in tables), *key_data, *names, *header_values, *values)
+    )
+    crc = google_crc32c.value(tail)
+    return b"".join((head[:4], struct.pack("<Iq", crc, NO_APPEND_TIME), tail))
+
+
+def stamp_append_time(body: bytes, append_time_ms: int) -> bytes:
+    """A checked batch with its log-append time set (v2: bytes 8..16, outside the CRC); v1 unchanged."""
+    if body[:4] != BATCH_MAGIC_V2:
+        return body
+    return b"".join((body[:APPEND_TIME_AT], _APPEND_TIME.pack(append_time_ms), memoryview(body)[CRC_START:]))
+
+
+def append_time(body: bytes) -> int | None:
+    """A stored batch's log-append time in ms (None for v1, which has none)."""
+    if body[:4] != BATCH_MAGIC_V2:
+        return None
+    return _APPEND_TIME.unpack_from(body, APPEND_TIME_AT)[0]
 
 
 def _cut(data: bytes, start: int, sizes: array) -> list[bytes]:
     """The records of sizes ``sizes`` laid back to back in ``data`` from ``start``, as bytes.
 
-    ``struct`` cuts them in C: a batch of equal-sized records (the common case) is read in chunks
-    of ``_CHUNK`` records with a cached compiled format (about 8x cheaper than slicing record by
-    record), any other batch with a format made for it (still a little cheaper than slicing).
+    ``struct`` cuts them in C: a batch of equal-sized records (the common case), or one whose
+    sizes repeat with a short period (v2 header names and values: the same headers on every
+    record), is read in chunks with a cached compiled format (about 8x cheaper than slicing
+    record by record), any other batch with a format made for it (still a little cheaper).
     """
     count = len(sizes)
     if not count:
         return []
-    size = sizes[0]
     table = sizes.tobytes()
-    if table != table[:4] * count:  # not all the same size (compared with memcmp, not per record)
+    width = sizes.itemsize
+    for period in _PERIODS:
+        if count % period == 0 and table == table[: period * width] * (count // period):
+            break  # compared with memcmp, not per record
+    else:
         # a Struct of its own, not struct.unpack_from(format): the module would cache it
         return list(struct.Struct("<" + "s".join(map(str, sizes)) + "s").unpack_from(data, start))
-    if size == 0:  # brokers refuse empty records, but a set may come from anywhere
+    pattern = tuple(sizes[:period])
+    if period == 1 and pattern[0] == 0:  # brokers refuse empty records, but a set may come from anywhere
         return [b""] * count
-    whole, rest = divmod(count, _CHUNK)
-    end = start + whole * _CHUNK * size
+    step = sum(pattern)
+    reps = max(1, _CHUNK // period)
+    whole, rest = divmod(count // period, reps)
+    end = start + whole * reps * step
     values: list[bytes] = []
     if whole:
         values = list(
-            chain.from_iterable(_equal_sizes(size, _CHUNK).iter_unpack(memoryview(data)[start:end]))
+            chain.from_iterable(_repeated_sizes(pattern, reps).iter_unpack(memoryview(data)[start:end]))
         )
     if rest:
-        values += _equal_sizes(size, rest).unpack_from(data, end)
+        values += _repeated_sizes(pattern, rest).unpack_from(data, end)
     return values
 
 
+_PERIODS = (1, 2, 3, 4)
 _CHUNK = 256
 
 
 @functools.lru_cache(maxsize=64)  # a compiled format costs ~36 bytes per record: at most ~600 KB
-def _equal_sizes(size: int, count: int) -> struct.Struct:
-    return struct.Struct(f"<{count * f'{size}s'}")
+def _repeated_sizes(pattern: tuple[int, ...], reps: int) -> struct.Struct:
+    return struct.Struct("<" + "".join(f"{size}s" for size in pattern) * reps)
 
 
 def set_header(end_offset: int, next_offset: int, batches: int) -> bytes:
@@ -168,37 +553,70 @@ def encode_set(end_offset: int, next_offset: int, batches: Sequence[tuple[int, b
     return b"".join(parts)
 
 
+class CorruptBatch(ValueError):
+    """A v2 batch in a batch set whose CRC-32C does not match its bytes (corrupted where it was stored)."""
+
+    def __init__(self, base_offset: int):
+        super().__init__(f"the batch at offset {base_offset} fails its CRC-32C check")
+        self.base_offset = base_offset
+
+
+class TimestampType(StrEnum):
+    """Which time a record's ``timestamp_ms`` is (Kafka's TimestampType)."""
+
+    NO_TIMESTAMP = "none"  # a v1 record: it carries no time
+    CREATE_TIME = "create_time"  # set by the producer
+    LOG_APPEND_TIME = "log_append_time"  # set by the broker when it stored the batch
+
+
+class _Part(NamedTuple):
+    """One batch of a decoded set: its base offset, records skipped before the asked offset, where its values are."""
+
+    base: int
+    skip: int
+    values_at: int
+    value_sizes: array
+    v2: _V2Layout | None
+
+
 class DecodedSet:
     """A decoded batch set: the partition's end offset, where to read next, and the records.
 
-    Decoding reads the headers and size tables only; the records are cut out of the set's bytes
-    when asked for (``values``, ``records``) with C-level operations, so a consumer builds its
-    records with no per-record Python code.
+    Decoding reads the headers and tables only (and checks each v2 batch's CRC); the records are
+    cut out of the set's bytes when asked for (``values``, ``columns``) with C-level operations,
+    so a consumer builds its records with no per-record Python code for values, keys and
+    timestamps (headers: one tuple per record when any record has them).
+    Records before ``start`` (the head of a whole v2 batch a read began inside) are left out.
     """
 
     __slots__ = ("end_offset", "next_offset", "_data", "_batches")
 
-    def __init__(self, end_offset: int, next_offset: int, data: bytes, batches: list[tuple[int, int, array]]):
+    def __init__(self, end_offset: int, next_offset: int, data: bytes, batches: list[_Part]):
         self.end_offset = end_offset
         self.next_offset = next_offset
         self._data = data
-        self._batches = batches  # (base offset, position of its first record in data, record sizes)
+        self._batches = batches
 
     def __len__(self) -> int:
-        return sum(len(sizes) for _, _, sizes in self._batches)
+        return sum(len(part.value_sizes) - part.skip for part in self._batches)
 
     def offsets(self) -> Iterator[int]:
         """The records' offsets, in order."""
-        return chain.from_iterable(range(base, base + len(sizes)) for base, _, sizes in self._batches)
+        return chain.from_iterable(
+            range(part.base + part.skip, part.base + len(part.value_sizes)) for part in self._batches
+        )
+
+    def _values(self, part: _Part) -> list[bytes]:
+        values = _cut(self._data, part.values_at, part.value_sizes)
+        return values[part.skip :] if part.skip else values
 
     def values(self) -> list[bytes]:
         """The records' values, in offset order."""
         if len(self._batches) == 1:
-            _, start, sizes = self._batches[0]
-            return _cut(self._data, start, sizes)
+            return self._values(self._batches[0])
         values: list[bytes] = []
-        for _, start, sizes in self._batches:
-            values += _cut(self._data, start, sizes)
+        for part in self._batches:
+            values += self._values(part)
         return values
 
     @property
@@ -206,9 +624,78 @@ class DecodedSet:
         """(offset, value) pairs in offset order."""
         return list(zip(self.offsets(), self.values(), strict=True))
 
+    def columns(
+        self,
+    ) -> tuple[list[bytes | None], list[tuple[tuple[str, bytes], ...]], list, list[TimestampType]]:
+        """Keys, headers, timestamps (ms, or None) and timestamp types, in offset order (as ``values``)."""
+        keys: list[bytes | None] = []
+        headers: list[tuple[tuple[str, bytes], ...]] = []
+        stamps: list = []
+        kinds: list[TimestampType] = []
+        for part in self._batches:
+            n = len(part.value_sizes) - part.skip
+            layout = part.v2
+            if layout is None:
+                keys += repeat(None, n)
+                headers += repeat((), n)
+                stamps += repeat(None, n)
+                kinds += repeat(TimestampType.NO_TIMESTAMP, n)
+                continue
+            skip = part.skip
+            keys += _keys(self._data, layout)[skip:]
+            headers += _headers(self._data, layout)[skip:]
+            if layout.attributes & ATTR_LOG_APPEND_TIME:
+                stamps += repeat(layout.append_time, n)
+                kinds += repeat(TimestampType.LOG_APPEND_TIME, n)
+            else:
+                stamps += layout.timestamps.tolist()[skip:]
+                kinds += repeat(TimestampType.CREATE_TIME, n)
+        return keys, headers, stamps, kinds
 
-def decode_set(data: bytes | bytearray | memoryview) -> DecodedSet:
-    """Parse a batch set's headers and size tables. Raises ValueError on bad framing."""
+
+def _keys(data: bytes, layout: _V2Layout) -> list[bytes | None]:
+    sizes = layout.key_sizes
+    absent = sizes.count(0)
+    if absent == len(sizes):
+        return [None] * len(sizes)
+    if not absent:
+        return _cut(data, layout.keys_at, array("I", map((1).__rsub__, sizes)))  # type: ignore[return-value]
+    present = _cut(data, layout.keys_at, array("I", [s - 1 for s in sizes if s]))
+    found = iter(present)
+    return [next(found) if s else None for s in sizes]
+
+
+def _headers(data: bytes, layout: _V2Layout) -> list[tuple[tuple[str, bytes], ...]]:
+    count = layout.records
+    if not layout.header_count:
+        return [()] * count
+    raw = _cut(data, layout.names_at, layout.name_sizes)
+    counts = layout.header_counts
+    each = counts[0]
+    uniform = counts.count(each) == count
+    if uniform and raw[:each] * count == raw:  # the same names on every record: decoded once
+        names = [name.decode() for name in raw[:each]] * count
+    else:
+        decoded = {name: name.decode() for name in set(raw)}  # a few distinct names, decoded once each
+        names = list(map(decoded.__getitem__, raw))
+    pairs = list(zip(names, _cut(data, layout.header_values_at, layout.header_value_sizes), strict=True))
+    if uniform:  # every record has as many headers: grouped in C
+        return list(zip(*[iter(pairs)] * each, strict=True))
+    out: list[tuple[tuple[str, bytes], ...]] = []
+    at = 0
+    for n in counts:
+        out.append(tuple(pairs[at : at + n]))
+        at += n
+    return out
+
+
+def decode_set(data: bytes | bytearray | memoryview, start: int = 0, *, partial: bool = False) -> DecodedSet:
+    """Parse a batch set's headers and tables; leave out records before ``start``.
+
+    Raises CorruptBatch when a v2 batch fails its CRC, ValueError on any other bad framing. With
+    ``partial``, a damaged batch after good ones ends the set there instead (its ``next_offset``
+    is the damaged batch's base offset, so the next read starts at it and raises).
+    """
     if not isinstance(data, bytes):
         data = bytes(data)
     if len(data) < _SET_HEADER.size:
@@ -216,21 +703,37 @@ def decode_set(data: bytes | bytearray | memoryview) -> DecodedSet:
     magic, end_offset, next_offset, n_batches = _SET_HEADER.unpack_from(data)
     if magic != SET_MAGIC:
         raise ValueError("batch set does not start with the MQS1 magic")
-    batches: list[tuple[int, int, array]] = []
+    batches: list[_Part] = []
     pos = _SET_HEADER.size
     try:
         for _ in range(n_batches):
             (base,) = _BASE_OFFSET.unpack_from(data, pos)
             pos += _BASE_OFFSET.size
-            magic, count = _BATCH_HEADER.unpack_from(data, pos)
-            if magic != BATCH_MAGIC:
-                raise ValueError("a batch in the set does not start with the MQB1 magic")
-            start = pos + _BATCH_HEADER.size + 4 * count
-            if start > len(data):
-                raise ValueError("batch set is shorter than a batch's size table")
-            sizes = _sizes(memoryview(data)[pos:], count)
-            batches.append((base, start, sizes))
-            pos = start + sum(sizes)
+            magic = data[pos : pos + 4]
+            if magic == BATCH_MAGIC_V2:
+                try:
+                    layout = _v2_layout(data, pos, len(data))
+                except Refusal as e:
+                    raise ValueError(f"a v2 batch in the set: {e.message}") from e
+                if crc_of(data, pos, layout.end) != layout.crc:
+                    if partial and batches:
+                        return DecodedSet(end_offset, base, data, batches)
+                    raise CorruptBatch(base)
+                part = _Part(base, 0, layout.values_at, layout.value_sizes, layout)
+                pos = layout.end
+            elif magic == BATCH_MAGIC:
+                (count,) = struct.unpack_from("<I", data, pos + 4)
+                first = pos + _BATCH_HEADER.size + 4 * count
+                if first > len(data):
+                    raise ValueError("batch set is shorter than a batch's size table")
+                sizes = _sizes(memoryview(data)[pos:], count)
+                part = _Part(base, 0, first, sizes, None)
+                pos = first + sum(sizes)
+            else:
+                raise ValueError("a batch in the set does not start with the MQB1 or MQB2 magic")
+            if start > base:
+                part = part._replace(skip=min(start - base, len(part.value_sizes)))
+            batches.append(part)
     except struct.error as e:
         raise ValueError(f"batch set is truncated: {e}") from e
     if pos != len(data):

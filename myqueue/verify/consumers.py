@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from myqueue.client import ApiHandler, Consumer
+from myqueue.client import ApiHandler, Consumer, Record
 from myqueue.client.address import Managers, manager_urls
 from myqueue.client.errors import MyQueueError, NoMessage
 from myqueue.client.metadata import Metadata, partition_url, position_url
@@ -23,7 +23,7 @@ from myqueue.core import defaults
 from myqueue.core.names import seed_group
 
 from .history import Delivery, TopicPartition
-from .values import value_id
+from .values import record_id, value_id
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,11 @@ def open_seed(
     return list(ids.values()), ConsumerLog(f"{name}[ids {','.join(map(str, ids.values()))}]", subscription)
 
 
+def fast_id(record: Record, size: int) -> str:
+    """The id a fast-path delivery carries, checked against its key and headers."""
+    return record_id(record.value.decode("utf-8", "replace"), record.key, record.headers, size)
+
+
 def run_fast(consumer: Consumer, log_: ConsumerLog, size: int, stop: threading.Event) -> None:
     """Poll until ``stop``; a failure is counted and the poll retried (positions stay in the consumer)."""
     while not stop.is_set():
@@ -144,7 +149,7 @@ def run_fast(consumer: Consumer, log_: ConsumerLog, size: int, stop: threading.E
             stop.wait(POLL_S)
             continue
         for r in records:
-            log_.record(r.topic, r.partition, r.offset, value_id(r.value.decode("utf-8", "replace"), size))
+            log_.record(r.topic, r.partition, r.offset, fast_id(r, size))
 
 
 def run_seed(
@@ -212,9 +217,7 @@ def read_back(
             found: set[Position] = set()
             while consumer.positions()[tp] < end and time.monotonic() < deadline:
                 for r in consumer.poll(min(POLL_S, max(0.0, deadline - time.monotonic()))):
-                    found.add(
-                        (r.topic, r.partition, r.offset, value_id(r.value.decode("utf-8", "replace"), size))
-                    )
+                    found.add((r.topic, r.partition, r.offset, fast_id(r, size)))
             if consumer.positions()[tp] >= end:
                 stored[tp] = found
             else:

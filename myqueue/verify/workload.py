@@ -37,7 +37,7 @@ from myqueue.core.view import ClusterView, ViewError
 from .consumers import ConsumerLog, Position, open_fast, open_member, open_seed, read_back, run_fast, run_seed
 from .history import Ack, History, TopicPartition
 from .progress import Progress
-from .values import PAD, make_value, value_id
+from .values import PAD, make_value, record_headers, record_key, value_id
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,14 @@ class Workload:
 
     def _start(self, producer: Producer, send: _Send) -> None:
         try:
-            send.future = producer.send(send.topic, send.value, partition=send.partition)
+            ident = value_id(send.value, len(send.value))
+            send.future = producer.send(
+                send.topic,
+                send.value,
+                key=record_key(ident),
+                headers=record_headers(ident),
+                partition=send.partition,
+            )
         except MyQueueError as error:  # e.g. no manager answered the metadata refresh
             failed: Future[Any] = Future()
             failed.set_exception(error)

@@ -80,7 +80,10 @@ def test_close_with_a_prefetch_in_flight_ends_its_thread(local_cluster):
         seed = Seed(cluster.primary_url, cluster.replica_url)
         seed.add_partition("T1", "P1")
         with Producer(cluster.host, cluster.primary_port, cluster.replica_port) as producer:
-            producer.send_batch("T1", "P1", [b"x" * 100] * 5000)
+            for _ in range(
+                50
+            ):  # batches of 100: a v2 batch is fetched whole, so one of 5000 would leave nothing to prefetch
+                producer.send_batch("T1", "P1", [b"x" * 100] * 100)
         consumer = Consumer("T1:P1", start="earliest", max_records=100, **client_args(cluster))
         assert len(consumer.poll(timeout=5)) == 100
         assert len(prefetch_threads()) == 1

@@ -76,7 +76,9 @@ def test_groups_cli_and_lag_gauges_on_a_live_then_empty_group(local_cluster):
             max_records=30,
         )
         try:
-            wait_until(lambda: len(consumer.assignment()) == 4, 30, message=lambda: f"{consumer.assignment()}")
+            wait_until(
+                lambda: len(consumer.assignment()) == 4, 30, message=lambda: f"{consumer.assignment()}"
+            )
             read = 0
             while read < 50:
                 read += len(consumer.poll(1.0))
@@ -174,7 +176,9 @@ def test_a_scrape_stays_short_while_a_broker_hangs(local_cluster):
             primary_port=cluster.primary_port,
             replica_port=cluster.replica_port,
         ) as consumer:
-            wait_until(lambda: len(consumer.assignment()) == 8, 30, message=lambda: f"{consumer.assignment()}")
+            wait_until(
+                lambda: len(consumer.assignment()) == 8, 30, message=lambda: f"{consumer.assignment()}"
+            )
             consumer.poll(1.0)
         placement = requests.get(f"{cluster.primary_url}/v1/metadata", timeout=5).json()["message"]["topics"][
             "T"

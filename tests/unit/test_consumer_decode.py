@@ -97,8 +97,11 @@ def test_record_keeps_its_fields_text_and_is_immutable():
     record = Record("T1", "P1", 7, "héllo".encode())
     assert (record.topic, record.partition, record.offset, record.value) == ("T1", "P1", 7, "héllo".encode())
     assert record.text == "héllo"
-    assert repr(record) == "Record(topic='T1', partition='P1', offset=7, value=b'h\\xc3\\xa9llo')"
-    for field in ("topic", "partition", "offset", "value", "text"):
+    assert repr(record) == (
+        "Record(topic='T1', partition='P1', offset=7, value=b'h\\xc3\\xa9llo', key=None, headers=(), "
+        "timestamp_ms=None, timestamp_type=<TimestampType.NO_TIMESTAMP: 'none'>)"
+    )
+    for field in ("topic", "partition", "offset", "value", "key", "headers", "timestamp_ms", "text"):
         with pytest.raises(AttributeError):
             setattr(record, field, None)
     with pytest.raises(AttributeError):
@@ -111,7 +114,11 @@ def test_record_keeps_its_fields_text_and_is_immutable():
 
 def test_records_built_from_tuples_in_c_equal_records_built_by_name():
     decoded = framing.decode_set(framing.encode_set(2, 2, [(0, framing.encode_batch([b"a", b"b"]))]))
-    built = [tuple.__new__(Record, ("T", "P", o, v)) for o, v in decoded.records]
+    keys, headers, stamps, kinds = decoded.columns()
+    built = [
+        tuple.__new__(Record, ("T", "P", o, v, k, h, t, y))
+        for (o, v), k, h, t, y in zip(decoded.records, keys, headers, stamps, kinds, strict=True)
+    ]
     assert built == [Record("T", "P", 0, b"a"), Record("T", "P", 1, b"b")]
     assert all(type(r) is Record for r in built)
     assert built[1].text == "b"

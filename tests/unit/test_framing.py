@@ -44,7 +44,7 @@ def _batch(count, sizes, data):
     "body,reason,fragment",
     [
         (b"", Reason.INVALID_REQUEST, "header"),
-        (b"MQB2" + b"\0" * 8, Reason.INVALID_REQUEST, "magic"),
+        (b"MQB9" + b"\0" * 8, Reason.INVALID_REQUEST, "magic"),
         (_batch(0, [], b""), Reason.INVALID_REQUEST, "no records"),
         (_batch(101, [], b""), Reason.TOO_LARGE, "101 records"),
         (_batch(2, [1], b"a"), Reason.INVALID_REQUEST, "size table"),

@@ -293,3 +293,13 @@ def test_a_record_again_in_a_later_session_is_redelivered_not_duplicated():
         History(acks=acks, deliveries=deliveries, subscriptions={"G": {("T", "P1"): 0}}, sessions=sessions)
     )
     assert verdict.duplicated == 1 and not verdict.ok
+
+
+def test_a_fast_path_delivery_must_carry_its_ids_key_and_headers():
+    from myqueue.verify.values import make_value, record_headers, record_id, record_key
+
+    value = make_value(3, 7, 20)
+    assert record_id(value, record_key("p3-7"), record_headers("p3-7"), 20) == "p3-7"
+    assert record_id(value, None, record_headers("p3-7"), 20).startswith("corrupt:")
+    assert record_id(value, record_key("p3-7"), record_headers("p3-7")[::-1], 20).startswith("corrupt:")
+    assert record_id(value, record_key("p3-8"), record_headers("p3-7"), 20).startswith("corrupt:")

@@ -1,8 +1,8 @@
 """The broker's record routes, the fast path's hot pair: append a batch, fetch batches (long-poll).
 
-The append is deliberately thin: check the batch framing (C-level, see core.framing), hand the
-bytes to storage, wake long-polling fetchers, answer with the base offset. Nothing here looks
-inside a record. Both are served by the lean lane too (``service/lean.py``).
+The append is deliberately thin: check the batch framing, limits and CRC (C-level, see
+core.framing), stamp a v2 batch's log-append time, hand the bytes to storage, wake long-polling
+fetchers, answer with the base offset. Nothing here looks inside a record. Both are served by the lean lane too (``service/lean.py``).
 """
 
 import time
@@ -32,6 +32,9 @@ def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dic
     count = framing.check_batch(
         body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=broker.max_message_bytes
     )
+    # The log-append time: stamped here, once the batch passed its checks, into the v2 batch's
+    # bytes 8..16 (outside its CRC; a v1 batch has no such field and is stored as it came).
+    body = framing.stamp_append_time(body, time.time_ns() // 1_000_000)
     duplicate = False
     storage = broker.storage
     with outcome_unknown_in_storage_words():

@@ -11,7 +11,8 @@ Invariants, whatever the backend:
 - A consumer group's position is the next offset it will read; a group with no stored position
   reads from offset 0 (so a partition created after a group subscribed is read from its start).
 - Records are opaque bytes; batches are stored as the record batch the producer framed
-  (``myqueue.core.framing``), never re-encoded.
+  (``myqueue.core.framing``, v1 or v2), never re-encoded: the broker only stamps a v2 batch's
+  log-append time (outside its CRC) before ``append``.
 
 Thread-safety: every method may be called from many request threads at once. ``take`` (read
 from a group's position and advance it) is atomic per (group, partition) within one process; a
@@ -115,7 +116,12 @@ def trim_batches(
 ) -> tuple[list[tuple[int, bytes]], int]:
     """Cut stored batches (in offset order, the first one containing ``offset`` or after it)
     down to the records from ``offset`` on, at most ``max_records`` records and, beyond the first
-    batch, about ``max_bytes`` bytes. Returns the kept batches and the number of records."""
+    batch, about ``max_bytes`` bytes. Returns the kept batches and the number of records from
+    ``offset`` on.
+
+    A v1 batch is cut to the records wanted; a v2 batch cannot be cut (its CRC covers all its
+    records) and is kept whole, at its own base offset: it may hold records before ``offset``
+    (the reader skips them) and beyond ``max_records`` (Kafka's fetches behave the same)."""
     kept: list[tuple[int, bytes]] = []
     records = 0
     size = 0
@@ -127,9 +133,14 @@ def trim_batches(
         take = min(count - skip, max_records - records)
         if take <= 0 or (kept and size + len(body) > max_bytes):
             break
-        part = framing.slice_batch(body, skip, take)
-        kept.append((base + skip, part))
-        records += take
+        if framing.sliceable(body):
+            part = framing.slice_batch(body, skip, take)
+            kept.append((base + skip, part))
+            records += take
+        else:  # v2: delivered whole (its CRC covers every record); readers skip those before ``offset``
+            part = body
+            kept.append((base, part))
+            records += count - skip
         size += len(part)
     return kept, records
 

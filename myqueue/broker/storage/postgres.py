@@ -352,8 +352,12 @@ class PostgresStorage(LogStorage):
         start, end = rows[0][0], rows[0][1]
         batches = [(base, bytes(body)) for _, _, base, body in rows if base is not None]
         kept, _ = trim_batches(batches, start, max_records, 1 << 62)
+        stop = start + max_records  # whole v2 batches may hold records outside [start, stop)
         records = [
-            (base + i, value) for base, body in kept for i, value in enumerate(framing.iter_batch(body))
+            (base + i, value)
+            for base, body in kept
+            for i, value in enumerate(framing.iter_batch(body))
+            if start <= base + i < stop
         ]
         return records, end
 

@@ -160,11 +160,13 @@ class ClusterReader:
         if content_type != framing.SET_CONTENT_TYPE:
             raise BrokerDown(f"answered {content_type or 'no content type'}, not a batch set")
         try:
-            decoded = framing.decode_set(body)
+            decoded = framing.decode_set(body, start=offset)  # a whole v2 batch may start before it
         except ValueError as e:
             raise BrokerDown(f"answered a malformed batch set: {e}") from e
-        records = [Record(o, v) for o, v in decoded.records][:limit]
-        return FetchResult(records, decoded.end_offset, decoded.next_offset)
+        pairs = decoded.records
+        # a whole v2 batch may also hold more than ``limit`` records: the next page starts after the last shown
+        next_offset = pairs[limit][0] if len(pairs) > limit else decoded.next_offset
+        return FetchResult([Record(o, v) for o, v in pairs[:limit]], decoded.end_offset, next_offset)
 
     def position(self, address: str, topic: str, partition: str, group: str) -> tuple[int | None, int]:
         """A group's committed position on a partition (None: none yet) and the partition's end offset."""
