@@ -259,13 +259,7 @@ class Coordinator:
         if (to == "offset") != (offset is not None):
             raise Refusal(Reason.INVALID_REQUEST, "an offset is given with to=offset, and only then")
         with self._lock:
-            group = self._need(group_name)
-            group.expire(self._clock())
-            if group.live():
-                raise Refusal(
-                    Reason.GROUP_NOT_EMPTY,
-                    f"group {group_name} has {len(group.members)} live members: stop them first",
-                )
+            self._need_empty(group_name)
             scope = sorted(topics) if topics else sorted(self._topics.get(group_name, ()))
         partitions = self._partitions()
         missing = [t for t in scope if t not in partitions]
@@ -282,13 +276,7 @@ class Coordinator:
 
     def delete(self, group_name: str) -> None:
         with self._lock:
-            group = self._need(group_name)
-            group.expire(self._clock())
-            if group.live():
-                raise Refusal(
-                    Reason.GROUP_NOT_EMPTY,
-                    f"group {group_name} has {len(group.members)} live members: stop them first",
-                )
+            self._need_empty(group_name)
             self._store.delete_view(VIEW_PREFIX + group_name)
             del self._groups[group_name]
             self._topics.pop(group_name, None)
@@ -358,6 +346,16 @@ class Coordinator:
         group = self._groups.get(name)
         if group is None:
             raise Refusal(Reason.GROUP_NOT_FOUND, f"no consumer group {name!r}")
+        return group
+
+    def _need_empty(self, name: str) -> Group:
+        """The group, refused (as Kafka does) while it has live members. Under the lock."""
+        group = self._need(name)
+        group.expire(self._clock())
+        if group.live():
+            raise Refusal(
+                Reason.GROUP_NOT_EMPTY, f"group {name} has {len(group.members)} live members: stop them first"
+            )
         return group
 
     def _persist(self, group: Group) -> None:

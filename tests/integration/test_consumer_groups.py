@@ -104,6 +104,28 @@ def stable(cluster, group: str, members: int, partitions: int):
     return check
 
 
+def member(cluster, topics, **options) -> Consumer:
+    """A group member in this process (``Members`` runs them as processes of their own)."""
+    return Consumer(
+        topics,
+        host=cluster.host,
+        primary_port=cluster.primary_port,
+        replica_port=cluster.replica_port,
+        **options,
+    )
+
+
+def poll_until(consumer: Consumer, count: int, timeout: float = 30) -> list:
+    """Poll until ``count`` records came; the records."""
+    got: list = []
+    wait_until(
+        lambda: got.extend(consumer.poll(0.2)) or len(got) >= count,
+        timeout,
+        message=lambda: f"got {len(got)}",
+    )
+    return got
+
+
 def make_topic(cluster, topic: str, partitions: int) -> None:
     seed = Seed(cluster.primary_url, cluster.replica_url)
     for i in range(partitions):
@@ -206,22 +228,9 @@ def test_a_zombie_past_its_session_is_fenced_and_rejoins(local_cluster):
     with local_cluster(store="memory", brokers=1) as cluster:
         make_topic(cluster, "T", 2)
         produce(cluster, "T", 10)
-        zombie = Consumer(
-            "T",
-            group="z",
-            start="earliest",
-            host=cluster.host,
-            primary_port=cluster.primary_port,
-            replica_port=cluster.replica_port,
-            auto_commit=False,
-        )
+        zombie = member(cluster, "T", group="z", start="earliest", auto_commit=False)
         try:
-            records = []
-            wait_until(
-                lambda: records.extend(zombie.poll(0.2)) or len(records) >= 10,
-                30,
-                message=lambda: f"{len(records)}",
-            )
+            poll_until(zombie, 10)
             epoch_before = zombie._membership.epoch  # noqa: SLF001 - the test observes the member's epoch
             member_before = zombie.member_id
             # A pause past the session timeout, as SIGSTOP would make it: its heartbeat thread too.
@@ -297,18 +306,8 @@ def test_reset_offsets_is_refused_with_live_members_and_applied_when_empty(local
         make_topic(cluster, "T", 2)
         produce(cluster, "T", 20)
         url = f"{cluster.primary_url}/v1/groups/r"
-        consumer = Consumer(
-            "T",
-            group="r",
-            start="earliest",
-            host=cluster.host,
-            primary_port=cluster.primary_port,
-            replica_port=cluster.replica_port,
-        )
-        got = []
-        wait_until(
-            lambda: got.extend(consumer.poll(0.2)) or len(got) >= 20, 30, message=lambda: f"{len(got)}"
-        )
+        consumer = member(cluster, "T", group="r", start="earliest")
+        poll_until(consumer, 20)
         refused = requests.post(f"{url}/reset-offsets", json={"to": "earliest"}, timeout=5)
         assert refused.status_code == 409 and refused.json()["reason"] == "GROUP_NOT_EMPTY"
         consumer.close()
@@ -435,29 +434,16 @@ def test_pause_seek_async_commit_and_a_pattern_subscription(local_cluster):
     with local_cluster(store="memory", brokers=1) as cluster:
         make_topic(cluster, "ordersEU", 2)
         produce(cluster, "ordersEU", 20)
-        args = {
-            "host": cluster.host,
-            "primary_port": cluster.primary_port,
-            "replica_port": cluster.replica_port,
-        }
-        with Consumer(
-            re.compile(r"orders[A-Z]+"), group="p", start="earliest", auto_commit=False, **args
+        with member(
+            cluster, re.compile(r"orders[A-Z]+"), group="p", start="earliest", auto_commit=False
         ) as consumer:
             assert sorted(consumer.assignment()) == [("ordersEU", "P1"), ("ordersEU", "P2")]
             consumer.pause(("ordersEU", "P1"))
-            got = []
-            wait_until(
-                lambda: got.extend(consumer.poll(0.2)) or len(got) >= 10, 30, message=lambda: f"{len(got)}"
-            )
+            got = poll_until(consumer, 10)
             assert {r.partition for r in got} == {"P2"}  # the paused partition is not fetched
             consumer.resume(("ordersEU", "P1"))
             consumer.seek(("ordersEU", "P2"), 3)
-            again = []
-            wait_until(
-                lambda: again.extend(consumer.poll(0.2)) or len(again) >= 17,
-                30,
-                message=lambda: f"{len(again)}",
-            )
+            again = poll_until(consumer, 17)
             assert min(r.offset for r in again if r.partition == "P2") == 3
             outcome = []
             consumer.commit_async(lambda offsets, error: outcome.append((offsets, error))).result(10)
