@@ -73,6 +73,7 @@ class WorkloadConfig:
     seed_path: bool = False  # seed-path consumers (the replica's /consumer/consume); both: alternate
     client_timeout: float = defaults.CLIENT_TIMEOUT_S
     send_attempts: int = 10  # first send plus retries of a send that failed
+    keep_topics: bool = False  # leave the run's topics behind (default: deleted once the run is checked)
 
     def __post_init__(self) -> None:
         _bounded("messages", self.messages, 1, 10_000_000)
@@ -162,6 +163,23 @@ class Workload:
             attempted=set(self._attempted),
             stored=self._read_back(short),
         )
+
+    def delete_topics(self) -> None:
+        """Delete this run's topics (``--keep-topics`` skips it); a failure is reported, not raised:
+        the verdict is about the run, and an unreachable cluster must not hide it."""
+        api = ApiHandler(
+            self.config.broker, readonly=self.config.replica_port, timeout=self.config.client_timeout
+        )
+        try:
+            for topic in self.topics:
+                try:
+                    api.delete_topic(topic)
+                except MyQueueError as e:
+                    self.report(f"cleanup: could not delete topic {topic}: {e}")
+                    continue
+            self.report(f"cleanup: deleted topic(s) {', '.join(self.topics)} (--keep-topics keeps them)")
+        finally:
+            api.close()
 
     # --- setup -----------------------------------------------------------------------------
     def _setup(self) -> None:
