@@ -101,6 +101,8 @@ _COPY_APPEND = (
     "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body, append_time_ms) "
     "FROM STDIN (FORMAT binary)"
 )
+# 0001's view, without the time (the trigger of 0002 stamps now when it is missing).
+_COPY_APPEND_UNTIMED = "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body) FROM STDIN (FORMAT binary)"
 _APPEND_RESULT = re.compile(r"mq_append_result (?:(\d+) (stored|duplicate)|(not_hosted))")
 
 
@@ -518,7 +520,13 @@ class PostgresStorage(LogStorage):
 
 
 def _copy_append(
-    cur, pid: int, producer_id: str | None, sequence: int, count: int, batch: bytes, append_time_ms: int
+    cur,
+    pid: int,
+    producer_id: str | None,
+    sequence: int,
+    count: int,
+    batch: bytes,
+    append_time_ms: int | None = None,
 ):
     """Append one batch through ``COPY mq_append_input`` (binary); returns (base or None, duplicate).
 
@@ -526,17 +534,19 @@ def _copy_append(
     ``connection.notices`` on its next call, which ``commit()`` (a no-op in autocommit) is.
     """
     conn = cur.connection
-    row = copy_codec.row(
+    fields = [
         copy_codec.int8(pid),
         copy_codec.text(producer_id),
         copy_codec.int8(sequence),
         copy_codec.int4(count),
         copy_codec.raw(batch),
-        copy_codec.int8(append_time_ms),
-    )
-    data = copy_codec.encode([row])
+    ]
+    if append_time_ms is not None:
+        fields.append(copy_codec.int8(append_time_ms))
+    data = copy_codec.encode([copy_codec.row(*fields)])
     del conn.notices[:]
-    cur.copy_expert(_COPY_APPEND, io.BytesIO(data), size=len(data))
+    statement = _COPY_APPEND if append_time_ms is not None else _COPY_APPEND_UNTIMED
+    cur.copy_expert(statement, io.BytesIO(data), size=len(data))
     conn.commit()
     result = _append_result(conn.notices)
     if result is None:

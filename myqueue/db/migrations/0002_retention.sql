@@ -5,20 +5,22 @@
 -- (partition_id, append_time_ms) so a seek by time is an index lookup, not a scan. The partition
 -- row keeps its log start, its last append time and its stored bytes, so retention and the
 -- metrics read one row instead of aggregating the batches. Batches stored before this migration
--- read as appended when it ran (a constant default: no table rewrite).
+-- read as appended when it ran (a constant default: no table rewrite). Written with IF NOT EXISTS
+-- and CREATE OR REPLACE although it runs once: a database rebuilt by 0001 over these objects (the
+-- tests' "older schema" starts) takes it again unchanged.
 
 DO $do$
 BEGIN
-    EXECUTE format('ALTER TABLE mq_batches ADD COLUMN append_time_ms bigint NOT NULL DEFAULT %s',
+    EXECUTE format('ALTER TABLE mq_batches ADD COLUMN IF NOT EXISTS append_time_ms bigint NOT NULL DEFAULT %s',
                    (extract(epoch FROM clock_timestamp()) * 1000)::bigint);
 END
 $do$;
 ALTER TABLE mq_batches ALTER COLUMN append_time_ms DROP DEFAULT;
-CREATE INDEX mq_batches_time ON mq_batches (partition_id, append_time_ms);
+CREATE INDEX IF NOT EXISTS mq_batches_time ON mq_batches (partition_id, append_time_ms);
 
-ALTER TABLE mq_partitions ADD COLUMN log_start bigint NOT NULL DEFAULT 0;
-ALTER TABLE mq_partitions ADD COLUMN last_append_ms bigint NOT NULL DEFAULT 0;
-ALTER TABLE mq_partitions ADD COLUMN stored_bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE mq_partitions ADD COLUMN IF NOT EXISTS log_start bigint NOT NULL DEFAULT 0;
+ALTER TABLE mq_partitions ADD COLUMN IF NOT EXISTS last_append_ms bigint NOT NULL DEFAULT 0;
+ALTER TABLE mq_partitions ADD COLUMN IF NOT EXISTS stored_bytes bigint NOT NULL DEFAULT 0;
 UPDATE mq_partitions p SET
     stored_bytes = s.bytes,
     last_append_ms = s.last_ms
@@ -37,7 +39,7 @@ ALTER TABLE mq_batches SET (
 );
 
 -- The append with its log-append time: the one place offsets are assigned, as in 0001.
-CREATE FUNCTION mq_append(p_id bigint, p_count integer, p_body bytea, p_time bigint)
+CREATE OR REPLACE FUNCTION mq_append(p_id bigint, p_count integer, p_body bytea, p_time bigint)
 RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE
     b bigint;
@@ -61,7 +63,7 @@ RETURNS bigint LANGUAGE sql AS $fn$
     SELECT mq_append(p_id, p_count, p_body, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
 $fn$;
 
-CREATE FUNCTION mq_append_sequenced(
+CREATE OR REPLACE FUNCTION mq_append_sequenced(
     p_id bigint, p_producer text, p_sequence bigint, p_count integer, p_body bytea, p_time bigint
 ) RETURNS TABLE (base bigint, duplicate boolean) LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -93,7 +95,7 @@ BEGIN
 END
 $fn$;
 
-CREATE FUNCTION mq_append_request(p_id bigint, p_request text, p_count integer, p_body bytea, p_time bigint)
+CREATE OR REPLACE FUNCTION mq_append_request(p_id bigint, p_request text, p_count integer, p_body bytea, p_time bigint)
 RETURNS TABLE (base bigint, duplicate boolean) LANGUAGE plpgsql AS $fn$
 DECLARE
     b bigint;
@@ -150,7 +152,7 @@ $fn$;
 -- drops plus one (the primary key, in order); appends proceed meanwhile (they only add at the
 -- tail, and the sizes and end read first only grow: the decision errs on keeping). Returns the
 -- records dropped; NULL when the partition row is missing.
-CREATE FUNCTION mq_retain(p_id bigint, p_now bigint, p_ms bigint, p_bytes bigint, p_messages bigint, p_max integer)
+CREATE OR REPLACE FUNCTION mq_retain(p_id bigint, p_now bigint, p_ms bigint, p_bytes bigint, p_messages bigint, p_max integer)
 RETURNS bigint LANGUAGE plpgsql AS $fn$
 DECLARE
     s bigint;
