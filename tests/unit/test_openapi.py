@@ -384,7 +384,7 @@ def test_broker_answers_match_the_document(broker_doc: dict, broker_app: Flask) 
     listed = client.get("/v1/partitions")
     check_response(doc, "GET", "/v1/partitions", listed, 200)
     assert listed.get_json()["message"]["partitions"] == [
-        {"topic": "T1", "partition": "P1", "end_offset": 0, "config": {}}
+        {"topic": "T1", "partition": "P1", "log_start_offset": 0, "end_offset": 0, "config": {}}
     ]
     check_response(doc, "GET", part, client.get("/v1/partitions/T1/P1"), 200)
     configured = client.put("/v1/partitions/T1/P1", json={"config": {"retention.ms": 60000}})

@@ -18,6 +18,7 @@ def _info(broker: BrokerContext, p: PartitionInfo) -> dict:
     return {
         "topic": p.topic,
         "partition": p.partition,
+        "log_start_offset": p.log_start_offset,
         "end_offset": p.end_offset,
         "config": broker.retention.get((p.topic, p.partition)),
     }

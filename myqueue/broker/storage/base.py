@@ -103,6 +103,7 @@ class PartitionInfo:
     topic: str
     partition: str
     end_offset: int
+    log_start_offset: int = 0
 
 
 @dataclass(frozen=True)

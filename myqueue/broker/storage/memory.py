@@ -113,7 +113,7 @@ class MemoryStorage(LogStorage):
     def host(self, topic: str, partition: str) -> PartitionInfo:
         with self._guard:
             log = self._logs.setdefault((topic, partition), _Log())
-        return PartitionInfo(topic, partition, log.end)
+        return PartitionInfo(topic, partition, log.end, log.start)
 
     def unhost(self, topic: str, partition: str) -> None:
         with self._guard:
@@ -124,7 +124,7 @@ class MemoryStorage(LogStorage):
     def partitions(self) -> list[PartitionInfo]:
         with self._guard:
             items = list(self._logs.items())
-        return [PartitionInfo(t, p, log.end) for (t, p), log in items]
+        return [PartitionInfo(t, p, log.end, log.start) for (t, p), log in items]
 
     def end_offset(self, topic: str, partition: str) -> int:
         return self._log(topic, partition).end

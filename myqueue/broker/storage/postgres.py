@@ -160,15 +160,15 @@ class PostgresStorage(LogStorage):
             cur.execute(
                 "INSERT INTO mq_partitions (topic, partition, owner) VALUES (%s, %s, %s) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET owner = EXCLUDED.owner "
-                "RETURNING id, next_offset",
+                "RETURNING id, next_offset, log_start",
                 (topic, partition, self._owner),
             )
             return cur.fetchone()
 
-        pid, end = self._db.run(work, idempotent=True, transaction=False)
+        pid, end, start = self._db.run(work, idempotent=True, transaction=False)
         with self._ids_lock:
             self._ids[(topic, partition)] = pid
-        return PartitionInfo(topic, partition, end)
+        return PartitionInfo(topic, partition, end, start)
 
     def unhost(self, topic: str, partition: str) -> None:
         self._ensure_loaded()
@@ -191,11 +191,14 @@ class PostgresStorage(LogStorage):
             return []
 
         def work(cur):
-            cur.execute("SELECT id, next_offset FROM mq_partitions WHERE id = ANY(%s)", (list(ids.values()),))
-            return dict(cur.fetchall())
+            cur.execute(
+                "SELECT id, next_offset, log_start FROM mq_partitions WHERE id = ANY(%s)",
+                (list(ids.values()),),
+            )
+            return {pid: (end, start) for pid, end, start in cur.fetchall()}
 
-        ends = self._db.run(work, idempotent=True, transaction=False)
-        return [PartitionInfo(t, p, ends.get(pid, 0)) for (t, p), pid in ids.items()]
+        logs = self._db.run(work, idempotent=True, transaction=False)
+        return [PartitionInfo(t, p, *logs.get(pid, (0, 0))) for (t, p), pid in ids.items()]
 
     def end_offset(self, topic: str, partition: str) -> int:
         pid = self._id(topic, partition)
