@@ -421,6 +421,8 @@ class Primary:
         topic = validate_topic(topic)
         checked = check_config(change, allow_null=True)
         self._require_recovered()
+        if topic in self._deleting:  # before the write lock, which the delete holds
+            raise Refusal(Reason.TOPIC_BEING_DELETED, f"topic {topic} is being deleted")
         with self._writing():
             require_topic(self._state.topics, topic)
             if topic in self._deleting:
