@@ -105,3 +105,27 @@ def test_a_deleted_partition_loses_everything_and_a_new_one_starts_at_zero(stora
     assert storage.get_position("g", "T1", "P1") is None
     assert put(storage, [b"c"], 2000) == 0
     assert offsets(storage, 0) == [0]
+
+
+def test_the_time_lookup_is_an_index_range_in_postgresql(fresh_pg_dsn):
+    import psycopg2
+
+    store = open_storage("postgres", fresh_pg_dsn, "broker0")
+    try:
+        assert store.ready()
+        store.host("T1", "P1")
+        put(store, [b"a"], 1000)
+    finally:
+        store.close()
+    conn = psycopg2.connect(fresh_pg_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET enable_seqscan = off")
+            cur.execute(
+                "EXPLAIN SELECT base_offset FROM mq_batches WHERE partition_id = 1 AND append_time_ms >= 5 "
+                "ORDER BY append_time_ms, base_offset LIMIT 1"
+            )
+            plan = " ".join(row[0] for row in cur.fetchall())
+    finally:
+        conn.close()
+    assert "mq_batches_time" in plan, plan
