@@ -12,6 +12,7 @@ append path does retention work. Each drop is logged and counted
 
 import logging
 import threading
+from collections.abc import Callable
 
 from myqueue.core import defaults
 from myqueue.core.topicconfig import Retention
@@ -51,7 +52,11 @@ class RetentionLoop:
     """The background thread that applies every partition's retention each interval."""
 
     def __init__(
-        self, storage: LogStorage, table: RetentionTable, on_dropped, interval_s: float | None = None
+        self,
+        storage: LogStorage,
+        table: RetentionTable,
+        on_dropped: Callable[[tuple[str, str], int], None],
+        interval_s: float | None = None,
     ):
         self._storage = storage
         self._table = table
