@@ -11,7 +11,8 @@ the Pods of one namespace and, for each, does what a kubelet would, as far as th
   interpreter (``myqueue-broker`` -> ``python -m myqueue.broker``), ``python`` is this
   interpreter, anything else is looked up on PATH;
 - init containers run in order, each to completion (retried on failure), before the container;
-- env: the image's ENV, then the container's ``env`` resolved (``value``, ``secretKeyRef``,
+- env: the test's ``PYTHONPATH`` when set (pods run the code under test, e.g. a worktree's, not an
+  installed copy), the image's ENV, then the container's ``env`` resolved (``value``, ``secretKeyRef``,
   ``fieldRef`` to name/namespace/podIP/serviceAccountName/hostIP);
 - the Pod's ServiceAccount: no token is mounted (there is no /var/run/secrets here), so unless
   ``automountServiceAccountToken`` is false the process gets ``KUBECONFIG`` naming a kubeconfig
@@ -336,6 +337,8 @@ class PodRunner:
             "PYTHONUNBUFFERED": "1",
             "HOME": str(self.log_dir),
         }
+        if os.environ.get("PYTHONPATH"):  # pods run the code under test (a worktree), not an installed copy
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         env.update(self.images.get(image_name(container.image or ""), Image()).env)
         for item in container.env or []:
             if item.value_from is None:

@@ -299,7 +299,7 @@ def test_topic_delete_removes_the_resource_and_keeps_the_data(kubectl: Kubectl, 
     assert "myqueue.io/finalizer" in kubectl.get("topic", TOPIC)["metadata"]["finalizers"]
     kubectl("delete", "topic", TOPIC, "--timeout=60s")
     assert kubectl.get("topic", TOPIC) is None  # the finalizer was removed, the resource is gone
-    assert len(managers.metadata()["topics"][TOPIC]) == 5  # no topic-delete API: data kept, as documented
+    assert len(managers.metadata()["topics"][TOPIC]) == 5  # deletionPolicy Retain (the default): data kept
     assert "TopicKept" in reasons(kubectl, TOPIC)
 
 

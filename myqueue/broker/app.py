@@ -15,7 +15,9 @@ from myqueue.core import defaults
 from myqueue.service.base_app import ServiceState, create_base_app
 from myqueue.service.routes import install_routes
 
+from .appendtime import AppendClock
 from .metrics import BrokerMetrics
+from .retention import RetentionLoop, RetentionTable
 from .routes import ROUTES
 from .routes.context import BrokerContext, Waiters
 from .storage import LogStorage
@@ -35,6 +37,8 @@ def create_app(
     app, state, registry = create_base_app(
         "broker", "myqueue.broker", ready_check, max_content_length=defaults.MAX_BATCH_BYTES, token=token
     )
+    metrics = BrokerMetrics(registry, storage, name)  # broker/metrics.py
+    retention = RetentionTable()
     broker = BrokerContext(
         storage=storage,
         name=name,
@@ -42,7 +46,10 @@ def create_app(
         max_message_bytes=max_message_bytes,
         draining=state.draining,
         waiters=Waiters(max(1, threads // 2)),
-        metrics=BrokerMetrics(registry, storage, name),  # broker/metrics.py
+        metrics=metrics,
+        clock=AppendClock(),
+        retention=retention,
     )
+    RetentionLoop(storage, retention, metrics.retention_dropped).start()  # a daemon thread
     install_routes(app, state, ROUTES, broker, token=token, as_refusal=broker.as_refusal)
     return app, state

@@ -6,7 +6,7 @@ scrape time by ``StorageCollector`` (``LogStorage.stats``: for PostgreSQL one ag
 a short statement timeout), so nothing on the append path keeps them. Families and labels are
 listed in docs/metrics.md.
 
-Cardinality: series per broker = partitions hosted × (4 counters + 3 gauges) + groups × partitions
+Cardinality: series per broker = partitions hosted × (6 counters + 3 gauges) + groups × partitions
 (lag). With ``MYQUEUE_METRICS_PER_PARTITION=0`` the partition label is ``*`` and values are summed
 per topic; at most ``METRICS_MAX_GROUPS`` groups get series of their own, the rest are summed
 under ``group="_other"`` (the seed's consumers each have a group, ``myqueue.seed.c<id>``).
@@ -58,6 +58,18 @@ class BrokerMetrics:
             labels,
             registry=registry,
         )
+        self._retention_dropped = Counter(
+            "myqueue_broker_retention_dropped_records_total",
+            "Records dropped from the head of a log by retention",
+            labels,
+            registry=registry,
+        )
+        self._out_of_range = Counter(
+            "myqueue_broker_offset_out_of_range_total",
+            "Fetches refused because their offset was below the log start (retention dropped it)",
+            labels,
+            registry=registry,
+        )
         registry.register(StorageCollector(storage, broker, self.per_partition))
         # (topic, partition) -> the four label children: ``labels()`` costs about four times an
         # increment, and this runs on every append and fetch. Bounded by the partitions hosted.
@@ -79,6 +91,15 @@ class BrokerMetrics:
         children = self._of(key)
         children[0].inc(records)
         children[1].inc(size)
+
+    def _labels(self, key: tuple[str, str]) -> tuple[str, str]:
+        return key[0], key[1] if self.per_partition else ALL_PARTITIONS
+
+    def retention_dropped(self, key: tuple[str, str], records: int) -> None:
+        self._retention_dropped.labels(*self._labels(key)).inc(records)
+
+    def out_of_range(self, key: tuple[str, str]) -> None:
+        self._out_of_range.labels(*self._labels(key)).inc()
 
     def returned(self, key: tuple[str, str], records: int, size: int) -> None:
         if records:

@@ -1,4 +1,8 @@
-"""``myqueue topics list|create``: the managers' topics, through the seed API."""
+"""``myqueue topics list|create|describe|alter|delete``: the managers' topics.
+
+``list`` and ``create`` go through the seed API; ``create --config``, ``describe``, ``alter`` and
+``delete`` through the primary's /v1 topic routes (docs/http-api.md).
+"""
 
 import argparse
 import json
@@ -7,6 +11,7 @@ import sys
 from myqueue.client.errors import MyQueueError
 from myqueue.core.names import validate_partition, validate_topic
 from myqueue.core.refusal import Refusal
+from myqueue.core.topicconfig import KEYS, parse_pairs
 
 from .common import add_manager_options, add_output_option, api_from
 
@@ -39,8 +44,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the partitions that exist already instead of refusing",
     )
+    create.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"topic configuration, repeatable ({', '.join(KEYS)}); set once the partitions exist",
+    )
     add_manager_options(create)
     create.set_defaults(func=create_topic)
+    describe = actions.add_parser(
+        "describe", help="a topic's configuration and each partition's broker, log start, end offset and size"
+    )
+    describe.add_argument("topic")
+    add_output_option(describe)
+    add_manager_options(describe)
+    describe.set_defaults(func=describe_topic)
+    alter = actions.add_parser(
+        "alter",
+        help="change a topic's configuration (retention)",
+        description="Change the given keys (KEY= with no value: back to unlimited); the brokers apply it at once.",
+    )
+    alter.add_argument("topic")
+    alter.add_argument("--config", action="append", required=True, metavar="KEY=VALUE", help=", ".join(KEYS))
+    add_manager_options(alter)
+    alter.set_defaults(func=alter_topic)
+    delete = actions.add_parser(
+        "delete", help="delete a topic: its partitions, their records and consumer positions"
+    )
+    delete.add_argument("topic")
+    add_manager_options(delete)
+    delete.set_defaults(func=delete_topic)
 
 
 def list_topics(args: argparse.Namespace) -> int:
@@ -64,8 +98,20 @@ def partition_names(specs: list[str]) -> list[str]:
     return specs
 
 
+def _config(pairs: list[str]) -> dict[str, int | None] | None:
+    """``--config`` pairs checked, or None after printing why they are refused."""
+    try:
+        return parse_pairs(pairs)
+    except Refusal as e:
+        print(f"error: {e.message}; nothing changed", file=sys.stderr)
+        return None
+
+
 def create_topic(args: argparse.Namespace) -> int:
     names = partition_names(args.partitions)
+    config = _config(args.config) if args.config else {}
+    if config is None:
+        return 2
     try:
         validate_topic(args.topic)
         for name in names:
@@ -101,6 +147,54 @@ def create_topic(args: argparse.Namespace) -> int:
                 )
                 raise
             created.append(name)
+        if config:
+            print(f"{args.topic} config: {_format_config(api.alter_topic(args.topic, config))}")
     finally:
         api.close()
+    return 0
+
+
+def _format_config(config: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in config.items()) or "(defaults: unlimited retention)"
+
+
+def describe_topic(args: argparse.Namespace) -> int:
+    api = api_from(args)
+    try:
+        found = api.describe_topic(args.topic)
+    finally:
+        api.close()
+    if args.output == "json":
+        print(json.dumps(found, indent=2, sort_keys=True))
+        return 0
+    print(f"topic {found['topic']}  config: {_format_config(found['config'])}")
+    rows = [("PARTITION", "BROKER", "LOG-START", "END", "BYTES")]
+    for p in found["partitions"]:
+        cells = (p["log_start_offset"], p["end_offset"], p["stored_bytes"])
+        rows.append((p["partition"], p["broker"] or "-", *("?" if c is None else str(c) for c in cells)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def alter_topic(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    if config is None:
+        return 2
+    api = api_from(args)
+    try:
+        print(f"{args.topic} config: {_format_config(api.alter_topic(args.topic, config))}")
+    finally:
+        api.close()
+    return 0
+
+
+def delete_topic(args: argparse.Namespace) -> int:
+    api = api_from(args)
+    try:
+        deleted = api.delete_topic(args.topic)
+    finally:
+        api.close()
+    print(f"deleted topic {args.topic} ({len(deleted)} partitions: {', '.join(deleted) or 'none'})")
     return 0

@@ -172,6 +172,11 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         action="store_true",
         help="seed-path consumers through the replica's /consumer/consume (with --fast-path: half each)",
     )
+    work.add_argument(
+        "--keep-topics",
+        action="store_true",
+        help="leave the run's topics behind (default: deleted once the run is checked)",
+    )
     check = parser.add_argument_group("faults and checking")
     check.add_argument(
         "--faults", default="", metavar="LIST", help="comma list of faults to inject (needs --local)"
@@ -215,6 +220,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "send_attempts": args.send_attempts,
             "fast_path": args.fast_path or not args.seed_path,
             "seed_path": args.seed_path,
+            "keep_topics": args.keep_topics,
             "broker": args.broker,
             "replica_port": args.replica_port,
         }

@@ -7,6 +7,7 @@ change nothing are retried; ``produce``, registrations and ``consume`` are sent 
 """
 
 from typing import Any
+from urllib.parse import quote
 
 from myqueue.core import defaults
 from myqueue.core.names import WILDCARD
@@ -103,6 +104,22 @@ class ApiHandler:
 
     def get_size(self, consumer_id: int) -> int:
         return self._call("GET", self.manager2, "/size", params={"consumer_id": consumer_id}, retry=True)
+
+    # --- topics beyond the seed's API (the primary's /v1) ----------------------------------------------
+    def describe_topic(self, topic: str) -> dict[str, Any]:
+        """The topic's configuration and each partition's broker, log start, end offset and size."""
+        return self._call("GET", self.manager, f"/v1/topics/{quote(topic, safe='')}", retry=True)
+
+    def alter_topic(self, topic: str, config: dict[str, int | None], replace: bool = False) -> dict[str, int]:
+        """Change the topic's configuration (None: back to unlimited); returns the new one."""
+        body = {"config": config, "replace": replace}
+        path = f"/v1/topics/{quote(topic, safe='')}/config"
+        return self._call("PATCH", self.manager, path, body=body)["config"]
+
+    def delete_topic(self, topic: str) -> list[str]:
+        """Delete the topic, its data and positions; returns the partitions deleted."""
+        path = f"/v1/topics/{quote(topic, safe='')}"
+        return self._call("DELETE", self.manager, path)["deleted_partitions"]
 
     def _call(self, method: str, base: str, path: str, *, retry: bool = False, **kwargs: Any) -> Any:
         return self._transport.json(method, base + path, retry=retry, **kwargs)["message"]

@@ -2,8 +2,19 @@
 
 Each assigned partition has a position (the next offset to read). It starts at the group's
 committed position when the group has one on the broker, else at ``start``: ``'latest'`` (the
-partition's end when the consumer starts: the seed's "from subscription"), ``'earliest'`` or an
-offset. A group's starting position is committed at once, so a restarted group member resumes
+partition's end when the consumer starts: the seed's "from subscription"), ``'earliest'`` (the log
+start: the first offset retention kept), an offset, or a time — a ``datetime`` (naive: local time,
+as ``datetime.timestamp``) or ``{"timestamp_ms": N}`` — meaning the first record appended at or after
+it (log-append time, the broker's, monotonic per partition: Kafka's ``LogAppendTime``; the end when
+every stored record is older; ``offsets_for_times`` answers the same lookup).
+
+A position below the log start (retention dropped those records, e.g. a group that was away too
+long) makes the fetch answer OFFSET_OUT_OF_RANGE: with ``auto_offset_reset='earliest'`` the position
+moves to the log start, with ``'latest'`` to the end (logged as a warning and counted in
+``offset_resets``, and on the broker in ``myqueue_broker_offset_out_of_range_total``); with
+``auto_offset_reset=None`` (the default) ``poll`` raises ``OffsetOutOfRange`` naming the partition,
+the offset and the log start. A topic deleted while consumed makes ``poll`` raise ``TopicNotFound``
+(or ``PartitionNotFound``) once the metadata no longer has it. A group's starting position is committed at once, so a restarted group member resumes
 from its subscription rather than from a later "latest". Without a group, positions live only in
 this object.
 
@@ -46,8 +57,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from itertools import repeat
 from typing import Literal
 
@@ -62,6 +74,7 @@ from .errors import (
     InvalidRequest,
     MyQueueError,
     NotOwner,
+    OffsetOutOfRange,
     ProtocolError,
     from_refusal,
 )
@@ -72,10 +85,29 @@ from .transport import Backoff, Transport
 
 log = logging.getLogger(__name__)
 
-Start = Literal["latest", "earliest"] | int
+Start = Literal["latest", "earliest"] | int | datetime | Mapping[str, int]
 TopicPartition = tuple[str, str]
 Rebalance = Callable[[set[TopicPartition]], None]
 CommitCallback = Callable[[dict[TopicPartition, int], BaseException | None], None]
+OffsetReset = Literal["earliest", "latest"] | None
+
+
+def _start_time_ms(start: object) -> int | None:
+    """The time (ms) a ``start`` names, None when it names none; ValueError when it is malformed."""
+    if isinstance(start, datetime):
+        return int(start.timestamp() * 1000)
+    if isinstance(start, Mapping):
+        value = start.get("timestamp_ms")
+        if (
+            set(start) != {"timestamp_ms"}
+            or not isinstance(value, int)
+            or isinstance(value, bool)
+            or value < 0
+        ):
+            raise ValueError(f"a time start is {{'timestamp_ms': int >= 0}}, not {start!r}")
+        return value
+    return None
+
 
 _new_record = tuple.__new__  # Record from a tuple of its eight fields, in C
 
@@ -101,14 +133,26 @@ class Consumer:
         retries: int = defaults.CLIENT_RETRIES,
         token: str | None = None,
         prefetch: bool = True,
+        auto_offset_reset: OffsetReset = None,
         group_instance_id: str | None = None,
         assignor: str | None = None,
         on_assign: Rebalance | None = None,
         on_revoke: Rebalance | None = None,
         on_lost: Rebalance | None = None,
     ):
-        if start not in ("latest", "earliest") and not (isinstance(start, int) and start >= 0):
-            raise ValueError(f"start is 'latest', 'earliest' or an offset >= 0, not {start!r}")
+        start_ms = _start_time_ms(start)
+        if (
+            start_ms is None
+            and start not in ("latest", "earliest")
+            and not (isinstance(start, int) and not isinstance(start, bool) and start >= 0)
+        ):
+            raise ValueError(
+                f"start is 'latest', 'earliest', an offset >= 0, a datetime or {{'timestamp_ms': N}}, not {start!r}"
+            )
+        if auto_offset_reset not in (None, "earliest", "latest"):
+            raise ValueError(f"auto_offset_reset is 'earliest', 'latest' or None, not {auto_offset_reset!r}")
+        self.auto_offset_reset = auto_offset_reset
+        self.offset_resets = 0  # positions moved by auto_offset_reset
         self.group = _checked_group(group)
         self.auto_commit = auto_commit
         self._commit_every = auto_commit_interval
@@ -123,7 +167,7 @@ class Consumer:
         self._metadata = Metadata(self._transport, [managers.replica, managers.primary])
         self._idle = Backoff(defaults.CLIENT_BACKOFF_S, defaults.CLIENT_IDLE_POLL_MAX_S)
         self._closed = False
-        self._start = start
+        self._start, self._start_ms = start, start_ms
         self._on_assign, self._on_revoke, self._on_lost = on_assign, on_revoke, on_lost
         self._membership: GroupMembership | None = None
         self._cursor = 0
@@ -163,7 +207,7 @@ class Consumer:
                 self._membership.start()
             else:
                 self._assigned = self._assign(specs)
-                self._positions = {tp: self._start_position(tp, start) for tp in self._assigned}
+                self._positions = {tp: self._start_position(tp, start, start_ms) for tp in self._assigned}
                 self._committed = dict(self._positions) if self.group else {}
                 self._refresh_active()
         except BaseException:
@@ -215,8 +259,8 @@ class Consumer:
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
         """Read these assigned partitions (all when none is named) from their first stored record."""
-        for tp in tps or tuple(self._assigned):
-            self.seek(tp, 0)
+        for tp, start in self.beginning_offsets(tps or tuple(self._assigned)).items():
+            self.seek(self._need(tp), start)
 
     def seek_to_end(self, *tps: TopicPartition) -> None:
         """Read these assigned partitions (all when none is named) from their end: new records only."""
@@ -246,7 +290,7 @@ class Consumer:
         wanted = list(dict.fromkeys(partitions))
         for tp in wanted:
             if tp not in self._positions:
-                self._positions[tp] = self._start_position(tp, self._start)
+                self._positions[tp] = self._start_position(tp, self._start, self._start_ms)
                 if self.group:
                     self._committed[tp] = self._positions[tp]
         self._drop(set(self._assigned) - set(wanted))
@@ -414,7 +458,7 @@ class Consumer:
             self._drop(revoked)
         if assigned:
             for tp in sorted(assigned):
-                self._positions[tp] = self._start_position(tp, self._start)
+                self._positions[tp] = self._start_position(tp, self._start, self._start_ms)
                 self._assigned.append(tp)
             if self._on_assign is not None:
                 self._on_assign(set(assigned))
@@ -499,23 +543,83 @@ class Consumer:
             raise InvalidRequest("a consumer needs at least one topic", reason=Reason.INVALID_REQUEST)
         return assignment
 
-    def _start_position(self, tp: TopicPartition, start: Start) -> int:
+    def _start_position(self, tp: TopicPartition, start: Start, start_ms: int | None) -> int:
         if self.group:
             state = self._get(tp, self.group)
             if state["offset"] is not None:
                 if self._membership is not None:
                     self._committed[tp] = state["offset"]
                 return state["offset"]
-            end = state["end_offset"]
+        if start_ms is not None:
+            found = self._offset_for_time(tp, start_ms)
+            offset = found["end_offset"] if found["offset"] is None else found["offset"]
+        elif start in ("latest", "earliest"):
+            log_info = self._get(tp)
+            offset = log_info["end_offset"] if start == "latest" else log_info["log_start_offset"]
         else:
-            end = self._get(tp)["end_offset"] if start == "latest" else None
-        offset = end if start == "latest" else 0 if start == "earliest" else start
+            assert isinstance(start, int)  # noqa: S101 - checked in __init__
+            offset = start
         if self._membership is not None:
             self._membership.commit({tp: offset})
             self._committed[tp] = offset
         elif self.group:
             self._put_position(tp, self.group, offset)
         return offset
+
+    # --- offsets by time, log start and end ------------------------------------------------------------
+    def offsets_for_times(self, timestamps: Mapping[TopicPartition, int]) -> dict[TopicPartition, int | None]:
+        """Per partition, the first offset appended at or after the time (ms since the epoch; the
+        broker's log-append time), or None when every stored record is older (as Kafka's
+        ``offsets_for_times``). Answered by each partition's broker with a binary search."""
+        out: dict[TopicPartition, int | None] = {}
+        for tp, ts in timestamps.items():
+            if not isinstance(ts, int) or isinstance(ts, bool) or ts < 0:
+                raise ValueError(f"timestamps are ints >= 0 (ms since the epoch), not {ts!r}")
+            out[tp] = self._offset_for_time(tp, ts)["offset"]
+        return out
+
+    def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Per partition, its log start: the first offset still stored (retention moves it up)."""
+        return {tp: self._get(tp)["log_start_offset"] for tp in partitions}
+
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Per partition, its end offset: the offset the next appended record gets."""
+        return {tp: self._get(tp)["end_offset"] for tp in partitions}
+
+    def _offset_for_time(self, tp: TopicPartition, timestamp_ms: int) -> dict:
+        def get(broker: str) -> dict:
+            url = partition_url(broker, *tp, "/offsets")
+            return self._transport.json("GET", url, params={"timestamp_ms": timestamp_ms})["message"]
+
+        return self._metadata.call_owner(*tp, get, retries=self._retries)
+
+    def _out_of_range(self, tp: TopicPartition, offset: int, error: MyQueueError) -> None:
+        """A fetch below the log start: reset the position as configured, or raise OffsetOutOfRange."""
+        log_info = self._get(tp)
+        start, end = log_info["log_start_offset"], log_info["end_offset"]
+        if self.auto_offset_reset is None:
+            raise OffsetOutOfRange(
+                f"{tp[0]}:{tp[1]}: offset {offset} is before the log start {start} (retention dropped "
+                f"those records); give auto_offset_reset='earliest' or 'latest' to move on",
+                reason=Reason.OFFSET_OUT_OF_RANGE,
+                status=error.status,
+                topic=tp[0],
+                partition=tp[1],
+                offset=offset,
+                log_start=start,
+                end_offset=end,
+            ) from error
+        moved = start if self.auto_offset_reset == "earliest" else end
+        log.warning(
+            "%s:%s: offset %d is before the log start %d; auto_offset_reset=%s moves to %d",
+            *tp,
+            offset,
+            start,
+            self.auto_offset_reset,
+            moved,
+        )
+        self.offset_resets += 1
+        self._positions[tp] = moved
 
     def _get(self, tp: TopicPartition, group: str | None = None) -> dict:
         """The partition's state, or with ``group`` that group's position on it."""
@@ -552,6 +656,9 @@ class Consumer:
                 data = prefetch[2].result()
             else:
                 data = self._read(tp, offset, wait)
+        except OffsetOutOfRange as e:
+            self._out_of_range(tp, offset, e)
+            return []
         except MyQueueError as e:
             if not e.invalid_metadata:
                 raise

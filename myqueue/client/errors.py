@@ -53,6 +53,10 @@ class TopicNotFound(NotFoundError):
     """The topic does not exist."""
 
 
+class TopicBeingDeleted(MyQueueError):
+    """A delete of the topic is under way: it cannot be changed or deleted again meanwhile."""
+
+
 class PartitionNotFound(NotFoundError):
     """The topic exists but that partition does not."""
 
@@ -70,7 +74,24 @@ class TooLarge(MyQueueError):
 
 
 class OffsetOutOfRange(MyQueueError):
-    """A fetch asked for an offset beyond the partition's end."""
+    """A fetch asked for an offset the partition no longer holds: retention moved its log start
+    past it (``log_start``/``end_offset`` when the client looked them up, else None)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        status: int | None = None,
+        topic: str | None = None,
+        partition: str | None = None,
+        offset: int | None = None,
+        log_start: int | None = None,
+        end_offset: int | None = None,
+    ):
+        super().__init__(message, reason=reason, status=status)
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.log_start, self.end_offset = log_start, end_offset
 
 
 class SequenceConflict(MyQueueError):
@@ -182,6 +203,7 @@ _BY_REASON: dict[Reason, type[MyQueueError]] = {
     Reason.TOO_LARGE: TooLarge,
     Reason.LIMIT_REACHED: LimitReached,
     Reason.TOPIC_NOT_FOUND: TopicNotFound,
+    Reason.TOPIC_BEING_DELETED: TopicBeingDeleted,
     Reason.PARTITION_NOT_FOUND: PartitionNotFound,
     Reason.BROKER_NOT_FOUND: NotFoundError,
     Reason.PRODUCER_NOT_FOUND: NotFoundError,

@@ -58,6 +58,7 @@ SHUTDOWN_GRACE_S = 10.0  # in-flight requests get this long after SIGTERM
 # after an unknown outcome) and on waiting for the write lock; past it the write answers 503 +
 # Retry-After and releases the lock. Environment: MYQUEUE_CONFIG_WRITE_TIMEOUT (seconds).
 CONFIG_WRITE_TIMEOUT_S = 5.0
+RETENTION_INTERVAL_S = _env("MYQUEUE_RETENTION_INTERVAL_S", 1.0)  # broker: retention pass interval
 CONSUMER_IDLE_TIMEOUT_S = 20.0  # the seed consumer stopped after 20 s without a message
 
 # --- client fast path -------------------------------------------------------------------

@@ -15,6 +15,7 @@ class Reason(StrEnum):
     TOO_LARGE = "TOO_LARGE"  # message, batch or body over its limit
     LIMIT_REACHED = "LIMIT_REACHED"  # too many topics/partitions/brokers/clients
     TOPIC_NOT_FOUND = "TOPIC_NOT_FOUND"
+    TOPIC_BEING_DELETED = "TOPIC_BEING_DELETED"  # a delete of the topic is under way
     PARTITION_NOT_FOUND = "PARTITION_NOT_FOUND"
     PARTITION_EXISTS = "PARTITION_EXISTS"
     BROKER_NOT_FOUND = "BROKER_NOT_FOUND"
@@ -50,6 +51,7 @@ HTTP_STATUS: dict[Reason, int] = {
     Reason.TOO_LARGE: 413,
     Reason.LIMIT_REACHED: 409,
     Reason.TOPIC_NOT_FOUND: 404,
+    Reason.TOPIC_BEING_DELETED: 409,
     Reason.PARTITION_NOT_FOUND: 404,
     Reason.PARTITION_EXISTS: 409,
     Reason.BROKER_NOT_FOUND: 404,

@@ -22,7 +22,7 @@ placements, producers) are NamedTuples, as immutable and as typed but built abou
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -133,18 +133,29 @@ def _placements(parts: object, where: str) -> tuple[Placement, ...]:
     return tuple(out)
 
 
+def _configs(value: object, where: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for topic, config in _object(value, where).items():
+        entries = _object(config, f"{where}[{topic!r}]")
+        out[topic] = {key: _integer(v, f"{where}[{topic!r}][{key!r}]", low=1) for key, v in entries.items()}
+    return out
+
+
 @dataclass(frozen=True)
 class ClusterView:
     """``GET /v1/metadata``: brokers in registration order, each topic's partitions in creation order.
 
     ``version`` grows with every change the primary makes or sees (a new ``epoch`` restarts it);
-    ``epoch`` is only in the primary's answers (None in the replica's).
+    ``epoch`` is only in the primary's answers (None in the replica's). ``configs`` holds each topic's
+    non-default configuration (``core/topicconfig.py``); the key is on the wire only when a topic has
+    one, so an older reader, and a view without any, read as before.
     """
 
     version: int
     brokers: Mapping[str, BrokerInfo]
     topics: Mapping[str, tuple[Placement, ...]]
     epoch: str | None = None
+    configs: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, obj: object, where: str = "view") -> ClusterView:
@@ -161,6 +172,7 @@ class ClusterView:
                 topic: _placements(parts, f"{where}.topics[{topic!r}]") for topic, parts in topics.items()
             },
             epoch=_optional_string(data.get("epoch"), f"{where}.epoch"),
+            configs=_configs(data.get("configs", {}), f"{where}.configs"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -168,7 +180,13 @@ class ClusterView:
         out["version"] = self.version
         out["brokers"] = {name: info.to_json() for name, info in self.brokers.items()}
         out["topics"] = {topic: [p.to_json() for p in parts] for topic, parts in self.topics.items()}
+        if self.configs:
+            out["configs"] = {topic: dict(config) for topic, config in self.configs.items()}
         return out
+
+    def config(self, topic: str) -> dict[str, int]:
+        """The topic's configuration ({}: every key at its default, unlimited)."""
+        return dict(self.configs.get(topic, {}))
 
     # --- questions (answered from indexes built once per view) ------------------------------------------
     @cached_property

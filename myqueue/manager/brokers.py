@@ -236,11 +236,21 @@ class BrokerClient:
         """Also the primary's health check: called even while the broker's circuit is open."""
         return self._call("GET", address, PARTITIONS, timeout=timeout, health=True)
 
-    def host(self, address: str, topic: str, partition: str) -> dict:
-        return self._call("PUT", address, partition_path(topic, partition))
+    def host(self, address: str, topic: str, partition: str, config: dict | None = None) -> dict:
+        """Host the partition; with ``config``, set its topic's configuration there (whole)."""
+        body = None if config is None else {"config": config}
+        return self._call("PUT", address, partition_path(topic, partition), json_body=body)
 
     def unhost(self, address: str, topic: str, partition: str) -> None:
         self._call("DELETE", address, partition_path(topic, partition))
+
+    def purge(self, address: str, topic: str, partition: str) -> None:
+        """A deleted topic's partition: the broker deletes its data and positions (both stores)."""
+        self._call("DELETE", address, partition_path(topic, partition, "?purge=true"))
+
+    def describe(self, address: str, topic: str, partition: str, timeout: float = 2.0) -> dict:
+        """The partition's log start, end offset and stored bytes on its broker."""
+        return self._call("GET", address, partition_path(topic, partition), timeout=timeout)
 
     def post_records(self, address: str, topic: str, partition: str, values: list[bytes]) -> int:
         """POST ``values`` to the broker as one batch (one storage write there); the first one's offset."""

@@ -138,7 +138,7 @@ class Coordinator:
         subscription = frozenset(topics)
         partitions = self._partitions()
         unknown = sorted(t for t in subscription if t not in partitions)
-        if unknown:
+        if unknown and epoch == 0:  # a member's topic deleted later only stops being assigned
             raise Refusal(Reason.TOPIC_NOT_FOUND, f"no topic {unknown[0]!r}")
         with self._lock:
             forgotten = epoch > 0 and incarnation is not None and incarnation != self.incarnation

@@ -48,6 +48,7 @@ from myqueue.core.placement import place_partitions
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
+from myqueue.core.topicconfig import check_config, merged
 from myqueue.core.view import BrokerInfo, ClusterView, Placement, SeedProducer, ViewUpdate
 
 from .appender import GroupAppender
@@ -123,6 +124,7 @@ class Primary:
         self._replica_version = -1  # the newest version of this epoch the replica asked beyond (holds)
         # The consumer-group coordinator lives here (manager/coordinator.py says why).
         self.groups = Coordinator(store, brokers, self.topic_partitions, self._partition_address)
+        self._deleting: set[str] = set()  # topics whose deletion is under way (never re-hosted meanwhile)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def load(self) -> None:
@@ -262,11 +264,13 @@ class Primary:
         with self._state_lock:  # copied only: produces wait on this lock, building waits for nobody
             brokers = dict(self._state.brokers)
             topics = {t: list(parts.items()) for t, parts in self._state.topics.items()}
+            configs = {t: dict(c) for t, c in self._state.configs.items()}
         return ClusterView(
             epoch=self.epoch,
             version=self._version,
             brokers={n: BrokerInfo(a, self._ready.get(n, False)) for n, a in brokers.items()},
             topics={t: tuple(Placement(p, b) for p, b in parts) for t, parts in topics.items()},
+            configs=configs,
         )
 
     def view(self) -> dict:
@@ -378,7 +382,7 @@ class Primary:
         check_new_partition(self._state, topic, partition)
         broker = place_partitions([partition], self._ready_brokers(), self._rng)[partition]
         try:
-            self._brokers.host(self._address(broker), topic, partition)
+            self._brokers.host(self._address(broker), topic, partition, self._config_of(topic))
         except BrokerLostPartition as e:  # not possible for PUT, but keep the mapping total
             raise Refusal(Reason.UNAVAILABLE, str(e)) from e
         return event(EventType.PARTITION_ADDED, topic=topic, partition=partition, broker=broker)
@@ -391,6 +395,100 @@ class Primary:
             self._commit([ev])
         log.info("created %s:%s on %s", topic, partition, ev["broker"])
         return ev["broker"]
+
+    def _config_of(self, topic: str) -> dict[str, int]:
+        with self._state_lock:
+            return self._state.config_of(topic)
+
+    def describe_topic(self, topic: object) -> dict:
+        """The topic's configuration and, per partition, its broker and log (start, end, bytes) as
+        that broker reports it now (null fields when it does not answer within 2 s)."""
+        topic = validate_topic(topic)
+        with self._state_lock:
+            require_topic(self._state.topics, topic)
+            parts = list(self._state.topics[topic].items())
+            config = self._state.config_of(topic)
+            addresses = dict(self._state.brokers)
+        partitions = []
+        for partition, broker in parts:
+            entry: dict = {"partition": partition, "broker": broker}
+            log_info: dict = {"log_start_offset": None, "end_offset": None, "stored_bytes": None}
+            address = addresses.get(broker) if broker else None
+            if address is not None:
+                try:
+                    found = self._brokers.describe(address, topic, partition)
+                    log_info = {k: found[k] for k in log_info}
+                except (Refusal, BrokerLostPartition, KeyError) as e:
+                    log.debug("describing %s:%s on %s failed: %s", topic, partition, broker, e)
+            entry.update(log_info)
+            partitions.append(entry)
+        return {"topic": topic, "config": config, "partitions": partitions}
+
+    def alter_topic_config(self, topic: object, change: object, *, replace: bool = False) -> dict[str, int]:
+        """Change the topic's configuration (keys given; null: back to unlimited; ``replace``: the
+        whole configuration), tell the brokers hosting its partitions, and answer the new one."""
+        topic = validate_topic(topic)
+        checked = check_config(change, allow_null=True)
+        self._require_recovered()
+        if topic in self._deleting:  # before the write lock, which the delete holds
+            raise Refusal(Reason.TOPIC_BEING_DELETED, f"topic {topic} is being deleted")
+        with self._writing():
+            require_topic(self._state.topics, topic)
+            if topic in self._deleting:
+                raise Refusal(Reason.TOPIC_BEING_DELETED, f"topic {topic} is being deleted")
+            config = merged({} if replace else self._state.config_of(topic), checked)
+            if config != self._state.config_of(topic):
+                self._commit([event(EventType.TOPIC_CONFIGURED, topic=topic, config=config)])
+            with self._state_lock:
+                owners = [(p, b) for p, b in self._state.topics[topic].items() if b]
+        for partition, broker in owners:  # best effort now; the reconciler sends it to any it missed
+            try:
+                self._brokers.host(self._address(broker), topic, partition, config)
+            except (Refusal, BrokerLostPartition, KeyError) as e:
+                log.warning("could not send %s's configuration to %s yet: %s", topic, broker, e)
+        log.info("topic %s configuration: %s", topic, config)
+        return config
+
+    def delete_topic(self, topic: object) -> list[str]:
+        """Delete the topic: every partition's data and positions on its broker (PostgreSQL: the rows,
+        through any ready broker when it has none), then the configuration. Answers the partitions.
+
+        While it runs the topic is never re-hosted, and a second delete or an alter is refused
+        (TOPIC_BEING_DELETED). A broker that fails its purge fails the delete (UNAVAILABLE) with the
+        topic still there: a retry purges what is left (purges are idempotent)."""
+        topic = validate_topic(topic)
+        self._require_recovered()
+        with self._state_lock:
+            require_topic(self._state.topics, topic)
+            if topic in self._deleting:
+                raise Refusal(Reason.TOPIC_BEING_DELETED, f"topic {topic} is being deleted")
+            self._deleting.add(topic)
+        try:
+            with self._writing():
+                require_topic(self._state.topics, topic)
+                with self._state_lock:
+                    parts = list(self._state.topics[topic].items())
+                ready = self._ready_brokers()
+                for partition, broker in parts:
+                    target = broker or (ready[0] if self._shared_storage and ready else None)
+                    if target is None:
+                        continue  # memory mode, no broker: nothing holds its records
+                    try:
+                        self._brokers.purge(self._address(target), topic, partition)
+                    except BrokerLostPartition:
+                        pass  # not hosted there: nothing to delete
+                    except Refusal as e:
+                        raise Refusal(
+                            Reason.UNAVAILABLE,
+                            f"could not delete {topic}:{partition} on {target} ({e.message}); the topic "
+                            "still exists, retry the delete",
+                        ) from e
+                self._commit([event(EventType.TOPIC_DELETED, topic=topic)])
+        finally:
+            with self._state_lock:
+                self._deleting.discard(topic)
+        log.info("deleted topic %s (%d partitions)", topic, len(parts))
+        return [p for p, _ in parts]
 
     def register_producer(self, topic: object, partition: object | None) -> int:
         topic = validate_topic(topic)
@@ -423,6 +521,10 @@ class Primary:
         self._require_recovered()
         with self._state_lock:
             topic, fixed = self._state.producer(producer_id)
+            if topic not in self._state.topics or (
+                fixed is not None and fixed not in self._state.topics[topic]
+            ):
+                raise Refusal(Reason.TOPIC_NOT_FOUND, f"producer {producer_id}'s topic {topic} was deleted")
         with self._producer_lock(producer_id):
             cursor = self._cursors.get(producer_id, 0)
             if fixed is None:
@@ -458,7 +560,7 @@ class Primary:
         except BrokerLostPartition:
             # The broker restarted and has not been told again yet (it refused, storing nothing):
             # tell it now, then retry once.
-            self._brokers.host(address, topic, partition)
+            self._brokers.host(address, topic, partition, self._config_of(topic))
             try:
                 return self._brokers.post_records(address, topic, partition, values)
             except BrokerLostPartition as e:
@@ -634,7 +736,12 @@ class Primary:
         for ev in events:
             if ev["type"] == EventType.PARTITION_ASSIGNED.value and ev["broker"]:
                 try:
-                    self._brokers.host(self._address(ev["broker"]), ev["topic"], ev["partition"])
+                    self._brokers.host(
+                        self._address(ev["broker"]),
+                        ev["topic"],
+                        ev["partition"],
+                        self._config_of(ev["topic"]),
+                    )
                 except Refusal as e:
                     log.warning(
                         "could not host %s:%s on %s yet: %s", ev["topic"], ev["partition"], ev["broker"], e
@@ -660,16 +767,24 @@ class Primary:
         with self._state_lock:
             address = self._state.brokers.get(name)
             assigned = self._state.partitions_on(name)
+            configs = {t: dict(c) for t, c in self._state.configs.items()}
         if address is None:
             return False
         try:
             hosted = {
-                (p["topic"], p["partition"]) for p in self._brokers.list_partitions(address)["partitions"]
+                (p["topic"], p["partition"]): p.get("config")
+                for p in self._brokers.list_partitions(address)["partitions"]
             }
             for topic, partition in assigned:
+                if topic in self._deleting:
+                    continue  # being deleted: never hosted again
+                config = configs.get(topic, {})
                 if (topic, partition) not in hosted:
                     log.info("re-hosting %s:%s on %s", topic, partition, name)
-                    self._brokers.host(address, topic, partition)
+                    self._brokers.host(address, topic, partition, config)
+                elif hosted[(topic, partition)] != config:
+                    log.info("sending %s's configuration to %s for %s", topic, name, partition)
+                    self._brokers.host(address, topic, partition, config)
             ok = True
         except (Refusal, BrokerLostPartition) as e:
             log.debug("broker %s not ready: %s", name, e)

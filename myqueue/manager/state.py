@@ -14,6 +14,7 @@ from myqueue.core import defaults
 from myqueue.core.names import validate_broker_name, validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
+from myqueue.core.topicconfig import check_config
 from myqueue.core.view import ViewError, ViewUpdate
 
 
@@ -24,6 +25,8 @@ class EventType(StrEnum):
     PARTITION_ASSIGNED = "partition_assigned"
     PRODUCER_REGISTERED = "producer_registered"
     CONSUMER_REGISTERED = "consumer_registered"
+    TOPIC_CONFIGURED = "topic_configured"  # the topic's whole configuration (core/topicconfig.py)
+    TOPIC_DELETED = "topic_deleted"  # its partitions and configuration go; the name may be created again
 
 
 def event(kind: EventType, **fields) -> dict:
@@ -37,6 +40,7 @@ class ClusterState:
     brokers: dict[str, str] = field(default_factory=dict)  # name -> address, in registration order
     topics: dict[str, dict[str, str | None]] = field(default_factory=dict)  # topic -> partition -> broker
     producers: list[tuple[str, str | None]] = field(default_factory=list)  # id -> (topic, partition|None)
+    configs: dict[str, dict[str, int]] = field(default_factory=dict)  # topic -> its non-default config
     applied: int = 0  # number of events applied
 
     def apply(self, ev: dict) -> None:
@@ -51,6 +55,16 @@ class ClusterState:
             self.topics[ev["topic"]][ev["partition"]] = ev["broker"]
         elif kind is EventType.PRODUCER_REGISTERED:
             self.producers.append((ev["topic"], ev.get("partition")))
+        elif kind is EventType.TOPIC_CONFIGURED:
+            if ev["config"]:
+                self.configs[ev["topic"]] = dict(ev["config"])
+            else:
+                self.configs.pop(ev["topic"], None)
+        elif kind is EventType.TOPIC_DELETED:
+            # Seed producers of the topic keep their ids (ids are positions in the list); their
+            # produce answers TOPIC_NOT_FOUND until a topic of that name exists again.
+            self.topics.pop(ev["topic"], None)
+            self.configs.pop(ev["topic"], None)
         else:
             raise ValueError(f"event {kind.value} does not belong to the cluster state")
         self.applied += 1
@@ -69,6 +83,9 @@ class ClusterState:
         if producer_id >= len(self.producers):
             raise Refusal(Reason.PRODUCER_NOT_FOUND, f"producer {producer_id} is not registered")
         return self.producers[producer_id]
+
+    def config_of(self, topic: str) -> dict[str, int]:
+        return dict(self.configs.get(topic, {}))
 
     def seed_topics(self) -> dict[str, dict[str, str | None]]:
         """The seed's /topics answer: topic -> partition -> broker."""
@@ -147,6 +164,9 @@ def recovery_events(view: object, state: ClusterState) -> list[dict]:
             check_new_partition(scratch, topic, partition)
             owner = entry.broker if entry.broker in scratch.brokers else None
             add(event(EventType.PARTITION_ADDED, topic=topic, partition=partition, broker=owner))
+    for topic, config in offered.view.configs.items():
+        if topic in scratch.topics and config:
+            add(event(EventType.TOPIC_CONFIGURED, topic=topic, config=check_config(config)))
     for producer in offered.producers:
         check_new_producer(scratch)
         require_topic(scratch.topics, producer.topic)

@@ -111,6 +111,8 @@ def _check_run(
     workload = Workload(config, report, Progress(gates))
     history = workload.run(driver.run if driver else None)
     verdict = check(history, strict_writes=strict_writes, strict_delivery=strict_delivery)
+    if not config.keep_topics:
+        workload.delete_topics()
     if driver is not None and driver.problems:
         verdict = replace(verdict, problems=verdict.problems + tuple(driver.problems))
     return verdict

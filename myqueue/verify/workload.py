@@ -29,7 +29,7 @@ from typing import Any
 
 from myqueue.client import ApiHandler, Consumer, Producer
 from myqueue.client.address import manager_urls
-from myqueue.client.errors import AlreadyExists, BrokerUnavailable, MyQueueError
+from myqueue.client.errors import AlreadyExists, BrokerUnavailable, GroupNotFound, MyQueueError
 from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
 from myqueue.core.view import ClusterView, ViewError
@@ -74,6 +74,7 @@ class WorkloadConfig:
     client_timeout: float = defaults.CLIENT_TIMEOUT_S
     send_attempts: int = 10  # first send plus retries of a send that failed
     group_consumers: int = 0  # members of one consumer group sharing the topics (0: none)
+    keep_topics: bool = False  # leave the run's topics behind (default: deleted once the run is checked)
 
     def __post_init__(self) -> None:
         _bounded("messages", self.messages, 1, 10_000_000)
@@ -198,6 +199,40 @@ class Workload:
         member_id = member.member_id
         _quietly(functools.partial(member.close, commit=False, leave_group=False))
         return member_id
+
+    def delete_topics(self) -> None:
+        """Delete this run's topics (``--keep-topics`` skips it); a failure is reported, not raised:
+        the verdict is about the run, and an unreachable cluster must not hide it."""
+        api = ApiHandler(
+            self.config.broker, readonly=self.config.replica_port, timeout=self.config.client_timeout
+        )
+        try:
+            for topic in self.topics:
+                try:
+                    api.delete_topic(topic)
+                except MyQueueError as e:
+                    self.report(f"cleanup: could not delete topic {topic}: {e}")
+                    continue
+            self.report(f"cleanup: deleted topic(s) {', '.join(self.topics)} (--keep-topics keeps them)")
+        finally:
+            api.close()
+        self._delete_groups()
+
+    def _delete_groups(self) -> None:
+        """Forget the run's consumer groups on the coordinator (their members have left)."""
+        groups = [f"verify.{self.run_id}.c{i}" for i in range(self.config.consumers)]
+        groups += [self.group] if self.config.group_consumers else []
+        transport = Transport(timeout=self.config.client_timeout)
+        try:
+            for group in groups:
+                try:
+                    transport.json("DELETE", f"{self._managers.primary}/v1/groups/{group}")
+                except GroupNotFound:
+                    pass  # a seed-path consumer, or never joined
+                except MyQueueError as e:
+                    self.report(f"cleanup: could not delete consumer group {group}: {e}")
+        finally:
+            transport.close()
 
     # --- setup -----------------------------------------------------------------------------
     def _setup(self) -> None:

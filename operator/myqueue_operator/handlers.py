@@ -199,6 +199,7 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
         )
 
     @kopf.on.delete(GROUP, VERSION, TOPICS, id="finalize-topic", registry=registry)
+    @kopf_errors
     def topic_deleted(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
         logger.info(topics.finalize_topic(ctx, dict(body)))
 

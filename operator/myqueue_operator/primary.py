@@ -126,8 +126,34 @@ class PrimaryClient:
         """``GET /v1/groups/<name>``: members and, per partition of its topics, committed, end and lag."""
         return self._call("GET", f"{self.url}/v1/groups/{quote(name, safe='')}", timeout=GROUPS_TIMEOUT_S)
 
+    def set_topic_config(self, topic: str, config: dict[str, int]) -> dict[str, int]:
+        """Make ``config`` the topic's whole configuration (``PATCH /v1/topics/<t>/config``, replace)."""
+        answer = self._call(
+            "PATCH",
+            f"{self.url}/v1/topics/{quote(topic, safe='')}/config",
+            json_body={"config": config, "replace": True},
+        )
+        return dict(answer["config"])
+
+    def delete_topic(self, topic: str) -> bool:
+        """Delete the topic, its data and positions (``DELETE /v1/topics/<t>``). False: it did not exist."""
+        try:
+            self._call("DELETE", f"{self.url}/v1/topics/{quote(topic, safe='')}", timeout=REGISTER_TIMEOUT_S)
+        except PrimaryRefused as e:
+            if e.reason == Reason.TOPIC_NOT_FOUND.value:
+                return False
+            raise
+        return True
+
     # --- brokers ------------------------------------------------------------------------------------------
     def end_offsets(self, address: str) -> dict[tuple[str, str], int]:
         """(topic, partition) -> end offset of everything a broker hosts."""
+        return {key: end for key, (_, end) in self.log_offsets(address).items()}
+
+    def log_offsets(self, address: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """(topic, partition) -> (log start, end offset) of everything a broker hosts: one call."""
         answer = self._call("GET", address.rstrip("/") + PARTITIONS, timeout=BROKER_TIMEOUT_S)
-        return {(p["topic"], p["partition"]): int(p["end_offset"]) for p in answer.get("partitions", [])}
+        return {
+            (p["topic"], p["partition"]): (int(p.get("log_start_offset", 0)), int(p["end_offset"]))
+            for p in answer.get("partitions", [])
+        }

@@ -6,9 +6,15 @@ primary places each with ``myqueue.core.placement.place_partitions`` — the one
 — over its ready brokers. Then the operator copies placement (``/v1/metadata``) and end offsets
 (each broker's ``/v1/partitions``) into status.
 
+``spec.config`` (retention, like Strimzi's KafkaTopic) is made the topic's whole configuration in
+the primary when it differs from the one the metadata carries (one PATCH, only on a difference), and
+status.config shows what the primary holds. Log starts come from the same per-broker listing as the
+end offsets (one call per broker), so a resync costs what it did.
+
 Idempotent: what exists is counted first, so a resumed operator creates nothing twice, and a
-refused decrease changes nothing but the Ready condition. Deleting a Topic deletes no data (the
-managers have no topic-delete API yet): see ``finalize_topic``.
+refused decrease changes nothing but the Ready condition. Deleting a Topic follows
+``spec.deletionPolicy``: ``Retain`` (the default) keeps the topic and its data in the managers,
+``Delete`` deletes it through the primary before the finalizer goes (``finalize_topic``).
 """
 
 from __future__ import annotations
@@ -37,16 +43,21 @@ def _write(ctx: Context, obj: dict, status: dict) -> None:
 
 def end_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, int | None]:
     """partition -> end offset, asking each broker that holds some of the topic once."""
+    return {p: (None if log is None else log[1]) for p, log in log_offsets(ctx, metadata, topic).items()}
+
+
+def log_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, tuple[int, int] | None]:
+    """partition -> (log start, end offset), asking each broker that holds some of the topic once."""
     by_broker: dict[str, list[str]] = {}
     for p in metadata.topics.get(topic, ()):
         if p.broker:
             by_broker.setdefault(p.broker, []).append(p.partition)
-    offsets: dict[str, int | None] = {}
+    offsets: dict[str, tuple[int, int] | None] = {}
     for broker, partitions in by_broker.items():
         info = metadata.brokers.get(broker)
         address = info.address if info else None
         try:
-            hosted = ctx.primary.end_offsets(address) if address else {}
+            hosted = ctx.primary.log_offsets(address) if address else {}
         except PrimaryError as e:
             log.debug("no end offsets from %s: %s", broker, e)
             hosted = {}
@@ -158,7 +169,30 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
                     f"the primary manager did not answer: {e}",
                     ctx.config.retry_delay_s,
                 ) from e
-        offsets = end_offsets(ctx, metadata, topic)
+        wanted = render_topic.topic_config(obj)
+        config = metadata.config(topic)
+        if (existing or added) and "config" in (obj.get("spec") or {}):  # no spec.config: not managed here
+            if config != wanted:
+                try:
+                    config = ctx.primary.set_topic_config(topic, wanted)
+                except PrimaryUnavailable as e:
+                    raise fail(
+                        ConditionReason.PRIMARY_UNAVAILABLE,
+                        f"the primary manager did not answer: {e}",
+                        ctx.config.retry_delay_s,
+                    ) from e
+                except PrimaryRefused as e:
+                    raise fail(
+                        ConditionReason.CREATE_REFUSED,
+                        f"the primary refused the configuration: {e}",
+                        ctx.config.resync_s,
+                    ) from e
+                ctx.events(
+                    obj, "Normal", "ConfigApplied", f"topic {topic} configuration: {config or 'defaults'}"
+                )
+        logs = log_offsets(ctx, metadata, topic)
+        offsets = {p: (None if v is None else v[1]) for p, v in logs.items()}
+        starts = {p: (None if v is None else v[0]) for p, v in logs.items()}
         wire = metadata.to_json()  # render's topic functions read the view's JSON form
         ready, reason, message = render_topic.topic_readiness(wire, topic, desired, plan)
         status = render_topic.topic_status(
@@ -168,8 +202,9 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             ready=ready,
             reason=reason,
             message=message,
-            partitions=render_topic.topic_partitions(wire, topic, offsets),
+            partitions=render_topic.topic_partitions(wire, topic, offsets, starts),
             groups=group_lags(ctx, topic),
+            config=config,
         )
         _write(ctx, obj, status)
         return ready, reason
@@ -177,15 +212,32 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
 
 @metrics.reconciles("Topic", "finalize")
 def finalize_topic(ctx: Context, topic_obj: Mapping) -> str:
-    """A Topic CR is being deleted. The managers have no topic-delete API yet, so the topic, its
-    partitions and their data stay in the primary (and keep working through the HTTP API and the
-    client); the operator only says so in an Event and lets the CR go. It never blocks."""
+    """A Topic CR is being deleted. ``spec.deletionPolicy: Retain`` (the default): the topic, its
+    partitions and their data stay in the managers (and keep working through the HTTP API and the
+    client); an Event says so and the CR goes at once. ``Delete``: the topic is deleted through the
+    primary (``DELETE /v1/topics/<name>``: partitions, data, positions, both stores) and only then
+    does the finalizer go; while the primary does not answer or refuses, RetryLater keeps the
+    finalizer (kopf retries), so the resource never disappears with its topic still there."""
     meta = topic_obj["metadata"]
     topic = render_topic.topic_name(topic_obj)
+    if render_topic.deletion_policy(topic_obj) != "Delete":
+        ctx.locks.forget((TOPICS, meta["namespace"], meta["name"]))
+        message = f"Topic resource deleted; topic {topic} and its data are kept (spec.deletionPolicy: Retain)"
+        ctx.events(topic_obj, "Normal", "TopicKept", message)
+        return message
+    try:
+        existed = ctx.primary.delete_topic(topic)
+    except PrimaryUnavailable as e:
+        raise RetryLater(
+            f"could not delete topic {topic}: the primary did not answer: {e}", ctx.config.retry_delay_s
+        ) from e
+    except PrimaryRefused as e:
+        raise RetryLater(f"the primary refused to delete topic {topic}: {e}", ctx.config.retry_delay_s) from e
     ctx.locks.forget((TOPICS, meta["namespace"], meta["name"]))
     message = (
-        f"Topic resource deleted; topic {topic} and its data are kept in the managers "
-        "(they have no topic-delete API yet)"
+        f"Topic resource deleted; topic {topic}, its partitions and their data deleted (spec.deletionPolicy: Delete)"
+        if existed
+        else f"Topic resource deleted; topic {topic} did not exist in the managers any more"
     )
-    ctx.events(topic_obj, "Normal", "TopicKept", message)
+    ctx.events(topic_obj, "Normal", "TopicDeleted", message)
     return message

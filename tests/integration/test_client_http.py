@@ -84,7 +84,9 @@ class Stub:
                 return fail(421, "NOT_HERE", f"{broker} does not host {topic}:{partition}")
             log = self.logs[key]
             if suffix is None:
-                return ok({"topic": topic, "partition": partition, "end_offset": len(log)})
+                return ok(
+                    {"topic": topic, "partition": partition, "log_start_offset": 0, "end_offset": len(log)}
+                )
             if suffix.startswith("/positions/"):
                 group = suffix.removeprefix("/positions/")
                 if method == "PUT":

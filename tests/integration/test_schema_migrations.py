@@ -96,7 +96,7 @@ def test_a_database_made_by_the_previous_code_is_adopted_as_version_1_with_every
     meta = PostgresMetaStore(fresh_pg_dsn)
     try:
         assert storage.ready() and meta.ready()
-        assert version_rows(fresh_pg_dsn) == [(1,)]
+        assert version_rows(fresh_pg_dsn) == [(migrate.latest_version(),)]
         assert execute(fresh_pg_dsn, counts) == counted  # nothing lost, nothing added
         # batches and partitions (owned before the restart, so loaded)
         assert [(p.topic, p.partition, p.end_offset) for p in storage.partitions()] == [("T", "P", 105)]
@@ -128,17 +128,56 @@ def test_a_database_made_by_the_previous_code_is_adopted_as_version_1_with_every
         assert stored_records(again, "T", "P")[:105] == before["records"]
     finally:
         again.close()
-    assert version_rows(fresh_pg_dsn) == [(1,)]
+    assert version_rows(fresh_pg_dsn) == [(migrate.latest_version(),)]
+
+
+def test_upgrading_from_0001_gives_every_batch_a_time_and_the_partitions_their_log(fresh_pg_dsn):
+    """0002_retention: batches stored at version 1 read as appended at the upgrade; the partition
+    rows get their stored bytes and log start; seeks, retention and deletion work on them."""
+    before = write_through_the_previous_schema(fresh_pg_dsn)
+    pid = before["pid"]
+    execute(fresh_pg_dsn, migrate._VERSION_TABLE)
+    execute(fresh_pg_dsn, "INSERT INTO mq_schema_version (version) VALUES (1)")
+    (sizes,) = execute(
+        fresh_pg_dsn, "SELECT sum(octet_length(body)) FROM mq_batches WHERE partition_id = %s", (pid,)
+    )
+    upgrade_started = pg.now_ms()
+    storage = pg.PostgresStorage(fresh_pg_dsn, "broker0")
+    try:
+        assert storage.ready()
+        assert version_rows(fresh_pg_dsn) == [(2,)]
+        times = execute(fresh_pg_dsn, "SELECT append_time_ms FROM mq_batches WHERE partition_id = %s", (pid,))
+        assert times and all(upgrade_started - 60_000 <= t <= pg.now_ms() for (t,) in times)
+        stats = storage.describe("T", "P")
+        assert (stats.log_start_offset, stats.end_offset, stats.stored_bytes) == (0, 105, sizes[0])
+        assert stored_records(storage, "T", "P") == before["records"]
+        assert storage.offset_for_time("T", "P", 0) == 0
+        later = pg.now_ms() + 1000
+        assert storage.append("T", "P", framing.encode_batch([b"new"]), 1, append_time_ms=later) == 105
+        assert storage.offset_for_time("T", "P", later) == 105
+        # the batches from before the upgrade are older than ``later``: retention by time drops them
+        from myqueue.core.topicconfig import Retention
+
+        assert storage.apply_retention("T", "P", Retention(ms=500), now=later) == 105
+        assert storage.describe("T", "P").log_start_offset == 105
+        assert storage.take("g", "T", "P", 1) == ([(105, b"new")], 106)  # a stale position moves up
+        storage.delete_partition("T", "P")
+        assert execute(fresh_pg_dsn, "SELECT count(*) FROM mq_batches WHERE partition_id = %s", (pid,)) == [
+            (0,)
+        ]
+    finally:
+        storage.close()
 
 
 def test_brokers_and_managers_starting_at_once_apply_each_migration_once(fresh_pg_dsn):
+    n = migrate.latest_version()
     extra = (
         migrate.Migration(
-            2,
+            n + 1,
             "test_counter",
-            "CREATE TABLE mq_test_applied (version int); INSERT INTO mq_test_applied VALUES (2)",
+            f"CREATE TABLE mq_test_applied (version int); INSERT INTO mq_test_applied VALUES ({n + 1})",
         ),
-        migrate.Migration(3, "test_counter_again", "INSERT INTO mq_test_applied VALUES (3)"),
+        migrate.Migration(n + 2, "test_counter_again", f"INSERT INTO mq_test_applied VALUES ({n + 2})"),
     )
     known = migrate.migrations() + extra
     runners = 8
@@ -163,9 +202,12 @@ def test_brokers_and_managers_starting_at_once_apply_each_migration_once(fresh_p
         t.start()
     for t in threads:
         t.join(timeout=120)
-    assert results == [3] * runners, results
-    assert execute(fresh_pg_dsn, "SELECT version FROM mq_test_applied ORDER BY version") == [(2,), (3,)]
-    assert version_rows(fresh_pg_dsn) == [(3,)]
+    assert results == [n + 2] * runners, results
+    assert execute(fresh_pg_dsn, "SELECT version FROM mq_test_applied ORDER BY version") == [
+        (n + 1,),
+        (n + 2,),
+    ]
+    assert version_rows(fresh_pg_dsn) == [(n + 2,)]
 
 
 def test_real_stores_racing_on_a_new_database_all_become_ready(fresh_pg_dsn):
@@ -222,15 +264,16 @@ def test_a_database_newer_than_the_code_is_refused_and_left_alone(fresh_pg_dsn):
 
 
 def test_a_failing_migration_leaves_the_database_at_the_version_before_it(fresh_pg_dsn):
+    n = migrate.latest_version()
     broken = migrate.migrations() + (
-        migrate.Migration(2, "broken", "CREATE TABLE mq_half_done (v int); SELECT 1 / 0"),
+        migrate.Migration(n + 1, "broken", "CREATE TABLE mq_half_done (v int); SELECT 1 / 0"),
     )
     db = Database(fresh_pg_dsn, maxconn=1)
     try:
         with pytest.raises(psycopg2.errors.DivisionByZero):
             migrate.migrate(db, broken)
-        assert version_rows(fresh_pg_dsn) == [(1,)]  # 0001 committed in its own transaction
+        assert version_rows(fresh_pg_dsn) == [(n,)]  # each shipped one committed in its own transaction
         assert execute(fresh_pg_dsn, "SELECT to_regclass('mq_half_done')") == [(None,)]
-        assert migrate.migrate(db) == 1  # the shipped series is still satisfied
+        assert migrate.migrate(db) == n  # the shipped series is still satisfied
     finally:
         db.close()

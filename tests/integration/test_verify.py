@@ -125,6 +125,23 @@ def test_against_a_running_cluster_by_address(local_cluster):
             client_timeout=float(CLIENT_TIMEOUT),
             report=lines.append,
         )
+        # its topics are deleted once the run is checked (issue 13); --keep-topics keeps them
+        topics = requests.get(f"{cluster.primary_url}/topics", timeout=10).json()["message"]
+        assert not [t for t in topics if t.startswith("V")], topics
+        assert any(line.startswith("cleanup: deleted topic(s)") for line in lines), lines
+        kept = run(
+            broker=f"{cluster.host}:{cluster.primary_port}",
+            replica_port=cluster.replica_port,
+            messages=20,
+            producers=1,
+            consumers=1,
+            partitions=1,
+            keep_topics=True,
+            client_timeout=float(CLIENT_TIMEOUT),
+        )
+        assert kept.ok
+        topics = requests.get(f"{cluster.primary_url}/topics", timeout=10).json()["message"]
+        assert len([t for t in topics if t.startswith("V")]) == 1, topics
     assert verdict.ok, "\n".join(lines + verdict.report_lines())
     assert (verdict.acked, verdict.delivered, verdict.expected) == (200, 400, 400)
     assert any(line.startswith("setup: 2 topic(s)") for line in lines)

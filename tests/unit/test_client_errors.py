@@ -13,6 +13,7 @@ EXPECTED = {
     Reason.TOO_LARGE: errors.TooLarge,
     Reason.LIMIT_REACHED: errors.LimitReached,
     Reason.TOPIC_NOT_FOUND: errors.TopicNotFound,
+    Reason.TOPIC_BEING_DELETED: errors.TopicBeingDeleted,
     Reason.PARTITION_NOT_FOUND: errors.PartitionNotFound,
     Reason.PARTITION_EXISTS: errors.AlreadyExists,
     Reason.BROKER_NOT_FOUND: errors.NotFoundError,

@@ -380,10 +380,23 @@ def test_broker_answers_match_the_document(broker_doc: dict, broker_app: Flask) 
     check_response(doc, "GET", "/v1/partitions", client.get("/v1/partitions"), 200)
     check_response(doc, "PUT", part, client.put("/v1/partitions/T1/P1"), 200)
     check_response(doc, "PUT", part, client.put("/v1/partitions/T1/P1"), 200)  # idempotent
+    client.put("/v1/partitions/T1/P1", json={"config": {}})
     listed = client.get("/v1/partitions")
     check_response(doc, "GET", "/v1/partitions", listed, 200)
-    assert listed.get_json()["message"]["partitions"] == [{"topic": "T1", "partition": "P1", "end_offset": 0}]
+    assert listed.get_json()["message"]["partitions"] == [
+        {"topic": "T1", "partition": "P1", "log_start_offset": 0, "end_offset": 0, "config": {}}
+    ]
     check_response(doc, "GET", part, client.get("/v1/partitions/T1/P1"), 200)
+    configured = client.put("/v1/partitions/T1/P1", json={"config": {"retention.ms": 60000}})
+    check_response(doc, "PUT", part, configured, 200)
+    assert configured.get_json()["message"]["config"] == {"retention.ms": 60000}
+    for bad in ({"retention.ms": 0}, {"retention.ms": -1}, {"retention.ms": "x"}, {"nope": 1}):
+        refused = client.put("/v1/partitions/T1/P1", json={"config": bad})
+        check_response(doc, "PUT", part, refused, 400)
+    assert client.get("/v1/partitions/T1/P1").get_json()["message"]["config"] == {"retention.ms": 60000}
+    found = client.get("/v1/partitions/T1/P1/offsets?timestamp_ms=0")
+    check_response(doc, "GET", part + "/offsets", found, 200)
+    assert found.get_json()["message"]["offset"] is None  # nothing stored yet
 
     # An unknown (valid) partition is not a 404: this broker does not host it.
     missing = client.get("/v1/partitions/T1/nope")

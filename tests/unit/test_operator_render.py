@@ -569,6 +569,7 @@ class FakePrimary:
     def __init__(self):
         self.brokers: dict[str, str] = {}
         self.topics: dict[str, list[dict]] = {}
+        self.configs: dict[str, dict] = {}
         self.down = False
         self.calls: list[tuple] = []
 
@@ -583,6 +584,7 @@ class FakePrimary:
                 "version": 0,
                 "brokers": {n: {"address": a, "ready": True} for n, a in self.brokers.items()},
                 "topics": copy.deepcopy(self.topics),
+                "configs": copy.deepcopy(self.configs),
             }
         )
 
@@ -640,6 +642,21 @@ class FakePrimary:
             "group": name,
             "partitions": [{"topic": t, "partition": p, "lag": lag} for (t, p), lag in lags.items()],
         }
+
+    def log_offsets(self, address):
+        return {(t, p["partition"]): (2, 5) for t, parts in self.topics.items() for p in parts}
+
+    def set_topic_config(self, topic, config):
+        self._check()
+        self.calls.append(("config", topic, dict(config)))
+        self.configs[topic] = dict(config)
+        return dict(config)
+
+    def delete_topic(self, topic):
+        self._check()
+        self.calls.append(("delete", topic))
+        self.configs.pop(topic, None)
+        return self.topics.pop(topic, None) is not None
 
 
 @pytest.fixture
@@ -781,6 +798,7 @@ def test_reconcile_topic_creates_missing_partitions_once(ctx):
     assert (
         status["placement"] == "P1=broker-a P2=broker-a P3=broker-a"
         and status["endOffsets"] == "P1=5 P2=5 P3=5"
+        and status["logStartOffsets"] == "P1=2 P2=2 P3=2"
     )
     assert [r for _, _, r in ctx.sent] == ["PartitionsAdded", "PartitionsReady"]
     # A resumed operator (or its timer) does nothing twice.
@@ -873,7 +891,48 @@ def test_reconcile_topic_invalid_and_gone(ctx):
 def test_finalize_topic_keeps_the_data_and_never_calls_the_primary(ctx):
     ctx.primary.down = True
     assert "kept" in finalize_topic(ctx, topic_obj())
-    assert ctx.sent == [("orders", "Normal", "TopicKept")]
+    assert finalize_topic(ctx, topic_obj(deletionPolicy="Retain")).endswith("Retain)")
+    assert ctx.sent == [("orders", "Normal", "TopicKept")] * 2
+
+
+def test_finalize_topic_with_delete_deletes_through_the_primary_and_retries_while_it_is_down(ctx):
+    ctx.primary.topics = {"orders": [{"partition": "P1", "broker": None}]}
+    ctx.primary.down = True
+    with pytest.raises(RetryLater):
+        finalize_topic(ctx, topic_obj(deletionPolicy="Delete"))
+    ctx.primary.down = False
+    assert "deleted" in finalize_topic(ctx, topic_obj(deletionPolicy="Delete"))
+    assert ctx.primary.calls == [("delete", "orders")] and "orders" not in ctx.primary.topics
+    assert "did not exist" in finalize_topic(ctx, topic_obj(deletionPolicy="Delete"))
+    assert [r for _, _, r in ctx.sent] == ["TopicDeleted", "TopicDeleted"]
+
+
+def test_reconcile_topic_applies_spec_config_once_and_shows_it(ctx):
+    ctx.primary.brokers = {"broker-a": "http://a:8080"}
+    ctx.kube.add(
+        "topics", topic_obj(partitions=1, config={"retention.ms": "60000", "retention.messages": 10})
+    )
+    assert reconcile_topic(ctx, "mq", "orders") == (True, ConditionReason.PARTITIONS_READY)
+    wanted = {"retention.ms": 60000, "retention.messages": 10}
+    assert [c for c in ctx.primary.calls if c[0] == "config"] == [("config", "orders", wanted)]
+    status = ctx.kube.customs[("topics", "orders")]["status"]
+    assert status["config"] == {"retention.ms": "60000", "retention.messages": "10"}
+    reconcile_topic(ctx, "mq", "orders")  # a resync with nothing changed sends nothing
+    assert len([c for c in ctx.primary.calls if c[0] == "config"]) == 1
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"config": {"retention.ms": 0}},
+        {"config": {"retention.ms": "-1"}},
+        {"config": {"retention.hours": 1}},
+        {"config": {"retention.bytes": "lots"}},
+        {"deletionPolicy": "Shred"},
+    ],
+)
+def test_bad_topic_config_or_deletion_policy_is_an_invalid_spec(spec):
+    assert render_topic.topic_spec_problems(topic_obj(**spec))
 
 
 def test_handler_errors_map_to_kopf_retry_semantics():

@@ -37,7 +37,7 @@ class InProcessBroker(BrokerClient):
             "partitions": [{"topic": p.topic, "partition": p.partition} for p in self.storage.partitions()]
         }
 
-    def host(self, address, topic, partition):
+    def host(self, address, topic, partition, config=None):
         self.storage.host(topic, partition)
         return {}
 

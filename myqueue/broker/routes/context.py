@@ -16,8 +16,11 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.storage import OutcomeUnknown
 
+from ..appendtime import AppendClock
 from ..metrics import BrokerMetrics
+from ..retention import RetentionTable
 from ..storage import LogStorage, NotHosted, SequenceError
+from ..storage.base import OffsetOutOfRange
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as producer ids
 
@@ -56,11 +59,15 @@ class BrokerContext:
     draining: threading.Event  # set on SIGTERM: long-polls end
     waiters: Waiters
     metrics: BrokerMetrics
+    clock: AppendClock  # the log-append time's one stamp (appendtime.py)
+    retention: RetentionTable  # each hosted partition's topic configuration (retention.py)
 
     def as_refusal(self, error: Exception) -> Refusal | None:
         """Storage's own exceptions as the refusals they mean (both entry points)."""
         if isinstance(error, NotHosted):
             return Refusal(Reason.NOT_HERE, f"broker {self.name} does not host partition {error}")
+        if isinstance(error, OffsetOutOfRange):
+            return Refusal(Reason.OFFSET_OUT_OF_RANGE, str(error))
         if isinstance(error, SequenceError):
             return Refusal(Reason.SEQUENCE_CONFLICT, f"idempotent producer out of sequence: {error}")
         return None

@@ -5,6 +5,7 @@ core.framing), stamp a v2 batch's log-append time, hand the bytes to storage, wa
 fetchers, answer with the base offset. Nothing here looks inside a record. Both are served by the lean lane too (``service/lean.py``).
 """
 
+import logging
 import time
 
 from myqueue.core import defaults, framing
@@ -15,7 +16,10 @@ from myqueue.service.call import Call
 from myqueue.service.envelope import Raw
 from myqueue.service.routes import Route
 
+from ..storage.base import OffsetOutOfRange
 from .context import BrokerContext, outcome_unknown_in_storage_words, partition_key, request_id
+
+log = logging.getLogger(__name__)
 
 
 def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dict:
@@ -32,22 +36,22 @@ def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dic
     count = framing.check_batch(
         body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=broker.max_message_bytes
     )
-    # The log-append time: stamped here, once the batch passed its checks, into the v2 batch's
-    # bytes 8..16 (outside its CRC; a v1 batch has no such field and is stored as it came).
-    body = framing.stamp_append_time(body, time.time_ns() // 1_000_000)
     duplicate = False
     storage = broker.storage
-    with outcome_unknown_in_storage_words():
+    seq = 0
+    if producer_id is not None:
+        producer_id = validate_producer_id(producer_id)
+        seq = parse_int(sequence, "sequence", low=0, high=2**62)
+    # The log-append time is stamped here, the one place (appendtime.py), held across the append.
+    with outcome_unknown_in_storage_words(), broker.clock.stamp(key) as append_time_ms:
+        # The same time goes into a v2 batch's bytes 8..16 (outside its CRC; a v1 batch has no such
+        # field and is stored as it came), so the records carry what storage indexes.
+        body = framing.stamp_append_time(body, append_time_ms)
         if producer_id is None:
-            base = storage.append(key[0], key[1], body, count, rid)
+            base = storage.append(key[0], key[1], body, count, rid, append_time_ms)
         else:
             base, duplicate = storage.append_sequenced(
-                key[0],
-                key[1],
-                body,
-                count,
-                validate_producer_id(producer_id),
-                parse_int(sequence, "sequence", low=0, high=2**62),
+                key[0], key[1], body, count, producer_id, seq, append_time_ms
             )
     if not duplicate:
         broker.metrics.appended(key, count, len(body))
@@ -70,6 +74,17 @@ def fetch(broker: BrokerContext, call: Call, topic: str, partition: str) -> Raw:
         default=defaults.DEFAULT_FETCH_MAX_BYTES,
     )
     wait_ms = parse_int(args.get("wait_ms"), "wait_ms", low=0, high=defaults.MAX_FETCH_WAIT_MS, default=0)
+    try:
+        return _fetch(broker, key, offset, max_records, max_bytes, wait_ms)
+    except OffsetOutOfRange:
+        broker.metrics.out_of_range(key)
+        log.info("fetch of %s:%s at %d is below the log start", key[0], key[1], offset)
+        raise
+
+
+def _fetch(
+    broker: BrokerContext, key: tuple[str, str], offset: int, max_records: int, max_bytes: int, wait_ms: int
+) -> Raw:
     storage, waiters = broker.storage, broker.waiters
     with outcome_unknown_in_storage_words():
         result = storage.read(key[0], key[1], offset, max_records, max_bytes)

@@ -9,7 +9,15 @@ Invariants, whatever the backend:
 - ``append`` returns only once the batch is stored (for PostgreSQL: committed), so an
   acknowledged batch is never lost by a backend that persists.
 - A consumer group's position is the next offset it will read; a group with no stored position
-  reads from offset 0 (so a partition created after a group subscribed is read from its start).
+  reads from the log start (so a partition created after a group subscribed is read from its start).
+- Every stored batch carries its log-append time in ms (``append_time_ms``), stamped by the broker's
+  append route (``broker/appendtime.py``, ``AppendClock.stamp``) and kept by storage beside the
+  batch (memory: a parallel array; PostgreSQL: ``mq_batches.append_time_ms``). Per partition the
+  times never decrease: storage keeps ``max(stamp, last stored time)`` (which differs from the stamp
+  only after a partition moved to a broker whose clock is behind), so a time lookup is a binary search
+  (``offset_for_time``).
+- Retention drops whole batches from the head (``apply_retention``): the log start offset moves up,
+  offsets are never reused, and a read below the log start raises ``OffsetOutOfRange``.
 - Records are opaque bytes; batches are stored as the record batch the producer framed
   (``myqueue.core.framing``, v1 or v2), never re-encoded: the broker only stamps a v2 batch's
   log-append time (outside its CRC) before ``append``.
@@ -20,15 +28,33 @@ partition is served by one broker at a time (placement), which makes that suffic
 """
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from myqueue.core import framing
+from myqueue.core.topicconfig import Retention
 
 
 class NotHosted(Exception):
     """This broker does not host the partition."""
+
+
+class OffsetOutOfRange(Exception):
+    """A read below the log start: retention dropped those records (``log_start``, ``end_offset``)."""
+
+    def __init__(self, topic: str, partition: str, offset: int, log_start: int, end_offset: int):
+        super().__init__(
+            f"offset {offset} of {topic}:{partition} is before the log start {log_start} "
+            f"(end offset {end_offset}): retention dropped those records"
+        )
+        self.offset, self.log_start, self.end_offset = offset, log_start, end_offset
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch (the log-append time's clock)."""
+    return time.time_ns() // 1_000_000
 
 
 class SequenceError(Exception):
@@ -78,6 +104,7 @@ class PartitionInfo:
     topic: str
     partition: str
     end_offset: int
+    log_start_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,9 +201,18 @@ class LogStorage(ABC):
     # --- the log -------------------------------------------------------------------------
     @abstractmethod
     def append(
-        self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None
+        self,
+        topic: str,
+        partition: str,
+        batch: bytes,
+        count: int,
+        request_id: str | None = None,
+        append_time_ms: int | None = None,
     ) -> int:
         """Store one checked record batch; return its base offset. Raises NotHosted.
+
+        ``append_time_ms`` is the broker's stamp (``AppendClock``); None (direct callers: the
+        self-test, tests) stamps ``now_ms()``. Storage keeps it monotonic per partition.
 
         With a ``request_id`` (the managers' seed appends), an append repeating a recent request id
         of the partition stores nothing and returns the original base offset: the storage may then
@@ -184,7 +220,14 @@ class LogStorage(ABC):
 
     @abstractmethod
     def append_sequenced(
-        self, topic: str, partition: str, batch: bytes, count: int, producer_id: str, sequence: int
+        self,
+        topic: str,
+        partition: str,
+        batch: bytes,
+        count: int,
+        producer_id: str,
+        sequence: int,
+        append_time_ms: int | None = None,
     ) -> tuple[int, bool]:
         """Idempotent append: (base offset, False) when stored now, (the original base offset, True)
         when this is a resend of the producer's last stored batch. The check and the append are
@@ -192,7 +235,31 @@ class LogStorage(ABC):
 
     @abstractmethod
     def read(self, topic: str, partition: str, offset: int, max_records: int, max_bytes: int) -> ReadResult:
-        """Records from ``offset`` on (at least one record when any exist). Raises NotHosted."""
+        """Records from ``offset`` on (at least one record when any exist). Raises NotHosted, and
+        OffsetOutOfRange when ``offset`` is below the log start."""
+
+    @abstractmethod
+    def offset_for_time(self, topic: str, partition: str, timestamp_ms: int) -> int | None:
+        """The base offset of the first stored batch appended at or after ``timestamp_ms`` (a binary
+        search over the monotonic append times), or None when every stored batch is older. Raises
+        NotHosted."""
+
+    @abstractmethod
+    def describe(self, topic: str, partition: str) -> PartitionStats:
+        """One hosted partition's log start, end offset and stored bytes. Raises NotHosted."""
+
+    @abstractmethod
+    def apply_retention(self, topic: str, partition: str, retention: Retention, now: int) -> int:
+        """Drop whole batches from the head while every record of the head batch is past a limit of
+        ``retention`` (``now`` in ms for ``retention.ms``); returns the records dropped. The log
+        start offset moves to the first kept batch (the end offset when none is kept). Raises
+        NotHosted."""
+
+    @abstractmethod
+    def delete_partition(self, topic: str, partition: str) -> None:
+        """Remove a deleted topic's partition: its batches, positions and producer state, whoever
+        hosts it (PostgreSQL: the rows; memory: this broker's copy). A partition of that name
+        created afterwards starts at offset 0. Idempotent."""
 
     # --- consumer positions ----------------------------------------------------------------
     @abstractmethod
@@ -221,7 +288,12 @@ class LogStorage(ABC):
                 replay, start, limit = True, last[1], last[2]
             else:
                 replay, start, limit = False, self.get_position(group, topic, partition) or 0, max_records
-            result = self.read(topic, partition, start, limit, 1 << 62)
+            try:
+                result = self.read(topic, partition, start, limit, 1 << 62)
+            except OffsetOutOfRange as e:
+                # The seed path has no error for it: a position below the log start moves there.
+                replay, start = False, e.log_start
+                result = self.read(topic, partition, start, limit, 1 << 62)
             records = [
                 (base + i, value)
                 for base, body in result.batches

@@ -42,6 +42,7 @@ import uuid
 import psycopg2
 
 from myqueue.core import defaults, framing
+from myqueue.core.topicconfig import Retention
 from myqueue.db import copy_codec
 from myqueue.db.migrate import migrate
 from myqueue.db.pool import Database
@@ -50,11 +51,13 @@ from .base import (
     GroupPosition,
     LogStorage,
     NotHosted,
+    OffsetOutOfRange,
     PartitionInfo,
     PartitionStats,
     ReadResult,
     SequenceError,
     expect,
+    now_ms,
     trim_batches,
 )
 
@@ -85,17 +88,21 @@ ORDER BY m.base_offset
 """
 
 MAX_ROWS_PER_READ = 1000
-# The metrics' aggregate (``stats``): log start (the first stored batch), end offset and stored bytes.
-_STATS = """
-SELECT p.id, p.next_offset, coalesce(min(b.base_offset), p.next_offset), coalesce(sum(octet_length(b.body)), 0)
-FROM mq_partitions p LEFT JOIN mq_batches b ON b.partition_id = p.id
-WHERE p.id = ANY(%s) GROUP BY p.id, p.next_offset
-"""
+# The metrics' read (``stats``): log start, end offset and stored bytes, kept on the partition row
+# by mq_append and mq_retain (0002), so a scrape reads one row per partition, not its batches.
+_STATS = "SELECT id, next_offset, log_start, stored_bytes FROM mq_partitions WHERE id = ANY(%s)"
+# Retention drops at most this many batches per partition per call (a bounded transaction).
+RETAIN_MAX_BATCHES = 10_000
 
 # Batches at least this large are appended by binary COPY (two round trips, no hex encoding);
 # smaller ones by one statement. Measured crossover on loopback: a few kB.
 COPY_MIN_BYTES = 8 * 1024
-_COPY_APPEND = "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body) FROM STDIN (FORMAT binary)"
+_COPY_APPEND = (
+    "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body, append_time_ms) "
+    "FROM STDIN (FORMAT binary)"
+)
+# 0001's view, without the time (the trigger of 0002 stamps now when it is missing).
+_COPY_APPEND_UNTIMED = "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body) FROM STDIN (FORMAT binary)"
 _APPEND_RESULT = re.compile(r"mq_append_result (?:(\d+) (stored|duplicate)|(not_hosted))")
 
 
@@ -153,15 +160,15 @@ class PostgresStorage(LogStorage):
             cur.execute(
                 "INSERT INTO mq_partitions (topic, partition, owner) VALUES (%s, %s, %s) "
                 "ON CONFLICT (topic, partition) DO UPDATE SET owner = EXCLUDED.owner "
-                "RETURNING id, next_offset",
+                "RETURNING id, next_offset, log_start",
                 (topic, partition, self._owner),
             )
             return cur.fetchone()
 
-        pid, end = self._db.run(work, idempotent=True, transaction=False)
+        pid, end, start = self._db.run(work, idempotent=True, transaction=False)
         with self._ids_lock:
             self._ids[(topic, partition)] = pid
-        return PartitionInfo(topic, partition, end)
+        return PartitionInfo(topic, partition, end, start)
 
     def unhost(self, topic: str, partition: str) -> None:
         self._ensure_loaded()
@@ -184,11 +191,14 @@ class PostgresStorage(LogStorage):
             return []
 
         def work(cur):
-            cur.execute("SELECT id, next_offset FROM mq_partitions WHERE id = ANY(%s)", (list(ids.values()),))
-            return dict(cur.fetchall())
+            cur.execute(
+                "SELECT id, next_offset, log_start FROM mq_partitions WHERE id = ANY(%s)",
+                (list(ids.values()),),
+            )
+            return {pid: (end, start) for pid, end, start in cur.fetchall()}
 
-        ends = self._db.run(work, idempotent=True, transaction=False)
-        return [PartitionInfo(t, p, ends.get(pid, 0)) for (t, p), pid in ids.items()]
+        logs = self._db.run(work, idempotent=True, transaction=False)
+        return [PartitionInfo(t, p, *logs.get(pid, (0, 0))) for (t, p), pid in ids.items()]
 
     def end_offset(self, topic: str, partition: str) -> int:
         pid = self._id(topic, partition)
@@ -202,15 +212,22 @@ class PostgresStorage(LogStorage):
 
     # --- the log -------------------------------------------------------------------------------
     def append(
-        self, topic: str, partition: str, batch: bytes, count: int, request_id: str | None = None
+        self,
+        topic: str,
+        partition: str,
+        batch: bytes,
+        count: int,
+        request_id: str | None = None,
+        append_time_ms: int | None = None,
     ) -> int:
         pid = self._id(topic, partition)
+        stamp = now_ms() if append_time_ms is None else append_time_ms
         if request_id is not None:
 
             def with_request(cur):
                 cur.execute(
-                    "SELECT base FROM mq_append_request(%s, %s, %s, %s)",
-                    (pid, request_id, count, psycopg2.Binary(batch)),
+                    "SELECT base FROM mq_append_request(%s, %s, %s, %s, %s)",
+                    (pid, request_id, count, psycopg2.Binary(batch), stamp),
                 )
                 row = cur.fetchone()
                 return None if row is None else row[0]
@@ -220,12 +237,12 @@ class PostgresStorage(LogStorage):
         elif len(batch) >= COPY_MIN_BYTES:
             # Not idempotent: a retry after the data reached the server could append twice.
             base, _ = self._db.run(
-                lambda cur: _copy_append(cur, pid, None, 0, count, batch), transaction=False
+                lambda cur: _copy_append(cur, pid, None, 0, count, batch, stamp), transaction=False
             )
         else:
 
             def work(cur):
-                cur.execute("SELECT mq_append(%s, %s, %s)", (pid, count, psycopg2.Binary(batch)))
+                cur.execute("SELECT mq_append(%s, %s, %s, %s)", (pid, count, psycopg2.Binary(batch), stamp))
                 return cur.fetchone()[0]
 
             base = self._db.run(work, transaction=False)
@@ -234,17 +251,25 @@ class PostgresStorage(LogStorage):
         return base
 
     def append_sequenced(
-        self, topic: str, partition: str, batch: bytes, count: int, producer_id: str, sequence: int
+        self,
+        topic: str,
+        partition: str,
+        batch: bytes,
+        count: int,
+        producer_id: str,
+        sequence: int,
+        append_time_ms: int | None = None,
     ) -> tuple[int, bool]:
         pid = self._id(topic, partition)
+        stamp = now_ms() if append_time_ms is None else append_time_ms
 
         def work(cur):
             try:
                 if len(batch) >= COPY_MIN_BYTES:
-                    return _copy_append(cur, pid, producer_id, sequence, count, batch)
+                    return _copy_append(cur, pid, producer_id, sequence, count, batch, stamp)
                 cur.execute(
-                    "SELECT base, duplicate FROM mq_append_sequenced(%s, %s, %s, %s, %s)",
-                    (pid, producer_id, sequence, count, psycopg2.Binary(batch)),
+                    "SELECT base, duplicate FROM mq_append_sequenced(%s, %s, %s, %s, %s, %s)",
+                    (pid, producer_id, sequence, count, psycopg2.Binary(batch), stamp),
                 )
             except psycopg2.Error as e:
                 if e.pgcode == "MQ001":
@@ -270,9 +295,9 @@ class PostgresStorage(LogStorage):
         }
 
         def work(cur):
-            cur.execute("SELECT next_offset FROM mq_partitions WHERE id = %s", (pid,))
+            cur.execute("SELECT next_offset, log_start FROM mq_partitions WHERE id = %s", (pid,))
             row = cur.fetchone()
-            if row is None or offset >= row[0]:
+            if row is None or offset >= row[0] or offset < row[1]:
                 return row, []  # a caught-up consumer's poll costs this one cheap statement
             out = io.BytesIO()
             cur.copy_expert(cur.mogrify(f"COPY ({_READ}) TO STDOUT (FORMAT binary)", params).decode(), out)
@@ -289,12 +314,80 @@ class PostgresStorage(LogStorage):
         row, rows = self._db.run(work, idempotent=True, transaction=False)
         if row is None:
             raise NotHosted(f"{topic}:{partition}")
-        end = row[0]
+        end, start = row
+        if offset < start or (rows and rows[0][0] > offset):
+            # Below the log start, or retention dropped the batch holding ``offset`` meanwhile.
+            raise OffsetOutOfRange(topic, partition, offset, max(start, rows[0][0] if rows else 0), end)
         if not rows:
             return ReadResult(end, offset)
         kept, records = trim_batches(rows, offset, max_records, max_bytes)
         next_offset = kept[-1][0] + framing.batch_count(kept[-1][1]) if kept else offset
         return ReadResult(end, next_offset, kept, records)
+
+    def offset_for_time(self, topic: str, partition: str, timestamp_ms: int) -> int | None:
+        pid = self._id(topic, partition)
+
+        def work(cur):
+            # An index lookup on mq_batches_time (0002): times never decrease with the offset.
+            cur.execute(
+                "SELECT base_offset FROM mq_batches WHERE partition_id = %s AND append_time_ms >= %s "
+                "ORDER BY append_time_ms, base_offset LIMIT 1",
+                (pid, timestamp_ms),
+            )
+            row = cur.fetchone()
+            return None if row is None else row[0]
+
+        return self._db.run(work, idempotent=True, transaction=False)
+
+    def describe(self, topic: str, partition: str) -> PartitionStats:
+        pid = self._id(topic, partition)
+
+        def work(cur):
+            cur.execute(_STATS, ([pid],))
+            return cur.fetchone()
+
+        row = self._db.run(work, idempotent=True, transaction=False)
+        if row is None:
+            raise NotHosted(f"{topic}:{partition}")
+        return PartitionStats(topic, partition, row[2], row[1], row[3])
+
+    def apply_retention(self, topic: str, partition: str, retention: Retention, now: int) -> int:
+        if retention.unlimited:
+            return 0
+        pid = self._id(topic, partition)
+
+        def work(cur):
+            cur.execute(
+                "SELECT mq_retain(%s, %s, %s, %s, %s, %s)",
+                (pid, now, retention.ms, retention.bytes, retention.messages, RETAIN_MAX_BATCHES),
+            )
+            return cur.fetchone()[0]
+
+        dropped = self._db.run(work, idempotent=True)
+        if dropped is None:
+            raise NotHosted(f"{topic}:{partition}")
+        return dropped
+
+    def delete_partition(self, topic: str, partition: str) -> None:
+        self._ensure_loaded()
+        with self._ids_lock:
+            self._ids.pop((topic, partition), None)
+
+        def work(cur):
+            cur.execute(
+                "SELECT id FROM mq_partitions WHERE topic = %s AND partition = %s FOR UPDATE",
+                (topic, partition),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return
+            for table in ("mq_batches", "mq_positions", "mq_producers", "mq_requests"):
+                cur.execute(f"DELETE FROM {table} WHERE partition_id = %s", (row[0],))  # noqa: S608 - fixed names
+            cur.execute("DELETE FROM mq_partitions WHERE id = %s", (row[0],))
+
+        self._db.run(work, idempotent=True)
+        for key in [k for k in self._last_takes if k[1:] == (topic, partition)]:
+            self._last_takes.pop(key, None)
 
     # --- positions -------------------------------------------------------------------------------
     def get_position(self, group: str, topic: str, partition: str) -> int | None:
@@ -314,7 +407,7 @@ class PostgresStorage(LogStorage):
         if offset == "latest":
             source = "SELECT %(g)s, id, next_offset FROM mq_partitions WHERE id = %(id)s"
         elif offset == "earliest":
-            source = "SELECT %(g)s, %(id)s, 0"
+            source = "SELECT %(g)s, id, log_start FROM mq_partitions WHERE id = %(id)s"
         else:
             source = "SELECT %(g)s, %(id)s, %(off)s::bigint"
         sql = (
@@ -376,10 +469,10 @@ class PostgresStorage(LogStorage):
                 "INSERT INTO mq_partitions (topic, partition) VALUES ('__selftest__', md5(random()::text)) RETURNING id"
             )
             pid = cur.fetchone()[0]
-            cur.execute("SELECT mq_append(%s, 2, %s)", (pid, psycopg2.Binary(body)))
+            cur.execute("SELECT mq_append(%s, 2, %s, %s)", (pid, psycopg2.Binary(body), now_ms()))
             expect(cur.fetchone()[0], 0, "the first batch gets offset 0")
             checks.append("append assigns offset 0")
-            cur.execute("SELECT mq_append(%s, 2, %s)", (pid, psycopg2.Binary(body)))
+            cur.execute("SELECT mq_append(%s, 2, %s, %s)", (pid, psycopg2.Binary(body), now_ms()))
             expect(cur.fetchone()[0], 2, "the second batch follows the first")
             checks.append("append assigns consecutive offsets")
             cur.execute(_READ, {"id": pid, "off": 1, "rows": 10, "max_bytes": 1 << 20, "max_records": 2})
@@ -433,23 +526,34 @@ class PostgresStorage(LogStorage):
         self._db.close()
 
 
-def _copy_append(cur, pid: int, producer_id: str | None, sequence: int, count: int, batch: bytes):
+def _copy_append(
+    cur,
+    pid: int,
+    producer_id: str | None,
+    sequence: int,
+    count: int,
+    batch: bytes,
+    append_time_ms: int | None = None,
+):
     """Append one batch through ``COPY mq_append_input`` (binary); returns (base or None, duplicate).
 
     The trigger's ``RAISE INFO`` arrives before COPY completes; psycopg2 moves pending notices into
     ``connection.notices`` on its next call, which ``commit()`` (a no-op in autocommit) is.
     """
     conn = cur.connection
-    row = copy_codec.row(
+    fields = [
         copy_codec.int8(pid),
         copy_codec.text(producer_id),
         copy_codec.int8(sequence),
         copy_codec.int4(count),
         copy_codec.raw(batch),
-    )
-    data = copy_codec.encode([row])
+    ]
+    if append_time_ms is not None:
+        fields.append(copy_codec.int8(append_time_ms))
+    data = copy_codec.encode([copy_codec.row(*fields)])
     del conn.notices[:]
-    cur.copy_expert(_COPY_APPEND, io.BytesIO(data), size=len(data))
+    statement = _COPY_APPEND if append_time_ms is not None else _COPY_APPEND_UNTIMED
+    cur.copy_expert(statement, io.BytesIO(data), size=len(data))
     conn.commit()
     result = _append_result(conn.notices)
     if result is None:

@@ -60,10 +60,38 @@ def unregister_broker(m: ManagerContext, call: Call, name: str) -> dict:
     return {"removed": names, "partitions_moved": moved}
 
 
+def describe_topic(m: ManagerContext, call: Call, name: str) -> dict:
+    """``GET /v1/topics/<name>``: configuration, placement, and each partition's log on its broker."""
+    return m.need_primary().describe_topic(name)
+
+
+def alter_topic(m: ManagerContext, call: Call, name: str) -> dict:
+    """``PATCH /v1/topics/<name>/config``: keys given change (null: back to unlimited); with
+    ``"replace": true`` the given configuration is the whole one."""
+    p = m.need_primary()
+    data = call.json_object()
+    reject_unknown_fields(data, {"config", "replace"})
+    if "config" not in data:
+        raise Refusal(Reason.INVALID_REQUEST, "field 'config' is required")
+    replace = data.get("replace", False)
+    if not isinstance(replace, bool):
+        raise Refusal(Reason.INVALID_REQUEST, "replace must be true or false")
+    return {"topic": name, "config": p.alter_topic_config(name, data["config"], replace=replace)}
+
+
+def delete_topic(m: ManagerContext, call: Call, name: str) -> dict:
+    """``DELETE /v1/topics/<name>``: the partitions, their data and positions everywhere."""
+    p = m.need_primary()
+    return {"topic": name, "deleted_partitions": p.delete_topic(name)}
+
+
 ROUTES = (
     Route("GET", "/v1/metadata", metadata),
     Route("GET", "/v1/view", view),
     Route("POST", "/v1/view", offer_view),
     Route("POST", "/v1/brokers", register_broker),
     Route("DELETE", "/v1/brokers/<name>", unregister_broker),
+    Route("GET", "/v1/topics/<name>", describe_topic),
+    Route("PATCH", "/v1/topics/<name>/config", alter_topic),
+    Route("DELETE", "/v1/topics/<name>", delete_topic),
 )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from myqueue.core import defaults
 from myqueue.core.names import validate_topic
 from myqueue.core.refusal import Refusal
+from myqueue.core.topicconfig import check_config
 
 from .conditions import ConditionReason, ready_condition, with_condition
 
@@ -19,6 +20,21 @@ from .conditions import ConditionReason, ready_condition, with_condition
 def topic_name(topic: Mapping) -> str:
     """The topic's name in myqueue: spec.name, default metadata.name."""
     return (topic.get("spec") or {}).get("name") or topic["metadata"]["name"]
+
+
+DELETION_POLICIES = ("Retain", "Delete")
+
+
+def deletion_policy(topic: Mapping) -> str:
+    """spec.deletionPolicy: Retain (default: deleting the resource keeps the topic) or Delete."""
+    return (topic.get("spec") or {}).get("deletionPolicy") or "Retain"
+
+
+def topic_config(topic: Mapping) -> dict[str, int]:
+    """spec.config checked like the HTTP API's (decimal strings allowed, as Strimzi's KafkaTopic);
+    raises Refusal naming the first wrong key."""
+    checked = check_config((topic.get("spec") or {}).get("config") or {}, strings=True)
+    return {k: v for k, v in checked.items() if v is not None}
 
 
 def topic_spec_problems(topic: Mapping) -> list[str]:
@@ -35,6 +51,12 @@ def topic_spec_problems(topic: Mapping) -> list[str]:
         or not 1 <= count <= defaults.MAX_PARTITIONS_PER_TOPIC
     ):
         problems.append(f"spec.partitions must be an integer from 1 to {defaults.MAX_PARTITIONS_PER_TOPIC}")
+    try:
+        topic_config(topic)
+    except Refusal as e:
+        problems.append(f"spec.config: {e.message}")
+    if deletion_policy(topic) not in DELETION_POLICIES:
+        problems.append(f"spec.deletionPolicy must be one of {', '.join(DELETION_POLICIES)}")
     return problems
 
 
@@ -65,13 +87,20 @@ def plan_partitions(existing: Sequence[str], desired: int) -> PartitionPlan:
     return PartitionPlan(add=add)
 
 
-def topic_partitions(metadata: Mapping, topic: str, offsets: Mapping[str, int | None]) -> list[dict]:
-    """status.partitions from the primary's /v1/metadata and the brokers' end offsets."""
+def topic_partitions(
+    metadata: Mapping,
+    topic: str,
+    offsets: Mapping[str, int | None],
+    starts: Mapping[str, int | None] | None = None,
+) -> list[dict]:
+    """status.partitions from the primary's /v1/metadata and the brokers' log starts and end offsets."""
     out = []
     for entry in (metadata.get("topics") or {}).get(topic, []):
         item = {"name": entry["partition"]}
         if entry.get("broker"):
             item["broker"] = entry["broker"]
+        if starts and starts.get(entry["partition"]) is not None:
+            item["logStartOffset"] = starts[entry["partition"]]
         if offsets.get(entry["partition"]) is not None:
             item["endOffset"] = offsets[entry["partition"]]
         out.append(item)
@@ -145,9 +174,10 @@ def topic_status(
     message: str,
     partitions: list[dict] | None = None,
     groups: list[dict] | None = None,
+    config: Mapping[str, int] | None = None,
 ) -> dict:
     """The Topic's status; ``partitions=None`` keeps the last known placement (primary unreachable),
-    ``groups=None`` the last known consumer groups."""
+    ``groups=None`` the last known consumer groups, ``config=None`` the last known configuration."""
     old = topic_obj.get("status") or {}
     generation = topic_obj["metadata"].get("generation")
     status = {
@@ -162,6 +192,13 @@ def topic_status(
         status["partitions"] = partitions
         status["placement"] = " ".join(f"{p['name']}={p.get('broker', '-')}" for p in partitions)
         status["endOffsets"] = " ".join(f"{p['name']}={p.get('endOffset', '?')}" for p in partitions)
+        status["logStartOffsets"] = " ".join(
+            f"{p['name']}={p.get('logStartOffset', '?')}" for p in partitions
+        )
+    if config is not None:
+        status["config"] = {k: str(v) for k, v in config.items()}
+    elif "config" in old:
+        status["config"] = old["config"]
     if groups is not None:
         status["groups"] = groups
     return status
