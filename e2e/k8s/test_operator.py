@@ -179,9 +179,11 @@ def test_kubectl_get_topics_shows_printer_columns(kubectl: Kubectl):
         "TOPIC",
         "PLACEMENT",
         "END-OFFSETS",
+        "LOG-STARTS",
         "REASON",
     ]
     assert "P1=broker-" in wide[1] and "P3=" in wide[1] and "PartitionsReady" in wide[1]
+    assert "P1=0 P2=0 P3=0" in wide[1]  # log starts: no retention configured, nothing dropped
     brokers = kubectl("get", "brokers", "-o", "wide").stdout.splitlines()
     assert brokers[0].split()[:5] == ["NAME", "READY", "PHASE", "PARTITIONS", "AGE"]
     assert any(line.split()[:3] == ["broker-a", "True", "Ready"] for line in brokers[1:])
