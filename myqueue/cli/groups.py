@@ -4,13 +4,15 @@ Every call goes to the primary (the coordinator lives there, ``manager/coordinat
 replica does not answer /v1/groups. A refusal (no such group, a reset or delete while the group
 has live members) is printed as ``error: ...`` and exits 1, as every other command.
 
-``--to-datetime`` is not offered yet: it needs seek-by-time on the brokers.
+``reset-offsets --to-datetime`` moves each partition to the first record appended at or after that
+time (the brokers' log-append time, found by binary search), or to the end when all are older.
 """
 
 import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -52,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument("--to-earliest", action="store_true", help="the first record still kept")
     where.add_argument("--to-latest", action="store_true", help="the end: only records produced from now on")
     where.add_argument("--to-offset", type=int, metavar="N", help="offset N in every partition")
+    where.add_argument(
+        "--to-datetime",
+        type=_datetime,
+        metavar="WHEN",
+        help="the first record appended at or after WHEN (ISO 8601, e.g. 2026-12-02T06:00:00Z; no zone: local time)",
+    )
     reset.add_argument(
         "--topic", action="append", dest="topics", metavar="T", help="only this topic (repeatable)"
     )
@@ -63,6 +71,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     delete.add_argument("group")
     add_manager_options(delete)
     delete.set_defaults(func=delete_group)
+
+
+def _datetime(text: str) -> int:
+    """An ISO 8601 time as ms since the epoch (argparse type)."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return max(0, int(when.timestamp() * 1000))
 
 
 class _Primary:
@@ -154,11 +171,12 @@ def reset_offsets(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}; nothing reset", file=sys.stderr)
         return 2
-    body: dict[str, Any] = {
-        "to": "earliest" if args.to_earliest else "latest" if args.to_latest else "offset"
-    }
+    to = "earliest" if args.to_earliest else "latest" if args.to_latest else "offset"
+    body: dict[str, Any] = {"to": "timestamp" if args.to_datetime is not None else to}
     if args.to_offset is not None:
         body["offset"] = args.to_offset
+    if args.to_datetime is not None:
+        body["timestamp_ms"] = args.to_datetime
     if args.topics:
         body["topics"] = sorted(set(args.topics))
     with _Primary(args) as primary:

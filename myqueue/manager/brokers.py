@@ -252,6 +252,14 @@ class BrokerClient:
         """The partition's log start, end offset and stored bytes on its broker."""
         return self._call("GET", address, partition_path(topic, partition), timeout=timeout)
 
+    def offset_for_time(self, address: str, topic: str, partition: str, timestamp_ms: int) -> int:
+        """The first offset appended at or after ``timestamp_ms`` (log-append time), or the end
+        offset when every stored record is older (the broker's binary search)."""
+        result = self._call(
+            "GET", address, partition_path(topic, partition, f"/offsets?timestamp_ms={int(timestamp_ms)}")
+        )
+        return int(result["end_offset"] if result["offset"] is None else result["offset"])
+
     def post_records(self, address: str, topic: str, partition: str, values: list[bytes]) -> int:
         """POST ``values`` to the broker as one batch (one storage write there); the first one's offset."""
         # The request id lets the broker recognise its own replay after a lost PostgreSQL reply.

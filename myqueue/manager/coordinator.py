@@ -253,11 +253,15 @@ class Coordinator:
     def reset_offsets(
         self, group_name: str, to: str, offset: int | None, topics: Sequence[str] | None
     ) -> list[dict]:
-        """Move an empty group's positions (refused while it has live members, as Kafka)."""
-        if to not in ("earliest", "latest", "offset"):
-            raise Refusal(Reason.INVALID_REQUEST, "to is earliest, latest or offset")
-        if (to == "offset") != (offset is not None):
-            raise Refusal(Reason.INVALID_REQUEST, "an offset is given with to=offset, and only then")
+        """Move an empty group's positions (refused while it has live members, as Kafka): to the
+        earliest or latest offset, a given ``offset``, or (``to="timestamp"``, ``offset`` then a time
+        in ms) the first record appended at or after that time."""
+        if to not in ("earliest", "latest", "offset", "timestamp"):
+            raise Refusal(Reason.INVALID_REQUEST, "to is earliest, latest, offset or timestamp")
+        if (to in ("offset", "timestamp")) != (offset is not None):
+            raise Refusal(
+                Reason.INVALID_REQUEST, "an offset is given with to=offset or to=timestamp, and only then"
+            )
         with self._lock:
             self._need_empty(group_name)
             scope = sorted(topics) if topics else sorted(self._topics.get(group_name, ()))
@@ -269,7 +273,11 @@ class Coordinator:
         for topic in scope:
             for partition in partitions[topic]:
                 address = self._need_address(topic, partition)
-                target: int | str = offset if to == "offset" and offset is not None else to
+                target: int | str = to
+                if to == "timestamp" and offset is not None:
+                    target = self._brokers.offset_for_time(address, topic, partition, offset)
+                elif to == "offset" and offset is not None:
+                    target = offset
                 stored = self._brokers.set_position(address, topic, partition, group_name, target)
                 done.append({"topic": topic, "partition": partition, "offset": stored})
         return done

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -149,6 +150,18 @@ def test_groups_cli_and_lag_gauges_on_a_live_then_empty_group(local_cluster):
             assert after[(("group", "billing"), ("partition", partition), ("topic", "T"))] == end - 1
         assert cli(cluster, "groups", "reset-offsets", "billing", "--to-latest").returncode == 0
         assert all(v == 0 for v in scrape(cluster)["myqueue_group_lag"].values())
+        # --to-datetime: the first record appended at or after the time (the brokers' append times)
+        mark = datetime.now(UTC) + timedelta(milliseconds=5)
+        wait_until(lambda: datetime.now(UTC) > mark, 5, message="the clock did not pass the mark")
+        with Producer(cluster.host, cluster.primary_port, cluster.replica_port) as producer:
+            later = [producer.send("T", f"w{i}") for i in range(40)]
+            producer.flush(60)
+            [f.result(60) for f in later]
+        back = cli(cluster, "groups", "reset-offsets", "billing", "--to-datetime", mark.isoformat())
+        assert back.returncode == 0, back.stderr
+        assert sum(scrape(cluster)["myqueue_group_lag"].values()) == 40
+        bad = cli(cluster, "groups", "reset-offsets", "billing", "--to-datetime", "yesterday")
+        assert bad.returncode == 2 and "ISO 8601" in bad.stderr, bad
 
         missing = cli(cluster, "groups", "describe", "nope")
         assert missing.returncode == 1 and "nope" in missing.stderr, missing

@@ -117,11 +117,15 @@ def describe_group(m: ManagerContext, call: Call, group: str) -> dict:
 def reset_offsets(m: ManagerContext, call: Call, group: str) -> list:
     coordinator = m.need_primary().groups
     data = call.json_object()
-    reject_unknown_fields(data, {"to", "offset", "topics"})
+    reject_unknown_fields(data, {"to", "offset", "timestamp_ms", "topics"})
     to = _string(data, "to", 16)
     offset = None
     if "offset" in data:
         offset = parse_int(data["offset"], "offset", low=0, high=2**62)
+    if "timestamp_ms" in data:
+        if to != "timestamp" or offset is not None:
+            raise Refusal(Reason.INVALID_REQUEST, "timestamp_ms goes with to=timestamp, instead of offset")
+        offset = parse_int(data["timestamp_ms"], "timestamp_ms", low=0, high=253402300799999)
     topics = data.get("topics")
     if topics is not None:
         if not isinstance(topics, list) or not topics:
