@@ -122,6 +122,20 @@ class Coordinator:
             self._loaded = True
         log.info("coordinator: %d consumer groups restored", len(self._groups))
 
+    def run_expiry(self, stop: threading.Event) -> None:
+        """Remove members the moment their session times out (not at the next heartbeat of another
+        member): their partitions are then free for the others' next heartbeats. Until ``stop``."""
+        tick = min(self._interval_ms, self._session_ms) / 4000
+        while not stop.wait(tick):
+            now = self._clock()
+            with self._lock:
+                for group in list(self._groups.values()):
+                    try:
+                        if group.expire(now):
+                            self._persist(group)
+                    except Exception:  # noqa: BLE001 - the store may be down; the next tick retries
+                        log.warning("group %s: expired members not saved yet", group.name, exc_info=True)
+
     # --- the members' calls -----------------------------------------------------------------------
     def heartbeat(
         self,
@@ -213,7 +227,8 @@ class Coordinator:
             out = []
             for name in sorted(self._groups):
                 group = self._groups[name]
-                group.expire(now)
+                if group.expire(now):
+                    self._persist(group)
                 out.append(
                     {
                         "group": name,
@@ -326,7 +341,8 @@ class Coordinator:
             out = {}
             for name in chosen:
                 group = self._groups[name]
-                group.expire(now)
+                if group.expire(now):
+                    self._persist(group)
                 out[name] = (len(group.members), group.rebalances)
             return out
 

@@ -156,6 +156,9 @@ class Primary:
 
     def start_background(self) -> None:
         threading.Thread(target=self._reconcile_loop, name="reconcile", daemon=True).start()
+        threading.Thread(
+            target=self.groups.run_expiry, args=(self._stop,), name="group-sessions", daemon=True
+        ).start()
 
     def stop(self) -> None:
         """Stop the reconciler and end every view long-poll now (the service is draining)."""
