@@ -121,14 +121,17 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             )
             return RetryLater(message, delay)
 
+        def primary_down(error: PrimaryUnavailable) -> RetryLater:
+            return fail(
+                ConditionReason.PRIMARY_UNAVAILABLE,
+                f"the primary manager did not answer: {error}",
+                ctx.config.retry_delay_s,
+            )
+
         try:
             metadata = ctx.primary.metadata()
         except PrimaryUnavailable as e:
-            raise fail(
-                ConditionReason.PRIMARY_UNAVAILABLE,
-                f"the primary manager did not answer: {e}",
-                ctx.config.retry_delay_s,
-            ) from e
+            raise primary_down(e) from e
         existing = metadata.partitions(topic)
         plan = render_topic.plan_partitions(existing, desired)
         added: list[str] = []
@@ -137,11 +140,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
                 if ctx.primary.add_partition(topic, partition):
                     added.append(partition)
         except PrimaryUnavailable as e:
-            raise fail(
-                ConditionReason.PRIMARY_UNAVAILABLE,
-                f"the primary manager did not answer: {e}",
-                ctx.config.retry_delay_s,
-            ) from e
+            raise primary_down(e) from e
         except PrimaryRefused as e:
             if e.reason == Reason.NO_BROKER.value:
                 raise fail(
@@ -164,11 +163,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             try:
                 metadata = ctx.primary.metadata()
             except PrimaryUnavailable as e:
-                raise fail(
-                    ConditionReason.PRIMARY_UNAVAILABLE,
-                    f"the primary manager did not answer: {e}",
-                    ctx.config.retry_delay_s,
-                ) from e
+                raise primary_down(e) from e
         wanted = render_topic.topic_config(obj)
         config = metadata.config(topic)
         if (existing or added) and "config" in (obj.get("spec") or {}):  # no spec.config: not managed here
@@ -176,11 +171,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
                 try:
                     config = ctx.primary.set_topic_config(topic, wanted)
                 except PrimaryUnavailable as e:
-                    raise fail(
-                        ConditionReason.PRIMARY_UNAVAILABLE,
-                        f"the primary manager did not answer: {e}",
-                        ctx.config.retry_delay_s,
-                    ) from e
+                    raise primary_down(e) from e
                 except PrimaryRefused as e:
                     raise fail(
                         ConditionReason.CREATE_REFUSED,
