@@ -47,6 +47,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
+from operator import itemgetter
 from typing import cast
 
 from myqueue.core import defaults, framing
@@ -208,6 +209,9 @@ def _checked_keys(keys: Sequence[bytes | str | None]) -> list[bytes | None] | No
     return None if checked.count(None) == len(checked) else checked
 
 
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+
+
 def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[bytes], list[bytes]] | None:
     """``send_batch``'s headers as (count per record, UTF-8 names, values) in a few C-level passes;
     None when a record's headers are not a list or tuple of (str, bytes) pairs (then checked one
@@ -224,20 +228,28 @@ def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[
     if not flat:
         return counts, [], []
     try:
-        columns = list(zip(*flat, strict=True))  # names, values: one transposing pass
-        if len(columns) != 2:
+        if set(map(len, flat)) != {2}:
             return None
-        raw_names = list(map(str.encode, columns[0]))
+        # Two itemgetter passes, not zip(*flat): that makes an iterator a pair, each one an
+        # allocation the garbage collector counts (a collection every 700 of them).
+        names = list(map(_FIRST, flat))
+        values = list(map(_SECOND, flat))
+        # a few distinct names, each encoded once (a dict lookup per header instead of an encode)
+        encoded = {name: str.encode(name) for name in set(names)}
+        first = names[: counts[0]]
+        if names == first * len(counts):  # the same names on every record: compared by identity
+            raw_names = list(map(encoded.__getitem__, first)) * len(counts)
+        else:
+            raw_names = list(map(encoded.__getitem__, names))
     except (TypeError, ValueError) as e:
         if isinstance(e, UnicodeEncodeError):
             raise InvalidRequest(
                 f"a header name is not valid UTF-8: {e}", reason=Reason.INVALID_REQUEST
             ) from e
         return None  # not pairs, or a name that is not str
-    values = list(columns[1])
     if not set(map(type, values)) <= {bytes}:
         return None
-    if max(map(len, raw_names)) > defaults.MAX_HEADER_NAME_BYTES:
+    if max(map(len, encoded.values())) > defaults.MAX_HEADER_NAME_BYTES:
         raise TooLarge(
             f"a header name is over {defaults.MAX_HEADER_NAME_BYTES} bytes", reason=Reason.TOO_LARGE
         )

@@ -128,11 +128,12 @@ def check_batch(
     if len(body) < data_start:
         raise Refusal(Reason.INVALID_REQUEST, "batch is shorter than its size table")
     sizes = _sizes(memoryview(body), count)
-    if sum(sizes) != len(body) - data_start:
+    if _sum(sizes) != len(body) - data_start:
         raise Refusal(Reason.INVALID_REQUEST, "batch record sizes do not add up to its length")
-    if min(sizes) == 0:
+    low, high = _low_high(sizes)
+    if low == 0:
         raise Refusal(Reason.INVALID_REQUEST, "batch holds an empty record")
-    if max(sizes) > max_record_bytes:
+    if high > max_record_bytes:
         raise Refusal(Reason.TOO_LARGE, f"a record is larger than the {max_record_bytes}-byte limit")
     return count
 
@@ -217,20 +218,31 @@ class _V2Layout(NamedTuple):
     names_length: int
 
 
-def _is_uniform(table: array) -> bool:
-    """Every entry equal (one memcmp of the table against its first entry repeated)."""
+def _period(table: array) -> int:
+    """The shortest period (1 to 4 entries) the table repeats with, or 0: one memcmp per try.
+
+    Per-record tables are uniform (period 1) in most batches, per-header tables repeat with the
+    header count (the same headers on every record); their sums and extremes then come from one
+    period instead of a pass over every entry (``sum``/``max`` of an array box every entry)."""
     raw = table.tobytes()
-    return raw == raw[: table.itemsize] * len(table)
+    n, width = len(table), table.itemsize
+    for period in _PERIODS:
+        if n % period == 0 and raw == raw[: period * width] * (n // period):
+            return period
+    return 0
 
 
 def _sum(table: array) -> int:
-    return table[0] * len(table) if table and _is_uniform(table) else sum(table)
+    if not table:
+        return 0
+    period = _period(table)
+    return sum(table[:period]) * (len(table) // period) if period else sum(table)
 
 
 def _low_high(table: array) -> tuple[int, int]:
-    if _is_uniform(table):
-        return table[0], table[0]
-    return min(table), max(table)
+    period = _period(table)
+    head = table[:period] if period else table
+    return min(head), max(head)
 
 
 def _v2_layout(data: bytes, start: int, limit: int) -> _V2Layout:
@@ -283,7 +295,7 @@ def _v2_layout(data: bytes, start: int, limit: int) -> _V2Layout:
         raise Refusal(Reason.INVALID_REQUEST, "v2 batch's key sizes do not add up to its key bytes")
     if _sum(value_sizes) != values_len:
         raise Refusal(Reason.INVALID_REQUEST, "v2 batch's value sizes do not add up to its value bytes")
-    if sum(name_sizes) != names_len or sum(header_value_sizes) != hvalues_len:
+    if _sum(name_sizes) != names_len or _sum(header_value_sizes) != hvalues_len:
         raise Refusal(Reason.INVALID_REQUEST, "v2 batch's header sizes do not add up to its header bytes")
     keys_at = data_at
     names_at = keys_at + keys_len
@@ -381,9 +393,9 @@ def _check_v2(
     if _low_high(layout.header_counts)[1] > max_headers:
         raise Refusal(Reason.TOO_LARGE, f"a record has more than {max_headers} headers")
     if layout.header_count:
-        if max(layout.name_sizes) > max_header_name_bytes:
+        if _low_high(layout.name_sizes)[1] > max_header_name_bytes:
             raise Refusal(Reason.TOO_LARGE, f"a header name is longer than {max_header_name_bytes} bytes")
-        if max(layout.header_value_sizes) > max_record_bytes:
+        if _low_high(layout.header_value_sizes)[1] > max_record_bytes:
             raise Refusal(
                 Reason.TOO_LARGE, f"a header value is larger than the {max_record_bytes}-byte limit"
             )
@@ -448,14 +460,15 @@ def encode_batch_v2(
         header_values = list(map(itemgetter(1), flat))
     name_sizes = array("H", list(map(len, names)))  # from a list: faster than from map
     header_value_sizes = array("I", list(map(len, header_values)))
+    keys_len = _sum(key_sizes) - (count - key_sizes.count(0))
+    names_len = _sum(name_sizes)
+    hvalues_len = _sum(header_value_sizes)
+    values_len = _sum(value_sizes)
+    max_ts = _low_high(ts)[1]
     tables = [ts, key_sizes, header_counts, value_sizes, name_sizes, header_value_sizes]
-    if not _LITTLE:
+    if not _LITTLE:  # sums and extremes above: before the tables are swapped to little-endian
         for table in tables:
             table.byteswap()
-    keys_len = sum(map(len, key_data))
-    names_len = sum(name_sizes)
-    hvalues_len = sum(header_value_sizes)
-    values_len = sum(value_sizes)
     head = _V2_HEADER.pack(
         BATCH_MAGIC_V2,
         0,
@@ -463,7 +476,7 @@ def encode_batch_v2(
         attributes,
         count,
         timestamps[0],
-        max(timestamps),
+        max_ts,
         len(names),
         keys_len,
         names_len,
@@ -502,12 +515,8 @@ def _cut(data: bytes, start: int, sizes: array) -> list[bytes]:
     count = len(sizes)
     if not count:
         return []
-    table = sizes.tobytes()
-    width = sizes.itemsize
-    for period in _PERIODS:
-        if count % period == 0 and table == table[: period * width] * (count // period):
-            break  # compared with memcmp, not per record
-    else:
+    period = _period(sizes)
+    if not period:
         # a Struct of its own, not struct.unpack_from(format): the module would cache it
         return list(struct.Struct("<" + "s".join(map(str, sizes)) + "s").unpack_from(data, start))
     pattern = tuple(sizes[:period])
@@ -624,6 +633,34 @@ class DecodedSet:
         """(offset, value) pairs in offset order."""
         return list(zip(self.offsets(), self.values(), strict=True))
 
+    def segments(self) -> list["Columns"]:
+        """The records batch by batch, each as columns (values and keys cut, headers ready to pair)."""
+        out = []
+        for part in self._batches:
+            layout = part.v2
+            values = self._values(part)
+            if layout is None:
+                out.append(
+                    Columns(part.base + part.skip, values, None, None, None, TimestampType.NO_TIMESTAMP)
+                )
+                continue
+            skip = part.skip
+            keys = None if layout.key_sizes.count(0) == layout.records else _keys(self._data, layout)[skip:]
+            headers = _header_columns(self._data, layout)
+            if isinstance(headers, HeaderColumns):
+                headers = headers.sliced(skip)
+            elif headers is not None:
+                headers = headers[skip:]
+            stamps: list[int] | int
+            if layout.attributes & ATTR_LOG_APPEND_TIME:
+                stamps, kind = layout.append_time, TimestampType.LOG_APPEND_TIME
+            elif _period(layout.timestamps) == 1:
+                stamps, kind = layout.timestamps[0], TimestampType.CREATE_TIME
+            else:
+                stamps, kind = layout.timestamps.tolist()[skip:], TimestampType.CREATE_TIME
+            out.append(Columns(part.base + skip, values, keys, headers, stamps, kind))
+        return out
+
     def columns(
         self,
     ) -> tuple[list[bytes | None], list[tuple[tuple[str, bytes], ...]], list, list[TimestampType]]:
@@ -632,25 +669,68 @@ class DecodedSet:
         headers: list[tuple[tuple[str, bytes], ...]] = []
         stamps: list = []
         kinds: list[TimestampType] = []
-        for part in self._batches:
-            n = len(part.value_sizes) - part.skip
-            layout = part.v2
-            if layout is None:
-                keys += repeat(None, n)
-                headers += repeat((), n)
-                stamps += repeat(None, n)
-                kinds += repeat(TimestampType.NO_TIMESTAMP, n)
-                continue
-            skip = part.skip
-            keys += _keys(self._data, layout)[skip:]
-            headers += _headers(self._data, layout)[skip:]
-            if layout.attributes & ATTR_LOG_APPEND_TIME:
-                stamps += repeat(layout.append_time, n)
-                kinds += repeat(TimestampType.LOG_APPEND_TIME, n)
-            else:
-                stamps += layout.timestamps.tolist()[skip:]
-                kinds += repeat(TimestampType.CREATE_TIME, n)
+        for seg in self.segments():
+            n = len(seg.values)
+            keys += repeat(None, n) if seg.keys is None else seg.keys
+            headers += seg.header_tuples(0, n)
+            stamps += seg.timestamps if isinstance(seg.timestamps, list) else repeat(seg.timestamps, n)
+            kinds += repeat(seg.timestamp_type, n)
         return keys, headers, stamps, kinds
+
+
+class HeaderColumns(NamedTuple):
+    """The headers of records that all carry the same names in the same order, by name: each
+    name's values, one per record (a list), or one value every record has (bytes). Pairs are made
+    when a record is: a consumer that never keeps records never holds a batch of header tuples."""
+
+    names: tuple[str, ...]
+    values: tuple[list[bytes] | bytes, ...]
+
+    def sliced(self, start: int, stop: int | None = None) -> "HeaderColumns":
+        """The headers of records ``start .. stop`` only."""
+        return HeaderColumns(
+            self.names, tuple(v if isinstance(v, bytes) else v[start:stop] for v in self.values)
+        )
+
+    def tuples(self, start: int, stop: int) -> Iterator[tuple[tuple[str, bytes], ...]]:
+        """Records ``start .. stop``'s header tuples, made in C as they are asked for."""
+        n = stop - start
+        columns = [
+            repeat((name, value), n) if isinstance(value, bytes) else zip(repeat(name), value[start:stop])
+            for name, value in zip(self.names, self.values, strict=True)
+        ]
+        return zip(*columns, strict=True)
+
+
+class Columns(NamedTuple):
+    """One batch's records (from the first one asked for), column by column."""
+
+    first_offset: int
+    values: list[bytes]
+    keys: list[bytes | None] | None  # None: no record has a key
+    headers: HeaderColumns | list[tuple[tuple[str, bytes], ...]] | None  # None: no record has any
+    timestamps: list[int] | int | None  # one per record, one for every record, or None (v1)
+    timestamp_type: TimestampType
+
+    def sliced(self, start: int, stop: int | None = None) -> "Columns":
+        """Records ``start .. stop`` of these (list slices: pointers copied, no record made)."""
+        headers = self.headers
+        if isinstance(headers, HeaderColumns):
+            headers = headers.sliced(start, stop)
+        elif headers is not None:
+            headers = headers[start:stop]
+        stamps = self.timestamps[start:stop] if isinstance(self.timestamps, list) else self.timestamps
+        keys = None if self.keys is None else self.keys[start:stop]
+        return Columns(
+            self.first_offset + start, self.values[start:stop], keys, headers, stamps, self.timestamp_type
+        )
+
+    def header_tuples(self, start: int, stop: int) -> Iterator[tuple[tuple[str, bytes], ...]]:
+        if self.headers is None:
+            return repeat((), stop - start)
+        if isinstance(self.headers, HeaderColumns):
+            return self.headers.tuples(start, stop)
+        return iter(self.headers[start:stop])
 
 
 def _keys(data: bytes, layout: _V2Layout) -> list[bytes | None]:
@@ -659,31 +739,51 @@ def _keys(data: bytes, layout: _V2Layout) -> list[bytes | None]:
     if absent == len(sizes):
         return [None] * len(sizes)
     if not absent:
+        if _period(sizes) == 1:  # keys of one length, the common case: no per-key arithmetic
+            return _cut(data, layout.keys_at, array("I", [sizes[0] - 1]) * len(sizes))  # type: ignore[return-value]
         return _cut(data, layout.keys_at, array("I", map((1).__rsub__, sizes)))  # type: ignore[return-value]
     present = _cut(data, layout.keys_at, array("I", [s - 1 for s in sizes if s]))
     found = iter(present)
     return [next(found) if s else None for s in sizes]
 
 
-def _headers(data: bytes, layout: _V2Layout) -> list[tuple[tuple[str, bytes], ...]]:
+def _same_names_each_record(data: bytes, layout: _V2Layout, each: int) -> bool:
+    """Every record has ``each`` headers, named as the first record's, in that order (memcmp only)."""
+    count = layout.records
+    if layout.header_counts.count(each) != count:
+        return False
+    sizes = layout.name_sizes.tobytes()
+    first_sizes = sizes[: 2 * each]
+    if sizes != first_sizes * count:
+        return False
+    region = data[layout.names_at : layout.names_at + layout.names_length]
+    return region == region[: len(region) // count] * count
+
+
+def _header_columns(
+    data: bytes, layout: _V2Layout
+) -> HeaderColumns | list[tuple[tuple[str, bytes], ...]] | None:
+    """A v2 batch's headers: None when no record has any; by name (``HeaderColumns``) when every
+    record carries the same names, the common case (names decoded once, no pair made yet);
+    otherwise each record's tuple of (name, value) pairs."""
     count = layout.records
     if not layout.header_count:
-        return [()] * count
+        return None
+    each = layout.header_counts[0]
+    values = _cut(data, layout.header_values_at, layout.header_value_sizes)
+    if each and _same_names_each_record(data, layout, each):
+        names = tuple(name.decode() for name in _cut(data, layout.names_at, layout.name_sizes[:each]))
+        by_name: list[list[bytes] | bytes] = []
+        for j in range(each):
+            column = values[j::each]
+            by_name.append(column[0] if column.count(column[0]) == count else column)
+        return HeaderColumns(names, tuple(by_name))
     raw = _cut(data, layout.names_at, layout.name_sizes)
-    counts = layout.header_counts
-    each = counts[0]
-    uniform = counts.count(each) == count
-    if uniform and raw[:each] * count == raw:  # the same names on every record: decoded once
-        names = [name.decode() for name in raw[:each]] * count
-    else:
-        decoded = {name: name.decode() for name in set(raw)}  # a few distinct names, decoded once each
-        names = list(map(decoded.__getitem__, raw))
-    pairs = list(zip(names, _cut(data, layout.header_values_at, layout.header_value_sizes), strict=True))
-    if uniform:  # every record has as many headers: grouped in C
-        return list(zip(*[iter(pairs)] * each, strict=True))
+    decoded = {name: name.decode() for name in set(raw)}  # a few distinct names, decoded once each
+    pairs = list(zip(map(decoded.__getitem__, raw), values, strict=True))
     out: list[tuple[tuple[str, bytes], ...]] = []
     at = 0
-    for n in counts:
+    for n in layout.header_counts:
         out.append(tuple(pairs[at : at + n]))
         at += n
     return out

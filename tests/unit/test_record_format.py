@@ -375,3 +375,40 @@ def test_send_batch_columns_frame_what_send_would():
         [(("h", b"1"), ("h", b"2")), ()],
         [T0, T0 + 1],
     )
+
+
+_NAMES = st.sampled_from(["trace-id", "content-type", "é", "", "a", "ab"])
+_HEADER_LISTS = st.lists(st.tuples(_NAMES, st.binary(max_size=6)), max_size=4)
+
+
+@FUZZ
+@given(
+    st.lists(st.tuples(st.one_of(st.none(), st.binary(max_size=4)), _HEADER_LISTS), min_size=1, max_size=12),
+    st.booleans(),
+)
+def test_keys_and_headers_round_trip_through_send_batch_whatever_their_shape(records, same_names):
+    """The decoder's shortcuts (keys of one length; the same names on every record, a column of
+    one value shared) give what the general path gives: what was sent."""
+    from myqueue.client.producer import Producer
+
+    keys = [key for key, _ in records]
+    headers = [headers for _, headers in records]
+    if same_names:  # every record named as the first, values still their own
+        names = [name for name, _ in headers[0]]
+        headers = [[(name, bytes([i % 2] * j)) for j, name in enumerate(names)] for i in range(len(headers))]
+    parts = Producer._parts([b"v"] * len(records), keys, headers, None)
+    body = framing.encode_batch_v2(
+        parts.values, parts.timestamps, parts.keys, parts.headers, flat_headers=parts.flat_headers
+    )
+    got_keys, got_headers, _, _ = decoded(body).columns()
+    assert got_keys == keys
+    assert got_headers == [tuple(h) for h in headers]
+
+
+def test_a_batch_of_one_length_keys_and_uniform_headers_decodes_per_record():
+    keys = [b"%04d" % i for i in range(300)]
+    headers = [[("trace-id", key), ("content-type", b"text/plain")] for key in keys]
+    got = decoded(v2([b"v"] * 300, keys=keys, headers=headers))
+    got_keys, got_headers, _, _ = got.columns()
+    assert got_keys == keys
+    assert got_headers == [(("trace-id", key), ("content-type", b"text/plain")) for key in keys]
