@@ -32,7 +32,7 @@ from .errors import (
 from .logfiles import IncompatibleLogFile
 from .partitioner import PartitionerFunc
 from .producer import Producer
-from .records import Headers, Record, RecordMetadata, TimestampType
+from .records import Headers, Record, RecordMetadata, Records, TimestampType
 from .seed import MyConsumer, MyProducer, readProduceLog, writeComsumeLog
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "Headers",
     "TimestampType",
     "RecordMetadata",
+    "Records",
     "OutcomeUnknownError",
     "RequestTimeout",
     "ServerError",

@@ -60,7 +60,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from itertools import repeat
 from typing import Literal
 
 from myqueue.core import defaults, framing, names
@@ -80,7 +79,7 @@ from .errors import (
 )
 from .membership import GroupMembership
 from .metadata import Metadata, partition_url, position_url
-from .records import Record
+from .records import Record, Records
 from .transport import Backoff, Transport
 
 log = logging.getLogger(__name__)
@@ -107,9 +106,6 @@ def _start_time_ms(start: object) -> int | None:
             raise ValueError(f"a time start is {{'timestamp_ms': int >= 0}}, not {start!r}")
         return value
     return None
-
-
-_new_record = tuple.__new__  # Record from a tuple of its eight fields, in C
 
 
 class Consumer:
@@ -176,7 +172,7 @@ class Consumer:
         self._prefetch_enabled = prefetch
         self._ends: dict[TopicPartition, int] = {}  # end offset each partition's last fetch reported
         # Records fetched but not delivered yet: a whole v2 batch can hold more than max_records.
-        self._held: dict[TopicPartition, list[Record]] = {}
+        self._held: dict[TopicPartition, Records] = {}
         self._prefetcher: ThreadPoolExecutor | None = None
         self._prefetch: tuple[TopicPartition, int, Future[bytes]] | None = None  # (tp, offset, fetch)
         self._pattern = topics if isinstance(topics, re.Pattern) else None
@@ -297,8 +293,10 @@ class Consumer:
         self._assigned = wanted
         self._refresh_active()
 
-    def poll(self, timeout: float = 0.0) -> list[Record]:
-        """The next records of one partition (round-robin), waiting up to ``timeout`` s for some."""
+    def poll(self, timeout: float = 0.0) -> Sequence[Record]:
+        """The next records of one partition (round-robin), waiting up to ``timeout`` s for some.
+
+        A ``Records`` sequence (each Record made as it is read; see there why), or [] when none came."""
         if self._closed:
             raise RuntimeError("the consumer is closed")
         if self.auto_commit and time.monotonic() - self._committed_at >= self._commit_every:
@@ -643,12 +641,12 @@ class Consumer:
         self._cursor = (self._cursor + 1) % len(self._active)
         return tp
 
-    def _fetch(self, tp: TopicPartition, wait: float) -> list[Record]:
+    def _fetch(self, tp: TopicPartition, wait: float) -> Sequence[Record]:
         """Records from the partition's position, long-polling ``wait`` s; [] on a routing failure."""
         topic, partition = tp
         offset = self._positions[tp]
         held = self._held.pop(tp, None)
-        if held and held[0].offset == offset:  # (a position moved elsewhere drops them)
+        if held and held.first_offset == offset:  # (a position moved elsewhere drops them)
             return self._deliver(tp, held)
         prefetch, self._prefetch = self._prefetch, None
         try:
@@ -674,34 +672,16 @@ class Consumer:
         self._ends[tp] = batch_set.end_offset
         if not len(batch_set):
             return []
-        keys, headers, stamps, kinds = batch_set.columns()
-        records = list(
-            map(
-                _new_record,
-                repeat(Record),
-                zip(
-                    repeat(topic),
-                    repeat(partition),
-                    batch_set.offsets(),
-                    batch_set.values(),
-                    keys,
-                    headers,
-                    stamps,
-                    kinds,
-                ),
-            )
-        )
-        delivered = self._deliver(tp, records)
+        delivered = self._deliver(tp, Records(topic, partition, batch_set.segments()))
         self._start_prefetch()  # these records go to the application now: fetch the next ones meanwhile
         return delivered
 
-    def _deliver(self, tp: TopicPartition, records: list[Record]) -> list[Record]:
+    def _deliver(self, tp: TopicPartition, records: Records) -> Records:
         """At most ``max_records`` of ``records`` (the rest held for the next poll); the position follows."""
         limit = self._max_records
         if limit is not None and len(records) > limit:
-            self._held[tp] = records[limit:]
-            records = records[:limit]
-        self._positions[tp] = records[-1].offset + 1
+            records, self._held[tp] = records.split(limit)
+        self._positions[tp] = records.last_offset + 1
         return records
 
     def _read(self, tp: TopicPartition, offset: int, wait: float) -> bytes:
@@ -723,7 +703,7 @@ class Consumer:
             return
         tp = self._active[self._cursor % len(self._active)]
         held = self._held.get(tp)
-        offset = held[-1].offset + 1 if held else self._positions[tp]  # what follows the held records
+        offset = held.last_offset + 1 if held else self._positions[tp]  # what follows the held records
         if not self._prefetch_enabled or self._prefetch is not None or self._ends.get(tp, 0) <= offset:
             return
         if self._prefetcher is None:

@@ -1,10 +1,12 @@
 """The values the fast-path client hands back: what a producer's send stored, what a consumer read."""
 
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, chain, repeat
 from typing import NamedTuple
 
-from myqueue.core.framing import TimestampType
+from myqueue.core.framing import Columns, TimestampType
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -100,3 +102,106 @@ class Record(NamedTuple):
     @property
     def text(self) -> str:
         return self.value.decode("utf-8")
+
+
+_new_record = tuple.__new__  # a Record from a tuple of its eight fields, in C
+
+
+class Records(Sequence[Record]):
+    """The records one ``poll`` returned, made as they are read.
+
+    Holds the fetched batches as columns (values and keys already cut, which the garbage
+    collector does not track) and builds each Record, and its header tuples, in C when it is
+    iterated or indexed. An application that handles records one by one then never holds a
+    whole fetch of tuples, which would set off the collector's passes over every live object
+    (``python -m bench``'s catch-up: 10,000-record fetches read 1.3-1.7x faster than as a list).
+    Behaves as the ``list[Record]`` it replaces for reading: ``len``, truth, indexing and slicing
+    (a slice is a list), iteration, ``==`` with a list, ``+``.
+    """
+
+    __slots__ = ("topic", "partition", "_segments", "_ends")
+
+    def __init__(self, topic: str, partition: str, segments: list[Columns]):
+        self.topic = topic
+        self.partition = partition
+        self._segments = [s for s in segments if s.values]
+        self._ends = list(accumulate(len(s.values) for s in self._segments))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    @property
+    def first_offset(self) -> int:
+        return self._segments[0].first_offset
+
+    @property
+    def last_offset(self) -> int:
+        last = self._segments[-1]
+        return last.first_offset + len(last.values) - 1
+
+    def _made(self, segment: Columns, start: int, stop: int) -> Iterator[Record]:
+        stamps = segment.timestamps
+        return map(
+            _new_record,
+            repeat(Record),
+            zip(
+                repeat(self.topic),
+                repeat(self.partition),
+                range(segment.first_offset + start, segment.first_offset + stop),
+                segment.values[start:stop] if start or stop < len(segment.values) else segment.values,
+                repeat(None) if segment.keys is None else segment.keys[start:stop],
+                segment.header_tuples(start, stop),
+                stamps[start:stop] if isinstance(stamps, list) else repeat(stamps),
+                repeat(segment.timestamp_type),
+            ),
+        )
+
+    def __iter__(self) -> Iterator[Record]:
+        return chain.from_iterable(self._made(s, 0, len(s.values)) for s in self._segments)
+
+    def __getitem__(self, index):  # int -> Record, slice -> list[Record]
+        if isinstance(index, slice):
+            return list(self)[index]
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("records index out of range")
+        at = bisect_right(self._ends, index)
+        start = index - (self._ends[at - 1] if at else 0)
+        return next(self._made(self._segments[at], start, start + 1))
+
+    def split(self, count: int) -> tuple["Records", "Records"]:
+        """The first ``count`` records and the rest, as two Records (no record made)."""
+        head: list[Columns] = []
+        tail: list[Columns] = []
+        left = count
+        for segment in self._segments:
+            n = len(segment.values)
+            if left >= n:
+                head.append(segment)
+            elif left <= 0:
+                tail.append(segment)
+            else:
+                head.append(segment.sliced(0, left))
+                tail.append(segment.sliced(left))
+            left -= n
+        return Records(self.topic, self.partition, head), Records(self.topic, self.partition, tail)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Records | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list, so unhashable like one
+
+    def __add__(self, other: Sequence[Record]) -> list[Record]:
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[Record]) -> list[Record]:
+        return [*other, *self]
+
+    def __repr__(self) -> str:
+        if not self:
+            return f"Records({self.topic!r}, {self.partition!r}, none)"
+        return f"Records({self.topic!r}, {self.partition!r}, offsets {self.first_offset}..{self.last_offset})"
