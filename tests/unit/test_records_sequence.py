@@ -110,5 +110,13 @@ def test_records_read_one_by_one_leave_no_tuples_behind_for_the_collector():
     for record in records:
         record.headers  # noqa: B018
     assert young_collections() - before <= 1
-    eager = list(records)  # what a list of records would hold: 15,000 tracked tuples
-    assert len(eager) == 5000 and young_collections() - before >= 10
+    # the control: what a list of records would hold, 15,000 tracked tuples. Built in a Python loop
+    # because CPython 3.12+ runs a due collection only between bytecodes, so list(records), one C
+    # call, would count as a single collection however much it allocated.
+    eager = []
+    for record in records:
+        record.headers  # noqa: B018
+        eager.append(record)
+    # 15,000 tracked objects held: a young collection every threshold allocations (700 on 3.11 and
+    # 3.12, 2,000 on 3.13), counted with a margin
+    assert len(eager) == 5000 and young_collections() - before >= 10_000 // gc.get_threshold()[0]
