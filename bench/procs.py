@@ -142,3 +142,42 @@ def run_tool(argv: list[str], timeout: float) -> str:
             proc.wait()
             raise
     return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process (all its threads) has used, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class CpuMeter:
+    """CPU seconds used by this process (the client) and by ``server_pids`` during a ``with`` block.
+
+    Steadier than a rate on a shared machine (issue 17): a neighbour's load slows a run down but
+    does not add to what the measured processes spend per message."""
+
+    def __init__(self, server_pids: list[int]):
+        self.server_pids = server_pids
+        self.client = self.server = 0.0
+
+    def __enter__(self) -> "CpuMeter":
+        self._client0 = cpu_seconds(os.getpid())
+        self._server0 = sum(map(cpu_seconds, self.server_pids))
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.client = cpu_seconds(os.getpid()) - self._client0
+        self.server = sum(map(cpu_seconds, self.server_pids)) - self._server0
+
+    def per_message(self, messages: int) -> dict:
+        """µs of CPU a message: the client's, the servers', and their sum (Row.extra fields)."""
+        if messages <= 0:
+            return {}
+        return {
+            "client_cpu_us": round(self.client / messages * 1e6, 3),
+            "server_cpu_us": round(self.server / messages * 1e6, 3),
+            "cpu_us_per_msg": round((self.client + self.server) / messages * 1e6, 3),
+        }

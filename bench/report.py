@@ -11,7 +11,8 @@ from pathlib import Path
 from .workloads import WORKLOADS, Row
 
 # (label, numerator (system, workload), denominator (system, workload) or None, kind, target)
-# kind "ratio": numerator msgs/s over denominator msgs/s >= target; "p99": p99_ms <= target;
+# kind "ratio": numerator msgs/s over denominator msgs/s >= target ("info": the same ratio, no target);
+# "p99": p99_ms <= target;
 # "rate": msgs/s >= target; "rss_idle"/"rss_ratio": from the memory row's extra.
 TARGETS = [
     (
@@ -80,6 +81,58 @@ TARGETS = [
     ),
     ("(6) the same, memory, 4 clients (msgs/s)", ("myqueue-mem/seed-http x4", 6), None, "rate", 1000.0),
     ("(6) the same, PostgreSQL, 4 clients (msgs/s)", ("myqueue-pg/seed-http x4", 6), None, "rate", 1000.0),
+    *(
+        (f"(13) {what} ({label})", (f"{system}/{num}", w), (f"{system}/{den}", w), "ratio", 0.85)
+        for system, label, produce_w in (("myqueue-mem", "memory", 1), ("myqueue-pg", "PostgreSQL", 5))
+        for what, num, den, w in (
+            ("v2 keyless vs v1, raw HTTP produce", "raw-http v2", "raw-http", produce_w),
+            (
+                "v2 +keys vs v1 of as many bytes, raw HTTP produce",
+                "raw-http+keys",
+                "raw-http same-bytes",
+                produce_w,
+            ),
+            (
+                "send_batch +keys vs keyless of as many bytes",
+                "send_batch+keys",
+                "send_batch same-bytes",
+                produce_w,
+            ),
+            ("Consumer.poll v2 keyless vs v1", "Consumer.poll v2", "Consumer.poll", 2),
+            (
+                "Consumer.poll +keys vs v1 of as many bytes",
+                "Consumer.poll+keys",
+                "Consumer.poll same-bytes",
+                2,
+            ),
+            (
+                "strict: send_batch +keys vs keyless (74 B more a record)",
+                "send_batch+keys",
+                "send_batch",
+                produce_w,
+            ),
+            (
+                "strict: Consumer.poll +keys vs v1 keyless (74 B more a record)",
+                "Consumer.poll+keys",
+                "Consumer.poll",
+                2,
+            ),
+        )
+    ),
+    (
+        "(13) for reference, Kafka +keys vs keyless, produce",
+        ("kafka/confluent-kafka+keys", 1),
+        ("kafka/confluent-kafka", 1),
+        "info",
+        0.0,
+    ),
+    (
+        "(13) for reference, Kafka +keys vs keyless, consume",
+        ("kafka/confluent-kafka+keys", 2),
+        ("kafka/confluent-kafka", 2),
+        "info",
+        0.0,
+    ),
     ("(7) idle broker RSS (MB)", ("myqueue-mem", 7), None, "rss_idle", 60.0),
     ("(7) 1 M in-memory msgs: RSS growth / payload bytes", ("myqueue-mem", 7), None, "rss_ratio", 2.0),
 ]
@@ -94,7 +147,7 @@ def targets(rows: list[Row]) -> list[dict]:
     for label, (num_sys, num_w), den, kind, target in TARGETS:
         num = _find(rows, num_sys, num_w)
         value, ok = None, None
-        if kind == "ratio":
+        if kind in ("ratio", "info"):
             d = _find(rows, *den)
             if num and d and num.msgs_per_s and d.msgs_per_s:
                 value = num.msgs_per_s / d.msgs_per_s
@@ -106,7 +159,7 @@ def targets(rows: list[Row]) -> list[dict]:
             value = num.extra.get("rss_idle_mb")
         elif kind == "rss_ratio" and num:
             value = num.extra.get("loaded_over_payload")
-        if value is not None:
+        if value is not None and kind != "info":
             ok = value <= target if kind in ("p99", "rss_idle", "rss_ratio") else value >= target
         out.append({"target": label, "measured": value, "goal": target, "kind": kind, "met": ok})
     return out
@@ -117,6 +170,9 @@ def format_targets(results: list[dict]) -> str:
     for t in results:
         if t["measured"] is None:
             lines.append(f"{t['target']}: not measured")
+            continue
+        if t["kind"] == "info":
+            lines.append(f"{t['target']}: {t['measured']:.2f}x")
             continue
         if t["kind"] == "ratio":
             shown, goal = f"{t['measured']:.2f}x", f">= {t['goal']:g}x"
@@ -139,13 +195,18 @@ def _num(value: float | None, digits: int = 0) -> str:
 def table(rows: list[Row]) -> str:
     order = {name: i for i, name in enumerate(WORKLOADS.values())}
     rows = sorted(rows, key=lambda r: order.get(r.workload, 99))
-    head = f"{'workload':<24} {'system':<28} {'msgs/s':>11} {'MB/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}  notes"
+    head = (
+        f"{'workload':<24} {'system':<34} {'msgs/s':>11} {'MB/s':>7} {'cpu µs':>7} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}  notes"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r.workload:<24} {r.system:<28} {_num(r.msgs_per_s):>11} {_num(r.mb_per_s, 1):>7} "
+            f"{r.workload:<24} {r.system:<34} {_num(r.msgs_per_s):>11} {_num(r.mb_per_s, 1):>7} "
+            f"{_num(r.extra.get('cpu_us_per_msg'), 2):>7} "
             f"{_num(r.p50_ms, 2):>8} {_num(r.p99_ms, 2):>8} {_num(r.p999_ms, 2):>9}  {r.notes}"
         )
+    lines.append("cpu µs: CPU of the client and the servers (from /proc) a message, where measured")
     return "\n".join(lines)
 
 

@@ -14,9 +14,31 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .procs import CpuMeter
 
 MSG_BYTES = 100
 PAYLOAD = b"x" * MSG_BYTES
+
+# Issue 13's keyed workload (workloads 1, 2 and 5, beside the keyless rows; every system the same):
+# a 16-byte key per record and two headers, a per-record trace id and a constant content type.
+KEY_BYTES = 16
+KEYED_NOTE = "16 B keys + 2 headers (trace-id 16 B, content-type)"
+
+
+def keyed_columns(batch: int) -> dict:
+    """``batch`` distinct keys and, per record, the headers [("trace-id", key), ("content-type", ...)]."""
+    keys = [f"{i:0{KEY_BYTES}d}".encode() for i in range(batch)]
+    headers = [[("trace-id", key), ("content-type", b"text/plain")] for key in keys]
+    return {"keys": keys, "headers": headers}
+
+
+KEYED_RECORD_BYTES = (
+    MSG_BYTES + KEY_BYTES + sum(len(n) + len(v) for n, v in keyed_columns(1)["headers"][0])
+)  # what a keyed record carries: value, key, header names and values (162 B)
+
 
 WORKLOADS = {
     1: "1 produce 1P->1 part",
@@ -87,13 +109,27 @@ class Row:
         return asdict(self)
 
 
-def throughput(system: str, workload: int, sent: int, seconds: float, notes: str = "", **extra) -> Row:
+def throughput(
+    system: str,
+    workload: int,
+    sent: int,
+    seconds: float,
+    notes: str = "",
+    *,
+    record_bytes: int = MSG_BYTES,
+    cpu: "CpuMeter | None" = None,
+    **extra,
+) -> Row:
+    """A rate row; MB/s counts ``record_bytes`` a message (value, key and headers), ``cpu`` adds
+    the CPU per message of the client and the servers."""
     rate = sent / seconds if seconds > 0 else 0.0
+    if cpu is not None:
+        extra.update(cpu.per_message(sent))
     return Row(
         system,
         WORKLOADS[workload],
         rate,
-        rate * MSG_BYTES / 1e6,
+        rate * record_bytes / 1e6,
         notes=notes,
         extra={"messages": sent, "seconds": round(seconds, 3), **extra},
     )

@@ -27,7 +27,18 @@ from confluent_kafka import version as ck_version
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from .. import procs
-from ..workloads import PAYLOAD, LatencyProbe, Row, Settings, failed, parallel_processes, throughput
+from ..workloads import (
+    KEYED_NOTE,
+    KEYED_RECORD_BYTES,
+    PAYLOAD,
+    LatencyProbe,
+    Row,
+    Settings,
+    failed,
+    keyed_columns,
+    parallel_processes,
+    throughput,
+)
 
 SYSTEM = "kafka"
 POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
@@ -215,8 +226,10 @@ def produce(
     count: int,
     time_limit: float,
     extra: dict | None = None,
+    keyed: bool = False,
 ) -> tuple[int, float, float]:
-    """Produce ``count`` messages round-robin over ``partitions``, then flush (every ack awaited)."""
+    """Produce ``count`` messages round-robin over ``partitions``, then flush (every ack awaited);
+    ``keyed``: each with myqueue's keyed workload's 16-byte key and two headers."""
     errors = _Errors()
     producer = Producer(
         {"bootstrap.servers": bootstrap, **THROUGHPUT, **(extra or {}), "on_delivery": errors}
@@ -224,9 +237,20 @@ def produce(
     sent = 0
     started = time.perf_counter()
     n = len(partitions)
+    columns = keyed_columns(1000) if keyed else None
     while sent < count and (sent % 1000 or time.perf_counter() - started < time_limit):
         try:
-            producer.produce(topic, PAYLOAD, partition=partitions[sent % n])
+            if columns is None:
+                producer.produce(topic, PAYLOAD, partition=partitions[sent % n])
+            else:
+                i = sent % 1000
+                producer.produce(
+                    topic,
+                    PAYLOAD,
+                    key=columns["keys"][i],
+                    headers=columns["headers"][i],
+                    partition=partitions[sent % n],
+                )
         except BufferError:
             producer.poll(0.005)
             continue
@@ -259,7 +283,8 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                 loaded, _, _ = produce(server.bootstrap, "w2", [0], settings.consume_n, 120)
                 rss_loaded = procs.rss_mb(server.server.pid)
                 if 2 in w:
-                    got, secs = _consume(server.bootstrap, "w2", loaded, settings)
+                    with procs.CpuMeter([server.server.pid]) as cpu:
+                        got, secs = _consume(server.bootstrap, "w2", loaded, settings)
                     rows.append(
                         throughput(
                             f"{SYSTEM}/confluent-kafka",
@@ -267,6 +292,24 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                             got,
                             secs,
                             f"assign offset 0, consume(num_messages={settings.batch}) of {loaded} msgs",
+                            cpu=cpu,
+                        )
+                    )
+                    server.create_topic("w2keyed")
+                    loaded, _, _ = produce(
+                        server.bootstrap, "w2keyed", [0], settings.consume_n, 120, keyed=True
+                    )
+                    with procs.CpuMeter([server.server.pid]) as cpu_keyed:
+                        got, secs = _consume(server.bootstrap, "w2keyed", loaded, settings, keyed=True)
+                    rows.append(
+                        throughput(
+                            f"{SYSTEM}/confluent-kafka+keys",
+                            2,
+                            got,
+                            secs,
+                            f"as confluent-kafka, {KEYED_NOTE}; key() and headers() read",
+                            record_bytes=KEYED_RECORD_BYTES,
+                            cpu=cpu_keyed,
                         )
                     )
                 if 7 in w:
@@ -289,7 +332,10 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
             try:
                 server.create_topic("w1")
                 produce(server.bootstrap, "w1", [0], 50_000, 10)  # warm-up (JIT, page cache)
-                sent, t0, t1 = produce(server.bootstrap, "w1", [0], settings.produce_n, settings.time_limit)
+                with procs.CpuMeter([server.server.pid]) as cpu:
+                    sent, t0, t1 = produce(
+                        server.bootstrap, "w1", [0], settings.produce_n, settings.time_limit
+                    )
                 rows.append(
                     throughput(
                         f"{SYSTEM}/confluent-kafka",
@@ -297,6 +343,23 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                         sent,
                         t1 - t0,
                         "acks=all, linger.ms=5, batch.size=1MB, flush awaited",
+                        cpu=cpu,
+                    )
+                )
+                server.create_topic("w1keyed")
+                with procs.CpuMeter([server.server.pid]) as cpu:
+                    sent, t0, t1 = produce(
+                        server.bootstrap, "w1keyed", [0], settings.produce_n, settings.time_limit, keyed=True
+                    )
+                rows.append(
+                    throughput(
+                        f"{SYSTEM}/confluent-kafka+keys",
+                        1,
+                        sent,
+                        t1 - t0,
+                        f"as confluent-kafka, {KEYED_NOTE}",
+                        record_bytes=KEYED_RECORD_BYTES,
+                        cpu=cpu,
                     )
                 )
             except Exception as e:  # noqa: BLE001
@@ -337,7 +400,11 @@ def _parallel_producer(go, bootstrap: str, partitions: list[int], count: int, ti
     return produce(bootstrap, "w4", partitions, count, time_limit)
 
 
-def _consume(bootstrap: str, topic: str, expected: int, settings: Settings) -> tuple[int, float]:
+def _consume(
+    bootstrap: str, topic: str, expected: int, settings: Settings, keyed: bool = False
+) -> tuple[int, float]:
+    """Read ``topic`` from offset 0; every message's value read (and with ``keyed`` its key and
+    headers, which confluent-kafka turns into Python objects on that call), as myqueue's rows do."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -355,6 +422,10 @@ def _consume(bootstrap: str, topic: str, expected: int, settings: Settings) -> t
             for message in consumer.consume(num_messages=settings.batch, timeout=1.0):
                 if message.error():
                     raise KafkaException(message.error())
+                if keyed:
+                    message.value(), message.key(), message.headers()
+                else:
+                    message.value()
                 got += 1
         return got, time.perf_counter() - started
     finally:

@@ -31,6 +31,8 @@ from tests.localcluster import LocalCluster
 
 from .. import procs, profile
 from ..workloads import (
+    KEYED_NOTE,
+    KEYED_RECORD_BYTES,
     MSG_BYTES,
     PAYLOAD,
     WORKLOADS,
@@ -39,6 +41,7 @@ from ..workloads import (
     Settings,
     bounded,
     failed,
+    keyed_columns,
     parallel_processes,
     throughput,
 )
@@ -79,6 +82,13 @@ class Cluster:
             time.sleep(0.05)
         return topic
 
+    def delete_topic(self, topic: str) -> None:
+        """Delete a row's topic once measured: every row starts on brokers holding no earlier row's
+        records (a full run would otherwise leave GBs in memory-mode brokers, and rows measured
+        later ran up to 2x slower)."""
+        response = self.session.delete(f"{self.local.primary_url}/v1/topics/{topic}", timeout=TIMEOUT * 4)
+        response.raise_for_status()
+
     def owner(self, topic: str, partition: str) -> tuple[str, str]:
         """(broker name, broker address) hosting a partition."""
         meta = self.session.get(self.local.primary_url + "/v1/metadata", timeout=TIMEOUT).json()["message"]
@@ -87,6 +97,10 @@ class Cluster:
 
     def pid(self, name: str) -> int:
         return self.local.pid(name)
+
+    def server_pids(self) -> list[int]:
+        """Every running myqueue process: managers and brokers (not PostgreSQL's)."""
+        return [info["pid"] for info in self.local.processes().values() if info.get("pid")]
 
     def producer(self, **kwargs) -> Producer:
         return Producer(procs.HOST, self.local.primary_port, self.local.replica_port, **kwargs)
@@ -143,8 +157,9 @@ class _RawConnection:
         return data
 
 
-def _raw_step(address: str, topic: str, partition: str, batch: int):
-    body = framing.encode_batch([PAYLOAD] * batch)
+def _raw_step(address: str, topic: str, partition: str, batch: int, body: bytes | None = None):
+    """POSTs of one framed batch, made once (default: a v1 batch of ``batch`` 100-byte values)."""
+    body = body or framing.encode_batch([PAYLOAD] * batch)
     raw = _RawConnection(address)
     target = f"/v1/partitions/{topic}/{partition}/records"
     headers = {"Content-Type": framing.BATCH_CONTENT_TYPE}
@@ -155,9 +170,11 @@ def _raw_step(address: str, topic: str, partition: str, batch: int):
     return step
 
 
-def _send_batch_step(producer: Producer, topic: str, partition: str, batch: int, keyed: bool = False):
-    records = [PAYLOAD] * batch
-    columns = _keyed_columns(batch) if keyed else {}
+def _send_batch_step(
+    producer: Producer, topic: str, partition: str, batch: int, keyed: bool = False, value: bytes = PAYLOAD
+):
+    records = [value] * batch
+    columns = keyed_columns(batch) if keyed else {}
 
     def step() -> int:
         return len(producer.send_batch(topic, partition, records, **columns))
@@ -165,32 +182,23 @@ def _send_batch_step(producer: Producer, topic: str, partition: str, batch: int,
     return step
 
 
-# Issue 13's keyed workload: a 16-byte key per record and two headers, beside the keyless rows.
-KEY_BYTES = 16
-KEYED_NOTE = "16 B keys + 2 headers (trace-id 16 B, content-type)"
+def _v2_body(batch: int, keyed: bool) -> bytes:
+    """A v2 batch of 100-byte values as a producer frames it (CRC'd once), keyed or keyless."""
+    keys = pairs = None
+    if keyed:
+        columns = keyed_columns(batch)
+        keys = columns["keys"]
+        pairs = [[(n.encode(), v) for n, v in h] for h in columns["headers"]]
+    return framing.encode_batch_v2([PAYLOAD] * batch, [int(time.time() * 1000)] * batch, keys, pairs)
 
 
-def _keyed_columns(batch: int) -> dict:
-    keys = [f"{i:0{KEY_BYTES}d}".encode() for i in range(batch)]
-    headers = [[("trace-id", key), ("content-type", b"text/plain")] for key in keys]
-    return {"keys": keys, "headers": headers}
-
-
-def _raw_keyed_step(address: str, topic: str, partition: str, batch: int):
-    """Raw POSTs of v2 batches with keys and headers (framed, CRC'd once, as a producer would)."""
-    columns = _keyed_columns(batch)
-    pairs = [[(n.encode(), v) for n, v in h] for h in columns["headers"]]
-    body = framing.encode_batch_v2(
-        [PAYLOAD] * batch, [int(time.time() * 1000)] * batch, columns["keys"], pairs
-    )
-    raw = _RawConnection(address)
-    target = f"/v1/partitions/{topic}/{partition}/records"
-    headers = {"Content-Type": framing.BATCH_CONTENT_TYPE}
-
-    def step() -> int:
-        return json.loads(raw.call("POST", target, body, headers))["message"]["count"]
-
-    return step
+def _bytes_matched(batch: int, v2: bool) -> bytes:
+    """A keyless value long enough that a batch of them (v1, or v2 keyless) is as long as the keyed
+    v2 batch: the control that tells what keys and headers cost as format from what their extra
+    bytes (74 a record) cost as bytes."""
+    keyed = len(_v2_body(batch, keyed=True))
+    keyless = len(_v2_body(batch, keyed=False) if v2 else framing.encode_batch([PAYLOAD] * batch))
+    return b"x" * (MSG_BYTES + round((keyed - keyless) / batch))
 
 
 def _send_each(
@@ -210,11 +218,20 @@ def _send_each(
     return len(futures), secs
 
 
-def _poll_all(consumer: Consumer, expected: int, time_limit: float) -> tuple[int, float]:
+def _poll_all(consumer: Consumer, expected: int, time_limit: float, keyed: bool = False) -> tuple[int, float]:
+    """Poll until ``expected`` records or ``time_limit``; every record's value is read, as an
+    application would (and with ``keyed`` its key and headers too: the Kafka rows do the same)."""
     got = 0
     started = time.perf_counter()
     while got < expected and time.perf_counter() - started < time_limit:
-        got += len(consumer.poll(timeout=1.0))
+        records = consumer.poll(timeout=1.0)
+        if keyed:
+            for record in records:
+                record.value, record.key, record.headers  # noqa: B018 - read, as an application would
+        else:
+            for record in records:
+                record.value  # noqa: B018
+        got += len(records)
     return got, time.perf_counter() - started
 
 
@@ -310,9 +327,9 @@ class _Profiler:
 def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, prof: _Profiler) -> list[Row]:
     rows = []
     tag = "W1" if workload == 1 else "W5"
-    topic_b, topic_s, topic_r = (cluster.add_topic(f"{tag}{x}") for x in ("batch", "send", "raw"))
+    topic_b, topic_s = (cluster.add_topic(f"{tag}{x}") for x in ("batch", "send"))
     with cluster.producer() as producer:
-        with prof.broker(f"w{workload}-send_batch", topic_b):
+        with prof.broker(f"w{workload}-send_batch", topic_b), procs.CpuMeter(cluster.server_pids()) as cpu:
             sent, secs = bounded(
                 _send_batch_step(producer, topic_b, "P1", settings.batch),
                 settings.produce_n,
@@ -325,11 +342,13 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
                 sent,
                 secs,
                 f"Producer.send_batch x{settings.batch}, blocking, 1 request in flight",
+                cpu=cpu,
             )
         )
+    cluster.delete_topic(topic_b)
     if workload == 1:
         with cluster.producer() as producer:
-            with prof.broker("w1-send", topic_s):
+            with prof.broker("w1-send", topic_s), procs.CpuMeter(cluster.server_pids()) as cpu:
                 sent, secs = _send_each(producer, topic_s, "P1", settings.produce_n, settings.time_limit)
             rows.append(
                 throughput(
@@ -338,96 +357,140 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
                     sent,
                     secs,
                     "Producer.send per message (linger 0: batches form while one is in flight), flush awaited",
+                    cpu=cpu,
                 )
             )
-    topic_k = cluster.add_topic(f"{tag}keyed")
-    with cluster.producer() as producer:
-        sent, secs = bounded(
-            _send_batch_step(producer, topic_k, "P1", settings.batch, keyed=True),
-            settings.produce_n,
-            settings.time_limit,
-        )
-    rows.append(
-        throughput(
-            f"{sysname}/send_batch+keys",
-            workload,
-            sent,
-            secs,
-            f"as send_batch, {KEYED_NOTE}",
-        )
-    )
-    _, address = cluster.owner(topic_r, "P1")
-    with prof.broker(f"w{workload}-raw", topic_r):
-        sent, secs = bounded(
-            _raw_step(address, topic_r, "P1", settings.batch), settings.produce_n, settings.time_limit
-        )
-    rows.append(
-        throughput(
-            f"{sysname}/raw-http",
-            workload,
-            sent,
-            secs,
+    cluster.delete_topic(topic_s)
+    topic_k, topic_m = (cluster.add_topic(f"{tag}{x}") for x in ("keyed", "matched"))
+    matched = _bytes_matched(settings.batch, v2=True)
+    for topic, keyed, value, name, note in (
+        (topic_k, True, PAYLOAD, "send_batch+keys", f"as send_batch, {KEYED_NOTE}"),
+        (
+            topic_m,
+            False,
+            matched,
+            "send_batch same-bytes",
+            f"as send_batch, keyless {len(matched)} B values: as many bytes as +keys",
+        ),
+    ):
+        with cluster.producer() as producer, procs.CpuMeter(cluster.server_pids()) as cpu:
+            sent, secs = bounded(
+                _send_batch_step(producer, topic, "P1", settings.batch, keyed=keyed, value=value),
+                settings.produce_n,
+                settings.time_limit,
+            )
+        size = KEYED_RECORD_BYTES if keyed else len(value)
+        rows.append(throughput(f"{sysname}/{name}", workload, sent, secs, note, record_bytes=size, cpu=cpu))
+        cluster.delete_topic(topic)
+    v1_matched = _bytes_matched(settings.batch, v2=False)
+    raws = (
+        (
+            "raw",
+            "raw-http",
+            framing.encode_batch([PAYLOAD] * settings.batch),
             f"framed v1 batch x{settings.batch} per POST (no keys), one http.client connection, 1 in flight",
+        ),
+        (
+            "rawv2",
+            "raw-http v2",
+            _v2_body(settings.batch, keyed=False),
+            "as raw-http, a keyless v2 batch (broker: lengths + CRC-32C + append time)",
+        ),
+        (
+            "rawmatched",
+            "raw-http same-bytes",
+            framing.encode_batch([v1_matched] * settings.batch),
+            f"as raw-http, v1 with {len(v1_matched)} B values: as many bytes as +keys",
+        ),
+        (
+            "rawkeyed",
+            "raw-http+keys",
+            _v2_body(settings.batch, keyed=True),
+            f"as raw-http v2, with {KEYED_NOTE}",
+        ),
+    )
+    for suffix, name, body, note in raws:
+        topic = cluster.add_topic(f"{tag}{suffix}")
+        _, address = cluster.owner(topic, "P1")
+        with prof.broker(f"w{workload}-{suffix}", topic), procs.CpuMeter(cluster.server_pids()) as cpu:
+            sent, secs = bounded(
+                _raw_step(address, topic, "P1", settings.batch, body), settings.produce_n, settings.time_limit
+            )
+        size = (
+            KEYED_RECORD_BYTES
+            if suffix == "rawkeyed"
+            else len(v1_matched)
+            if suffix == "rawmatched"
+            else MSG_BYTES
         )
-    )
-    topic_rk = cluster.add_topic(f"{tag}rawkeyed")
-    _, address = cluster.owner(topic_rk, "P1")
-    sent, secs = bounded(
-        _raw_keyed_step(address, topic_rk, "P1", settings.batch), settings.produce_n, settings.time_limit
-    )
-    rows.append(
-        throughput(
-            f"{sysname}/raw-http+keys",
-            workload,
-            sent,
-            secs,
-            f"as raw-http, a v2 batch with {KEYED_NOTE} (broker: lengths + CRC-32C + append time)",
-        )
-    )
+        rows.append(throughput(f"{sysname}/{name}", workload, sent, secs, note, record_bytes=size, cpu=cpu))
+        cluster.delete_topic(topic)
     return rows
 
 
 def _consume(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -> list[Row]:
-    topic = cluster.add_topic("W2")
-    _, address = cluster.owner(topic, "P1")
-    loaded, _ = bounded(_raw_step(address, topic, "P1", settings.batch), settings.consume_n, 120)
     rows = []
-    with cluster.consumer(f"{topic}:P1", start="earliest", max_records=10_000) as consumer:
-        with prof.broker("w2-poll", topic):
-            got, secs = _poll_all(consumer, loaded, settings.time_limit * 3)
-    rows.append(
-        throughput(
-            f"{sysname}/Consumer.poll",
-            2,
-            got,
-            secs,
-            f"no group, from earliest, max_records=10000, of {loaded} msgs",
-        )
+    v1_matched = _bytes_matched(settings.batch, v2=False)
+    loads = (
+        ("W2", "Consumer.poll", None, False, "v1 batches"),
+        (
+            "W2v2",
+            "Consumer.poll v2",
+            _v2_body(settings.batch, keyed=False),
+            False,
+            "keyless v2 batches: CRC checked",
+        ),
+        (
+            "W2matched",
+            "Consumer.poll same-bytes",
+            framing.encode_batch([v1_matched] * settings.batch),
+            False,
+            f"v1 batches of {len(v1_matched)} B values: as many bytes as +keys",
+        ),
+        (
+            "W2keyed",
+            "Consumer.poll+keys",
+            _v2_body(settings.batch, keyed=True),
+            True,
+            f"v2 batches with {KEYED_NOTE}: CRC checked, key and headers read",
+        ),
     )
-    got, secs = _raw_fetch(address, topic, "P1", loaded, settings.time_limit * 3)
-    rows.append(
-        throughput(
-            f"{sysname}/raw-http",
-            2,
-            got,
-            secs,
-            "GET records max_records=10000, bytes only (no per-record decode)",
+    for base, name, body, keyed, what in loads:
+        topic = cluster.add_topic(base)
+        _, address = cluster.owner(topic, "P1")
+        loaded, _ = bounded(_raw_step(address, topic, "P1", settings.batch, body), settings.consume_n, 120)
+        with cluster.consumer(f"{topic}:P1", start="earliest", max_records=10_000) as consumer:
+            with prof.broker(f"w2-{base}", topic), procs.CpuMeter(cluster.server_pids()) as cpu:
+                got, secs = _poll_all(consumer, loaded, settings.time_limit * 3, keyed=keyed)
+        rows.append(
+            throughput(
+                f"{sysname}/{name}",
+                2,
+                got,
+                secs,
+                f"no group, from earliest, max_records=10000, of {loaded} msgs; {what}; every value read",
+                record_bytes=KEYED_RECORD_BYTES
+                if keyed
+                else len(v1_matched)
+                if base == "W2matched"
+                else MSG_BYTES,
+                cpu=cpu,
+            )
         )
-    )
-    keyed = cluster.add_topic("W2keyed")
-    _, address = cluster.owner(keyed, "P1")
-    loaded, _ = bounded(_raw_keyed_step(address, keyed, "P1", settings.batch), settings.consume_n, 120)
-    with cluster.consumer(f"{keyed}:P1", start="earliest", max_records=10_000) as consumer:
-        got, secs = _poll_all(consumer, loaded, settings.time_limit * 3)
-    rows.append(
-        throughput(
-            f"{sysname}/Consumer.poll+keys",
-            2,
-            got,
-            secs,
-            f"as Consumer.poll, v2 batches with {KEYED_NOTE}: CRC checked, keys and headers decoded",
-        )
-    )
+        if base == "W2":
+            with procs.CpuMeter(cluster.server_pids()) as cpu:
+                got, secs = _raw_fetch(address, topic, "P1", loaded, settings.time_limit * 3)
+            rows.append(
+                throughput(
+                    f"{sysname}/raw-http",
+                    2,
+                    got,
+                    secs,
+                    "GET records max_records=10000, bytes only (no per-record decode)",
+                    cpu=cpu,
+                )
+            )
+        cluster.delete_topic(topic)
     return rows
 
 
