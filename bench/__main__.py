@@ -58,7 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="py-spy speedscope profiles of myqueue's broker/primary during its workloads",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run everything N times and report each row's median round by msgs/s (a shared machine's "
+        "rates swing by a third between runs; the targets then compare medians)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     systems = [s for s in args.systems.split(",") if s]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
@@ -71,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = " ".join(argv if argv is not None else sys.argv[1:])
     facts["command"] = "python -m bench " + re.sub(r"password=\S+", "password=***", shown)
     versions: dict = {}
-    rows: list[Row] = []
+    rows: list[Row] = []  # this round's; the rounds' medians after the last
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="mq-peer-bench-"))
     os.chmod(workdir, 0o755)  # the private PostgreSQL runs as the postgres user below it
@@ -96,52 +105,34 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001
             versions[name] = f"unknown ({e})"
 
+    needs_pg = ("postgres" in systems and 5 in settings.workloads) or (
+        "myqueue" in systems and bool(settings.workloads & {2, 5, 6})
+    )
+    round_rows: list[list[Row]] = []
     try:
-        if "myqueue" in systems:
-            from .peers import myqueue
-
-            version_of("myqueue", myqueue.version)
-            phase("myqueue memory", myqueue.run, settings, workdir, "memory", None, args.profile)
-        if "redis" in systems:
-            from .peers import redis
-
-            version_of("redis", redis.version)
-            phase("redis", redis.run, settings, workdir)
-        if "nats" in systems:
-            from .peers import nats
-
-            version_of("nats", nats.version)
-            phase("nats", nats.run, settings, workdir)
-        if "kafka" in systems:
-            from .peers import kafka
-
-            version_of("kafka", kafka.version)
-            phase("kafka", kafka.run, settings, workdir)
-        needs_pg = ("postgres" in systems and 5 in settings.workloads) or (
-            "myqueue" in systems and settings.workloads & {2, 5, 6}
-        )
-        if needs_pg:
-            dsn = args.dsn or _private_postgres(workdir)
-            from .peers import postgres
-
-            version_of("postgresql", postgres.version, dsn)
-            if "myqueue" in systems:
-                from .peers import myqueue
-
-                phase("myqueue postgres", myqueue.run, settings, workdir, "postgres", dsn, args.profile)
-            if "postgres" in systems:
-                phase("postgres", postgres.run, settings, dsn)
+        dsn = (args.dsn or _private_postgres(workdir)) if needs_pg else None
+        for n in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {n + 1} of {args.rounds}", file=sys.stderr, flush=True)
+            rows = []
+            # a directory a round: a server's state (Kafka's formatted log dir) is not reused
+            round_dir = workdir / f"round-{n + 1}"
+            round_dir.mkdir(mode=0o755)
+            _one_round(systems, settings, round_dir, dsn, args.profile, phase, version_of if n == 0 else None)
+            round_rows.append(rows)
     except KeyboardInterrupt:
         print("interrupted: stopping everything the bench started", file=sys.stderr, flush=True)
         _cleanup(workdir)
         return 130
     _cleanup(workdir)
 
+    rows = report.median_rows(round_rows)
+    facts["rounds"] = args.rounds
     facts["loadavg_end"] = os.getloadavg()
     facts["duration_s"] = round(time.monotonic() - started, 1)
     facts["versions"] = versions
     facts["warnings"] = procs.warnings
-    results = report.targets(rows)
+    results = report.median_targets(round_rows)
     print()
     print(f"{facts['command']}  ({'quick' if settings.quick else 'full'} mode)  {facts['date_utc']}")
     print(
@@ -166,6 +157,45 @@ def main(argv: list[str] | None = None) -> int:
     report.write_json(args.out, facts, settings_doc, rows, results)
     print(f"\nwrote {args.out}")
     return 0
+
+
+def _one_round(systems, settings, workdir, dsn, profile_dir, phase, version_of) -> None:
+    """Every chosen system once, in the order of SYSTEMS; versions read when ``version_of`` is given."""
+
+    def version(name: str, fn, *fn_args) -> None:
+        if version_of is not None:
+            version_of(name, fn, *fn_args)
+
+    if "myqueue" in systems:
+        from .peers import myqueue
+
+        version("myqueue", myqueue.version)
+        phase("myqueue memory", myqueue.run, settings, workdir, "memory", None, profile_dir)
+    if "redis" in systems:
+        from .peers import redis
+
+        version("redis", redis.version)
+        phase("redis", redis.run, settings, workdir)
+    if "nats" in systems:
+        from .peers import nats
+
+        version("nats", nats.version)
+        phase("nats", nats.run, settings, workdir)
+    if "kafka" in systems:
+        from .peers import kafka
+
+        version("kafka", kafka.version)
+        phase("kafka", kafka.run, settings, workdir)
+    if dsn is not None:
+        from .peers import postgres
+
+        version("postgresql", postgres.version, dsn)
+        if "myqueue" in systems:
+            from .peers import myqueue
+
+            phase("myqueue postgres", myqueue.run, settings, workdir, "postgres", dsn, profile_dir)
+        if "postgres" in systems:
+            phase("postgres", postgres.run, settings, dsn)
 
 
 def _private_postgres(workdir: Path) -> str:

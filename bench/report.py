@@ -142,6 +142,12 @@ def _find(rows: list[Row], system: str, workload: int) -> Row | None:
     return next((r for r in rows if r.system == system and r.workload == WORKLOADS[workload]), None)
 
 
+def _met(kind: str, value: float, goal: float) -> bool | None:
+    if kind == "info":
+        return None
+    return value <= goal if kind in ("p99", "rss_idle", "rss_ratio") else value >= goal
+
+
 def targets(rows: list[Row]) -> list[dict]:
     out = []
     for label, (num_sys, num_w), den, kind, target in TARGETS:
@@ -159,9 +165,47 @@ def targets(rows: list[Row]) -> list[dict]:
             value = num.extra.get("rss_idle_mb")
         elif kind == "rss_ratio" and num:
             value = num.extra.get("loaded_over_payload")
-        if value is not None and kind != "info":
-            ok = value <= target if kind in ("p99", "rss_idle", "rss_ratio") else value >= target
+        if value is not None:
+            ok = _met(kind, value, target)
         out.append({"target": label, "measured": value, "goal": target, "kind": kind, "met": ok})
+    return out
+
+
+def median_rows(rounds: list[list[Row]]) -> list[Row]:
+    """One row per (system, workload) of the first round: the round whose rate is the median
+    (the lower one of an even count), with every round's rate in ``extra["rounds_msgs_per_s"]``."""
+    if len(rounds) == 1:
+        return rounds[0]
+    out = []
+    for first in rounds[0]:
+        same = [
+            r for rows in rounds for r in rows if (r.system, r.workload) == (first.system, first.workload)
+        ]
+        rated = sorted((r for r in same if r.msgs_per_s), key=lambda r: r.msgs_per_s or 0.0)
+        if not rated:
+            out.append(first)
+            continue
+        chosen = rated[(len(rated) - 1) // 2]
+        chosen.extra["rounds_msgs_per_s"] = [round(r.msgs_per_s or 0.0) for r in same]
+        out.append(chosen)
+    return out
+
+
+def median_targets(rounds: list[list[Row]]) -> list[dict]:
+    """The targets of each round, then per target the median of its rounds' values: a ratio is
+    taken between rows of the same round, which ran side by side on the same machine state."""
+    per_round = [targets(rows) for rows in rounds]
+    out = []
+    for i, first in enumerate(per_round[0]):
+        values = sorted(v for v in (results[i]["measured"] for results in per_round) if v is not None)
+        result = dict(first)
+        if values:
+            value = values[(len(values) - 1) // 2]
+            result["measured"] = value
+            result["met"] = _met(first["kind"], value, first["goal"])
+        if len(per_round) > 1:
+            result["rounds"] = [results[i]["measured"] for results in per_round]
+        out.append(result)
     return out
 
 
@@ -171,8 +215,15 @@ def format_targets(results: list[dict]) -> str:
         if t["measured"] is None:
             lines.append(f"{t['target']}: not measured")
             continue
+        spread = ""
+        if len(t.get("rounds", ())) > 1:
+            spread = (
+                "  (median of rounds: "
+                + ", ".join("-" if v is None else f"{v:.2f}" for v in t["rounds"])
+                + ")"
+            )
         if t["kind"] == "info":
-            lines.append(f"{t['target']}: {t['measured']:.2f}x")
+            lines.append(f"{t['target']}: {t['measured']:.2f}x{spread}")
             continue
         if t["kind"] == "ratio":
             shown, goal = f"{t['measured']:.2f}x", f">= {t['goal']:g}x"
@@ -182,7 +233,7 @@ def format_targets(results: list[dict]) -> str:
             shown, goal = f"{t['measured']:.2f}x", f"<= {t['goal']:g}x"
         else:
             shown, goal = f"{t['measured']:,.0f}", f">= {t['goal']:,.0f}"
-        lines.append(f"{t['target']}: {shown} (target {goal}) {'met' if t['met'] else 'MISSED'}")
+        lines.append(f"{t['target']}: {shown} (target {goal}) {'met' if t['met'] else 'MISSED'}{spread}")
     return "\n".join(lines)
 
 
