@@ -4,11 +4,32 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from myqueue.core.framing import Columns, TimestampType
 
 Headers = tuple[tuple[str, bytes], ...]
+_T = TypeVar("_T")
+
+
+class _ListLike(Sequence[_T]):
+    """What a read-only sequence needs to stand in for the list it replaces: ``==`` with a list or
+    tuple (element by element), ``+`` giving a list, and no hash (equal to a list, so unhashable)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _ListLike | list | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __add__(self, other: Sequence[_T]) -> list[_T]:
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[_T]) -> list[_T]:
+        return [*other, *self]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +41,7 @@ class RecordMetadata:
     offset: int
 
 
-class BatchMetadata(Sequence[RecordMetadata]):
+class BatchMetadata(_ListLike[RecordMetadata]):
     """Where the records of one stored batch went (offsets base .. base+count-1), made on access.
 
     One object per batch instead of one per record; behaves as the ``list[RecordMetadata]`` it
@@ -51,26 +72,6 @@ class BatchMetadata(Sequence[RecordMetadata]):
         topic, partition = self.topic, self.partition
         for offset in range(self.base_offset, self.base_offset + self._count):
             yield RecordMetadata(topic, partition, offset)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, BatchMetadata):
-            return (self.topic, self.partition, self.base_offset, self._count) == (
-                other.topic,
-                other.partition,
-                other.base_offset,
-                other._count,
-            )
-        if isinstance(other, list | tuple):
-            return len(other) == self._count and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # equal to a list, so unhashable like one
-
-    def __add__(self, other: Sequence[RecordMetadata]) -> list[RecordMetadata]:
-        return [*self, *other]
-
-    def __radd__(self, other: Sequence[RecordMetadata]) -> list[RecordMetadata]:
-        return [*other, *self]
 
     def __repr__(self) -> str:
         return f"BatchMetadata({self.topic!r}, {self.partition!r}, offsets {self.base_offset}..{self.base_offset + self._count - 1})"
@@ -107,7 +108,7 @@ class Record(NamedTuple):
 _new_record = tuple.__new__  # a Record from a tuple of its eight fields, in C
 
 
-class Records(Sequence[Record]):
+class Records(_ListLike[Record]):
     """The records one ``poll`` returned, made as they are read.
 
     Holds the fetched batches as columns (values and keys already cut, which the garbage
@@ -187,19 +188,6 @@ class Records(Sequence[Record]):
                 tail.append(segment.sliced(left))
             left -= n
         return Records(self.topic, self.partition, head), Records(self.topic, self.partition, tail)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Records | list | tuple):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # equal to a list, so unhashable like one
-
-    def __add__(self, other: Sequence[Record]) -> list[Record]:
-        return [*self, *other]
-
-    def __radd__(self, other: Sequence[Record]) -> list[Record]:
-        return [*other, *self]
 
     def __repr__(self) -> str:
         if not self:
