@@ -4,6 +4,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -181,11 +182,12 @@ def median_rows(rounds: list[list[Row]]) -> list[Row]:
         same = [
             r for rows in rounds for r in rows if (r.system, r.workload) == (first.system, first.workload)
         ]
-        rated = sorted((r for r in same if r.msgs_per_s), key=lambda r: r.msgs_per_s or 0.0)
+        rated = [r for r in same if r.msgs_per_s]
         if not rated:
             out.append(first)
             continue
-        chosen = rated[(len(rated) - 1) // 2]
+        median = statistics.median_low(r.msgs_per_s for r in rated)
+        chosen = next(r for r in rated if r.msgs_per_s == median)
         chosen.extra["rounds_msgs_per_s"] = [round(r.msgs_per_s or 0.0) for r in same]
         out.append(chosen)
     return out
@@ -197,10 +199,10 @@ def median_targets(rounds: list[list[Row]]) -> list[dict]:
     per_round = [targets(rows) for rows in rounds]
     out = []
     for i, first in enumerate(per_round[0]):
-        values = sorted(v for v in (results[i]["measured"] for results in per_round) if v is not None)
+        values = [v for v in (results[i]["measured"] for results in per_round) if v is not None]
         result = dict(first)
         if values:
-            value = values[(len(values) - 1) // 2]
+            value = statistics.median_low(values)
             result["measured"] = value
             result["met"] = _met(first["kind"], value, first["goal"])
         if len(per_round) > 1:
