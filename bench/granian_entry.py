@@ -9,7 +9,8 @@ project's ``create_app``, then serves either the app as built (the lean lane in 
 the Flask app's own ``wsgi_app`` (no lane), both behind the same ``Guard`` as ``serving.serve``.
 
 ``--role sleeper`` is a two-route test app (``/sleep?s=N`` holds a thread, ``/fast`` answers at
-once) for the thread-pool experiment; ``--server waitress`` serves it with ``serving.serve``.
+once) for the thread-pool experiment. ``--server waitress`` serves any role with waitress 3 as the
+services were served until they got their own server (``serve_waitress``), the peer it is measured against.
 
 The configuration reaches the worker through one environment variable (``_CONFIG_ENV``), because
 granian's factory takes no arguments. ``MYQUEUE_BENCH_ATEXIT_FILE``, when set, makes the worker
@@ -27,12 +28,12 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 from myqueue.core import defaults
 from myqueue.service.auth import load_token
-from myqueue.service.base_app import ServiceState
 from myqueue.service.guard import STATE_CHANGING_GETS, Guard, allowed_hosts
 
 _CONFIG_ENV = "MYQUEUE_BENCH_GRANIAN_CONFIG"
@@ -122,6 +123,36 @@ def build():
     return Guard(app, allowed_hosts(cfg["host"]), app.extensions.get(STATE_CHANGING_GETS, ()))
 
 
+def serve_waitress(cfg: dict, host: str, port: int, threads: int) -> None:
+    """The app behind waitress 3, configured as ``myqueue.service.serving`` configured it until
+    the services got their own server (service/server.py): the peer ``bench.servers`` measures it
+    against. Stops on SIGTERM (waitress's loop ends on SystemExit)."""
+    from waitress.server import create_server
+
+    app = _sleeper_app if cfg["role"] == "sleeper" else _service_app(cfg)
+    max_body = (
+        defaults.MAX_BATCH_BYTES if cfg["role"] in ("broker", "sleeper") else defaults.MAX_JSON_BODY_BYTES
+    )
+    extensions = getattr(app, "extensions", {})
+    guarded = Guard(app, allowed_hosts(host), extensions.get(STATE_CHANGING_GETS, ()), token=load_token())
+    server = create_server(
+        guarded,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="myqueue",
+        channel_timeout=120,
+        connection_limit=defaults.SERVICE_CONNECTION_LIMIT,
+        cleanup_interval=30,
+        clear_untrusted_proxy_headers=True,
+        inbuf_overflow=min(max_body, 2 * 1024 * 1024),  # bodies over 2 MiB spooled to a file
+        outbuf_overflow=defaults.MAX_BATCH_BYTES,
+        max_request_body_size=max_body + 64 * 1024,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server.run()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.granian_entry")
     parser.add_argument("--role", choices=["broker", "primary", "replica", "sleeper"], required=True)
@@ -131,13 +162,27 @@ def main(argv=None) -> None:
     parser.add_argument("--primary-url", default=None)
     parser.add_argument("--lane", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--threads", type=int, default=None, help="default: as the product's service")
-    parser.add_argument("--server", choices=["granian", "waitress"], default="granian")
+    parser.add_argument("--server", choices=["granian", "waitress", "myqueue"], default="granian")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     threads = args.threads or (
         defaults.SERVICE_THREADS if args.role in ("broker", "sleeper") else defaults.MANAGER_THREADS
     )
-    if args.server == "waitress":  # the sleeper only: the product's services run their own __main__
+    cfg = {
+        "role": args.role,
+        "name": args.name,
+        "host": args.host,
+        "primary_url": args.primary_url,
+        "lane": args.lane,
+        "threads": threads,
+        "log_level": args.log_level,
+    }
+    if args.server == "waitress":
+        _logging(args.log_level)
+        serve_waitress(cfg, args.host, args.port, threads)
+        return
+    if args.server == "myqueue":  # the sleeper only: the product's services run their own __main__
+        from myqueue.service.base_app import ServiceState
         from myqueue.service.serving import serve
 
         _logging(args.log_level)
@@ -150,15 +195,6 @@ def main(argv=None) -> None:
             threads=threads,
         )
         return
-    cfg = {
-        "role": args.role,
-        "name": args.name,
-        "host": args.host,
-        "primary_url": args.primary_url,
-        "lane": args.lane,
-        "threads": threads,
-        "log_level": args.log_level,
-    }
     os.environ[_CONFIG_ENV] = json.dumps(cfg)
     from granian import Granian
     from granian.constants import Interfaces

@@ -1,17 +1,18 @@
-"""Which HTTP server should the services run on? (issue 12, item 3)
+"""Which HTTP server should the services run on? (issue 12 item 3; issue 10 items 1 and 10)
 
     python -m bench.servers [--rounds 3] [--json PATH]     # the figures, about 60 s
     python -m bench.servers --facts                        # the experiments, ~105 s, mostly waiting
 
-Serves the same apps three ways, in one run, as real processes on loopback (a memory-mode broker,
-primary and replica each; nothing shared between the three stacks):
+Serves the same apps up to four ways (``--modes``, default ``abc``), in one run, as real processes
+on loopback (a memory-mode broker, primary and replica each; nothing shared between the stacks):
 
-  a  waitress + lane    today: ``python -m myqueue.broker`` / ``myqueue.manager`` (``serving.serve``)
-  b  granian, no lane   granian's WSGI interface on the Flask app's own ``wsgi_app``
-  c  granian + lane     granian's WSGI interface on the app as ``create_app`` builds it
+  a  myqueue server + lane  today: ``python -m myqueue.broker`` / ``myqueue.manager`` (service/server.py)
+  w  waitress + lane        waitress 3 as the services were configured on it until issue 10
+  b  granian, no lane       granian's WSGI interface on the Flask app's own ``wsgi_app``
+  c  granian + lane         granian's WSGI interface on the app as ``create_app`` builds it
 
-(b and c through ``bench/granian_entry.py``: ``workers=1``, ``blocking_threads`` = waitress's thread
-count, ``respawn_failed_workers=False``.) Each round runs each workload on the three stacks back to
+(w, b and c through ``bench/granian_entry.py``; granian with ``workers=1``, ``blocking_threads`` =
+the services' thread count, ``respawn_failed_workers=False``.) Each round runs each workload on the three stacks back to
 back, their order rotated from workload to workload and round to round, so that the load of the
 shared machine falls on all three alike; a ratio is the median of the per-round ratios.
 
@@ -51,7 +52,8 @@ from . import granian_entry, procs
 from .peers import myqueue as mq_peer
 from .workloads import PAYLOAD, Settings, percentile
 
-MODES = {"a": "waitress + lane", "b": "granian, no lane", "c": "granian + lane"}
+FACT_MODES = ("a", "w", "c")  # the stacks the experiments compare
+MODES = {"a": "myqueue server + lane", "w": "waitress + lane", "b": "granian, no lane", "c": "granian + lane"}
 HOST = procs.HOST
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TIMEOUT = 30
@@ -101,7 +103,8 @@ def service_argv(mode: str, role: str, port: int, primary_url: str | None = None
         str(port),
         "--name",
         "broker1",
-        "--lane" if mode == "c" else "--no-lane",
+        "--lane" if mode in "cw" else "--no-lane",
+        *(["--server", "waitress"] if mode == "w" else []),
     ]
     return argv + (["--primary-url", str(primary_url)] if primary_url else [])
 
@@ -473,7 +476,7 @@ def fact_sigterm(workdir: Path) -> list[str]:
     ``state.draining``), are new connections refused, how long until exit, does anything of ours run
     in granian's worker on the way out (an ``atexit`` handler)?"""
     out = []
-    for mode in ("a", "c"):
+    for mode in FACT_MODES:
         port = procs.free_port()
         marker = workdir / f"atexit-{mode}"
         env = {granian_entry.ATEXIT_ENV: str(marker)}
@@ -519,12 +522,9 @@ def fact_prebody(workdir: Path, connections: int = 48) -> list[str]:
     body, then stall. Does the app (auth) answer before the body? What RSS does the server hold?"""
     out = []
     env = {"MYQUEUE_TOKEN": "bench-secret"}
-    for mode, auth in (
-        ("a", ""),
-        ("c", ""),
-        ("a", "Authorization: Bearer bench-secret\r\n"),
-        ("c", "Authorization: Bearer bench-secret\r\n"),
-    ):
+    for mode, auth in [(m, "") for m in FACT_MODES] + [
+        (m, "Authorization: Bearer bench-secret\r\n") for m in FACT_MODES
+    ]:
         port = procs.free_port()
         server = _start(f"prebody-{mode}", service_argv(mode, "broker", port), workdir, port, env)
         wait_ready(f"http://{HOST}:{port}", server)
@@ -613,7 +613,7 @@ def fact_refusals(workdir: Path) -> list[str]:
     }
     batch = framing.encode_batch([PAYLOAD])
     out = []
-    for mode in ("a", "c"):
+    for mode in FACT_MODES:
         port = procs.free_port()
         server = _start(f"refusals-{mode}", service_argv(mode, "broker", port), workdir, port)
         try:
@@ -662,7 +662,7 @@ def fact_refusals(workdir: Path) -> list[str]:
 def fact_starvation(workdir: Path, held_s: float = 20.0) -> list[str]:
     """20 requests held ``held_s`` s against a 16-thread pool: how long does an unrelated request wait?"""
     servers, ports = {}, {}
-    for server in ("waitress", "granian"):
+    for server in ("myqueue", "waitress", "granian"):
         ports[server] = procs.free_port()
         argv = [
             sys.executable,

@@ -84,16 +84,16 @@ PRODUCER_MAX_IN_FLIGHT = 4  # batches in flight at once, to different partitions
 
 # --- services ---------------------------------------------------------------------------
 SERVICE_THREADS = 16  # WSGI worker threads per service process
-# Bounds on what clients can make a service hold before it answers (waitress reads a whole body
-# before the app, hence before the bearer token is checked). Each service refuses a body over its
-# own limit from the Content-Length header alone: managers MAX_JSON_BODY_BYTES, brokers
-# MAX_BATCH_BYTES. Bodies over SERVICE_BODY_MEMORY_BYTES spool to a temporary file instead of RAM,
-# so RAM held for bodies is at most SERVICE_CONNECTION_LIMIT x SERVICE_BODY_MEMORY_BYTES.
+# Bounds on what clients can make a service hold (service/server.py). Each service refuses a body
+# over its own limit from the Content-Length header (managers MAX_JSON_BODY_BYTES, brokers
+# MAX_BATCH_BYTES), after the bearer token and before reading any of it; bodies are read by the
+# event loop, so a slow upload holds no thread; all bodies held at once stay under
+# SERVICE_BUFFER_BYTES (a request that would go over is answered 503 with Retry-After).
 SERVICE_CONNECTION_LIMIT = 256  # open connections per service ($MYQUEUE_CONNECTION_LIMIT)
-SERVICE_BODY_MEMORY_BYTES = 2 * 1024 * 1024  # per connection ($MYQUEUE_BODY_MEMORY_BYTES)
-# waitress itself refuses bodies over limit + this slack, cheaply but as text/plain (it has no
-# public hook for its own error pages); a body just over the limit reaches the app's JSON 413.
-SERVICE_BODY_SLACK_BYTES = 64 * 1024
+SERVICE_BUFFER_BYTES = 256 * 1024 * 1024  # request bodies held at once per service ($MYQUEUE_BUFFER_BYTES)
+SERVICE_HEADER_BYTES = 64 * 1024  # a request's line and headers (431 over it)
+SERVICE_IDLE_S = 120.0  # a kept-alive connection with no request is closed after this
+SERVICE_READ_S = 30.0  # a request's head or body that stops arriving for this long: 408
 PG_POOL_MIN = 1
 PG_POOL_MAX = 16
 # PostgreSQL connection timeouts (myqueue.db.pool), each overridden by its MYQUEUE_PG_* variable:

@@ -5,7 +5,7 @@ cluster); ``--access-log`` or ``MYQUEUE_ACCESS_LOG=1`` turns it on. Each record 
 ``myqueue.access`` at INFO, in the process's log format, with the fields ``method``, ``path``
 (no query string), ``status``, ``duration_ms`` (until the response body was handed to the server)
 and ``client`` as ``extra``, so the JSON format carries them as fields. Requests the guard or the
-token check refuse are logged too: the wrapper sits outside both.
+token check refuse from the headers are logged too (``record``, called by service/serving.py).
 """
 
 import logging
@@ -55,21 +55,26 @@ class _Logged:
                 close()
         finally:
             code = int(self._status[0].split(" ", 1)[0]) if self._status else 0
-            method, path = self._environ.get("REQUEST_METHOD", "-"), self._environ.get("PATH_INFO", "-")
-            client = self._environ.get("REMOTE_ADDR", "-")
-            duration_ms = round((time.perf_counter() - self._started) * 1000, 3)
-            log.info(
-                '%s "%s %s" %s %.3f ms',
-                client,
-                method,
-                path,
-                code,
-                duration_ms,
-                extra={
-                    "method": method,
-                    "path": path,
-                    "status": code,
-                    "duration_ms": duration_ms,
-                    "client": client,
-                },
-            )
+            record(self._environ, code, time.perf_counter() - self._started)
+
+
+def record(environ: dict, code: int, seconds: float) -> None:
+    """One access-log record for a request (also for one the guard refused from its headers)."""
+    method, path = environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "-")
+    client = environ.get("REMOTE_ADDR", "-")
+    duration_ms = round(seconds * 1000, 3)
+    log.info(
+        '%s "%s %s" %s %.3f ms',
+        client,
+        method,
+        path,
+        code,
+        duration_ms,
+        extra={
+            "method": method,
+            "path": path,
+            "status": code,
+            "duration_ms": duration_ms,
+            "client": client,
+        },
+    )

@@ -18,18 +18,23 @@ none); by default it is enforced only when the service is bound to loopback, whe
 localhost, 127.0.0.1, ::1 and the bind address. A service bound to a wider address (a Pod's
 0.0.0.0, reached through Service names) checks Host only if the variable is set.
 
-Note: waitress reads the whole request body before it calls any WSGI app, so this layer cannot
-save the cost of reading a body; the per-service body limit and connection limit (service/serving.py)
-bound that.
+With a token configured (service/auth.py), a request without it is refused 401 (the probes
+``/healthz`` and ``/readyz`` excepted), and a Content-Length over the service's body limit 413 (400
+on the seed's routes). The server asks ``Guard.refusal`` once a request's headers are in, before
+it reads any of the body (service/server.py), so none of these costs the service a body.
 """
 
 import ipaddress
 import json
 import os
 from collections.abc import Iterable
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from myqueue.core.reasons import Reason
+
+from .auth import OPEN_PATHS, authorized
+from .envelope import Failure, refused
 
 ALLOWED_HOSTS_ENV = "MYQUEUE_ALLOWED_HOSTS"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -37,6 +42,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 STATE_CHANGING_GETS = (
     "myqueue.state_changing_gets"  # app.extensions key: GET paths with side effects (routes.py)
 )
+SEED_PATHS = "myqueue.seed_paths"  # app.extensions key: the seed's exact paths (refusals answered 400)
 
 
 def allowed_hosts(bind_host: str, env: str | None = None) -> frozenset[str] | None:
@@ -68,33 +74,64 @@ def _host_name(host: str) -> str:
 
 
 class Guard:
-    """WSGI middleware: the header-only refusals above; every other request goes to ``inner``."""
+    """The header-only refusals above, plus the bearer token and the body limit: ``refusal`` is what
+    the server (service/server.py) asks before it reads a body; called as WSGI middleware (another
+    server, a test), it answers the same refusals and sends every other request to ``inner``."""
 
-    def __init__(self, inner, hosts: frozenset[str] | None, state_changing_gets: Iterable[str] = ()):
+    def __init__(
+        self,
+        inner,
+        hosts: frozenset[str] | None,
+        state_changing_gets: Iterable[str] = (),
+        *,
+        token: str | None = None,
+        max_body: int | None = None,
+        seed_paths: Iterable[str] = (),
+    ):
         self.inner = inner
         self._hosts = hosts
         self._unsafe_gets = frozenset(state_changing_gets)
+        self._token = token
+        self._max_body = max_body
+        self._seed_paths = frozenset(seed_paths)
 
-    def __call__(self, environ: dict, start_response):
+    def refusal(self, environ: dict) -> Failure | None:
+        """Why a request is refused, from its request line and headers alone; None: it is not."""
         method = environ.get("REQUEST_METHOD", "")
         path = environ.get("PATH_INFO") or ""
         host = environ.get("HTTP_HOST") or ""
         if self._hosts is not None and _host_name(host) not in self._hosts:
-            return _refuse(
-                start_response, 403, Reason.FORBIDDEN, f"this service does not answer to Host {host!r}"
-            )
+            return refused(Reason.FORBIDDEN, f"this service does not answer to Host {host!r}", 403)
         unsafe_get = path in self._unsafe_gets
         if method == "HEAD" and unsafe_get:
-            return _refuse(
-                start_response,
+            return Failure(
                 405,
                 Reason.METHOD_NOT_ALLOWED,
                 "HEAD is not allowed: GET on this route changes state",
-                allow="GET",
+                (("Allow", "GET"),),
             )
         if (unsafe_get or method not in SAFE_METHODS) and _cross_site(environ, host):
-            return _refuse(start_response, 403, Reason.FORBIDDEN, "cross-site requests may not change state")
-        return self.inner(environ, start_response)
+            return refused(Reason.FORBIDDEN, "cross-site requests may not change state", 403)
+        if (
+            self._token
+            and path not in OPEN_PATHS
+            and not authorized(environ.get("HTTP_AUTHORIZATION"), self._token)
+        ):
+            return refused(Reason.UNAUTHORIZED, "missing or wrong bearer token", 401)
+        length = environ.get("CONTENT_LENGTH") or ""
+        if self._max_body is not None and length.isdigit() and int(length) > self._max_body:
+            message = f"request body is larger than the {self._max_body}-byte limit"
+            return refused(Reason.TOO_LARGE, message, 400 if path in self._seed_paths else 413)
+        return None
+
+    def __call__(self, environ: dict, start_response):
+        failure = self.refusal(environ)
+        if failure is None:
+            return self.inner(environ, start_response)
+        body = json.dumps(failure.envelope(), separators=(",", ":")).encode() + b"\n"
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *failure.headers]
+        start_response(f"{failure.status} {HTTPStatus(failure.status).phrase.upper()}", headers)
+        return [body]
 
 
 def _cross_site(environ: dict, host: str) -> bool:
@@ -104,16 +141,3 @@ def _cross_site(environ: dict, host: str) -> bool:
     if origin is None:
         return False
     return urlsplit(origin).netloc.lower() != host.lower()  # "null" and any other origin alike
-
-
-def _refuse(start_response, status: int, reason: Reason, message: str, allow: str | None = None):
-    body = json.dumps(
-        {"status": "failure", "message": message, "reason": reason.value}, separators=(",", ":")
-    )
-    payload = body.encode() + b"\n"
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
-    if allow:
-        headers.append(("Allow", allow))
-    phrase = {403: "FORBIDDEN", 405: "METHOD NOT ALLOWED"}[status]
-    start_response(f"{status} {phrase}", headers)
-    return [payload]

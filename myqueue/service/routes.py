@@ -4,7 +4,8 @@ hot route, the lean lane's entry (``service/lean.py``).
 Each route is declared once, as a ``Route`` (method, Flask-style rule, handler and what the paths
 need to know about it), in a table beside its handlers (``broker/routes/``, ``manager/routes/``).
 ``install_routes`` turns the table into Flask views, the lane's entries and the list of
-state-changing GETs the guard refuses HEAD and cross-site requests on (``service/guard.py``).
+state-changing GETs the guard refuses HEAD and cross-site requests on and the seed's paths it answers
+refusals with 400 on (``service/guard.py``).
 
 A handler is a plain function ``handler(context, call, *path_parameters)``: ``context`` is the
 service's own (storage, counters, the manager's role), ``call`` the request as a ``Call`` — the
@@ -26,7 +27,7 @@ from flask import Flask, Response, request
 from .base_app import OBSERVE_EXTENSION, ServiceState
 from .call import Call
 from .envelope import AS_REFUSAL_EXTENSION, AsRefusal, Raw, Success, seed_endpoint, success
-from .guard import STATE_CHANGING_GETS
+from .guard import SEED_PATHS, STATE_CHANGING_GETS
 from .lean import LeanRoutes
 
 Handler = Callable[..., Any]  # (context, call, *path parameters) -> message | Success | Raw
@@ -118,6 +119,7 @@ def install_routes(
             lane.add(route.method, route.rule, route.handler, context, seed=route.seed)
     app.wsgi_app = lane  # type: ignore[method-assign]  # WSGI middleware, as Flask's docs do it
     app.extensions[STATE_CHANGING_GETS] = state_changing_gets(routes)
+    app.extensions[SEED_PATHS] = tuple(route.rule for route in routes if route.seed)
 
 
 def state_changing_gets(routes: Iterable[Route]) -> tuple[str, ...]:
