@@ -318,13 +318,17 @@ def run(rounds: int, budget_s: float, latency_s: float, modes: str) -> dict:
         "python": sys.version.split()[0],
         "granian": _version("granian"),
         "waitress": _version("waitress"),
+        "httptools": _version("httptools"),
     }
 
 
 def _version(dist: str) -> str:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return version(dist)
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def table(report: dict) -> str:
@@ -359,7 +363,7 @@ def table(report: dict) -> str:
     lines.append(
         f"rounds {report['rounds']}, {report['seconds']} s (start-up {report['startup_s']} s); load "
         f"{report['loadavg_start'][0]:.2f} -> {report['loadavg_end'][0]:.2f}; python {report['python']}, "
-        f"granian {report['granian']}, waitress {report['waitress']}"
+        f"httptools {report['httptools']}, waitress {report['waitress']}, granian {report['granian']}"
     )
     report["medians"] = med
     return "\n".join(lines)

@@ -62,6 +62,7 @@ WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 Precheck = Callable[[dict], Failure | None]  # a request's environ before its body: a refusal or None
 
 DISCARD_S = 10.0  # after a refusal with a body under way: read and drop it for at most this long
+ONE_WRITE_BYTES = 256 * 1024  # an answer up to this size leaves in one write (head + body copied once)
 PIPELINE_MAX = 16  # complete requests a connection may have waiting behind the one being answered
 SWEEP_S = 1.0  # how often idle, silent and stalled connections are looked for
 DRAIN_POLL_S = 0.05  # how often a draining server checks whether it may stop
@@ -428,8 +429,13 @@ class _Connection(asyncio.Protocol):
         keep_alive = more or (
             environ["myqueue.keep_alive"] and not self.closing and not self.server.state.draining.is_set()
         )
-        self.transport.write(self._head(environ, status, headers, len(body), keep_alive))
-        if body and environ["REQUEST_METHOD"] != "HEAD":
+        head = self._head(environ, status, headers, len(body), keep_alive)
+        if environ["REQUEST_METHOD"] == "HEAD" or not body:
+            self.transport.write(head)
+        elif len(body) <= ONE_WRITE_BYTES:  # one segment: the client wakes once, not twice
+            self.transport.write(head + body)
+        else:
+            self.transport.write(head)
             self.transport.write(body)
         if self.pending:
             self._next()
