@@ -1,7 +1,7 @@
-"""Over real HTTP: the broker's lean lane behind waitress, and the pool's own request and response I/O.
+"""Over real HTTP: the broker's lean lane behind the services' own HTTP server (service/server.py), and the pool's own request and response I/O.
 
 The lane's answers are compared with Flask's in tests/unit/test_broker_lane.py; here a real broker
-process serves them through waitress to the real ``net.pool`` client (Content-Length 0 on a
+process serves them through that server to the real ``net.pool`` client (Content-Length 0 on a
 bodyless POST, a long-poll woken by an append, /v1 statuses). The pool half checks that its
 requests arrive whole and that its header parse (``net/pool.py``, without
 the email package) reads every response form ``http.client`` reads — Content-Length, chunked,
