@@ -576,40 +576,24 @@ def _parser_message(error: Exception) -> str:
 
 
 def serve(
-    app: WSGIApp,
-    state: ServiceState,
-    precheck: Precheck,
-    limits: Limits,
+    server: Server,
     *,
-    host: str,
-    port: int,
-    threads: int,
     grace_s: float,
     on_drain: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then drain (module docstring) and return after ``on_shutdown``."""
-    asyncio.run(_serve(app, state, precheck, limits, host, port, threads, grace_s, on_drain))
+    asyncio.run(_run(server, grace_s, on_drain))
     if on_shutdown is not None:
         on_shutdown()
     log.info("stopped")
 
 
-async def _serve(
-    app: WSGIApp,
-    state: ServiceState,
-    precheck: Precheck,
-    limits: Limits,
-    host: str,
-    port: int,
-    threads: int,
-    grace_s: float,
-    on_drain: Callable[[], None] | None,
-) -> None:
-    server = Server(app, state, precheck, limits, threads=threads, host=host, port=port)
+async def _run(server: Server, grace_s: float, on_drain: Callable[[], None] | None) -> None:
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    state = server.state
 
     def begin(signum: int) -> None:
         if state.draining.is_set():
@@ -622,7 +606,7 @@ async def _serve(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, begin, signum)
-    log.info("listening on http://%s:%s", host, port)
+    log.info("listening on http://%s:%s", server.host, server.port)
     await stop.wait()
     deadline = time.monotonic() + grace_s
     while not server.quiet():

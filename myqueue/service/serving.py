@@ -64,18 +64,16 @@ def serve(
                 access.record(environ, failure.status, time.perf_counter() - started)
             return failure
 
-    server.serve(
+    served = server.Server(
         access.AccessLog(app) if access_log else app,
         state,
         precheck,
         limits,
+        threads=threads,
         host=host,
         port=port,
-        threads=threads,
-        grace_s=grace_s,
-        on_drain=on_drain,
-        on_shutdown=on_shutdown,
     )
+    server.serve(served, grace_s=grace_s, on_drain=on_drain, on_shutdown=on_shutdown)
 
 
 def env_int(name: str, default: int) -> int:
