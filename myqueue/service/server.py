@@ -214,7 +214,6 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_bytes = 0
         self.reserved = 0  # of server.buffered, for this request's body
-        self.started = 0.0  # when this request's first byte arrived
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -280,7 +279,6 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._reset()
         self.in_head = True
-        self.started = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -352,7 +350,12 @@ class _Connection(asyncio.Protocol):
 
     # --- requests and answers ----------------------------------------------------------------
     def _environ(self) -> dict:
-        url = httptools.parse_url(self.url)
+        try:
+            url = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            raise _Refused(
+                _failure(400, Reason.INVALID_REQUEST, "malformed HTTP request: invalid URL")
+            ) from None
         path = url.path or b"/"
         host, port = self.server.host, self.server.port
         environ: dict[str, Any] = {

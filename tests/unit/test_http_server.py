@@ -211,6 +211,11 @@ def test_expect_100_continue_only_once_the_headers_pass(running):
             "INVALID_REQUEST",
         ),
         (b"GET /secret HTTP/1.1\r\nHost: h\r\n\r\n", 401, "UNAUTHORIZED"),
+        (
+            b"GET http://[::1 HTTP/1.1\r\nHost: h\r\n\r\n",
+            400,
+            "INVALID_REQUEST",
+        ),  # llhttp passes it, parse_url not
     ],
     ids=[
         "garbage",
@@ -222,6 +227,7 @@ def test_expect_100_continue_only_once_the_headers_pass(running):
         "two-cl",
         "cl-and-te",
         "no-token",
+        "bad-url",
     ],
 )
 def test_the_servers_own_refusals_are_json_envelopes_then_the_connection_closes(
