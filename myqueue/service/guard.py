@@ -19,7 +19,8 @@ localhost, 127.0.0.1, ::1 and the bind address. A service bound to a wider addre
 0.0.0.0, reached through Service names) checks Host only if the variable is set.
 
 With a token configured (service/auth.py), a request without it is refused 401 (the probes
-``/healthz`` and ``/readyz`` excepted), and a Content-Length over the service's body limit 413 (400
+``/healthz`` and ``/readyz`` excepted, and a mounted app that authenticates its own requests: the
+console, whose login form and session cookie stand in for the header, under its own 4 KiB limit), and a Content-Length over the service's body limit 413 (400
 on the seed's routes). The server asks ``Guard.refusal`` once a request's headers are in, before
 it reads any of the body (service/server.py), so none of these costs the service a body.
 """
@@ -27,7 +28,7 @@ it reads any of the body (service/server.py), so none of these costs the service
 import ipaddress
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -43,6 +44,9 @@ STATE_CHANGING_GETS = (
     "myqueue.state_changing_gets"  # app.extensions key: GET paths with side effects (routes.py)
 )
 SEED_PATHS = "myqueue.seed_paths"  # app.extensions key: the seed's exact paths (refusals answered 400)
+# app.extensions key: {path prefix: body limit} of a mounted app that authenticates its own requests
+# (the console's session cookie): no bearer token asked there, and that app's own, smaller body limit.
+OWN_AUTH_PREFIXES = "myqueue.own_auth_prefixes"
 
 
 def allowed_hosts(bind_host: str, env: str | None = None) -> frozenset[str] | None:
@@ -87,6 +91,7 @@ class Guard:
         token: str | None = None,
         max_body: int | None = None,
         seed_paths: Iterable[str] = (),
+        own_auth: Mapping[str, int] | None = None,
     ):
         self.inner = inner
         self._hosts = hosts
@@ -94,6 +99,14 @@ class Guard:
         self._token = token
         self._max_body = max_body
         self._seed_paths = frozenset(seed_paths)
+        self._own_auth = dict(own_auth or {})
+
+    def _own_auth_limit(self, path: str) -> int | None:
+        """The body limit of the self-authenticating app ``path`` belongs to; None: not one."""
+        for prefix, limit in self._own_auth.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return limit
+        return None
 
     def refusal(self, environ: dict) -> Failure | None:
         """Why a request is refused, from its request line and headers alone; None: it is not."""
@@ -112,15 +125,18 @@ class Guard:
             )
         if (unsafe_get or method not in SAFE_METHODS) and _cross_site(environ, host):
             return refused(Reason.FORBIDDEN, "cross-site requests may not change state", 403)
+        own_limit = self._own_auth_limit(path) if self._own_auth else None
         if (
             self._token
+            and own_limit is None
             and path not in OPEN_PATHS
             and not authorized(environ.get("HTTP_AUTHORIZATION"), self._token)
         ):
             return refused(Reason.UNAUTHORIZED, "missing or wrong bearer token", 401)
+        limit = self._max_body if own_limit is None else own_limit
         length = environ.get("CONTENT_LENGTH") or ""
-        if self._max_body is not None and length.isdigit() and int(length) > self._max_body:
-            message = f"request body is larger than the {self._max_body}-byte limit"
+        if limit is not None and length.isdigit() and int(length) > limit:
+            message = f"request body is larger than the {limit}-byte limit"
             return refused(Reason.TOO_LARGE, message, 400 if path in self._seed_paths else 413)
         return None
 

@@ -17,7 +17,7 @@ from . import access_log as access
 from . import server
 from .auth import load_token
 from .base_app import ServiceState
-from .guard import SEED_PATHS, STATE_CHANGING_GETS, Guard, allowed_hosts
+from .guard import OWN_AUTH_PREFIXES, SEED_PATHS, STATE_CHANGING_GETS, Guard, allowed_hosts
 
 
 def serve(
@@ -45,6 +45,7 @@ def serve(
         token=load_token(),
         max_body=max_body,
         seed_paths=extensions.get(SEED_PATHS, ()),
+        own_auth=extensions.get(OWN_AUTH_PREFIXES),
     )
     limits = server.Limits(
         max_body=max_body,

@@ -6,7 +6,9 @@ app's before-request hook accepts only ``Authorization: Bearer``, which a browse
 on a page load; the console accepts the bearer header *or* its own session cookie
 (``session.py``), and lets the login form and its static files through. Everything in front of
 the manager (the service guard's Host and cross-site checks, the connection and body limits)
-is in front of the console too, as it wraps the whole WSGI app.
+is in front of the console too, as it wraps the whole WSGI app; the server's bearer-token check is
+not (``OWN_AUTH_PREFIXES``: the console checks the header or its cookie itself), and a body over
+the console's 4 KiB is refused from its headers.
 
 See docs/console.md.
 """
@@ -15,6 +17,7 @@ from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from myqueue.manager.replica import Replica
+from myqueue.service.guard import OWN_AUTH_PREFIXES
 
 from .views import PREFIX, console_blueprint
 
@@ -33,3 +36,4 @@ def mount(app: Flask, replica: Replica | None, token: str | None) -> None:
     if replica is None:
         return
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {PREFIX: create_console_app(replica, token)})  # type: ignore[method-assign]
+    app.extensions[OWN_AUTH_PREFIXES] = {PREFIX: MAX_FORM_BYTES}  # its cookie or header, its 4 KiB forms
