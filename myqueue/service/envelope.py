@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -48,6 +49,17 @@ _HTTP_REASONS = {
     413: Reason.TOO_LARGE,
     401: Reason.UNAUTHORIZED,
 }
+
+
+def json_body(payload: dict) -> bytes:
+    """A JSON answer's bytes as Flask's jsonify writes them outside debug mode: compact, ASCII,
+    insertion order, trailing newline (the lean lane, the guard and the server write them so)."""
+    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+
+
+def status_line(code: int) -> str:
+    """``404 NOT FOUND``: a status line's code and phrase as werkzeug writes them."""
+    return f"{code} {HTTPStatus(code).phrase.upper()}"
 
 
 @dataclass(frozen=True, slots=True)

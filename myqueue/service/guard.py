@@ -18,24 +18,23 @@ none); by default it is enforced only when the service is bound to loopback, whe
 localhost, 127.0.0.1, ::1 and the bind address. A service bound to a wider address (a Pod's
 0.0.0.0, reached through Service names) checks Host only if the variable is set.
 
-With a token configured (service/auth.py), a request without it is refused 401 (the probes
-``/healthz`` and ``/readyz`` excepted, and a mounted app that authenticates its own requests: the
-console, whose login form and session cookie stand in for the header, under its own 4 KiB limit), and a Content-Length over the service's body limit 413 (400
-on the seed's routes). The server asks ``Guard.refusal`` once a request's headers are in, before
+With a token configured (service/auth.py), a request without it is refused 401, and a
+Content-Length over the service's body limit 413 (400 on the seed's routes). Excepted from the
+token: the probes ``/healthz`` and ``/readyz``, and a mounted app that authenticates its own
+requests (``OWN_AUTH_PREFIXES``: the console, whose login form and session cookie stand in for
+the header), which has its own, smaller body limit. The server asks ``Guard.refusal`` once a request's headers are in, before
 it reads any of the body (service/server.py), so none of these costs the service a body.
 """
 
 import ipaddress
-import json
 import os
 from collections.abc import Iterable, Mapping
-from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from myqueue.core.reasons import Reason
 
 from .auth import OPEN_PATHS, authorized
-from .envelope import Failure, refused
+from .envelope import Failure, json_body, refused, status_line
 
 ALLOWED_HOSTS_ENV = "MYQUEUE_ALLOWED_HOSTS"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -144,9 +143,9 @@ class Guard:
         failure = self.refusal(environ)
         if failure is None:
             return self.inner(environ, start_response)
-        body = json.dumps(failure.envelope(), separators=(",", ":")).encode() + b"\n"
+        body = json_body(failure.envelope())
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *failure.headers]
-        start_response(f"{failure.status} {HTTPStatus(failure.status).phrase.upper()}", headers)
+        start_response(status_line(failure.status), headers)
         return [body]
 
 

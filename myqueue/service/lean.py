@@ -25,10 +25,8 @@ without a trace). Handlers are the same functions the Flask views call, so the t
 drift apart.
 """
 
-import json
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -37,7 +35,7 @@ from myqueue.core.reasons import HTTP_STATUS
 from .auth import authorized
 from .base_app import ServiceState
 from .call import Call
-from .envelope import AsRefusal, Raw, Success, failure_for
+from .envelope import AsRefusal, Raw, Success, failure_for, json_body, status_line
 from .metrics import environ_is_long_poll
 
 # (context, call, *the rule's <name> segments) -> the message, a Success or a Raw answer
@@ -45,16 +43,7 @@ Handler = Callable[..., Any]
 Observe = Callable[[str, str, int, float, bool], None]  # RequestMetrics.observe (service/metrics.py)
 
 
-def _status_line(code: int) -> str:
-    return f"{code} {HTTPStatus(code).phrase.upper()}"  # as werkzeug writes it
-
-
-_STATUS_LINES = {code: _status_line(code) for code in {200, 201, 400, 500, 503, *HTTP_STATUS.values()}}
-
-
-def _json(payload: dict) -> bytes:
-    # As Flask's jsonify outside debug mode: compact, ASCII, insertion order, trailing newline.
-    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+_STATUS_LINES = {code: status_line(code) for code in {200, 201, 400, 500, 503, *HTTP_STATUS.values()}}
 
 
 def read_body(environ: dict) -> bytes:
@@ -159,7 +148,7 @@ class LeanRoutes:
             status, body, headers = self._run(entry, environ, values)
         finally:
             self._state.leave()
-        start_response(_STATUS_LINES.get(status) or _status_line(status), headers)
+        start_response(_STATUS_LINES.get(status) or status_line(status), headers)
         seconds = time.perf_counter() - started
         self._observe(entry.rule, environ["REQUEST_METHOD"], status, seconds, environ_is_long_poll(environ))
         return [body]
@@ -185,7 +174,7 @@ class LeanRoutes:
                 body_limit=self._max_body,
                 as_refusal=self._as_refusal,
             )
-            body = _json(failure.envelope())
+            body = json_body(failure.envelope())
             return failure.status, body, [*_json_headers(body), *failure.headers]
         if isinstance(answer, Raw):
             body = answer.body
@@ -196,9 +185,9 @@ class LeanRoutes:
             ]
             return 200, body, headers
         if isinstance(answer, Success):
-            body = _json(answer.envelope())
+            body = json_body(answer.envelope())
             return answer.status, body, _json_headers(body)
-        body = _json({"status": "success", "message": answer})
+        body = json_body({"status": "success", "message": answer})
         return 200, body, _json_headers(body)
 
 

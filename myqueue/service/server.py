@@ -35,7 +35,6 @@ server"), with the figures in that section.
 import asyncio
 import email.utils
 import io
-import json
 import logging
 import queue
 import signal
@@ -45,7 +44,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -54,7 +52,7 @@ import httptools
 from myqueue.core.reasons import Reason
 
 from .base_app import ServiceState
-from .envelope import Failure, refused
+from .envelope import INTERNAL_ERROR, Failure, json_body, refused, status_line
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +84,6 @@ class _Refused(Exception):
     def __init__(self, failure: Failure):
         super().__init__(failure.message)
         self.failure = failure
-
-
-def _failure(status: int, reason: Reason, message: str) -> Failure:
-    return refused(reason, message, status)
 
 
 class _Pool:
@@ -223,7 +217,7 @@ class _Connection(asyncio.Protocol):
         self.peer = (str(peer[0]), int(peer[1])) if len(peer) >= 2 else ("", 0)
         if len(self.server.connections) >= self.limits.connections and not self.server.evict_idle():
             self._write_failure(
-                _failure(503, Reason.UNAVAILABLE, f"over {self.limits.connections} connections; retry later"),
+                refused(Reason.UNAVAILABLE, f"over {self.limits.connections} connections; retry later", 503),
                 close=True,
             )
             return
@@ -254,14 +248,14 @@ class _Connection(asyncio.Protocol):
                 self._refuse(cause.failure)
             else:
                 log.error("HTTP parser callback failed: %r", cause)
-                self._refuse(_failure(500, Reason.INTERNAL, "internal error; it has been logged"))
+                self._refuse(refused(Reason.INTERNAL, INTERNAL_ERROR, 500))
             return
         except httptools.HttpParserUpgrade:  # the request is served over HTTP/1.1, then the connection closed
             self.closing = True
             return
         except httptools.HttpParserError as e:
             self._refuse(
-                _failure(400, Reason.INVALID_REQUEST, f"malformed HTTP request: {_parser_message(e)}")
+                refused(Reason.INVALID_REQUEST, f"malformed HTTP request: {_parser_message(e)}", 400)
             )
             return
         if self.in_head:  # a head still incomplete: count what came of it (the parser holds it)
@@ -294,13 +288,13 @@ class _Connection(asyncio.Protocol):
             raise _Refused(self._head_too_large())
 
     def _body_too_large(self) -> Failure:
-        return _failure(
-            413, Reason.TOO_LARGE, f"request body is larger than the {self.limits.max_body}-byte limit"
+        return refused(
+            Reason.TOO_LARGE, f"request body is larger than the {self.limits.max_body}-byte limit", 413
         )
 
     def _head_too_large(self) -> Failure:
-        return _failure(
-            431, Reason.TOO_LARGE, f"request line and headers over {self.limits.header_bytes} bytes"
+        return refused(
+            Reason.TOO_LARGE, f"request line and headers over {self.limits.header_bytes} bytes", 431
         )
 
     def on_headers_complete(self) -> None:
@@ -331,7 +325,7 @@ class _Connection(asyncio.Protocol):
         assert environ is not None
         if len(self.pending) >= PIPELINE_MAX:  # answered after those before it, then closed
             raise _Refused(
-                _failure(503, Reason.UNAVAILABLE, f"over {PIPELINE_MAX} pipelined requests; retry later")
+                refused(Reason.UNAVAILABLE, f"over {PIPELINE_MAX} pipelined requests; retry later", 503)
             )
         body = b"".join(self.body)
         environ["wsgi.input"] = io.BytesIO(body)
@@ -354,7 +348,7 @@ class _Connection(asyncio.Protocol):
             url = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
             raise _Refused(
-                _failure(400, Reason.INVALID_REQUEST, "malformed HTTP request: invalid URL")
+                refused(Reason.INVALID_REQUEST, "malformed HTTP request: invalid URL", 400)
             ) from None
         path = url.path or b"/"
         host, port = self.server.host, self.server.port
@@ -391,7 +385,7 @@ class _Connection(asyncio.Protocol):
         server = self.server
         if server.buffered + size > self.limits.buffer_bytes:
             raise _Refused(
-                _failure(503, Reason.UNAVAILABLE, "too many request bodies held at once; retry later")
+                refused(Reason.UNAVAILABLE, "too many request bodies held at once; retry later", 503)
             )
         server.buffered += size
         self.reserved += size
@@ -498,9 +492,9 @@ class _Connection(asyncio.Protocol):
     def _write_failure(self, failure: Failure, *, close: bool) -> None:
         if self.transport is None:
             return
-        body = json.dumps(failure.envelope(), separators=(",", ":")).encode() + b"\n"
+        body = json_body(failure.envelope())
         headers = [("Content-Type", "application/json"), *failure.headers]
-        status = f"{failure.status} {HTTPStatus(failure.status).phrase.upper()}"  # as werkzeug writes it
+        status = status_line(failure.status)
         environ = {"SERVER_PROTOCOL": "HTTP/1.1"}
         self.transport.write(self._head(environ, status, headers, len(body), keep_alive=False) + body)
         if close:
@@ -531,10 +525,10 @@ class _Connection(asyncio.Protocol):
             if now - self.last_read > self.limits.read_s:
                 what = "headers" if self.in_head else "body"
                 self._refuse(
-                    _failure(
-                        408,
+                    refused(
                         Reason.INVALID_REQUEST,
                         f"the request's {what} stopped arriving for {self.limits.read_s:.0f} s",
+                        408,
                     )
                 )
         elif now - self.last_read > self.limits.idle_s:
@@ -564,9 +558,8 @@ def _call(app: WSGIApp, environ: dict) -> tuple[str, list[tuple[str, str]], byte
         return started[0], started[1], body
     except Exception:
         log.exception("unhandled error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-        failure = _failure(500, Reason.INTERNAL, "internal error; it has been logged")
-        body = json.dumps(failure.envelope(), separators=(",", ":")).encode() + b"\n"
-        return "500 INTERNAL SERVER ERROR", [("Content-Type", "application/json")], body
+        body = json_body(refused(Reason.INTERNAL, INTERNAL_ERROR, 500).envelope())
+        return status_line(500), [("Content-Type", "application/json")], body
 
 
 def _no_write(_data: bytes) -> None:

@@ -10,6 +10,7 @@ left or the grace period is over; then ``on_shutdown`` closes the stores.
 
 import os
 import time
+from collections.abc import Callable
 
 from myqueue.core import defaults
 
@@ -29,8 +30,8 @@ def serve(
     max_body: int,
     threads: int = defaults.SERVICE_THREADS,
     grace_s: float = defaults.SHUTDOWN_GRACE_S,
-    on_drain=None,
-    on_shutdown=None,
+    on_drain: Callable[[], None] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
     access_log: bool = False,
 ) -> None:
     """Run until SIGTERM/SIGINT. ``on_drain`` runs when draining starts (end long-polls there);
@@ -49,8 +50,8 @@ def serve(
     )
     limits = server.Limits(
         max_body=max_body,
-        buffer_bytes=max(max_body, env_int("MYQUEUE_BUFFER_BYTES", defaults.SERVICE_BUFFER_BYTES)),
-        connections=env_int("MYQUEUE_CONNECTION_LIMIT", defaults.SERVICE_CONNECTION_LIMIT),
+        buffer_bytes=max(max_body, _env_int("MYQUEUE_BUFFER_BYTES", defaults.SERVICE_BUFFER_BYTES)),
+        connections=_env_int("MYQUEUE_CONNECTION_LIMIT", defaults.SERVICE_CONNECTION_LIMIT),
         header_bytes=defaults.SERVICE_HEADER_BYTES,
         idle_s=defaults.SERVICE_IDLE_S,
         read_s=defaults.SERVICE_READ_S,
@@ -77,7 +78,7 @@ def serve(
     server.serve(served, grace_s=grace_s, on_drain=on_drain, on_shutdown=on_shutdown)
 
 
-def env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if not value:
         return default
