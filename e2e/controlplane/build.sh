@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build a real Kubernetes control plane for tests from the official Go modules:
-# etcd, kube-apiserver, kube-controller-manager and helm.
+# Build a real Kubernetes control plane and node for tests from the official Go modules:
+# etcd, kube-apiserver, kube-controller-manager and helm (the control plane); kubelet,
+# kube-scheduler, kube-proxy, CoreDNS and crictl (the node of e2e/node).
 #
 # No Docker (kind/minikube) and no binary downloads on our machines: only the Go module
 # proxy is reachable, so the binaries are compiled here, once, and cached outside the repo in
@@ -23,7 +24,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # Pinned versions (K8S_VERSION, ETCD_VERSION, HELM_VERSION): the one place is versions.env.
 # shellcheck source-path=SCRIPTDIR source=versions.env disable=SC1091
 source "${HERE}/versions.env"
-: "${K8S_VERSION:?}" "${ETCD_VERSION:?}" "${HELM_VERSION:?}"
+: "${K8S_VERSION:?}" "${ETCD_VERSION:?}" "${HELM_VERSION:?}" "${COREDNS_VERSION:?}" "${CRICTL_VERSION:?}"
 GO="${CONTROLPLANE_GO:-go}"
 CACHE_ROOT="${MYQUEUE_CACHE_DIR:-$HOME/.cache/myqueue}/controlplane"
 BIN_DIR="${CACHE_ROOT}/${K8S_VERSION}/bin"
@@ -162,7 +163,10 @@ gen_k8s_module() {
         # Lowest go line; `go mod tidy` raises it to what the dependencies need.
         "$GO" mod edit -go=1.22 -require="k8s.io/kubernetes@${K8S_VERSION}" "${edits[@]}" \
             -tool=k8s.io/kubernetes/cmd/kube-apiserver \
-            -tool=k8s.io/kubernetes/cmd/kube-controller-manager
+            -tool=k8s.io/kubernetes/cmd/kube-controller-manager \
+            -tool=k8s.io/kubernetes/cmd/kubelet \
+            -tool=k8s.io/kubernetes/cmd/kube-scheduler \
+            -tool=k8s.io/kubernetes/cmd/kube-proxy
         "$GO" mod tidy
     )
     log "k8s module generated (go mod tidy, downloads included) in $(elapsed "$t0")s"
@@ -194,15 +198,33 @@ build_k8s_component() {
     log "${name} built in $(elapsed "$t0")s"
 }
 
+K8S_COMPONENTS=(kube-apiserver kube-controller-manager kubelet kube-scheduler kube-proxy)
+
 build_k8s() {
-    if ! stamp_ok kube-apiserver "kube-apiserver ${K8S_VERSION}" ||
-        ! stamp_ok kube-controller-manager "kube-controller-manager ${K8S_VERSION}"; then
-        if ! module_pins "${HERE}/k8s" k8s.io/kubernetes "$K8S_VERSION"; then
-            gen_k8s_module
-        fi
+    local c due=0
+    for c in "${K8S_COMPONENTS[@]}"; do stamp_ok "$c" "$c ${K8S_VERSION}" || due=1; done
+    if [[ $due == 1 ]] && ! module_pins "${HERE}/k8s" k8s.io/kubernetes "$K8S_VERSION"; then
+        gen_k8s_module
     fi
-    build_k8s_component kube-apiserver
-    build_k8s_component kube-controller-manager
+    # The node's three come after the control plane's two: they share most packages, so the
+    # Go build cache makes them cheap (~30 s together once kube-apiserver is built).
+    for c in "${K8S_COMPONENTS[@]}"; do build_k8s_component "$c"; done
+}
+
+# --- CoreDNS and crictl (the node's DNS and its CRI client): `go install pkg@version` ----------
+# build_go_tool NAME PKG VERSION VERSION_ARG [LDFLAGS]: their own go.mod/go.sum pin everything.
+build_go_tool() {
+    local name="$1" pkg="$2" version="$3" version_arg="$4" ldflags="-s -w ${5:-}" want="$1 $3" t0 tmpdir
+    if stamp_ok "$name" "$want"; then log "${name} ${version}: cached"; return; fi
+    t0="$(now)"
+    tmpdir="$(mktemp -d "${BIN_DIR}/.${name}.tmp.XXXXXX")"
+    log "building ${name} ${version} ..."
+    GOBIN="$tmpdir" CGO_ENABLED=0 "${NICE[@]}" "$GO" install "${GOBUILD_COMMON[@]}" -ldflags "$ldflags" \
+        "${pkg}@${version}"
+    verify_version "$tmpdir/$name" "${version#v}" "$version_arg"
+    install_bin "$name" "$want" "$tmpdir/$name"
+    rmdir "$tmpdir"
+    log "${name} built in $(elapsed "$t0")s"
 }
 
 # --- helm: plain `go install pkg@version` (helm's own go.mod/go.sum pin everything) -------
@@ -257,6 +279,10 @@ main() {
     build_etcd
     build_k8s
     build_helm
+    build_go_tool coredns github.com/coredns/coredns "$COREDNS_VERSION" -version
+    # crictl's Makefile stamps its version the same way.
+    build_go_tool crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION" --version \
+        "-X sigs.k8s.io/cri-tools/pkg/version.Version=${CRICTL_VERSION#v}"
     log "all binaries ready in $(elapsed "$t0")s: ${BIN_DIR}"
     if [[ $PRINT_BIN_DIR == 1 ]]; then
         printf '%s\n' "$BIN_DIR"

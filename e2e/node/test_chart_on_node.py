@@ -1,0 +1,290 @@
+"""The chart's goal form on the real node: ``helm install`` of helm/myqueue as a user would, every
+pod run by the kubelet under containerd from the images ``e2e/node/images.sh`` built.
+
+Values: the defaults (the operator registers brokers by their Service names, ``service`` address
+mode, resolved by CoreDNS; the bundled PostgreSQL; two brokers on it), except what this machine
+needs: the bundled PostgreSQL runs ``myqueue/postgres:15`` (images/postgres, uid 999) on an emptyDir
+(the node has no volume provisioner), and every image is ``pullPolicy: Never`` (there is no
+registry: a pull would be a bug).
+
+The client side is a user's: ``kubectl port-forward`` to the managers' Services, the seed's
+scenarios through the ``myqueue`` CLI (e2e/kind/scenario.py, the partition logs read through
+``kubectl exec`` in the primary's pod, as e2e/kind/run.sh does). The tests share one release and
+run in file order; the last one uninstalls and deletes the namespace.
+"""
+
+# ruff: noqa: S603, S607
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from controlplane import Falsy, default_bin_dir, wait_for
+from node import Node
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "myqueue"
+KIND = ROOT / "e2e" / "kind"
+pytestmark = pytest.mark.node
+
+NAMESPACE = "mq-node"
+RELEASE = "mq"
+PREFIX = "mq-myqueue"
+PRIMARY, REPLICA = f"{PREFIX}-primary", f"{PREFIX}-replica"
+BROKERS = ["broker0", "broker1"]
+COMPONENT = "app.kubernetes.io/component"
+NEVER = {"pullPolicy": "Never"}
+VALUES = {
+    "operator": {"image": NEVER},
+    "manager": {"image": NEVER},
+    "brokers": {"image": NEVER},
+    "postgresql": {
+        "bundled": {
+            "image": {"repository": "myqueue/postgres", "tag": "15", **NEVER},
+            "runAsUser": 999,
+            "persistence": {"enabled": False},
+        }
+    },
+    "tests": {"timeoutSeconds": 120},
+}
+
+
+class PortForward:
+    """``kubectl port-forward svc/NAME :PORT`` on 127.0.0.1; ``port`` is the local one it chose."""
+
+    def __init__(self, node: Node, target: str, remote_port: int, log: Path):
+        self.log = log
+        self._out = open(log, "wb")  # noqa: SIM115 - closed in close()
+        self.process = subprocess.Popen(
+            ["kubectl", "--kubeconfig", node.kubeconfig, "-n", NAMESPACE, "port-forward", target,
+             f":{remote_port}", "--address", "127.0.0.1"],
+            stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        def listening() -> int | Falsy:
+            found = re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"kubectl port-forward {target} exited: {log.read_text(errors='replace')}"
+                )
+            return int(found.group(1)) if found else Falsy(log.read_text(errors="replace"))
+
+        self.port: int = wait_for(f"kubectl port-forward {target}", listening, timeout=30)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self._out.close()
+
+
+@dataclass
+class Release:
+    node: Node
+    helm: Callable[..., subprocess.CompletedProcess]
+    primary: PortForward
+    replica: PortForward
+    work: Path
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.node.kubectl("-n", NAMESPACE, *args, check=check, timeout=timeout)
+
+    def get(self, kind: str, name: str) -> dict | None:
+        r = self.kubectl("get", kind, name, "-o", "json", check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def items(self, kind: str, *selector: str) -> list[dict]:
+        return json.loads(self.kubectl("get", kind, *selector, "-o", "json").stdout)["items"]
+
+    def forward(self, name: str, target: str, port: int) -> PortForward:
+        return PortForward(
+            self.node, target, port, self.work / f"port-forward-{name}-{time.monotonic_ns()}.log"
+        )
+
+
+def ready(obj: dict | None) -> bool:
+    conditions = (obj or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def conditions_of(obj: dict | None) -> object:
+    return (obj or {}).get("status", {}).get("conditions") if obj else "absent"
+
+
+def live_pods(release: Release, component: str) -> list[dict]:
+    pods = release.items("pods", "-l", f"{COMPONENT}={component}")
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def _helm(node: Node, home: Path) -> Callable[..., subprocess.CompletedProcess]:
+    binary = default_bin_dir() / "helm"
+    env = {**os.environ, **{f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CACHE", "CONFIG", "DATA")}}
+
+    def run(*args: str, check: bool = True, timeout: float = 400) -> subprocess.CompletedProcess:
+        argv = [str(binary), *args, "--kubeconfig", node.kubeconfig, "--namespace", NAMESPACE]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        if check:
+            assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def release(node: Node, tmp_path_factory: pytest.TempPathFactory, timings) -> Iterator[Release]:
+    work = tmp_path_factory.mktemp("chart-on-node")
+    node.kubectl("create", "namespace", NAMESPACE)
+    helm = _helm(node, work / "helm-home")
+    values = work / "values.json"  # JSON is YAML
+    values.write_text(json.dumps(VALUES))
+    t0 = time.monotonic()
+    installed = helm("install", RELEASE, str(CHART), "-f", str(values), "--wait", "--timeout", "5m")
+    timings["helm install --wait (every Deployment, StatefulSet and Service ready)"] = time.monotonic() - t0
+    assert "STATUS: deployed" in installed.stdout
+    r = Release(node, helm, None, None, work)  # type: ignore[arg-type]
+    wait_for(
+        "Brokers Ready (registered with the primary)",
+        lambda: all(ready(r.get("broker", b)) for b in BROKERS) or Falsy({b: conditions_of(r.get("broker", b)) for b in BROKERS}),
+        timeout=180, interval=0.5,
+    )  # fmt: skip
+    timings["helm install -> every pod Ready and both Brokers Ready"] = time.monotonic() - t0
+    r.primary = r.forward("primary", f"svc/{PRIMARY}", 5000)
+    r.replica = r.forward("replica", f"svc/{REPLICA}", 5001)
+    try:
+        yield r
+    finally:
+        for forward in (r.primary, r.replica):
+            forward.close()
+        node.kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+def test_every_pod_runs_under_containerd_and_brokers_register_by_service_name(release: Release):
+    pods = release.items("pods")
+    components = {p["metadata"]["labels"].get(COMPONENT) for p in pods}
+    assert {"operator", "primary", "replica", "postgresql", "broker"} <= components, components
+    for pod in pods:
+        statuses = pod["status"]["containerStatuses"]
+        assert all(s["ready"] and s["containerID"].startswith("containerd://") for s in statuses), statuses
+    meta = requests.get(f"{release.primary.url}/v1/metadata", timeout=10).json()["message"]
+    for name in BROKERS:
+        # The default address mode: the Service name, resolved by cluster DNS in every pod.
+        assert meta["brokers"][name] == {"address": f"http://{name}.{NAMESPACE}.svc:8080", "ready": True}
+
+
+def test_topic_crs_become_ready(release: Release, timings):
+    for layout in ("2P2C", "5P3C"):
+        t0 = time.monotonic()
+        release.kubectl("apply", "-f", str(KIND / "topics" / f"{layout}.yaml"))
+        release.kubectl("wait", "--for=condition=Ready", "-f", str(KIND / "topics" / f"{layout}.yaml"),
+                        "--timeout=120s", timeout=150)  # fmt: skip
+        timings[f"Topic apply -> Ready ({layout} topics)"] = time.monotonic() - t0
+
+
+@pytest.mark.parametrize("scenario", ["2P2C", "5P3C"])
+def test_seed_scenario_through_the_cli(release: Release, scenario: str):
+    argv = [
+        sys.executable, str(KIND / "scenario.py"), "--scenario", scenario,
+        "--broker", f"127.0.0.1:{release.primary.port}", "--replica-port", str(release.replica.port),
+        "--timeout", "120", "--",
+        "kubectl", "--kubeconfig", release.node.kubeconfig, "-n", NAMESPACE, "exec", "-i",
+        f"deploy/{PRIMARY}", "-c", "manager", "--", "python", "-",
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"PASSED {scenario}" in result.stdout, result.stdout
+
+
+def test_helm_test_succeeds(release: Release):
+    # No --logs: the test pod's hook-delete-policy removes it once it succeeded.
+    result = release.helm("test", RELEASE, "--timeout", "3m", timeout=240)
+    assert "Phase:          Succeeded" in result.stdout, result.stdout
+
+
+def _end_offsets(release: Release) -> dict[str, int]:
+    topics = release.items("topics")
+    return {
+        f"{t['metadata']['name']}:{p['name']}": p.get("endOffset", 0)
+        for t in topics
+        for p in t["status"]["partitions"]
+    }
+
+
+def test_deleted_broker_pod_comes_back_ready_with_its_data(release: Release, timings):
+    before = wait_for("end offsets in every Topic's status", lambda: _end_offsets(release) or Falsy("none"))
+    old = release.get("pod", BROKERS[0])
+    assert old is not None
+    t0 = time.monotonic()
+    release.kubectl("delete", "pod", BROKERS[0], "--wait=false")
+
+    def back() -> bool | Falsy:
+        pod, broker = release.get("pod", BROKERS[0]), release.get("broker", BROKERS[0])
+        new = pod is not None and pod["metadata"]["uid"] != old["metadata"]["uid"]
+        return (new and ready(pod) and ready(broker)) or Falsy(
+            {"pod": conditions_of(pod), "broker": conditions_of(broker)}
+        )
+
+    wait_for(f"{BROKERS[0]}: a new pod Ready and the Broker Ready again", back, timeout=180, interval=0.2)
+    timings["broker pod deleted -> new pod Ready and Broker Ready"] = time.monotonic() - t0
+    # PostgreSQL store: every partition's log is where it was.
+    wait_for("the same end offsets after the broker's return", lambda: _end_offsets(release) == before
+             or Falsy({"now": _end_offsets(release), "before": before}), timeout=60)  # fmt: skip
+
+
+def test_primary_deleted_replica_serves_and_primary_returns_with_its_state(release: Release, timings):
+    topics = requests.get(f"{release.primary.url}/topics", timeout=10).json()["message"]
+    old = live_pods(release, "primary")
+    assert len(old) == 1
+    t0 = time.monotonic()
+    release.kubectl("delete", "pod", old[0]["metadata"]["name"], "--wait=false")
+    release.primary.close()  # its pod is going; a new forward follows the Service
+
+    def new_primary_ready() -> bool | Falsy:
+        pods = live_pods(release, "primary")
+        fresh = [p for p in pods if p["metadata"]["uid"] != old[0]["metadata"]["uid"]]
+        return (bool(fresh) and ready(fresh[0])) or Falsy([conditions_of(p) for p in pods])
+
+    served_meanwhile = 0
+    while not new_primary_ready():
+        # The replica serves reads while the primary is away.
+        got = requests.get(f"{release.replica.url}/topics", timeout=10)
+        assert got.status_code == 200 and got.json()["message"] == topics, got.text
+        served_meanwhile += 1
+        assert time.monotonic() - t0 < 180, f"no new primary pod Ready in 180 s: {new_primary_ready()}"
+        time.sleep(0.5)  # pacing the replica reads, not a synchronisation
+    timings["primary pod deleted -> new primary pod Ready"] = time.monotonic() - t0
+    assert served_meanwhile > 0
+    release.primary = release.forward("primary", f"svc/{PRIMARY}", 5000)
+    assert requests.get(f"{release.primary.url}/topics", timeout=10).json()["message"] == topics
+
+
+def test_uninstall_and_namespace_deletion_leave_nothing(release: Release):
+    release.kubectl("delete", "topics", "--all", "--timeout=120s", timeout=150)
+    # Brokers that still hold partitions (the Topics' data is retained) wait on their finalizer
+    # once the operator is gone: the documented escape hatch clears it.
+    release.kubectl("delete", "brokers", "--all", "--wait=false")
+    release.helm("uninstall", RELEASE, "--wait", "--timeout", "2m")
+    for broker in release.items("brokers"):
+        release.kubectl("patch", "broker", broker["metadata"]["name"], "--type=merge", "-p",
+                        '{"metadata":{"finalizers":[]}}')  # fmt: skip
+    release.node.kubectl("delete", "namespace", NAMESPACE, "--timeout=180s", timeout=200)
+    assert release.node.kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0
+    # Nothing of the namespace is left in containerd either.
+    crictl = [
+        str(default_bin_dir() / "crictl"),
+        f"--runtime-endpoint=unix://{release.node.containerd_socket}",
+    ]
+    sandboxes = subprocess.run(
+        [*crictl, "pods", "--namespace", NAMESPACE, "-q"], capture_output=True, text=True, timeout=60
+    )
+    assert sandboxes.returncode == 0 and sandboxes.stdout.strip() == "", sandboxes
