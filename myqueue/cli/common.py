@@ -25,7 +25,7 @@ def add_manager_options(parser: argparse.ArgumentParser) -> None:
         default=broker_default(),
         metavar="HOST[:PORT]",
         help=f"the primary manager (default: ${BROKER_ENV}, else {DEFAULT_BROKER}; now {broker_default()}); "
-        "the read-only one is on PORT+1",
+        "the read-only one is on PORT+1, or give both: PRIMARY[:PORT],REPLICA[:PORT]",
     )
     parser.add_argument("--replica-port", type=int, help="port of the read-only manager (default: PORT+1)")
     parser.add_argument(

@@ -69,7 +69,8 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--broker",
         default=DEFAULT_BROKER,
         metavar="HOST[:PORT]",
-        help=f"the primary manager (default {DEFAULT_BROKER}); the read-only one is on PORT+1",
+        help=f"the primary manager (default {DEFAULT_BROKER}); the read-only one is on PORT+1, or give "
+        "both: PRIMARY[:PORT],REPLICA[:PORT]",
     )
     target.add_argument("--replica-port", type=int, help="port of the read-only manager (default: PORT+1)")
     target.add_argument(

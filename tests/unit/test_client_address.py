@@ -18,6 +18,11 @@ from myqueue.client.address import manager_urls
         ),  # ApiHandler's strings
         (("https://mq.example:443",), "https://mq.example:443", "https://mq.example:444"),
         (("[::1]:6000",), "http://[::1]:6000", "http://[::1]:6001"),
+        # Two hosts (the chart's two Services, from a pod): the replica's own port, else the given, else 5001.
+        (("mq-primary:5000,mq-replica:5001",), "http://mq-primary:5000", "http://mq-replica:5001"),
+        (("mq-primary, https://mq-replica:8443",), "http://mq-primary:5000", "https://mq-replica:8443"),
+        (("mq-primary:6000,mq-replica", None, 6001), "http://mq-primary:6000", "http://mq-replica:6001"),
+        (("mq-primary:6000,mq-replica",), "http://mq-primary:6000", "http://mq-replica:5001"),
     ],
 )
 def test_manager_urls(args, primary, replica):
@@ -25,7 +30,7 @@ def test_manager_urls(args, primary, replica):
     assert (managers.primary, managers.replica) == (primary, replica)
 
 
-@pytest.mark.parametrize("host", ["", "ftp://h", "h:notaport"])
+@pytest.mark.parametrize("host", ["", "ftp://h", "h:notaport", "h:5000,", ",h", "h,r:notaport"])
 def test_bad_addresses_are_refused(host):
     with pytest.raises(ValueError, match="manager address"):
         manager_urls(host)
