@@ -135,6 +135,52 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0, inte
         time.sleep(interval)
 
 
+def stop_process(process: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; by PID, never by name."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def helm_runner(kubeconfig: str, namespace: str, home: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """``run(*args, check=True, timeout=240)``: the helm built with the control plane, against
+    ``kubeconfig`` in ``namespace``, with its cache/config/data homes under ``home``."""
+    binary = default_bin_dir() / "helm"
+    if not os.access(binary, os.X_OK):
+        raise ControlPlaneError(f"{binary} is not built ({BUILD_SCRIPT} builds it with the control plane)")
+    env = {**os.environ, **{f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CACHE", "CONFIG", "DATA")}}
+
+    def run(*args: str, check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:
+        argv = [str(binary), *args, "--kubeconfig", kubeconfig, "--namespace", namespace]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+        if check:
+            assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    return run
+
+
+def report_timings(terminalreporter, title: str, timings: dict[str, float], env_var: str) -> None:
+    """A conftest's pytest_terminal_summary: the measured timings, also as JSON to $``env_var``."""
+    if timings:
+        terminalreporter.section(title)
+        for key, value in timings.items():
+            terminalreporter.write_line(f"{key}: {value:.2f} s")
+        target = os.environ.get(env_var)
+        if target:
+            Path(target).write_text(json.dumps(timings, indent=2) + "\n")
+
+
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM: the manual entry points run until Ctrl-C."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    signal.sigwait({signal.SIGINT, signal.SIGTERM})
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (a small race remains; start() retries on a lost race)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -142,7 +188,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
+def set_pdeathsig() -> None:  # pragma: no cover - runs in the child
     """Linux: the child gets SIGTERM if the test process dies without calling stop()."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -159,7 +205,8 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def _tail(path: Path, lines: int = 40) -> str:
+def tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file, for failure messages."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -227,7 +274,7 @@ class ControlPlane:
                     self._terminate_all()
                     if attempt == 2:
                         raise
-            self._write_kubeconfig()
+            self.write_kubeconfig()
             if self.controller_manager:
                 self._start_controller_manager(deadline)
         except BaseException:
@@ -372,7 +419,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 cwd=self.work_dir,
                 start_new_session=True,  # a Ctrl-C in the test's terminal is not theirs
-                preexec_fn=_set_pdeathsig,
+                preexec_fn=set_pdeathsig,
             )
         self._procs.append((name, p))
         return p
@@ -381,7 +428,7 @@ class ControlPlane:
         """Poll ``ready()`` until it is true; fail if the process exits or the deadline passes."""
         while True:
             if proc.poll() is not None:
-                log = _tail(self._logs[name])
+                log = tail(self._logs[name])
                 if "address already in use" in log:
                     raise _PortRace(name)
                 raise ControlPlaneError(f"{name} exited with {proc.returncode} during start:\n{log}")
@@ -392,7 +439,7 @@ class ControlPlane:
                 pass
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
-                    f"{name} not ready within {self.start_timeout}s:\n{_tail(self._logs[name])}"
+                    f"{name} not ready within {self.start_timeout}s:\n{tail(self._logs[name])}"
                 )
             time.sleep(0.2)
 
@@ -457,7 +504,8 @@ class ControlPlane:
 
         self._wait("kube-apiserver", p, deadline, ready)
 
-    def _write_kubeconfig(self, user: str = "admin") -> None:
+    def write_kubeconfig(self, user: str = "admin") -> str:
+        """A kubeconfig for ``user`` (pki/USER.crt, .key signed by this control plane's CA); its path."""
         cfg = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -484,11 +532,12 @@ class ControlPlane:
         path.chmod(0o600)
         if user == "admin":
             self.kubeconfig = str(path)
+        return str(path)
 
     def _start_controller_manager(self, deadline: float) -> None:
         # Its own identity, as kubeadm sets it up; each controller then uses its own
         # ServiceAccount (RBAC bootstrap roles system:controller:*).
-        self._write_kubeconfig("controller-manager")
+        self.write_kubeconfig("controller-manager")
         pki = self.pki
         p = self._spawn(
             "kube-controller-manager",
@@ -547,9 +596,8 @@ if __name__ == "__main__":  # manual use: python3 controlplane.py  (Ctrl-C to st
     cp = ControlPlane(ensure_binaries(), remove_work_dir=True)
     cp.start()
     print(f"url={cp.url}\nkubeconfig={cp.kubeconfig}\npids={cp.pids}", flush=True)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        wait_for_signal()
     finally:
         cp.stop()
         sys.exit(0)

@@ -32,6 +32,7 @@ PREFIX = "mq-myqueue"  # the release name plus the chart name (templates/_helper
 OPERATOR, PRIMARY, REPLICA = f"{PREFIX}-operator", f"{PREFIX}-primary", f"{PREFIX}-replica"
 POSTGRESQL = f"{PREFIX}-postgresql"
 TEST_POD = f"{PREFIX}-test-produce-consume"
+UNINSTALL = f"{PREFIX}-uninstall"  # the pre-delete hook's Job and its RBAC
 EXTERNAL = ("--set", "postgresql.bundled.enabled=false", "--set", "postgresql.external.existingSecret=my-dsn")
 ROLES_FILE = ROOT / "operator" / "rbac" / "roles.yaml"
 
@@ -83,6 +84,7 @@ def test_template_default_renders_every_component(default):
             f"Service/{PRIMARY}", f"ServiceAccount/{REPLICA}", f"Deployment/{REPLICA}", f"Service/{REPLICA}",
             f"Secret/{POSTGRESQL}", f"Service/{POSTGRESQL}", f"Service/{POSTGRESQL}-hl", f"StatefulSet/{POSTGRESQL}",
             "Broker/broker0", "Broker/broker1", "Broker/broker2", f"Pod/{TEST_POD}",
+            f"ServiceAccount/{UNINSTALL}", f"Role/{UNINSTALL}", f"RoleBinding/{UNINSTALL}", f"Job/{UNINSTALL}",
         ]
     )  # fmt: skip
 
@@ -201,11 +203,12 @@ def test_only_the_operator_and_the_primary_get_a_service_account_token(default):
         f"Deployment/{REPLICA}": False,
         f"StatefulSet/{POSTGRESQL}": False,
         f"Pod/{TEST_POD}": False,
+        f"Job/{UNINSTALL}": True,  # the pre-delete hook deletes the release's Brokers
     }
     sas = {
         name: sa.get("automountServiceAccountToken") for name, sa in default.of_kind("ServiceAccount").items()
     }
-    assert sas == {OPERATOR: True, PRIMARY: True, REPLICA: False}
+    assert sas == {OPERATOR: True, PRIMARY: True, REPLICA: False, UNINSTALL: True}
     for name in (OPERATOR, PRIMARY, REPLICA):
         assert default.get("Deployment", name)["spec"]["template"]["spec"]["serviceAccountName"] == name
 
@@ -337,7 +340,11 @@ def reference_roles(namespace: str) -> dict[str, list[dict]]:
 def test_rbac_is_exactly_the_operator_and_launcher_contract(render, values):
     manifests = render(*values)
     reference = reference_roles(NAMESPACE)
-    assert set(manifests.of_kind("Role")) == {OPERATOR, PRIMARY}
+    assert set(manifests.of_kind("Role")) == {OPERATOR, PRIMARY, UNINSTALL}
+    # The pre-delete hook: the release's Brokers, to mark, delete and watch go; nothing else.
+    assert normalized(manifests.get("Role", UNINSTALL)["rules"]) == [
+        (("myqueue.io",), ("brokers",), ("delete", "get", "list", "patch"), ())
+    ]
     assert normalized(manifests.get("Role", OPERATOR)["rules"]) == normalized(reference["myqueue-operator"])
     assert normalized(manifests.get("Role", PRIMARY)["rules"]) == normalized(
         reference["myqueue-manager-launcher"]
@@ -358,7 +365,7 @@ def test_rbac_is_exactly_the_operator_and_launcher_contract(render, values):
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
             if rule["resources"] == ["namespaces"]:
                 assert rule["resourceNames"] == [NAMESPACE] and rule["verbs"] == ["get"], rule
-    for name in (OPERATOR, PRIMARY):
+    for name in (OPERATOR, PRIMARY, UNINSTALL):
         binding = manifests.get("RoleBinding", name)
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
@@ -605,14 +612,15 @@ def test_install_rbac_upgrade_uninstall_on_the_control_plane(control_plane, helm
     assert {"name": "MYQUEUE_LOG_LEVEL", "value": "DEBUG"} in replica_env
 
     # Uninstall removes the release but keeps the password Secret (resource-policy: keep) ...
-    helm("uninstall", RELEASE, *kube, timeout=180)
+    # (--no-hooks: no kubelet here, so the pre-delete hook's Job would never run; e2e/node runs it.)
+    helm("uninstall", RELEASE, *kube, "--no-hooks", timeout=180)
     gone = cp.kubectl("-n", namespace, "get", "deployment", PRIMARY, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     assert secret() == first
     # ... so a reinstall adopts it and the kept data volume still opens with the same password.
     helm("install", RELEASE, str(CHART), *kube, timeout=180)
     assert secret() == first
-    helm("uninstall", RELEASE, *kube, timeout=180)
+    helm("uninstall", RELEASE, *kube, "--no-hooks", timeout=180)
 
 
 # --- monitoring ----------------------------------------------------------------------------------------------

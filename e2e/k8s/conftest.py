@@ -16,7 +16,6 @@ minutes — or the session fails). Every process started here is stopped by PID.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from controlplane import ControlPlane, server_bin_dir_or_skip  # noqa: E402
+from controlplane import ControlPlane, report_timings, server_bin_dir_or_skip  # noqa: E402
 from harness import (  # noqa: E402
     Kubectl,
     Managers,
@@ -180,10 +179,4 @@ def timings() -> dict[str, float]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TIMINGS:
-        terminalreporter.section("myqueue control-plane timings")
-        for key, value in TIMINGS.items():
-            terminalreporter.write_line(f"{key}: {value:.2f} s")
-        target = os.environ.get("MYQUEUE_E2E_TIMINGS")
-        if target:
-            Path(target).write_text(json.dumps(TIMINGS, indent=2) + "\n")
+    report_timings(terminalreporter, "myqueue control-plane timings", TIMINGS, "MYQUEUE_E2E_TIMINGS")

@@ -6,7 +6,6 @@ kubeconfigs, and handles on the managers and the operator. Fixtures live in conf
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -19,28 +18,10 @@ from typing import Any
 
 import pytest
 import requests
-from controlplane import ControlPlane, Falsy, wait_for  # noqa: F401 - re-exported for the tests
+from controlplane import ControlPlane, Falsy, stop_process, tail, wait_for  # noqa: F401 - re-exported for the tests
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-def stop_process(process: subprocess.Popen, grace: float = 20.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; by PID, never by name."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 class Kubectl:
     def __init__(self, cp: ControlPlane, namespace: str):
         self.cp = cp
@@ -210,7 +191,7 @@ def start_process(argv: list[str], env: dict[str, str], log: Path) -> subprocess
 def wait_http_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
     def ready() -> bool:
         if process.poll() is not None:
-            pytest.fail(f"{url} exited with {process.returncode}:\n{_tail(log)}")
+            pytest.fail(f"{url} exited with {process.returncode}:\n{tail(log)}")
         try:
             return requests.get(url, timeout=1).status_code == 200
         except requests.RequestException:
@@ -249,7 +230,7 @@ class Operator:
         self.start()
 
     def log_tail(self, lines: int = 80) -> str:
-        return _tail(self.log, lines)
+        return tail(self.log, lines)
 
     def log_size(self) -> int:
         return self.log.stat().st_size if self.log.exists() else 0

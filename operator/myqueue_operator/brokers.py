@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 
 from . import metrics
-from .config import BLOCKED_DELETE_DELAY_S, BROKERS, ON_DELETE_ANNOTATION
+from .config import BLOCKED_DELETE_DELAY_S, BROKERS, MOVE_PARTITIONS, ON_DELETE_ANNOTATION, RELEASE_UNINSTALL
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
 from .render import broker as render_broker
@@ -26,8 +26,6 @@ from .render import conditions as render_conditions
 from .render.broker import BrokerPhase, Registration
 
 log = logging.getLogger(__name__)
-
-MOVE_PARTITIONS = "move-partitions"
 
 
 def _write(ctx: Context, obj: dict, status: dict) -> None:
@@ -133,13 +131,18 @@ def finalize_broker(ctx: Context, broker: Mapping) -> str:
                 log.info("namespace %s is terminating; not unregistering %s: %s", namespace, name, e)
             _remove_children(ctx, namespace, name)
             return "namespace terminating: released without waiting"
+        annotations = current["metadata"].get("annotations") or {}
+        if annotations.get(ON_DELETE_ANNOTATION) == RELEASE_UNINSTALL:
+            # The release is being uninstalled (the chart's pre-delete hook): the primary's
+            # configuration and the data stay in PostgreSQL for a reinstall, placement included.
+            _remove_children(ctx, namespace, name)
+            return "release uninstalled: released without unregistering (its partitions stay placed on it)"
         try:
             metadata = ctx.primary.metadata()
         except PrimaryUnavailable as e:
             raise RetryLater(f"cannot check the broker's partitions: {e}", ctx.config.retry_delay_s) from e
         registered = name in metadata.brokers
         held = [f"{topic}:{partition}" for topic, partition in metadata.placed_on(name)]
-        annotations = current["metadata"].get("annotations") or {}
         move = annotations.get(ON_DELETE_ANNOTATION) == MOVE_PARTITIONS
         if registered and held and not move:
             _write(ctx, current, render_broker.blocked_status(current, held, ctx.now()))

@@ -34,7 +34,13 @@ WATCH_SERVER_TIMEOUT_S = 300  # kopf: ask the API server to end each watch after
 WATCH_CLIENT_TIMEOUT_S = 330.0  # ... and give up on a silent watch connection after this long
 FINALIZER = "myqueue.io/finalizer"
 ANNOTATION_PREFIX = "myqueue.io"
-ON_DELETE_ANNOTATION = "myqueue.io/on-delete"  # "move-partitions": let a Broker go, moving its partitions
+# On a Broker, consent to let it go although it holds partitions: "move-partitions" (unregister it,
+# the primary moves them to other brokers) or "release-uninstall" (the chart's pre-delete hook: the
+# whole release goes, so it is not unregistered and its partitions stay placed on it; the data stays
+# in PostgreSQL and a reinstall of the release finds both).
+ON_DELETE_ANNOTATION = "myqueue.io/on-delete"
+MOVE_PARTITIONS = "move-partitions"
+RELEASE_UNINSTALL = "release-uninstall"
 SPEC_HASH_ANNOTATION = "myqueue.io/spec-hash"  # on the Pod: the Broker spec it was rendered from
 
 

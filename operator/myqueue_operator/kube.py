@@ -53,6 +53,37 @@ class Kube:
                 return None
             raise
 
+    def list_custom(self, plural: str, namespace: str, selector: str = "") -> list[dict]:
+        answer = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, label_selector=selector, _preload_content=False
+        )
+        return _json(answer).get("items", [])
+
+    def annotate_custom(self, plural: str, namespace: str, name: str, annotations: dict[str, str]) -> bool:
+        """Merge ``annotations`` into the object's; False when it was already gone."""
+        try:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, {"metadata": {"annotations": annotations}},
+                _preload_content=False,
+            )  # fmt: skip
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    def delete_custom(self, plural: str, namespace: str, name: str) -> bool:
+        """Request deletion (finalizers then run); False when it was already gone."""
+        try:
+            self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _preload_content=False
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
     def patch_status(self, plural: str, namespace: str, name: str, status: dict) -> None:
         """JSON merge patch of the status subresource (None values delete fields)."""
         try:

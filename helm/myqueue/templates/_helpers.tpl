@@ -30,6 +30,7 @@ DSN env). Every object name is built here, so templates and NOTES.txt agree on t
 {{- define "myqueue.postgresql.name" -}}{{ include "myqueue.prefix" . }}-postgresql{{- end }}
 {{- define "myqueue.postgresql.headless" -}}{{ include "myqueue.prefix" . }}-postgresql-hl{{- end }}
 {{- define "myqueue.test.name" -}}{{ include "myqueue.prefix" . }}-test-produce-consume{{- end }}
+{{- define "myqueue.uninstall.name" -}}{{ include "myqueue.prefix" . }}-uninstall{{- end }}
 
 {{/* In-cluster URLs of the managers. */}}
 {{- define "myqueue.primary.url" -}}
