@@ -10,7 +10,6 @@ daemon left (a failure there is an error of the session's last node test).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -19,11 +18,14 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controlplane"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from controlplane import report_timings  # noqa: E402
 from node import IMAGES_ENV, REQUIRE_ENV, Node, host_network_state, missing_pieces  # noqa: E402
 
 TIMINGS: dict[str, float] = {}
+NOTES: list[str] = []  # results worth reading beside the timings (verify's verdict line)
 
 
 @pytest.fixture(scope="session")
@@ -56,11 +58,12 @@ def timings() -> dict[str, float]:
     return TIMINGS
 
 
+@pytest.fixture(scope="session")
+def notes() -> list[str]:
+    return NOTES
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TIMINGS:
-        terminalreporter.section("myqueue e2e node timings")
-        for key, value in TIMINGS.items():
-            terminalreporter.write_line(f"{key}: {value:.1f} s")
-        target = os.environ.get("MYQUEUE_NODE_TIMINGS")
-        if target:
-            Path(target).write_text(json.dumps(TIMINGS, indent=2) + "\n")
+    report_timings(terminalreporter, "myqueue e2e node timings", TIMINGS, "MYQUEUE_NODE_TIMINGS")
+    for note in NOTES:
+        terminalreporter.write_line(note)

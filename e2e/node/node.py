@@ -34,7 +34,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import string
 import subprocess
 import sys
@@ -48,7 +47,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
 
 import controlplane  # noqa: E402
-from controlplane import ControlPlane, ControlPlaneError, wait_for  # noqa: E402
+from controlplane import ControlPlane, ControlPlaneError, stop_process, tail, wait_for, wait_for_signal  # noqa: E402
 
 NODE_NAME = "myqueue-node"
 NODE_BRIDGE = "mqnode0"  # holds NODE_IP; an empty bridge (no dummy link type in this kernel)
@@ -234,15 +233,15 @@ class Node:
         """Every pod, daemon, mount, chain, bridge and rule of this node, in dependency order."""
         kubelet = self._proc("kubelet")
         if kubelet is not None:
-            self._terminate("kubelet", kubelet)
+            stop_process(kubelet)
         if self._proc("containerd") is not None and self.containerd_socket.exists():
             # Pods outlive the kubelet in containerd: stop and remove every sandbox while
             # containerd still runs them (it calls the CNI DEL, so no veth or address is left).
             run(str(controlplane.default_bin_dir() / "crictl"),
                 f"--runtime-endpoint=unix://{self.containerd_socket}", "rmp", "--force", "--all",
                 check=False, timeout=180)  # fmt: skip
-        for name, proc in reversed(self._procs):
-            self._terminate(name, proc)
+        for _, proc in reversed(self._procs):
+            stop_process(proc)
         self._procs.clear()
         if self.cp is not None:
             self.cp.stop()
@@ -332,7 +331,7 @@ class Node:
         with open(self.log(name), "ab") as log:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.work_dir,
-                start_new_session=True, preexec_fn=controlplane._set_pdeathsig,
+                start_new_session=True, preexec_fn=controlplane.set_pdeathsig,
             )  # fmt: skip
         self._procs.append((name, proc))
         self._pids_seen[name] = proc.pid
@@ -353,7 +352,7 @@ class Node:
 
     def _died(self, name: str, proc: subprocess.Popen) -> bool:
         if proc.poll() is not None:
-            raise NodeError(f"{name} exited with {proc.returncode}:\n{_tail(self.log(name))}")
+            raise NodeError(f"{name} exited with {proc.returncode}:\n{tail(self.log(name))}")
         return False
 
     def _import_images(self) -> None:
@@ -375,8 +374,7 @@ class Node:
         )
         run("openssl", "x509", "-req", "-in", f"{user}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", f"{user}.crt", "-days", "30", "-extfile", f"{user}.ext", cwd=pki)  # fmt: skip
-        self.cp._write_kubeconfig(user)
-        return str(self.cp.work_dir / f"{user}.kubeconfig")
+        return self.cp.write_kubeconfig(user)
 
     def _start_node_daemons(self) -> None:
         assert self.cp is not None
@@ -438,22 +436,6 @@ class Node:
     # -- processes --
     def _proc(self, name: str) -> subprocess.Popen | None:
         return next((p for n, p in self._procs if n == name), None)
-
-    def _terminate(self, name: str, proc: subprocess.Popen, grace: float = 20.0) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # --- configuration files -------------------------------------------------------------------------------
@@ -553,9 +535,8 @@ def _main(argv: list[str]) -> int:
         node = Node(Path(argv[1]))
         node.start()
         print(f"KUBECONFIG={node.kubeconfig}\npids={node.pids}", flush=True)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            wait_for_signal()
         finally:
             node.stop()
             print("\n".join(node.leftovers()) or "nothing left behind", flush=True)

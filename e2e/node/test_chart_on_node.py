@@ -18,7 +18,6 @@ run in file order; the last one uninstalls and deletes the namespace.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from controlplane import Falsy, default_bin_dir, wait_for
+from controlplane import Falsy, default_bin_dir, helm_runner, wait_for
 from node import Node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,8 +96,10 @@ class Release:
     replica: PortForward
     work: Path
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self.node.kubectl("-n", NAMESPACE, *args, check=check, timeout=timeout)
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 120, **kw
+    ) -> subprocess.CompletedProcess:
+        return self.node.kubectl("-n", NAMESPACE, *args, check=check, timeout=timeout, **kw)
 
     def get(self, kind: str, name: str) -> dict | None:
         r = self.kubectl("get", kind, name, "-o", "json", check=False)
@@ -127,25 +128,11 @@ def live_pods(release: Release, component: str) -> list[dict]:
     return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
 
-def _helm(node: Node, home: Path) -> Callable[..., subprocess.CompletedProcess]:
-    binary = default_bin_dir() / "helm"
-    env = {**os.environ, **{f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CACHE", "CONFIG", "DATA")}}
-
-    def run(*args: str, check: bool = True, timeout: float = 400) -> subprocess.CompletedProcess:
-        argv = [str(binary), *args, "--kubeconfig", node.kubeconfig, "--namespace", NAMESPACE]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-        if check:
-            assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        return result
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def release(node: Node, tmp_path_factory: pytest.TempPathFactory, timings) -> Iterator[Release]:
     work = tmp_path_factory.mktemp("chart-on-node")
     node.kubectl("create", "namespace", NAMESPACE)
-    helm = _helm(node, work / "helm-home")
+    helm = helm_runner(node.kubeconfig, NAMESPACE, work / "helm-home")
     values = work / "values.json"  # JSON is YAML
     values.write_text(json.dumps(VALUES))
     t0 = time.monotonic()
@@ -268,23 +255,81 @@ def test_primary_deleted_replica_serves_and_primary_returns_with_its_state(relea
     assert requests.get(f"{release.primary.url}/topics", timeout=10).json()["message"] == topics
 
 
-def test_uninstall_and_namespace_deletion_leave_nothing(release: Release):
+def pod_log(release: Release, name: str) -> str:
+    r = release.kubectl("logs", name, check=False)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def test_upgrade_rolls_the_managers_without_losing_an_acknowledged_message(release: Release, timings, notes):
+    """``myqueue verify`` runs in a pod across ``helm upgrade`` (a changed value: both manager
+    Deployments roll, Recreate) and finds every acknowledged message delivered once, in order."""
+    managers = {p["metadata"]["uid"] for c in ("primary", "replica") for p in live_pods(release, c)}
+    verify = [
+        "myqueue", "verify", "--broker", f"{PRIMARY}:5000,{REPLICA}:5001",
+        "--messages", "200000", "--duration", "30", "--producers", "2", "--consumers", "2",
+    ]  # fmt: skip
+    release.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "verify", "namespace": NAMESPACE},
+        "spec": {"restartPolicy": "Never", "containers": [{
+            "name": "verify", "image": "myqueue/manager:0.1.0", "imagePullPolicy": "Never", "command": verify,
+        }]},
+    }))  # fmt: skip
+    wait_for("verify producing (its setup line)", lambda: "setup:" in pod_log(release, "verify")
+             or Falsy(pod_log(release, "verify") or conditions_of(release.get("pod", "verify"))),
+             timeout=120, interval=0.5)  # fmt: skip
+    t0 = time.monotonic()
+    values = release.work / "values.json"
+    release.helm("upgrade", RELEASE, str(CHART), "-f", str(values), "--set", "manager.logLevel=DEBUG",
+                 "--wait", "--timeout", "5m")  # fmt: skip
+    timings["helm upgrade --wait (both managers rolled) under verify's load"] = time.monotonic() - t0
+    rolled = {p["metadata"]["uid"] for c in ("primary", "replica") for p in live_pods(release, c)}
+    assert len(rolled) == 2 and not rolled & managers, (managers, rolled)
+
+    def finished() -> str | Falsy:
+        phase = (release.get("pod", "verify") or {}).get("status", {}).get("phase")
+        return phase if phase in ("Succeeded", "Failed") else Falsy(pod_log(release, "verify")[-2000:])
+
+    phase = wait_for("verify finished", finished, timeout=400, interval=1)
+    output = pod_log(release, "verify")
+    assert phase == "Succeeded", output
+    verdict = re.search(
+        r"^verify: acked=(\d+) delivered=\d+ lost=0 duplicated=0 reordered=0 .*ok$", output, re.M
+    )
+    assert verdict and int(verdict.group(1)) > 0, output
+    notes.append(f"across helm upgrade: {verdict.group(0)}")
+    release.kubectl("delete", "pod", "verify", "--wait=false")
+
+
+def test_uninstall_and_namespace_deletion_leave_nothing(release: Release, timings):
     release.kubectl("delete", "topics", "--all", "--timeout=120s", timeout=150)
-    # Brokers that still hold partitions (the Topics' data is retained) wait on their finalizer
-    # once the operator is gone: the documented escape hatch clears it.
-    release.kubectl("delete", "brokers", "--all", "--wait=false")
-    release.helm("uninstall", RELEASE, "--wait", "--timeout", "2m")
-    for broker in release.items("brokers"):
-        release.kubectl("patch", "broker", broker["metadata"]["name"], "--type=merge", "-p",
-                        '{"metadata":{"finalizers":[]}}')  # fmt: skip
+    # The Brokers still hold the retained Topics' partitions: the chart's pre-delete hook has the
+    # operator release them before helm deletes it, so none is left waiting on its finalizer.
+    t0 = time.monotonic()
+    release.helm("uninstall", RELEASE, "--wait", "--timeout", "3m")
+    timings["helm uninstall --wait (pre-delete hook included)"] = time.monotonic() - t0
+    assert release.items("brokers") == []
+    # The pods of the deleted Deployments and StatefulSet end within their grace period.
+    wait_for("every pod of the release gone", lambda: not (pods := [p["metadata"]["name"] for p in release.items("pods")])
+             or Falsy(pods), timeout=120, interval=0.5)  # fmt: skip
     release.node.kubectl("delete", "namespace", NAMESPACE, "--timeout=180s", timeout=200)
     assert release.node.kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0
-    # Nothing of the namespace is left in containerd either.
+    # Nothing of the namespace runs in containerd any more: no ready sandbox, no running container
+    # (stopped sandboxes are the kubelet's to garbage-collect, within a minute or so).
     crictl = [
         str(default_bin_dir() / "crictl"),
         f"--runtime-endpoint=unix://{release.node.containerd_socket}",
     ]
-    sandboxes = subprocess.run(
-        [*crictl, "pods", "--namespace", NAMESPACE, "-q"], capture_output=True, text=True, timeout=60
-    )
-    assert sandboxes.returncode == 0 and sandboxes.stdout.strip() == "", sandboxes
+    label = f"io.kubernetes.pod.namespace={NAMESPACE}"
+
+    def nothing_runs() -> bool | Falsy:
+        sandboxes = subprocess.run([*crictl, "pods", "--namespace", NAMESPACE, "--state", "ready", "-q"],
+                                   capture_output=True, text=True, timeout=60)  # fmt: skip
+        containers = subprocess.run([*crictl, "ps", "--label", label, "--state", "running", "-q"],
+                                    capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert sandboxes.returncode == 0 and containers.returncode == 0, (sandboxes.stderr, containers.stderr)
+        left = sandboxes.stdout.split() + containers.stdout.split()
+        return not left or Falsy(
+            {"ready sandboxes": sandboxes.stdout.split(), "running containers": containers.stdout.split()}
+        )
+
+    wait_for(f"nothing of {NAMESPACE} running in containerd", nothing_runs, timeout=60, interval=0.5)
