@@ -19,45 +19,16 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "myqueue"
-sys.path.insert(0, str(ROOT / "e2e" / "controlplane"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "controlplane"))
 
 from controlplane import ControlPlane, default_bin_dir, server_bin_dir_or_skip  # noqa: E402
-
-
-@dataclass
-class Manifests:
-    """Rendered objects, looked up by kind and name."""
-
-    objects: list[dict]
-
-    def get(self, kind: str, name: str) -> dict:
-        found = [o for o in self.objects if o["kind"] == kind and o["metadata"]["name"] == name]
-        assert len(found) == 1, f"expected one {kind} {name!r}, found {len(found)}: {self.names()}"
-        return found[0]
-
-    def of_kind(self, kind: str) -> dict[str, dict]:
-        return {o["metadata"]["name"]: o for o in self.objects if o["kind"] == kind}
-
-    def names(self) -> list[str]:
-        return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in self.objects)
-
-    def pod_specs(self) -> dict[str, dict]:
-        """Every pod spec the chart creates: workloads' templates and bare Pods, by kind/name."""
-        specs = {}
-        for o in self.objects:
-            if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-                specs[f"{o['kind']}/{o['metadata']['name']}"] = o["spec"]["template"]["spec"]
-            elif o["kind"] == "Pod":
-                specs[f"Pod/{o['metadata']['name']}"] = o["spec"]
-        return specs
+from manifests import CHART, Manifests  # noqa: E402
 
 
 def helm_env(tmp: Path) -> dict[str, str]:

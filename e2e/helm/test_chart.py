@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CHART, ROOT, Manifests
+from manifests import CHART, ROOT, Manifests
 
 RELEASE = "mq"
 NAMESPACE = "mq"
