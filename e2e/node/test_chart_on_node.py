@@ -18,7 +18,9 @@ run in file order; the last one uninstalls and deletes the namespace.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -253,6 +255,105 @@ def test_primary_deleted_replica_serves_and_primary_returns_with_its_state(relea
     assert served_meanwhile > 0
     release.primary = release.forward("primary", f"svc/{PRIMARY}", 5000)
     assert requests.get(f"{release.primary.url}/topics", timeout=10).json()["message"] == topics
+
+
+def _crictl(release: Release, *args: str) -> str:
+    argv = [
+        str(default_bin_dir() / "crictl"),
+        f"--runtime-endpoint=unix://{release.node.containerd_socket}",
+        *args,
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def _container_of(release: Release, pod: str, container: str) -> str:
+    """The running container's id in containerd."""
+    ids = _crictl(
+        release, "ps", "--label", f"io.kubernetes.pod.name={pod}", "--name", f"^{container}$", "-q"
+    ).split()
+    assert len(ids) == 1, (pod, container, ids)
+    return ids[0]
+
+
+def _restarts(pod: dict | None) -> int:
+    return sum(s.get("restartCount", 0) for s in (pod or {}).get("status", {}).get("containerStatuses", []))
+
+
+def _ready_endpoints(release: Release, service: str) -> list[str]:
+    slices = release.items("endpointslices", "-l", f"kubernetes.io/service-name={service}")
+    return [
+        a
+        for s in slices
+        for e in s.get("endpoints") or []
+        if e.get("conditions", {}).get("ready")
+        for a in e["addresses"]
+    ]
+
+
+def test_a_broker_whose_store_is_gone_leaves_its_service_and_comes_back(release: Release, timings):
+    """Readiness, acted on by the kubelet: PostgreSQL frozen (cgroup freezer, so no connection
+    answers) -> every broker's /readyz fails -> NotReady and out of its Service's endpoints; not
+    restarted (liveness asks only whether the process serves: restarting cannot bring a database
+    back). Thawed -> Ready and back in the Service."""
+    pg = _container_of(release, f"{PREFIX}-postgresql-0", "postgresql")
+    before = {b: _restarts(release.get("pod", b)) for b in BROKERS}
+    ctr = ["ctr", "--address", str(release.node.containerd_socket), "--namespace", "k8s.io", "tasks"]
+    subprocess.run([*ctr, "pause", pg], check=True, capture_output=True, timeout=30)
+    t0 = time.monotonic()
+    try:
+
+        def out_of_service() -> bool | Falsy:
+            state = {b: (ready(release.get("pod", b)), _ready_endpoints(release, b)) for b in BROKERS}
+            return all(not r and not e for r, e in state.values()) or Falsy(state)
+
+        wait_for("every broker NotReady and out of its Service", out_of_service, timeout=60, interval=0.5)
+        timings["PostgreSQL frozen -> every broker out of its Service (readiness)"] = time.monotonic() - t0
+        assert {b: _restarts(release.get("pod", b)) for b in BROKERS} == before  # liveness left them alone
+    finally:
+        subprocess.run([*ctr, "resume", pg], check=True, capture_output=True, timeout=30)
+    t0 = time.monotonic()
+
+    def back_in_service() -> bool | Falsy:
+        state = {b: (ready(release.get("pod", b)), _ready_endpoints(release, b)) for b in BROKERS}
+        return all(r and e for r, e in state.values()) or Falsy(state)
+
+    wait_for("every broker Ready and back in its Service", back_in_service, timeout=120, interval=0.5)
+    timings["PostgreSQL thawed -> every broker back in its Service"] = time.monotonic() - t0
+
+
+def test_a_hung_broker_is_restarted_by_its_liveness_probe(release: Release, timings):
+    """Liveness, acted on by the kubelet: the broker process stopped (SIGSTOP from the host, so
+    /healthz never answers) -> after the probe's failureThreshold x periodSeconds the kubelet kills
+    and restarts the container -> Ready again, same pod, its partitions served from PostgreSQL."""
+    name = BROKERS[1]
+    pod = release.get("pod", name)
+    assert pod is not None
+    before, uid = _restarts(pod), pod["metadata"]["uid"]
+    info = json.loads(_crictl(release, "inspect", _container_of(release, name, "broker")))
+    pid = info["info"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    try:
+
+        def restarted() -> bool | Falsy:
+            now = release.get("pod", name)
+            fresh = now is not None and now["metadata"]["uid"] == uid and _restarts(now) > before
+            return (fresh and ready(now)) or Falsy(
+                {"restarts": _restarts(now), "conditions": conditions_of(now)}
+            )
+
+        wait_for(f"{name} restarted by the kubelet and Ready", restarted, timeout=240, interval=1)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)  # if it is still there (a failed wait)
+        except ProcessLookupError:
+            pass
+    timings["broker stopped (SIGSTOP) -> restarted by liveness and Ready"] = time.monotonic() - t0
+    wait_for(
+        f"Broker {name} Ready",
+        lambda: ready(release.get("broker", name)) or Falsy(conditions_of(release.get("broker", name))),
+        timeout=60,
+    )
 
 
 def pod_log(release: Release, name: str) -> str:
