@@ -85,8 +85,20 @@ def test_template_default_renders_every_component(default):
             f"Secret/{POSTGRESQL}", f"Service/{POSTGRESQL}", f"Service/{POSTGRESQL}-hl", f"StatefulSet/{POSTGRESQL}",
             "Broker/broker0", "Broker/broker1", "Broker/broker2", f"Pod/{TEST_POD}",
             f"ServiceAccount/{UNINSTALL}", f"Role/{UNINSTALL}", f"RoleBinding/{UNINSTALL}", f"Job/{UNINSTALL}",
+            f"PodDisruptionBudget/{PREFIX}-brokers",
         ]
     )  # fmt: skip
+
+
+def test_broker_pod_disruption_budget_selects_the_operators_broker_pods(default, render):
+    from myqueue_operator.render.broker import broker_labels
+
+    pdb = default.get("PodDisruptionBudget", f"{PREFIX}-brokers")
+    assert pdb["spec"]["minAvailable"] == 2  # three brokers by default: at most one evicted at a time
+    assert "maxUnavailable" not in pdb["spec"]  # not allowed for pods of a controller without scale
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= broker_labels("broker0").items()
+    assert not render("--set", "brokers.list[0].name=broker0").of_kind("PodDisruptionBudget")  # one: none
+    assert not render("--set", "brokers.podDisruptionBudget.enabled=false").of_kind("PodDisruptionBudget")
 
 
 def test_template_external_dsn_has_no_bundled_postgresql(external):

@@ -230,6 +230,52 @@ def test_deleted_broker_pod_comes_back_ready_with_its_data(release: Release, tim
              or Falsy({"now": _end_offsets(release), "before": before}), timeout=60)  # fmt: skip
 
 
+def _evict(release: Release, pod: str) -> subprocess.CompletedProcess:
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": pod, "namespace": NAMESPACE},
+    }
+    path = f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}/eviction"
+    return release.node.kubectl("create", "--raw", path, "-f", "-", input=json.dumps(eviction), check=False)
+
+
+def test_the_disruption_budget_lets_one_broker_be_evicted_at_a_time(release: Release):
+    """The chart's PodDisruptionBudget, enforced by the API server's eviction endpoint (what a node
+    drain uses): one broker pod may go; a second eviction meanwhile is refused."""
+    brokers = sorted(b["metadata"]["name"] for b in release.items("brokers"))
+    pdb = f"{PREFIX}-brokers"
+
+    def one_disruption_allowed() -> bool | Falsy:
+        status = (release.get("poddisruptionbudget", pdb) or {}).get("status", {})
+        return (
+            status.get("disruptionsAllowed") == 1 and status.get("currentHealthy") == len(brokers)
+        ) or Falsy(status)
+
+    wait_for(
+        f"{pdb}: every broker healthy, one disruption allowed",
+        one_disruption_allowed,
+        timeout=120,
+        interval=0.5,
+    )
+    old = release.get("pod", brokers[0])
+    assert old is not None
+    first = _evict(release, brokers[0])
+    assert first.returncode == 0, first.stderr
+    second = _evict(release, brokers[1])
+    assert second.returncode != 0 and "disruption budget" in second.stderr, (second.stdout, second.stderr)
+    assert not (release.get("pod", brokers[1]) or {}).get("metadata", {}).get("deletionTimestamp")
+
+    def back() -> bool | Falsy:
+        pod = release.get("pod", brokers[0])
+        return (pod is not None and pod["metadata"]["uid"] != old["metadata"]["uid"] and ready(pod)) or Falsy(
+            conditions_of(pod)
+        )
+
+    wait_for(f"{brokers[0]} recreated by the operator and Ready", back, timeout=120, interval=0.5)
+    wait_for(f"{pdb}: one disruption allowed again", one_disruption_allowed, timeout=120, interval=0.5)
+
+
 def test_primary_deleted_replica_serves_and_primary_returns_with_its_state(release: Release, timings):
     topics = requests.get(f"{release.primary.url}/topics", timeout=10).json()["message"]
     old = live_pods(release, "primary")
