@@ -42,6 +42,12 @@ VERSIONS_FILE = HERE / "versions.env"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "helm")
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+_CLIENT_EXTS = [
+    "basicConstraints=CA:FALSE",
+    "keyUsage=critical,digitalSignature,keyEncipherment",
+    "extendedKeyUsage=clientAuth",
+]
 
 
 class ControlPlaneError(RuntimeError):
@@ -326,11 +332,10 @@ class ControlPlane:
         d = self.work_dir / "pki"
         d.mkdir(exist_ok=True)
         self.pki = d
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         _openssl(
             "req",
             "-x509",
-            *ec,
+            *_EC_KEY,
             "-keyout",
             "ca.key",
             "-out",
@@ -346,30 +351,6 @@ class ControlPlane:
             cwd=d,
         )
 
-        def leaf(name: str, subj: str, exts: list[str]) -> None:
-            _openssl(
-                "req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj, cwd=d
-            )
-            (d / f"{name}.ext").write_text("\n".join(exts) + "\n")
-            _openssl(
-                "x509",
-                "-req",
-                "-in",
-                f"{name}.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                f"{name}.crt",
-                "-days",
-                "30",
-                "-extfile",
-                f"{name}.ext",
-                cwd=d,
-            )
-
         sans = [
             "DNS:localhost",
             "IP:127.0.0.1",
@@ -379,7 +360,7 @@ class ControlPlane:
             "DNS:kubernetes.default.svc",
             "DNS:kubernetes.default.svc.cluster.local",
         ]
-        leaf(
+        self._leaf(
             "apiserver",
             "/CN=kube-apiserver",
             [
@@ -389,17 +370,30 @@ class ControlPlane:
                 "subjectAltName=" + ",".join(sans),
             ],
         )
-        client = [
-            "basicConstraints=CA:FALSE",
-            "keyUsage=critical,digitalSignature,keyEncipherment",
-            "extendedKeyUsage=clientAuth",
-        ]
-        leaf("admin", "/O=system:masters/CN=admin", client)
-        leaf("controller-manager", "/CN=system:kube-controller-manager", client)
+        self._leaf("admin", "/O=system:masters/CN=admin", _CLIENT_EXTS)
+        self._leaf("controller-manager", "/CN=system:kube-controller-manager", _CLIENT_EXTS)
         # Service-account token signing key pair (kube-apiserver signs, verifies; the
         # controller manager's token controller signs legacy tokens with the same key).
         _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key", cwd=d)
         _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+
+    def _leaf(self, name: str, subject: str, exts: list[str]) -> None:
+        """pki/NAME.key and NAME.crt, signed by this control plane's CA."""
+        d = self.pki
+        _openssl(
+            "req", "-new", *_EC_KEY, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=d
+        )
+        (d / f"{name}.ext").write_text("\n".join(exts) + "\n")
+        _openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "30", "-extfile", f"{name}.ext", cwd=d,
+        )  # fmt: skip
+
+    def client_kubeconfig(self, user: str, subject: str) -> str:
+        """A client certificate for ``subject`` (e.g. ``/O=system:nodes/CN=system:node:NAME``) and a
+        kubeconfig that presents it; returns the kubeconfig's path."""
+        self._leaf(user, subject, _CLIENT_EXTS)
+        return self.write_kubeconfig(user)
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))

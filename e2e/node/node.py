@@ -137,7 +137,7 @@ def _iptables_rules(table: str) -> list[str]:
     return run("iptables", "-t", table, "-S").stdout.splitlines()
 
 
-def clean_host(work_dir: Path | None = None, ext_if: str | None = None) -> None:
+def clean_host(work_dir: Path | None = None) -> None:
     """Remove the node's marks on the host: idempotent, for stop() and after a killed run."""
     if work_dir is not None:
         for m in reversed(_mounts_under(str(work_dir))):
@@ -151,7 +151,7 @@ def clean_host(work_dir: Path | None = None, ext_if: str | None = None) -> None:
         own = re.compile(r"-j (KUBE-|CNI-)")
         for rule in rules:
             if rule.startswith("-A ") and own.search(rule) and not re.match(r"-A (KUBE-|CNI-)", rule):
-                run("iptables", "-t", table, "-D", *_split(rule[3:]), check=False)
+                run("iptables", "-t", table, "-D", *shlex.split(rule[3:]), check=False)
         chains = [r.split()[1] for r in rules if re.match(r"-N (KUBE-|CNI-)", r)]
         for chain in chains:
             run("iptables", "-t", table, "-F", chain, check=False)
@@ -159,14 +159,10 @@ def clean_host(work_dir: Path | None = None, ext_if: str | None = None) -> None:
             run("iptables", "-t", table, "-X", chain, check=False)
         for rule in _iptables_rules(table):
             if GUARD_COMMENT in rule and rule.startswith("-A "):
-                run("iptables", "-t", table, "-D", *_split(rule[3:]), check=False)
+                run("iptables", "-t", table, "-D", *shlex.split(rule[3:]), check=False)
     for link in (POD_BRIDGE, NODE_BRIDGE):
         run("ip", "link", "del", link, check=False)
     shutil.rmtree(f"/var/lib/cni/networks/{CNI_NETWORK}", ignore_errors=True)
-
-
-def _split(rule: str) -> list[str]:
-    return shlex.split(rule)
 
 
 def _links() -> list[str]:
@@ -213,7 +209,7 @@ class Node:
             raise NodeError("the e2e node cannot start; missing:\n  - " + "\n  - ".join(missing))
         (self.work_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._ext_if = external_interface()
-        clean_host(None, self._ext_if)  # what a killed earlier run may have left
+        clean_host()  # what a killed earlier run may have left
         self._ip_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
         try:
             self._install_guard()
@@ -237,15 +233,13 @@ class Node:
         if self._proc("containerd") is not None and self.containerd_socket.exists():
             # Pods outlive the kubelet in containerd: stop and remove every sandbox while
             # containerd still runs them (it calls the CNI DEL, so no veth or address is left).
-            run(str(controlplane.default_bin_dir() / "crictl"),
-                f"--runtime-endpoint=unix://{self.containerd_socket}", "rmp", "--force", "--all",
-                check=False, timeout=180)  # fmt: skip
+            self.crictl("rmp", "--force", "--all", check=False, timeout=180)
         for _, proc in reversed(self._procs):
             stop_process(proc)
         self._procs.clear()
         if self.cp is not None:
             self.cp.stop()
-        clean_host(self.work_dir, self._ext_if or None)
+        clean_host(self.work_dir)
         Path("/proc/sys/net/ipv4/ip_forward").write_text(self._ip_forward + "\n")
         if not _mounts_under(str(self.work_dir)):  # never rm -r through a mount
             shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -279,6 +273,13 @@ class Node:
     ) -> subprocess.CompletedProcess:
         assert self.cp is not None
         return self.cp.kubectl(*args, check=check, timeout=timeout, **kw)
+
+    def crictl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """crictl against this node's containerd (NodeError when it fails and ``check``)."""
+        runtime = f"--runtime-endpoint=unix://{self.containerd_socket}"
+        return run(
+            str(controlplane.default_bin_dir() / "crictl"), runtime, *args, check=check, timeout=timeout
+        )
 
     # -- steps --
     def _mark(self, what: str) -> None:
@@ -346,9 +347,13 @@ class Node:
         config = self.work_dir / "containerd.toml"
         config.write_text(_containerd_config(self.work_dir / "containerd", sock, cni_conf))
         proc = self._spawn("containerd", ["containerd", "--config", str(config)])
-        ctr = ["ctr", "--address", str(sock), "version"]
-        wait_for("containerd answering", lambda: proc.poll() is None and run(*ctr, check=False).returncode == 0
-                 or self._died("containerd", proc), timeout=60)  # fmt: skip
+
+        def answering() -> bool | controlplane.Falsy:
+            self._died("containerd", proc)
+            version = run("ctr", "--address", str(sock), "version", check=False)
+            return version.returncode == 0 or controlplane.Falsy(version.stderr.strip()[-500:])
+
+        wait_for("containerd answering", answering, timeout=60)
 
     def _died(self, name: str, proc: subprocess.Popen) -> bool:
         if proc.poll() is not None:
@@ -362,24 +367,10 @@ class Node:
                 "--no-unpack", "-", stdin=archive, timeout=600)  # fmt: skip
         self._mark(f"images imported in {time.monotonic() - t0:.1f}s")
 
-    def _client_kubeconfig(self, user: str, subject: str) -> str:
-        assert self.cp is not None
-        pki = self.cp.pki
-        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        run("openssl", "req", "-new", *ec, "-keyout", f"{user}.key", "-out", f"{user}.csr", "-subj", subject,
-            cwd=pki)  # fmt: skip
-        (pki / f"{user}.ext").write_text(
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-            "extendedKeyUsage=clientAuth\n"
-        )
-        run("openssl", "x509", "-req", "-in", f"{user}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{user}.crt", "-days", "30", "-extfile", f"{user}.ext", cwd=pki)  # fmt: skip
-        return self.cp.write_kubeconfig(user)
-
     def _start_node_daemons(self) -> None:
         assert self.cp is not None
         bin_dir = controlplane.default_bin_dir()
-        scheduler = self._client_kubeconfig("scheduler", "/CN=system:kube-scheduler")
+        scheduler = self.cp.client_kubeconfig("scheduler", "/CN=system:kube-scheduler")
         self._spawn("kube-scheduler", [
             str(bin_dir / "kube-scheduler"), f"--kubeconfig={scheduler}",
             f"--authentication-kubeconfig={scheduler}", f"--authorization-kubeconfig={scheduler}",
@@ -391,7 +382,7 @@ class Node:
         config.write_text(
             json.dumps(_kubelet_config(self.cp.pki / "ca.crt", self.containerd_socket), indent=1)
         )
-        kubelet = self._client_kubeconfig("kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}")
+        kubelet = self.cp.client_kubeconfig("kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}")
         self._spawn("kubelet", [
             str(bin_dir / "kubelet"), f"--config={config}", f"--kubeconfig={kubelet}",
             f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}", f"--root-dir={kubelet_root}",
@@ -400,7 +391,7 @@ class Node:
         proxy_cfg = self.work_dir / "kube-proxy-config.json"
         proxy_cfg.write_text(
             json.dumps(
-                _kube_proxy_config(self._client_kubeconfig("kube-proxy", "/CN=system:kube-proxy")), indent=1
+                _kube_proxy_config(self.cp.client_kubeconfig("kube-proxy", "/CN=system:kube-proxy")), indent=1
             )
         )
         self._spawn("kube-proxy", [str(bin_dir / "kube-proxy"), f"--config={proxy_cfg}", "--v=1"])

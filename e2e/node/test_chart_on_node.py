@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from controlplane import Falsy, default_bin_dir, helm_runner, wait_for
+from controlplane import Falsy, helm_runner, wait_for
 from node import Node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -303,20 +303,10 @@ def test_primary_deleted_replica_serves_and_primary_returns_with_its_state(relea
     assert requests.get(f"{release.primary.url}/topics", timeout=10).json()["message"] == topics
 
 
-def _crictl(release: Release, *args: str) -> str:
-    argv = [
-        str(default_bin_dir() / "crictl"),
-        f"--runtime-endpoint=unix://{release.node.containerd_socket}",
-        *args,
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
-
-
 def _container_of(release: Release, pod: str, container: str) -> str:
     """The running container's id in containerd."""
-    ids = _crictl(
-        release, "ps", "--label", f"io.kubernetes.pod.name={pod}", "--name", f"^{container}$", "-q"
-    ).split()
+    selector = ["--label", f"io.kubernetes.pod.name={pod}", "--name", f"^{container}$"]
+    ids = release.node.crictl("ps", *selector, "-q").stdout.split()
     assert len(ids) == 1, (pod, container, ids)
     return ids[0]
 
@@ -375,7 +365,7 @@ def test_a_hung_broker_is_restarted_by_its_liveness_probe(release: Release, timi
     pod = release.get("pod", name)
     assert pod is not None
     before, uid = _restarts(pod), pod["metadata"]["uid"]
-    info = json.loads(_crictl(release, "inspect", _container_of(release, name, "broker")))
+    info = json.loads(release.node.crictl("inspect", _container_of(release, name, "broker")).stdout)
     pid = info["info"]["pid"]
     os.kill(pid, signal.SIGSTOP)
     t0 = time.monotonic()
@@ -462,21 +452,15 @@ def test_uninstall_and_namespace_deletion_leave_nothing(release: Release, timing
     assert release.node.kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0
     # Nothing of the namespace runs in containerd any more: no ready sandbox, no running container
     # (stopped sandboxes are the kubelet's to garbage-collect, within a minute or so).
-    crictl = [
-        str(default_bin_dir() / "crictl"),
-        f"--runtime-endpoint=unix://{release.node.containerd_socket}",
-    ]
     label = f"io.kubernetes.pod.namespace={NAMESPACE}"
 
     def nothing_runs() -> bool | Falsy:
-        sandboxes = subprocess.run([*crictl, "pods", "--namespace", NAMESPACE, "--state", "ready", "-q"],
-                                   capture_output=True, text=True, timeout=60)  # fmt: skip
-        containers = subprocess.run([*crictl, "ps", "--label", label, "--state", "running", "-q"],
-                                    capture_output=True, text=True, timeout=60)  # fmt: skip
-        assert sandboxes.returncode == 0 and containers.returncode == 0, (sandboxes.stderr, containers.stderr)
-        left = sandboxes.stdout.split() + containers.stdout.split()
-        return not left or Falsy(
-            {"ready sandboxes": sandboxes.stdout.split(), "running containers": containers.stdout.split()}
+        sandboxes = release.node.crictl(
+            "pods", "--namespace", NAMESPACE, "--state", "ready", "-q"
+        ).stdout.split()
+        containers = release.node.crictl("ps", "--label", label, "--state", "running", "-q").stdout.split()
+        return not (sandboxes or containers) or Falsy(
+            {"ready sandboxes": sandboxes, "running containers": containers}
         )
 
     wait_for(f"nothing of {NAMESPACE} running in containerd", nothing_runs, timeout=60, interval=0.5)
