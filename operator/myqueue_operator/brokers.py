@@ -14,15 +14,26 @@ being deleted (then nothing is waited for: a namespace deletion must never wedge
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 
+from kubernetes.client import ApiException
+
 from . import metrics
-from .config import BLOCKED_DELETE_DELAY_S, BROKERS, MOVE_PARTITIONS, ON_DELETE_ANNOTATION, RELEASE_UNINSTALL
+from .config import (
+    BLOCKED_DELETE_DELAY_S,
+    BROKERS,
+    MOVE_PARTITIONS,
+    ON_DELETE_ANNOTATION,
+    RELEASE_UNINSTALL,
+    ROLL_LOCK,
+)
 from .context import Context, InvalidSpec, RetryLater, write_status
 from .primary import PrimaryError, PrimaryRefused, PrimaryUnavailable
 from .render import broker as render_broker
 from .render import conditions as render_conditions
+from .render import rolling as render_rolling
 from .render.broker import BrokerPhase, Registration
 
 log = logging.getLogger(__name__)
@@ -36,12 +47,41 @@ def _write(ctx: Context, obj: dict, status: dict) -> None:
 def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.Readiness | None:
     """Bring one Broker's objects and status up to date; None when it is gone or being deleted.
 
-    Raises InvalidSpec for a spec that cannot run, RetryLater when the primary did not answer.
+    Raises InvalidSpec for a spec that cannot run, RetryLater when the primary did not answer
+    or its Pod waits for its turn in a rolling update. A Broker that has just become Ready
+    hands the turn on at once: the next Broker waiting to roll is reconciled now, not at its
+    next retry.
     """
+    readiness, became_ready = _reconcile(ctx, namespace, name)
+    if became_ready:
+        _hand_on_roll(ctx, namespace, name)
+    return readiness
+
+
+def _hand_on_roll(ctx: Context, namespace: str, name: str) -> None:
+    """Reconcile the first Broker (by name) whose Pod waits to be rolled; its failure is its own."""
+    waiting = sorted(
+        b["metadata"]["name"]
+        for b in ctx.kube.list_custom(BROKERS, namespace)
+        if b["metadata"]["name"] != name
+        and (render_conditions.condition_of(b.get("status"), render_rolling.UP_TO_DATE) or {}).get("status")
+        == "False"
+    )
+    if not waiting:
+        return
+    try:
+        reconcile_broker(ctx, namespace, waiting[0])
+    except (InvalidSpec, RetryLater, ApiException) as e:
+        log.info("broker %s/%s after %s became ready: %s", namespace, waiting[0], name, e)
+
+
+def _reconcile(ctx: Context, namespace: str, name: str) -> tuple[render_broker.Readiness | None, bool]:
+    """``reconcile_broker``'s work under the Broker's lock; also whether it has just become Ready."""
     with ctx.locks.hold((BROKERS, namespace, name)):
         broker = ctx.kube.get_custom(BROKERS, namespace, name)
         if broker is None or broker["metadata"].get("deletionTimestamp"):
-            return None
+            return None, False
+        was_ready = (render_conditions.condition_of(broker.get("status")) or {}).get("status") == "True"
         spec = broker.get("spec") or {}
         problems = render_broker.broker_spec_problems(name, spec, ctx.config)
         if problems:
@@ -58,21 +98,21 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
 
         pod = ctx.kube.get_pod(namespace, name)
         state = render_broker.pod_state(pod)
-        if (
-            state.exists
-            and not state.deleting
-            and state.spec_hash != render_broker.pod_spec_hash(spec, ctx.config)
-        ):
-            # The spec changed (image, store, resources): replace the Pod; its deletion event
-            # brings us back here to create the new one.
-            ctx.kube.delete_pod(namespace, name, uid=pod["metadata"].get("uid"))
-            ctx.events(broker, "Normal", "PodReplaced", f"spec changed: replacing pod {name}")
-            state = render_broker.PodState(exists=True, deleting=True)
+        waiting_for = None
+        if render_rolling.outdated(broker, pod, ctx.config):
+            # The spec changed (image, store, resources, scheduling): replace the Pod — at once
+            # when it is not serving anyway, else in its turn of the rolling update. Its
+            # deletion event brings us back here to create the new one.
+            waiting_for = _roll_turn(ctx, namespace, name, pod) if state.ready else _replace(ctx, pod)
+            if waiting_for is None:
+                ctx.events(broker, "Normal", "PodReplaced", f"spec changed: replacing pod {name}")
+                state = render_broker.PodState(exists=True, deleting=True)
         if not state.exists:
             had_pod = bool((broker.get("status") or {}).get("podName"))
-            pod = ctx.kube.create_pod(render_broker.broker_pod(broker, ctx.config))
+            pod = _create_pod(ctx, broker)
             state = render_broker.pod_state(pod)
             ctx.events(broker, "Normal", "PodRecreated" if had_pod else "PodCreated", f"created pod {name}")
+        _write_up_to_date(ctx, broker, waiting_for)
 
         address = (
             render_broker.broker_address(name, namespace, state.ip, ctx.config.address_mode)
@@ -91,7 +131,7 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
             readiness = render_broker.broker_readiness(name, state, registration)
             _write(ctx, broker, render_broker.broker_status(broker, readiness, ctx.now(), **pod_fields))
             if not state.ready:
-                return readiness
+                return readiness, False
 
         detail, count = "", None
         try:
@@ -110,7 +150,75 @@ def reconcile_broker(ctx: Context, namespace: str, name: str) -> render_broker.R
         )
         if registration is Registration.UNAVAILABLE:
             raise RetryLater(readiness.message, ctx.config.retry_delay_s)
-        return readiness
+        if waiting_for:
+            raise RetryLater(f"rolling update: {waiting_for}", ctx.config.retry_delay_s)
+        return readiness, readiness.ready and not was_ready
+
+
+def _roll_turn(ctx: Context, namespace: str, name: str, pod: Mapping) -> str | None:
+    """Replace the outdated Pod if it is this broker's turn (None), else say whom it waits for.
+
+    One lock for the namespace's brokers makes the check and the deletion one step: two
+    brokers deciding at once could otherwise both see the other Ready and go down together.
+    """
+    with ctx.locks.hold((BROKERS, namespace, ROLL_LOCK)):
+        brokers = ctx.kube.list_custom(BROKERS, namespace)
+        pods = {
+            p["metadata"]["name"]: p
+            for p in ctx.kube.list_pods(
+                namespace, f"{render_broker.MANAGED_BY}={render_broker.OPERATOR_NAME}"
+            )
+        }
+        waiting_for = render_rolling.roll_blocker(name, brokers, pods, ctx.config)
+        if waiting_for is None:
+            return _replace(ctx, pod)
+    log.info("broker %s/%s: rolling update %s", namespace, name, waiting_for)
+    return waiting_for
+
+
+def _replace(ctx: Context, pod: Mapping) -> None:
+    """Delete the outdated Pod (only that one: its uid), for a new one to be created."""
+    meta = pod["metadata"]
+    ctx.kube.delete_pod(meta["namespace"], meta["name"], uid=meta.get("uid"))
+
+
+def _create_pod(ctx: Context, broker: Mapping) -> dict:
+    """Create the Broker's Pod; a Pod the API server refuses (a bad affinity, an unknown
+    PriorityClass) is the spec's fault: InvalidSpec with the server's reason."""
+    try:
+        return ctx.kube.create_pod(render_broker.broker_pod(broker, ctx.config))
+    except ApiException as e:
+        if e.status not in (403, 422):  # 403: an admission plugin (e.g. a PriorityClass quota) refused
+            raise
+        problem = f"the API server refused the broker's pod: {_api_message(e)}"
+        _write(
+            ctx,
+            dict(broker),
+            render_conditions.invalid_status(broker, [problem], ctx.now(), phase=BrokerPhase.FAILED.value),
+        )
+        raise InvalidSpec(problem) from e
+
+
+def _api_message(error: ApiException) -> str:
+    """The API server's own message from a refusal (its Status body), else the HTTP reason."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)
+    except (ValueError, AttributeError):
+        return str(error.reason)
+
+
+def _write_up_to_date(ctx: Context, broker: dict, waiting_for: str | None) -> None:
+    """Keep the PodUpToDate condition true to the Pod (written only when it changes)."""
+    old = (broker.get("status") or {}).get("conditions") or []
+    new = render_rolling.up_to_date_condition(
+        waiting_for, broker["metadata"].get("generation"), ctx.now(), old
+    )
+    current = render_conditions.condition_of(broker.get("status"), render_rolling.UP_TO_DATE)
+    if current and {k: current.get(k) for k in new} == new:
+        return
+    if waiting_for and not render_conditions.condition_changed(current, new):
+        return  # the same wait: do not rewrite the status each retry for a new message
+    _write(ctx, broker, {"conditions": render_conditions.with_condition(old, new)})
 
 
 @metrics.reconciles("Broker", "finalize")

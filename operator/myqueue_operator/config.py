@@ -42,6 +42,7 @@ ON_DELETE_ANNOTATION = "myqueue.io/on-delete"
 MOVE_PARTITIONS = "move-partitions"
 RELEASE_UNINSTALL = "release-uninstall"
 SPEC_HASH_ANNOTATION = "myqueue.io/spec-hash"  # on the Pod: the Broker spec it was rendered from
+ROLL_LOCK = "*rolling-update*"  # the namespace's lock for a rolling update's turns (no Broker is named so)
 
 
 class AddressMode(StrEnum):

@@ -104,6 +104,12 @@ class Kube:
                 return None
             raise
 
+    def list_pods(self, namespace: str, selector: str) -> list[dict]:
+        answer = _json(
+            self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        )
+        return answer.get("items") or []
+
     def get_service(self, namespace: str, name: str) -> dict | None:
         try:
             return _json(self.core.read_namespaced_service(name, namespace, _preload_content=False))

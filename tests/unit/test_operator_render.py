@@ -538,8 +538,14 @@ class FakeKube:
         merged = {**obj.get("status", {}), **status}
         obj["status"] = {k: v for k, v in merged.items() if v is not None}
 
+    def list_custom(self, plural, namespace, selector=""):
+        return [copy.deepcopy(obj) for (kind, _), obj in self.customs.items() if kind == plural]
+
     def get_pod(self, namespace, name):
         return copy.deepcopy(self.pods.get(name))
+
+    def list_pods(self, namespace, selector):
+        return [copy.deepcopy(pod) for pod in self.pods.values()]
 
     def get_service(self, namespace, name):
         return self.services.get(name)
@@ -730,6 +736,133 @@ def test_reconcile_broker_replaces_the_pod_when_the_spec_changes(ctx):
     assert ("broker-a", "Normal", "PodReplaced") in ctx.sent
     reconcile_broker(ctx, "mq", "broker-a")  # the Pod's deletion event brings us back
     assert ctx.kube.pods["broker-a"]["spec"]["containers"][0]["image"] == "img:2"
+
+
+def three_ready_brokers(ctx):
+    """broker-a, -b, -c Ready and registered, their pods rendered from img:1."""
+    for name in ("broker-a", "broker-b", "broker-c"):
+        ctx.kube.add("brokers", broker_obj(name))
+        reconcile_broker(ctx, "mq", name)
+        make_pod_ready(ctx, name)
+        assert reconcile_broker(ctx, "mq", name).ready
+
+
+def change_image(ctx, image="img:2"):
+    for (_, _), obj in ctx.kube.customs.items():
+        obj["spec"]["image"] = image
+        obj["metadata"]["generation"] += 1
+
+
+def up_to_date(ctx, name):
+    status = ctx.kube.customs[("brokers", name)]["status"]
+    return render_conditions.condition_of(status, "PodUpToDate")
+
+
+def test_a_spec_change_rolls_one_broker_at_a_time_in_name_order(ctx):
+    three_ready_brokers(ctx)
+    change_image(ctx)
+    with pytest.raises(RetryLater, match="broker-a to be rolled first"):
+        reconcile_broker(ctx, "mq", "broker-b")  # a is earlier and also outdated
+    assert "broker-b" in ctx.kube.pods and up_to_date(ctx, "broker-b")["reason"] == "RollWaiting"
+    assert reconcile_broker(ctx, "mq", "broker-a").reason == ConditionReason.POD_TERMINATING
+    assert "broker-a" not in ctx.kube.pods  # its turn: replaced
+    with pytest.raises(RetryLater, match="waiting for broker-a to be Ready"):
+        reconcile_broker(ctx, "mq", "broker-c")
+    assert "broker-c" in ctx.kube.pods
+
+    reconcile_broker(ctx, "mq", "broker-a")  # the deletion event: the new pod, from img:2
+    assert ctx.kube.pods["broker-a"]["spec"]["containers"][0]["image"] == "img:2"
+    with pytest.raises(RetryLater, match="broker-a to be Ready"):  # created is not ready
+        reconcile_broker(ctx, "mq", "broker-b")
+    make_pod_ready(ctx, "broker-a")
+    # broker-a Ready and registered again hands the turn on: broker-b is replaced at once.
+    assert reconcile_broker(ctx, "mq", "broker-a").ready
+    assert "broker-b" not in ctx.kube.pods and "broker-c" in ctx.kube.pods
+    assert up_to_date(ctx, "broker-a")["status"] == "True"
+    reconcile_broker(ctx, "mq", "broker-b")
+    make_pod_ready(ctx, "broker-b")
+    assert reconcile_broker(ctx, "mq", "broker-b").ready
+    assert "broker-c" not in ctx.kube.pods  # handed on again
+    reconcile_broker(ctx, "mq", "broker-c")
+    make_pod_ready(ctx, "broker-c")
+    assert reconcile_broker(ctx, "mq", "broker-c").ready
+    images = {n: p["spec"]["containers"][0]["image"] for n, p in ctx.kube.pods.items()}
+    assert images == {"broker-a": "img:2", "broker-b": "img:2", "broker-c": "img:2"}
+    assert all(up_to_date(ctx, n)["status"] == "True" for n in images)
+
+
+def test_an_outdated_pod_that_is_not_serving_is_replaced_without_waiting(ctx):
+    three_ready_brokers(ctx)
+    ctx.kube.pods["broker-a"]["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    change_image(ctx)
+    with pytest.raises(RetryLater, match="broker-a to be Ready"):
+        reconcile_broker(ctx, "mq", "broker-c")  # a is not ready: c waits ...
+    assert "broker-c" in ctx.kube.pods
+    ctx.kube.pods["broker-c"]["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    reconcile_broker(ctx, "mq", "broker-c")  # ... unless c is not serving either
+    assert "broker-c" not in ctx.kube.pods
+
+
+def test_a_pod_the_api_server_refuses_is_an_invalid_spec_with_its_reason(ctx):
+    ctx.kube.add("brokers", broker_obj(priorityClassName="no-such-class"))
+
+    def refuse(pod):
+        error = ApiException(status=403, reason="Forbidden")
+        error.body = json.dumps(
+            {"message": 'pods "broker-a" is forbidden: no PriorityClass with name no-such-class'}
+        )
+        raise error
+
+    ctx.kube.create_pod = refuse
+    with pytest.raises(InvalidSpec, match="no PriorityClass with name no-such-class"):
+        reconcile_broker(ctx, "mq", "broker-a")
+    status = ctx.kube.customs[("brokers", "broker-a")]["status"]
+    assert render_conditions.condition_of(status)["reason"] == "InvalidSpec"
+    assert "no-such-class" in render_conditions.condition_of(status)["message"]
+
+
+def test_scheduling_fields_reach_the_pod_and_its_hash():
+    scheduling = {
+        "nodeSelector": {"disk": "ssd"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "mq", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}
+        ],
+        "priorityClassName": "myqueue-brokers",
+    }
+    pod = render_broker.broker_pod(broker_obj(**scheduling), CONFIG)
+    assert {k: pod["spec"].get(k) for k in scheduling} == scheduling
+    plain = render_broker.broker_pod(broker_obj(), CONFIG)
+    assert not set(scheduling) & set(plain["spec"])
+    # unset or empty fields leave the hash as it was (an operator upgrade rolls nothing)
+    assert render_broker.pod_spec_hash(
+        {"store": "memory", "nodeSelector": {}}, CONFIG
+    ) == render_broker.pod_spec_hash({"store": "memory"}, CONFIG)
+    for field, value in scheduling.items():
+        assert render_broker.pod_spec_hash(
+            {"store": "memory", field: value}, CONFIG
+        ) != render_broker.pod_spec_hash({"store": "memory"}, CONFIG), field
+
+
+def test_an_unschedulable_pod_says_why():
+    pod = {
+        "metadata": {"name": "broker-a"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+                }
+            ],
+        },
+    }
+    readiness = render_broker.broker_readiness("broker-a", render_broker.pod_state(pod), Registration.NOT_YET)
+    assert readiness.reason == ConditionReason.POD_PENDING
+    assert "Unschedulable: 0/1 nodes are available" in readiness.message
 
 
 def test_reconcile_broker_invalid_spec_is_permanent_and_runs_nothing(ctx):

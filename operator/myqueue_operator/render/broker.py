@@ -107,11 +107,28 @@ def pod_spec_hash(spec: Mapping, config: OperatorConfig) -> str:
         "dsn_secret": config.dsn_secret if spec.get("store") == "postgres" else None,
         "pull": config.image_pull_policy,
     }
-    if (
-        config.token_secret
-    ):  # only when set, so turning auth on replaces pods but upgrading the operator does not
+    # Only when set, so turning these on replaces pods but upgrading the operator does not.
+    if config.token_secret:
         relevant["token_secret"] = config.token_secret
+    if pod_scheduling(spec):
+        relevant["scheduling"] = pod_scheduling(spec)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Broker.spec fields copied to the Pod's spec as they are (core/v1 PodSpec shapes; the CRD
+# bounds them, the API server validates the rest when the Pod is created).
+SCHEDULING_FIELDS = (
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "topologySpreadConstraints",
+    "priorityClassName",
+)
+
+
+def pod_scheduling(spec: Mapping) -> dict:
+    """Where the Broker's Pod may run: the scheduling fields its spec sets (empty ones left out)."""
+    return {field: spec[field] for field in SCHEDULING_FIELDS if spec.get(field)}
 
 
 def _security_context() -> dict:
@@ -161,6 +178,7 @@ def broker_pod(broker: Mapping, config: OperatorConfig) -> dict:
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            **pod_scheduling(spec),
         },
     }
 
@@ -276,7 +294,24 @@ def pod_state(pod: Mapping | None) -> PodState:
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
     )
     waiting = [(cs.get("state") or {}).get("waiting") or {} for cs in status.get("containerStatuses") or []]
-    message = status.get("message") or next((w.get("reason", "") for w in waiting if w), "")
+    unscheduled = next(
+        (
+            c
+            for c in status.get("conditions") or []
+            if c.get("type") == "PodScheduled" and c.get("status") == "False"
+        ),
+        None,
+    )
+    message = (
+        status.get("message")
+        or next((w.get("reason", "") for w in waiting if w), "")
+        # e.g. "Unschedulable: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+        or (
+            f"{unscheduled.get('reason', '')}: {unscheduled.get('message', '')}".strip(": ")
+            if unscheduled
+            else ""
+        )
+    )
     return PodState(
         exists=True,
         phase=status.get("phase") or "Pending",

@@ -43,23 +43,36 @@ def ready_condition(
     ready: bool, reason: str, message: str, generation: int | None, now: str, previous: Sequence[Mapping] = ()
 ) -> dict:
     """The Ready condition; lastTransitionTime moves only when the status flips."""
-    status = "True" if ready else "False"
-    old = next((c for c in previous if c.get("type") == READY), None)
+    return condition(READY, ready, reason, message, generation, now, previous)
+
+
+def condition(
+    kind: str,
+    true: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: str,
+    previous: Sequence[Mapping] = (),
+) -> dict:
+    """A condition of type ``kind``; lastTransitionTime moves only when its status flips."""
+    status = "True" if true else "False"
+    old = next((c for c in previous if c.get("type") == kind), None)
     since = (
         old.get("lastTransitionTime")
         if old and old.get("status") == status and old.get("lastTransitionTime")
         else now
     )
-    condition = {
-        "type": READY,
+    out = {
+        "type": kind,
         "status": status,
         "reason": str(reason),
         "message": message[:4096],
         "lastTransitionTime": since,
     }
     if generation is not None:
-        condition["observedGeneration"] = generation
-    return condition
+        out["observedGeneration"] = generation
+    return out
 
 
 def with_condition(previous: Sequence[Mapping], condition: Mapping) -> list[dict]:
