@@ -22,10 +22,12 @@ from kubernetes.client import ApiException
 
 from . import metrics
 from .config import (
+    ADD_BROKERS,
     BLOCKED_DELETE_DELAY_S,
     BROKERS,
     MOVE_PARTITIONS,
     ON_DELETE_ANNOTATION,
+    REBALANCE_ANNOTATION,
     RELEASE_UNINSTALL,
     ROLL_LOCK,
 )
@@ -95,6 +97,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> tuple[render_broker.R
         if ctx.kube.get_service(namespace, name) is None:
             ctx.kube.create_service(render_broker.broker_service(broker))
             log.info("created service %s/%s", namespace, name)
+        external = _external_service(ctx, broker)
 
         pod = ctx.kube.get_pod(namespace, name)
         state = render_broker.pod_state(pod)
@@ -123,6 +126,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> tuple[render_broker.R
             "pod_name": name if state.exists and not state.deleting else None,
             "pod_ip": state.ip if not state.deleting else None,
             "address": address,
+            "external_address": render_broker.external_address(broker, external, state),
         }
         if not state.ready or (broker.get("status") or {}).get("address") != address:
             # Publish the new address first (the launcher waits for it); a broker already
@@ -135,9 +139,15 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> tuple[render_broker.R
 
         detail, count = "", None
         try:
-            ctx.primary.register_broker(name, address)
+            external_address = pod_fields["external_address"]
+            listeners = {render_broker.EXTERNAL_LISTENER: external_address} if external_address else {}
+            ctx.primary.register_broker(name, address, listeners)
+            registration, detail = (
+                Registration.REGISTERED,
+                f"as {address}" + "".join(f", {listener} {url}" for listener, url in listeners.items()),
+            )
+            _rebalance_if_asked(ctx, broker)
             count = len(ctx.primary.metadata().placed_on(name))
-            registration, detail = Registration.REGISTERED, f"as {address}"
         except PrimaryUnavailable as e:
             registration, detail = Registration.UNAVAILABLE, str(e)
         except PrimaryRefused as e:
@@ -153,6 +163,60 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> tuple[render_broker.R
         if waiting_for:
             raise RetryLater(f"rolling update: {waiting_for}", ctx.config.retry_delay_s)
         return readiness, readiness.ready and not was_ready
+
+
+def _external_service(ctx: Context, broker: dict) -> dict | None:
+    """The Service of ``spec.external``: created when asked for, recreated when its type or node
+    port changed, deleted when no longer asked for; the live one (None without)."""
+    meta = broker["metadata"]
+    namespace, service_name = meta["namespace"], render_broker.external_service_name(meta["name"])
+    live = ctx.kube.get_service(namespace, service_name)
+    wanted = render_broker.external_service(broker)
+    if live is not None and render_broker.external_service_outdated(live, broker):
+        ctx.kube.delete_service(namespace, service_name)
+        log.info("deleted service %s/%s (spec.external changed or removed)", namespace, service_name)
+        live = None
+    if live is None and wanted is not None:
+        try:
+            live = ctx.kube.create_service(wanted)
+        except ApiException as e:
+            if e.status != 422:  # e.g. "provided port is already allocated"
+                raise
+            problem = f"the API server refused the external Service: {_api_message(e)}"
+            _write(
+                ctx,
+                broker,
+                render_conditions.invalid_status(
+                    broker, [problem], ctx.now(), phase=BrokerPhase.FAILED.value
+                ),
+            )
+            raise InvalidSpec(problem) from e
+        ctx.events(broker, "Normal", "ExternalServiceCreated", f"created service {service_name}")
+    return live
+
+
+def _rebalance_if_asked(ctx: Context, broker: dict) -> None:
+    """``myqueue.io/rebalance: add-brokers`` on a registered Broker: the primary moves partitions
+    onto it until it holds its share; the outcome goes into ``status.rebalance`` and an Event, and
+    the annotation is removed (the request is done). A refusal is reported the same way."""
+    meta = broker["metadata"]
+    if (meta.get("annotations") or {}).get(REBALANCE_ANNOTATION) != ADD_BROKERS:
+        return
+    name = meta["name"]
+    try:
+        answer = ctx.primary.rebalance([name])
+        moved = int(answer.get("partitions_moved", 0))
+        outcome = {"mode": ADD_BROKERS, "partitionsMoved": moved, "finishedAt": ctx.now(), "message": ""}
+        skipped = int(answer.get("skipped_with_records", 0))
+        outcome["message"] = f"moved {moved} partition(s) onto {name}" + (
+            f"; {skipped} holding records left in place (memory store)" if skipped else ""
+        )
+        ctx.events(broker, "Normal", "Rebalanced", outcome["message"])
+    except PrimaryRefused as e:
+        outcome = {"mode": ADD_BROKERS, "partitionsMoved": 0, "finishedAt": ctx.now(), "message": e.message}
+        ctx.events(broker, "Warning", "RebalanceRefused", e.message)
+    _write(ctx, broker, {"rebalance": outcome})
+    ctx.kube.annotate_custom(BROKERS, meta["namespace"], name, {REBALANCE_ANNOTATION: None})
 
 
 def _roll_turn(ctx: Context, namespace: str, name: str, pod: Mapping) -> str | None:
@@ -273,7 +337,8 @@ def finalize_broker(ctx: Context, broker: Mapping) -> str:
 
 
 def _remove_children(ctx: Context, namespace: str, name: str) -> None:
-    """Delete the Pod and Service now (garbage collection would too, later, and only with a
+    """Delete the Pod and Services now (garbage collection would too, later, and only with a
     controller manager running)."""
     ctx.kube.delete_pod(namespace, name)
     ctx.kube.delete_service(namespace, name)
+    ctx.kube.delete_service(namespace, render_broker.external_service_name(name))

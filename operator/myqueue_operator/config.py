@@ -42,6 +42,10 @@ ON_DELETE_ANNOTATION = "myqueue.io/on-delete"
 MOVE_PARTITIONS = "move-partitions"
 RELEASE_UNINSTALL = "release-uninstall"
 SPEC_HASH_ANNOTATION = "myqueue.io/spec-hash"  # on the Pod: the Broker spec it was rendered from
+# On a Broker, a request to the operator: "add-brokers" moves partitions onto it (Strimzi's
+# KafkaRebalance mode add-brokers); removed once done, the outcome in status.rebalance.
+REBALANCE_ANNOTATION = "myqueue.io/rebalance"
+ADD_BROKERS = "add-brokers"
 ROLL_LOCK = "*rolling-update*"  # the namespace's lock for a rolling update's turns (no Broker is named so)
 
 

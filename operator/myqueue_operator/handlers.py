@@ -30,10 +30,12 @@ from kubernetes.client import ApiException
 
 from . import brokers, metrics, topics
 from .config import (
+    ADD_BROKERS,
     ANNOTATION_PREFIX,
     BROKERS,
     FINALIZER,
     GROUP,
+    REBALANCE_ANNOTATION,
     TOPICS,
     VERSION,
     WATCH_CLIENT_TIMEOUT_S,
@@ -141,6 +143,23 @@ def build_registry(ctx: Context) -> kopf.OperatorRegistry:
     def broker_resync(namespace: str, name: str, **_: Any) -> None:
         _logged(
             "resync-broker",
+            f"broker {namespace}/{name}",
+            lambda: brokers.reconcile_broker(ctx, namespace, name),
+        )
+
+    @kopf.on.event(
+        GROUP,
+        VERSION,
+        BROKERS,
+        id="rebalance-request",
+        annotations={REBALANCE_ANNOTATION: ADD_BROKERS},
+        registry=registry,
+    )
+    def rebalance_requested(namespace: str, name: str, **_: Any) -> None:
+        """``myqueue.io/rebalance`` set: act now, not at the next resync (kopf leaves annotations
+        under its own storage prefix out of the diff an update handler sees)."""
+        _logged(
+            "rebalance-request",
             f"broker {namespace}/{name}",
             lambda: brokers.reconcile_broker(ctx, namespace, name),
         )

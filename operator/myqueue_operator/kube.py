@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client, config
@@ -59,8 +60,10 @@ class Kube:
         )
         return _json(answer).get("items", [])
 
-    def annotate_custom(self, plural: str, namespace: str, name: str, annotations: dict[str, str]) -> bool:
-        """Merge ``annotations`` into the object's; False when it was already gone."""
+    def annotate_custom(
+        self, plural: str, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> bool:
+        """Merge ``annotations`` into the object's (None removes one); False when it was already gone."""
         try:
             self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, {"metadata": {"annotations": annotations}},

@@ -13,6 +13,7 @@ manager's machine-readable ``reason`` otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -81,12 +82,20 @@ class PrimaryClient:
         except ViewError as e:
             raise PrimaryUnavailable(f"GET {self.url}/v1/metadata: not a cluster view: {e}") from e
 
-    def register_broker(self, name: str, address: str) -> None:
-        """Idempotent: a known broker with the same address is a no-op; a new address replaces the old."""
-        self._call(
+    def register_broker(self, name: str, address: str, listeners: Mapping[str, str] | None = None) -> None:
+        """Idempotent: a known broker with the same address and listeners is a no-op; new ones replace
+        the old (the registration states them all: listeners left out are removed)."""
+        body: dict = {"name": name, "address": address}
+        if listeners:
+            body["listeners"] = dict(listeners)
+        self._call("POST", f"{self.url}/v1/brokers", json_body=body, timeout=REGISTER_TIMEOUT_S)
+
+    def rebalance(self, add_brokers: list[str]) -> dict:
+        """``POST /v1/rebalance``: move partitions onto ``add_brokers`` until each holds its share."""
+        return self._call(
             "POST",
-            f"{self.url}/v1/brokers",
-            json_body={"name": name, "address": address},
+            f"{self.url}/v1/rebalance",
+            json_body={"add_brokers": add_brokers},
             timeout=REGISTER_TIMEOUT_S,
         )
 

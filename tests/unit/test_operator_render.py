@@ -556,8 +556,17 @@ class FakeKube:
         return copy.deepcopy(self.pods[pod["metadata"]["name"]])
 
     def create_service(self, service):
+        service = copy.deepcopy(service)
+        if service["spec"].get("type") == "NodePort":  # the API server allocates a node port
+            service["spec"]["ports"][0].setdefault("nodePort", 30000 + len(self.services))
         self.services[service["metadata"]["name"]] = service
-        return service
+        return copy.deepcopy(service)
+
+    def annotate_custom(self, plural, namespace, name, annotations):
+        meta = self.customs[(plural, name)]["metadata"]
+        merged = {**meta.get("annotations", {}), **annotations}
+        meta["annotations"] = {k: v for k, v in merged.items() if v is not None}
+        return True
 
     def delete_pod(self, namespace, name, uid=None):
         return self.pods.pop(name, None) is not None
@@ -594,10 +603,20 @@ class FakePrimary:
             }
         )
 
-    def register_broker(self, name, address):
+    def register_broker(self, name, address, listeners=None):
         self._check()
-        self.calls.append(("register", name, address))
+        self.calls.append(("register", name, address, dict(listeners or {})))
         self.brokers[name] = address
+
+    def rebalance(self, add_brokers):
+        self._check()
+        self.calls.append(("rebalance", list(add_brokers)))
+        moved = 0
+        for parts in self.topics.values():
+            for p in parts[1:]:  # all but the first partition of each topic go to the new broker
+                if p["broker"] not in add_brokers:
+                    p["broker"], moved = add_brokers[0], moved + 1
+        return {"moves": [], "partitions_moved": moved, "dry_run": False}
 
     def unregister_broker(self, name, force=False):
         self._check()
@@ -863,6 +882,99 @@ def test_an_unschedulable_pod_says_why():
     readiness = render_broker.broker_readiness("broker-a", render_broker.pod_state(pod), Registration.NOT_YET)
     assert readiness.reason == ConditionReason.POD_PENDING
     assert "Unschedulable: 0/1 nodes are available" in readiness.message
+
+
+def test_external_service_and_address():
+    broker = broker_obj(external={"type": "NodePort", "nodePort": 31090})
+    service = render_broker.external_service(broker)
+    assert service["metadata"]["name"] == "broker-a-external"
+    assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 31090
+    assert service["spec"]["selector"] == {"myqueue.io/broker": "broker-a"}
+    assert render_broker.external_service(broker_obj()) is None
+    serving = PodState(exists=True, phase="Running", ready=True, ip="10.88.0.5", host_ip="10.250.0.1")
+    assert render_broker.external_address(broker, service, serving) == "http://10.250.0.1:31090"
+    assert render_broker.external_address(broker, service, PodState(exists=True)) is None  # not ready
+    named = broker_obj(external={"host": "mq.example.com"})
+    assert (
+        render_broker.external_address(
+            named, {"spec": {"type": "NodePort", "ports": [{"nodePort": 30001}]}}, serving
+        )
+        == "http://mq.example.com:30001"
+    )
+    balanced = broker_obj(external={"type": "LoadBalancer"})
+    lb = render_broker.external_service(balanced)
+    assert render_broker.external_address(balanced, lb, serving) is None  # no ingress yet
+    lb["status"] = {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}}
+    assert render_broker.external_address(balanced, lb, serving) == "http://203.0.113.9:8080"
+    assert render_broker.external_service_outdated(
+        lb, broker
+    ) and not render_broker.external_service_outdated(service, broker)
+    long_name = "broker-" + "x" * 50
+    assert any(
+        "at most 54" in p
+        for p in render_broker.broker_spec_problems(long_name, {"external": {"type": "NodePort"}}, CONFIG)
+    )
+    assert any(
+        "spec.external.type" in p
+        for p in render_broker.broker_spec_problems("broker-a", {"external": {"type": "Ingress"}}, CONFIG)
+    )
+
+
+def test_reconcile_broker_registers_the_external_listener_and_drops_it_with_the_spec(ctx):
+    ctx.kube.add("brokers", broker_obj(external={"type": "NodePort"}))
+    reconcile_broker(ctx, "mq", "broker-a")
+    assert ctx.kube.services["broker-a-external"]["spec"]["type"] == "NodePort"
+    make_pod_ready(ctx)
+    ctx.kube.pods["broker-a"]["status"]["hostIP"] = "10.250.0.1"
+    assert reconcile_broker(ctx, "mq", "broker-a").ready
+    port = ctx.kube.services["broker-a-external"]["spec"]["ports"][0]["nodePort"]
+    external = f"http://10.250.0.1:{port}"
+    assert ctx.primary.calls[-1] == (
+        "register",
+        "broker-a",
+        "http://broker-a.mq.svc:8080",
+        {"external": external},
+    )
+    assert ctx.kube.customs[("brokers", "broker-a")]["status"]["externalAddress"] == external
+    # spec.external removed: the Service goes and the registration states no listener any more
+    del ctx.kube.customs[("brokers", "broker-a")]["spec"]["external"]
+    reconcile_broker(ctx, "mq", "broker-a")
+    assert "broker-a-external" not in ctx.kube.services
+    assert ctx.primary.calls[-1] == ("register", "broker-a", "http://broker-a.mq.svc:8080", {})
+    assert "externalAddress" not in ctx.kube.customs[("brokers", "broker-a")]["status"]
+
+
+def test_a_rebalance_request_moves_partitions_once_and_reports(ctx):
+    ctx.kube.add("brokers", broker_obj("broker-b", annotations={"myqueue.io/rebalance": "add-brokers"}))
+    ctx.primary.brokers = {"broker-a": "http://a:8080"}
+    ctx.primary.topics = {"orders": [{"partition": f"P{i}", "broker": "broker-a"} for i in range(4)]}
+    reconcile_broker(ctx, "mq", "broker-b")
+    assert not any(c[0] == "rebalance" for c in ctx.primary.calls)  # not before it is registered
+    make_pod_ready(ctx, "broker-b")
+    assert reconcile_broker(ctx, "mq", "broker-b").ready
+    assert ("rebalance", ["broker-b"]) in ctx.primary.calls
+    obj = ctx.kube.customs[("brokers", "broker-b")]
+    assert obj["status"]["rebalance"]["partitionsMoved"] == 3 and obj["status"]["partitionCount"] == 3
+    assert "myqueue.io/rebalance" not in obj["metadata"].get("annotations", {})
+    assert ("broker-b", "Normal", "Rebalanced") in ctx.sent
+    reconcile_broker(ctx, "mq", "broker-b")
+    assert [c for c in ctx.primary.calls if c[0] == "rebalance"] == [("rebalance", ["broker-b"])]  # done once
+
+
+def test_a_refused_rebalance_is_reported_and_not_repeated(ctx):
+    ctx.kube.add("brokers", broker_obj(annotations={"myqueue.io/rebalance": "add-brokers"}))
+
+    def refuse(add_brokers):
+        raise PrimaryRefused("BROKER_NOT_READY", "broker broker-a is not ready", 409)
+
+    ctx.primary.rebalance = refuse
+    reconcile_broker(ctx, "mq", "broker-a")
+    make_pod_ready(ctx)
+    assert reconcile_broker(ctx, "mq", "broker-a").ready
+    obj = ctx.kube.customs[("brokers", "broker-a")]
+    assert obj["status"]["rebalance"]["message"] == "broker broker-a is not ready"
+    assert "myqueue.io/rebalance" not in obj["metadata"].get("annotations", {})
+    assert ("broker-a", "Warning", "RebalanceRefused") in ctx.sent
 
 
 def test_reconcile_broker_invalid_spec_is_permanent_and_runs_nothing(ctx):

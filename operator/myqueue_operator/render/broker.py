@@ -34,6 +34,17 @@ _DNS_1035 = re.compile(r"[a-z]([a-z0-9-]*[a-z0-9])?")
 _DNS_LABEL_MAX = 63
 
 
+EXTERNAL_SUFFIX = "-external"  # the Service that exposes a broker outside the cluster
+EXTERNAL_LISTENER = "external"  # the listener name it is registered under with the primary
+
+
+class ExternalType(StrEnum):
+    """Broker.spec.external.type: how clients outside the cluster reach the broker."""
+
+    NODE_PORT = "NodePort"  # every node's address, the Service's node port
+    LOAD_BALANCER = "LoadBalancer"  # the load balancer's address, port 8080
+
+
 class BrokerPhase(StrEnum):
     """Broker.status.phase."""
 
@@ -64,6 +75,15 @@ def broker_spec_problems(name: str, spec: Mapping, config: OperatorConfig) -> li
         problems.append(e.message)
     if not _DNS_1035.fullmatch(name) or len(name) > _DNS_LABEL_MAX:
         problems.append(f"name {name!r} must be a DNS-1035 label (it names the broker's Service)")
+    external = spec.get("external")
+    if external:
+        if len(name) + len(EXTERNAL_SUFFIX) > _DNS_LABEL_MAX:
+            problems.append(
+                f"with spec.external the name must be at most {_DNS_LABEL_MAX - len(EXTERNAL_SUFFIX)} characters "
+                f"(it names the Service {name}{EXTERNAL_SUFFIX})"
+            )
+        if external.get("type", ExternalType.NODE_PORT) not in tuple(ExternalType):
+            problems.append(f"spec.external.type must be one of {', '.join(ExternalType)}")
     store = spec.get("store", "memory")
     if store not in ("memory", "postgres"):
         problems.append(f"spec.store must be 'memory' or 'postgres', not {store!r}")
@@ -258,6 +278,71 @@ def broker_service(broker: Mapping) -> dict:
     }
 
 
+def external_service_name(name: str) -> str:
+    return f"{name}{EXTERNAL_SUFFIX}"
+
+
+def external_service(broker: Mapping) -> dict | None:
+    """The NodePort or LoadBalancer Service for ``spec.external``; None without it."""
+    external = (broker.get("spec") or {}).get("external")
+    if not external:
+        return None
+    meta = broker["metadata"]
+    port = {"name": "http", "port": BROKER_PORT, "targetPort": BROKER_PORT, "protocol": "TCP"}
+    if external.get("nodePort"):
+        port["nodePort"] = int(external["nodePort"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": external_service_name(meta["name"]),
+            "namespace": meta["namespace"],
+            "labels": broker_labels(meta["name"]),
+            "ownerReferences": [owner_reference(broker)],
+        },
+        "spec": {
+            "type": str(external.get("type") or ExternalType.NODE_PORT),
+            "selector": {BROKER_LABEL: meta["name"]},
+            "ports": [port],
+            # Straight to this broker's one pod on its own node: no second hop through another
+            # node, and the client's address is kept.
+            "externalTrafficPolicy": "Local",
+        },
+    }
+
+
+def external_service_outdated(service: Mapping, broker: Mapping) -> bool:
+    """Must the live external Service be recreated (type or requested node port changed)?"""
+    wanted = external_service(broker)
+    if wanted is None:
+        return True
+    live_port = ((service.get("spec") or {}).get("ports") or [{}])[0]
+    wanted_port = wanted["spec"]["ports"][0]
+    return (service.get("spec") or {}).get("type") != wanted["spec"]["type"] or (
+        "nodePort" in wanted_port and live_port.get("nodePort") != wanted_port["nodePort"]
+    )
+
+
+def external_address(broker: Mapping, service: Mapping | None, pod: PodState) -> str | None:
+    """The address clients outside the cluster use, once it is known (None before).
+
+    NodePort: ``spec.external.host`` or the address of the node the pod runs on, and the node
+    port the API server allocated; LoadBalancer: ``host`` or the balancer's ingress, port 8080.
+    """
+    external = (broker.get("spec") or {}).get("external")
+    if not external or not service or not pod.ready:
+        return None
+    spec, status = service.get("spec") or {}, service.get("status") or {}
+    if spec.get("type") == ExternalType.LOAD_BALANCER:
+        ingress = ((status.get("loadBalancer") or {}).get("ingress") or [{}])[0]
+        host, port = external.get("host") or ingress.get("ip") or ingress.get("hostname"), BROKER_PORT
+    else:
+        host, port = external.get("host") or pod.host_ip, ((spec.get("ports") or [{}])[0]).get("nodePort")
+    if not host or not port:
+        return None
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def broker_address(name: str, namespace: str, pod_ip: str | None, mode: AddressMode) -> str | None:
     """The address to register with the primary (None while the Pod has no IP in pod-ip mode)."""
     if mode is AddressMode.POD_IP:
@@ -277,6 +362,7 @@ class PodState:
     phase: str = ""
     ready: bool = False
     ip: str | None = None
+    host_ip: str | None = None  # the node's address (what a NodePort is reached on)
     deleting: bool = False
     spec_hash: str | None = None
     message: str = ""
@@ -317,6 +403,7 @@ def pod_state(pod: Mapping | None) -> PodState:
         phase=status.get("phase") or "Pending",
         ready=ready and status.get("phase") == "Running",
         ip=status.get("podIP") or None,
+        host_ip=status.get("hostIP") or None,
         deleting=bool(meta.get("deletionTimestamp")),
         spec_hash=(meta.get("annotations") or {}).get(SPEC_HASH_ANNOTATION),
         message=message,
@@ -402,6 +489,7 @@ def broker_status(
     pod_ip: str | None,
     address: str | None,
     partition_count: int | None = None,
+    external_address: str | None = None,
 ) -> dict:
     """The Broker's status; address and partition count keep their last known values when unknown."""
     old = broker.get("status") or {}
@@ -425,6 +513,7 @@ def broker_status(
     status["podName"] = pod_name
     status["podIP"] = pod_ip
     status["address"] = address or old.get("address")
+    status["externalAddress"] = external_address
     count = partition_count if partition_count is not None else old.get("partitionCount")
     if count is not None:
         status["partitionCount"] = count
