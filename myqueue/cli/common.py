@@ -12,6 +12,9 @@ from myqueue.core.refusal import Refusal
 
 DEFAULT_BROKER = f"{defaults.DEFAULT_HOST}:{defaults.PRIMARY_PORT}"
 BROKER_ENV = "MYQUEUE_BROKER"  # the cluster's address when --broker is not given
+LISTENER_ENV = (
+    "MYQUEUE_LISTENER"  # the brokers' listener a fast-path command uses when --listener is not given
+)
 
 
 def broker_default() -> str:

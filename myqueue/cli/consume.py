@@ -10,6 +10,7 @@ partition's first record: same log file, same lines, partitions one after anothe
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from myqueue.client.logfiles import format_consumer_line
 from myqueue.client.seed import MyConsumer, writeComsumeLog
 from myqueue.core import defaults
 
-from .common import Progress, add_manager_options, add_seed_options, rate, seed_pairs
+from .common import LISTENER_ENV, Progress, add_manager_options, add_seed_options, rate, seed_pairs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="read what the partitions hold already, from their first record (default: only what is "
         "produced after the consumer registers, as the seed's consumers do)",
+    )
+    parser.add_argument(
+        "--listener",
+        default=os.environ.get(LISTENER_ENV) or None,
+        metavar="NAME",
+        help=f"with --from-beginning: reach brokers at the address advertised under NAME ('external' from "
+        f"outside a Kubernetes cluster; default ${LISTENER_ENV}, else their own address)",
     )
     add_manager_options(parser)
     parser.set_defaults(func=run)
@@ -83,6 +91,7 @@ def run_from_beginning(args: argparse.Namespace, output: writeComsumeLog) -> int
         replica_port=args.replica_port,
         idle_timeout=args.idle_timeout,
         timeout=args.timeout,
+        listener=args.listener,
     )
     with consumer:
         print(f"consumer {args.id} registered", file=sys.stderr, flush=True)

@@ -109,7 +109,11 @@ def _start_time_ms(start: object) -> int | None:
 
 
 class Consumer:
-    """Reads the records of its topics' partitions in partition order; an iterator of Record."""
+    """Reads the records of its topics' partitions in partition order; an iterator of Record.
+
+    ``listener`` names the address brokers are reached at (``"external"`` from outside a Kubernetes
+    cluster: the broker's spec.external); None, their own address.
+    """
 
     def __init__(
         self,
@@ -135,6 +139,7 @@ class Consumer:
         on_assign: Rebalance | None = None,
         on_revoke: Rebalance | None = None,
         on_lost: Rebalance | None = None,
+        listener: str | None = None,
     ):
         start_ms = _start_time_ms(start)
         if (
@@ -160,7 +165,7 @@ class Consumer:
         self._retries = retries
         managers = manager_urls(host, primary_port, replica_port)
         self._transport = Transport(timeout=timeout, retries=retries, token=token)
-        self._metadata = Metadata(self._transport, [managers.replica, managers.primary])
+        self._metadata = Metadata(self._transport, [managers.replica, managers.primary], listener=listener)
         self._idle = Backoff(defaults.CLIENT_BACKOFF_S, defaults.CLIENT_IDLE_POLL_MAX_S)
         self._closed = False
         self._start, self._start_ms = start, start_ms

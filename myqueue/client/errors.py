@@ -129,6 +129,15 @@ class BrokerUnavailable(MyQueueError):
     unavailable = True
 
 
+class ListenerNotAvailable(MyQueueError):
+    """The partition's broker is not advertised under the listener this client asked for (e.g.
+    ``external`` on a broker without spec.external). Retried after a metadata refresh, as its
+    registration may bring the listener; never answered by falling back to another address."""
+
+    retriable = True
+    invalid_metadata = True
+
+
 class OutcomeUnknownError(MyQueueError):
     """A write may or may not have been applied: its answer was lost on the way back.
 

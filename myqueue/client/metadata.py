@@ -20,6 +20,7 @@ from myqueue.core.view import ClusterView, ViewError
 
 from .errors import (
     BrokerUnavailable,
+    ListenerNotAvailable,
     MyQueueError,
     PartitionNotFound,
     ProtocolError,
@@ -59,9 +60,13 @@ class Metadata:
         transport: Transport,
         managers: Sequence[str],
         *,
+        listener: str | None = None,
         min_interval: float = defaults.CLIENT_METADATA_MIN_INTERVAL_S,
     ):
+        """``listener``: reach brokers at the address they are advertised under that name
+        (``external``, from outside the cluster); None: their own address."""
         self._transport = transport
+        self._listener = listener
         self._managers = list(managers)
         self._min_interval = min_interval
         self._lock = threading.Lock()
@@ -93,7 +98,16 @@ class Metadata:
         broker = view.broker_for(topic, partition)
         if broker is None or not broker.address or not broker.ready:
             raise BrokerUnavailable(f"{topic}:{partition} has no ready broker now", reason=Reason.NO_BROKER)
-        return broker.address.rstrip("/")
+        if self._listener is None:
+            return broker.address.rstrip("/")
+        address = broker.listener(self._listener)
+        if address is None:
+            raise ListenerNotAvailable(
+                f"the broker of {topic}:{partition} ({view.owner(topic, partition)}) has no listener "
+                f"{self._listener!r} (it is advertised under: {', '.join(n for n, _ in broker.listeners) or 'none'})",
+                reason=Reason.NO_BROKER,
+            )
+        return address.rstrip("/")
 
     def invalidate(self) -> None:
         """The view proved wrong: the next lookup fetches a new one."""

@@ -323,8 +323,11 @@ class Producer:
         delivery_timeout: float = defaults.PRODUCER_DELIVERY_TIMEOUT_S,
         partitioner: PartitionerFunc | None = None,
         timestamp_type: TimestampType = TimestampType.CREATE_TIME,
+        listener: str | None = None,
     ):
-        """``partitioner(topic, key bytes or None, partitions)`` replaces the default choice (Kafka's
+        """``listener`` names the address brokers are reached at (``"external"`` from outside a
+        Kubernetes cluster: the broker's spec.external); None, their own address.
+        ``partitioner(topic, key bytes or None, partitions)`` replaces the default choice (Kafka's
         murmur2 for keyed records, round-robin for the others) for records sent without a partition.
         ``timestamp_type`` LOG_APPEND_TIME makes consumers see the broker's log-append time as the
         records' timestamp instead of their create time (a batch attribute, as Kafka's topic setting)."""
@@ -338,7 +341,7 @@ class Producer:
         self.producer_id = uuid.uuid4().hex
         self._delivery_timeout = delivery_timeout
         self._transport = Transport(timeout=timeout, retries=retries, token=token)
-        self._metadata = Metadata(self._transport, [managers.primary, managers.replica])
+        self._metadata = Metadata(self._transport, [managers.primary, managers.replica], listener=listener)
         self._partitioner = Partitioner(partitioner)
         self._linger = linger_ms / 1000
         self._batch_records = batch_records

@@ -27,6 +27,7 @@ MAX_GROUP_LENGTH = 128  # consumer group names on the fast path
 MAX_PARTITIONS_PER_TOPIC = 1024
 MAX_TOPICS = 10_000
 MAX_BROKERS = 256
+MAX_REBALANCE_BROKERS = 64  # brokers one rebalance request may name
 MAX_PRODUCERS = 1_000_000  # registered seed-path producers (ids 0..N-1)
 MAX_CONSUMERS = 1_000_000  # registered seed-path consumers (ids 0..N-1)
 MAX_ID = 2**31 - 1  # producer/consumer ids on the wire

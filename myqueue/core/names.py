@@ -99,6 +99,39 @@ def _valid_host(host: str) -> bool:
     return all(_DNS_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))
 
 
+MAX_LISTENERS = 4
+_LISTENER_NAME = re.compile(r"[a-z]([a-z0-9-]*[a-z0-9])?")
+MAX_LISTENER_NAME = 15
+
+
+def validate_listeners(value: object) -> dict[str, str]:
+    """A broker's further advertised addresses, ``{name: http://host:port}`` (``external``: for
+    clients outside the cluster). Names are lowercase DNS labels of at most 15 characters;
+    ``default`` is the broker's own ``address``; at most 4; each address as ``validate_broker_address``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Refusal(Reason.INVALID_REQUEST, "listeners must be an object of listener name -> address")
+    if len(value) > MAX_LISTENERS:
+        raise Refusal(Reason.INVALID_REQUEST, f"at most {MAX_LISTENERS} listeners, not {len(value)}")
+    out = {}
+    for name, address in sorted(value.items()):
+        if not isinstance(name, str) or len(name) > MAX_LISTENER_NAME or not _LISTENER_NAME.fullmatch(name):
+            raise Refusal(
+                Reason.INVALID_REQUEST,
+                f"listener name {name!r} must be a lowercase DNS label of at most {MAX_LISTENER_NAME} characters",
+            )
+        if name == "default":
+            raise Refusal(
+                Reason.INVALID_REQUEST, "listener name 'default' is reserved: it is the broker's address"
+            )
+        try:
+            out[name] = validate_broker_address(address)
+        except Refusal as e:
+            raise Refusal(Reason.INVALID_REQUEST, f"listener {name}: {e.message}") from e
+    return out
+
+
 def validate_broker_address(value: object) -> str:
     """A broker's base URL, ``http://host:port`` exactly: the primary calls it presenting the token.
 

@@ -84,21 +84,34 @@ def _kind(value: object) -> str:
 
 
 class BrokerInfo(NamedTuple):
-    """One broker as the primary sees it: where it listens and whether it answers its health check."""
+    """One broker as the primary sees it: where it listens and whether it answers its health check.
+
+    ``listeners``: further addresses it is advertised at, by name (``external``: for clients
+    outside the cluster, registered by the operator), as (name, address) pairs.
+    """
 
     address: str  # http://host:port
     ready: bool
+    listeners: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_json(cls, obj: object, where: str = "broker") -> BrokerInfo:
         data = _object(obj, where)
+        listeners = _object(data.get("listeners") or {}, f"{where}.listeners")  # absent from older managers
         return cls(
             address=_string(_field(data, "address", where), f"{where}.address"),
             ready=_boolean(_field(data, "ready", where), f"{where}.ready"),
+            listeners=tuple(
+                (name, _string(url, f"{where}.listeners.{name}")) for name, url in sorted(listeners.items())
+            ),
         )
 
+    def listener(self, name: str) -> str | None:
+        """The address advertised under ``name``; None when the broker has no such listener."""
+        return dict(self.listeners).get(name)
+
     def to_json(self) -> dict[str, Any]:
-        return {"address": self.address, "ready": self.ready}
+        return {"address": self.address, "ready": self.ready, "listeners": dict(self.listeners)}
 
 
 class Placement(NamedTuple):

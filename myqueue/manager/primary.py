@@ -41,10 +41,11 @@ from myqueue.core import defaults
 from myqueue.core.names import (
     validate_broker_address,
     validate_broker_name,
+    validate_listeners,
     validate_partition,
     validate_topic,
 )
-from myqueue.core.placement import place_partitions
+from myqueue.core.placement import place_partitions, plan_add_brokers
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
@@ -266,12 +267,15 @@ class Primary:
         """The configuration as the typed view: brokers with readiness, topics with placement."""
         with self._state_lock:  # copied only: produces wait on this lock, building waits for nobody
             brokers = dict(self._state.brokers)
+            listeners = {n: tuple(sorted(urls.items())) for n, urls in self._state.listeners.items()}
             topics = {t: list(parts.items()) for t, parts in self._state.topics.items()}
             configs = {t: dict(c) for t, c in self._state.configs.items()}
         return ClusterView(
             epoch=self.epoch,
             version=self._version,
-            brokers={n: BrokerInfo(a, self._ready.get(n, False)) for n, a in brokers.items()},
+            brokers={
+                n: BrokerInfo(a, self._ready.get(n, False), listeners.get(n, ())) for n, a in brokers.items()
+            },
             topics={t: tuple(Placement(p, b) for p, b in parts) for t, parts in topics.items()},
             configs=configs,
         )
@@ -602,17 +606,22 @@ class Primary:
         log.info("added broker %s at %s", name, address)
         return address
 
-    def register_broker(self, name: object, address: object) -> bool:
-        """Record a broker started elsewhere (supervisor, operator). Returns True when it is new."""
+    def register_broker(self, name: object, address: object, listeners: object = None) -> bool:
+        """Record a broker started elsewhere (supervisor, operator), with its further advertised
+        addresses (``listeners``: the whole set; those left out are removed). True when it is new."""
         name = validate_broker_name(name)
         address = validate_broker_address(address)
+        named = validate_listeners(listeners)
         with self._writing():  # also while recovering: the recovered view keeps a broker registered meanwhile
             known = self._state.brokers.get(name)
-            if known == address:
+            if known == address and self._state.listeners.get(name, {}) == named:
                 return False
             if known is None:
                 check_new_broker(self._state, name)
-            self._commit([event(EventType.BROKER_REGISTERED, name=name, address=address)])
+            registered = event(EventType.BROKER_REGISTERED, name=name, address=address)
+            if named:
+                registered["listeners"] = named
+            self._commit([registered])
         self.check_broker(name)
         return known is None
 
@@ -654,6 +663,83 @@ class Primary:
             self._host_assigned(events)
         log.info("removed brokers %s (%d partitions moved)", names, moved)
         return names, moved
+
+    def rebalance(self, add_brokers: object, dry_run: bool = False, force: bool = False) -> dict:
+        """Move partitions onto ``add_brokers`` until each holds its share (``plan_add_brokers``).
+
+        The named brokers must be registered and ready. PostgreSQL store: a moved partition keeps
+        its log, log start and positions (shared storage). Memory store: partitions holding records
+        stay where they are unless ``force`` (their records would be lost), and the answer counts
+        them. After the commit each moved partition is hosted on its new broker, then released by
+        the old one (its clients get NOT_HERE and refresh their metadata).
+        """
+        if (
+            not isinstance(add_brokers, list)
+            or not add_brokers
+            or len(add_brokers) > defaults.MAX_REBALANCE_BROKERS
+        ):
+            raise Refusal(
+                Reason.INVALID_REQUEST,
+                f"add_brokers must be a non-empty list of at most {defaults.MAX_REBALANCE_BROKERS} broker names",
+            )
+        names = sorted({validate_broker_name(n) for n in add_brokers})
+        self._require_recovered()
+        with self._writing():
+            for name in names:
+                require_broker(self._state, name)
+            unready = [n for n in names if not self._ready.get(n)]
+            if unready:
+                raise Refusal(Reason.UNAVAILABLE, f"broker(s) {', '.join(unready)} not ready: nothing moved")
+            placement = {(t, p): b for t, parts in self._state.topics.items() for p, b in parts.items()}
+            holding = set() if force or self._shared_storage else self._partitions_with_records()
+            plan = plan_add_brokers(placement, self._ready_brokers(), names, lambda tp: tp not in holding)
+            skipped = sum(1 for tp, b in placement.items() if tp in holding and b not in names)
+            moves = [{"topic": t, "partition": p, "from": old, "to": new} for (t, p), old, new in plan]
+            if not dry_run and moves:
+                events = [
+                    event(
+                        EventType.PARTITION_ASSIGNED,
+                        topic=m["topic"],
+                        partition=m["partition"],
+                        broker=m["to"],
+                    )
+                    for m in moves
+                ]
+                self._commit(events)
+                self._host_assigned(events)
+                for m in moves:
+                    self._release(m["from"], m["topic"], m["partition"])
+        log.info(
+            "rebalance onto %s: %d partition(s) %s", names, len(moves), "planned" if dry_run else "moved"
+        )
+        answer = {"moves": moves, "partitions_moved": 0 if dry_run else len(moves), "dry_run": dry_run}
+        if skipped:
+            answer["skipped_with_records"] = skipped
+        return answer
+
+    def _partitions_with_records(self) -> set[tuple[str, str]]:
+        """Memory store: the partitions whose broker holds records (unknown counts as holding). _write_lock held."""
+        holding: set[tuple[str, str]] = set()
+        for broker in self._state.brokers:
+            owned = set(self._state.partitions_on(broker))
+            if not owned:
+                continue
+            try:
+                listed = self._brokers.list_partitions(self._address(broker))["partitions"]
+            except (Refusal, BrokerLostPartition):
+                holding |= owned
+                continue
+            holding |= {(p["topic"], p["partition"]) for p in listed if int(p["end_offset"]) > 0} & owned
+            holding |= owned - {(p["topic"], p["partition"]) for p in listed}
+        return holding
+
+    def _release(self, broker: str, topic: str, partition: str) -> None:
+        """Best effort: the old owner stops serving a moved partition (the reconciler's check of
+        that broker would otherwise find it hosting a partition it no longer owns)."""
+        try:
+            self._brokers.unhost(self._address(broker), topic, partition)
+        except (Refusal, BrokerLostPartition) as e:
+            log.warning("could not release %s:%s on %s: %s", topic, partition, broker, e)
 
     def _removal_events(self, names: list[str]) -> tuple[list[dict], int]:
         """The events that move the leaving brokers' partitions and forget the brokers. _write_lock held."""

@@ -41,14 +41,22 @@ class ClusterState:
     topics: dict[str, dict[str, str | None]] = field(default_factory=dict)  # topic -> partition -> broker
     producers: list[tuple[str, str | None]] = field(default_factory=list)  # id -> (topic, partition|None)
     configs: dict[str, dict[str, int]] = field(default_factory=dict)  # topic -> its non-default config
+    listeners: dict[str, dict[str, str]] = field(default_factory=dict)  # broker -> listener -> address
     applied: int = 0  # number of events applied
 
     def apply(self, ev: dict) -> None:
         kind = EventType(ev["type"])
         if kind is EventType.BROKER_REGISTERED:
             self.brokers[ev["name"]] = ev["address"]
+            # A registration states the whole truth: listeners it leaves out are gone (events
+            # stored before listeners existed have none).
+            if ev.get("listeners"):
+                self.listeners[ev["name"]] = dict(ev["listeners"])
+            else:
+                self.listeners.pop(ev["name"], None)
         elif kind is EventType.BROKER_REMOVED:
             self.brokers.pop(ev["name"], None)
+            self.listeners.pop(ev["name"], None)
         elif kind is EventType.PARTITION_ADDED:
             self.topics.setdefault(ev["topic"], {})[ev["partition"]] = ev["broker"]
         elif kind is EventType.PARTITION_ASSIGNED:
@@ -156,7 +164,10 @@ def recovery_events(view: object, state: ClusterState) -> list[dict]:
         if name in state.brokers:
             continue
         check_new_broker(scratch, name)
-        add(event(EventType.BROKER_REGISTERED, name=name, address=broker.address))
+        registered = event(EventType.BROKER_REGISTERED, name=name, address=broker.address)
+        if broker.listeners:
+            registered["listeners"] = dict(broker.listeners)
+        add(registered)
     for topic, partitions in offered.view.topics.items():
         topic = validate_topic(topic)
         for entry in partitions:

@@ -121,10 +121,15 @@ def _classes_with(flag) -> set[type[errors.MyQueueError]]:
 
 def test_the_flags_on_the_classes_say_what_a_caller_may_do():
     """The retry decisions that used to be tuples of classes in metadata.py and producer.py."""
-    routing = {errors.NotHere, errors.BrokerUnavailable, errors.RequestTimeout}
+    # ListenerNotAvailable: the broker's registration may bring the listener a client asked for
+    routing = {errors.NotHere, errors.BrokerUnavailable, errors.RequestTimeout, errors.ListenerNotAvailable}
     assert _classes_with(lambda e: e.invalid_metadata) == routing  # refresh metadata, retry the owner
     assert _classes_with(lambda e: e.retriable) == routing
     assert _classes_with(lambda e: e.unavailable) == {errors.BrokerUnavailable, errors.RequestTimeout}
     assert _classes_with(lambda e: e.outcome_unknown) == {errors.OutcomeUnknownError, errors.RequestTimeout}
     # any producer may resend these; an idempotent one also those whose outcome is unknown
-    assert _classes_with(lambda e: e.resend_safe) == {errors.NotHere, errors.BrokerUnavailable}
+    assert _classes_with(lambda e: e.resend_safe) == {
+        errors.NotHere,
+        errors.BrokerUnavailable,
+        errors.ListenerNotAvailable,
+    }

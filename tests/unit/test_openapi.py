@@ -531,7 +531,7 @@ def test_primary_answers_match_the_document(manager_doc: dict, offline_primary_a
     metadata = client.get("/v1/metadata")
     check_response(doc, "GET", "/v1/metadata", metadata, 200)
     assert metadata.get_json()["message"]["brokers"] == {
-        "broker0": {"address": "http://127.0.0.1:1", "ready": False}
+        "broker0": {"address": "http://127.0.0.1:1", "ready": False, "listeners": {}}
     }
     check_response(doc, "GET", "/topics", client.get("/topics"), 200)
     check_response(doc, "GET", "/brokers", client.get("/brokers"), 200)

@@ -58,7 +58,7 @@ def test_config_and_delete_events_and_the_view_round_trip():
     assert state.config_of("T") == {RETENTION_MS: 60000}
     wire = {
         "version": 1,
-        "brokers": {"broker0": {"address": "http://b:1", "ready": True}},
+        "brokers": {"broker0": {"address": "http://b:1", "ready": True, "listeners": {}}},
         "topics": {"T": [{"partition": "P1", "broker": "broker0"}]},
         "configs": {"T": {RETENTION_MS: 60000}},
     }

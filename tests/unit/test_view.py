@@ -88,7 +88,7 @@ def test_built_views_give_the_wire_shape():
     )
     assert json.dumps(view.to_json()) == json.dumps({
         "version": 3,
-        "brokers": {"b1": {"address": "http://h:1", "ready": True}},
+        "brokers": {"b1": {"address": "http://h:1", "ready": True, "listeners": {}}},
         "topics": {"T": [{"partition": "P1", "broker": "b1"}, {"partition": "P2", "broker": None}]},
     })  # fmt: skip
     update = ViewUpdate(view, producers=(SeedProducer("T", None),))

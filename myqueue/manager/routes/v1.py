@@ -45,10 +45,10 @@ def offer_view(m: ManagerContext, call: Call) -> str:
 def register_broker(m: ManagerContext, call: Call) -> Success:
     p = m.need_primary()
     data = call.json_object()
-    reject_unknown_fields(data, {"name", "address"})
+    reject_unknown_fields(data, {"name", "address", "listeners"})
     if "name" not in data or "address" not in data:
         raise Refusal(Reason.INVALID_REQUEST, "fields 'name' and 'address' are required")
-    created = p.register_broker(data["name"], data["address"])
+    created = p.register_broker(data["name"], data["address"], data.get("listeners"))
     return Success(
         f"broker {data['name']} {'registered' if created else 'up to date'}", 201 if created else 200
     )
@@ -58,6 +58,20 @@ def unregister_broker(m: ManagerContext, call: Call, name: str) -> dict:
     p = m.need_primary()
     names, moved = p.remove_broker(name, force=force(call))
     return {"removed": names, "partitions_moved": moved}
+
+
+def rebalance(m: ManagerContext, call: Call) -> dict:
+    """``POST /v1/rebalance``: move partitions onto ``add_brokers`` (Kafka's add-brokers rebalance)."""
+    p = m.need_primary()
+    data = call.json_object()
+    reject_unknown_fields(data, {"add_brokers", "dry_run", "force"})
+    if "add_brokers" not in data:
+        raise Refusal(Reason.INVALID_REQUEST, "field 'add_brokers' is required")
+    flags = {k: data.get(k, False) for k in ("dry_run", "force")}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise Refusal(Reason.INVALID_REQUEST, f"{key} must be true or false")
+    return p.rebalance(data["add_brokers"], **flags)
 
 
 def describe_topic(m: ManagerContext, call: Call, name: str) -> dict:
@@ -91,6 +105,7 @@ ROUTES = (
     Route("POST", "/v1/view", offer_view),
     Route("POST", "/v1/brokers", register_broker),
     Route("DELETE", "/v1/brokers/<name>", unregister_broker),
+    Route("POST", "/v1/rebalance", rebalance),
     Route("GET", "/v1/topics/<name>", describe_topic),
     Route("PATCH", "/v1/topics/<name>/config", alter_topic),
     Route("DELETE", "/v1/topics/<name>", delete_topic),
