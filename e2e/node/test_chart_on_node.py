@@ -2,7 +2,7 @@
 pod run by the kubelet under containerd from the images ``e2e/node/images.sh`` built.
 
 Values: the defaults (the operator registers brokers by their Service names, ``service`` address
-mode, resolved by CoreDNS; the bundled PostgreSQL; two brokers on it), except what this machine
+mode, resolved by CoreDNS; the bundled PostgreSQL; three brokers on it), except what this machine
 needs: the bundled PostgreSQL runs ``myqueue/postgres:15`` (images/postgres, uid 999) on an emptyDir
 (the node has no volume provisioner), and every image is ``pullPolicy: Never`` (there is no
 registry: a pull would be a bug).
@@ -23,6 +23,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ from pathlib import Path
 import pytest
 import requests
 from controlplane import Falsy, helm_runner, wait_for
-from node import Node
+from node import NODE_IP, Node
+
+from myqueue import Consumer, Producer
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "myqueue"
@@ -42,13 +45,18 @@ NAMESPACE = "mq-node"
 RELEASE = "mq"
 PREFIX = "mq-myqueue"
 PRIMARY, REPLICA = f"{PREFIX}-primary", f"{PREFIX}-replica"
-BROKERS = ["broker0", "broker1"]
+BROKERS = ["broker0", "broker1", "broker2"]  # the chart's default list
 COMPONENT = "app.kubernetes.io/component"
 NEVER = {"pullPolicy": "Never"}
 VALUES = {
     "operator": {"image": NEVER},
-    "manager": {"image": NEVER},
-    "brokers": {"image": NEVER},
+    "manager": {
+        "image": NEVER,
+        "primary": {"service": {"type": "NodePort"}},
+        "replica": {"service": {"type": "NodePort"}},
+    },
+    # Clients outside the cluster (the host): every broker on a NodePort, and both managers.
+    "brokers": {"image": NEVER, "external": {"enabled": True}},
     "postgresql": {
         "bundled": {
             "image": {"repository": "myqueue/postgres", "tag": "15", **NEVER},
@@ -168,7 +176,8 @@ def test_every_pod_runs_under_containerd_and_brokers_register_by_service_name(re
     meta = requests.get(f"{release.primary.url}/v1/metadata", timeout=10).json()["message"]
     for name in BROKERS:
         # The default address mode: the Service name, resolved by cluster DNS in every pod.
-        assert meta["brokers"][name] == {"address": f"http://{name}.{NAMESPACE}.svc:8080", "ready": True}
+        assert meta["brokers"][name]["address"] == f"http://{name}.{NAMESPACE}.svc:8080"
+        assert meta["brokers"][name]["ready"] is True
 
 
 def test_topic_crs_become_ready(release: Release, timings):
@@ -276,8 +285,27 @@ def test_the_disruption_budget_lets_one_broker_be_evicted_at_a_time(release: Rel
     wait_for(f"{pdb}: one disruption allowed again", one_disruption_allowed, timeout=120, interval=0.5)
 
 
-def test_primary_deleted_replica_serves_and_primary_returns_with_its_state(release: Release, timings):
-    topics = requests.get(f"{release.primary.url}/topics", timeout=10).json()["message"]
+def _seed(release_url: str, method: str, path: str, **kw) -> dict:
+    answer = requests.request(method, f"{release_url}{path}", timeout=10, **kw)
+    assert answer.status_code == 200, (path, answer.status_code, answer.text)
+    return answer.json()
+
+
+def test_primary_deleted_replica_serves_reads_and_consumers_and_primary_returns(release: Release, timings):
+    """The primary's pod deleted: while no primary pod is Ready, the replica answers reads and its
+    seed consumers go on consuming (what was produced before, in order, once); the new primary
+    has the same topics."""
+    topics = _seed(release.primary.url, "GET", "/topics")["message"]
+    producer = _seed(release.primary.url, "POST", "/producer/register", json={"topic": "T1", "part": "P1"})
+    consumer = _seed(release.replica.url, "POST", "/consumer/register", json={"topic": "T1", "part": "P1"})
+    sent = [f"outage-{i}" for i in range(40)]
+    for message in sent:
+        _seed(
+            release.primary.url,
+            "POST",
+            "/producer/produce",
+            json={"producer_id": producer["message"], "message": message},
+        )
     old = live_pods(release, "primary")
     assert len(old) == 1
     t0 = time.monotonic()
@@ -289,18 +317,33 @@ def test_primary_deleted_replica_serves_and_primary_returns_with_its_state(relea
         fresh = [p for p in pods if p["metadata"]["uid"] != old[0]["metadata"]["uid"]]
         return (bool(fresh) and ready(fresh[0])) or Falsy([conditions_of(p) for p in pods])
 
-    served_meanwhile = 0
+    received: list[str] = []
+    reads_meanwhile = consumed_meanwhile = 0
+
+    def consume_one() -> None:
+        got = requests.get(
+            f"{release.replica.url}/consumer/consume", params={"consumer_id": consumer["message"]}, timeout=10
+        )
+        assert got.status_code == 200, got.text
+        received.append(got.json()["message"])
+
     while not new_primary_ready():
-        # The replica serves reads while the primary is away.
+        away = not _ready_endpoints(release, PRIMARY)
         got = requests.get(f"{release.replica.url}/topics", timeout=10)
         assert got.status_code == 200 and got.json()["message"] == topics, got.text
-        served_meanwhile += 1
+        if away and len(received) < len(sent):
+            consume_one()
+            consumed_meanwhile += 1
+        reads_meanwhile += away
         assert time.monotonic() - t0 < 180, f"no new primary pod Ready in 180 s: {new_primary_ready()}"
-        time.sleep(0.5)  # pacing the replica reads, not a synchronisation
+        time.sleep(0.2)  # pacing the replica calls, not a synchronisation
     timings["primary pod deleted -> new primary pod Ready"] = time.monotonic() - t0
-    assert served_meanwhile > 0
+    assert reads_meanwhile > 0 and consumed_meanwhile > 0, (reads_meanwhile, consumed_meanwhile)
+    while len(received) < len(sent):
+        consume_one()
+    assert received == sent  # once each, in the partition's order
     release.primary = release.forward("primary", f"svc/{PRIMARY}", 5000)
-    assert requests.get(f"{release.primary.url}/topics", timeout=10).json()["message"] == topics
+    assert _seed(release.primary.url, "GET", "/topics")["message"] == topics
 
 
 def _container_of(release: Release, pod: str, container: str) -> str:
@@ -392,18 +435,308 @@ def test_a_hung_broker_is_restarted_by_its_liveness_probe(release: Release, timi
     )
 
 
+EXTRA = "broker3"  # a Broker of the user's (kubectl), beside the chart's
+TAINT = "myqueue.io/e2e-dedicated"
+
+
+def _broker(name: str, **spec) -> dict:
+    return {
+        "apiVersion": "myqueue.io/v1alpha1",
+        "kind": "Broker",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {"store": "postgres", **spec},
+    }
+
+
+def _node_name(release: Release) -> str:
+    return json.loads(release.node.kubectl("get", "nodes", "-o", "json").stdout)["items"][0]["metadata"][
+        "name"
+    ]
+
+
+def test_a_brokers_scheduling_fields_place_its_pod(release: Release, timings):
+    """nodeSelector, tolerations, affinity, topologySpreadConstraints, resources and
+    priorityClassName of a Broker reach its pod and are acted on by the scheduler: with the node
+    tainted, the Broker that tolerates the taint runs (at its PriorityClass's priority); one that
+    does not stays Pending, its Ready condition saying why."""
+    node = _node_name(release)
+    release.node.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "myqueue-e2e-brokers"}, "value": 1000, "preemptionPolicy": "Never",
+    }))  # fmt: skip
+    scheduling = {
+        "nodeSelector": {"kubernetes.io/hostname": node},
+        "tolerations": [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 50, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                              "labelSelector": {"matchLabels": {COMPONENT: "broker"}}},
+        }]}},
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {COMPONENT: "broker"}},
+        }],
+        "priorityClassName": "myqueue-e2e-brokers",
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+    }  # fmt: skip
+    release.node.kubectl("taint", "nodes", node, f"{TAINT}=yes:NoSchedule")
+    try:
+        t0 = time.monotonic()
+        release.kubectl(
+            "apply", "-f", "-", input=json.dumps(_broker(EXTRA, external={"type": "NodePort"}, **scheduling))
+        )
+        release.kubectl("apply", "-f", "-", input=json.dumps(_broker("broker-untolerated")))
+        wait_for(f"Broker {EXTRA} Ready", lambda: ready(release.get("broker", EXTRA))
+                 or Falsy(conditions_of(release.get("broker", EXTRA))), timeout=120, interval=0.5)  # fmt: skip
+        timings["Broker with scheduling fields applied -> Ready (node tainted)"] = time.monotonic() - t0
+
+        def says_unschedulable() -> str | Falsy:
+            conditions = conditions_of(release.get("broker", "broker-untolerated"))
+            ready_ = (
+                next((c for c in conditions or [] if c["type"] == "Ready"), {})
+                if isinstance(conditions, list)
+                else {}
+            )
+            message = ready_.get("message", "")
+            return (ready_.get("reason") == "PodPending" and "Unschedulable" in message and TAINT in message
+                    and message) or Falsy(conditions)  # fmt: skip
+
+        message = wait_for(
+            "the untolerating Broker Pending, saying why", says_unschedulable, timeout=60, interval=0.5
+        )
+        assert "untolerated taint" in message, message
+    finally:
+        release.node.kubectl("taint", "nodes", node, f"{TAINT}=yes:NoSchedule-", check=False)
+    pod = release.get("pod", EXTRA)
+    assert pod is not None
+    spec = pod["spec"]
+    for field in ("nodeSelector", "affinity", "topologySpreadConstraints", "priorityClassName"):
+        assert spec[field] == scheduling[field], (field, spec.get(field))
+    assert scheduling["tolerations"][0] in spec["tolerations"], spec["tolerations"]
+    assert spec["containers"][0]["resources"] == scheduling["resources"]
+    assert spec["priority"] == 1000 and spec["nodeName"] == node  # admission resolved the class
+    # Untainted, the other Broker is scheduled after all; it goes again (it holds no partition).
+    wait_for("the other Broker Ready once the taint is gone", lambda: ready(release.get("broker", "broker-untolerated"))
+             or Falsy(conditions_of(release.get("broker", "broker-untolerated"))), timeout=120, interval=0.5)  # fmt: skip
+    release.kubectl("delete", "broker", "broker-untolerated", "--timeout=60s", timeout=90)
+
+
+def _topic_end_offsets(release: Release) -> dict[tuple[str, str], int | None]:
+    """(topic, partition) -> end offset, as the Topic resources' status reports them (None: not
+    known at the operator's last refresh, e.g. its broker did not answer then)."""
+    return {
+        (t["spec"].get("name") or t["metadata"]["name"], p["name"]): p.get("endOffset")
+        for t in release.items("topics")
+        for p in t.get("status", {}).get("partitions", [])
+    }
+
+
+def _every_end_offset(release: Release) -> dict[tuple[str, str], int] | Falsy:
+    ends = _topic_end_offsets(release)
+    known = {tp: e for tp, e in ends.items() if e is not None}
+    return known if len(known) == len(ends) and known else Falsy(ends)
+
+
+def _node_port(release: Release, service: str) -> int:
+    return int((release.get("service", service) or {})["spec"]["ports"][0]["nodePort"])
+
+
+def _outside(release: Release) -> str:
+    """The managers as a client outside the cluster sees them: the node's address, their node ports."""
+    return f"{NODE_IP}:{_node_port(release, PRIMARY)},{NODE_IP}:{_node_port(release, REPLICA)}"
+
+
+def _read_all(host: str, topic: str, expected: int, listener: str = "external") -> list:
+    """Every record of ``topic`` from its beginning, through the brokers' ``listener`` addresses."""
+    consumer = Consumer(topic, start="earliest", host=host, listener=listener, timeout=10)
+    try:
+        records: list = []
+        deadline = time.monotonic() + 60
+        while len(records) < expected:
+            assert time.monotonic() < deadline, f"read {len(records)} of {expected} records of {topic}"
+            records.extend(consumer.poll(1.0))
+        return records
+    finally:
+        consumer.close()
+
+
+def test_rebalance_moves_partitions_onto_a_new_broker_without_losing_a_record(release: Release, timings):
+    """myqueue.io/rebalance=add-brokers on the Broker added by hand: the primary moves partitions
+    onto it (PostgreSQL store: data and positions stay in PostgreSQL); every record of every topic
+    is still there, read from the host through the new placement, and new records land on it."""
+
+    def placement() -> dict[tuple[str, str], str]:
+        topics = _seed(release.primary.url, "GET", "/v1/metadata")["message"]["topics"]
+        return {(t, p["partition"]): p["broker"] for t, parts in topics.items() for p in parts}
+
+    before = placement()
+    offsets = wait_for("end offsets in every Topic's status", lambda: _end_offsets(release) or Falsy("none"))
+    assert EXTRA not in before.values()  # created after the topics: it holds nothing yet
+    t0 = time.monotonic()
+    release.kubectl("annotate", "broker", EXTRA, "myqueue.io/rebalance=add-brokers")
+
+    def rebalanced() -> dict | Falsy:
+        broker = release.get("broker", EXTRA) or {}
+        done = broker.get("status", {}).get("rebalance")
+        pending = "myqueue.io/rebalance" in broker.get("metadata", {}).get("annotations", {})
+        return (done and not pending and done) or Falsy(
+            {"status": broker.get("status"), "annotation pending": pending}
+        )
+
+    outcome = wait_for(f"{EXTRA} rebalanced", rebalanced, timeout=120, interval=0.5)
+    timings["rebalance add-brokers: annotate -> partitions moved"] = time.monotonic() - t0
+    after = placement()
+    moved = {tp for tp in before if after[tp] != before[tp]}
+    assert moved and all(after[tp] == EXTRA for tp in moved), (before, after)
+    assert outcome["partitionsMoved"] == len(moved), outcome
+    # Its share: floor(partitions / brokers), taken from brokers that still hold at least as many.
+    counts = {b: sum(1 for o in after.values() if o == b) for b in set(after.values())}
+    donors = {before[tp] for tp in moved}
+    assert counts[EXTRA] == len(after) // len(counts), counts
+    assert all(counts[d] >= counts[EXTRA] for d in donors), (counts, donors)
+    wait_for("the same end offsets after the move", lambda: _end_offsets(release) == offsets
+             or Falsy({"now": _end_offsets(release), "before": offsets}), timeout=60)  # fmt: skip
+    # Every record of every topic, read from the host through the new placement: each partition
+    # from offset 0 to its end, nothing missing.
+    host = _outside(release)
+    ends = wait_for(
+        "every partition's end offset in its Topic's status", lambda: _every_end_offset(release), timeout=60
+    )
+    for topic in sorted({t for t, _ in ends}):
+        records = _read_all(host, topic, sum(e for (t, _), e in ends.items() if t == topic))
+        got: dict[str, list[int]] = {}
+        for r in records:
+            got.setdefault(r.partition, []).append(r.offset)
+        assert {p: sorted(o) for p, o in got.items()} == {
+            p: list(range(e)) for (t, p), e in ends.items() if t == topic and e
+        }, (topic, ends)
+    # New records go to the partition's new broker.
+    topic, partition = sorted(moved)[0]
+    producer = Producer(host=host, listener="external", timeout=10)
+    try:
+        landed = producer.send(topic, b"after-the-move", partition=partition).result(timeout=30)
+    finally:
+        producer.close()
+    assert (landed.partition, landed.offset) == (partition, ends[(topic, partition)])
+    wait_for("the new broker's end offset in the Topic status",
+             lambda: _topic_end_offsets(release).get((topic, partition)) == ends[(topic, partition)] + 1
+             or Falsy(_topic_end_offsets(release)), timeout=60)  # fmt: skip
+
+
+def test_clients_outside_the_cluster_reach_every_broker_on_its_node_port(release: Release, timings):
+    """spec.external: each broker registered under the listener "external" at the node's address
+    and its NodePort; from the host (outside the cluster), the fast Producer and Consumer with
+    ``listener="external"`` find the managers on their NodePorts and every broker on its own."""
+    brokers = [*BROKERS, EXTRA]
+    meta = _seed(release.primary.url, "GET", "/v1/metadata")["message"]
+    for name in brokers:
+        port = _node_port(release, f"{name}-external")
+        address = f"http://{NODE_IP}:{port}"
+        assert meta["brokers"][name]["listeners"] == {"external": address}, meta["brokers"][name]
+        assert (release.get("broker", name) or {})["status"]["externalAddress"] == address
+    topic = {"apiVersion": "myqueue.io/v1alpha1", "kind": "Topic",
+             "metadata": {"name": "outside", "namespace": NAMESPACE}, "spec": {"name": "outside", "partitions": 8}}  # fmt: skip
+    release.kubectl("apply", "-f", "-", input=json.dumps(topic))
+    release.kubectl("wait", "--for=condition=Ready", "topic/outside", "--timeout=120s", timeout=150)
+    host = _outside(release)
+    t0 = time.monotonic()
+    producer = Producer(host=host, listener="external", timeout=10)
+    try:
+        futures = [producer.send("outside", f"v{i}".encode(), key=f"k{i % 50}".encode()) for i in range(2000)]
+        producer.flush(60)
+        placed = {f.result(timeout=30).partition for f in futures}
+    finally:
+        producer.close()
+    records = _read_all(host, "outside", 2000)
+    timings["outside the cluster: 2000 keyed records produced and read back over NodePorts"] = (
+        time.monotonic() - t0
+    )
+    assert sorted(r.value for r in records) == sorted(f"v{i}".encode() for i in range(2000))
+    by_partition: dict[str, list[int]] = {}
+    for r in records:
+        by_partition.setdefault(r.partition, []).append(int(r.value[1:]))
+    assert all(v == sorted(v) for v in by_partition.values())  # each partition in send order
+    assert len(placed) > 1
+    owners = {
+        p["broker"] for p in _seed(release.primary.url, "GET", "/v1/metadata")["message"]["topics"]["outside"]
+    }
+    assert len(owners) > 1, owners  # the records really went to several brokers' node ports
+
+
 def pod_log(release: Release, name: str) -> str:
     r = release.kubectl("logs", name, check=False)
     return r.stdout if r.returncode == 0 else ""
 
 
-def test_upgrade_rolls_the_managers_without_losing_an_acknowledged_message(release: Release, timings, notes):
-    """``myqueue verify`` runs in a pod across ``helm upgrade`` (a changed value: both manager
-    Deployments roll, Recreate) and finds every acknowledged message delivered once, in order."""
+class BrokerPodWatch:
+    """``kubectl get pods --watch`` on the broker pods: every change the API server sends, in order.
+
+    Keeps, per broker, whether its current pod serves (Ready, not being deleted), and records the
+    most brokers that did not serve at one time and the order in which brokers went down.
+    """
+
+    FORMAT = (
+        "jsonpath={.object.metadata.name} {.object.metadata.uid} {.object.metadata.deletionTimestamp}"
+        ' {.object.status.conditions[?(@.type=="Ready")].status}{"\\n"}'
+    )
+
+    def __init__(self, release: Release, brokers: list[str]):
+        self.serving = dict.fromkeys(brokers, True)
+        self.most_down = 0
+        self.went_down: list[str] = []
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            ["kubectl", "--kubeconfig", release.node.kubeconfig, "-n", NAMESPACE, "get", "pods", "--watch",
+             "--output-watch-events", "-l", f"{COMPONENT}=broker", "-o", self.FORMAT],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+            fields = line.split()
+            if len(fields) < 2 or fields[0] not in self.serving:
+                continue
+            name, rest = fields[0], fields[2:]
+            serving = rest == ["True"]  # no deletionTimestamp, Ready True
+            if self.serving[name] and not serving:
+                self.went_down.append(name)
+            self.serving[name] = serving
+            self.most_down = max(self.most_down, sum(not s for s in self.serving.values()))
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.thread.join(timeout=10)
+
+
+def _up_to_date(broker: dict | None) -> bool:
+    conditions = (broker or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "PodUpToDate" and c["status"] == "True" for c in conditions)
+
+
+def _broker_memory_limits(release: Release) -> dict[str, str]:
+    return {
+        p["metadata"]["name"]: p["spec"]["containers"][0].get("resources", {}).get("limits", {}).get("memory")
+        for p in live_pods(release, "broker")
+    }
+
+
+def test_upgrade_rolls_managers_and_brokers_in_order_without_losing_a_message(
+    release: Release, timings, notes
+):
+    """``myqueue verify`` runs in a pod across ``helm upgrade`` with changed values: both manager
+    Deployments roll (Recreate) and, through their Broker specs, every broker pod — one at a time,
+    in name order, the next once the previous is Ready and registered again. verify finds every
+    acknowledged message delivered once, in order."""
     managers = {p["metadata"]["uid"] for c in ("primary", "replica") for p in live_pods(release, c)}
+    brokers = BROKERS  # the chart's: the Brokers the upgrade changes
+    old_pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in live_pods(release, "broker")}
     verify = [
         "myqueue", "verify", "--broker", f"{PRIMARY}:5000,{REPLICA}:5001",
-        "--messages", "200000", "--duration", "30", "--producers", "2", "--consumers", "2",
+        "--messages", "400000", "--duration", "75", "--producers", "2", "--consumers", "2",
     ]  # fmt: skip
     release.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "verify", "namespace": NAMESPACE},
@@ -414,13 +747,36 @@ def test_upgrade_rolls_the_managers_without_losing_an_acknowledged_message(relea
     wait_for("verify producing (its setup line)", lambda: "setup:" in pod_log(release, "verify")
              or Falsy(pod_log(release, "verify") or conditions_of(release.get("pod", "verify"))),
              timeout=120, interval=0.5)  # fmt: skip
-    t0 = time.monotonic()
-    values = release.work / "values.json"
-    release.helm("upgrade", RELEASE, str(CHART), "-f", str(values), "--set", "manager.logLevel=DEBUG",
-                 "--wait", "--timeout", "5m")  # fmt: skip
-    timings["helm upgrade --wait (both managers rolled) under verify's load"] = time.monotonic() - t0
-    rolled = {p["metadata"]["uid"] for c in ("primary", "replica") for p in live_pods(release, c)}
-    assert len(rolled) == 2 and not rolled & managers, (managers, rolled)
+    watch = BrokerPodWatch(release, brokers)
+    try:
+        t0 = time.monotonic()
+        values = release.work / "values.json"
+        release.helm("upgrade", RELEASE, str(CHART), "-f", str(values), "--set", "manager.logLevel=DEBUG",
+                     "--set", "brokers.resources.limits.memory=640Mi", "--wait", "--timeout", "5m")  # fmt: skip
+        timings["helm upgrade --wait (both managers rolled) under verify's load"] = time.monotonic() - t0
+
+        def rolled() -> bool | Falsy:
+            state = {
+                b: (ready(release.get("broker", b)), _up_to_date(release.get("broker", b))) for b in brokers
+            }
+            memory = {b: m for b, m in _broker_memory_limits(release).items() if b in brokers}
+            done = all(r and u for r, u in state.values()) and set(memory.values()) == {"640Mi"}
+            return done or Falsy(
+                {"ready, up to date": state, "memory limits": memory, "down so far": watch.went_down}
+            )
+
+        wait_for("every broker pod rolled, Ready and registered", rolled, timeout=300, interval=0.5)
+        timings["helm upgrade -> every broker rolled one at a time, Ready and registered"] = (
+            time.monotonic() - t0
+        )
+    finally:
+        watch.close()
+    rolled_managers = {p["metadata"]["uid"] for c in ("primary", "replica") for p in live_pods(release, c)}
+    assert len(rolled_managers) == 2 and not rolled_managers & managers, (managers, rolled_managers)
+    new_pods = {p["metadata"]["name"]: p["metadata"]["uid"] for p in live_pods(release, "broker")}
+    assert all(new_pods[b] != old_pods[b] for b in brokers), (old_pods, new_pods)
+    assert watch.most_down == 1, (watch.most_down, watch.lines[-60:])  # never two brokers down together
+    assert watch.went_down == brokers, (watch.went_down, watch.lines[-60:])  # each once, in name order
 
     def finished() -> str | Falsy:
         phase = (release.get("pod", "verify") or {}).get("status", {}).get("phase")
@@ -433,11 +789,15 @@ def test_upgrade_rolls_the_managers_without_losing_an_acknowledged_message(relea
         r"^verify: acked=(\d+) delivered=\d+ lost=0 duplicated=0 reordered=0 .*ok$", output, re.M
     )
     assert verdict and int(verdict.group(1)) > 0, output
-    notes.append(f"across helm upgrade: {verdict.group(0)}")
+    notes.append(f"across helm upgrade (managers and every broker rolled): {verdict.group(0)}")
     release.kubectl("delete", "pod", "verify", "--wait=false")
 
 
 def test_uninstall_and_namespace_deletion_leave_nothing(release: Release, timings):
+    # The user's Broker is not the release's (helm leaves it): it goes first, its partitions
+    # moved back onto the chart's brokers (the annotation is the consent).
+    release.kubectl("annotate", "broker", EXTRA, "myqueue.io/on-delete=move-partitions")
+    release.kubectl("delete", "broker", EXTRA, "--timeout=120s", timeout=150)
     release.kubectl("delete", "topics", "--all", "--timeout=120s", timeout=150)
     # The Brokers still hold the retained Topics' partitions: the chart's pre-delete hook has the
     # operator release them before helm deletes it, so none is left waiting on its finalizer.
