@@ -215,3 +215,19 @@ def stored_records(store, topic: str, partition: str) -> list[tuple[int, bytes]]
         ]
         offset = result.next_offset
     return out
+
+
+def pipe(source: socket.socket, sink: socket.socket) -> None:
+    """One direction of a TCP forwarder: copy bytes until either side ends, then shut both down
+    (which also ends the other direction's copy)."""
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

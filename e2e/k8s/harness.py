@@ -20,6 +20,8 @@ import pytest
 import requests
 from controlplane import ControlPlane, Falsy, stop_process, tail, wait_for  # noqa: F401 - re-exported for the tests
 
+from tests.helpers import pipe
+
 
 # --- helpers -------------------------------------------------------------------------------------------------
 class Kubectl:
@@ -278,21 +280,7 @@ class PortForward:
                     return
                 self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (source, sink):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 
     def close(self) -> None:
         with self._lock:

@@ -258,7 +258,7 @@ def test_the_api_requires_the_token(release: Release):
     meta = release.get(release.primary, "/v1/metadata").json()["message"]
     for name in BROKERS:
         ip = release.kubectl.get("pod", name)["status"]["podIP"]
-        assert meta["brokers"][name] == {"address": f"http://{ip}:8080", "ready": True}
+        assert meta["brokers"][name] == {"address": f"http://{ip}:8080", "ready": True, "listeners": {}}
 
 
 # --- Topics and the client ---------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_broker_pod_ready_and_registered(
             and service["metadata"]["ownerReferences"][0]["name"] == name
         )
         # The primary knows it, at that address, ready.
-        assert meta["brokers"][name] == {"address": status["address"], "ready": True}
+        assert meta["brokers"][name] == {"address": status["address"], "ready": True, "listeners": {}}
         assert {"PodCreated", "Registered"} <= set(reasons(kubectl, name))
 
 
@@ -204,7 +204,7 @@ def test_deleted_broker_pod_is_recreated_and_ready(kubectl: Kubectl, managers: M
         if (
             is_ready(obj)
             and obj["status"].get("address") == address
-            and registered == {"address": address, "ready": True}
+            and registered == {"address": address, "ready": True, "listeners": {}}
         ):
             return pod
         return Falsy({"pod address": address, "broker": state_of(obj), "registered": registered})

@@ -19,7 +19,7 @@ import requests
 
 from myqueue import Consumer, Producer
 from myqueue.client.errors import ListenerNotAvailable
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, pipe, wait_until
 from tests.integration.seedcalls import Seed
 
 pytestmark = pytest.mark.slow
@@ -85,10 +85,12 @@ def test_postgres_rebalance_moves_partitions_onto_a_new_broker_keeping_data_and_
         after = placement(cluster)
         assert {p for (_, p), b in after.items() if b == "broker2"} == {m["partition"] for m in moves}
         assert all(before[("T1", m["partition"])] == m["from"] for m in moves)
-        counts = sorted(
-            sum(1 for b in after.values() if b == name) for name in ("broker0", "broker1", "broker2")
-        )
-        assert counts == [2, 2, 2], after
+        # broker2 holds its share, taken from brokers left holding at least as many (the first
+        # placement is random: add-brokers moves onto the new broker, it does not even out the others)
+        counts = {
+            name: sum(1 for b in after.values() if b == name) for name in ("broker0", "broker1", "broker2")
+        }
+        assert counts["broker2"] == 2 and all(counts[m["from"]] >= 2 for m in moves), (before, after)
         again = rebalance(cluster, add_brokers=["broker2"])
         assert again.json()["message"]["moves"] == [] and placement(cluster) == after  # balanced: a no-op
 
@@ -150,19 +152,9 @@ class _Pipe(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         self.server.connections += 1  # type: ignore[attr-defined]
         upstream = socket.create_connection(self.server.target, timeout=10)  # type: ignore[attr-defined]
-
-        def copy(src: socket.socket, dst: socket.socket) -> None:
-            try:
-                while data := src.recv(65536):
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                dst.close()
-
-        back = threading.Thread(target=copy, args=(upstream, self.request), daemon=True)
+        back = threading.Thread(target=pipe, args=(upstream, self.request), daemon=True)
         back.start()
-        copy(self.request, upstream)
+        pipe(self.request, upstream)
         back.join(10)
 
 
