@@ -87,12 +87,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> tuple[render_broker.R
         spec = broker.get("spec") or {}
         problems = render_broker.broker_spec_problems(name, spec, ctx.config)
         if problems:
-            _write(
-                ctx,
-                broker,
-                render_conditions.invalid_status(broker, problems, ctx.now(), phase=BrokerPhase.FAILED.value),
-            )
-            raise InvalidSpec("; ".join(problems))
+            raise _invalid(ctx, broker, problems)
 
         if ctx.kube.get_service(namespace, name) is None:
             ctx.kube.create_service(render_broker.broker_service(broker))
@@ -182,15 +177,9 @@ def _external_service(ctx: Context, broker: dict) -> dict | None:
         except ApiException as e:
             if e.status != 422:  # e.g. "provided port is already allocated"
                 raise
-            problem = f"the API server refused the external Service: {_api_message(e)}"
-            _write(
-                ctx,
-                broker,
-                render_conditions.invalid_status(
-                    broker, [problem], ctx.now(), phase=BrokerPhase.FAILED.value
-                ),
-            )
-            raise InvalidSpec(problem) from e
+            raise _invalid(
+                ctx, broker, [f"the API server refused the external Service: {_api_message(e)}"]
+            ) from e
         ctx.events(broker, "Normal", "ExternalServiceCreated", f"created service {service_name}")
     return live
 
@@ -246,7 +235,7 @@ def _replace(ctx: Context, pod: Mapping) -> None:
     ctx.kube.delete_pod(meta["namespace"], meta["name"], uid=meta.get("uid"))
 
 
-def _create_pod(ctx: Context, broker: Mapping) -> dict:
+def _create_pod(ctx: Context, broker: dict) -> dict:
     """Create the Broker's Pod; a Pod the API server refuses (a bad affinity, an unknown
     PriorityClass) is the spec's fault: InvalidSpec with the server's reason."""
     try:
@@ -254,13 +243,17 @@ def _create_pod(ctx: Context, broker: Mapping) -> dict:
     except ApiException as e:
         if e.status not in (403, 422):  # 403: an admission plugin (e.g. a PriorityClass quota) refused
             raise
-        problem = f"the API server refused the broker's pod: {_api_message(e)}"
-        _write(
-            ctx,
-            dict(broker),
-            render_conditions.invalid_status(broker, [problem], ctx.now(), phase=BrokerPhase.FAILED.value),
-        )
-        raise InvalidSpec(problem) from e
+        raise _invalid(ctx, broker, [f"the API server refused the broker's pod: {_api_message(e)}"]) from e
+
+
+def _invalid(ctx: Context, broker: dict, problems: list[str]) -> InvalidSpec:
+    """Mark the Broker Failed with InvalidSpec naming the problems; the error to raise."""
+    _write(
+        ctx,
+        broker,
+        render_conditions.invalid_status(broker, problems, ctx.now(), phase=BrokerPhase.FAILED.value),
+    )
+    return InvalidSpec("; ".join(problems))
 
 
 def _api_message(error: ApiException) -> str:
