@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 from psycopg2.extensions import make_dsn
 
@@ -96,7 +97,47 @@ def fresh_database(server_dsn: str, prefix: str = "mq_test") -> Iterator[str]:
     try:
         yield database_dsn(server_dsn, name)
     finally:
-        _admin(server_dsn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        _drop_database(server_dsn, name)
+
+
+DROP_TIMEOUT_S = 60.0
+
+
+def _drop_database(server_dsn: str, name: str) -> None:
+    """DROP ... WITH (FORCE), retried while PostgreSQL refuses it for a backend the role may not
+    terminate: CI's role has CREATEDB only (least privilege), and PostgreSQL 15 counts an autovacuum
+    worker that happens to be in the database as such a backend. The worker finishes in moments."""
+    statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    last: list[object] = []
+
+    def dropped() -> bool:
+        try:
+            _admin(server_dsn, statement)
+            return True
+        except psycopg2.errors.InsufficientPrivilege as error:
+            last[:] = [str(error).strip(), _backends_in(server_dsn, name)]
+            return False
+
+    wait_until(
+        dropped,
+        DROP_TIMEOUT_S,
+        interval=0.2,
+        message=lambda: f"database {name} to be dropped (refused: {last[0]}; backends in it: {last[1]})",
+    )
+
+
+def _backends_in(server_dsn: str, name: str) -> list[tuple[object, ...]]:
+    connection = psycopg2.connect(server_dsn, connect_timeout=10)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, usename, backend_type, state, left(query, 80) FROM pg_stat_activity"
+                " WHERE datname = %s",
+                (name,),
+            )
+            return list(cursor.fetchall())
+    finally:
+        connection.close()
 
 
 def _admin(dsn: str, statement: sql.Composable) -> None:
