@@ -59,6 +59,7 @@ from .launcher import Launcher
 from .state import (
     ClusterState,
     EventType,
+    Registration,
     check_new_broker,
     check_new_partition,
     check_new_producer,
@@ -606,16 +607,16 @@ class Primary:
         log.info("added broker %s at %s", name, address)
         return address
 
-    def register_broker(self, name: object, address: object, listeners: object = None) -> bool:
+    def register_broker(self, name: object, address: object, listeners: object = None) -> Registration:
         """Record a broker started elsewhere (supervisor, operator), with its further advertised
-        addresses (``listeners``: the whole set; those left out are removed). True when it is new."""
+        addresses (``listeners``: the whole set; those left out are removed)."""
         name = validate_broker_name(name)
         address = validate_broker_address(address)
         named = validate_listeners(listeners)
         with self._writing():  # also while recovering: the recovered view keeps a broker registered meanwhile
             known = self._state.brokers.get(name)
             if known == address and self._state.listeners.get(name, {}) == named:
-                return False
+                return Registration.UP_TO_DATE
             if known is None:
                 check_new_broker(self._state, name)
             registered = event(EventType.BROKER_REGISTERED, name=name, address=address)
@@ -623,7 +624,7 @@ class Primary:
                 registered["listeners"] = named
             self._commit([registered])
         self.check_broker(name)
-        return known is None
+        return Registration.REGISTERED if known is None else Registration.UPDATED
 
     def remove_broker(self, name: object, force: bool = False) -> tuple[list[str], int]:
         """Remove one broker (or ``all``); its partitions are re-placed on the remaining ready brokers.

@@ -130,6 +130,14 @@ def check_new_broker(state: ClusterState, name: str) -> None:
         raise Refusal(Reason.LIMIT_REACHED, f"the cluster already has {defaults.MAX_BROKERS} brokers")
 
 
+class Registration(StrEnum):
+    """What registering a broker (``POST /v1/brokers``) did; the value is the answer's wording."""
+
+    REGISTERED = "registered"  # a new broker
+    UPDATED = "updated"  # a known one, at another address or with other listeners
+    UP_TO_DATE = "up to date"  # a known one, exactly as registered: no event
+
+
 def require_broker(state: ClusterState, name: str) -> None:
     if name not in state.brokers:
         raise Refusal(Reason.BROKER_NOT_FOUND, f"broker {name} does not exist")

@@ -13,7 +13,7 @@ from myqueue.manager.app import create_app
 from myqueue.manager.brokers import BrokerClient
 from myqueue.manager.launcher import NoLauncher
 from myqueue.manager.primary import STREAM, Primary
-from myqueue.manager.state import ClusterState
+from myqueue.manager.state import ClusterState, Registration
 from myqueue.manager.store import PostgresMetaStore
 from tests.helpers import wait_until
 from tests.integration.conftest import ProxiedDatabase
@@ -94,7 +94,7 @@ def test_a_lost_commit_acknowledgement_does_not_wedge_the_primary(proxied_primar
     primary, direct, proxy = proxied_primary
     primary.register_broker("broker0", "http://127.0.0.1:10")
     proxy.lose_reply("COMMIT")  # the event is committed, its acknowledgement never arrives
-    assert primary.register_broker("broker1", "http://127.0.0.1:11") is True  # found in the log: applied
+    assert primary.register_broker("broker1", "http://127.0.0.1:11") is Registration.REGISTERED  # found in the log: applied
     assert proxy.counters.lost_replies == 1
     # Before the fix the state stayed one event behind and every later write hit (stream, seq).
     primary.register_broker("broker2", "http://127.0.0.1:12")

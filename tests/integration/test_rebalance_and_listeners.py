@@ -187,10 +187,15 @@ def test_a_client_asking_for_a_listener_reaches_brokers_only_through_it(local_cl
         address = seed.metadata(seed.p)["brokers"]["broker0"]["address"]
         with forwarder(address) as proxy:
             outside = f"http://{HOST}:{proxy.server_address[1]}"
-            answer = register(
-                cluster, {"name": "broker0", "address": address, "listeners": {"external": outside}}
+            with_listener = {"name": "broker0", "address": address, "listeners": {"external": outside}}
+            answer = register(cluster, with_listener)
+            assert answer.status_code == 200 and answer.json()["message"] == "broker broker0 updated", (
+                answer.text
             )
-            assert answer.status_code == 200, answer.text
+            again = register(cluster, with_listener)  # the same registration changes nothing
+            assert again.status_code == 200 and again.json()["message"] == "broker broker0 up to date", (
+                again.text
+            )
             wait_until(
                 lambda: seed.metadata(seed.r)["brokers"]["broker0"]["listeners"] == {"external": outside},
                 20,
@@ -222,7 +227,10 @@ def test_a_client_asking_for_a_listener_reaches_brokers_only_through_it(local_cl
             assert done.returncode == 0 and "consumed 50" in done.stdout, done
 
             # Re-registering without listeners states there are none now.
-            assert register(cluster, {"name": "broker0", "address": address}).status_code == 200
+            answer = register(cluster, {"name": "broker0", "address": address})
+            assert answer.status_code == 200 and answer.json()["message"] == "broker broker0 updated", (
+                answer.text
+            )
             assert seed.metadata(seed.p)["brokers"]["broker0"]["listeners"] == {}
 
 

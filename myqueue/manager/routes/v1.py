@@ -10,6 +10,7 @@ from myqueue.service.call import Call
 from myqueue.service.envelope import Success, reject_unknown_fields
 from myqueue.service.routes import Route
 
+from ..state import Registration
 from .context import ManagerContext, force
 
 
@@ -48,10 +49,8 @@ def register_broker(m: ManagerContext, call: Call) -> Success:
     reject_unknown_fields(data, {"name", "address", "listeners"})
     if "name" not in data or "address" not in data:
         raise Refusal(Reason.INVALID_REQUEST, "fields 'name' and 'address' are required")
-    created = p.register_broker(data["name"], data["address"], data.get("listeners"))
-    return Success(
-        f"broker {data['name']} {'registered' if created else 'up to date'}", 201 if created else 200
-    )
+    outcome = p.register_broker(data["name"], data["address"], data.get("listeners"))
+    return Success(f"broker {data['name']} {outcome}", 201 if outcome is Registration.REGISTERED else 200)
 
 
 def unregister_broker(m: ManagerContext, call: Call, name: str) -> dict:
