@@ -1,4 +1,5 @@
-"""``myqueue brokers list|add|rm|test``: the managers' brokers, through the seed API."""
+"""``myqueue brokers list|add|rm|test``: the managers' brokers, through the seed API;
+``myqueue brokers rebalance``: partitions moved onto added brokers (the primary's ``/v1``)."""
 
 import argparse
 import json
@@ -6,6 +7,7 @@ import json
 from myqueue.client.api import ApiHandler
 
 from .common import add_manager_options, add_output_option, api_from
+from .groups import table
 
 _ACTIONS = {
     "add": (ApiHandler.add_broker, "start a broker and place it in the cluster"),
@@ -32,6 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             )
         add_manager_options(action)
         action.set_defaults(func=change_broker)
+    rebalance = actions.add_parser(
+        "rebalance",
+        help="move partitions onto added brokers until each holds its share (Kafka's add-brokers)",
+    )
+    rebalance.add_argument("names", nargs="+", metavar="NAME", help="the brokers to fill (registered, ready)")
+    rebalance.add_argument("--dry-run", action="store_true", help="print the moves, make none")
+    rebalance.add_argument(
+        "--force",
+        action="store_true",
+        help="memory mode: move partitions holding records too (their records are lost)",
+    )
+    add_output_option(rebalance)
+    add_manager_options(rebalance)
+    rebalance.set_defaults(func=rebalance_brokers)
 
 
 def list_brokers(args: argparse.Namespace) -> int:
@@ -61,4 +77,25 @@ def change_broker(args: argparse.Namespace) -> int:
         name, _, checks = answer[len(_SEED_PASSED) :].partition(": ")
         answer = f"{name}: self-test passed ({checks})"
     print(answer)
+    return 0
+
+
+def rebalance_brokers(args: argparse.Namespace) -> int:
+    api = api_from(args)
+    try:
+        answer = api.rebalance(args.names, dry_run=args.dry_run, force=args.force)
+    finally:
+        api.close()
+    if args.output == "json":
+        print(json.dumps(answer, indent=2))
+        return 0
+    moves = answer["moves"]
+    if moves:
+        rows = [(m["topic"], m["partition"], m["from"], m["to"]) for m in moves]
+        print("\n".join(table(rows, ("TOPIC", "PARTITION", "FROM", "TO"))))
+    verb = "would move" if answer["dry_run"] else "moved"
+    summary = f"{verb} {len(moves)} partition(s) onto {', '.join(args.names)}"
+    if answer.get("skipped_with_records"):
+        summary += f"; {answer['skipped_with_records']} left where they are because they hold records (--force moves them, losing those)"
+    print(summary)
     return 0

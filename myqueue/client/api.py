@@ -121,6 +121,13 @@ class ApiHandler:
         path = f"/v1/topics/{quote(topic, safe='')}"
         return self._call("DELETE", self.manager, path)["deleted_partitions"]
 
+    def rebalance(self, add_brokers: list[str], dry_run: bool = False, force: bool = False) -> dict[str, Any]:
+        """Move partitions onto ``add_brokers`` (registered, ready) until each holds its share, as
+        Kafka's add-brokers rebalance; ``dry_run`` only plans. Returns ``moves`` (topic, partition,
+        from, to), ``partitions_moved`` and, in memory mode, ``skipped_with_records``."""
+        body = {"add_brokers": add_brokers, "dry_run": dry_run, "force": force}
+        return self._call("POST", self.manager, "/v1/rebalance", body=body)
+
     def _call(self, method: str, base: str, path: str, *, retry: bool = False, **kwargs: Any) -> Any:
         return self._transport.json(method, base + path, retry=retry, **kwargs)["message"]
 

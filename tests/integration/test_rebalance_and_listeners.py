@@ -6,6 +6,7 @@ this test runs, which counts the connections it carries; a client asking for tha
 go through it, one that does not must not.
 """
 
+import json
 import socket
 import socketserver
 import subprocess
@@ -123,6 +124,43 @@ def test_memory_rebalance_leaves_partitions_with_records_unless_forced(local_clu
         assert answer["skipped_with_records"] == 1
         assert placement(cluster)[("T1", "P1")] == "broker0"
         assert seed.partition_log("T1", "P1") == ["kept"]
+
+
+def myqueue_cli(cluster, *argv: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "myqueue", *argv, "--broker", f"{HOST}:{cluster.primary_port}"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_brokers_rebalance_command_plans_then_moves(local_cluster):
+    """``myqueue brokers rebalance``: --dry-run prints the plan and moves nothing; without it the
+    same moves are made; a broker not ready or unknown is an error with the server's reason."""
+    with local_cluster(store="memory", brokers=1) as cluster:
+        seed = Seed(cluster.primary_url, cluster.replica_url)
+        for part in ("P1", "P2", "P3", "P4"):
+            seed.add_partition("T1", part)
+        seed.ok(seed.get(seed.p, "/brokers/add", broker_name="broker1"))
+        before = placement(cluster)
+
+        planned = myqueue_cli(cluster, "brokers", "rebalance", "broker1", "--dry-run", "--json")
+        assert planned.returncode == 0, planned
+        plan = json.loads(planned.stdout)
+        assert plan["dry_run"] is True and plan["partitions_moved"] == 0 and len(plan["moves"]) == 2
+        assert placement(cluster) == before
+
+        done = myqueue_cli(cluster, "brokers", "rebalance", "broker1")
+        assert done.returncode == 0 and "moved 2 partition(s) onto broker1" in done.stdout, done
+        for move in plan["moves"]:  # deterministic: the plan is what was done
+            assert ["T1", move["partition"], move["from"], "broker1"] in [
+                line.split() for line in done.stdout.splitlines()
+            ]
+            assert placement(cluster)[("T1", move["partition"])] == "broker1"
+
+        again = myqueue_cli(cluster, "brokers", "rebalance", "broker1")
+        assert again.returncode == 0 and "moved 0 partition(s)" in again.stdout, again
+
+        unknown = myqueue_cli(cluster, "brokers", "rebalance", "broker9")
+        assert unknown.returncode != 0 and "broker9" in unknown.stderr, unknown
+        assert "Traceback" not in unknown.stderr
 
 
 @pytest.mark.parametrize(
