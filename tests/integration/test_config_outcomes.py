@@ -94,7 +94,9 @@ def test_a_lost_commit_acknowledgement_does_not_wedge_the_primary(proxied_primar
     primary, direct, proxy = proxied_primary
     primary.register_broker("broker0", "http://127.0.0.1:10")
     proxy.lose_reply("COMMIT")  # the event is committed, its acknowledgement never arrives
-    assert primary.register_broker("broker1", "http://127.0.0.1:11") is Registration.REGISTERED  # found in the log: applied
+    assert (
+        primary.register_broker("broker1", "http://127.0.0.1:11") is Registration.REGISTERED
+    )  # found in the log: applied
     assert proxy.counters.lost_replies == 1
     # Before the fix the state stayed one event behind and every later write hit (stream, seq).
     primary.register_broker("broker2", "http://127.0.0.1:12")

@@ -17,7 +17,7 @@ from myqueue.manager.app import create_app
 from myqueue.manager.brokers import BrokerClient
 from myqueue.manager.launcher import NoLauncher
 from myqueue.manager.primary import STREAM, Primary
-from myqueue.manager.state import ClusterState
+from myqueue.manager.state import ClusterState, Registration
 from myqueue.manager.store import MemoryMetaStore
 from tests.helpers import wait_until
 
@@ -70,7 +70,9 @@ def brokers_of(primary: Primary) -> dict[str, str]:
 
 def test_a_lost_commit_acknowledgement_is_answered_applied_and_the_next_writes_work(primary, store):
     store.faults.append("lose-ack")
-    assert primary.register_broker("broker1", "http://127.0.0.1:1") is True  # found in the log: applied
+    assert (
+        primary.register_broker("broker1", "http://127.0.0.1:1") is Registration.REGISTERED
+    )  # found in the log: applied
     primary.register_broker(
         "broker2", "http://127.0.0.1:2"
     )  # before the fix: the taken sequence number, for ever
