@@ -14,12 +14,14 @@ from flask import Flask
 from myqueue.core import defaults
 from myqueue.service.base_app import ServiceState, create_base_app
 from myqueue.service.routes import install_routes
+from myqueue.service.server import INLINE_REQUESTS
 
 from .appendtime import AppendClock
 from .metrics import BrokerMetrics
 from .retention import RetentionLoop, RetentionTable
 from .routes import ROUTES
 from .routes.context import BrokerContext, Waiters
+from .routes.records import answered_at_once
 from .storage import LogStorage
 
 
@@ -52,4 +54,6 @@ def create_app(
     )
     RetentionLoop(storage, retention, metrics.retention_dropped).start()  # a daemon thread
     install_routes(app, state, ROUTES, broker, token=token, as_refusal=broker.as_refusal)
+    if storage.never_waits:
+        app.extensions[INLINE_REQUESTS] = answered_at_once
     return app, state

@@ -22,6 +22,11 @@ the rest is this module, which does what those servers cannot:
 - **Every refusal of the server's own is the JSON envelope** with a reason: malformed request 400,
   head over ``header_bytes`` 431, body over the limit 413, a stalled or silent client 408,
   overload 503.
+- **No hand-off for requests that never wait** (``inline``, given by the app: a memory-store
+  broker's appends and fetches that do not long-poll): answered on the loop thread. Handing a
+  request to a pool thread and its answer back costs two thread wake-ups and a GIL exchange each
+  way: about half of a one-record append's CPU and wall time (bench/README.md, "The hand-off").
+  Anything that may wait (storage I/O, a call to another service, a long-poll) goes to the pool.
 - Keep-alive and pipelining (one request of a connection at a time, in order, reading paused
   meanwhile); ``Expect: 100-continue`` answered once the headers pass; HEAD answered without a body.
 - Graceful stop (``serve``): SIGTERM/SIGINT set ``state.draining`` (``/readyz`` answers 503), run
@@ -58,6 +63,10 @@ log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 Precheck = Callable[[dict], Failure | None]  # a request's environ before its body: a refusal or None
+Inline = Callable[
+    [dict], bool
+]  # a complete request's environ: True when it never waits (answered on the loop)
+INLINE_REQUESTS = "myqueue.inline_requests"  # app.extensions key: the app's Inline predicate
 
 DISCARD_S = 10.0  # after a refusal with a body under way: read and drop it for at most this long
 ONE_WRITE_BYTES = 256 * 1024  # an answer up to this size leaves in one write (head + body copied once)
@@ -124,8 +133,10 @@ class Server:
         threads: int,
         host: str,
         port: int,
+        inline: Inline | None = None,
     ):
         self.app, self.state, self.precheck, self.limits = app, state, precheck, limits
+        self.inline = inline
         self.host, self.port = host, port
         self.pool = _Pool(threads)
         self.connections: set[_Connection] = set()
@@ -399,12 +410,22 @@ class _Connection(asyncio.Protocol):
             self.server.buffered -= self.pending.popleft()["myqueue.reserved"]
 
     def _next(self) -> None:
-        """Hand the next complete request to the pool, one a connection at a time."""
-        if self.busy or not self.pending or self.write_paused:  # resume_writing calls again
+        """Answer this connection's complete requests in order, one at a time: an ``inline`` one
+        right here on the loop thread, any other in the pool (its answer returns through ``_answer``)."""
+        server = self.server
+        while not self.busy and self.pending and not self.write_paused:  # resume_writing calls again
+            if self.transport is None or self.transport.is_closing():
+                return
+            environ = self.pending.popleft()
+            self.busy = True
+            server.answering += 1
+            if server.inline is not None and server.inline(environ):
+                self._answer(environ, _call(server.app, environ), then_next=False)
+                continue
+            self._submit(environ)
             return
-        environ = self.pending.popleft()
-        self.busy = True
-        self.server.answering += 1
+
+    def _submit(self, environ: dict) -> None:
         loop = self.server.loop
         assert loop is not None
         app = self.server.app
@@ -415,7 +436,11 @@ class _Connection(asyncio.Protocol):
 
         self.server.pool.submit(run)
 
-    def _answer(self, environ: dict, answer: tuple[str, list[tuple[str, str]], bytes]) -> None:
+    def _answer(
+        self, environ: dict, answer: tuple[str, list[tuple[str, str]], bytes], then_next: bool = True
+    ) -> None:
+        """Write one answer; then the next request (unless the caller, ``_next``, loops on), the
+        refusal held back, a close, or more reading."""
         self.server.answering -= 1
         self.server.buffered -= environ["myqueue.reserved"]
         self.busy = False
@@ -435,7 +460,8 @@ class _Connection(asyncio.Protocol):
             self.transport.write(head)
             self.transport.write(body)
         if self.pending:
-            self._next()
+            if then_next:
+                self._next()
         elif self.refusal is not None:  # a later request of this connection was refused meanwhile
             self._write_refusal(self.refusal)
             self.refusal = None

@@ -74,6 +74,7 @@ def serve(
         threads=threads,
         host=host,
         port=port,
+        inline=extensions.get(server.INLINE_REQUESTS),
     )
     server.serve(served, grace_s=grace_s, on_drain=on_drain, on_shutdown=on_shutdown)
 

@@ -18,7 +18,7 @@ import pytest
 from myqueue.core.reasons import Reason
 from myqueue.service.base_app import ServiceState
 from myqueue.service.envelope import Failure, refused
-from myqueue.service.server import Limits, Server
+from myqueue.service.server import Inline, Limits, Server
 from tests.helpers import wait_until
 
 LIMITS = Limits(max_body=1024, buffer_bytes=4096, connections=8, header_bytes=2048, idle_s=60.0, read_s=60.0)
@@ -39,6 +39,7 @@ def app(environ, start_response):
             "body": environ["wsgi.input"].read().decode(),
             "length": environ.get("CONTENT_LENGTH"),
             "headers": sorted(k for k in environ if k.startswith("HTTP_")),
+            "thread": threading.current_thread().name,
         }
     ).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -52,10 +53,12 @@ def precheck(environ: dict) -> Failure | None:
 
 
 class Running:
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, inline: Inline | None = None):
         self.loop = asyncio.new_event_loop()
-        self.server = Server(app, ServiceState(), precheck, limits, threads=2, host="127.0.0.1", port=0)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server = Server(
+            app, ServiceState(), precheck, limits, threads=2, host="127.0.0.1", port=0, inline=inline
+        )
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="test-loop")
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
         self.port = self.server.port
@@ -359,3 +362,58 @@ def test_pipelined_requests_beyond_the_cap_are_refused_after_those_before_them(r
         assert [status for status, _, _ in answers] == [200] * 17 + [503]
         assert all("connection" not in headers for _, headers, _ in answers[:17])
         assert answers[17][1]["connection"] == "close" and closed(s)
+
+
+def quick(environ: dict) -> bool:
+    return environ["PATH_INFO"].startswith("/quick")
+
+
+@pytest.fixture
+def running_inline() -> Iterator[Running]:
+    RELEASE.clear()
+    r = Running(LIMITS, inline=quick)
+    yield r
+    r.stop()
+
+
+def test_inline_requests_are_answered_on_the_loop_thread_in_order_with_the_others(running_inline):
+    """Requests the app marks as never waiting skip the pool; a connection's answers keep their
+    order across both lanes, and a refusal behind them still comes in its turn."""
+    with running_inline.connect() as s:
+        s.sendall(
+            b"GET /quick1 HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi"
+            b"POST /quick2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+            b"GET /quick3 HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"GET /secret HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+        answers = read_answers(s, 5)
+        seen = [json.loads(b) if status == 200 else status for status, _, b in answers]
+        assert [(a["path"], a["body"]) for a in seen[:4]] == [
+            ("/quick1", ""),
+            ("/slow", "hi"),
+            ("/quick2", "abc"),
+            ("/quick3", ""),
+        ]
+        assert [a["thread"] for a in seen[:4]][0::2] == ["test-loop", "test-loop"]
+        assert seen[1]["thread"].startswith("myqueue-http-") and seen[3]["thread"] == "test-loop"
+        assert seen[4] == 401 and closed(s)
+    assert running_inline.server.answering == 0
+
+
+def test_an_inline_request_behind_one_in_the_pool_waits_for_it(running_inline):
+    with running_inline.connect() as s:
+        s.sendall(b"GET /hold HTTP/1.1\r\nHost: h\r\n\r\nGET /quick HTTP/1.1\r\nHost: h\r\n\r\n")
+        wait_until(
+            lambda: running_inline.server.answering == 1,
+            5,
+            message=lambda: f"answering {running_inline.server.answering}",
+        )
+        s.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # nothing may overtake /hold
+            s.recv(1)
+        s.settimeout(10)
+        RELEASE.set()
+        first, second = read_answers(s, 2)
+        assert json.loads(first[2])["path"] == "/hold" and json.loads(second[2])["path"] == "/quick"
+        assert json.loads(second[2])["thread"] == "test-loop"

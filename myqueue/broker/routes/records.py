@@ -114,6 +114,17 @@ def _fetch(
     return Raw(framing.SET_CONTENT_TYPE, b"".join(parts), (("X-MyQueue-End-Offset", str(result.end_offset)),))
 
 
+def answered_at_once(environ: dict) -> bool:
+    """An append, or a fetch that does not long-poll (no ``wait_ms``): with storage that never
+    waits (``LogStorage.never_waits``) neither waits on anything, so the server answers them on
+    its loop thread, without a hand-off."""
+    path = environ.get("PATH_INFO") or ""
+    if not (path.startswith("/v1/partitions/") and path.endswith("/records")):
+        return False
+    method = environ.get("REQUEST_METHOD")
+    return method == "POST" or (method == "GET" and "wait_ms" not in (environ.get("QUERY_STRING") or ""))
+
+
 RECORDS_RULE = "/v1/partitions/<topic>/<partition>/records"
 ROUTES = (
     Route("POST", RECORDS_RULE, append, lean=True),

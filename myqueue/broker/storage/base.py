@@ -175,6 +175,10 @@ def trim_batches(
 class LogStorage(ABC):
     """Partition logs plus consumer-group positions."""
 
+    # True when no call ever waits on I/O or on another process (memory): the broker's hot routes
+    # may then run on the HTTP server's loop thread instead of a pool thread (service/server.py).
+    never_waits = False
+
     def __init__(self) -> None:
         self._take_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._take_locks_guard = threading.Lock()

@@ -98,6 +98,8 @@ class _Log:
 class MemoryStorage(LogStorage):
     """Logs and positions in this process's memory."""
 
+    never_waits = True  # locks held for a copy or a lookup, never across I/O
+
     def __init__(self) -> None:
         super().__init__()
         self._logs: dict[tuple[str, str], _Log] = {}

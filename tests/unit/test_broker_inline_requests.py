@@ -1,0 +1,39 @@
+"""Which broker requests the HTTP server may answer on its loop thread (``answered_at_once``), and
+that only storage which never waits turns that on."""
+
+import pytest
+
+from myqueue.broker.app import create_app
+from myqueue.broker.routes.records import answered_at_once
+from myqueue.broker.storage.base import LogStorage
+from myqueue.broker.storage.memory import MemoryStorage
+from myqueue.broker.storage.postgres import PostgresStorage
+from myqueue.service.server import INLINE_REQUESTS
+
+RECORDS = "/v1/partitions/T1/P1/records"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "inline"),
+    [
+        ("POST", RECORDS, "", True),  # an append
+        ("POST", RECORDS, "producer_id=1&sequence=0", True),
+        ("GET", RECORDS, "offset=0&max_records=10", True),  # a fetch that answers what is there
+        ("GET", RECORDS, "offset=5&wait_ms=500", False),  # a long-poll waits: the pool
+        ("GET", RECORDS, "wait_ms=0&offset=0", False),  # asked to wait at all: the pool, to be safe
+        ("GET", "/v1/partitions", "", False),
+        ("POST", "/v1/partitions/T1/P1", "", False),
+        ("GET", "/readyz", "", False),
+        ("POST", "/v1/positions/g/T1/P1/take", "", False),
+    ],
+)
+def test_only_appends_and_fetches_that_do_not_wait_are_answered_at_once(method, path, query, inline):
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query}
+    assert answered_at_once(environ) is inline
+
+
+def test_only_storage_that_never_waits_turns_the_inline_lane_on():
+    assert MemoryStorage.never_waits is True
+    assert PostgresStorage.never_waits is False and LogStorage.never_waits is False
+    app, _ = create_app(MemoryStorage(), "broker0")
+    assert app.extensions[INLINE_REQUESTS] is answered_at_once
