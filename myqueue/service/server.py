@@ -23,7 +23,7 @@ the rest is this module, which does what those servers cannot:
   head over ``header_bytes`` 431, body over the limit 413, a stalled or silent client 408,
   overload 503.
 - **No hand-off for requests that never wait** (``inline``, given by the app: a memory-store
-  broker's appends and fetches that do not long-poll): answered on the loop thread. Handing a
+  broker's appends, fetches that do not long-poll, takes): answered on the loop thread. Handing a
   request to a pool thread and its answer back costs two thread wake-ups and a GIL exchange each
   way: about half of a one-record append's CPU and wall time (bench/README.md, "The hand-off").
   Anything that may wait (storage I/O, a call to another service, a long-poll) goes to the pool.

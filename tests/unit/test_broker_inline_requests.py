@@ -24,10 +24,13 @@ RECORDS = "/v1/partitions/T1/P1/records"
         ("GET", "/v1/partitions", "", False),
         ("POST", "/v1/partitions/T1/P1", "", False),
         ("GET", "/readyz", "", False),
+        ("POST", "/v1/partitions/T1/P1/positions/g/take", "", True),  # the seed consumers' take
+        ("GET", "/v1/partitions/T1/P1/positions/g", "", False),
+        ("PUT", "/v1/partitions/T1/P1/positions/g", "", False),
         ("POST", "/v1/positions/g/T1/P1/take", "", False),
     ],
 )
-def test_only_appends_and_fetches_that_do_not_wait_are_answered_at_once(method, path, query, inline):
+def test_only_appends_fetches_that_do_not_wait_and_takes_are_answered_at_once(method, path, query, inline):
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query}
     assert answered_at_once(environ) is inline
 

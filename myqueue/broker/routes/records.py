@@ -115,14 +115,16 @@ def _fetch(
 
 
 def answered_at_once(environ: dict) -> bool:
-    """An append, or a fetch that does not long-poll (no ``wait_ms``): with storage that never
-    waits (``LogStorage.never_waits``) neither waits on anything, so the server answers them on
-    its loop thread, without a hand-off."""
+    """An append, a fetch that does not long-poll (no ``wait_ms``), or a group's take: with
+    storage that never waits (``LogStorage.never_waits``) none of them waits on anything, so the
+    server answers them on its loop thread, without a hand-off."""
     path = environ.get("PATH_INFO") or ""
-    if not (path.startswith("/v1/partitions/") and path.endswith("/records")):
+    if not path.startswith("/v1/partitions/"):
         return False
     method = environ.get("REQUEST_METHOD")
-    return method == "POST" or (method == "GET" and "wait_ms" not in (environ.get("QUERY_STRING") or ""))
+    if path.endswith("/records"):
+        return method == "POST" or (method == "GET" and "wait_ms" not in (environ.get("QUERY_STRING") or ""))
+    return method == "POST" and path.endswith("/take") and "/positions/" in path
 
 
 RECORDS_RULE = "/v1/partitions/<topic>/<partition>/records"
