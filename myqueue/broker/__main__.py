@@ -20,6 +20,7 @@ from .app import create_app
 from .storage import open_storage
 
 log = logging.getLogger("myqueue.broker")
+SYNCHRONOUS_COMMIT_ENV = "MYQUEUE_SYNCHRONOUS_COMMIT"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,6 +32,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--store", choices=["memory", "postgres"], default=os.environ.get("MYQUEUE_STORE", "memory")
     )
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN (default: $MYQUEUE_DSN)")
+    parser.add_argument(
+        "--synchronous-commit",
+        choices=["on", "off"],
+        default=os.environ.get(SYNCHRONOUS_COMMIT_ENV) or "on",
+        help="PostgreSQL store: 'off' acknowledges an append once committed, before its WAL is on "
+        "disk: it survives a crash of the broker, not of PostgreSQL or the machine (default: "
+        f"${SYNCHRONOUS_COMMIT_ENV}, else on)",
+    )
     parser.add_argument("--threads", type=int, default=defaults.SERVICE_THREADS)
     parser.add_argument("--max-message-bytes", type=int, default=defaults.MAX_MESSAGE_BYTES)
     add_logging_arguments(parser)
@@ -43,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         validate_broker_name(args.name)
     except Refusal as e:
         parser.error(e.message)
+    if args.synchronous_commit not in ("on", "off"):  # argparse checks choices on the command line only
+        parser.error(f"${SYNCHRONOUS_COMMIT_ENV} must be on or off, not {args.synchronous_commit!r}")
     args.dsn = args.dsn or os.environ.get("MYQUEUE_DSN")
     return args
 
@@ -50,11 +61,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     configure_logging(args.name, args.log_level, args.log_format or log_format_from_env())
-    storage = open_storage(args.store, args.dsn, args.name)
+    storage = open_storage(
+        args.store, args.dsn, args.name, synchronous_commit=args.synchronous_commit == "on"
+    )
     app, state = create_app(
         storage, args.name, max_message_bytes=args.max_message_bytes, threads=args.threads, token=load_token()
     )
-    log.info("broker %s (%s store)", args.name, args.store)
+    log.info(
+        "broker %s (%s store%s)",
+        args.name,
+        args.store,
+        ", synchronous_commit off" if args.store == "postgres" and args.synchronous_commit == "off" else "",
+    )
     limits = {"max_body": defaults.MAX_BATCH_BYTES, "threads": args.threads}
     serve(
         app,

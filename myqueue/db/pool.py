@@ -43,9 +43,19 @@ __all__ = ["Database", "OutcomeUnknown", "StorageUnavailable"]
 class Database:
     """A pool of connections to one DSN; each ``run`` is one transaction."""
 
-    def __init__(self, dsn: str, minconn: int = defaults.PG_POOL_MIN, maxconn: int = defaults.PG_POOL_MAX):
+    def __init__(
+        self,
+        dsn: str,
+        minconn: int = defaults.PG_POOL_MIN,
+        maxconn: int = defaults.PG_POOL_MAX,
+        *,
+        synchronous_commit: bool = True,
+    ):
+        """``synchronous_commit=False``: this pool's commits return before their WAL is flushed
+        (PostgreSQL's own setting, per connection): a commit survives the client's crash, not the
+        server's or the machine's (up to 3 × ``wal_writer_delay`` of commits lost, never a torn one)."""
         self._dsn = dsn
-        self._options = connection_options()
+        self._options = connection_options(synchronous_commit)
         self._call_timeout = _env_float("MYQUEUE_PG_CALL_TIMEOUT", defaults.PG_CALL_TIMEOUT_S)
         self._watchdog = _Watchdog()
         self._ping_lock = threading.Lock()
@@ -203,7 +213,7 @@ def _env_float(name: str, default: float) -> float:
     return default if value in (None, "") else float(value)
 
 
-def connection_options() -> dict[str, object]:
+def connection_options(synchronous_commit: bool = True) -> dict[str, object]:
     """libpq's timeouts for every connection (defaults in core.defaults, MYQUEUE_PG_* to override).
 
     A dead peer or a partition is noticed by TCP keepalives and ``tcp_user_timeout``; a statement
@@ -218,7 +228,8 @@ def connection_options() -> dict[str, object]:
         ),
         "keepalives_count": int(_env_float("MYQUEUE_PG_KEEPALIVES_COUNT", defaults.PG_KEEPALIVES_COUNT)),
         "tcp_user_timeout": int(_env_float("MYQUEUE_PG_TCP_USER_TIMEOUT", defaults.PG_TCP_USER_TIMEOUT_MS)),
-        "options": f"-c statement_timeout={statement_ms}",
+        "options": f"-c statement_timeout={statement_ms}"
+        + ("" if synchronous_commit else " -c synchronous_commit=off"),
     }
 
 

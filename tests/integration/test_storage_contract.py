@@ -1,4 +1,5 @@
-"""One storage contract, two backends: every test runs against memory and PostgreSQL."""
+"""One storage contract, two backends: every test runs against memory and PostgreSQL (with
+synchronous_commit on, the default, and off)."""
 
 import threading
 
@@ -8,11 +9,11 @@ from myqueue.broker.storage import NotHosted, open_storage
 from myqueue.core import framing
 
 
-@pytest.fixture(params=["memory", "postgres"])
+@pytest.fixture(params=["memory", "postgres", "postgres-async"])
 def storage(request):
-    if request.param == "postgres":
+    if request.param.startswith("postgres"):  # -async: synchronous_commit off keeps the contract
         dsn = request.getfixturevalue("fresh_pg_dsn")
-        store = open_storage("postgres", dsn, "broker0")
+        store = open_storage("postgres", dsn, "broker0", synchronous_commit=request.param == "postgres")
     else:
         store = open_storage("memory", None, "broker0")
     assert store.ready()

@@ -5,8 +5,10 @@ from .base import LogStorage, NotHosted, PartitionInfo, ReadResult, SequenceErro
 __all__ = ["LogStorage", "NotHosted", "PartitionInfo", "ReadResult", "SequenceError", "open_storage"]
 
 
-def open_storage(kind: str, dsn: str | None, broker_name: str) -> LogStorage:
-    """Build the storage a broker was configured with."""
+def open_storage(
+    kind: str, dsn: str | None, broker_name: str, *, synchronous_commit: bool = True
+) -> LogStorage:
+    """Build the storage a broker was configured with (``synchronous_commit``: PostgreSQL only)."""
     if kind == "memory":
         from .memory import MemoryStorage
 
@@ -16,5 +18,5 @@ def open_storage(kind: str, dsn: str | None, broker_name: str) -> LogStorage:
             raise ValueError("--store postgres needs --dsn or MYQUEUE_DSN")
         from .postgres import PostgresStorage
 
-        return PostgresStorage(dsn, owner=broker_name)
+        return PostgresStorage(dsn, owner=broker_name, synchronous_commit=synchronous_commit)
     raise ValueError(f"unknown store {kind!r}: use memory or postgres")

@@ -107,11 +107,12 @@ _APPEND_RESULT = re.compile(r"mq_append_result (?:(\d+) (stored|duplicate)|(not_
 
 
 class PostgresStorage(LogStorage):
-    """Durable logs: an append is acknowledged after its INSERT committed."""
+    """Durable logs: an append is acknowledged after its INSERT committed (and, unless
+    ``synchronous_commit=False``, after its WAL reached the disk)."""
 
-    def __init__(self, dsn: str, owner: str):
+    def __init__(self, dsn: str, owner: str, *, synchronous_commit: bool = True):
         super().__init__()
-        self._db = Database(dsn)
+        self._db = Database(dsn, synchronous_commit=synchronous_commit)
         self._owner = owner
         self._ids: dict[tuple[str, str], int] = {}
         self._ids_lock = threading.Lock()
