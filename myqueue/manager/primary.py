@@ -722,17 +722,24 @@ class Primary:
         """Memory store: the partitions whose broker holds records (unknown counts as holding). _write_lock held."""
         holding: set[tuple[str, str]] = set()
         for broker in self._state.brokers:
-            owned = set(self._state.partitions_on(broker))
-            if not owned:
-                continue
             try:
-                listed = self._brokers.list_partitions(self._address(broker))["partitions"]
+                counts = self._records_held(broker)
             except (Refusal, BrokerLostPartition):
-                holding |= owned
+                holding |= set(self._state.partitions_on(broker))
                 continue
-            holding |= {(p["topic"], p["partition"]) for p in listed if int(p["end_offset"]) > 0} & owned
-            holding |= owned - {(p["topic"], p["partition"]) for p in listed}
+            holding |= {tp for tp, count in counts.items() if count is None or count > 0}
         return holding
+
+    def _records_held(self, broker: str) -> dict[tuple[str, str], int | None]:
+        """Memory store: the end offset (records held) of each partition assigned to ``broker``, as
+        the broker lists them; None for one it does not list. Raises Refusal or BrokerLostPartition
+        when it cannot be asked. _write_lock held."""
+        owned = set(self._state.partitions_on(broker))
+        if not owned:
+            return {}
+        listed = self._brokers.list_partitions(self._address(broker))["partitions"]
+        ends = {(p["topic"], p["partition"]): int(p["end_offset"]) for p in listed}
+        return {tp: ends.get(tp) for tp in owned}
 
     def _release(self, broker: str, topic: str, partition: str) -> None:
         """Best effort: the old owner stops serving a moved partition (the reconciler's check of
@@ -763,18 +770,16 @@ class Primary:
         """Memory mode: refuse to remove brokers whose assigned partitions hold records. _write_lock held."""
         held: dict[str, int] = {}
         for broker in names:
-            owned = set(self._state.partitions_on(broker))
-            if not owned:
-                continue
             try:
-                listed = self._brokers.list_partitions(self._address(broker))["partitions"]
+                counts = self._records_held(broker)
             except (Refusal, BrokerLostPartition) as e:
                 raise Refusal(
                     Reason.WOULD_LOSE_RECORDS,
-                    f"cannot count the records of broker {broker} ({e}); its {len(owned)} partition(s) may hold "
-                    "records that removing it loses (memory mode): repeat with force to remove it anyway",
+                    f"cannot count the records of broker {broker} ({e}); its "
+                    f"{len(self._state.partitions_on(broker))} partition(s) may hold records that removing "
+                    "it loses (memory mode): repeat with force to remove it anyway",
                 ) from e
-            count = sum(int(p["end_offset"]) for p in listed if (p["topic"], p["partition"]) in owned)
+            count = sum(n for n in counts.values() if n)  # a partition it does not list holds nothing there
             if count:
                 held[broker] = count
         if held:
