@@ -6,6 +6,7 @@ Only argument parsing and printing live here; ``myqueue.verify.run`` does the wo
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from myqueue.verify import Fault, parse_faults, run
 from myqueue.verify.runner import STORES
 from myqueue.verify.workload import WorkloadConfig
 
-from .common import DEFAULT_BROKER
+from .common import DEFAULT_BROKER, LISTENER_ENV
 
 _DEFAULTS = WorkloadConfig()
 
@@ -73,6 +74,13 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "both: PRIMARY[:PORT],REPLICA[:PORT]",
     )
     target.add_argument("--replica-port", type=int, help="port of the read-only manager (default: PORT+1)")
+    target.add_argument(
+        "--listener",
+        default=os.environ.get(LISTENER_ENV) or None,
+        metavar="NAME",
+        help="fast-path clients reach the brokers at the address advertised under NAME ('external' "
+        f"from outside a Kubernetes cluster; default ${LISTENER_ENV}, else their own address)",
+    )
     target.add_argument(
         "--local",
         action="store_true",
@@ -224,6 +232,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "keep_topics": args.keep_topics,
             "broker": args.broker,
             "replica_port": args.replica_port,
+            "listener": args.listener,
         }
         verdict = run(
             local=args.local,

@@ -71,10 +71,16 @@ class ConsumerLog:
 
 
 def open_fast(
-    name: str, topics: list[str], group: str, broker: str, replica_port: int | None, timeout: float
+    name: str,
+    topics: list[str],
+    group: str,
+    broker: str,
+    replica_port: int | None,
+    timeout: float,
+    listener: str | None = None,
 ) -> tuple[Consumer, ConsumerLog]:
     """A fast-path group from ``latest``; its subscription is where it starts on each partition."""
-    return open_member(name, topics, group, broker, replica_port, timeout, owner=name)
+    return open_member(name, topics, group, broker, replica_port, timeout, owner=name, listener=listener)
 
 
 def open_member(
@@ -85,6 +91,7 @@ def open_member(
     replica_port: int | None,
     timeout: float,
     owner: str,
+    listener: str | None = None,
 ) -> tuple[Consumer, ConsumerLog]:
     """A member of ``group`` from ``latest``, logging for ``owner``; its subscription is what it
     owns when it starts (everything, for the group's first member)."""
@@ -97,6 +104,7 @@ def open_member(
         replica_port=replica_port,
         timeout=timeout,
         on_assign=log_.assigned,
+        listener=listener,
     )
     log_.subscription = consumer.positions()
     return consumer, log_
@@ -190,6 +198,7 @@ def read_back(
     size: int,
     timeout: float,
     deadline: float,
+    listener: str | None = None,
 ) -> tuple[dict[TopicPartition, set[Position]], list[str]]:
     """Every record stored in ``partitions``, read from the log start up to the end offset each had
     when the read began, with a group-less fast-path ``Consumer`` (it commits nothing, so no
@@ -208,6 +217,7 @@ def read_back(
                 auto_commit=False,
                 prefetch=False,
                 timeout=timeout,
+                listener=listener,
             )
         except MyQueueError as error:
             problems.append(f"{topic}:{partition}: {error}")

@@ -78,6 +78,8 @@ def run(
         if dsn or data_dir or store != "memory":
             raise ValueError("--store, --dsn and --data-dir describe a local cluster: add --local")
         return _check_run(config, report, strict_writes, strict_delivery)
+    if config.listener is not None:
+        raise ValueError("--listener names the brokers' address outside their cluster: not with --local")
     local_config = LocalConfig(store, brokers, dsn, Path(data_dir) if data_dir else None)
     if Fault.RESTART_POSTGRES in chosen and (store != "postgres" or dsn):
         raise ValueError(

@@ -75,6 +75,7 @@ class WorkloadConfig:
     send_attempts: int = 10  # first send plus retries of a send that failed
     group_consumers: int = 0  # members of one consumer group sharing the topics (0: none)
     keep_topics: bool = False  # leave the run's topics behind (default: deleted once the run is checked)
+    listener: str | None = None  # fast-path clients reach brokers under this listener ("external")
 
     def __post_init__(self) -> None:
         _bounded("messages", self.messages, 1, 10_000_000)
@@ -311,6 +312,7 @@ class Workload:
                         config.broker,
                         config.replica_port,
                         config.client_timeout,
+                        config.listener,
                     )
                 clients.append(client)
                 self._logs.append(client[1])
@@ -324,6 +326,7 @@ class Workload:
                     config.replica_port,
                     config.client_timeout,
                     owner=self.group,
+                    listener=config.listener,
                 )
                 self._members[name] = client[0]
                 self._member_stops[name] = threading.Event()
@@ -396,6 +399,7 @@ class Workload:
             config.broker,
             replica_port=config.replica_port,
             timeout=config.client_timeout,
+            listener=config.listener,
         )
         try:
             while time.monotonic() < hard_stop:
@@ -551,6 +555,7 @@ class Workload:
             config.message_size,
             config.client_timeout,
             started + config.readback_timeout,
+            listener=config.listener,
         )
         self.report(
             f"read back: {len(stored)} of {len(partitions)} partition(s) short of records read from the log "

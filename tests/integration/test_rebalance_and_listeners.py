@@ -272,6 +272,38 @@ def test_a_client_asking_for_a_listener_reaches_brokers_only_through_it(local_cl
             assert seed.metadata(seed.p)["brokers"]["broker0"]["listeners"] == {}
 
 
+def test_verify_under_a_listener_goes_through_it_and_keeps_the_promise(local_cluster):
+    """``myqueue verify --listener external`` (a cluster checked from outside it): every fast-path
+    client of the run reaches the broker through the advertised address, and the check passes."""
+    with local_cluster(store="memory", brokers=1) as cluster:
+        seed = Seed(cluster.primary_url, cluster.replica_url)
+        address = seed.metadata(seed.p)["brokers"]["broker0"]["address"]
+        with forwarder(address) as proxy:
+            outside = f"http://{HOST}:{proxy.server_address[1]}"
+            body = {"name": "broker0", "address": address, "listeners": {"external": outside}}
+            assert register(cluster, body).status_code == 200
+            wait_until(
+                lambda: seed.metadata(seed.r)["brokers"]["broker0"]["listeners"] == {"external": outside},
+                20,
+                message=lambda: f"replica's view: {seed.metadata(seed.r)['brokers']}",
+            )
+            argv = [sys.executable, "-m", "myqueue", "verify", "--broker", f"{HOST}:{cluster.primary_port}",
+                    "--replica-port", str(cluster.replica_port), "--listener", "external", "--messages", "300", "--producers", "1", "--consumers", "1",
+                    "--partitions", "2", "--duration", "20", "--drain-timeout", "30"]  # fmt: skip
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+            assert done.returncode == 0, done
+            assert done.stdout.strip().splitlines()[-1].endswith(" ok"), done.stdout
+            assert proxy.connections > 0  # type: ignore[attr-defined]
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "myqueue", "verify", "--local", "--listener", "external"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "not with --local" in refused.stderr, refused
+
+
 @pytest.mark.parametrize(
     ("listeners", "says"),
     [
