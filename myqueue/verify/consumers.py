@@ -70,19 +70,6 @@ class ConsumerLog:
         self.last_delivery = time.monotonic()
 
 
-def open_fast(
-    name: str,
-    topics: list[str],
-    group: str,
-    broker: str,
-    replica_port: int | None,
-    timeout: float,
-    listener: str | None = None,
-) -> tuple[Consumer, ConsumerLog]:
-    """A fast-path group from ``latest``; its subscription is where it starts on each partition."""
-    return open_member(name, topics, group, broker, replica_port, timeout, owner=name, listener=listener)
-
-
 def open_member(
     name: str,
     topics: list[str],

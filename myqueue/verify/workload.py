@@ -34,7 +34,7 @@ from myqueue.client.transport import Backoff, Transport
 from myqueue.core import defaults
 from myqueue.core.view import ClusterView, ViewError
 
-from .consumers import ConsumerLog, Position, open_fast, open_member, open_seed, read_back, run_fast, run_seed
+from .consumers import ConsumerLog, Position, open_member, open_seed, read_back, run_fast, run_seed
 from .history import Ack, History, TopicPartition
 from .progress import Progress
 from .values import PAD, make_value, record_headers, record_key, value_id
@@ -305,14 +305,15 @@ class Workload:
                         config.client_timeout,
                     )
                 else:
-                    client = open_fast(
+                    client = open_member(  # a group of its own: it starts at ``latest`` everywhere
                         f"fast{i}",
                         self.topics,
                         f"verify.{self.run_id}.c{i}",
                         config.broker,
                         config.replica_port,
                         config.client_timeout,
-                        config.listener,
+                        owner=f"fast{i}",
+                        listener=config.listener,
                     )
                 clients.append(client)
                 self._logs.append(client[1])
