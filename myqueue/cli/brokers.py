@@ -6,8 +6,7 @@ import json
 
 from myqueue.client.api import ApiHandler
 
-from .common import add_manager_options, add_output_option, api_from
-from .groups import table
+from .common import add_manager_options, add_output_option, api_from, table
 
 _ACTIONS = {
     "add": (ApiHandler.add_broker, "start a broker and place it in the cluster"),

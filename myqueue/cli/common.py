@@ -4,6 +4,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 
 from myqueue.client.api import ApiHandler
 from myqueue.core import defaults
@@ -95,3 +96,10 @@ class Progress:
             self._next = now + self._every_s
             separator = "" if self._what.startswith("/") else " "
             print(f"{self._who}: {count}{separator}{self._what}", file=sys.stderr, flush=True)
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> list[str]:
+    """Left-aligned columns, two spaces apart; None prints as '-'."""
+    cells = [[str(h) for h in header]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]

@@ -21,7 +21,7 @@ from myqueue.client.transport import Transport
 from myqueue.core.names import validate_group, validate_topic
 from myqueue.core.refusal import Refusal
 
-from .common import add_manager_options, add_output_option
+from .common import add_manager_options, add_output_option, table
 
 GROUPS = "/v1/groups"
 
@@ -116,13 +116,6 @@ def _checked(group: str, topics: Sequence[str] = ()) -> str | None:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> list[str]:
-    """Left-aligned columns, two spaces apart; None prints as '-'."""
-    cells = [[str(h) for h in header]] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in cells]
 
 
 def list_groups(args: argparse.Namespace) -> int:

@@ -63,9 +63,8 @@ log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
 Precheck = Callable[[dict], Failure | None]  # a request's environ before its body: a refusal or None
-Inline = Callable[
-    [dict], bool
-]  # a complete request's environ: True when it never waits (answered on the loop)
+# A complete request's environ -> True when it never waits (answered on the loop thread).
+Inline = Callable[[dict], bool]
 INLINE_REQUESTS = "myqueue.inline_requests"  # app.extensions key: the app's Inline predicate
 
 DISCARD_S = 10.0  # after a refusal with a body under way: read and drop it for at most this long

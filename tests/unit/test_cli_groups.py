@@ -2,7 +2,7 @@
 
 import pytest
 
-from myqueue.cli.groups import table
+from myqueue.cli.common import table
 from myqueue.cli.main import main
 
 
