@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.table(rows))
     print()
+    print("Durability-matched produce (issue 17), one block a class:")
+    print(report.durability_table(rows))
+    print()
     print(report.format_targets(results))
     for warning in procs.warnings:
         print(f"warning: {warning}")

@@ -346,20 +346,20 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
             )
         )
     cluster.delete_topic(topic_b)
-    if workload == 1:
-        with cluster.producer() as producer:
-            with prof.broker("w1-send", topic_s), procs.CpuMeter(cluster.server_pids()) as cpu:
-                sent, secs = _send_each(producer, topic_s, "P1", settings.produce_n, settings.time_limit)
-            rows.append(
-                throughput(
-                    f"{sysname}/send",
-                    workload,
-                    sent,
-                    secs,
-                    "Producer.send per message (linger 0: batches form while one is in flight), flush awaited",
-                    cpu=cpu,
-                )
+    # per message in both modes: issue 17's durability classes (a) memory and (c) PostgreSQL
+    with cluster.producer() as producer:
+        with prof.broker(f"w{workload}-send", topic_s), procs.CpuMeter(cluster.server_pids()) as cpu:
+            sent, secs = _send_each(producer, topic_s, "P1", settings.produce_n, settings.time_limit)
+        rows.append(
+            throughput(
+                f"{sysname}/send",
+                workload,
+                sent,
+                secs,
+                "Producer.send per message (linger 0: batches form while one is in flight), flush awaited",
+                cpu=cpu,
             )
+        )
     cluster.delete_topic(topic_s)
     topic_k, topic_m = (cluster.add_topic(f"{tag}{x}") for x in ("keyed", "matched"))
     matched = _bytes_matched(settings.batch, v2=True)

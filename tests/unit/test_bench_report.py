@@ -34,3 +34,25 @@ def test_a_target_is_the_median_of_ratios_taken_within_each_round():
     result = next(t for t in report.median_targets(rounds) if t["target"] == label)
     assert result["measured"] == 0.9 and result["rounds"] == [2.0, 0.5, 0.9]
     assert result["met"] == (0.9 >= goal)
+
+
+def test_a_durability_target_is_ours_over_the_best_peer_of_the_class():
+    w1, w5 = WORKLOADS[1], WORKLOADS[5]
+    rows = [
+        Row("myqueue-mem/send", w1, 600.0),
+        Row("redis/xadd", w1, 100.0),
+        Row("nats-mem/nats-py", w1, 200.0),
+        Row("myqueue-mem/send_batch", w1, 900.0),
+        Row("redis/redis-py", w1, 400.0),
+        Row("myqueue-pg/send_batch", w5, 50.0),
+    ]
+    results = {t["target"]: t for t in report.targets(rows)}
+    per_message = results["(17) class a, per-message API: myqueue-mem/send vs the best peer"]
+    assert per_message["measured"] == 3.0 and per_message["met"]  # 600 / NATS's 200 (>= 1.5)
+    batch = results["(17) class a, batch API: myqueue-mem/send_batch vs the best peer"]
+    assert batch["measured"] == 2.25 and batch["met"] is False  # 900 / pipelined Redis's 400 (< 3)
+    # class (c) has no peer row here: not measured, not met
+    assert results["(17) class c, batch API: myqueue-pg/send_batch vs the best peer"]["measured"] is None
+    table = report.durability_table(rows)
+    assert table.index("myqueue-mem/send_batch") < table.index("redis/redis-py")  # fastest first
+    assert "kafka-flush-1/confluent-kafka" in table and "not measured" in table
