@@ -197,6 +197,11 @@ def _one_round(systems, settings, workdir, dsn, profile_dir, phase, version_of) 
             from .peers import myqueue
 
             phase("myqueue postgres", myqueue.run, settings, workdir, "postgres", dsn, profile_dir)
+            phase(
+                "myqueue postgres, synchronous_commit off",
+                myqueue.run,
+                *(settings, workdir, "postgres", dsn, profile_dir, "off"),
+            )
         if "postgres" in systems:
             phase("postgres", postgres.run, settings, dsn)
 

@@ -52,10 +52,11 @@ TIMEOUT = 30
 class Cluster:
     """A LocalCluster plus the calls the workloads need; stopped by ``procs.stop_all`` too."""
 
-    def __init__(self, workdir: Path, store: str, dsn: str | None):
-        self.workdir = workdir / f"myqueue-{store}"
+    def __init__(self, workdir: Path, store: str, dsn: str | None, synchronous_commit: str = "on"):
+        self.workdir = workdir / f"myqueue-{store}-{synchronous_commit}"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.local = LocalCluster(self.workdir, store=store, brokers=3, dsn=dsn)
+        env = {"MYQUEUE_SYNCHRONOUS_COMMIT": synchronous_commit}  # the brokers' --synchronous-commit
+        self.local = LocalCluster(self.workdir, store=store, brokers=3, dsn=dsn, env=env)
         self.stop = procs.on_exit(f"myqueue cluster ({store})", self.local.stop)
         self.local.start()
         self.session = requests.Session()
@@ -262,16 +263,25 @@ def _guard(rows: list[Row], system: str, workload: int, fn, *args, **kwargs) -> 
 
 # --- the runs -------------------------------------------------------------------------------------
 def run(
-    settings: Settings, workdir: Path, store: str, dsn: str | None, profile_dir: Path | None
+    settings: Settings,
+    workdir: Path,
+    store: str,
+    dsn: str | None,
+    profile_dir: Path | None,
+    synchronous_commit: str = "on",
 ) -> list[Row]:
+    """One cluster's rows. ``synchronous_commit="off"`` (PostgreSQL only): issue 17's durability
+    class (b), produce rows only, as ``myqueue-pg-async``."""
     sysname = "myqueue-mem" if store == "memory" else "myqueue-pg"
     w = settings.workloads
     wanted = w & ({1, 2, 3, 4, 6, 7} if store == "memory" else {2, 5, 6})
+    if synchronous_commit == "off":
+        sysname, wanted = "myqueue-pg-async", w & {5}
     if not wanted:
         return []
     rows: list[Row] = []
     try:
-        cluster = Cluster(workdir, store, dsn)
+        cluster = Cluster(workdir, store, dsn, synchronous_commit)
     except Exception as e:  # noqa: BLE001
         return [failed(sysname, n, f"cluster up failed: {e}") for n in sorted(wanted)]
     prof = _Profiler(profile_dir, cluster, sysname)

@@ -16,7 +16,7 @@ import subprocess  # noqa: S404 - argv lists only, never a shell
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,8 +83,10 @@ class LocalCluster:
         replica_port: int | None = None,
         netns: bool = False,
         pg_proxy: bool = False,
+        env: Mapping[str, str] | None = None,
     ):
         self.workdir = workdir
+        self.extra_env = dict(env or {})  # e.g. MYQUEUE_SYNCHRONOUS_COMMIT for every broker
         self.store = store
         self.brokers = brokers
         self.host = HOST
@@ -161,7 +163,7 @@ class LocalCluster:
     def launch(self) -> None:
         """Start the supervisor process without waiting for it (see ``wait_ready``)."""
         path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": path}
+        env = {**os.environ, **self.extra_env, "PYTHONPATH": path}
         env.pop("MYQUEUE_LAUNCHER_TOKEN", None)
         with self.stderr_path.open("wb") as stderr:
             self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
