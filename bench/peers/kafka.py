@@ -188,8 +188,8 @@ class KafkaServer:
         self.bootstrap = f"{procs.HOST}:{self.port}"
         self.admin = AdminClient({"bootstrap.servers": self.bootstrap})
 
-    def create_topic(self, name: str, partitions: int = 1) -> None:
-        for future in self.admin.create_topics([NewTopic(name, partitions, 1)]).values():
+    def create_topic(self, name: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:
+        for future in self.admin.create_topics([NewTopic(name, partitions, 1, config=config or {})]).values():
             future.result(60)
         deadline = time.monotonic() + 30  # wait until the leader is known to clients
         while time.monotonic() < deadline:
@@ -273,7 +273,7 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
     except Exception as e:  # noqa: BLE001 - recorded, the other peers go on
         return [
             failed(f"{SYSTEM}/confluent-kafka", n, f"Kafka could not be started: {e}")
-            for n in sorted(w - {5, 6})
+            for n in sorted(w - {6})
         ]
     try:
         rss_idle = procs.rss_mb(server.server.pid)
@@ -364,6 +364,11 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                 )
             except Exception as e:  # noqa: BLE001
                 rows.append(failed(f"{SYSTEM}/confluent-kafka", 1, e))
+        if 5 in w:
+            try:
+                rows.append(_flush_each(server, settings))
+            except Exception as e:  # noqa: BLE001
+                rows.append(failed(f"{SYSTEM}-flush-1/confluent-kafka", 5, e))
         if 3 in w:
             try:
                 rows.append(_latency(server, settings))
@@ -392,6 +397,23 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
     finally:
         server.stop()
     return rows
+
+
+def _flush_each(server: KafkaServer, settings: Settings) -> Row:
+    """Issue 17's durability class (c) for Kafka: a topic with ``flush.messages=1``, so the broker
+    fsyncs its log after every append (a produce request's batch) before acks=all answers."""
+    server.create_topic("w5flush", config={"flush.messages": "1"})
+    produce(server.bootstrap, "w5flush", [0], 20_000, 10)  # warm-up (JIT, page cache)
+    with procs.CpuMeter([server.server.pid]) as cpu:
+        sent, t0, t1 = produce(server.bootstrap, "w5flush", [0], settings.produce_n, settings.time_limit)
+    return throughput(
+        f"{SYSTEM}-flush-1/confluent-kafka",
+        5,
+        sent,
+        t1 - t0,
+        "topic flush.messages=1 (fsync every append), acks=all, linger.ms=5, batch.size=1MB, flush awaited",
+        cpu=cpu,
+    )
 
 
 def _parallel_producer(go, bootstrap: str, partitions: list[int], count: int, time_limit: float):
