@@ -175,25 +175,20 @@ def _durability_targets() -> list[tuple]:
     """Per class and API: myqueue's row over the best peer row of the class (for the batch API every
     peer row counts, a per-message one included), as ("best", ...) targets."""
     out = []
-    for cls in DURABILITY_CLASSES:
-        for api, goal in DURABILITY_GOALS.items():
-            ours = next(s for c, s, _, a in DURABILITY if c == cls and a == api and s.startswith("myqueue"))
-            peers = [
-                (s, w)
-                for c, s, w, a in DURABILITY
-                if c == cls and not s.startswith("myqueue") and (api == "batch" or a == api)
-            ]
-            workload = next(w for c, s, w, _ in DURABILITY if s == ours)
-            out.append(
-                (
-                    f"(17) class {cls}, {api} API: {ours} vs the best peer",
-                    (ours, workload),
-                    peers,
-                    "best",
-                    goal,
-                )
-            )
+    for cls, ours, workload, api in DURABILITY:
+        if not ours.startswith("myqueue"):
+            continue
+        peers = [
+            (s, w)
+            for c, s, w, a in DURABILITY
+            if c == cls and not s.startswith("myqueue") and (api == "batch" or a == api)
+        ]
+        label = f"(17) class {cls}, {api} API: {ours} vs the best peer"
+        out.append((label, (ours, workload), peers, "best", DURABILITY_GOALS[api]))
     return out
+
+
+DURABILITY_TARGETS = _durability_targets()  # derived once from the table above
 
 
 def durability_table(rows: list[Row]) -> str:
@@ -226,7 +221,7 @@ def _met(kind: str, value: float, goal: float) -> bool | None:
 
 def targets(rows: list[Row]) -> list[dict]:
     out = []
-    for label, (num_sys, num_w), den, kind, target in TARGETS + _durability_targets():
+    for label, (num_sys, num_w), den, kind, target in TARGETS + DURABILITY_TARGETS:
         num = _find(rows, num_sys, num_w)
         value, ok = None, None
         if kind == "best":
