@@ -65,7 +65,10 @@ stamp_ok() {
 verify_version() {
     local bin="$1" expected="$2" got
     shift 2
-    got="$("$bin" "$@" 2>&1 | head -n 1)"
+    # The whole output, then its first line: `| head -n 1` under pipefail fails the build with
+    # SIGPIPE (exit 141) whenever head exits before a binary's second line is written.
+    got="$("$bin" "$@" 2>&1)"
+    got="${got%%$'\n'*}"
     if [[ "$got" != *"$expected"* ]]; then
         log "$(basename "$bin"): expected version '${expected}', got '${got}'"
         rm -f "$bin"

@@ -144,7 +144,7 @@ if [[ "${SKIP_BUILD}" != 1 ]]; then
 fi
 
 # --- 2. cluster -----------------------------------------------------------------------------------
-if kind get clusters 2>/dev/null | grep -qx "${CLUSTER}"; then
+if kind get clusters 2>/dev/null | grep -x "${CLUSTER}" >/dev/null; then  # no -q: SIGPIPE under pipefail
     log "reusing kind cluster ${CLUSTER}"
 else
     log "creating kind cluster ${CLUSTER}"

@@ -73,7 +73,7 @@ build() {  # build TAG CONTEXT [docker build args...]: quiet unless it fails
 # --- the base: a Debian rootfs from the archive, once per machine (docker keeps it) ---------------
 if ! "$DOCKER" image inspect local/debian:bookworm >/dev/null 2>&1; then
     mirror="$(find /etc/apt -maxdepth 2 -type f \( -name sources.list -o -path '/etc/apt/sources.list.d/*.list' -o -name '*.sources' \) \
-        -exec sed -nE 's/^(deb|URIs:)[[:space:]]+(https?:\/\/[^[:space:]]+).*/\2/p' {} + | head -n 1)"
+        -exec sed -nE 's/^(deb|URIs:)[[:space:]]+(https?:\/\/[^[:space:]]+).*/\2/p' {} + | sed -n 1p)"  # sed reads it all: no SIGPIPE under pipefail
     [[ -n "$mirror" ]] || fail "no Debian mirror found in /etc/apt/sources.list*"
     t0=$SECONDS
     debootstrap --variant=minbase bookworm "${WORK}/rootfs" "$mirror" >"${WORK}/debootstrap.log" 2>&1 ||

@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import sys
+import re
 import tomllib
 from pathlib import Path
 
@@ -47,3 +48,24 @@ def test_mypy_passes_at_the_configured_level():
     result = run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Success: no issues found" in result.stdout
+
+
+# A reader that may stop before its writer has finished: under `set -o pipefail` the writer's SIGPIPE
+# (exit 141) fails the pipeline, and `set -e` then ends the script at random (a CI run died so in
+# e2e/controlplane/build.sh's `coredns -version | head -n 1`).
+EARLY_EXIT_READER = re.compile(r"\|\s*(head\b|grep\s+-[A-Za-z]*q)")
+
+
+def test_no_pipefail_script_pipes_into_a_reader_that_exits_early():
+    scripts = subprocess.run(
+        ["git", "ls-files", "*.sh", ".ci/run"], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.split()
+    offenders = []
+    for name in scripts:
+        text = (ROOT / name).read_text()
+        if "pipefail" not in text:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.lstrip().startswith("#") and EARLY_EXIT_READER.search(line):
+                offenders.append(f"{name}:{number}: {line.strip()}")
+    assert scripts and not offenders, "\n".join(offenders)
