@@ -1,9 +1,9 @@
 """The codebase's own rules, checked on every run: lint (incl. security rules) and layering."""
 
+import re
 import shutil
 import subprocess
 import sys
-import re
 import tomllib
 from pathlib import Path
 
