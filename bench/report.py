@@ -382,13 +382,20 @@ def _read(path: str) -> str:
 
 
 def write_json(path: Path, facts: dict, settings: dict, rows: list[Row], target_results: list[dict]) -> None:
+    write_document(
+        path,
+        {
+            "machine": facts,
+            "settings": settings,
+            "rows": [r.as_dict() for r in rows],
+            "targets": target_results,
+        },
+    )
+
+
+def write_document(path: Path, document: dict) -> None:
+    """``document`` as strict JSON (NaN and inf as null, floats rounded), replaced atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "machine": facts,
-        "settings": settings,
-        "rows": [r.as_dict() for r in rows],
-        "targets": target_results,
-    }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(_clean(document), indent=2, allow_nan=False, default=str) + "\n")
     tmp.replace(path)

@@ -227,9 +227,10 @@ def produce(
     time_limit: float,
     extra: dict | None = None,
     keyed: bool = False,
+    value: bytes = PAYLOAD,
 ) -> tuple[int, float, float]:
-    """Produce ``count`` messages round-robin over ``partitions``, then flush (every ack awaited);
-    ``keyed``: each with myqueue's keyed workload's 16-byte key and two headers."""
+    """Produce ``count`` messages of ``value`` round-robin over ``partitions``, then flush (every ack
+    awaited); ``keyed``: each with myqueue's keyed workload's 16-byte key and two headers."""
     errors = _Errors()
     producer = Producer(
         {"bootstrap.servers": bootstrap, **THROUGHPUT, **(extra or {}), "on_delivery": errors}
@@ -241,12 +242,12 @@ def produce(
     while sent < count and (sent % 1000 or time.perf_counter() - started < time_limit):
         try:
             if columns is None:
-                producer.produce(topic, PAYLOAD, partition=partitions[sent % n])
+                producer.produce(topic, value, partition=partitions[sent % n])
             else:
                 i = sent % 1000
                 producer.produce(
                     topic,
-                    PAYLOAD,
+                    value,
                     key=columns["keys"][i],
                     headers=columns["headers"][i],
                     partition=partitions[sent % n],

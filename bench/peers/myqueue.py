@@ -171,7 +171,7 @@ def _raw_step(address: str, topic: str, partition: str, batch: int, body: bytes 
     return step
 
 
-def _send_batch_step(
+def send_batch_step(
     producer: Producer, topic: str, partition: str, batch: int, keyed: bool = False, value: bytes = PAYLOAD
 ):
     records = [value] * batch
@@ -219,7 +219,7 @@ def _send_each(
     return len(futures), secs
 
 
-def _poll_all(consumer: Consumer, expected: int, time_limit: float, keyed: bool = False) -> tuple[int, float]:
+def poll_all(consumer: Consumer, expected: int, time_limit: float, keyed: bool = False) -> tuple[int, float]:
     """Poll until ``expected`` records or ``time_limit``; every record's value is read, as an
     application would (and with ``keyed`` its key and headers too: the Kafka rows do the same)."""
     got = 0
@@ -290,7 +290,7 @@ def run(
             _guard(rows, sysname, 7, _memory, cluster, settings, sysname)
         warm = cluster.add_topic("Warm")
         with cluster.producer() as producer:
-            bounded(_send_batch_step(producer, warm, "P1", settings.batch), 20_000, 5)
+            bounded(send_batch_step(producer, warm, "P1", settings.batch), 20_000, 5)
         if 1 in wanted:
             _guard(rows, sysname, 1, _produce, cluster, settings, sysname, 1, prof)
         if 5 in wanted:
@@ -341,7 +341,7 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
     with cluster.producer() as producer:
         with prof.broker(f"w{workload}-send_batch", topic_b), procs.CpuMeter(cluster.server_pids()) as cpu:
             sent, secs = bounded(
-                _send_batch_step(producer, topic_b, "P1", settings.batch),
+                send_batch_step(producer, topic_b, "P1", settings.batch),
                 settings.produce_n,
                 settings.time_limit,
             )
@@ -385,7 +385,7 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
     ):
         with cluster.producer() as producer, procs.CpuMeter(cluster.server_pids()) as cpu:
             sent, secs = bounded(
-                _send_batch_step(producer, topic, "P1", settings.batch, keyed=keyed, value=value),
+                send_batch_step(producer, topic, "P1", settings.batch, keyed=keyed, value=value),
                 settings.produce_n,
                 settings.time_limit,
             )
@@ -471,7 +471,7 @@ def _consume(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler
         loaded, _ = bounded(_raw_step(address, topic, "P1", settings.batch, body), settings.consume_n, 120)
         with cluster.consumer(f"{topic}:P1", start="earliest", max_records=10_000) as consumer:
             with prof.broker(f"w2-{base}", topic), procs.CpuMeter(cluster.server_pids()) as cpu:
-                got, secs = _poll_all(consumer, loaded, settings.time_limit * 3, keyed=keyed)
+                got, secs = poll_all(consumer, loaded, settings.time_limit * 3, keyed=keyed)
         rows.append(
             throughput(
                 f"{sysname}/{name}",
