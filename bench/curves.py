@@ -1,27 +1,31 @@
-"""How cost grows (issue 17 item 5): throughput and CPU per message as curves, in one run.
+"""How cost grows (issue 17 items 3 and 5): throughput, latency and CPU per message as curves, in one run.
 
-    python -m bench.curves --quick                      # ~2 min: both curves, Kafka included
-    python -m bench.curves --curves partitions          # one curve; --no-kafka skips the peer
+    python -m bench.curves --quick                      # ~3 min: every curve, the peers included
+    python -m bench.curves --curves partitions          # one curve; --no-kafka/--no-nats skip peers
 
-Two curves, each point a real run on 127.0.0.1 (memory mode: what the brokers and the client cost,
-nothing waits on a disk):
+Three curves, each point a real run on 127.0.0.1:
 
-- ``partitions``: one myqueue cluster (``LocalCluster``: primary, replica, three brokers), one topic
-  each of 1, 8, 64 and 512 partitions placed by the primary. Produce with ``Producer.send``
-  round-robin over the partitions (the per-message API; the client batches each partition's
-  records with its linger) and with ``send_batch`` (one call per partition in turn, the same count
-  per call), then catch up with one ``Consumer`` of the whole topic from earliest.
-- ``sizes``: MB/s of produce for values of 10 B, 100 B, 1 KiB, 10 KiB, 100 KiB and 1 MiB: myqueue
-  ``send_batch`` (records per call: 1,000, or as many as fit in 4 MiB), confluent-kafka
-  ``produce()`` against one Kafka broker (``acks=all``, the main bench's throughput settings, the
-  message size limits raised to 2 MiB), and the loopback TCP bandwidth of this machine measured in
-  the same run (one process ``sendall``s 1 MiB chunks, another ``recv_into``s them): the physical
-  limit a produce over loopback cannot pass.
+- ``partitions``: one memory-mode myqueue cluster (``LocalCluster``: primary, replica, three
+  brokers), one topic each of 1, 8, 64 and 512 partitions placed by the primary. Produce with
+  ``Producer.send`` round-robin over the partitions (the per-message API; the client batches each
+  partition's records with its linger) and with ``send_batch`` (one call per partition in turn, the
+  same count per call), then catch up with one ``Consumer`` of the whole topic from earliest.
+- ``sizes``: MB/s of produce for values of 10 B, 100 B, 1 KiB, 10 KiB, 100 KiB and 1 MiB, in two
+  durability classes: myqueue memory mode against Kafka ``acks=all`` (acknowledged before any
+  fsync), myqueue PostgreSQL against a Kafka topic with ``flush.messages=1`` (acknowledged on
+  disk). myqueue through ``send_batch`` (records per call: 1,000, or as many as fit in 4 MiB),
+  Kafka through confluent-kafka ``produce()`` (the main bench's throughput settings, the message
+  size limits raised to 2 MiB); and the loopback TCP bandwidth of this machine measured in the same
+  run (one process ``sendall``s 1 MiB chunks, another ``recv_into``s them): the physical limit a
+  produce over loopback cannot pass.
+- ``latency``: workload 3 of ``python -m bench`` (one producer, one consumer, one partition, 100 B,
+  coordinated-omission-correct) at 5,000, 20,000, 50,000 and 100,000 msgs/s offered, for myqueue
+  memory mode, Kafka and JetStream (memory stream): p50, p99, p99.9.
 
-Every point has the CPU per message: the client's (this process) and every server process's
-(myqueue's managers and brokers, Kafka's JVM), from /proc, over the messages of the point. It is
-steadier than a rate on a shared machine. Prints the points as a table, writes
-``bench/results/curves.json`` (``--out``) and a matplotlib PNG of both curves (``--png``). Every
+Every throughput point has the CPU per message: the client's (this process) and every server
+process's (myqueue's managers and brokers, Kafka's JVM), from /proc, over the messages of the
+point; it is steadier than a rate on a shared machine. Prints the points as tables, writes
+``bench/results/curves.json`` (``--out``) and a matplotlib PNG of the curves (``--png``). Every
 loop is bounded by a count and a time limit; every process started is stopped by PID.
 """
 
@@ -42,10 +46,11 @@ from pathlib import Path
 
 from . import procs, report
 from .peers import myqueue as mq_peer
-from .workloads import MSG_BYTES, PAYLOAD, bounded
+from .workloads import MSG_BYTES, PAYLOAD, Settings, bounded
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PARTITION_COUNTS = (1, 8, 64, 512)
+LATENCY_RATES = (5_000, 20_000, 50_000, 100_000)
 VALUE_SIZES = (10, 100, 1024, 10 * 1024, 100 * 1024, 1024 * 1024)
 BATCH_BYTES = 4 * 1024 * 1024  # a send_batch call holds at most this many value bytes (and 1,000 records)
 KAFKA_MAX_BYTES = 2 * 1024 * 1024  # broker and producer message.max.bytes: a 1 MiB value and its framing
@@ -63,7 +68,8 @@ TIMEOUT = 60
 
 @dataclass
 class Point:
-    """One measured point of a curve: ``x`` is the partition count or the value size in bytes."""
+    """One measured point of a curve: ``x`` is the partition count, the value size in bytes or the
+    offered rate (msgs/s) of a latency point."""
 
     curve: str
     series: str
@@ -73,6 +79,7 @@ class Point:
     value_bytes: int
     cpu: dict = field(default_factory=dict)  # client_cpu_us, server_cpu_us, cpu_us_per_msg
     notes: str = ""
+    latency_ms: dict = field(default_factory=dict)  # latency points: p50, p99, p999, max; missing
 
     @property
     def msgs_per_s(self) -> float:
@@ -95,12 +102,13 @@ class Budget:
     size_messages: int
     loopback_bytes: int
     time_limit: float  # any single measured loop
+    latency_s: float = 2.0  # measured seconds of a latency point, after a warm-up second
 
     @classmethod
     def make(cls, quick: bool) -> "Budget":
         if quick:
-            return cls(200_000, 128 * 1024 * 1024, 200_000, 1024 * 1024 * 1024, 5.0)
-        return cls(1_000_000, 1024 * 1024 * 1024, 1_000_000, 8 * 1024 * 1024 * 1024, 20.0)
+            return cls(200_000, 128 * 1024 * 1024, 200_000, 1024 * 1024 * 1024, 5.0, 2.0)
+        return cls(1_000_000, 1024 * 1024 * 1024, 1_000_000, 8 * 1024 * 1024 * 1024, 20.0, 10.0)
 
     def messages_of(self, value_bytes: int) -> int:
         """A sizes point's message count: the byte budget over the value size, within the count
@@ -183,34 +191,46 @@ def myqueue_sizes(cluster: "mq_peer.Cluster", budget: Budget, series: str, sizes
     return points
 
 
-def kafka_sizes(workdir: Path, budget: Budget, sizes=VALUE_SIZES) -> list[Point]:
+def _kafka(curves: set[str], workdir: Path, budget: Budget) -> list[Point]:
+    """One Kafka broker for the sizes and latency curves (its message size limits raised)."""
     from .peers import kafka
 
     server = kafka.KafkaServer(
         workdir,
         properties=(f"message.max.bytes={KAFKA_MAX_BYTES}", f"replica.fetch.max.bytes={KAFKA_MAX_BYTES}"),
     )
-    points = []
     try:
         # The JVM's JIT and the client's first connections, before the first point is timed.
         server.create_topic("warm")
         kafka.produce(server.bootstrap, "warm", [0], 300_000, 10)
-        for (series, config, notes), size in itertools.product(KAFKA_SERIES, sizes):
-            topic = f"size{size}{'-flush1' if config else ''}"
-            server.create_topic(topic, config=config)
-            with procs.CpuMeter([server.server.pid]) as cpu:
-                sent, started, ended = kafka.produce(
-                    server.bootstrap,
-                    topic,
-                    [0],
-                    budget.messages_of(size),
-                    budget.time_limit,
-                    extra={"message.max.bytes": KAFKA_MAX_BYTES},
-                    value=os.urandom(size),
-                )
-            points.append(_point("sizes", series, size, sent, ended - started, cpu, notes))
+        points = kafka_sizes(server, budget) if "sizes" in curves else []
+        if "latency" in curves:
+            points += latency_curve(
+                lambda st, n: kafka.latency(server, st, f"lat{n}"), "kafka confluent-kafka", budget
+            )
     finally:
         server.stop()
+    return points
+
+
+def kafka_sizes(server, budget: Budget, sizes=VALUE_SIZES) -> list[Point]:
+    from .peers import kafka
+
+    points = []
+    for (series, config, notes), size in itertools.product(KAFKA_SERIES, sizes):
+        topic = f"size{size}{'-flush1' if config else ''}"
+        server.create_topic(topic, config=config)
+        with procs.CpuMeter([server.server.pid]) as cpu:
+            sent, started, ended = kafka.produce(
+                server.bootstrap,
+                topic,
+                [0],
+                budget.messages_of(size),
+                budget.time_limit,
+                extra={"message.max.bytes": KAFKA_MAX_BYTES},
+                value=os.urandom(size),
+            )
+        points.append(_point("sizes", series, size, sent, ended - started, cpu, notes))
     return points
 
 
@@ -273,6 +293,37 @@ def _point(curve: str, series: str, x: int, messages: int, secs: float, cpu: pro
     return Point(curve, series, x, messages, secs, value_bytes, cpu.per_message(messages), notes)
 
 
+# --- latency against throughput ----------------------------------------------------------------------
+def latency_curve(run_one, series: str, budget: Budget, rates=LATENCY_RATES) -> list[Point]:
+    """Workload 3 of ``python -m bench`` (one producer, one consumer, one partition, 100 B,
+    coordinated-omission-correct) at each offered rate: ``run_one(settings, n)`` returns its Row."""
+    points = []
+    for n, rate in enumerate(rates):
+        settings = Settings.make(quick=True, workloads={3})
+        settings.latency_rate, settings.latency_s = rate, budget.latency_s
+        row = run_one(settings, n)
+        samples = row.extra.get("samples", 0)
+        points.append(
+            Point(
+                "latency",
+                series,
+                rate,
+                samples,
+                samples / row.msgs_per_s if row.msgs_per_s else 0.0,
+                MSG_BYTES,
+                notes=row.notes,
+                latency_ms={
+                    "p50": row.p50_ms,
+                    "p99": row.p99_ms,
+                    "p999": row.p999_ms,
+                    "max": row.extra.get("max_ms"),
+                    "missing": row.extra.get("missing"),
+                },
+            )
+        )
+    return points
+
+
 # --- the report ------------------------------------------------------------------------------------
 # Each myqueue series against the Kafka series of its durability class.
 RATIO_PAIRS = (
@@ -300,6 +351,18 @@ def ratios(points: list[Point]) -> list[dict]:
                 }
             )
     return out
+
+
+def latency_table(points: list[Point]) -> str:
+    head = f"{'series':<24} {'offered/s':>9} {'received/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'missing':>7}"
+    lines = [head, "-" * len(head)]
+    for p in sorted(points, key=lambda p: (p.x, p.series)):
+        lat = p.latency_ms
+        lines.append(
+            f"{p.series:<24} {p.x:>9,} {p.msgs_per_s:>10,.0f} {_cell(lat.get('p50')):>8} {_cell(lat.get('p99')):>8} "
+            f"{_cell(lat.get('p999')):>9} {lat.get('missing') or 0:>7}"
+        )
+    return "\n".join(lines)
 
 
 def table(points: list[Point]) -> str:
@@ -342,46 +405,65 @@ def _cell(value: float | None, digits: int = 2) -> str:
 
 
 def plot(points: list[Point], path: Path, title: str) -> None:
-    """Both curves in one PNG: partitions (msgs/s and CPU per message) and sizes (MB/s, log-log)."""
+    """The curves in one PNG: partitions (msgs/s, CPU per message), sizes (MB/s, log-log) and
+    latency (p99 solid, p99.9 dotted, against the offered rate); a curve not run is left out."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: a file only
     import matplotlib.pyplot as plt
 
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.8))
-    for series in sorted({p.series for p in points if p.curve == "partitions"}):
-        ps = sorted((p for p in points if p.curve == "partitions" and p.series == series), key=lambda p: p.x)
-        left.plot([p.x for p in ps], [p.msgs_per_s for p in ps], marker="o", label=series)
-        middle.plot([p.x for p in ps], [p.cpu.get("cpu_us_per_msg") for p in ps], marker="o", label=series)
-    for axis, label in ((left, "msgs/s (100 B values)"), (middle, "CPU µs a message, client + servers")):
-        if not axis.lines:
-            axis.set_axis_off()  # --curves sizes: no partitions points
-            continue
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.8))
+    rate, cpu, sizes, latency = axes
+    for series, ps in _series(points, "partitions"):
+        rate.plot([p.x for p in ps], [p.msgs_per_s for p in ps], marker="o", label=series)
+        cpu.plot([p.x for p in ps], [p.cpu.get("cpu_us_per_msg") for p in ps], marker="o", label=series)
+    for axis, label in ((rate, "msgs/s (100 B values)"), (cpu, "CPU µs a message, client + servers")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("partitions of the topic (3 brokers)")
         axis.set_ylabel(label)
         axis.set_ylim(bottom=0)
-        axis.grid(True, alpha=0.3)
-        axis.legend()
-    for series in sorted({p.series for p in points if p.curve == "sizes" and p.series != "loopback TCP"}):
-        ps = sorted((p for p in points if p.curve == "sizes" and p.series == series), key=lambda p: p.x)
-        right.plot([p.x for p in ps], [p.mb_per_s for p in ps], marker="o", label=series)
+    for series, ps in _series(points, "sizes"):
+        if series != "loopback TCP":
+            sizes.plot([p.x for p in ps], [p.mb_per_s for p in ps], marker="o", label=series)
     wire = next((p for p in points if p.series == "loopback TCP"), None)
     if wire is not None:
-        right.axhline(
+        sizes.axhline(
             wire.mb_per_s, color="grey", linestyle="--", label=f"loopback TCP {wire.mb_per_s:,.0f} MB/s"
         )
-    right.set_xscale("log")
-    right.set_yscale("log")
-    right.set_xlabel("value size (bytes)")
-    right.set_ylabel("produce MB/s (values)")
-    right.grid(True, alpha=0.3, which="both")
-    right.legend()
+    sizes.set(xscale="log", yscale="log", xlabel="value size (bytes)", ylabel="produce MB/s (values)")
+    for series, ps in _series(points, "latency"):
+        (line,) = latency.plot(
+            [p.x for p in ps], [p.latency_ms.get("p99") for p in ps], marker="o", label=f"{series} p99"
+        )
+        latency.plot(
+            [p.x for p in ps], [p.latency_ms.get("p999") for p in ps], linestyle=":", color=line.get_color()
+        )
+    latency.set(
+        xscale="log",
+        yscale="log",
+        xlabel="offered msgs/s (1 partition)",
+        ylabel="end-to-end ms (p99, p99.9 dotted)",
+    )
+    for axis in axes:
+        if not axis.lines:
+            axis.set_axis_off()  # a curve this run did not measure
+            continue
+        axis.grid(True, alpha=0.3, which="both")
+        axis.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _series(points: list[Point], curve: str) -> list[tuple[str, list[Point]]]:
+    """A curve's points by series (sorted by name), each in x order."""
+    names = sorted({p.series for p in points if p.curve == curve})
+    return [
+        (name, sorted((p for p in points if p.curve == curve and p.series == name), key=lambda p: p.x))
+        for name in names
+    ]
 
 
 def _private_postgres(workdir: Path) -> str:
@@ -394,15 +476,19 @@ def _private_postgres(workdir: Path) -> str:
     return server.dsn
 
 
+CURVES = ("partitions", "sizes", "latency")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.curves", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller counts (~2 min), for a first look")
-    parser.add_argument("--curves", default="partitions,sizes", help="comma-separated: partitions, sizes")
-    parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka points of the sizes curve")
+    parser.add_argument("--quick", action="store_true", help="smaller counts (~3 min), for a first look")
+    parser.add_argument("--curves", default=",".join(CURVES), help=f"comma-separated: {', '.join(CURVES)}")
+    parser.add_argument("--no-kafka", action="store_true", help="skip the Kafka points (sizes and latency)")
+    parser.add_argument("--no-nats", action="store_true", help="skip the JetStream points (latency)")
     parser.add_argument(
         "--stores",
         default="memory,postgres",
-        help="myqueue clusters of the sizes curve (the partitions curve runs on memory only)",
+        help="myqueue clusters of the sizes curve (partitions and latency run on memory only)",
     )
     parser.add_argument(
         "--dsn", help="PostgreSQL for the postgres store (default: a private server started here)"
@@ -411,8 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, default=RESULTS / "curves.png")
     args = parser.parse_args(argv)
     curves = {c for c in args.curves.split(",") if c}
-    if not curves or curves - {"partitions", "sizes"}:
-        parser.error(f"--curves: partitions and/or sizes, not {args.curves!r}")
+    if not curves or curves - set(CURVES):
+        parser.error(f"--curves: some of {', '.join(CURVES)}, not {args.curves!r}")
     stores = [s for s in args.stores.split(",") if s]
     if not stores or set(stores) - set(MYQUEUE_SERIES):
         parser.error(f"--stores: memory and/or postgres, not {args.stores!r}")
@@ -421,34 +507,15 @@ def main(argv: list[str] | None = None) -> int:
     facts["command"] = "python -m bench.curves " + " ".join(argv if argv is not None else sys.argv[1:])
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="mq-curves-"))
-    points: list[Point] = []
     try:
-        for store in ("memory", "postgres"):
-            wanted = ("partitions" in curves and store == "memory") or ("sizes" in curves and store in stores)
-            if not wanted:
-                continue
-            dsn = (args.dsn or _private_postgres(workdir)) if store == "postgres" else None
-            cluster = mq_peer.Cluster(workdir, store, dsn)
-            try:
-                warm = cluster.add_topic("Warm")
-                with cluster.producer() as producer:
-                    bounded(mq_peer.send_batch_step(producer, warm, "P1", 1000), 20_000, 5)
-                if "partitions" in curves and store == "memory":
-                    points += partitions_curve(cluster, budget)
-                if "sizes" in curves and store in stores:
-                    points += myqueue_sizes(cluster, budget, MYQUEUE_SERIES[store])
-            finally:
-                cluster.stop()
-        if "sizes" in curves:
-            points.append(loopback(budget))
-            if not args.no_kafka:
-                points += kafka_sizes(workdir, budget)
+        points = _run(curves, stores, args, budget, workdir)
     finally:
         for error in procs.stop_all():
             procs.warn(error)
         shutil.rmtree(workdir, ignore_errors=True)
     facts["loadavg_end"] = os.getloadavg()
     facts["duration_s"] = round(time.monotonic() - started, 1)
+    facts["warnings"] = procs.warnings
     mode = "quick" if args.quick else "full"
     print(f"{facts['command']}  ({mode} mode)  {facts['date_utc']}")
     print(
@@ -457,20 +524,22 @@ def main(argv: list[str] | None = None) -> int:
         f"{facts['loadavg_end'][0]:.1f} at end; {facts['duration_s']} s"
     )
     print()
-    print(table(points))
+    if any(p.curve != "latency" for p in points):
+        print(table([p for p in points if p.curve != "latency"]))
     size_ratios = ratios(points)
     if size_ratios:
         print()
         print(ratio_table(size_ratios))
-    report.write_document(
-        args.out,
-        {
-            "machine": facts,
-            "budget": asdict(budget),
-            "points": [p.as_dict() for p in points],
-            "ratios": size_ratios,
-        },
-    )
+    if any(p.curve == "latency" for p in points):
+        print()
+        print(latency_table([p for p in points if p.curve == "latency"]))
+    document = {
+        "machine": facts,
+        "budget": asdict(budget),
+        "points": [p.as_dict() for p in points],
+        "ratios": size_ratios,
+    }
+    report.write_document(args.out, document)
     plot(
         points,
         args.png,
@@ -478,6 +547,48 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"\nwrote {args.out} and {args.png}")
     return 0
+
+
+def _run(curves: set[str], stores: list[str], args, budget: Budget, workdir: Path) -> list[Point]:
+    """Every chosen curve: myqueue's clusters first (one at a time), then the peers' servers."""
+    points: list[Point] = []
+    for store in ("memory", "postgres"):
+        sizes = "sizes" in curves and store in stores
+        if not (sizes or (store == "memory" and curves & {"partitions", "latency"})):
+            continue
+        dsn = (args.dsn or _private_postgres(workdir)) if store == "postgres" else None
+        cluster = mq_peer.Cluster(workdir, store, dsn)
+        try:
+            warm = cluster.add_topic("Warm")
+            with cluster.producer() as producer:
+                bounded(mq_peer.send_batch_step(producer, warm, "P1", 1000), 20_000, 5)
+            if "partitions" in curves and store == "memory":
+                points += partitions_curve(cluster, budget)
+            if sizes:
+                points += myqueue_sizes(cluster, budget, MYQUEUE_SERIES[store])
+            if "latency" in curves and store == "memory":
+                points += latency_curve(
+                    lambda st, n, c=cluster: mq_peer.latency(c, st, "myqueue-mem", topic_base=f"Lat{n}_"),
+                    "myqueue-mem send+poll",
+                    budget,
+                )
+        finally:
+            cluster.stop()
+    if "sizes" in curves:
+        points.append(loopback(budget))
+    if not args.no_kafka and curves & {"sizes", "latency"}:
+        points += _kafka(curves, workdir, budget)
+    if not args.no_nats and "latency" in curves:
+        from .peers import nats
+
+        server = nats.NatsServer(workdir)
+        try:
+            points += latency_curve(
+                lambda st, n: nats.latency(server.url, st, f"LAT{n}"), "nats-mem nats-py", budget
+            )
+        finally:
+            server.stop()
+    return points
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def latency_5k(stack: Stack, seconds: float, round_no: int) -> dict:
     settings = Settings.make(True, {3})
     settings.latency_s = seconds
     stack.suffix = f"{stack.mode}{round_no}"
-    row = mq_peer._latency(stack, settings, MODES[stack.mode], mq_peer._Profiler(None, stack, ""))
+    row = mq_peer.latency(stack, settings, MODES[stack.mode])
     return {
         "p50_ms": row.p50_ms,
         "p99_ms": row.p99_ms,

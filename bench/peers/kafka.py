@@ -372,7 +372,7 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                 rows.append(failed(f"{SYSTEM}-flush-1/confluent-kafka", 5, e))
         if 3 in w:
             try:
-                rows.append(_latency(server, settings))
+                rows.append(latency(server, settings))
             except Exception as e:  # noqa: BLE001
                 rows.append(failed(f"{SYSTEM}/confluent-kafka", 3, e))
         if 4 in w:
@@ -455,8 +455,9 @@ def _consume(
         consumer.close()
 
 
-def _latency(server: KafkaServer, settings: Settings) -> Row:
-    server.create_topic("w3")
+def latency(server: KafkaServer, settings: Settings, topic: str = "w3") -> Row:
+    """Workload 3 at ``settings.latency_rate`` on a new topic ``topic``."""
+    server.create_topic(topic)
     probe = LatencyProbe(settings.latency_rate, settings.latency_s)
     errors = _Errors()
     producer = Producer({"bootstrap.servers": server.bootstrap, **LATENCY, "on_delivery": errors})
@@ -468,7 +469,7 @@ def _latency(server: KafkaServer, settings: Settings) -> Row:
             "socket.nagle.disable": True,
         }
     )
-    consumer.assign([TopicPartition("w3", 0, 0)])
+    consumer.assign([TopicPartition(topic, 0, 0)])
     stop = threading.Event()
 
     def receive() -> None:
@@ -484,10 +485,10 @@ def _latency(server: KafkaServer, settings: Settings) -> Row:
     thread = threading.Thread(target=receive, daemon=True)
     thread.start()
     try:
-        probe.prime(lambda payload: (producer.produce("w3", payload, partition=0), producer.flush(10)))
+        probe.prime(lambda payload: (producer.produce(topic, payload, partition=0), producer.flush(10)))
 
         def send(payload: bytes) -> None:
-            producer.produce("w3", payload, partition=0)
+            producer.produce(topic, payload, partition=0)
             producer.poll(0)
 
         probe.run(send)

@@ -11,6 +11,7 @@ seed's per-message JSON path through the managers (two HTTP hops), driven by the
 broker PIDs the supervisor's control API reports.
 """
 
+import contextlib
 import http.client
 import json
 import secrets
@@ -298,7 +299,7 @@ def run(
         if 2 in wanted:
             _guard(rows, sysname, 2, _consume, cluster, settings, sysname, prof)
         if 3 in wanted:
-            _guard(rows, sysname, 3, _latency, cluster, settings, sysname, prof)
+            _guard(rows, sysname, 3, latency, cluster, settings, sysname, prof)
         if 4 in wanted:
             _guard(rows, sysname, 4, _parallel, cluster, settings, sysname)
         if 6 in wanted:
@@ -504,8 +505,15 @@ def _consume(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler
     return rows
 
 
-def _latency(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler) -> Row:
-    topic = cluster.add_topic("W3")
+def latency(
+    cluster: Cluster,
+    settings: Settings,
+    sysname: str,
+    prof: "_Profiler | None" = None,
+    topic_base: str = "W3",
+) -> Row:
+    """Workload 3 at ``settings.latency_rate`` on a new topic ``topic_base`` (``prof``: py-spy on its broker)."""
+    topic = cluster.add_topic(topic_base)
     probe = LatencyProbe(settings.latency_rate, settings.latency_s)
     stop = threading.Event()
     consumer = cluster.consumer(f"{topic}:P1", start="latest")
@@ -519,7 +527,7 @@ def _latency(cluster: Cluster, settings: Settings, sysname: str, prof: _Profiler
     try:
         with cluster.producer() as producer:
             probe.prime(lambda payload: producer.send(topic, payload, partition="P1").result(TIMEOUT))
-            with prof.broker("w3-latency", topic):
+            with prof.broker("w3-latency", topic) if prof else contextlib.nullcontext():
                 probe.run(lambda payload: producer.send(topic, payload, partition="P1"))
     finally:
         stop.set()

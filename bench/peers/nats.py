@@ -166,7 +166,7 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                     rows.append(failed(f"{SYSTEM}-{label}/nats-py", 1, e))
         if 3 in w:
             try:
-                rows.append(_latency(server.url, settings))
+                rows.append(latency(server.url, settings))
             except Exception as e:  # noqa: BLE001
                 rows.append(failed(f"{SYSTEM}-mem/nats-py", 3, e))
         if 4 in w:
@@ -216,9 +216,11 @@ def _parallel_producer(go, url: str, index: int, count: int, time_limit: float) 
     return asyncio.run(main())
 
 
-def _latency(url: str, settings: Settings) -> Row:
-    """The client's event loop runs in a thread; the probe's sender hands each publish to it."""
+def latency(url: str, settings: Settings, stream: str = "LAT") -> Row:
+    """Workload 3 at ``settings.latency_rate`` on a new memory stream ``stream``. The client's event
+    loop runs in a thread; the probe's sender hands each publish to it."""
     probe = LatencyProbe(settings.latency_rate, settings.latency_s)
+    subject = stream.lower()  # _stream's subject
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="nats-loop", daemon=True)
     thread.start()
@@ -228,12 +230,12 @@ def _latency(url: str, settings: Settings) -> Row:
 
     async def setup():
         nc, js = await _connect(url)
-        await _stream(js, "LAT", StorageType.MEMORY)
+        await _stream(js, stream, StorageType.MEMORY)
 
         async def on_msg(msg):
             probe.arrived([msg.data])
 
-        await js.subscribe("lat", cb=on_msg, ordered_consumer=True)
+        await js.subscribe(subject, cb=on_msg, ordered_consumer=True)
         return nc, js
 
     async def shutdown():
@@ -248,9 +250,9 @@ def _latency(url: str, settings: Settings) -> Row:
         nc, js = call(setup())
 
         def publish(payload: bytes) -> None:
-            loop.call_soon_threadsafe(lambda: loop.create_task(js.publish_async("lat", payload)))
+            loop.call_soon_threadsafe(lambda: loop.create_task(js.publish_async(subject, payload)))
 
-        probe.prime(lambda payload: call(js.publish("lat", payload)))
+        probe.prime(lambda payload: call(js.publish(subject, payload)))
         probe.run(publish)
         call(js.publish_async_completed())
     finally:
