@@ -18,7 +18,6 @@ the reason; the others still run.
 import argparse
 import os
 import re
-import shutil
 import signal
 import sys
 import tempfile
@@ -122,16 +121,14 @@ def main(argv: list[str] | None = None) -> int:
             round_rows.append(rows)
     except KeyboardInterrupt:
         print("interrupted: stopping everything the bench started", file=sys.stderr, flush=True)
-        _cleanup(workdir)
+        procs.cleanup(workdir)
         return 130
-    _cleanup(workdir)
+    procs.cleanup(workdir)
 
     rows = report.median_rows(round_rows)
     facts["rounds"] = args.rounds
-    facts["loadavg_end"] = os.getloadavg()
-    facts["duration_s"] = round(time.monotonic() - started, 1)
+    report.finish(facts, started, procs.warnings)
     facts["versions"] = versions
-    facts["warnings"] = procs.warnings
     results = report.median_targets(round_rows)
     print()
     print(f"{facts['command']}  ({'quick' if settings.quick else 'full'} mode)  {facts['date_utc']}")
@@ -213,12 +210,6 @@ def _private_postgres(workdir: Path) -> str:
     procs.on_exit("private PostgreSQL", server.stop)
     server.start()
     return server.dsn
-
-
-def _cleanup(workdir: Path) -> None:
-    for error in procs.stop_all():
-        procs.warn(error)
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

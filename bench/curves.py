@@ -36,7 +36,6 @@ import math
 import multiprocessing
 import os
 import queue
-import shutil
 import socket
 import sys
 import tempfile
@@ -130,7 +129,7 @@ def partitions_curve(cluster: "mq_peer.Cluster", budget: Budget, counts=PARTITIO
         total = budget.partition_messages
         with cluster.producer() as producer:
             with procs.CpuMeter(cluster.server_pids()) as cpu:
-                sent, secs = _send_round_robin(producer, topic, names, total, budget.time_limit)
+                sent, secs = mq_peer.send_each(producer, topic, names, total, budget.time_limit)
             points.append(_point("partitions", "Producer.send", count, sent, secs, cpu))
             per_call = max(1, min(1000, total // count))
             step = _send_batch_round_robin(producer, topic, names, per_call)
@@ -148,21 +147,6 @@ def partitions_curve(cluster: "mq_peer.Cluster", budget: Budget, counts=PARTITIO
             points[-1].notes += f"; INCOMPLETE: {got} read in the time limit"
         cluster.delete_topic(topic)
     return points
-
-
-def _send_round_robin(producer, topic: str, names: list[str], count: int, time_limit: float):
-    """``Producer.send`` per record, partition after partition, then flush; every future checked."""
-    futures = []
-    n = len(names)
-    started = time.perf_counter()
-    while len(futures) < count and (len(futures) % 1000 or time.perf_counter() - started < time_limit):
-        futures.append(producer.send(topic, PAYLOAD, partition=names[len(futures) % n]))
-    producer.flush(TIMEOUT * 4)
-    secs = time.perf_counter() - started
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise RuntimeError(f"{len(errors)} of {len(futures)} sends failed: {errors[0]!r}")
-    return len(futures), secs
 
 
 def _send_batch_round_robin(producer, topic: str, names: list[str], per_call: int):
@@ -510,12 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         points = _run(curves, stores, args, budget, workdir)
     finally:
-        for error in procs.stop_all():
-            procs.warn(error)
-        shutil.rmtree(workdir, ignore_errors=True)
-    facts["loadavg_end"] = os.getloadavg()
-    facts["duration_s"] = round(time.monotonic() - started, 1)
-    facts["warnings"] = procs.warnings
+        procs.cleanup(workdir)
+    report.finish(facts, started, procs.warnings)
     mode = "quick" if args.quick else "full"
     print(f"{facts['command']}  ({mode} mode)  {facts['date_utc']}")
     print(

@@ -28,7 +28,6 @@ also on an exception, Ctrl-C or SIGTERM.
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -671,13 +670,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: stopping everything the bench started", file=sys.stderr, flush=True)
         return 130
     finally:
-        for error in procs.stop_all():
-            procs.warn(error)
-        shutil.rmtree(workdir, ignore_errors=True)
-    facts["loadavg_end"] = os.getloadavg()
-    facts["duration_s"] = round(time.monotonic() - started, 1)
+        procs.cleanup(workdir)
+    report.finish(facts, started, procs.warnings)
     facts["versions"] = versions
-    facts["warnings"] = procs.warnings
     print()
     print(f"{facts['command']}  ({'quick' if settings.quick else 'full'} mode)  {facts['date_utc']}")
     print(

@@ -8,6 +8,7 @@ only the bench, which then stops them in order.
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,6 +50,14 @@ def stop_all() -> list[str]:
         except BaseException as e:  # noqa: BLE001 - cleanup must go on
             errors.append(f"stopping {name}: {e!r}")
     return errors
+
+
+def cleanup(workdir: Path | None = None) -> None:
+    """Stop everything started (each failure becomes a warning), then remove the run's directory."""
+    for error in stop_all():
+        warn(error)
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def free_port() -> int:

@@ -326,8 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             points.append(one_point(stack, count, args.partitions))
     finally:
         stack.stop()
-    facts["loadavg_end"] = os.getloadavg()
-    facts["duration_s"] = round(time.monotonic() - started, 1)
+    report.finish(facts, started, procs.warnings)
     print(f"{facts['command']}  {facts['date_utc']}")
     print(
         f"{facts['cpu_count']} x {facts['cpu_model']}, {facts['memory_gib']} GiB, {facts['os']}, "

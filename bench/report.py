@@ -337,6 +337,14 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def finish(facts: dict, started: float, warnings: list[str]) -> None:
+    """The run's closing facts: load average at the end, duration since ``started`` (monotonic),
+    the warnings gathered while it ran."""
+    facts["loadavg_end"] = os.getloadavg()
+    facts["duration_s"] = round(time.monotonic() - started, 1)
+    facts["warnings"] = warnings
+
+
 def machine_facts() -> dict:
     model = next(
         (

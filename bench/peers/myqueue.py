@@ -203,15 +203,16 @@ def _bytes_matched(batch: int, v2: bool) -> bytes:
     return b"x" * (MSG_BYTES + round((keyed - keyless) / batch))
 
 
-def _send_each(
-    producer: Producer, topic: str, partition: str, count: int, time_limit: float
+def send_each(
+    producer: Producer, topic: str, partitions: list[str], count: int, time_limit: float
 ) -> tuple[int, float]:
-    """``Producer.send`` per message (its sender thread batches with linger), then flush; every
-    future checked after the clock stopped."""
+    """``Producer.send`` per message (its sender thread batches with linger), partition after
+    partition of ``partitions``, then flush; every future checked after the clock stopped."""
     futures = []
+    n = len(partitions)
     started = time.perf_counter()
     while len(futures) < count and (len(futures) % 1000 or time.perf_counter() - started < time_limit):
-        futures.append(producer.send(topic, PAYLOAD, partition=partition))
+        futures.append(producer.send(topic, PAYLOAD, partition=partitions[len(futures) % n]))
     producer.flush(TIMEOUT * 4)
     secs = time.perf_counter() - started
     errors = [f.exception() for f in futures if f.exception() is not None]
@@ -360,7 +361,7 @@ def _produce(cluster: Cluster, settings: Settings, sysname: str, workload: int, 
     # per message in both modes: issue 17's durability classes (a) memory and (c) PostgreSQL
     with cluster.producer() as producer:
         with prof.broker(f"w{workload}-send", topic_s), procs.CpuMeter(cluster.server_pids()) as cpu:
-            sent, secs = _send_each(producer, topic_s, "P1", settings.produce_n, settings.time_limit)
+            sent, secs = send_each(producer, topic_s, ["P1"], settings.produce_n, settings.time_limit)
         rows.append(
             throughput(
                 f"{sysname}/send",
