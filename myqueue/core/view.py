@@ -21,7 +21,7 @@ placements, producers) are NamedTuples, as immutable and as typed but built abou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -196,6 +196,16 @@ class ClusterView:
         if self.configs:
             out["configs"] = {topic: dict(config) for topic, config in self.configs.items()}
         return out
+
+    def only(self, topics: Collection[str]) -> ClusterView:
+        """The same view (version, epoch, every broker) holding only ``topics``: those it knows."""
+        return ClusterView(
+            version=self.version,
+            brokers=self.brokers,
+            topics={t: self.topics[t] for t in topics if t in self.topics},
+            epoch=self.epoch,
+            configs={t: self.configs[t] for t in topics if t in self.configs},
+        )
 
     def config(self, topic: str) -> dict[str, int]:
         """The topic's configuration ({}: every key at its default, unlimited)."""

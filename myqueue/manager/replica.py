@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Collection
 
 from myqueue.core import defaults
 from myqueue.core.names import seed_group, validate_partition, validate_topic
@@ -161,9 +162,10 @@ class Replica:
         """The synced view as the replica serves it: without the primary's epoch."""
         return dataclasses.replace(self._current_view(), epoch=None)
 
-    def view(self) -> dict:
-        """``GET /v1/metadata``'s answer (the wire JSON of ``cluster_view``)."""
-        return self.cluster_view().to_json()
+    def view(self, only: Collection[str] | None = None) -> dict:
+        """``GET /v1/metadata``'s answer (the wire JSON of ``cluster_view``), all topics or ``only``."""
+        current = self.cluster_view()
+        return (current if only is None else current.only(only)).to_json()
 
     def _current_view(self) -> ClusterView:
         update = self._view

@@ -3,7 +3,8 @@
 The primary is the source of truth for brokers, topics and placement (operator/README.md): the
 operator registers brokers (``POST /v1/brokers``), unregisters them (``DELETE /v1/brokers/{name}``),
 adds partitions (``POST /topics/add``, placed by the primary with ``core.placement``) and reads
-``GET /v1/metadata``. End offsets come from the brokers' ``GET /v1/partitions``.
+``GET /v1/metadata`` (one topic's, when reconciling a Topic). Log offsets come from the brokers'
+``GET /v1/partitions?topic=``.
 
 Calls go through ``myqueue.net.envelope.EnvelopeClient``; every ``CallFailed`` becomes a
 ``PrimaryError`` subclass in ``_error``: ``PrimaryUnavailable`` when no answer came, the answer is
@@ -74,9 +75,12 @@ class PrimaryClient:
             raise _error(e) from e
 
     # --- the primary ------------------------------------------------------------------------------------
-    def metadata(self) -> ClusterView:
-        """``GET /v1/metadata``: brokers with readiness, topics with placement (a malformed answer: unavailable)."""
-        answer = self._call("GET", f"{self.url}/v1/metadata")
+    def metadata(self, topic: str | None = None) -> ClusterView:
+        """``GET /v1/metadata``: brokers with readiness, topics with placement (a malformed answer:
+        unavailable); with ``topic``, that topic only (``?topics=``: the cost of one topic's reconcile
+        does not grow with the number of topics)."""
+        params = None if topic is None else {"topics": topic}
+        answer = self._call("GET", f"{self.url}/v1/metadata", params=params)
         try:
             return ClusterView.from_json(answer, "metadata")
         except ViewError as e:
@@ -155,13 +159,11 @@ class PrimaryClient:
         return True
 
     # --- brokers ------------------------------------------------------------------------------------------
-    def end_offsets(self, address: str) -> dict[tuple[str, str], int]:
-        """(topic, partition) -> end offset of everything a broker hosts."""
-        return {key: end for key, (_, end) in self.log_offsets(address).items()}
-
-    def log_offsets(self, address: str) -> dict[tuple[str, str], tuple[int, int]]:
-        """(topic, partition) -> (log start, end offset) of everything a broker hosts: one call."""
-        answer = self._call("GET", address.rstrip("/") + PARTITIONS, timeout=BROKER_TIMEOUT_S)
+    def log_offsets(self, address: str, topic: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """(topic, partition) -> (log start, end offset) of the topic's partitions a broker hosts: one call."""
+        answer = self._call(
+            "GET", address.rstrip("/") + PARTITIONS, params={"topic": topic}, timeout=BROKER_TIMEOUT_S
+        )
         return {
             (p["topic"], p["partition"]): (int(p.get("log_start_offset", 0)), int(p["end_offset"]))
             for p in answer.get("partitions", [])

@@ -3,8 +3,9 @@
 The primary manager is the source of truth (operator/README.md). The operator never places a
 partition itself: it asks the primary to create the missing ones (``POST /topics/add``), and the
 primary places each with ``myqueue.core.placement.place_partitions`` — the one placement function
-— over its ready brokers. Then the operator copies placement (``/v1/metadata``) and end offsets
-(each broker's ``/v1/partitions``) into status.
+— over its ready brokers. Then the operator copies placement (``/v1/metadata?topics=<t>``) and log
+offsets (each broker's ``/v1/partitions?topic=<t>``) into status: every call names the topic, so a
+reconcile costs the same however many topics there are.
 
 ``spec.config`` (retention, like Strimzi's KafkaTopic) is made the topic's whole configuration in
 the primary when it differs from the one the metadata carries (one PATCH, only on a difference), and
@@ -41,11 +42,6 @@ def _write(ctx: Context, obj: dict, status: dict) -> None:
     write_status(ctx, TOPICS, obj, status)
 
 
-def end_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, int | None]:
-    """partition -> end offset, asking each broker that holds some of the topic once."""
-    return {p: (None if log is None else log[1]) for p, log in log_offsets(ctx, metadata, topic).items()}
-
-
 def log_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, tuple[int, int] | None]:
     """partition -> (log start, end offset), asking each broker that holds some of the topic once."""
     by_broker: dict[str, list[str]] = {}
@@ -57,7 +53,7 @@ def log_offsets(ctx: Context, metadata: ClusterView, topic: str) -> dict[str, tu
         info = metadata.brokers.get(broker)
         address = info.address if info else None
         try:
-            hosted = ctx.primary.log_offsets(address) if address else {}
+            hosted = ctx.primary.log_offsets(address, topic) if address else {}
         except PrimaryError as e:
             log.debug("no end offsets from %s: %s", broker, e)
             hosted = {}
@@ -129,7 +125,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
             )
 
         try:
-            metadata = ctx.primary.metadata()
+            metadata = ctx.primary.metadata(topic)
         except PrimaryUnavailable as e:
             raise primary_down(e) from e
         existing = metadata.partitions(topic)
@@ -161,7 +157,7 @@ def reconcile_topic(ctx: Context, namespace: str, name: str) -> tuple[bool, str]
                 )
         if added:
             try:
-                metadata = ctx.primary.metadata()
+                metadata = ctx.primary.metadata(topic)
             except PrimaryUnavailable as e:
                 raise primary_down(e) from e
         wanted = render_topic.topic_config(obj)

@@ -63,3 +63,32 @@ def test_view_answers_round_trip_byte_for_byte(store, local_cluster, request):
                 20,
                 message=lambda: "the primary did not answer again after SIGCONT",
             )
+
+
+@pytest.mark.parametrize("store", ["memory", "postgres"])
+def test_metadata_and_a_brokers_listing_of_one_topic_hold_that_topic_only(store, local_cluster, request):
+    """``/v1/metadata?topics=`` on both managers and ``/v1/partitions?topic=`` on a broker answer
+    for the topics named (the operator's reconcile of one topic asks only for it); bad names get a
+    400 with the reason, as everywhere."""
+    dsn = request.getfixturevalue("fresh_pg_dsn") if store == "postgres" else None
+    with local_cluster(store=store, dsn=dsn, brokers=1) as cluster:
+        seed = Seed(cluster.primary_url, cluster.replica_url)
+        for topic, part in [("T1", "P1"), ("T1", "P2"), ("orders", "P1"), ("T3", "P1")]:
+            seed.add_partition(topic, part)
+        seed.wait_replica_synced()
+        whole = seed.metadata(seed.p)
+        for base in (seed.p, seed.r):
+            some = seed.ok(seed.get(base, "/v1/metadata", topics="orders,T1,nosuch"))
+            assert list(some["topics"]) == ["orders", "T1"], some
+            assert some["topics"]["T1"] == whole["topics"]["T1"] and some["brokers"] == whole["brokers"]
+            assert seed.ok(seed.get(base, "/v1/metadata", topics=""))["topics"] == {}
+            seed.refused(seed.get(base, "/v1/metadata", topics="T1,bad-name"), "INVALID_NAME")
+            seed.refused(seed.get(base, "/v1/metadata", topics=",".join(["T1"] * 1001)), "INVALID_REQUEST")
+
+        address = next(iter(whole["brokers"].values()))["address"]
+        listed = seed.ok(seed.get(address, "/v1/partitions", topic="T1"))["partitions"]
+        assert [(p["topic"], p["partition"]) for p in listed] == [("T1", "P1"), ("T1", "P2")]
+        assert seed.ok(seed.get(address, "/v1/partitions", topic="nosuch"))["partitions"] == []
+        everything = seed.ok(seed.get(address, "/v1/partitions"))["partitions"]
+        assert len(everything) == 4
+        seed.refused(seed.get(address, "/v1/partitions", topic="bad-name"), "INVALID_NAME")

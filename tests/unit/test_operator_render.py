@@ -587,14 +587,16 @@ class FakePrimary:
         self.configs: dict[str, dict] = {}
         self.down = False
         self.calls: list[tuple] = []
+        self.asked: list[tuple] = []  # (call, topic) of every metadata and log-offsets read
 
     def _check(self):
         if self.down:
             raise PrimaryUnavailable("connection refused")
 
-    def metadata(self):
+    def metadata(self, topic=None):
         self._check()
-        return ClusterView.from_json(
+        self.asked.append(("metadata", topic))
+        view = ClusterView.from_json(
             {
                 "version": 0,
                 "brokers": {n: {"address": a, "ready": True} for n, a in self.brokers.items()},
@@ -602,6 +604,7 @@ class FakePrimary:
                 "configs": copy.deepcopy(self.configs),
             }
         )
+        return view if topic is None else view.only([topic])
 
     def register_broker(self, name, address, listeners=None):
         self._check()
@@ -668,8 +671,9 @@ class FakePrimary:
             "partitions": [{"topic": t, "partition": p, "lag": lag} for (t, p), lag in lags.items()],
         }
 
-    def log_offsets(self, address):
-        return {(t, p["partition"]): (2, 5) for t, parts in self.topics.items() for p in parts}
+    def log_offsets(self, address, topic):
+        self.asked.append(("log_offsets", topic))
+        return {(topic, p["partition"]): (2, 5) for p in self.topics.get(topic, [])}
 
     def set_topic_config(self, topic, config):
         self._check()
@@ -1046,6 +1050,8 @@ def test_reconcile_topic_creates_missing_partitions_once(ctx):
         and status["logStartOffsets"] == "P1=2 P2=2 P3=2"
     )
     assert [r for _, _, r in ctx.sent] == ["PartitionsAdded", "PartitionsReady"]
+    # Every read names the topic: a reconcile's cost does not grow with the cluster's topics.
+    assert {topic for _, topic in ctx.primary.asked} == {"orders"}
     # A resumed operator (or its timer) does nothing twice.
     reconcile_topic(ctx, "mq", "orders")
     assert len([c for c in ctx.primary.calls if c[0] == "add"]) == 3 and len(ctx.sent) == 2

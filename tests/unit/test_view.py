@@ -103,6 +103,22 @@ def test_built_views_give_the_wire_shape():
     assert update.to_json()["producers"] == [["T", None]]
 
 
+def test_a_view_of_some_topics_keeps_every_broker_and_only_the_named_topics_known_to_it():
+    view = ClusterView(
+        version=7,
+        epoch="e1",
+        brokers={"b1": BrokerInfo("http://h:1", True), "b2": BrokerInfo("http://h:2", False)},
+        topics={"T": (Placement("P1", "b1"),), "orders": (Placement("P1", "b2"),), "U": ()},
+        configs={"orders": {"retention.ms": 60_000}, "T": {"retention.messages": 5}},
+    )
+    some = view.only(["orders", "missing", "U"])
+    assert (some.version, some.epoch, dict(some.brokers)) == (7, "e1", dict(view.brokers))
+    assert list(some.topics) == ["orders", "U"]  # in the order asked; an unknown name is absent
+    assert dict(some.configs) == {"orders": {"retention.ms": 60_000}}
+    assert view.only([]).to_json()["topics"] == {}
+    assert view.only(view.topics).to_json() == view.to_json()
+
+
 def test_a_view_saved_by_an_older_release_without_producers_still_reads():
     update = ViewUpdate.from_json({"version": 1, "brokers": {}, "topics": {}})
     assert (update.view.epoch, update.producers, update.producers_from, update.recovering) == (

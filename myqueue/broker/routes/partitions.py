@@ -2,7 +2,7 @@
 configuration), describe it (log start, end, size, configuration), look up an offset by time,
 drop it, or delete it (a deleted topic: its data goes too)."""
 
-from myqueue.core.names import parse_int
+from myqueue.core.names import parse_int, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.topicconfig import check_config
@@ -25,7 +25,10 @@ def _info(broker: BrokerContext, p: PartitionInfo) -> dict:
 
 
 def list_partitions(broker: BrokerContext, call: Call) -> dict:
-    parts = sorted(broker.storage.partitions(), key=lambda p: (p.topic, p.partition))
+    """Every partition hosted here; ``?topic=t``: only that topic's (one topic's reconcile)."""
+    topic = call.args.get("topic")
+    parts = broker.storage.partitions(None if topic is None else validate_topic(topic))
+    parts.sort(key=lambda p: (p.topic, p.partition))
     return {
         "broker": broker.name,
         "incarnation": broker.incarnation,

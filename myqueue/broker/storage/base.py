@@ -195,8 +195,8 @@ class LogStorage(ABC):
         """Stop hosting a partition. Memory: its data goes. PostgreSQL: data stays for the next owner."""
 
     @abstractmethod
-    def partitions(self) -> list[PartitionInfo]:
-        """Partitions hosted here, with end offsets."""
+    def partitions(self, topic: str | None = None) -> list[PartitionInfo]:
+        """Partitions hosted here (all, or ``topic``'s), with log start and end offsets."""
 
     @abstractmethod
     def end_offset(self, topic: str, partition: str) -> int:

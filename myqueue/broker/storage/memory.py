@@ -123,9 +123,9 @@ class MemoryStorage(LogStorage):
             for key in [k for k in self._positions if k[1:] == (topic, partition)]:
                 del self._positions[key]
 
-    def partitions(self) -> list[PartitionInfo]:
+    def partitions(self, topic: str | None = None) -> list[PartitionInfo]:
         with self._guard:
-            items = list(self._logs.items())
+            items = [item for item in self._logs.items() if topic is None or item[0][0] == topic]
         return [PartitionInfo(t, p, log.end, log.start) for (t, p), log in items]
 
     def end_offset(self, topic: str, partition: str) -> int:

@@ -184,10 +184,10 @@ class PostgresStorage(LogStorage):
                 transaction=False,
             )
 
-    def partitions(self) -> list[PartitionInfo]:
+    def partitions(self, topic: str | None = None) -> list[PartitionInfo]:
         self._ensure_loaded()
         with self._ids_lock:
-            ids = dict(self._ids)
+            ids = {key: pid for key, pid in self._ids.items() if topic is None or key[0] == topic}
         if not ids:
             return []
 

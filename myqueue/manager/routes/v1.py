@@ -3,7 +3,7 @@
 Each body is a thin call to a Primary/Replica method: what the view holds is theirs to say.
 """
 
-from myqueue.core.names import parse_int
+from myqueue.core.names import parse_int, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.service.call import Call
@@ -13,9 +13,20 @@ from myqueue.service.routes import Route
 from ..state import Registration
 from .context import ManagerContext, force
 
+MAX_METADATA_TOPICS = 1000  # names in one ?topics= (the query's length is bounded by the server too)
+
 
 def metadata(m: ManagerContext, call: Call) -> dict:
-    return m.node.view()
+    """``GET /v1/metadata``; ``?topics=a,b`` holds only those topics (every broker still), as a
+    Kafka metadata request names its topics: an operator reconciling one topic of thousands asks
+    for that one. A topic the view does not know is absent from the answer."""
+    named = call.args.get("topics")
+    if named is None:
+        return m.node.view()
+    topics = [validate_topic(t) for t in named.split(",")] if named else []
+    if len(topics) > MAX_METADATA_TOPICS:
+        raise Refusal(Reason.INVALID_REQUEST, f"at most {MAX_METADATA_TOPICS} topics in one metadata request")
+    return m.node.view(topics)
 
 
 def view(m: ManagerContext, call: Call) -> dict:
