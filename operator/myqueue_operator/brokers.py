@@ -66,8 +66,8 @@ def _hand_on_roll(ctx: Context, namespace: str, name: str) -> None:
         b["metadata"]["name"]
         for b in ctx.kube.list_custom(BROKERS, namespace)
         if b["metadata"]["name"] != name
-        and (render_conditions.condition_of(b.get("status"), render_rolling.UP_TO_DATE) or {}).get("status")
-        == "False"
+        and (render_conditions.condition_of(b.get("status"), render_rolling.UP_TO_DATE) or {}).get("reason")
+        == render_rolling.ROLL_WAITING
     )
     if not waiting:
         return
@@ -110,7 +110,7 @@ def _reconcile(ctx: Context, namespace: str, name: str) -> tuple[render_broker.R
             pod = _create_pod(ctx, broker)
             state = render_broker.pod_state(pod)
             ctx.events(broker, "Normal", "PodRecreated" if had_pod else "PodCreated", f"created pod {name}")
-        _write_up_to_date(ctx, broker, waiting_for)
+        _write_up_to_date(ctx, broker, waiting_for, replacing=state.deleting)
 
         address = (
             render_broker.broker_address(name, namespace, state.ip, ctx.config.address_mode)
@@ -264,11 +264,11 @@ def _api_message(error: ApiException) -> str:
         return str(error.reason)
 
 
-def _write_up_to_date(ctx: Context, broker: dict, waiting_for: str | None) -> None:
+def _write_up_to_date(ctx: Context, broker: dict, waiting_for: str | None, replacing: bool) -> None:
     """Keep the PodUpToDate condition true to the Pod (written only when it changes)."""
     old = (broker.get("status") or {}).get("conditions") or []
     new = render_rolling.up_to_date_condition(
-        waiting_for, broker["metadata"].get("generation"), ctx.now(), old
+        waiting_for, broker["metadata"].get("generation"), ctx.now(), old, replacing
     )
     current = render_conditions.condition_of(broker.get("status"), render_rolling.UP_TO_DATE)
     if current and {k: current.get(k) for k in new} == new:

@@ -789,6 +789,11 @@ def test_a_spec_change_rolls_one_broker_at_a_time_in_name_order(ctx):
     assert "broker-b" in ctx.kube.pods and up_to_date(ctx, "broker-b")["reason"] == "RollWaiting"
     assert reconcile_broker(ctx, "mq", "broker-a").reason == ConditionReason.POD_TERMINATING
     assert "broker-a" not in ctx.kube.pods  # its turn: replaced
+    # Not up to date until the new pod exists (a True here beside the old Ready misled a reader).
+    assert (up_to_date(ctx, "broker-a")["status"], up_to_date(ctx, "broker-a")["reason"]) == (
+        "False",
+        "PodReplacing",
+    )
     with pytest.raises(RetryLater, match="waiting for broker-a to be Ready"):
         reconcile_broker(ctx, "mq", "broker-c")
     assert "broker-c" in ctx.kube.pods

@@ -62,16 +62,23 @@ def roll_blocker(
     return None
 
 
+ROLL_WAITING = "RollWaiting"
+
+
 def up_to_date_condition(
-    waiting_for: str | None, generation: int | None, now: str, previous: Sequence[Mapping]
+    waiting_for: str | None,
+    generation: int | None,
+    now: str,
+    previous: Sequence[Mapping],
+    replacing: bool = False,
 ) -> dict:
-    """The PodUpToDate condition: True, or False saying whom the roll waits for."""
-    return condition(
-        UP_TO_DATE,
-        waiting_for is None,
-        "RollWaiting" if waiting_for else "PodCurrent",
-        waiting_for or "the pod runs the Broker's current spec",
-        generation,
-        now,
-        previous,
-    )
+    """The PodUpToDate condition: True once a live Pod runs the current spec; False saying whom
+    the roll waits for, or (``replacing``) while the old Pod terminates and no new one exists yet
+    — never True in between, or a reader could see the stale Ready of the old Pod beside it."""
+    if replacing:
+        reason, message = "PodReplacing", "the pod is being replaced by one that runs the Broker's current spec"
+    elif waiting_for:
+        reason, message = ROLL_WAITING, waiting_for
+    else:
+        reason, message = "PodCurrent", "the pod runs the Broker's current spec"
+    return condition(UP_TO_DATE, not (replacing or waiting_for), reason, message, generation, now, previous)
