@@ -61,6 +61,7 @@ GROUP, VERSION = "myqueue.io", "v1alpha1"
 API = f"{GROUP}/{VERSION}"
 BROKERS = ("broker-a", "broker-b", "broker-c")
 RESULTS = Path(__file__).resolve().parent / "results"
+IDLE_S = 20.0  # two resync intervals: every Topic's timer fires twice
 METADATA_CALLS = 50
 
 
@@ -217,9 +218,10 @@ class Stack:
                 procs.warn(f"stopping: {e!r}")
 
 
-def metadata_cost(url: str, expected: int) -> dict:
+def metadata_cost(url: str, expected: int, one: str) -> dict:
     """The median of METADATA_CALLS ``GET /v1/metadata`` calls and the answer's size, once ``url``
-    lists ``expected`` topics (the replica catches up by its long-poll)."""
+    lists ``expected`` topics (the replica catches up by its long-poll); the same for one topic's
+    metadata (``?topics=one``, what the operator's reconcile of ``one`` reads)."""
     session = requests.Session()
 
     def listing():
@@ -228,12 +230,24 @@ def metadata_cost(url: str, expected: int) -> dict:
         return body if len(topics) == expected else Falsy(f"{len(topics)} topics listed")
 
     body = wait_for(f"{url} to list {expected} topics", listing, timeout=60)
-    times = []
-    for _ in range(METADATA_CALLS):
-        t0 = time.perf_counter()
-        session.get(f"{url}/v1/metadata", timeout=30).raise_for_status()
-        times.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": statistics.median(times), "bytes": len(body)}
+
+    def median_ms(params: dict | None) -> float:
+        times = []
+        for _ in range(METADATA_CALLS):
+            t0 = time.perf_counter()
+            session.get(f"{url}/v1/metadata", params=params, timeout=30).raise_for_status()
+            times.append((time.perf_counter() - t0) * 1000)
+        return statistics.median(times)
+
+    return {"p50_ms": median_ms(None), "bytes": len(body), "one_topic_p50_ms": median_ms({"topics": one})}
+
+
+def idle_cpu(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each process's CPU in % of a core over ``seconds`` while nothing changes: the steady cost
+    of the operator's resync timers (one a Topic every resync interval) and what they ask."""
+    before = {name: procs.cpu_seconds(pid) for name, pid in pids.items()}
+    time.sleep(seconds)  # a measurement window, not a synchronisation
+    return {name: (procs.cpu_seconds(pid) - before[name]) / seconds * 100 for name, pid in pids.items()}
 
 
 def _no_topics(topics: dict):
@@ -251,7 +265,8 @@ def one_point(stack: Stack, count: int, partitions: int) -> dict:
     cpu = {name: procs.cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
     # only this point's topics exist: the previous point's were deleted before it began
     urls = {"primary": stack.managers.primary, "replica": stack.managers.replica}
-    meta = {role: metadata_cost(url, count) for role, url in urls.items()}
+    meta = {role: metadata_cost(url, count, min(names)) for role, url in urls.items()}
+    idle = idle_cpu(pids, IDLE_S)
     d0 = time.monotonic()
     stack.kubectl("delete", "topics", "--all", "--wait=false")
     gone = stack.wait_topics(names, want_ready=False, timeout=60 + count * 2)
@@ -268,6 +283,7 @@ def one_point(stack: Stack, count: int, partitions: int) -> dict:
         "ms_per_topic": (ready - t0) / count * 1000,
         "cpu_ms_per_topic": {name: seconds / count * 1000 for name, seconds in cpu.items()},
         "metadata": meta,
+        "idle_cpu_pct": idle,
         "delete_all_gone_s": gone - d0,
     }
 
@@ -275,7 +291,8 @@ def one_point(stack: Stack, count: int, partitions: int) -> dict:
 def table(points: list[dict]) -> str:
     head = (
         f"{'topics':>6} {'apply s':>8} {'all Ready s':>11} {'ms/topic':>9} {'operator':>9} {'primary':>8} "
-        f"{'apiserver':>9} {'etcd':>6} {'meta p50 ms':>11} {'meta KiB':>9} {'replica ms':>10} {'delete s':>8}"
+        f"{'apiserver':>9} {'etcd':>6} {'meta p50 ms':>11} {'meta KiB':>9} {'replica ms':>10} {'1 topic ms':>10} "
+        f"{'idle op %':>9} {'delete s':>8}"
     )
     lines = [head, "-" * len(head)]
     for p in points:
@@ -284,11 +301,13 @@ def table(points: list[dict]) -> str:
             f"{p['topics']:>6} {p['apply_s']:>8.1f} {p['all_ready_s']:>11.1f} {p['ms_per_topic']:>9.1f} "
             f"{cpu.get('operator', 0):>9.1f} {cpu.get('primary', 0):>8.1f} {cpu.get('kube-apiserver', 0):>9.1f} "
             f"{cpu.get('etcd', 0):>6.1f} {meta['primary']['p50_ms']:>11.2f} {meta['primary']['bytes'] / 1024:>9.1f} "
-            f"{meta['replica']['p50_ms']:>10.2f} {p['delete_all_gone_s']:>8.1f}"
+            f"{meta['replica']['p50_ms']:>10.2f} {meta['primary']['one_topic_p50_ms']:>10.2f} "
+            f"{p['idle_cpu_pct'].get('operator', 0):>9.1f} {p['delete_all_gone_s']:>8.1f}"
         )
     lines.append(
         "ms/topic: from before kubectl apply to the last Ready=True, over the topics; operator .. etcd: their "
-        "CPU ms a topic over that time; meta: GET /v1/metadata median of 50 with those topics"
+        "CPU ms a topic over that time; meta: GET /v1/metadata median of 50 with those topics; 1 topic: "
+        f"the same for ?topics=<one>; idle op: the operator's CPU, % of a core, over {IDLE_S:.0f} s with nothing changing"
     )
     return "\n".join(lines)
 

@@ -21,9 +21,10 @@ def test_the_table_has_a_line_a_point_with_cpu_and_metadata():
         "ms_per_topic": 22.5,
         "cpu_ms_per_topic": {"operator": 9.5, "primary": 3.0, "kube-apiserver": 15.0, "etcd": 4.0},
         "metadata": {
-            "primary": {"p50_ms": 9.87, "bytes": 56_320},
-            "replica": {"p50_ms": 8.5, "bytes": 56_320},
+            "primary": {"p50_ms": 9.87, "bytes": 56_320, "one_topic_p50_ms": 0.91},
+            "replica": {"p50_ms": 8.5, "bytes": 56_320, "one_topic_p50_ms": 0.88},
         },
+        "idle_cpu_pct": {"operator": 12.25, "primary": 3.0},
         "delete_all_gone_s": 12.0,
     }
     lines = reconcile.table([point]).splitlines()
@@ -40,5 +41,7 @@ def test_the_table_has_a_line_a_point_with_cpu_and_metadata():
         "9.87",
         "55.0",
         "8.50",
+        "0.91",
+        "12.2",
         "12.0",
     ]
