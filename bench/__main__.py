@@ -9,8 +9,9 @@ prints a table and the issue's targets next to the measured ratios, and writes
 bench/results/latest.json (rows plus machine facts and versions). Every process it starts is
 stopped by PID when it ends, also on an exception, Ctrl-C or SIGTERM.
 
-Needs: Debian's redis-server, redis-tools, nats-server, PostgreSQL server binaries, Java 17 and
-Maven (the Kafka jars are fetched once from Maven Central into ~/.cache/myqueue-bench), and
+Needs: Debian's redis-server, redis-tools, PostgreSQL server binaries, Java 17 and Maven (the
+Kafka jars are fetched once from Maven Central into ~/.cache/myqueue-bench), Go (nats-server is
+built once from its module into the same cache), and
 ``pip install -e '.[bench]' -c constraints.txt``. A system that cannot start gets FAILED rows with
 the reason; the others still run.
 """

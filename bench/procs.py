@@ -131,7 +131,7 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def run_tool(argv: list[str], timeout: float) -> str:
+def run_tool(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> str:
     """A short-lived tool (redis-benchmark, java -version ...): its output; killed by PID at the timeout."""
     with subprocess.Popen(
         argv,
@@ -139,6 +139,7 @@ def run_tool(argv: list[str], timeout: float) -> str:
         stderr=subprocess.STDOUT,
         text=True,  # noqa: S603
         start_new_session=True,
+        env=env,
     ) as proc:
         try:
             out, _ = proc.communicate(timeout=timeout)

@@ -1,13 +1,21 @@
-"""NATS JetStream (Debian's nats-server -js) through nats-py.
+"""NATS JetStream (nats-server, built from its Go module) through nats-py.
 
 Best practice with the Python client: ``publish_async`` (acks pipelined, up to 4,000 pending, all
 awaited before the clock stops), pull-subscription ``fetch`` batches for catch-up reads, a push
 subscription for latency. Streams in memory and in file storage (nats-server's file store syncs
-to disk every 2 minutes by default, not per message). Workload 4: one server (JetStream clustering
-needs three servers with routes; not run here), eight memory streams, four processes.
+to disk every 2 minutes by default, not per message); for issue 17's class (c) a second server
+with ``sync_interval: always`` in its ``jetstream`` block, as the NATS docs say for "acknowledged
+means on disk" (``fsync`` after every write). Workload 4: one server (JetStream clustering needs
+three servers with routes; not run here), eight memory streams, four processes.
+
+The server: ``github.com/nats-io/nats-server/v2`` at ``NATS_SERVER_VERSION`` (Debian's 2.9 has no
+``sync_interval: always``), ``go install``-ed once from the Go module proxy into the bench cache
+($MYQUEUE_BENCH_CACHE, default ~/.cache/myqueue-bench), ``nice -n 19``, one package at a time.
 """
 
 import asyncio
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -22,13 +30,74 @@ SYSTEM = "nats"
 MAX_PENDING = 4000
 
 
+NATS_SERVER_MODULE = "github.com/nats-io/nats-server/v2"
+NATS_SERVER_VERSION = "v2.15.3"  # the newest the Go module proxy served here on 2026-12-01
+
+
+def cached_binary() -> Path:
+    """Where nats-server at NATS_SERVER_VERSION is kept once built."""
+    root = Path(os.environ.get("MYQUEUE_BENCH_CACHE", Path.home() / ".cache" / "myqueue-bench"))
+    return root / "nats-server" / NATS_SERVER_VERSION / "nats-server"
+
+
+def server_binary() -> Path:
+    """nats-server at NATS_SERVER_VERSION, built on first use (25 s to a few minutes) and cached."""
+    binary = cached_binary()
+    if binary.is_file():
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError("go is not installed: nats-server is built from its Go module")
+    tmp = binary.parent.with_name(binary.parent.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "GOBIN": str(tmp),
+        "GOTOOLCHAIN": "local",
+        "GOWORK": "off",
+        "GOFLAGS": "-buildvcs=false",
+    }
+    argv = [
+        "nice",
+        "-n",
+        "19",
+        go,
+        "install",
+        "-p",
+        "1",
+        "-trimpath",
+        f"{NATS_SERVER_MODULE}@{NATS_SERVER_VERSION}",
+    ]
+    out = procs.run_tool(argv, 1800, env=env)
+    if not (tmp / "nats-server").is_file():
+        raise RuntimeError(
+            f"go install {NATS_SERVER_MODULE}@{NATS_SERVER_VERSION} built nothing: {out[-800:]}"
+        )
+    shutil.rmtree(binary.parent, ignore_errors=True)
+    tmp.rename(binary.parent)
+    return binary
+
+
+def config_text(store: Path, sync_always: bool) -> str:
+    """The server's configuration file: JetStream on ``store``, with ``sync_interval: always`` for
+    class (c) (the default, without it, syncs every 2 minutes)."""
+    sync = "  sync_interval: always\n" if sync_always else ""
+    return f'jetstream {{\n  store_dir: "{store}"\n{sync}}}\n'
+
+
 class NatsServer:
-    def __init__(self, workdir: Path):
+    """One nats-server with JetStream on loopback; ``sync_always``: ``fsync`` after every write."""
+
+    def __init__(self, workdir: Path, sync_always: bool = False):
         self.port = procs.free_port()
-        store = workdir / "nats-store"
+        name = "nats-sync-always" if sync_always else "nats"
+        store = workdir / f"{name}-store"
         store.mkdir(parents=True, exist_ok=True)
-        argv = ["nats-server", "-a", procs.HOST, "-p", str(self.port), "-js", "-sd", str(store)]
-        self.server = procs.Server("nats-server", argv, workdir / "nats.log")
+        config = workdir / f"{name}.conf"
+        config.write_text(config_text(store, sync_always))
+        argv = [str(server_binary()), "-a", procs.HOST, "-p", str(self.port), "-c", str(config)]
+        self.server = procs.Server(name, argv, workdir / f"{name}.log")
         procs.wait_port(self.port, 10, self.server)
         self.url = f"nats://{procs.HOST}:{self.port}"
 
@@ -38,7 +107,7 @@ class NatsServer:
 
 def version() -> dict:
     return {
-        "nats-server": procs.run_tool(["nats-server", "--version"], 10).strip(),
+        "nats-server": procs.run_tool([str(server_binary()), "--version"], 10).strip(),
         "nats-py": getattr(nats, "__version__", None) or _dist_version("nats-py"),
     }
 
@@ -164,6 +233,8 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
                     )
                 except Exception as e:  # noqa: BLE001
                     rows.append(failed(f"{SYSTEM}-{label}/nats-py", 1, e))
+        if 5 in w:
+            rows.append(_produce_synced(settings, workdir))
         if 3 in w:
             try:
                 rows.append(latency(server.url, settings))
@@ -192,6 +263,23 @@ def run(settings: Settings, workdir: Path) -> list[Row]:
     finally:
         server.stop()
     return rows
+
+
+def _produce_synced(settings: Settings, workdir: Path) -> Row:
+    """Issue 17's class (c): a file stream on a server that syncs after every write."""
+    system = f"{SYSTEM}-file-sync-always/nats-py"
+    try:
+        synced = NatsServer(workdir, sync_always=True)
+    except Exception as e:  # noqa: BLE001
+        return failed(system, 5, e)
+    try:
+        sent, secs = asyncio.run(_produce(synced.url, "W5SYNC", StorageType.FILE, settings))
+        notes = f"file storage, server sync_interval: always, publish_async, {MAX_PENDING} pending max"
+        return throughput(system, 5, sent, secs, notes)
+    except Exception as e:  # noqa: BLE001
+        return failed(system, 5, e)
+    finally:
+        synced.stop()
 
 
 async def _make_streams(url: str, names: list[str]) -> None:
