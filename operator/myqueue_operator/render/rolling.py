@@ -76,7 +76,10 @@ def up_to_date_condition(
     the roll waits for, or (``replacing``) while the old Pod terminates and no new one exists yet
     — never True in between, or a reader could see the stale Ready of the old Pod beside it."""
     if replacing:
-        reason, message = "PodReplacing", "the pod is being replaced by one that runs the Broker's current spec"
+        reason, message = (
+            "PodReplacing",
+            "the pod is being replaced by one that runs the Broker's current spec",
+        )
     elif waiting_for:
         reason, message = ROLL_WAITING, waiting_for
     else:
