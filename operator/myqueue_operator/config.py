@@ -28,6 +28,7 @@ BROKER_TIMEOUT_S = 3.0  # GET /v1/partitions on a broker, for end offsets
 GROUPS_TIMEOUT_S = 3.0  # GET /v1/groups[/<group>] on the primary, for a Topic's status.groups
 GROUPS_DEADLINE_S = 5.0  # no group describe is started after this long in one Topic reconcile
 RESYNC_S = 10.0  # timers: re-read the primary and refresh status this often
+TIMER_EXIT_POLL_S = 1.0  # how often kopf re-checks a timer still running when its resource is deleted
 RETRY_DELAY_S = 5.0  # TemporaryError delay: primary unreachable, no ready broker, pod not ready
 BLOCKED_DELETE_DELAY_S = 5.0  # re-check a blocked Broker deletion this often
 WATCH_SERVER_TIMEOUT_S = 300  # kopf: ask the API server to end each watch after this long ...

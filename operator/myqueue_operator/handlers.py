@@ -36,6 +36,7 @@ from .config import (
     FINALIZER,
     GROUP,
     REBALANCE_ANNOTATION,
+    TIMER_EXIT_POLL_S,
     TOPICS,
     VERSION,
     WATCH_CLIENT_TIMEOUT_S,
@@ -62,6 +63,10 @@ def configure(settings: kopf.OperatorSettings, namespaced: bool) -> None:
     settings.posting.reporting_component = render_broker.OPERATOR_NAME  # the "From" of its Events
     settings.execution.max_workers = 16  # a registration may wait behind the primary's write lock
     settings.scanning.disabled = namespaced
+    # A Topic's resync timer that is running (or queued for a thread) when its resource is deleted cannot
+    # exit at once; kopf then re-checks it only every cancellation_polling (60 s by default), so deleting
+    # 1,000 Topics took 68 s against 11 s with no timer due (bench.reconcile). Re-check each second.
+    settings.background.cancellation_polling = TIMER_EXIT_POLL_S
 
 
 def kopf_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
