@@ -1219,5 +1219,7 @@ def test_kopf_settings_are_deliberate():
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
     assert settings.posting.loggers is False and settings.posting.reporting_component == "myqueue-operator"
+    # a deleted Topic whose resync timer is mid-run waits for this re-check (kopf's default: 60 s)
+    assert settings.background.cancellation_polling == 1.0
     configure(settings, namespaced=False)
     assert settings.scanning.disabled is False
