@@ -218,13 +218,11 @@ def _log_ends(release: Release) -> dict[tuple[str, str], int] | Falsy:
     ends: dict[tuple[str, str], int] = {}
     host = _outside(release)
     for topic, parts in sorted(topics.items()):
-        consumer = Consumer(topic, start="earliest", host=host, listener="external", timeout=10)
-        try:
-            ends.update(consumer.end_offsets([(topic, p["partition"]) for p in parts]))
-        except MyQueueError as e:  # a broker not answering yet: the caller waits
+        try:  # the Consumer reads its start positions from the brokers as it is made
+            with Consumer(topic, start="earliest", host=host, listener="external", timeout=10) as consumer:
+                ends.update(consumer.end_offsets([(topic, p["partition"]) for p in parts]))
+        except MyQueueError as e:  # a broker not ready yet (BrokerUnavailable): the caller waits
             return Falsy({"topic": topic, "error": repr(e), "so far": ends})
-        finally:
-            consumer.close()
     return ends
 
 
