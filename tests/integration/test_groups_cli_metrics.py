@@ -80,9 +80,13 @@ def test_groups_cli_and_lag_gauges_on_a_live_then_empty_group(local_cluster):
             wait_until(
                 lambda: len(consumer.assignment()) == 4, 30, message=lambda: f"{consumer.assignment()}"
             )
-            read = 0
-            while read < 50:
-                read += len(consumer.poll(1.0))
+            read = [0]
+
+            def read_50() -> bool:
+                read[0] += len(consumer.poll(1.0))
+                return read[0] >= 50
+
+            wait_until(read_50, 30, message=lambda: f"read {read[0]} of 50 records, {consumer.assignment()}")
             consumer.commit()
             committed = {p: o for (_, p), o in consumer.committed().items()}
             assert sum(committed.values()) >= 50, committed
@@ -201,12 +205,22 @@ def test_a_scrape_stays_short_while_a_broker_hangs(local_cluster):
         assert len(scrape(cluster)["myqueue_group_lag"]) == 8
         cluster.kill(hung, signal.SIGSTOP)
         try:
-            for _ in range(3):
+            healthy = {p for p, b in on.items() if b != hung}
+            scrapes: list[set[str]] = []
+
+            def scraped_every_healthy_partition() -> bool:
                 started = time.monotonic()
                 lag = scrape(cluster).get("myqueue_group_lag", {})
                 took = time.monotonic() - started
                 assert took < 6.0, took  # deadline 3 s + one call's 0.5 s, plus the scrape itself
-                shown = {dict(k)["partition"] for k in lag}
-                assert shown == {p for p, b in on.items() if b != hung}, (shown, on, hung)
+                scrapes.append({dict(k)["partition"] for k in lag})
+                assert scrapes[-1] <= healthy, (scrapes[-1], on, hung)  # never the hung broker's
+                return len(scrapes) >= 3 and scrapes[-1] == healthy
+
+            # Three scrapes at least, the last with every healthy partition (one of a loaded
+            # machine's could miss a healthy broker's 0.5 s call; each must still be short).
+            wait_until(
+                scraped_every_healthy_partition, 30, interval=0, message=lambda: f"{scrapes} of {healthy}"
+            )
         finally:
             cluster.kill(hung, signal.SIGCONT)
