@@ -105,11 +105,11 @@ def test_a_child_that_keeps_crashing_after_startup_stops_the_supervisor_with_exi
     with local_cluster(store="memory", brokers=1) as cluster:
         address = cluster.processes()["broker0"]["address"]
         port = int(address.rsplit(":", 1)[1])
+        broker = cluster.pid("broker0")
         with socket.socket() as squatter:
             squatter.setsockopt(
                 socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
             )  # past the old connections' TIME_WAIT
-            cluster.kill("broker0")
 
             def took_the_port() -> bool:
                 try:
@@ -119,7 +119,14 @@ def test_a_child_that_keeps_crashing_after_startup_stops_the_supervisor_with_exi
                 squatter.listen()
                 return True
 
-            wait_until(took_the_port, 10, interval=0.005, message=f"could not take {address}")
+            # The supervisor held still while the port changes hands: its restart of broker0 (0.1 s
+            # backoff, then an interpreter's start-up) could bind first on a loaded machine.
+            os.kill(cluster.supervisor_pid, signal.SIGSTOP)
+            try:
+                os.kill(broker, signal.SIGKILL)
+                wait_until(took_the_port, 10, interval=0.005, message=f"could not take {address}")
+            finally:
+                os.kill(cluster.supervisor_pid, signal.SIGCONT)
             # every restart of broker0 now fails to bind: the supervisor must give up, not loop
             wait_until(
                 lambda: cluster.exit_code() is not None,
