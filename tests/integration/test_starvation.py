@@ -153,14 +153,16 @@ def _long_poll_phase(cluster, s: Seed, urls: dict[str, str]) -> None:
         v = s.metadata(s.p)
         return v if all(b["ready"] for b in v["brokers"].values()) else None
 
-    view = wait_until(
+    wait_until(
         steady,
         30,
         message=lambda: f"brokers not all ready again: {s.metadata(s.p)['brokers']}",
     )
-    epoch = s.ok(s.get(s.p, "/v1/view"))["epoch"]
+    # Version and epoch from one answer, read last: a change between two reads would answer every
+    # long-poll at once (a newer view) instead of holding them.
+    current = s.ok(s.get(s.p, "/v1/view"))
     request = (
-        f"GET /v1/view?since={view['version']}&epoch={epoch}&wait=30 HTTP/1.1\r\n"
+        f"GET /v1/view?since={current['version']}&epoch={current['epoch']}&wait=30 HTTP/1.1\r\n"
         f"Host: {cluster.host}:{cluster.primary_port}\r\n\r\n"
     ).encode()
     conns: list[socket.socket] = []
