@@ -128,6 +128,11 @@ class Falsy:
         return repr(self.state)
 
 
+def equal(got: object, want: object) -> bool | Falsy:
+    """True when ``got == want``; else a Falsy showing both, for ``wait_for``'s message."""
+    return True if got == want else Falsy({"got": got, "want": want})
+
+
 def wait_for(what: str, check: Callable[[], object], timeout: float = 60.0, interval: float = 0.1):
     """Poll ``check()`` until it returns something truthy and return that; AssertionError after
     ``timeout`` seconds naming the last answer (a ``Falsy`` shows the state it carries)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from controlplane import ControlPlane, Falsy, stop_process, tail, wait_for  # noqa: F401 - re-exported for the tests
+from controlplane import ControlPlane, Falsy, equal, stop_process, tail, wait_for  # noqa: F401 - re-exported for the tests
 
 from tests.helpers import pipe
 
@@ -120,10 +120,6 @@ def has_reason(obj: dict | None, reason: str, status: str | None = None) -> Any:
 def gone(obj: dict | None) -> Any:
     """True when the object no longer exists."""
     return True if obj is None else Falsy(state_of(obj))
-
-
-def equal(got: Any, want: Any) -> Any:
-    return True if got == want else Falsy({"got": got, "want": want})
 
 
 def absent_from(item: Any, items: Any) -> Any:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from controlplane import Falsy, helm_runner, wait_for
+from controlplane import Falsy, equal, helm_runner, wait_for
 from node import NODE_IP, Node
 
 from myqueue import Consumer, MyQueueError, Producer
@@ -226,11 +226,6 @@ def _log_ends(release: Release) -> dict[tuple[str, str], int] | Falsy:
     return ends
 
 
-def _same(now: dict | Falsy, expected: dict) -> dict | Falsy:
-    """``now`` when it equals ``expected``, else a Falsy showing both (for wait_for's message)."""
-    return now if now == expected else Falsy({"now": now, "expected": expected})
-
-
 def test_deleted_broker_pod_comes_back_ready_with_its_data(release: Release, timings):
     before = wait_for("every partition's end offset from its broker", lambda: _log_ends(release))
     old = release.get("pod", BROKERS[0])
@@ -250,7 +245,7 @@ def test_deleted_broker_pod_comes_back_ready_with_its_data(release: Release, tim
     # PostgreSQL store: every partition's log is where it was.
     wait_for(
         "the same end offsets after the broker's return",
-        lambda: _same(_log_ends(release), before),
+        lambda: equal(_log_ends(release), before),
         timeout=60,
     )
 
@@ -609,15 +604,12 @@ def test_rebalance_moves_partitions_onto_a_new_broker_without_losing_a_record(re
     donors = {before[tp] for tp in moved}
     assert counts[EXTRA] == len(after) // len(counts), counts
     assert all(counts[d] >= counts[EXTRA] for d in donors), (counts, donors)
-    ends = wait_for(
-        "the same end offsets after the move", lambda: _same(_log_ends(release), offsets), timeout=60
-    )
+    wait_for("the same end offsets after the move", lambda: equal(_log_ends(release), offsets), timeout=60)
     # The operator's status catches up with the new placement; the records checked below are the
     # Topic resources' (the CLI's and verify's topics beside them were compared by end offset above).
-    in_status = {tp: e for tp, e in ends.items() if tp in _topic_end_offsets(release)}
+    ends = {tp: e for tp, e in offsets.items() if tp in _topic_end_offsets(release)}
     wait_for("every Topic's status at its brokers' end offsets",
-             lambda: _same(_every_end_offset(release), in_status), timeout=60)  # fmt: skip
-    ends = in_status
+             lambda: equal(_every_end_offset(release), ends), timeout=60)  # fmt: skip
     # Every record of every topic, read from the host through the new placement: each partition
     # from offset 0 to its end, nothing missing.
     host = _outside(release)
