@@ -604,23 +604,38 @@ class Producer:
                             next_due = due
                 self._timer.wait(None if next_due is None else next_due - now)
 
-    def _deliver(self, queue: _Queue, batch: Batch) -> None:
-        """Delivery thread: append one batch, settle its futures, then send the partition's next batch if due."""
+    def _deliver(self, queue: _Queue, batch: Batch | None) -> None:
+        """Delivery thread: append one batch, settle its futures; then the partition's next batch,
+        if due, from this same thread (a hand-off to another delivery thread would cost a wake-up
+        per batch under steady load)."""
+        due: Batch | None = None
         try:
-            base = self._append(queue.topic, queue.partition, _Parts.of(batch), queue)
-        except Exception as e:  # every failure, even a bug, must reach the futures
-            batch.settle(-1, e)
-        else:
-            batch.settle(base, None)
-        finally:
-            with self._lock:
-                queue.in_flight = False
-                self._unfinished -= len(batch.records)
-                if queue.batches and self._ready(queue, queue.batches[0], time.monotonic()):
-                    self._dispatch(queue)
-                elif queue.batches or self._closed:
-                    self._timer.notify()  # a linger timer runs from now on, or the sender may stop
-                self._cond.notify_all()
+            while batch is not None:
+                due = None
+                try:
+                    base = self._append(queue.topic, queue.partition, _Parts.of(batch), queue)
+                except Exception as e:  # every failure, even a bug, must reach the futures
+                    batch.settle(-1, e)
+                else:
+                    batch.settle(base, None)
+                finally:
+                    with self._lock:
+                        queue.in_flight = False
+                        self._unfinished -= len(batch.records)
+                        if queue.batches and self._ready(queue, queue.batches[0], time.monotonic()):
+                            queue.in_flight = True
+                            due = queue.batches.popleft()
+                        elif queue.batches or self._closed:
+                            self._timer.notify()  # a linger timer runs from now on, or the sender may stop
+                        self._cond.notify_all()
+                batch = due
+        except BaseException:
+            if due is not None:  # taken for this thread, which stops: back to the front, for the sender
+                with self._lock:
+                    queue.batches.appendleft(due)
+                    queue.in_flight = False
+                    self._timer.notify()
+            raise
 
     def _append(self, topic: str, partition: str, parts: _Parts, queue: _Queue) -> int:
         """POST one record batch (format v2, CRC-32C computed here) to the partition's broker; returns its base offset.
