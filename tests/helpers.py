@@ -8,6 +8,8 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -25,12 +27,14 @@ from myqueue.cluster.local import LocalClusterError, wait_for
 from myqueue.cluster.ports import free_port
 from myqueue.cluster.postgres import PostgresNotInstalled, PrivatePostgres, find_bindir
 from myqueue.core import framing
+from myqueue.net.pool import Pool
 
 __all__ = [
     "TEST_DSN_ENV",
     "database_dsn",
     "fresh_database",
     "free_port",
+    "memory_broker",
     "postgres_server",
     "serve_stub",
     "wait_until",
@@ -272,3 +276,41 @@ def pipe(source: socket.socket, sink: socket.socket) -> None:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+@contextmanager
+def memory_broker(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A memory-store broker process on loopback hosting T1:P1: (its URL, the process); stopped after."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "myqueue.broker",
+            "--name",
+            "broker0",
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+            *args,
+        ]
+    )
+    url = f"http://127.0.0.1:{port}"
+    pool = Pool()
+
+    def ready() -> bool:
+        try:
+            return pool.request("GET", url + "/readyz", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(ready, 20, message=lambda: f"the broker did not become ready (exit code {process.poll()})")
+        assert pool.request("PUT", url + "/v1/partitions/T1/P1", timeout=5).status == 200
+        yield url, process
+    finally:
+        pool.close()
+        if process.poll() is None:
+            process.terminate()
+        process.wait(20)

@@ -52,6 +52,7 @@ def create_app(
         clock=AppendClock(),
         retention=retention,
     )
+    metrics.watch_long_polls(broker.waiters.waiting)
     RetentionLoop(storage, retention, metrics.retention_dropped).start()  # a daemon thread
     install_routes(app, state, ROUTES, broker, token=token, as_refusal=broker.as_refusal)
     if storage.never_waits:

@@ -14,9 +14,9 @@ under ``group="_other"`` (the seed's consumers each have a group, ``myqueue.seed
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -71,6 +71,7 @@ class BrokerMetrics:
             registry=registry,
         )
         registry.register(StorageCollector(storage, broker, self.per_partition))
+        self._registry = registry
         # (topic, partition) -> the four label children: ``labels()`` costs about four times an
         # increment, and this runs on every append and fetch. Bounded by the partitions hosted.
         self._children: dict[tuple[str, str], tuple[Counter, Counter, Counter, Counter]] = {}
@@ -86,6 +87,14 @@ class BrokerMetrics:
                 self._bytes_out.labels(*labels),
             )
         return children
+
+    def watch_long_polls(self, waiting: Callable[[], int]) -> None:
+        """The gauge of fetch long-polls waiting now, read from ``waiting`` at each scrape."""
+        Gauge(
+            "myqueue_broker_fetch_long_polls_waiting",
+            "Fetch long-polls waiting for records now (parked on the loop, or holding a thread)",
+            registry=self._registry,
+        ).set_function(waiting)
 
     def appended(self, key: tuple[str, str], records: int, size: int) -> None:
         children = self._of(key)

@@ -15,6 +15,9 @@ from typing import Any
 
 from myqueue.core.logs import ACCESS_LOGGER
 
+from .metrics import request_started
+from .parking import PARKED
+
 log = logging.getLogger(ACCESS_LOGGER)
 
 WSGIApp = Callable[[dict, Callable[..., Any]], Iterable[bytes]]
@@ -25,7 +28,7 @@ class AccessLog:
         self._app = app
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        started = time.perf_counter()
+        started = request_started(environ)
         status: list[str] = []
 
         def recording_start(line: str, headers: list, exc_info: Any = None) -> Any:
@@ -54,8 +57,9 @@ class _Logged:
             if close is not None:
                 close()
         finally:
-            code = int(self._status[0].split(" ", 1)[0]) if self._status else 0
-            record(self._environ, code, time.perf_counter() - self._started)
+            if not self._environ.get(PARKED):  # logged once, when the parked request is answered
+                code = int(self._status[0].split(" ", 1)[0]) if self._status else 0
+                record(self._environ, code, time.perf_counter() - self._started)
 
 
 def record(environ: dict, code: int, seconds: float) -> None:

@@ -15,7 +15,8 @@ from myqueue.core.reasons import Reason
 
 from .auth import OPEN_PATHS, authorized
 from .envelope import failure, install_error_handlers, success
-from .metrics import HealthCollector, RequestMetrics, is_long_poll
+from .metrics import START_KEY, HealthCollector, RequestMetrics, is_long_poll, request_started
+from .parking import PARKED
 
 log = logging.getLogger(__name__)
 OBSERVE_EXTENSION = "myqueue.observe"  # app.extensions key: RequestMetrics.observe (service/metrics.py)
@@ -67,7 +68,7 @@ def create_base_app(
     @app.before_request
     def _start():
         state.enter()
-        request.environ["myqueue.start"] = time.perf_counter()
+        request_started(request.environ)
         if (
             token
             and request.path not in OPEN_PATHS
@@ -85,8 +86,10 @@ def create_base_app(
 
     @app.after_request
     def _observe(response: Response):
+        if request.environ.get(PARKED):  # counted once, when the parked request is answered
+            return response
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        started = request.environ.get("myqueue.start")
+        started = request.environ.get(START_KEY)
         seconds = None if started is None else time.perf_counter() - started
         observe(endpoint, request.method, response.status_code, seconds, is_long_poll(request.args))
         return response

@@ -8,12 +8,13 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
 from .envelope import parse_json
+from .parking import PARK, Parked
 
 
 class Call:
     """One request as a handler sees it, the same whether Flask or the lean lane serves it."""
 
-    __slots__ = ("_body", "_read", "args", "content_type", "remote_addr", "seed")
+    __slots__ = ("_body", "_read", "args", "content_type", "on_loop", "park", "remote_addr", "seed")
 
     def __init__(
         self,
@@ -22,11 +23,16 @@ class Call:
         remote_addr: str | None,
         read: Callable[[], bytes],
         seed: bool,
+        environ: Mapping[str, object],
     ):
         self.args = args  # the query: each name's first value, blank values kept
         self.content_type = content_type
         self.remote_addr = remote_addr
         self.seed = seed
+        # On the server's loop thread (service/server.py, PARK) a handler must not block: it may
+        # ``park()`` the request instead (None when it is being resumed: then it answers now).
+        self.on_loop = PARK in environ
+        self.park: Callable[[], Parked] | None = environ.get(PARK)  # type: ignore[assignment]
         self._read = read
         self._body: bytes | None = None
 

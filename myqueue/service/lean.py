@@ -36,7 +36,8 @@ from .auth import authorized
 from .base_app import ServiceState
 from .call import Call
 from .envelope import AsRefusal, Raw, Success, failure_for, json_body, status_line
-from .metrics import environ_is_long_poll
+from .metrics import environ_is_long_poll, request_started
+from .parking import PARKED
 
 # (context, call, *the rule's <name> segments) -> the message, a Success or a Raw answer
 Handler = Callable[..., Any]
@@ -142,15 +143,18 @@ class LeanRoutes:
         if found is None or not self._takes(environ):
             return self.inner(environ, start_response)
         entry, values = found
-        started = time.perf_counter()
+        started = request_started(environ)
         self._state.enter()
         try:
             status, body, headers = self._run(entry, environ, values)
         finally:
             self._state.leave()
         start_response(_STATUS_LINES.get(status) or status_line(status), headers)
-        seconds = time.perf_counter() - started
-        self._observe(entry.rule, environ["REQUEST_METHOD"], status, seconds, environ_is_long_poll(environ))
+        if not environ.get(PARKED):  # a parked request is counted once, when it is answered
+            seconds = time.perf_counter() - started
+            self._observe(
+                entry.rule, environ["REQUEST_METHOD"], status, seconds, environ_is_long_poll(environ)
+            )
         return [body]
 
     def _run(
@@ -162,6 +166,7 @@ class LeanRoutes:
             environ.get("REMOTE_ADDR"),
             lambda: read_body(environ),
             entry.seed,
+            environ,
         )
         try:
             answer = entry.handler(entry.context, call, *values)

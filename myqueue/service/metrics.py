@@ -16,6 +16,7 @@ the route table. Per-partition families elsewhere are switched off with
 """
 
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qsl
 
@@ -30,6 +31,7 @@ LONG_POLL_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
 # The value of the ``partition`` label when per-partition series are off: not a valid partition
 # name (core.names), so it never collides with one.
 ALL_PARTITIONS = "*"
+START_KEY = "myqueue.start"  # environ: when the app first ran for the request
 PER_PARTITION_ENV = "MYQUEUE_METRICS_PER_PARTITION"
 
 
@@ -49,6 +51,12 @@ def environ_is_long_poll(environ: Mapping[str, object]) -> bool:
     if not isinstance(query, str) or "wait" not in query:
         return False
     return is_long_poll(dict(parse_qsl(query, keep_blank_values=True)))
+
+
+def request_started(environ: dict) -> float:
+    """When the app first ran for this request (``time.perf_counter``), recorded on the first call:
+    a parked request (service/parking.py) runs the app twice and is timed from the first run."""
+    return environ.setdefault(START_KEY, time.perf_counter())
 
 
 class RequestMetrics:

@@ -79,7 +79,9 @@ def _flask_view(route: Route, context: object) -> Callable[..., Response]:
     handler, seed = route.handler, route.seed
 
     def view(**parameters: str) -> Response:
-        call = Call(request.args, request.content_type, request.remote_addr, request.get_data, seed)
+        call = Call(
+            request.args, request.content_type, request.remote_addr, request.get_data, seed, request.environ
+        )
         return flask_answer(handler(context, call, **parameters))
 
     view.__name__ = handler.__name__

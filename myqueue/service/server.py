@@ -26,7 +26,13 @@ the rest is this module, which does what those servers cannot:
   broker's appends, fetches that do not long-poll, takes): answered on the loop thread. Handing a
   request to a pool thread and its answer back costs two thread wake-ups and a GIL exchange each
   way: about half of a one-record append's CPU and wall time (bench/README.md, "The hand-off").
-  Anything that may wait (storage I/O, a call to another service, a long-poll) goes to the pool.
+  Anything that may wait (storage I/O, a call to another service) goes to the pool.
+- **Parked requests** (``PARK``): an inline request that has to wait for an event (a memory-store
+  broker's long-poll fetch) is left unanswered on the loop, holding no thread; whoever sees the
+  event calls ``Parked.resume`` and the app runs again for the request, on the loop thread, and
+  answers at once. A long-poll woken by an append is then answered with no thread switch at all
+  (a thread waiting on a condition took four: bench/README.md, "Parked long-polls"). A parked
+  request is resumed when its connection is lost and when the server begins to drain.
 - Keep-alive and pipelining (one request of a connection at a time, in order, reading paused
   meanwhile); ``Expect: 100-continue`` answered once the headers pass; HEAD answered without a body.
 - Graceful stop (``serve``): SIGTERM/SIGINT set ``state.draining`` (``/readyz`` answers 503), run
@@ -39,6 +45,7 @@ server"), with the figures in that section.
 
 import asyncio
 import email.utils
+import functools
 import io
 import logging
 import queue
@@ -58,6 +65,7 @@ from myqueue.core.reasons import Reason
 
 from .base_app import ServiceState
 from .envelope import INTERNAL_ERROR, Failure, json_body, refused, status_line
+from .parking import PARK, PARKED, Parked
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +172,12 @@ class Server:
         """No request being answered and every answer written out."""
         return self.answering == 0 and all(c.flushed() for c in self.connections)
 
+    def resume_parked(self) -> None:
+        """Answer every parked request now (the server is draining). Loop thread."""
+        for connection in list(self.connections):
+            if connection.parked is not None:
+                connection.parked.resume()
+
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.close()
@@ -205,6 +219,7 @@ class _Connection(asyncio.Protocol):
         self.discarding_since: float | None = None  # refused mid-request: reading only to drop
         self.write_paused = False
         self.refusal: Failure | None = None  # to write once the request in the pool is answered
+        self.parked: Parked | None = None  # the request the app parked on the loop, if any
         self.last_read = time.monotonic()
         self._reset()
 
@@ -238,6 +253,8 @@ class _Connection(asyncio.Protocol):
         self._release()
         self._drop_pending()
         self.closing = True
+        if self.parked is not None:  # its answer has nowhere to go: settle its accounting now
+            asyncio.get_running_loop().call_soon(self.parked.resume)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -419,10 +436,30 @@ class _Connection(asyncio.Protocol):
             self.busy = True
             server.answering += 1
             if server.inline is not None and server.inline(environ):
-                self._answer(environ, _call(server.app, environ), then_next=False)
+                environ[PARK] = functools.partial(self._park, environ)
+                answer = _call(server.app, environ)
+                if self.parked is not None:  # busy until Parked.resume answers it
+                    return
+                self._answer(environ, answer, then_next=False)
                 continue
             self._submit(environ)
             return
+
+    def _park(self, environ: dict) -> Parked:
+        """``environ[PARK]``: leave this inline request unanswered when the app returns."""
+        if self.parked is not None:
+            raise RuntimeError("the request is parked already")
+        self.parked = Parked(functools.partial(self.resume, environ))
+        environ[PARKED] = True
+        return self.parked
+
+    def resume(self, environ: dict) -> None:
+        """Run the app again for the parked request (it may not park again) and answer it."""
+        self.parked = None
+        environ[PARK] = None
+        environ[PARKED] = False
+        environ["wsgi.input"].seek(0)
+        self._answer(environ, _call(self.server.app, environ))
 
     def _submit(self, environ: dict) -> None:
         loop = self.server.loop
@@ -561,7 +598,7 @@ class _Connection(asyncio.Protocol):
 
 
 def _call(app: WSGIApp, environ: dict) -> tuple[str, list[tuple[str, str]], bytes]:
-    """Run the WSGI app for one request, in a pool thread: (status line, headers, body)."""
+    """Run the WSGI app for one request (in a pool thread, or inline on the loop): (status line, headers, body)."""
     started: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable:
@@ -623,6 +660,7 @@ async def _run(server: Server, grace_s: float, on_drain: Callable[[], None] | No
         state.draining.set()
         if on_drain is not None:
             on_drain()
+        server.resume_parked()
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -10,8 +10,6 @@ connection is reused or dropped as it should be.
 """
 
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 
@@ -19,7 +17,7 @@ import pytest
 
 from myqueue.core import defaults, framing
 from myqueue.net.pool import ConnectionBroke, Pool
-from tests.helpers import free_port, wait_until
+from tests.helpers import memory_broker
 
 
 class CannedServer:
@@ -171,37 +169,8 @@ def test_a_header_line_over_the_limit_breaks_the_connection(canned):
 # --- a real broker process ------------------------------------------------------------------------
 @pytest.fixture
 def broker() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "myqueue.broker",
-            "--name",
-            "broker0",
-            "--port",
-            str(port),
-            "--log-level",
-            "WARNING",
-        ]
-    )
-    url = f"http://127.0.0.1:{port}"
-    pool = Pool()
-
-    def ready() -> bool:
-        try:
-            return pool.request("GET", url + "/readyz", timeout=1).status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_until(ready, 20, message="the broker did not become ready")
-        assert pool.request("PUT", url + "/v1/partitions/T1/P1", timeout=5).status == 200
+    with memory_broker() as (url, _):
         yield url
-    finally:
-        pool.close()
-        process.terminate()
-        process.wait(20)
 
 
 def test_the_hot_routes_over_http(broker):

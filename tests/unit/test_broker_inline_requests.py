@@ -1,5 +1,6 @@
 """Which broker requests the HTTP server may answer on its loop thread (``answered_at_once``), and
-that only storage which never waits turns that on."""
+that only storage which never waits turns that on. A long-poll fetch is among them: on the loop it
+parks its request instead of waiting (tests/integration/test_parked_long_polls.py)."""
 
 import pytest
 
@@ -19,8 +20,8 @@ RECORDS = "/v1/partitions/T1/P1/records"
         ("POST", RECORDS, "", True),  # an append
         ("POST", RECORDS, "producer_id=1&sequence=0", True),
         ("GET", RECORDS, "offset=0&max_records=10", True),  # a fetch that answers what is there
-        ("GET", RECORDS, "offset=5&wait_ms=500", False),  # a long-poll waits: the pool
-        ("GET", RECORDS, "wait_ms=0&offset=0", False),  # asked to wait at all: the pool, to be safe
+        ("GET", RECORDS, "offset=5&wait_ms=500", True),  # a long-poll parks on the loop
+        ("GET", RECORDS, "wait_ms=0&offset=0", True),
         ("GET", "/v1/partitions", "", False),
         ("POST", "/v1/partitions/T1/P1", "", False),
         ("GET", "/readyz", "", False),
@@ -30,7 +31,7 @@ RECORDS = "/v1/partitions/T1/P1/records"
         ("POST", "/v1/positions/g/T1/P1/take", "", False),
     ],
 )
-def test_only_appends_fetches_that_do_not_wait_and_takes_are_answered_at_once(method, path, query, inline):
+def test_only_appends_fetches_and_takes_are_answered_at_once(method, path, query, inline):
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query}
     assert answered_at_once(environ) is inline
 

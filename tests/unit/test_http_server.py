@@ -9,6 +9,7 @@ real clusters in tests/integration/test_hardening_http.py.
 import asyncio
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from myqueue.core.reasons import Reason
 from myqueue.service.base_app import ServiceState
 from myqueue.service.envelope import Failure, refused
+from myqueue.service.parking import PARK, Parked
 from myqueue.service.server import Inline, Limits, Server
 from tests.helpers import wait_until
 
@@ -25,8 +27,15 @@ LIMITS = Limits(max_body=1024, buffer_bytes=4096, connections=8, header_bytes=20
 RELEASE = threading.Event()  # /hold waits on it
 
 
+PARKED_HERE: list[Parked] = []  # what /quick-park parked, in order
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
+    if path.startswith("/quick-park") and environ.get(PARK) is not None:
+        PARKED_HERE.append(environ[PARK]())
+        start_response("200 OK", [("Content-Length", "6")])
+        return [b"PARKED"]  # never written: the request is answered when resumed
     if path == "/hold":
         RELEASE.wait(10)
     if path == "/boom":
@@ -40,6 +49,7 @@ def app(environ, start_response):
             "length": environ.get("CONTENT_LENGTH"),
             "headers": sorted(k for k in environ if k.startswith("HTTP_")),
             "thread": threading.current_thread().name,
+            "resumed": PARK in environ and environ[PARK] is None,
         }
     ).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -371,6 +381,7 @@ def quick(environ: dict) -> bool:
 @pytest.fixture
 def running_inline() -> Iterator[Running]:
     RELEASE.clear()
+    PARKED_HERE.clear()
     r = Running(LIMITS, inline=quick)
     yield r
     r.stop()
@@ -417,3 +428,65 @@ def test_an_inline_request_behind_one_in_the_pool_waits_for_it(running_inline):
         first, second = read_answers(s, 2)
         assert json.loads(first[2])["path"] == "/hold" and json.loads(second[2])["path"] == "/quick"
         assert json.loads(second[2])["thread"] == "test-loop"
+
+
+def _parked(running: Running, count: int) -> list[Parked]:
+    return wait_until(
+        lambda: PARKED_HERE if len(PARKED_HERE) == count else None,
+        5,
+        message=lambda: f"parked {len(PARKED_HERE)} of {count}; answering {running.server.answering}",
+    )
+
+
+def test_a_parked_request_is_answered_when_resumed_and_the_ones_behind_it_wait(running_inline):
+    """The app parks an inline request (service/parking.py): nothing is written, no thread is
+    held, the connection's next request waits its turn; resumed from another thread via the loop,
+    the app runs again for it on the loop thread and that answer is written, then the next."""
+    with running_inline.connect() as s:
+        s.sendall(b"GET /quick-park HTTP/1.1\r\nHost: h\r\n\r\nGET /quick2 HTTP/1.1\r\nHost: h\r\n\r\n")
+        [parked] = _parked(running_inline, 1)
+        assert running_inline.server.answering == 1
+        s.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # neither the parked request nor the one behind it
+            s.recv(1)
+        s.settimeout(10)
+        with socket.create_connection(("127.0.0.1", running_inline.port), timeout=10) as other:
+            other.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")  # the pool is free
+            assert read_answers(other, 1)[0][0] == 200
+        running_inline.loop.call_soon_threadsafe(parked.resume)
+        first, second = (json.loads(body) for _, _, body in read_answers(s, 2))
+    assert (first["path"], first["resumed"], first["thread"]) == ("/quick-park", True, "test-loop")
+    assert (second["path"], second["resumed"]) == ("/quick2", False)
+    assert parked.done and len(PARKED_HERE) == 1  # resumed, the app answered instead of parking again
+    wait_until(lambda: running_inline.server.answering == 0, 5, message="a request still counted")
+
+
+def test_a_parked_request_whose_connection_is_reset_is_settled(running_inline):
+    """A reset connection (not a half-close: that client may still read its answer) settles the
+    parked request at once: it is no longer counted as being answered."""
+    with running_inline.connect() as s:
+        s.sendall(b"GET /quick-park HTTP/1.1\r\nHost: h\r\n\r\n")
+        [parked] = _parked(running_inline, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+    wait_until(
+        lambda: parked.done and running_inline.server.answering == 0,
+        5,
+        message=lambda: f"done {parked.done}, answering {running_inline.server.answering}",
+    )
+    parked.resume()  # later wake-ups (an append, its deadline) are no-ops
+
+
+def test_draining_answers_every_parked_request(running_inline):
+    sockets = [running_inline.connect() for _ in range(3)]
+    try:
+        for s in sockets:
+            s.sendall(b"GET /quick-park HTTP/1.1\r\nHost: h\r\n\r\n")
+        _parked(running_inline, 3)
+        running_inline.loop.call_soon_threadsafe(running_inline.server.resume_parked)
+        for s in sockets:
+            [(status, _, body)] = read_answers(s, 1)
+            assert status == 200 and json.loads(body)["resumed"] is True
+        assert all(p.done for p in PARKED_HERE)
+    finally:
+        for s in sockets:
+            s.close()

@@ -4,17 +4,20 @@ Storage's own exceptions become refusals here (``BrokerContext.as_refusal``), in
 both entry points use (``service/envelope.failure_for``).
 """
 
+import asyncio
 import contextlib
 import functools
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from myqueue.core.names import validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.storage import OutcomeUnknown
+from myqueue.service.parking import Parked
 
 from ..appendtime import AppendClock
 from ..metrics import BrokerMetrics
@@ -26,13 +29,27 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # as producer ids
 
 
 class Waiters:
-    """Per-partition conditions that wake long-polling fetches when a batch lands."""
+    """What wakes long-polling fetches when a batch lands on their partition.
+
+    Two kinds of waiter. A fetch in a pool thread (storage that may wait: PostgreSQL) waits on the
+    partition's condition, holding its thread; ``slots`` caps those so that appends always find a
+    free thread. A fetch on the server's loop thread (memory storage) parks its request
+    (service/parking.py) and holds no thread: ``notify`` resumes it on the loop once the
+    partition's end is past its offset, so the records go out with no thread switch. Parked
+    fetches are bounded by the server's connections (one request of a connection at a time).
+    The parked table is touched on the loop thread only; ``notify`` from another thread (an
+    append in a pool thread) hands the wake-up to the loop.
+    """
 
     def __init__(self, max_waiting: int):
         self._conditions: dict[tuple[str, str], threading.Condition] = {}
         self._guard = threading.Lock()
-        # Long-polls hold a server thread; cap them so appends always find a free thread.
         self.slots = threading.BoundedSemaphore(max_waiting)
+        self._threads = 0  # fetches waiting in a thread now
+        self._parked: dict[tuple[str, str], dict[Parked, int]] = {}  # key -> {request: its offset}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._end_offset: Callable[[str, str], int] | None = None
 
     def condition(self, key: tuple[str, str]) -> threading.Condition:
         with self._guard:
@@ -41,11 +58,86 @@ class Waiters:
                 cond = self._conditions[key] = threading.Condition()
             return cond
 
+    def park(
+        self,
+        key: tuple[str, str],
+        offset: int,
+        parked: Parked,
+        wait_s: float,
+        end_offset: Callable[[str, str], int],
+    ) -> None:
+        """Resume ``parked`` once the partition's end is past ``offset``, or after ``wait_s``. Loop thread."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._end_offset = end_offset
+        self._parked.setdefault(key, {})[parked] = offset
+        self._loop.call_later(wait_s, self._expire, key, parked)
+        if end_offset(*key) > offset:  # an append in a pool thread landed since the caller's read
+            self._loop.call_soon(self._wake, key)
+
+    def wait(
+        self,
+        key: tuple[str, str],
+        offset: int,
+        wait_s: float,
+        end_offset: Callable[[str, str], int],
+        draining: threading.Event,
+    ) -> None:
+        """Hold this (pool) thread until the partition's end is past ``offset``, ``wait_s`` passed
+        or the broker drains; return at once when every slot is taken."""
+        if not self.slots.acquire(blocking=False):
+            return
+        with self._guard:
+            self._threads += 1
+        try:
+            deadline = time.monotonic() + wait_s
+            cond = self.condition(key)
+            with cond:
+                while end_offset(*key) <= offset and not draining.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    cond.wait(min(remaining, 0.5))
+        finally:
+            with self._guard:
+                self._threads -= 1
+            self.slots.release()
+
+    def waiting(self) -> int:
+        """Long-polls waiting now, parked or in a thread (``myqueue_broker_fetch_long_polls_waiting``)."""
+        return self._threads + sum(map(len, list(self._parked.values())))
+
+    def _expire(self, key: tuple[str, str], parked: Parked) -> None:
+        waiting = self._parked.get(key)
+        if waiting is not None and waiting.pop(parked, None) is not None and not waiting:
+            del self._parked[key]
+        parked.resume()  # a no-op when it was woken (or the server resumed it) before
+
+    def _wake(self, key: tuple[str, str]) -> None:
+        waiting = self._parked.get(key)
+        if not waiting or self._end_offset is None:
+            return
+        end = self._end_offset(*key)
+        ready = [parked for parked, offset in waiting.items() if offset < end or parked.done]
+        for parked in ready:
+            del waiting[parked]
+        if not waiting:
+            del self._parked[key]
+        for parked in ready:
+            parked.resume()
+
     def notify(self, key: tuple[str, str]) -> None:
         cond = self._conditions.get(key)
         if cond is not None:
             with cond:
                 cond.notify_all()
+        if self._parked.get(key) and self._loop is not None:
+            # After the append that notifies has answered (it runs on the loop too, in memory mode).
+            if threading.get_ident() == self._loop_thread:
+                self._loop.call_soon(self._wake, key)
+            else:
+                self._loop.call_soon_threadsafe(self._wake, key)
 
 
 @dataclass(frozen=True)

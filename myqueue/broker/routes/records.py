@@ -6,7 +6,6 @@ fetchers, answer with the base offset. Nothing here looks inside a record. Both 
 """
 
 import logging
-import time
 
 from myqueue.core import defaults, framing
 from myqueue.core.names import parse_int, validate_producer_id
@@ -75,7 +74,7 @@ def fetch(broker: BrokerContext, call: Call, topic: str, partition: str) -> Raw:
     )
     wait_ms = parse_int(args.get("wait_ms"), "wait_ms", low=0, high=defaults.MAX_FETCH_WAIT_MS, default=0)
     try:
-        return _fetch(broker, key, offset, max_records, max_bytes, wait_ms)
+        return _fetch(broker, call, key, offset, max_records, max_bytes, wait_ms)
     except OffsetOutOfRange:
         broker.metrics.out_of_range(key)
         log.info("fetch of %s:%s at %d is below the log start", key[0], key[1], offset)
@@ -83,29 +82,24 @@ def fetch(broker: BrokerContext, call: Call, topic: str, partition: str) -> Raw:
 
 
 def _fetch(
-    broker: BrokerContext, key: tuple[str, str], offset: int, max_records: int, max_bytes: int, wait_ms: int
+    broker: BrokerContext,
+    call: Call,
+    key: tuple[str, str],
+    offset: int,
+    max_records: int,
+    max_bytes: int,
+    wait_ms: int,
 ) -> Raw:
     storage, waiters = broker.storage, broker.waiters
     with outcome_unknown_in_storage_words():
         result = storage.read(key[0], key[1], offset, max_records, max_bytes)
-        if (
-            not result.batches
-            and wait_ms
-            and offset >= result.end_offset
-            and waiters.slots.acquire(blocking=False)
-        ):
-            try:
-                deadline = time.monotonic() + wait_ms / 1000
-                cond = waiters.condition(key)
-                with cond:
-                    while storage.end_offset(*key) <= offset and not broker.draining.is_set():
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            break
-                        cond.wait(min(remaining, 0.5))
-            finally:
-                waiters.slots.release()
-            result = storage.read(key[0], key[1], offset, max_records, max_bytes)
+        if not result.batches and wait_ms and offset >= result.end_offset and not broker.draining.is_set():
+            if call.park is not None:  # on the loop thread (memory storage): park, hold no thread
+                waiters.park(key, offset, call.park(), wait_ms / 1000, storage.end_offset)
+                return _PARKED
+            if not call.on_loop:  # resumed on the loop, a parked fetch answers what is there
+                waiters.wait(key, offset, wait_ms / 1000, storage.end_offset, broker.draining)
+                result = storage.read(key[0], key[1], offset, max_records, max_bytes)
     broker.metrics.returned(key, result.record_count, sum(len(body) for _, body in result.batches))
     parts = [framing.set_header(result.end_offset, result.next_offset, len(result.batches))]
     for base, body in result.batches:
@@ -115,17 +109,19 @@ def _fetch(
 
 
 def answered_at_once(environ: dict) -> bool:
-    """An append, a fetch that does not long-poll (no ``wait_ms``), or a group's take: with
-    storage that never waits (``LogStorage.never_waits``) none of them waits on anything, so the
+    """An append, a fetch (a long-poll parks on the loop: ``Waiters.park``), or a group's take:
+    with storage that never waits (``LogStorage.never_waits``) none of them holds the loop, so the
     server answers them on its loop thread, without a hand-off."""
     path = environ.get("PATH_INFO") or ""
     if not path.startswith("/v1/partitions/"):
         return False
     method = environ.get("REQUEST_METHOD")
     if path.endswith("/records"):
-        return method == "POST" or (method == "GET" and "wait_ms" not in (environ.get("QUERY_STRING") or ""))
+        return method in ("POST", "GET")
     return method == "POST" and path.endswith("/take") and "/positions/" in path
 
+
+_PARKED = Raw(framing.SET_CONTENT_TYPE, b"", ())  # what the app returns for a parked fetch (never written)
 
 RECORDS_RULE = "/v1/partitions/<topic>/<partition>/records"
 ROUTES = (

@@ -1,0 +1,35 @@
+"""Parked requests: an inline request (answered on the server's loop thread) that has to wait for
+an event leaves itself unanswered instead of holding a thread, and is answered when resumed.
+
+The server (``service/server.py``) puts ``environ[PARK]`` into every request it runs on its loop
+thread: a callable that parks the request and returns its ``Parked``. When the app returns, the
+server writes nothing for a parked request; ``Parked.resume`` runs the app again for it, on the
+loop thread, with ``environ[PARK]`` None (answer now: never wait, never park again), and writes
+that answer. A handler sees both through ``Call.on_loop`` and ``Call.park`` (``service/call.py``).
+
+While the app runs for a request it has just parked, ``environ[PARKED]`` is True: the metrics and
+the access log leave that run out, so a parked request is counted once, with its whole time
+(``metrics.request_started``).
+"""
+
+from collections.abc import Callable
+
+PARK = "myqueue.park"
+PARKED = "myqueue.parked"
+
+
+class Parked:
+    """A parked request: ``resume`` answers it, on the loop thread. Only the first call does
+    anything, so an event, a deadline and the server's own resumption (the connection was lost,
+    the server is draining) may all call it."""
+
+    __slots__ = ("_answer", "done")
+
+    def __init__(self, answer: Callable[[], None]):
+        self._answer = answer  # runs the app again for the request and writes its answer
+        self.done = False
+
+    def resume(self) -> None:
+        if not self.done:
+            self.done = True
+            self._answer()
