@@ -46,7 +46,8 @@ class Waiters:
         self._guard = threading.Lock()
         self.slots = threading.BoundedSemaphore(max_waiting)
         self._threads = 0  # fetches waiting in a thread now
-        self._parked: dict[tuple[str, str], dict[Parked, int]] = {}  # key -> {request: its offset}
+        # key -> {request: (its offset, its deadline's timer)}
+        self._parked: dict[tuple[str, str], dict[Parked, tuple[int, asyncio.TimerHandle]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._end_offset: Callable[[str, str], int] | None = None
@@ -71,8 +72,10 @@ class Waiters:
             self._loop = asyncio.get_running_loop()
             self._loop_thread = threading.get_ident()
             self._end_offset = end_offset
-        self._parked.setdefault(key, {})[parked] = offset
-        self._loop.call_later(wait_s, self._expire, key, parked)
+        # The timer is cancelled when an append wakes the request first: a consumer's fetches would
+        # otherwise leave one live timer each until its deadline (30 s at most), growing the heap.
+        timer = self._loop.call_later(wait_s, self._expire, key, parked)
+        self._parked.setdefault(key, {})[parked] = (offset, timer)
         if end_offset(*key) > offset:  # an append in a pool thread landed since the caller's read
             self._loop.call_soon(self._wake, key)
 
@@ -119,12 +122,15 @@ class Waiters:
         if not waiting or self._end_offset is None:
             return
         end = self._end_offset(*key)
-        ready = [parked for parked, offset in waiting.items() if offset < end or parked.done]
-        for parked in ready:
+        ready = [
+            (parked, timer) for parked, (offset, timer) in waiting.items() if offset < end or parked.done
+        ]
+        for parked, timer in ready:
             del waiting[parked]
+            timer.cancel()
         if not waiting:
             del self._parked[key]
-        for parked in ready:
+        for parked, _ in ready:
             parked.resume()
 
     def notify(self, key: tuple[str, str]) -> None:
