@@ -212,8 +212,8 @@ def _checked_keys(keys: Sequence[bytes | str | None]) -> list[bytes | None] | No
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
-def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[bytes], list[bytes]] | None:
-    """``send_batch``'s headers as (count per record, UTF-8 names, values) in a few C-level passes;
+def _flat_headers(headers: Sequence[HeadersIn | None]) -> framing.FlatHeaders | None:
+    """``send_batch``'s headers as columns (``framing.FlatHeaders``) in a few C-level passes;
     None when a record's headers are not a list or tuple of (str, bytes) pairs (then checked one
     by one). Header value sizes are left to the broker's check (a refusal stores nothing)."""
     if not set(map(type, headers)) <= {list, tuple}:
@@ -226,7 +226,7 @@ def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[
         )
     flat = list(chain.from_iterable(headers))  # type: ignore[arg-type]
     if not flat:
-        return counts, [], []
+        return framing.FlatHeaders(counts, [], [])
     try:
         if set(map(len, flat)) != {2}:
             return None
@@ -237,8 +237,9 @@ def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[
         # a few distinct names, each encoded once (a dict lookup per header instead of an encode)
         encoded = {name: str.encode(name) for name in set(names)}
         first = names[: counts[0]]
+        pattern = None
         if names == first * len(counts):  # the same names on every record: compared by identity
-            raw_names = list(map(encoded.__getitem__, first)) * len(counts)
+            pattern, raw_names = list(map(encoded.__getitem__, first)), []
         else:
             raw_names = list(map(encoded.__getitem__, names))
     except (TypeError, ValueError) as e:
@@ -253,7 +254,7 @@ def _flat_headers(headers: Sequence[HeadersIn | None]) -> tuple[list[int], list[
         raise TooLarge(
             f"a header name is over {defaults.MAX_HEADER_NAME_BYTES} bytes", reason=Reason.TOO_LARGE
         )
-    return counts, raw_names, values
+    return framing.FlatHeaders(counts, raw_names, values, pattern)
 
 
 def _headers_size(pairs: tuple[tuple[bytes, bytes], ...]) -> int:
@@ -271,7 +272,7 @@ class _Parts:
         keys: list[bytes | None] | None,
         headers: list[tuple[tuple[bytes, bytes], ...]] | None,
         timestamps: list[int],
-        flat_headers: tuple[list[int], list[bytes], list[bytes]] | None = None,
+        flat_headers: framing.FlatHeaders | None = None,
     ):
         self.values = values
         self.keys = keys  # None: no record has a key
@@ -514,7 +515,7 @@ class Producer:
                 raw_headers = list(map(_checked_headers, headers))
                 if raw_headers.count(_NO_HEADERS) == count:
                     raw_headers = None
-            elif not flat[1]:
+            elif not flat.values:
                 flat = None
         if timestamps_ms is None or isinstance(timestamps_ms, int):
             stamps = [_checked_timestamp(timestamps_ms)] * count

@@ -411,6 +411,19 @@ def _uniform(code: str, items: list[int]) -> array:
     return array(code, items)
 
 
+class FlatHeaders(NamedTuple):
+    """A batch's headers as columns (``send_batch``'s form): the count per record, every UTF-8
+    name and every value, in order. ``pattern``: when every record carries the same names in
+    the same order, those names once and ``names`` empty; the names' region and size table are
+    then made by repetition (C-level), not from a list of every name (a keyed batch of 1,000
+    records with two headers: 60 of its ~370 µs of framing)."""
+
+    counts: list[int]
+    names: list[bytes]
+    values: list[bytes]
+    pattern: list[bytes] | None = None
+
+
 def encode_batch_v2(
     values: Sequence[bytes],
     timestamps: Sequence[int],
@@ -418,12 +431,12 @@ def encode_batch_v2(
     headers: Sequence[Sequence[tuple[bytes, bytes]]] | None = None,
     *,
     attributes: int = 0,
-    flat_headers: tuple[list[int], list[bytes], list[bytes]] | None = None,
+    flat_headers: FlatHeaders | None = None,
 ) -> bytes:
     """Frame records into one v2 batch: ``values``, create ``timestamps`` (ms), optional ``keys``
     (None entries: no key) and ``headers`` (per record, (UTF-8 name, value) pairs; or
-    ``flat_headers``: the count per record, then every name and every value in order). The
-    log-append time is left at NO_APPEND_TIME for the broker to stamp."""
+    ``flat_headers``, the same as columns). The log-append time is left at NO_APPEND_TIME for
+    the broker to stamp."""
     count = len(values)
     if not count:
         raise ValueError("a batch holds at least one record")
@@ -443,22 +456,32 @@ def encode_batch_v2(
         else:
             key_sizes = _uniform("I", list(map((1).__add__, map(len, keys))))  # type: ignore[arg-type]
             key_data = keys  # type: ignore[assignment]
+    name_data: Sequence[bytes]
     if flat_headers is not None:
-        counts, names, header_values = flat_headers
-        if len(counts) != count or len(names) != len(header_values) or sum(counts) != len(names):
-            raise ValueError("flat_headers: one count per record, one value per name")
-        header_counts = _uniform("H", counts)
+        counts, names, header_values, pattern = flat_headers
+        if pattern is not None:
+            if names or counts != [len(pattern)] * count:
+                raise ValueError("flat_headers: a pattern is every record's names, and no others")
+        elif len(counts) != count or sum(counts) != len(names):
+            raise ValueError("flat_headers: one count per record, one name per header")
+        if len(header_values) != sum(counts):
+            raise ValueError("flat_headers: one value per name")
     elif headers is None:
-        header_counts = array("H", bytes(2 * count))
-        names, header_values = [], []
+        counts, names, header_values, pattern = [], [], [], None
     else:
         if len(headers) != count:
             raise ValueError("one header list per record")
-        header_counts = _uniform("H", list(map(len, headers)))
+        counts, pattern = list(map(len, headers)), None
         flat = list(chain.from_iterable(headers))
         names = list(map(itemgetter(0), flat))
         header_values = list(map(itemgetter(1), flat))
-    name_sizes = array("H", list(map(len, names)))  # from a list: faster than from map
+    header_counts = _uniform("H", counts) if counts else array("H", bytes(2 * count))
+    if pattern is None:
+        name_sizes = array("H", list(map(len, names)))  # from a list: faster than from map
+        name_data = names
+    else:
+        name_sizes = array("H", list(map(len, pattern))) * count
+        name_data = (b"".join(pattern) * count,)
     header_value_sizes = array("I", list(map(len, header_values)))
     keys_len = _sum(key_sizes) - (count - key_sizes.count(0))
     names_len = _sum(name_sizes)
@@ -477,14 +500,14 @@ def encode_batch_v2(
         count,
         timestamps[0],
         max_ts,
-        len(names),
+        len(header_values),
         keys_len,
         names_len,
         hvalues_len,
         values_len,
     )
     tail = b"".join(
-        (head[CRC_START:], *(t.tobytes() for t in tables), *key_data, *names, *header_values, *values)
+        (head[CRC_START:], *(t.tobytes() for t in tables), *key_data, *name_data, *header_values, *values)
     )
     crc = google_crc32c.value(tail)
     return b"".join((head[:4], struct.pack("<Iq", crc, NO_APPEND_TIME), tail))
