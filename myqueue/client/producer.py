@@ -228,12 +228,12 @@ def _flat_headers(headers: Sequence[HeadersIn | None]) -> framing.FlatHeaders | 
     if not flat:
         return framing.FlatHeaders(counts, [], [])
     try:
-        if set(map(len, flat)) != {2}:
-            return None
         # Two itemgetter passes, not zip(*flat): that makes an iterator a pair, each one an
         # allocation the garbage collector counts (a collection every 700 of them).
         names = list(map(_FIRST, flat))
-        values = list(map(_SECOND, flat))
+        values = list(map(_SECOND, flat))  # IndexError for a header shorter than a pair, so
+        if sum(map(len, flat)) != 2 * len(flat):  # every one is a pair (one pass, cheaper than a set)
+            return None
         # a few distinct names, each encoded once (a dict lookup per header instead of an encode)
         encoded = {name: str.encode(name) for name in set(names)}
         first = names[: counts[0]]
@@ -242,7 +242,7 @@ def _flat_headers(headers: Sequence[HeadersIn | None]) -> framing.FlatHeaders | 
             pattern, raw_names = list(map(encoded.__getitem__, first)), []
         else:
             raw_names = list(map(encoded.__getitem__, names))
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, IndexError) as e:
         if isinstance(e, UnicodeEncodeError):
             raise InvalidRequest(
                 f"a header name is not valid UTF-8: {e}", reason=Reason.INVALID_REQUEST

@@ -347,6 +347,9 @@ def test_a_partial_decode_ends_the_set_at_a_damaged_batch_after_good_ones():
         ([b"k" * (defaults.MAX_KEY_BYTES + 1)], None, None, "TooLarge"),
         (None, [[("\udcff", b"v")]], None, "InvalidRequest"),  # a lone surrogate has no UTF-8
         (None, [[(b"bytes-name", b"v")]], None, "TypeError"),
+        (None, [[("h",)]], None, "TypeError"),  # a header shorter than a pair
+        (None, [[("h", b"v", b"extra")]], None, "TypeError"),  # or longer
+        (None, [[("h",), ("h", b"v", b"w")]], None, "TypeError"),  # one short, one long: 4 items, 2 headers
         (None, [[("h", b"v")] * (defaults.MAX_HEADERS_PER_RECORD + 1)], None, "TooLarge"),
         (None, [[("n" * (defaults.MAX_HEADER_NAME_BYTES + 1), b"v")]], None, "TooLarge"),
         (None, None, [-1], "InvalidRequest"),
