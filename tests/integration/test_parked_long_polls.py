@@ -10,6 +10,7 @@ request metrics, and SIGTERM answers every parked one at once.
 
 import re
 import signal
+import socket
 import threading
 import time
 
@@ -125,5 +126,33 @@ def test_sigterm_answers_every_parked_long_poll_at_once():
             assert sorted(answers) == [0, 1, 2], f"answered {sorted(answers)}"
             assert all(answer.status == 200 and took < 10 for answer, took in answers.values())
             assert process.wait(20) == 0
+        finally:
+            pool.close()
+
+
+def test_a_long_poll_flask_serves_parks_and_wakes_too():
+    """A fetch in a form the lean lane leaves to Flask (a GET with a Content-Length) is still on the
+    loop thread: it parks through Flask's view the same way, and the append answers it."""
+    with memory_broker() as (url, _):
+        pool = Pool()
+        port = int(url.rsplit(":", 1)[1])
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(
+                    f"GET {RECORDS}?offset=0&wait_ms=20000 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Content-Length: 0\r\n\r\n".encode()
+                )
+                wait_until(
+                    lambda: _waiting(pool, url) == 1, 20, message=lambda: f"waiting {_waiting(pool, url)}"
+                )
+                appended = pool.request("POST", url + RECORDS, body=framing.encode_batch([b"x"]), timeout=5)
+                assert appended.status == 200
+                data = b""
+                while b"\r\n\r\n" not in data or not data.endswith(framing.encode_batch([b"x"])):
+                    chunk = s.recv(65536)
+                    assert chunk, f"closed; had {data!r}"
+                    data += chunk
+            assert data.startswith(b"HTTP/1.1 200") and b"X-MyQueue-End-Offset: 1" in data
+            assert _waiting(pool, url) == 0
         finally:
             pool.close()
