@@ -23,7 +23,7 @@ the rest is this module, which does what those servers cannot:
   head over ``header_bytes`` 431, body over the limit 413, a stalled or silent client 408,
   overload 503.
 - **No hand-off for requests that never wait** (``inline``, given by the app: a memory-store
-  broker's appends, fetches that do not long-poll, takes): answered on the loop thread. Handing a
+  broker's appends, fetches, takes): answered on the loop thread. Handing a
   request to a pool thread and its answer back costs two thread wake-ups and a GIL exchange each
   way: about half of a one-record append's CPU and wall time (bench/README.md, "The hand-off").
   Anything that may wait (storage I/O, a call to another service) goes to the pool.
@@ -32,7 +32,8 @@ the rest is this module, which does what those servers cannot:
   event calls ``Parked.resume`` and the app runs again for the request, on the loop thread, and
   answers at once. A long-poll woken by an append is then answered with no thread switch at all
   (a thread waiting on a condition took four: bench/README.md, "Parked long-polls"). A parked
-  request is resumed when its connection is lost and when the server begins to drain.
+  request is resumed when its connection is reset (a half-closed client may still read its
+  answer) and when the server begins to drain.
 - Keep-alive and pipelining (one request of a connection at a time, in order, reading paused
   meanwhile); ``Expect: 100-continue`` answered once the headers pass; HEAD answered without a body.
 - Graceful stop (``serve``): SIGTERM/SIGINT set ``state.draining`` (``/readyz`` answers 503), run
