@@ -295,8 +295,18 @@ def test_the_group_its_epoch_and_commits_survive_a_coordinator_kill_in_postgres_
             assert {m["member_id"] for m in after["members"]} == {m["member_id"] for m in before["members"]}
             more = produce(cluster, "T", 400, "w")
             wait_until(lambda: more <= union(members, "ab"), 60, message=lambda: "members did not continue")
-            committed = {p["partition"]: p["committed"] for p in describe(cluster, "g")["partitions"]}
-            assert all(committed[p] is not None and committed[p] > 0 for p in committed), committed
+            # A member commits at the start of its next poll (auto-commit, 1 s), through the
+            # coordinator: a commit due while it was down is made at a later poll, so wait for it.
+            last: dict = {}
+
+            def committed_everywhere() -> bool:
+                last.clear()
+                last.update(
+                    {p["partition"]: p["committed"] for p in describe(cluster, "g").get("partitions", [])}
+                )
+                return bool(last) and all(c is not None and c > 0 for c in last.values())
+
+            wait_until(committed_everywhere, 30, message=lambda: f"committed {last}")
         finally:
             members.stop_all()
 
