@@ -47,7 +47,7 @@ def create_app(
         incarnation=uuid.uuid4().hex,
         max_message_bytes=max_message_bytes,
         draining=state.draining,
-        waiters=Waiters(max(1, threads // 2)),
+        waiters=Waiters(max(1, threads // 2), storage.end_offset),
         metrics=metrics,
         clock=AppendClock(),
         retention=retention,

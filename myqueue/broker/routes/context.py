@@ -41,7 +41,7 @@ class Waiters:
     append in a pool thread) hands the wake-up to the loop.
     """
 
-    def __init__(self, max_waiting: int):
+    def __init__(self, max_waiting: int, end_offset: Callable[[str, str], int]):
         self._conditions: dict[tuple[str, str], threading.Condition] = {}
         self._guard = threading.Lock()
         self.slots = threading.BoundedSemaphore(max_waiting)
@@ -50,7 +50,7 @@ class Waiters:
         self._parked: dict[tuple[str, str], dict[Parked, tuple[int, asyncio.TimerHandle]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._end_offset: Callable[[str, str], int] | None = None
+        self._end_offset = end_offset  # the storage's: (topic, partition) -> its end offset
 
     def condition(self, key: tuple[str, str]) -> threading.Condition:
         with self._guard:
@@ -65,18 +65,16 @@ class Waiters:
         offset: int,
         parked: Parked,
         wait_s: float,
-        end_offset: Callable[[str, str], int],
     ) -> None:
         """Resume ``parked`` once the partition's end is past ``offset``, or after ``wait_s``. Loop thread."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._loop_thread = threading.get_ident()
-            self._end_offset = end_offset
         # The timer is cancelled when an append wakes the request first: a consumer's fetches would
         # otherwise leave one live timer each until its deadline (30 s at most), growing the heap.
         timer = self._loop.call_later(wait_s, self._expire, key, parked)
         self._parked.setdefault(key, {})[parked] = (offset, timer)
-        if end_offset(*key) > offset:  # an append in a pool thread landed since the caller's read
+        if self._end_offset(*key) > offset:  # an append in a pool thread landed since the caller's read
             self._loop.call_soon(self._wake, key)
 
     def wait(
@@ -84,7 +82,6 @@ class Waiters:
         key: tuple[str, str],
         offset: int,
         wait_s: float,
-        end_offset: Callable[[str, str], int],
         draining: threading.Event,
     ) -> None:
         """Hold this (pool) thread until the partition's end is past ``offset``, ``wait_s`` passed
@@ -97,7 +94,7 @@ class Waiters:
             deadline = time.monotonic() + wait_s
             cond = self.condition(key)
             with cond:
-                while end_offset(*key) <= offset and not draining.is_set():
+                while self._end_offset(*key) <= offset and not draining.is_set():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
@@ -119,7 +116,7 @@ class Waiters:
 
     def _wake(self, key: tuple[str, str]) -> None:
         waiting = self._parked.get(key)
-        if not waiting or self._end_offset is None:
+        if not waiting:
             return
         end = self._end_offset(*key)
         ready = [

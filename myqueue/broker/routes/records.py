@@ -95,10 +95,10 @@ def _fetch(
         result = storage.read(key[0], key[1], offset, max_records, max_bytes)
         if not result.batches and wait_ms and offset >= result.end_offset and not broker.draining.is_set():
             if call.park is not None:  # on the loop thread (memory storage): park, hold no thread
-                waiters.park(key, offset, call.park(), wait_ms / 1000, storage.end_offset)
+                waiters.park(key, offset, call.park(), wait_ms / 1000)
                 return _PARKED
             if not call.on_loop:  # resumed on the loop, a parked fetch answers what is there
-                waiters.wait(key, offset, wait_ms / 1000, storage.end_offset, broker.draining)
+                waiters.wait(key, offset, wait_ms / 1000, broker.draining)
                 result = storage.read(key[0], key[1], offset, max_records, max_bytes)
     broker.metrics.returned(key, result.record_count, sum(len(body) for _, body in result.batches))
     parts = [framing.set_header(result.end_offset, result.next_offset, len(result.batches))]
