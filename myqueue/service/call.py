@@ -8,13 +8,23 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 
 from .envelope import parse_json
-from .parking import PARK, Parked
+from .parking import OUTCOME, PARK, Parked
 
 
 class Call:
     """One request as a handler sees it, the same whether Flask or the lean lane serves it."""
 
-    __slots__ = ("_body", "_read", "args", "content_type", "on_loop", "park", "remote_addr", "seed")
+    __slots__ = (
+        "_body",
+        "_read",
+        "args",
+        "content_type",
+        "on_loop",
+        "outcome",
+        "park",
+        "remote_addr",
+        "seed",
+    )
 
     def __init__(
         self,
@@ -32,7 +42,10 @@ class Call:
         # On the server's loop thread (service/server.py, PARK) a handler must not block: it may
         # ``park()`` the request instead (None when it is being resumed: then it answers now).
         self.on_loop = PARK in environ
-        self.park: Callable[[], Parked] | None = environ.get(PARK)  # type: ignore[assignment]
+        # ``park(interruptible=False)``: waiting for I/O under way, answered by its outcome only.
+        self.park: Callable[..., Parked] | None = environ.get(PARK)  # type: ignore[assignment]
+        # Resumed: what the event that resumed the parked request handed over (None otherwise).
+        self.outcome: object = environ.get(OUTCOME)
         self._read = read
         self._body: bytes | None = None
 

@@ -66,7 +66,7 @@ from myqueue.core.reasons import Reason
 
 from .base_app import ServiceState
 from .envelope import INTERNAL_ERROR, Failure, json_body, refused, status_line
-from .parking import PARK, PARKED, Parked
+from .parking import OUTCOME, PARK, PARKED, Parked
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class Server:
         """Answer every parked request now (the server is draining). Loop thread."""
         for connection in list(self.connections):
             if connection.parked is not None:
-                connection.parked.resume()
+                connection.parked.interrupt()
 
     async def stop(self) -> None:
         if self._listener is not None:
@@ -255,7 +255,7 @@ class _Connection(asyncio.Protocol):
         self._drop_pending()
         self.closing = True
         if self.parked is not None:  # its answer has nowhere to go: settle its accounting now
-            asyncio.get_running_loop().call_soon(self.parked.resume)
+            asyncio.get_running_loop().call_soon(self.parked.interrupt)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -446,19 +446,20 @@ class _Connection(asyncio.Protocol):
             self._submit(environ)
             return
 
-    def _park(self, environ: dict) -> Parked:
+    def _park(self, environ: dict, interruptible: bool = True) -> Parked:
         """``environ[PARK]``: leave this inline request unanswered when the app returns."""
         if self.parked is not None:
             raise RuntimeError("the request is parked already")
-        self.parked = Parked(functools.partial(self.resume, environ))
+        self.parked = Parked(functools.partial(self.resume, environ), interruptible)
         environ[PARKED] = True
         return self.parked
 
-    def resume(self, environ: dict) -> None:
+    def resume(self, environ: dict, outcome: object) -> None:
         """Run the app again for the parked request (it may not park again) and answer it."""
         self.parked = None
         environ[PARK] = None
         environ[PARKED] = False
+        environ[OUTCOME] = outcome
         environ["wsgi.input"].seek(0)
         self._answer(environ, _call(self.server.app, environ))
 

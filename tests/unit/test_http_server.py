@@ -19,7 +19,7 @@ import pytest
 from myqueue.core.reasons import Reason
 from myqueue.service.base_app import ServiceState
 from myqueue.service.envelope import Failure, refused
-from myqueue.service.parking import PARK, Parked
+from myqueue.service.parking import OUTCOME, PARK, Parked
 from myqueue.service.server import Inline, Limits, Server
 from tests.helpers import wait_until
 
@@ -36,6 +36,10 @@ def app(environ, start_response):
         PARKED_HERE.append(environ[PARK]())
         start_response("200 OK", [("Content-Length", "6")])
         return [b"PARKED"]  # never written: the request is answered when resumed
+    if path.startswith("/quick-io") and environ.get(PARK) is not None:  # waits for I/O under way
+        PARKED_HERE.append(environ[PARK](interruptible=False))
+        start_response("200 OK", [("Content-Length", "6")])
+        return [b"PARKED"]  # never written: the request is answered when resumed
     if path == "/hold":
         RELEASE.wait(10)
     if path == "/boom":
@@ -50,6 +54,7 @@ def app(environ, start_response):
             "headers": sorted(k for k in environ if k.startswith("HTTP_")),
             "thread": threading.current_thread().name,
             "resumed": PARK in environ and environ[PARK] is None,
+            "outcome": environ.get(OUTCOME),
         }
     ).encode()
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -474,6 +479,45 @@ def test_a_parked_request_whose_connection_is_reset_is_settled(running_inline):
         message=lambda: f"done {parked.done}, answering {running_inline.server.answering}",
     )
     parked.resume()  # later wake-ups (an append, its deadline) are no-ops
+
+
+def test_a_request_parked_for_io_is_answered_by_its_outcome_alone(running_inline):
+    """``park(interruptible=False)`` (an append sent to storage): neither draining nor a reset
+    connection answers it early; the outcome its waker hands to ``resume`` reaches the app's
+    second run (``environ[OUTCOME]``) and that answer is written."""
+    with running_inline.connect() as s:
+        s.sendall(b"GET /quick-io HTTP/1.1\r\nHost: h\r\n\r\n")
+        [parked] = _parked(running_inline, 1)
+        running_inline.loop.call_soon_threadsafe(running_inline.server.resume_parked)
+        s.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # draining left it parked
+            s.recv(1)
+        assert not parked.done and running_inline.server.answering == 1
+        s.settimeout(10)
+        running_inline.loop.call_soon_threadsafe(parked.resume, {"base_offset": 7})
+        [(status, _, body)] = read_answers(s, 1)
+    answer = json.loads(body)
+    assert status == 200 and answer["resumed"] is True and answer["outcome"] == {"base_offset": 7}
+    assert answer["thread"] == "test-loop"
+
+
+def test_a_request_parked_for_io_on_a_reset_connection_is_settled_by_its_outcome(running_inline):
+    with running_inline.connect() as s:
+        s.sendall(b"GET /quick-io HTTP/1.1\r\nHost: h\r\n\r\n")
+        [parked] = _parked(running_inline, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+    wait_until(
+        lambda: not running_inline.server.connections,
+        5,
+        message=lambda: f"connections still open: {len(running_inline.server.connections)}",
+    )
+    assert not parked.done and running_inline.server.answering == 1, "the lost connection answered it early"
+    running_inline.loop.call_soon_threadsafe(parked.resume, "stored")
+    wait_until(
+        lambda: parked.done and running_inline.server.answering == 0,
+        5,
+        message=lambda: f"done {parked.done}, answering {running_inline.server.answering}",
+    )
 
 
 def test_draining_answers_every_parked_request(running_inline):
