@@ -23,19 +23,36 @@ class AppendClock:
         self._last: dict[tuple[str, str], int] = {}
         self._guard = threading.Lock()
 
-    @contextlib.contextmanager
-    def stamp(self, key: tuple[str, str]) -> Iterator[int]:
-        """Yield this append's log-append time (ms); hold the partition's order until the append returns."""
+    def begin(self, key: tuple[str, str], blocking: bool = True) -> int | None:
+        """Take the partition's order and return this append's log-append time (ms); ``end``
+        gives the order back. None (nothing taken) when not ``blocking`` and another append of the
+        partition holds it. The lock is not a thread's: an append on the loop (``append_on_loop``)
+        takes it there and gives it back when its outcome arrives."""
         lock = self._locks.get(key)
         if lock is None:
             with self._guard:
                 lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            now = now_ms()
-            last = self._last.get(key, 0)
-            stamp = now if now > last else last
-            self._last[key] = stamp
+        if not lock.acquire(blocking):
+            return None
+        now = now_ms()
+        last = self._last.get(key, 0)
+        stamp = now if now > last else last
+        self._last[key] = stamp
+        return stamp
+
+    def end(self, key: tuple[str, str]) -> None:
+        self._locks[key].release()
+
+    @contextlib.contextmanager
+    def stamp(self, key: tuple[str, str]) -> Iterator[int]:
+        """Yield this append's log-append time (ms); hold the partition's order until the append returns."""
+        stamp = self.begin(key)
+        if stamp is None:  # a blocking begin always takes the order
+            raise RuntimeError("a blocking begin returned no stamp")
+        try:
             yield stamp
+        finally:
+            self.end(key)
 
     def forget(self, key: tuple[str, str]) -> None:
         """A deleted partition: a new one of that name starts a new series."""

@@ -34,6 +34,8 @@ import psycopg2.pool
 from myqueue.core import defaults
 from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 
+from .loop import LOOP_APPLICATION_NAME, LoopConnection
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -158,6 +160,13 @@ class Database:
                     f"PostgreSQL connection lost after the statement was sent: {str(e).strip()}"
                 ) from e
         raise AssertionError("unreachable")
+
+    def loop_connection(self) -> LoopConnection:
+        """A connection for one service loop's statements (``db/loop.py``), with this pool's
+        DSN, libpq timeouts and call timeout; ``pg_stat_activity`` shows it by its application name."""
+        return LoopConnection(
+            self._dsn, {**self._options, "application_name": LOOP_APPLICATION_NAME}, self._call_timeout
+        )
 
     def ping(self, timeout: float | None = None) -> bool:
         """Whether the store answers ``SELECT 1`` within ``timeout`` (default MYQUEUE_PG_PING_TIMEOUT).

@@ -5,6 +5,7 @@ core.framing), stamp a v2 batch's log-append time, hand the bytes to storage, wa
 fetchers, answer with the base offset. Nothing here looks inside a record. Both are served by the lean lane too (``service/lean.py``).
 """
 
+import asyncio
 import logging
 
 from myqueue.core import defaults, framing
@@ -13,16 +14,19 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.service.call import Call
 from myqueue.service.envelope import Raw
+from myqueue.service.parking import Parked
 from myqueue.service.routes import Route
 
-from ..storage.base import OffsetOutOfRange
+from ..storage.base import LogStorage, OffsetOutOfRange
 from .context import BrokerContext, outcome_unknown_in_storage_words, partition_key, request_id
 
 log = logging.getLogger(__name__)
 
 
-def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dict:
+def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dict | Raw:
     key = partition_key(topic, partition)
+    if call.outcome is not None:  # resumed: the outcome of the append it parked for
+        return _appended(broker, key, call.outcome)  # type: ignore[arg-type]
     args = call.args
     producer_id = args.get("producer_id")
     sequence = args.get("sequence")
@@ -35,25 +39,117 @@ def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dic
     count = framing.check_batch(
         body, max_records=defaults.MAX_BATCH_RECORDS, max_record_bytes=broker.max_message_bytes
     )
-    duplicate = False
     storage = broker.storage
     seq = 0
     if producer_id is not None:
         producer_id = validate_producer_id(producer_id)
         seq = parse_int(sequence, "sequence", low=0, high=2**62)
+    producer = None if producer_id is None else (producer_id, seq)
+    if call.park is not None and storage.appends_on_loop:  # PostgreSQL, on the loop: park, hold no thread
+        waiting = _Waiting()
+        if not _append_on_loop(broker, waiting, key, body, count, rid, producer):
+            _append_in_thread(broker, waiting, key, body, count, rid, producer)
+        # Parked once the append is under way (nothing above raises after it started); its outcome
+        # arrives in a later turn of the loop, never before this returns.
+        waiting.parked = call.park(interruptible=False)
+        return _PARKED
+    return _appended(broker, key, _append_now(broker, key, body, count, rid, producer))
+
+
+def _append_now(
+    broker: BrokerContext,
+    key: tuple[str, str],
+    body: bytes,
+    count: int,
+    rid: str | None,
+    producer: tuple[str, int] | None,
+) -> tuple[tuple[int, bool], int, int]:
+    """Append in this thread: ((base offset, duplicate), records, bytes)."""
+    storage = broker.storage
     # The log-append time is stamped here, the one place (appendtime.py), held across the append.
     with outcome_unknown_in_storage_words(), broker.clock.stamp(key) as append_time_ms:
         # The same time goes into a v2 batch's bytes 8..16 (outside its CRC; a v1 batch has no such
         # field and is stored as it came), so the records carry what storage indexes.
         body = framing.stamp_append_time(body, append_time_ms)
-        if producer_id is None:
-            base = storage.append(key[0], key[1], body, count, rid, append_time_ms)
+        if producer is None:
+            result = (storage.append(key[0], key[1], body, count, rid, append_time_ms), False)
         else:
-            base, duplicate = storage.append_sequenced(
-                key[0], key[1], body, count, producer_id, seq, append_time_ms
-            )
+            result = storage.append_sequenced(key[0], key[1], body, count, *producer, append_time_ms)
+    return result, count, len(body)
+
+
+def _append_on_loop(
+    broker: BrokerContext,
+    waiting: "_Waiting",
+    key: tuple[str, str],
+    body: bytes,
+    count: int,
+    rid: str | None,
+    producer: tuple[str, int] | None,
+) -> bool:
+    """Start the append on storage's loop connection; its outcome resumes the request. False, nothing
+    started: storage cannot take it now, or another append of the partition holds its order."""
+    append_time_ms = broker.clock.begin(key, blocking=False)
+    if append_time_ms is None:
+        return False
+    body = framing.stamp_append_time(body, append_time_ms)
+
+    def done(result: tuple[int, bool] | None, error: BaseException | None) -> None:
+        broker.clock.end(key)
+        waiting.resume((result, count, len(body)) if error is None else error)
+
+    try:
+        started = broker.storage.append_on_loop(
+            key[0], key[1], body, count, append_time_ms, done, request_id=rid, producer=producer
+        )
+    except BaseException:
+        broker.clock.end(key)
+        raise
+    if not started:
+        broker.clock.end(key)
+    return started
+
+
+def _append_in_thread(
+    broker: BrokerContext,
+    waiting: "_Waiting",
+    key: tuple[str, str],
+    body: bytes,
+    count: int,
+    rid: str | None,
+    producer: tuple[str, int] | None,
+) -> None:
+    """The loop cannot start it now: append in a thread of the loop's executor, resume with the outcome."""
+    pending = asyncio.get_running_loop().run_in_executor(
+        None, _append_now, broker, key, body, count, rid, producer
+    )
+    pending.add_done_callback(lambda f: waiting.resume(f.exception() or f.result()))
+
+
+class _Waiting:
+    """The parked request an append's outcome answers."""
+
+    __slots__ = ("parked",)
+
+    def __init__(self) -> None:
+        self.parked: Parked | None = None
+
+    def resume(self, outcome: object) -> None:
+        if self.parked is None:  # the storage broke its promise of a later turn
+            raise RuntimeError("an append's outcome arrived before its request was parked")
+        self.parked.resume(outcome)
+
+
+def _appended(
+    broker: BrokerContext, key: tuple[str, str], outcome: tuple[tuple[int, bool], int, int] | BaseException
+) -> dict:
+    """The answer to an append: ((base offset, duplicate), records, bytes), or the error storage raised."""
+    if isinstance(outcome, BaseException):
+        with outcome_unknown_in_storage_words():
+            raise outcome
+    (base, duplicate), count, size = outcome
     if not duplicate:
-        broker.metrics.appended(key, count, len(body))
+        broker.metrics.appended(key, count, size)
         broker.waiters.notify(key)
     return {"base_offset": base, "count": count, "duplicate": duplicate}
 
@@ -119,6 +215,25 @@ def answered_at_once(environ: dict) -> bool:
     if path.endswith("/records"):
         return method in ("POST", "GET")
     return method == "POST" and path.endswith("/take") and "/positions/" in path
+
+
+def appended_on_loop(storage: LogStorage, environ: dict) -> bool:
+    """With storage that appends on the loop (PostgreSQL: ``append_on_loop``): an idempotent
+    append (a request id or a producer's sequence) small enough for one statement, while the
+    loop's connection is free. Every other request of such a broker goes to the pool."""
+    if environ.get("REQUEST_METHOD") != "POST":
+        return False
+    path = environ.get("PATH_INFO") or ""
+    if not (path.startswith("/v1/partitions/") and path.endswith("/records")):
+        return False
+    query = environ.get("QUERY_STRING") or ""
+    if "request_id=" not in query and "producer_id=" not in query:
+        return False
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)  # none (chunked): append_on_loop checks the body
+    except ValueError:
+        return False
+    return storage.can_append_on_loop(size)
 
 
 _PARKED = Raw(framing.SET_CONTENT_TYPE, b"", ())  # what the app returns for a parked fetch (never written)

@@ -30,11 +30,14 @@ partition is served by one broker at a time (placement), which makes that suffic
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from myqueue.core import framing
 from myqueue.core.topicconfig import Retention
+
+# ``append_on_loop``'s callback: ((base offset, duplicate), None) or (None, the error append raises)
+AppendDone = Callable[[tuple[int, bool] | None, BaseException | None], None]
 
 
 class NotHosted(Exception):
@@ -236,6 +239,29 @@ class LogStorage(ABC):
         """Idempotent append: (base offset, False) when stored now, (the original base offset, True)
         when this is a resend of the producer's last stored batch. The check and the append are
         one atomic step under the partition's lock. Raises NotHosted or SequenceError."""
+
+    # True when ``append_on_loop`` may start appends (PostgreSQL: a connection of the loop's own).
+    appends_on_loop = False
+
+    def append_on_loop(
+        self,
+        topic: str,
+        partition: str,
+        batch: bytes,
+        count: int,
+        append_time_ms: int,
+        done: AppendDone,
+        *,
+        request_id: str | None = None,
+        producer: tuple[str, int] | None = None,
+    ) -> bool:
+        """Start an idempotent append without waiting for it, on the HTTP server's loop thread
+        (``done`` is called there with its outcome); False when this storage cannot now."""
+        return False
+
+    def can_append_on_loop(self, size: int) -> bool:
+        """Whether ``append_on_loop`` would start an append of ``size`` bytes now (loop thread)."""
+        return False
 
     @abstractmethod
     def read(self, topic: str, partition: str, offset: int, max_records: int, max_bytes: int) -> ReadResult:

@@ -33,21 +33,27 @@ acknowledged batch is a committed one):
   the id is stored with the batch in ``mq_requests``, so a replay answers the original offset.
 """
 
+import asyncio
 import io
 import logging
+import os
 import re
 import threading
 import uuid
 
 import psycopg2
+import psycopg2.extensions
 
 from myqueue.core import defaults, framing
+from myqueue.core.storage import StorageUnavailable
 from myqueue.core.topicconfig import Retention
 from myqueue.db import copy_codec
+from myqueue.db.loop import Failed
 from myqueue.db.migrate import migrate
 from myqueue.db.pool import Database
 
 from .base import (
+    AppendDone,
     GroupPosition,
     LogStorage,
     NotHosted,
@@ -97,6 +103,7 @@ RETAIN_MAX_BATCHES = 10_000
 # Batches at least this large are appended by binary COPY (two round trips, no hex encoding);
 # smaller ones by one statement. Measured crossover on loopback: a few kB.
 COPY_MIN_BYTES = 8 * 1024
+LOOP_APPENDS_ENV = "MYQUEUE_PG_LOOP_APPENDS"  # "off": no append on the loop's connection
 _COPY_APPEND = (
     "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body, append_time_ms) "
     "FROM STDIN (FORMAT binary)"
@@ -113,6 +120,9 @@ class PostgresStorage(LogStorage):
     def __init__(self, dsn: str, owner: str, *, synchronous_commit: bool = True):
         super().__init__()
         self._db = Database(dsn, synchronous_commit=synchronous_commit)
+        self._loop_conn = self._db.loop_connection()
+        # MYQUEUE_PG_LOOP_APPENDS=off: every append through the pool (to compare, or to rule it out).
+        self.appends_on_loop = os.environ.get(LOOP_APPENDS_ENV, "on") != "off"
         self._owner = owner
         self._ids: dict[tuple[str, str], int] = {}
         self._ids_lock = threading.Lock()
@@ -250,6 +260,80 @@ class PostgresStorage(LogStorage):
         if base is None:
             raise NotHosted(f"{topic}:{partition}")
         return base
+
+    def can_append_on_loop(self, size: int) -> bool:
+        return self.appends_on_loop and size < COPY_MIN_BYTES and self._loaded and self._loop_conn.idle
+
+    def append_on_loop(
+        self,
+        topic: str,
+        partition: str,
+        batch: bytes,
+        count: int,
+        append_time_ms: int,
+        done: AppendDone,
+        *,
+        request_id: str | None = None,
+        producer: tuple[str, int] | None = None,
+    ) -> bool:
+        """Start an idempotent append (a request id, or a producer id and sequence) on the loop's
+        connection (``db/loop.py``) and return True; ``done((base, duplicate), None)`` or
+        ``done(None, error)`` follows on the loop, with the errors ``append``/``append_sequenced``
+        raise. False, nothing started: the connection is busy or not connected, the batch goes by
+        COPY, or the append is not idempotent — the caller appends through the pool instead.
+
+        A connection lost after the statement was sent is not an error here: the append is
+        replayed through the pool in a thread (the replay is recognised by its id or sequence, as
+        ``Database.run`` replays it), and ``done`` gets that outcome. Loop thread only."""
+        if (request_id is None) == (producer is None) or not self.can_append_on_loop(len(batch)):
+            return False
+        pid = self._ids.get((topic, partition))
+        if pid is None:
+            return False
+        if producer is None:
+            sql = "SELECT base, false FROM mq_append_request(%s, %s, %s, %s, %s)"
+            params: tuple = (pid, request_id, count, psycopg2.Binary(batch), append_time_ms)
+        else:
+            sql = "SELECT base, duplicate FROM mq_append_sequenced(%s, %s, %s, %s, %s, %s)"
+            params = (pid, producer[0], producer[1], count, psycopg2.Binary(batch), append_time_ms)
+
+        def replay() -> tuple[int, bool]:
+            if producer is None:
+                return self.append(topic, partition, batch, count, request_id, append_time_ms), False
+            return self.append_sequenced(topic, partition, batch, count, *producer, append_time_ms)
+
+        def finished(row, failure: Failed | None) -> None:
+            if failure is None:
+                if row is None or row[0] is None:
+                    done(None, NotHosted(f"{topic}:{partition}"))
+                else:
+                    done((row[0], row[1]), None)
+                return
+            cause = failure.cause
+            if isinstance(cause, psycopg2.Error) and cause.pgcode == "MQ001":
+                done(None, SequenceError(cause.diag.message_primary))
+            elif isinstance(cause, psycopg2.extensions.QueryCanceledError):
+                done(None, StorageUnavailable(f"PostgreSQL statement timed out: {failure}"))
+            elif not failure.sent and cause is not None:
+                done(None, cause)  # the server refused the statement: as the pool would raise it
+            else:
+                log.warning("%s; replaying the append through the pool", failure)
+                loop = asyncio.get_running_loop()
+
+                def replay_then_answer() -> None:
+                    try:
+                        outcome = replay()
+                    except Exception as e:  # noqa: BLE001 - handed to the request, as append would raise it
+                        loop.call_soon_threadsafe(done, None, e)
+                    else:
+                        loop.call_soon_threadsafe(done, outcome, None)
+
+                # A thread of its own, not the loop's executor: the appends waiting there for this
+                # partition's order (``_append_in_thread``) must not hold up the one that has it.
+                threading.Thread(target=replay_then_answer, name="pg-loop-replay", daemon=True).start()
+
+        self._loop_conn.execute(sql, params, finished)
+        return True
 
     def append_sequenced(
         self,
@@ -524,6 +608,7 @@ class PostgresStorage(LogStorage):
         )
 
     def close(self) -> None:
+        self._loop_conn.close()
         self._db.close()
 
 

@@ -1,0 +1,226 @@
+"""Appends on the loop (``db/loop.py``, ``PostgresStorage.append_on_loop``): a broker on PostgreSQL
+sends an idempotent append from its HTTP server's loop, with no thread, and a reply lost there
+must still never duplicate or skip. Real PostgreSQL, behind the fault-injecting ``PgProxy``."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+
+from myqueue.broker.storage.base import NotHosted, SequenceError
+from myqueue.broker.storage.postgres import PostgresStorage
+from myqueue.core import framing
+from myqueue.db.loop import LOOP_APPLICATION_NAME
+from myqueue.net.pool import Pool
+from tests.helpers import free_port, wait_until
+from tests.integration.conftest import ProxiedDatabase
+
+LOOP_WAIT_S = 10.0
+
+
+def _batches(dsn: str) -> list[tuple[int, int]]:
+    with psycopg2.connect(dsn, connect_timeout=5) as conn, conn.cursor() as cur:
+        cur.execute("SELECT base_offset, record_count FROM mq_batches ORDER BY base_offset")
+        return cur.fetchall()
+
+
+def _loop_queries(dsn: str) -> list[str]:
+    """The last statement of every connection the loop opened, as PostgreSQL shows it."""
+    with psycopg2.connect(dsn, connect_timeout=5) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT query FROM pg_stat_activity WHERE application_name = %s", (LOOP_APPLICATION_NAME,)
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+@pytest.fixture
+def storage(pg_proxy: ProxiedDatabase, monkeypatch) -> Iterator[PostgresStorage]:
+    monkeypatch.setenv("MYQUEUE_PG_CALL_TIMEOUT", "1.5")
+    store = PostgresStorage(pg_proxy.dsn, owner="b1")
+    store.host("T", "P")
+    yield store
+    store.close()
+
+
+async def _on_loop(storage: PostgresStorage, *, request_id=None, producer=None, values=(b"x",)):
+    """One ``append_on_loop`` once the loop's connection is up: its (result, error)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LOOP_WAIT_S
+    batch = framing.encode_batch(list(values))
+    while not storage.can_append_on_loop(len(batch)):
+        if loop.time() > deadline:
+            raise AssertionError(f"the loop's connection was not idle within {LOOP_WAIT_S} s")
+        await asyncio.sleep(0.01)  # polling a condition with a deadline
+    outcome: asyncio.Future = loop.create_future()
+    started = storage.append_on_loop(
+        "T",
+        "P",
+        batch,
+        len(values),
+        1_000,
+        lambda result, error: outcome.set_result((result, error)),
+        request_id=request_id,
+        producer=producer,
+    )
+    assert started, "an idempotent append on an idle connection did not start"
+    assert not outcome.done(), "the outcome arrived before append_on_loop returned"
+    return await asyncio.wait_for(outcome, 30)
+
+
+def test_an_append_on_the_loop_is_stored_at_the_offset_told(storage, pg_proxy):
+    storage.append("T", "P", framing.encode_batch([b"first"]), 1)
+    result, error = asyncio.run(_on_loop(storage, request_id="req-1", values=(b"a", b"b")))
+    assert error is None and result == (1, False)
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 2)]
+    assert storage.append("T", "P", framing.encode_batch([b"c"]), 1) == 3
+    assert any("mq_append_request" in q for q in _loop_queries(pg_proxy.direct_dsn)), (
+        "the append did not go through the loop's own connection"
+    )
+
+
+def test_a_plain_append_does_not_start_on_the_loop(storage):
+    async def attempt() -> bool:
+        batch = framing.encode_batch([b"x"])
+        return storage.append_on_loop("T", "P", batch, 1, 1_000, lambda *_: None)
+
+    assert asyncio.run(attempt()) is False, "a non-idempotent append may not be replayed: pool only"
+
+
+def test_a_lost_reply_on_the_loop_is_replayed_and_stored_once(storage, pg_proxy):
+    storage.append("T", "P", framing.encode_batch([b"first"]), 1)
+    pg_proxy.proxy.lose_reply("mq_append_request")
+    result, error = asyncio.run(_on_loop(storage, request_id="req-lost", values=(b"a", b"b")))
+    assert pg_proxy.proxy.counters.lost_replies == 1
+    assert error is None and result == (1, False), "the replay did not answer the original offset"
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 2)], "the lost append was stored twice"
+
+
+def test_a_reset_mid_statement_on_the_loop_stores_it_once(storage, pg_proxy):
+    pg_proxy.proxy.reset_mid_statement("mq_append_sequenced")
+    result, error = asyncio.run(_on_loop(storage, producer=("p1", 0)))
+    assert pg_proxy.proxy.counters.resets == 1
+    assert error is None and result is not None and result[0] == 0
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1)]
+
+
+def test_a_lost_reply_of_a_sequenced_append_answers_it_as_a_duplicate(storage, pg_proxy):
+    pg_proxy.proxy.lose_reply("mq_append_sequenced")
+    result, error = asyncio.run(_on_loop(storage, producer=("p1", 0)))
+    assert error is None and result == (0, True), "the stored batch's replay is its duplicate"
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1)]
+
+
+def test_errors_of_the_server_arrive_as_storage_raises_them(storage, pg_proxy):
+    async def both():
+        first = await _on_loop(storage, producer=("p1", 0))
+        gap = await _on_loop(storage, producer=("p1", 5))  # sequence 1 expected
+        return first, gap
+
+    first, gap = asyncio.run(both())
+    assert first == ((0, False), None)
+    assert gap[0] is None and isinstance(gap[1], SequenceError), gap
+    with psycopg2.connect(pg_proxy.direct_dsn) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM mq_partitions WHERE topic = 'T'")  # gone under the broker's feet
+    result, error = asyncio.run(_on_loop(storage, request_id="req-gone"))
+    assert result is None and isinstance(error, NotHosted), (result, error)
+
+
+def test_a_connection_the_server_closed_is_replaced_before_use(storage, pg_proxy):
+    assert asyncio.run(_on_loop(storage, request_id="r0"))[0] == (0, False)
+    with psycopg2.connect(pg_proxy.direct_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (LOOP_APPLICATION_NAME,),
+        )
+        assert cur.fetchall() == [(True,)]
+    wait_until(
+        lambda: not _loop_queries(pg_proxy.direct_dsn),
+        10,
+        message=lambda: f"the loop's backend still runs: {_loop_queries(pg_proxy.direct_dsn)}",
+    )
+    result, error = asyncio.run(_on_loop(storage, request_id="r1"))
+    assert (result, error) == ((1, False), None), "the dead connection was used for the append"
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1)]
+
+
+# --- through a broker process ------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_broker(fresh_pg_dsn: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    port = free_port()
+    env = {**os.environ, "MYQUEUE_DSN": fresh_pg_dsn}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "myqueue.broker",
+            "--name",
+            "broker0",
+            "--port",
+            str(port),
+            "--store",
+            "postgres",
+        ],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    pool = Pool()
+
+    def ready() -> bool:
+        try:
+            return pool.request("GET", url + "/readyz", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(ready, 30, message=lambda: f"the broker did not become ready (exit code {process.poll()})")
+        assert pool.request("PUT", url + "/v1/partitions/T/P", timeout=5).status == 200
+        yield url, process
+    finally:
+        pool.close()
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+def test_concurrent_seed_style_appends_through_the_broker_get_every_offset_once(pg_broker, fresh_pg_dsn):
+    url, _ = pg_broker
+    body = framing.encode_batch([b"m"])
+    headers = {"Content-Type": framing.BATCH_CONTENT_TYPE}
+
+    def send(worker: int) -> list[int]:
+        pool = Pool()
+        try:
+            bases = []
+            for i in range(40):
+                answer = pool.request(
+                    "POST",
+                    f"{url}/v1/partitions/T/P/records?request_id=w{worker}-{i}",
+                    body=body,
+                    headers=headers,
+                    timeout=30,
+                )
+                assert answer.status == 200, answer.body
+                bases.append(json.loads(answer.body)["message"]["base_offset"])
+            return bases
+        finally:
+            pool.close()
+
+    with ThreadPoolExecutor(6) as workers:
+        per_worker = list(workers.map(send, range(6)))
+    every = sorted(b for bases in per_worker for b in bases)
+    assert every == list(range(240)), "an offset was told twice or skipped"
+    for bases in per_worker:
+        assert bases == sorted(bases), "a client's appends were stored out of its order"
+    assert [count for _, count in _batches(fresh_pg_dsn)] == [1] * 240
+    assert any("mq_append_request" in q for q in _loop_queries(fresh_pg_dsn)), (
+        "no append went through the broker loop's connection"
+    )
