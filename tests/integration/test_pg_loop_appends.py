@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import psycopg2
 import pytest
@@ -153,10 +154,10 @@ def test_a_connection_the_server_closed_is_replaced_before_use(storage, pg_proxy
 # --- through a broker process ------------------------------------------------------------------
 
 
-@pytest.fixture
-def pg_broker(fresh_pg_dsn: str) -> Iterator[tuple[str, subprocess.Popen]]:
+@contextmanager
+def _pg_broker(dsn: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A PostgreSQL broker process on ``dsn`` hosting T:P: (its URL, the process); stopped after."""
     port = free_port()
-    env = {**os.environ, "MYQUEUE_DSN": fresh_pg_dsn}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -169,7 +170,7 @@ def pg_broker(fresh_pg_dsn: str) -> Iterator[tuple[str, subprocess.Popen]]:
             "--store",
             "postgres",
         ],
-        env=env,
+        env={**os.environ, "MYQUEUE_DSN": dsn},
     )
     url = f"http://127.0.0.1:{port}"
     pool = Pool()
@@ -191,25 +192,34 @@ def pg_broker(fresh_pg_dsn: str) -> Iterator[tuple[str, subprocess.Popen]]:
         process.wait(30)
 
 
+@pytest.fixture
+def pg_broker(fresh_pg_dsn: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    with _pg_broker(fresh_pg_dsn) as broker:
+        yield broker
+
+
+def _append(pool: Pool, url: str, query: str, timeout: float = 30) -> tuple[int, dict]:
+    answer = pool.request(
+        "POST",
+        f"{url}/v1/partitions/T/P/records?{query}",
+        body=framing.encode_batch([b"m"]),
+        headers={"Content-Type": framing.BATCH_CONTENT_TYPE},
+        timeout=timeout,
+    )
+    return answer.status, json.loads(answer.body)
+
+
 def test_concurrent_seed_style_appends_through_the_broker_get_every_offset_once(pg_broker, fresh_pg_dsn):
     url, _ = pg_broker
-    body = framing.encode_batch([b"m"])
-    headers = {"Content-Type": framing.BATCH_CONTENT_TYPE}
 
     def send(worker: int) -> list[int]:
         pool = Pool()
         try:
             bases = []
             for i in range(40):
-                answer = pool.request(
-                    "POST",
-                    f"{url}/v1/partitions/T/P/records?request_id=w{worker}-{i}",
-                    body=body,
-                    headers=headers,
-                    timeout=30,
-                )
-                assert answer.status == 200, answer.body
-                bases.append(json.loads(answer.body)["message"]["base_offset"])
+                status, answer = _append(pool, url, f"request_id=w{worker}-{i}")
+                assert status == 200, answer
+                bases.append(answer["message"]["base_offset"])
             return bases
         finally:
             pool.close()
@@ -224,3 +234,36 @@ def test_concurrent_seed_style_appends_through_the_broker_get_every_offset_once(
     assert any("mq_append_request" in q for q in _loop_queries(fresh_pg_dsn)), (
         "no append went through the broker loop's connection"
     )
+
+
+def test_sigterm_waits_for_an_append_in_flight_on_the_loop_and_answers_its_outcome(pg_proxy):
+    """SIGTERM ends long-polls at once, but an append already sent from the loop is answered by its
+    outcome only (``park(interruptible=False)``): here PostgreSQL's reply is held for 3 s by a black
+    hole, the broker drains meanwhile, and the append is still answered 200 and stored once."""
+    with _pg_broker(pg_proxy.dsn) as (url, process):
+        pool = Pool()
+        try:
+            assert _append(pool, url, "request_id=warm")[0] == 200
+            wait_until(
+                lambda: _loop_queries(pg_proxy.direct_dsn),
+                10,
+                message="the broker's loop never opened its own connection",
+            )
+            pg_proxy.proxy.black_hole(3.0)
+            seen = pg_proxy.proxy.counters.statements
+            with ThreadPoolExecutor(1) as sender:
+                pending = sender.submit(_append, pool, url, "request_id=in-flight")
+                wait_until(  # sent from the loop, held by the proxy: the request is parked now
+                    lambda: pg_proxy.proxy.counters.statements > seen,
+                    10,
+                    message=lambda: f"the append never reached the proxy: {pg_proxy.proxy.counters}",
+                )
+                assert not pending.done(), "answered inside the black hole"
+                process.send_signal(signal.SIGTERM)
+                status, answer = pending.result(30)
+            assert status == 200, answer
+            assert answer["message"]["base_offset"] == 1
+            assert process.wait(30) == 0
+        finally:
+            pool.close()
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1)]
