@@ -17,6 +17,9 @@ What this connection does and does not do (the rest stays with ``db.pool.Databas
 - a failure after the statement was sent is reported as it is (``Failed``, with whether the
   bytes may have reached the server); deciding what that means — replay an idempotent append on
   the pool, or answer OUTCOME_UNKNOWN — is the caller's, by the same rule as ``Database.run``;
+- connecting never blocks the loop: a host name is looked up by the loop's resolver (a thread)
+  and libpq is given the addresses (``hostaddr``), since libpq would resolve it inside
+  ``PQconnectStart``; a DSN listing several hosts by name is never connected from the loop;
 - the call timeout (``MYQUEUE_PG_CALL_TIMEOUT``) closes the connection, as the pool's watchdog
   shuts a late connection's socket; a failed connection is replaced after ``RECONNECT_S``, so a
   PostgreSQL that is down costs a connect attempt a second, not one per request.
@@ -26,8 +29,10 @@ every other call is made on that loop (``close`` also after it has stopped).
 """
 
 import asyncio
+import ipaddress
 import logging
 import select
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +72,8 @@ class LoopConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._retry_at = 0.0
         self._closed = False
+        self._attempt = 0  # connect attempts so far: a late host lookup knows whether it still counts
+        self._lookup, self._usable = _host_to_resolve(dsn)
 
     # --- state ---------------------------------------------------------------------------------
     @property
@@ -78,7 +85,7 @@ class LoopConnection:
             if self._loop is not None:
                 self._discard()
             self._loop, self._retry_at = loop, 0.0
-        if self._busy or self._closed:
+        if self._busy or self._closed or not self._usable:
             return False
         if not self._connected:
             if self._loop.time() >= self._retry_at:
@@ -118,14 +125,37 @@ class LoopConnection:
 
     # --- the state machine --------------------------------------------------------------------
     def _connect(self) -> None:
-        assert self._loop is not None
+        loop = self._loop
+        assert loop is not None
         self._busy = True
+        self._attempt += 1
+        self._timer = loop.call_later(self._call_timeout, self._timed_out)
+        if self._lookup is None:
+            self._open({})
+            return
+        # libpq resolves a host name inside PQconnectStart, blocking: the loop asks its resolver
+        # (a thread) first and hands libpq the address (``hostaddr``; ``host`` stays for TLS).
+        name, port = self._lookup
+        attempt = self._attempt
+        lookup = asyncio.ensure_future(loop.getaddrinfo(name, port, type=socket.SOCK_STREAM))
+        lookup.add_done_callback(lambda done: self._resolved(attempt, name, done))
+
+    def _resolved(self, attempt: int, name: str, lookup: "asyncio.Future") -> None:
+        if attempt != self._attempt or not self._busy or self._connected:
+            return  # this attempt timed out (or the connection was closed) meanwhile
+        if lookup.cancelled() or lookup.exception() is not None or not lookup.result():
+            self._connect_failed(lookup.exception() or OSError("no address"))
+            return
+        # Every address, in the resolver's order: libpq tries them in turn, as it would its own.
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in lookup.result()))
+        self._open({"host": ",".join([name] * len(addresses)), "hostaddr": ",".join(addresses)})
+
+    def _open(self, extra: dict[str, object]) -> None:
         try:
-            self._conn = psycopg2.connect(self._dsn, async_=True, **self._options)
+            self._conn = psycopg2.connect(self._dsn, async_=True, **self._options, **extra)
         except psycopg2.Error as e:
             self._connect_failed(e)
             return
-        self._timer = self._loop.call_later(self._call_timeout, self._timed_out)
         self._advance()
 
     def _connect_failed(self, error: BaseException) -> None:
@@ -253,3 +283,28 @@ class LoopConnection:
             self._retry_at = self._loop.time() + RECONNECT_S
         self._connected = False
         self._busy = False
+
+
+def _host_to_resolve(dsn: str) -> tuple[tuple[str, int] | None, bool]:
+    """(the host name and port to look up before connecting, or None: an address, a socket
+    directory or libpq's default; whether the loop may connect at all). Several hosts with a name
+    among them (libpq's failover list) would each be resolved by libpq, blocking: not on the loop."""
+    params = psycopg2.extensions.parse_dsn(dsn)
+    host = params.get("host") or ""
+    if params.get("hostaddr") or not host or host.startswith("/"):
+        return None, True
+    hosts = host.split(",")
+    if len(hosts) > 1:
+        return None, all(_is_address(h) for h in hosts)
+    if _is_address(host):
+        return None, True
+    port = params.get("port") or "5432"
+    return (host, int(port.split(",")[0])), True
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 import psycopg2
 import pytest
+from psycopg2.extensions import make_dsn
 
 from myqueue.broker.storage.base import NotHosted, SequenceError
 from myqueue.broker.storage.postgres import PostgresStorage
@@ -149,6 +150,18 @@ def test_a_connection_the_server_closed_is_replaced_before_use(storage, pg_proxy
     result, error = asyncio.run(_on_loop(storage, request_id="r1"))
     assert (result, error) == ((1, False), None), "the dead connection was used for the append"
     assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1)]
+
+
+def test_a_host_name_in_the_dsn_is_resolved_before_the_loop_connects(pg_proxy):
+    dsn = make_dsn(pg_proxy.direct_dsn, host="localhost")
+    store = PostgresStorage(dsn, owner="b1")
+    try:
+        store.host("T", "P")
+        result, error = asyncio.run(_on_loop(store, request_id="by-name"))
+        assert (result, error) == ((0, False), None)
+        assert any("mq_append_request" in q for q in _loop_queries(pg_proxy.direct_dsn))
+    finally:
+        store.close()
 
 
 # --- through a broker process ------------------------------------------------------------------
