@@ -132,6 +132,7 @@ class Database:
         for a single-statement unit of work instead of three (BEGIN, statement, COMMIT).
         """
         attempts = 2
+        maybe_applied = False  # an earlier attempt was sent and may have been applied
         for attempt in range(attempts):
             committing = False
             try:
@@ -143,18 +144,27 @@ class Database:
                         committing = True
                         conn.commit()
                     return result
+            except StorageUnavailable as e:  # no connection for this attempt: nothing of it was sent
+                if maybe_applied and lost_is_unknown:
+                    raise OutcomeUnknown(f"PostgreSQL lost a reply and the replay could not run: {e}") from e
+                raise
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
                 if isinstance(e, psycopg2.extensions.QueryCanceledError):  # statement_timeout: rolled back
+                    if maybe_applied and lost_is_unknown:
+                        raise OutcomeUnknown(
+                            f"PostgreSQL lost a reply and the replay timed out: {str(e).strip()}"
+                        ) from e
                     raise StorageUnavailable(f"PostgreSQL statement timed out: {str(e).strip()}") from e
                 # Bytes were sent: only an uncommitted transaction is certainly not applied.
                 not_applied = transaction and not committing
+                maybe_applied = maybe_applied or not not_applied
                 retry = attempt + 1 < attempts and (idempotent or not_applied)
                 log.warning(
                     "PostgreSQL connection failed (%s)%s", str(e).strip(), "; retrying" if retry else ""
                 )
                 if retry:
                     continue
-                if not_applied or (idempotent and not lost_is_unknown):  # the caller may try again
+                if not maybe_applied or (idempotent and not lost_is_unknown):  # the caller may try again
                     raise StorageUnavailable(f"PostgreSQL unavailable: {str(e).strip()}") from e
                 raise OutcomeUnknown(
                     f"PostgreSQL connection lost after the statement was sent: {str(e).strip()}"

@@ -13,7 +13,8 @@ import requests
 
 from myqueue.broker.storage.postgres import PostgresStorage
 from myqueue.core import framing
-from myqueue.core.storage import OutcomeUnknown
+from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
+from myqueue.db.pool import Database
 from myqueue.manager.brokers import BrokerClient
 from tests.helpers import serve_stub, wait_until
 from tests.integration.conftest import ProxiedDatabase
@@ -217,3 +218,23 @@ def test_lost_reply_of_a_large_plain_append_is_reported_unknown(storage, pg_prox
     with pytest.raises(OutcomeUnknown):
         storage.append("T", "P", framing.encode_batch([b"x" * 20_000]), 1)
     assert _batches(pg_proxy.direct_dsn) == [(0, 1)]
+
+
+def test_a_lost_reply_whose_replay_cannot_connect_is_unknown_not_unavailable(storage, pg_proxy, monkeypatch):
+    """The first send of a request append may have been applied; when the replay then finds no
+    connection, the answer is OUTCOME_UNKNOWN (its id is never sent again), not UNAVAILABLE."""
+    real = Database._live_connection
+    calls = []
+
+    def second_finds_none(self, pool):
+        calls.append(1)
+        if len(calls) == 2:
+            raise StorageUnavailable("cannot connect to PostgreSQL: (injected)")
+        return real(self, pool)
+
+    monkeypatch.setattr(Database, "_live_connection", second_finds_none)
+    pg_proxy.proxy.lose_reply("mq_append_request")
+    with pytest.raises(OutcomeUnknown):
+        storage.append("T", "P", framing.encode_batch([b"x"]), 1, request_id="req-unknown")
+    assert pg_proxy.proxy.counters.lost_replies == 1 and len(calls) == 2
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1)], "the lost append was applied once"
