@@ -25,15 +25,26 @@ class Parked:
     anything, so an event, a deadline and the server's own resumption (the connection was lost,
     the server is draining: ``interrupt``) may all call it."""
 
-    __slots__ = ("_answer", "done", "interruptible")
+    __slots__ = ("_answer", "_to_pool", "done", "interruptible")
 
-    def __init__(self, answer: Callable[[object], None], interruptible: bool = True):
+    def __init__(
+        self, answer: Callable[[object], None], to_pool: Callable[[], None], interruptible: bool = True
+    ):
         self._answer = answer  # runs the app again for the request (with the outcome) and writes its answer
+        self._to_pool = to_pool  # runs the app again for the request in the server's pool, later
         self.done = False
         # True: the server may answer it early (a long-poll, when the server drains or its
         # connection is lost). False: it waits for I/O already under way (an append sent to
         # storage), whose outcome alone may answer it; the server waits for that as for a thread.
         self.interruptible = interruptible
+
+    def to_pool(self) -> None:
+        """Answer it from the server's pool instead, as a request that may wait (the app runs again
+        there, not on the loop): for a handler that parked, then found it cannot go on without
+        blocking. Safe to call while the app still runs for the request (it takes effect after)."""
+        if not self.done:
+            self.done = True
+            self._to_pool()
 
     def interrupt(self) -> None:
         """The server's own resumption: answers an interruptible request now, leaves the others."""

@@ -450,7 +450,9 @@ class _Connection(asyncio.Protocol):
         """``environ[PARK]``: leave this inline request unanswered when the app returns."""
         if self.parked is not None:
             raise RuntimeError("the request is parked already")
-        self.parked = Parked(functools.partial(self.resume, environ), interruptible)
+        self.parked = Parked(
+            functools.partial(self.resume, environ), functools.partial(self._to_pool, environ), interruptible
+        )
         environ[PARKED] = True
         return self.parked
 
@@ -462,6 +464,20 @@ class _Connection(asyncio.Protocol):
         environ[OUTCOME] = outcome
         environ["wsgi.input"].seek(0)
         self._answer(environ, _call(self.server.app, environ))
+
+    def _to_pool(self, environ: dict) -> None:
+        """``Parked.to_pool``: after the app's run on the loop returns, run it again in the pool."""
+        loop = self.server.loop
+        assert loop is not None
+
+        def submit() -> None:
+            self.parked = None
+            del environ[PARK]  # not on the loop: the handler may wait
+            environ[PARKED] = False
+            environ["wsgi.input"].seek(0)
+            self._submit(environ)
+
+        loop.call_soon(submit)
 
     def _submit(self, environ: dict) -> None:
         loop = self.server.loop

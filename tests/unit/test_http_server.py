@@ -36,6 +36,10 @@ def app(environ, start_response):
         PARKED_HERE.append(environ[PARK]())
         start_response("200 OK", [("Content-Length", "6")])
         return [b"PARKED"]  # never written: the request is answered when resumed
+    if path.startswith("/quick-pool") and environ.get(PARK) is not None:  # cannot go on without waiting
+        environ[PARK](interruptible=False).to_pool()
+        start_response("200 OK", [("Content-Length", "6")])
+        return [b"PARKED"]  # never written: the pool's run answers it
     if path.startswith("/quick-io") and environ.get(PARK) is not None:  # waits for I/O under way
         PARKED_HERE.append(environ[PARK](interruptible=False))
         start_response("200 OK", [("Content-Length", "6")])
@@ -518,6 +522,21 @@ def test_a_request_parked_for_io_on_a_reset_connection_is_settled_by_its_outcome
         5,
         message=lambda: f"done {parked.done}, answering {running_inline.server.answering}",
     )
+
+
+def test_a_parked_request_handed_to_the_pool_is_answered_from_there_in_its_turn(running_inline):
+    """``Parked.to_pool``: the handler found it must wait after all; the app runs again in a pool
+    thread (not on the loop, not parked), its answer is written once, and the next request follows."""
+    with running_inline.connect() as s:
+        s.sendall(
+            b"POST /quick-pool HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhiGET /quick2 HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+        first, second = read_answers(s, 2)
+    answer = json.loads(first[2])
+    assert first[0] == 200 and answer["path"] == "/quick-pool" and answer["body"] == "hi"
+    assert answer["thread"].startswith("myqueue-http") and answer["resumed"] is False
+    assert json.loads(second[2])["path"] == "/quick2"
+    wait_until(lambda: running_inline.server.answering == 0, 5, message="a request still counted")
 
 
 def test_draining_answers_every_parked_request(running_inline):

@@ -5,7 +5,6 @@ core.framing), stamp a v2 batch's log-append time, hand the bytes to storage, wa
 fetchers, answer with the base offset. Nothing here looks inside a record. Both are served by the lean lane too (``service/lean.py``).
 """
 
-import asyncio
 import logging
 
 from myqueue.core import defaults, framing
@@ -47,11 +46,12 @@ def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dic
     producer = None if producer_id is None else (producer_id, seq)
     if call.park is not None and storage.appends_on_loop:  # PostgreSQL, on the loop: park, hold no thread
         waiting = _Waiting()
-        if not _append_on_loop(broker, waiting, key, body, count, rid, producer):
-            _append_in_thread(broker, waiting, key, body, count, rid, producer)
+        started = _append_on_loop(broker, waiting, key, body, count, rid, producer)
         # Parked once the append is under way (nothing above raises after it started); its outcome
         # arrives in a later turn of the loop, never before this returns.
         waiting.parked = call.park(interruptible=False)
+        if not started:  # the connection is busy or the partition's order is held: the pool's turn
+            waiting.parked.to_pool()
         return _PARKED
     return _appended(broker, key, _append_now(broker, key, body, count, rid, producer))
 
@@ -92,13 +92,13 @@ def _append_on_loop(
     append_time_ms = broker.clock.begin(key, blocking=False)
     if append_time_ms is None:
         return False
-    body = framing.stamp_append_time(body, append_time_ms)
 
     def done(result: tuple[int, bool] | None, error: BaseException | None) -> None:
         broker.clock.end(key)
         waiting.resume((result, count, len(body)) if error is None else error)
 
     try:
+        body = framing.stamp_append_time(body, append_time_ms)
         started = broker.storage.append_on_loop(
             key[0], key[1], body, count, append_time_ms, done, request_id=rid, producer=producer
         )
@@ -108,22 +108,6 @@ def _append_on_loop(
     if not started:
         broker.clock.end(key)
     return started
-
-
-def _append_in_thread(
-    broker: BrokerContext,
-    waiting: "_Waiting",
-    key: tuple[str, str],
-    body: bytes,
-    count: int,
-    rid: str | None,
-    producer: tuple[str, int] | None,
-) -> None:
-    """The loop cannot start it now: append in a thread of the loop's executor, resume with the outcome."""
-    pending = asyncio.get_running_loop().run_in_executor(
-        None, _append_now, broker, key, body, count, rid, producer
-    )
-    pending.add_done_callback(lambda f: waiting.resume(f.exception() or f.result()))
 
 
 class _Waiting:
