@@ -43,6 +43,9 @@ class Waiters:
 
     def __init__(self, max_waiting: int, end_offset: Callable[[str, str], int]):
         self._conditions: dict[tuple[str, str], threading.Condition] = {}
+        self._generations: dict[
+            tuple[str, str], int
+        ] = {}  # appends notified, per partition (under its condition)
         self._guard = threading.Lock()
         self.slots = threading.BoundedSemaphore(max_waiting)
         self._threads = 0  # fetches waiting in a thread now
@@ -93,12 +96,19 @@ class Waiters:
         try:
             deadline = time.monotonic() + wait_s
             cond = self.condition(key)
+            # The end offset is read without the condition's lock (in PostgreSQL mode it is a round
+            # trip, and an append on the loop thread notifies under that lock): an append between
+            # the read and the wait is seen by its generation, so no wake-up is lost.
             with cond:
-                while self._end_offset(*key) <= offset and not draining.is_set():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    cond.wait(min(remaining, 0.5))
+                seen = self._generations.get(key, 0)
+            while self._end_offset(*key) <= offset and not draining.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                with cond:
+                    if self._generations.get(key, 0) == seen:
+                        cond.wait(min(remaining, 0.5))
+                    seen = self._generations.get(key, 0)
         finally:
             with self._guard:
                 self._threads -= 1
@@ -133,7 +143,8 @@ class Waiters:
     def notify(self, key: tuple[str, str]) -> None:
         cond = self._conditions.get(key)
         if cond is not None:
-            with cond:
+            with cond:  # held by the others only for these few lines, never across I/O
+                self._generations[key] = self._generations.get(key, 0) + 1
                 cond.notify_all()
         if self._parked.get(key) and self._loop is not None:
             # After the append that notifies has answered (it runs on the loop too, in memory mode).
