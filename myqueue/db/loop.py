@@ -120,7 +120,7 @@ class LoopConnection:
             failure = Failed(f"PostgreSQL connection failed: {str(e).strip()}", sent=True, cause=e)
             loop.call_soon(self._fail, failure)
             return
-        self._timer = loop.call_later(self._call_timeout, self._timed_out)
+        self._start_timer()
         loop.call_soon(self._advance)
 
     # --- the state machine --------------------------------------------------------------------
@@ -129,7 +129,7 @@ class LoopConnection:
         assert loop is not None
         self._busy = True
         self._attempt += 1
-        self._timer = loop.call_later(self._call_timeout, self._timed_out)
+        self._start_timer()
         if self._lookup is None:
             self._open({})
             return
@@ -254,6 +254,10 @@ class LoopConnection:
                 cursor.close()
             except psycopg2.Error:
                 pass
+
+    def _start_timer(self) -> None:
+        if self._call_timeout > 0 and self._loop is not None:  # 0: unbounded, as the pool's watchdog
+            self._timer = self._loop.call_later(self._call_timeout, self._timed_out)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -135,20 +135,31 @@ def test_errors_of_the_server_arrive_as_storage_raises_them(storage, pg_proxy):
 
 
 def test_a_connection_the_server_closed_is_replaced_before_use(storage, pg_proxy):
-    assert asyncio.run(_on_loop(storage, request_id="r0"))[0] == (0, False)
-    with psycopg2.connect(pg_proxy.direct_dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (LOOP_APPLICATION_NAME,),
+    """The same loop throughout (a new loop would get a new connection anyway): the backend of the
+    loop's connection is terminated between two appends, and the second is not sent on it."""
+
+    def terminate() -> None:
+        with psycopg2.connect(pg_proxy.direct_dsn) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (LOOP_APPLICATION_NAME,),
+            )
+            assert cur.fetchall() == [(True,)]
+        wait_until(
+            lambda: not _loop_queries(pg_proxy.direct_dsn),
+            10,
+            message=lambda: f"the loop's backend still runs: {_loop_queries(pg_proxy.direct_dsn)}",
         )
-        assert cur.fetchall() == [(True,)]
-    wait_until(
-        lambda: not _loop_queries(pg_proxy.direct_dsn),
-        10,
-        message=lambda: f"the loop's backend still runs: {_loop_queries(pg_proxy.direct_dsn)}",
-    )
-    result, error = asyncio.run(_on_loop(storage, request_id="r1"))
-    assert (result, error) == ((1, False), None), "the dead connection was used for the append"
+
+    async def both():
+        first = await _on_loop(storage, request_id="r0")
+        await asyncio.get_running_loop().run_in_executor(None, terminate)
+        return first, await _on_loop(storage, request_id="r1")
+
+    first, second = asyncio.run(both())
+    assert first == ((0, False), None)
+    assert second == ((1, False), None), "the dead connection was used for the append"
+    assert pg_proxy.proxy.counters.lost_replies == 0 and pg_proxy.proxy.counters.resets == 0
     assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1)]
 
 
@@ -249,6 +260,58 @@ def test_concurrent_seed_style_appends_through_the_broker_get_every_offset_once(
     )
 
 
+def _warm_the_loop(pool: Pool, url: str, dsn: str) -> None:
+    """Append one record (offset 0) until it went through the broker loop's own connection, which is
+    then connected and free for the next append; a resend of the same id is stored once."""
+
+    def through_the_loop() -> bool:
+        if any("mq_append_request" in q for q in _loop_queries(dsn)):
+            return True
+        status, answer = _append(pool, url, "request_id=warm")
+        assert status == 200 and answer["message"]["base_offset"] == 0, answer
+        return False
+
+    wait_until(
+        through_the_loop,
+        10,
+        message=lambda: f"no append went through the loop's connection: {_loop_queries(dsn)}",
+    )
+
+
+def test_an_append_the_loop_cannot_order_now_is_answered_from_the_pool_in_order(pg_proxy):
+    """A plain append (pool only) holds the partition's order inside a black hole; an idempotent one
+    arriving meanwhile finds the loop's connection free but the order taken, so it is handed to the
+    pool (``Parked.to_pool``) and stored after the first, never before it and never lost."""
+    with _pg_broker(pg_proxy.dsn) as (url, _):
+        pool, other = Pool(), Pool()
+        try:
+            _warm_the_loop(pool, url, pg_proxy.direct_dsn)
+            pg_proxy.proxy.black_hole(2.0)
+            seen = pg_proxy.proxy.counters.statements
+            with ThreadPoolExecutor(2) as senders:
+                plain = senders.submit(_append, pool, url, "")
+                wait_until(
+                    lambda: pg_proxy.proxy.counters.statements > seen,
+                    10,
+                    message=lambda: f"the plain append never reached the proxy: {pg_proxy.proxy.counters}",
+                )
+                keyed = senders.submit(_append, other, url, "request_id=behind")
+                # Both wait inside the hole, and the loop is not blocked by either of them.
+                health = Pool()
+                try:
+                    assert health.request("GET", url + "/healthz", timeout=1).status == 200
+                finally:
+                    health.close()
+                assert not plain.done() and not keyed.done(), "answered inside the black hole"
+                first, second = plain.result(30), keyed.result(30)
+        finally:
+            pool.close()
+            other.close()
+    assert first[0] == 200 and second[0] == 200, (first, second)
+    assert (first[1]["message"]["base_offset"], second[1]["message"]["base_offset"]) == (1, 2)
+    assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1), (2, 1)]
+
+
 def test_sigterm_waits_for_an_append_in_flight_on_the_loop_and_answers_its_outcome(pg_proxy):
     """SIGTERM ends long-polls at once, but an append already sent from the loop is answered by its
     outcome only (``park(interruptible=False)``): here PostgreSQL's reply is held for 3 s by a black
@@ -256,12 +319,7 @@ def test_sigterm_waits_for_an_append_in_flight_on_the_loop_and_answers_its_outco
     with _pg_broker(pg_proxy.dsn) as (url, process):
         pool = Pool()
         try:
-            assert _append(pool, url, "request_id=warm")[0] == 200
-            wait_until(
-                lambda: _loop_queries(pg_proxy.direct_dsn),
-                10,
-                message="the broker's loop never opened its own connection",
-            )
+            _warm_the_loop(pool, url, pg_proxy.direct_dsn)
             pg_proxy.proxy.black_hole(3.0)
             seen = pg_proxy.proxy.counters.statements
             with ThreadPoolExecutor(1) as sender:

@@ -45,7 +45,7 @@ import psycopg2
 import psycopg2.extensions
 
 from myqueue.core import defaults, framing
-from myqueue.core.storage import StorageUnavailable
+from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 from myqueue.core.topicconfig import Retention
 from myqueue.db import copy_codec
 from myqueue.db.loop import Failed
@@ -299,7 +299,13 @@ class PostgresStorage(LogStorage):
 
         def replay() -> tuple[int, bool]:
             if producer is None:
-                return self.append(topic, partition, batch, count, request_id, append_time_ms), False
+                try:
+                    return self.append(topic, partition, batch, count, request_id, append_time_ms), False
+                except StorageUnavailable as e:
+                    # The first send may have been applied, and this id is not sent again: unknown.
+                    raise OutcomeUnknown(
+                        f"PostgreSQL lost the append's reply and the replay failed: {e}"
+                    ) from e
             return self.append_sequenced(topic, partition, batch, count, *producer, append_time_ms)
 
         def finished(row, failure: Failed | None) -> None:
@@ -330,7 +336,10 @@ class PostgresStorage(LogStorage):
 
                 # A thread of its own, not the loop's executor: the appends waiting there for this
                 # partition's order (``_append_in_thread``) must not hold up the one that has it.
-                threading.Thread(target=replay_then_answer, name="pg-loop-replay", daemon=True).start()
+                try:
+                    threading.Thread(target=replay_then_answer, name="pg-loop-replay", daemon=True).start()
+                except RuntimeError as e:  # no thread to be had: the append may have been applied
+                    done(None, OutcomeUnknown(f"PostgreSQL lost the append's reply; no replay: {e}"))
 
         self._loop_conn.execute(sql, params, finished)
         return True
