@@ -334,8 +334,8 @@ class PostgresStorage(LogStorage):
                     else:
                         loop.call_soon_threadsafe(done, outcome, None)
 
-                # A thread of its own, not the loop's executor: the appends waiting there for this
-                # partition's order (``_append_in_thread``) must not hold up the one that has it.
+                # A thread of its own: the server's pool may be full of appends waiting for this
+                # partition's order (``Parked.to_pool``), which this one holds until it is answered.
                 try:
                     threading.Thread(target=replay_then_answer, name="pg-loop-replay", daemon=True).start()
                 except RuntimeError as e:  # no thread to be had: the append may have been applied
