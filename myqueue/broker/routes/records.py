@@ -134,7 +134,9 @@ def _appended(
     (base, duplicate), count, size = outcome
     if not duplicate:
         broker.metrics.appended(key, count, size)
-        broker.waiters.notify(key)
+    # Also for a duplicate: it may be the replay of a first send that was stored but whose reply
+    # PostgreSQL lost, so nobody has woken the partition's long-polls for it yet (a spare wake-up costs a read).
+    broker.waiters.notify(key)
     return {"base_offset": base, "count": count, "duplicate": duplicate}
 
 
