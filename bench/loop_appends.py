@@ -5,7 +5,7 @@
 Two PostgreSQL brokers, as real processes on loopback, each on a scratch database of its own on the
 server of ``--dsn`` ($MYQUEUE_BENCH_DSN, else $MYQUEUE_TEST_DSN; dropped at the end): ``loop`` as
 shipped (an idempotent append small enough for one statement is sent from the HTTP server's loop,
-``db/loop.py``), ``pool`` with ``MYQUEUE_PG_LOOP_APPENDS=off`` (every append in a pool thread, as
+``db/loop.py``), ``pool`` with ``MYQUEUE_PG_ON_LOOP=off`` (every append in a pool thread, as
 before). Each round sends, to each broker in turn (the order alternating by round), ``--appends``
 one-record batches of 100 bytes over one keep-alive connection, one at a time, each acknowledged
 after its commit: first with a request id (the seed path's second hop), then with a producer id and
@@ -56,7 +56,7 @@ def scratch_database(dsn: str) -> Iterator[str]:
 def broker(dsn: str, mode: str) -> Iterator[tuple[int, int]]:
     """A PostgreSQL broker hosting T:P: (its port, its pid)."""
     port = free_port()
-    env = {**os.environ, "MYQUEUE_DSN": dsn, "MYQUEUE_PG_LOOP_APPENDS": "on" if mode == "loop" else "off"}
+    env = {**os.environ, "MYQUEUE_DSN": dsn, "MYQUEUE_PG_ON_LOOP": "on" if mode == "loop" else "off"}
     process = subprocess.Popen(
         [
             sys.executable,

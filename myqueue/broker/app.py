@@ -22,7 +22,7 @@ from .metrics import BrokerMetrics
 from .retention import RetentionLoop, RetentionTable
 from .routes import ROUTES
 from .routes.context import BrokerContext, Waiters
-from .routes.records import answered_at_once, appended_on_loop
+from .routes.records import answered_at_once, answered_on_loop
 from .storage import LogStorage
 
 
@@ -58,6 +58,6 @@ def create_app(
     install_routes(app, state, ROUTES, broker, token=token, as_refusal=broker.as_refusal)
     if storage.never_waits:
         app.extensions[INLINE_REQUESTS] = answered_at_once
-    elif storage.appends_on_loop:
-        app.extensions[INLINE_REQUESTS] = functools.partial(appended_on_loop, storage)
+    elif storage.runs_on_loop:
+        app.extensions[INLINE_REQUESTS] = functools.partial(answered_on_loop, storage)
     return app, state

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 LOOP_APPLICATION_NAME = "myqueue-loop"  # the connection's name in pg_stat_activity
 RECONNECT_S = 1.0  # after a failed connection: the next connect attempt no sooner than this
 
-Done = Callable[[Any, "Failed | None"], None]  # (the statement's first row, or the failure)
+Done = Callable[[Any, "Failed | None"], None]  # (the statement's rows, or None and the failure)
 
 
 class Failed(Exception):
@@ -105,7 +105,7 @@ class LoopConnection:
 
     # --- one statement ------------------------------------------------------------------------
     def execute(self, sql: str, params: tuple, done: Done) -> None:
-        """Send ``sql`` now (``idle`` must be True) and call ``done(first row, None)`` or
+        """Send ``sql`` now (``idle`` must be True) and call ``done(rows, None)`` or
         ``done(None, Failed)`` on the loop when it is over: never before this returns, and never
         a raise for a failure."""
         conn, loop = self._conn, self._loop
@@ -194,14 +194,14 @@ class LoopConnection:
         self._busy = False
         assert cursor is not None and done is not None
         try:
-            row = cursor.fetchone()
+            rows = cursor.fetchall()
         except psycopg2.Error as e:
             self._discard()
             done(None, Failed(f"PostgreSQL reply unreadable: {str(e).strip()}", sent=True, cause=e))
             return
         finally:
             cursor.close()
-        done(row, None)
+        done(rows, None)
 
     def _poll_failed(self, error: psycopg2.Error) -> None:
         if not self._connected:

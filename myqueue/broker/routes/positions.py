@@ -1,6 +1,8 @@
 """The broker's consumer-group positions: read, set, and take (read the record at the position and
 advance it atomically; the seed path's consume, served by the lean lane too)."""
 
+from typing import cast
+
 from myqueue.core.names import parse_int, validate_group
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
@@ -8,7 +10,13 @@ from myqueue.service.call import Call
 from myqueue.service.envelope import reject_unknown_fields
 from myqueue.service.routes import Route
 
-from .context import BrokerContext, outcome_unknown_in_storage_words, partition_key, request_id
+from .context import (
+    BrokerContext,
+    outcome_unknown_in_storage_words,
+    park_for_storage,
+    partition_key,
+    request_id,
+)
 
 
 def _position(broker: BrokerContext, group: str, offset: object, key: tuple[str, str]) -> dict:
@@ -43,6 +51,8 @@ def set_position(broker: BrokerContext, call: Call, topic: str, partition: str, 
 
 def take(broker: BrokerContext, call: Call, topic: str, partition: str, group: str) -> dict:
     key = partition_key(topic, partition)
+    if call.outcome is not None:  # resumed: the outcome of the take it parked for
+        return _taken(broker, key, call.outcome)
     group = validate_group(group)
     data = call.json() if call.body() else {}
     if not isinstance(data, dict):
@@ -52,8 +62,31 @@ def take(broker: BrokerContext, call: Call, topic: str, partition: str, group: s
     if "max_records" in data and not isinstance(data["max_records"], int):
         raise Refusal(Reason.INVALID_REQUEST, "max_records must be a JSON integer")
     max_records = parse_int(data.get("max_records"), "max_records", low=1, high=1000, default=1)
+    storage = broker.storage
+    if call.park is not None and storage.runs_on_loop:  # PostgreSQL, on the loop: park, hold no thread
+        park_for_storage(
+            call,
+            lambda waiting: storage.take_on_loop(
+                group,
+                key[0],
+                key[1],
+                max_records,
+                take_id,
+                lambda result, error: waiting.resume(result if error is None else error),
+            ),
+        )
+        return {}  # never written: the outcome answers the request
     with outcome_unknown_in_storage_words():
-        records, end = broker.storage.take(group, key[0], key[1], max_records, take_id)
+        taken = storage.take(group, key[0], key[1], max_records, take_id)
+    return _taken(broker, key, taken)
+
+
+def _taken(broker: BrokerContext, key: tuple[str, str], outcome: object) -> dict:
+    """The answer to a take: ((offset, value) pairs, end offset), or the error storage raised."""
+    if isinstance(outcome, BaseException):
+        with outcome_unknown_in_storage_words():
+            raise outcome
+    records, end = cast(tuple[list[tuple[int, bytes]], int], outcome)
     broker.metrics.returned(key, len(records), sum(len(value) for _, value in records))
     return {
         "records": [{"offset": o, "value": v.decode("utf-8", errors="replace")} for o, v in records],

@@ -13,11 +13,17 @@ from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.service.call import Call
 from myqueue.service.envelope import Raw
-from myqueue.service.parking import Parked
 from myqueue.service.routes import Route
 
 from ..storage.base import LogStorage, OffsetOutOfRange
-from .context import BrokerContext, outcome_unknown_in_storage_words, partition_key, request_id
+from .context import (
+    BrokerContext,
+    Waiting,
+    outcome_unknown_in_storage_words,
+    park_for_storage,
+    partition_key,
+    request_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +50,10 @@ def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dic
         producer_id = validate_producer_id(producer_id)
         seq = parse_int(sequence, "sequence", low=0, high=2**62)
     producer = None if producer_id is None else (producer_id, seq)
-    if call.park is not None and storage.appends_on_loop:  # PostgreSQL, on the loop: park, hold no thread
-        waiting = _Waiting()
-        started = _append_on_loop(broker, waiting, key, body, count, rid, producer)
-        # Parked once the append is under way (nothing above raises after it started); its outcome
-        # arrives in a later turn of the loop, never before this returns.
-        waiting.parked = call.park(interruptible=False)
-        if not started:  # the connection is busy or the partition's order is held: the pool's turn
-            waiting.parked.to_pool()
+    if call.park is not None and storage.runs_on_loop:  # PostgreSQL, on the loop: park, hold no thread
+        park_for_storage(
+            call, lambda waiting: _append_on_loop(broker, waiting, key, body, count, rid, producer)
+        )
         return _PARKED
     return _appended(broker, key, _append_now(broker, key, body, count, rid, producer))
 
@@ -80,7 +82,7 @@ def _append_now(
 
 def _append_on_loop(
     broker: BrokerContext,
-    waiting: "_Waiting",
+    waiting: Waiting,
     key: tuple[str, str],
     body: bytes,
     count: int,
@@ -108,20 +110,6 @@ def _append_on_loop(
     if not started:
         broker.clock.end(key)
     return started
-
-
-class _Waiting:
-    """The parked request an append's outcome answers."""
-
-    __slots__ = ("parked",)
-
-    def __init__(self) -> None:
-        self.parked: Parked | None = None
-
-    def resume(self, outcome: object) -> None:
-        if self.parked is None:  # the storage broke its promise of a later turn
-            raise RuntimeError("an append's outcome arrived before its request was parked")
-        self.parked.resume(outcome)
 
 
 def _appended(
@@ -203,14 +191,19 @@ def answered_at_once(environ: dict) -> bool:
     return method == "POST" and path.endswith("/take") and "/positions/" in path
 
 
-def appended_on_loop(storage: LogStorage, environ: dict) -> bool:
-    """With storage that appends on the loop (PostgreSQL: ``append_on_loop``): an idempotent
-    append (a request id or a producer's sequence) small enough for one statement, while the
-    loop's connection is free. Every other request of such a broker goes to the pool."""
+def answered_on_loop(storage: LogStorage, environ: dict) -> bool:
+    """With storage that calls from the loop (PostgreSQL: ``append_on_loop``, ``take_on_loop``):
+    an idempotent append (a request id or a producer's sequence) small enough for one statement,
+    or a group's take, while the loop's connection is free. Every other request of such a broker
+    goes to the pool."""
     if environ.get("REQUEST_METHOD") != "POST":
         return False
     path = environ.get("PATH_INFO") or ""
-    if not (path.startswith("/v1/partitions/") and path.endswith("/records")):
+    if not path.startswith("/v1/partitions/"):
+        return False
+    if path.endswith("/take") and "/positions/" in path:
+        return storage.can_run_on_loop(0)
+    if not path.endswith("/records"):
         return False
     query = environ.get("QUERY_STRING") or ""
     if "request_id=" not in query and "producer_id=" not in query:
@@ -219,7 +212,7 @@ def appended_on_loop(storage: LogStorage, environ: dict) -> bool:
         size = int(environ.get("CONTENT_LENGTH") or 0)  # none (chunked): append_on_loop checks the body
     except ValueError:
         return False
-    return storage.can_append_on_loop(size)
+    return storage.can_run_on_loop(size)
 
 
 _PARKED = Raw(framing.SET_CONTENT_TYPE, b"", ())  # what the app returns for a parked fetch (never written)

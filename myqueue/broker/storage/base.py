@@ -38,6 +38,8 @@ from myqueue.core.topicconfig import Retention
 
 # ``append_on_loop``'s callback: ((base offset, duplicate), None) or (None, the error append raises)
 AppendDone = Callable[[tuple[int, bool] | None, BaseException | None], None]
+# ``take_on_loop``'s: (((offset, value) pairs, end offset), None) or (None, the error take raises)
+TakeDone = Callable[[tuple[list[tuple[int, bytes]], int] | None, BaseException | None], None]
 
 
 class NotHosted(Exception):
@@ -240,8 +242,8 @@ class LogStorage(ABC):
         when this is a resend of the producer's last stored batch. The check and the append are
         one atomic step under the partition's lock. Raises NotHosted or SequenceError."""
 
-    # True when ``append_on_loop`` may start appends (PostgreSQL: a connection of the loop's own).
-    appends_on_loop = False
+    # True when ``append_on_loop``/``take_on_loop`` may start calls (PostgreSQL: a connection of the loop's own).
+    runs_on_loop = False
 
     def append_on_loop(
         self,
@@ -259,8 +261,16 @@ class LogStorage(ABC):
         (``done`` is called there with its outcome); False when this storage cannot now."""
         return False
 
-    def can_append_on_loop(self, size: int) -> bool:
-        """Whether ``append_on_loop`` would start an append of ``size`` bytes now (loop thread)."""
+    def take_on_loop(
+        self, group: str, topic: str, partition: str, max_records: int, take_id: str | None, done: TakeDone
+    ) -> bool:
+        """Start a ``take`` without waiting for it, on the HTTP server's loop thread (``done`` is
+        called there with its outcome); False when this storage cannot now."""
+        return False
+
+    def can_run_on_loop(self, size: int) -> bool:
+        """Whether ``append_on_loop`` would start an append of ``size`` bytes (or ``take_on_loop``
+        a take, with 0) now, as far as the storage's connection goes (loop thread)."""
         return False
 
     @abstractmethod

@@ -40,6 +40,8 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Callable
+from typing import TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -62,12 +64,14 @@ from .base import (
     PartitionStats,
     ReadResult,
     SequenceError,
+    TakeDone,
     expect,
     now_ms,
     trim_batches,
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Batches from the one containing %(off)s on, with running sizes so only the bodies that fit the
 # record and byte limits are sent back. ``read`` runs it through binary COPY: bodies arrive as
@@ -103,13 +107,14 @@ RETAIN_MAX_BATCHES = 10_000
 # Batches at least this large are appended by binary COPY (two round trips, no hex encoding);
 # smaller ones by one statement. Measured crossover on loopback: a few kB.
 COPY_MIN_BYTES = 8 * 1024
-LOOP_APPENDS_ENV = "MYQUEUE_PG_LOOP_APPENDS"  # "off": no append on the loop's connection
+ON_LOOP_ENV = "MYQUEUE_PG_ON_LOOP"  # "off": no append on the loop's connection
 _COPY_APPEND = (
     "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body, append_time_ms) "
     "FROM STDIN (FORMAT binary)"
 )
 # 0001's view, without the time (the trigger of 0002 stamps now when it is missing).
 _COPY_APPEND_UNTIMED = "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body) FROM STDIN (FORMAT binary)"
+_TAKE = "SELECT * FROM mq_take_named(%s, %s, %s, %s)"  # (group, partition id, max records, take id)
 _APPEND_RESULT = re.compile(r"mq_append_result (?:(\d+) (stored|duplicate)|(not_hosted))")
 
 
@@ -121,8 +126,8 @@ class PostgresStorage(LogStorage):
         super().__init__()
         self._db = Database(dsn, synchronous_commit=synchronous_commit)
         self._loop_conn = self._db.loop_connection()
-        # MYQUEUE_PG_LOOP_APPENDS=off: every append through the pool (to compare, or to rule it out).
-        self.appends_on_loop = os.environ.get(LOOP_APPENDS_ENV, "on") != "off"
+        # MYQUEUE_PG_ON_LOOP=off: every append through the pool (to compare, or to rule it out).
+        self.runs_on_loop = os.environ.get(ON_LOOP_ENV, "on") != "off"
         self._owner = owner
         self._ids: dict[tuple[str, str], int] = {}
         self._ids_lock = threading.Lock()
@@ -261,8 +266,8 @@ class PostgresStorage(LogStorage):
             raise NotHosted(f"{topic}:{partition}")
         return base
 
-    def can_append_on_loop(self, size: int) -> bool:
-        return self.appends_on_loop and size < COPY_MIN_BYTES and self._loaded and self._loop_conn.idle
+    def can_run_on_loop(self, size: int) -> bool:
+        return self.runs_on_loop and size < COPY_MIN_BYTES and self._loaded and self._loop_conn.idle
 
     def append_on_loop(
         self,
@@ -285,7 +290,7 @@ class PostgresStorage(LogStorage):
         A connection lost after the statement was sent is not an error here: the append is
         replayed through the pool in a thread (the replay is recognised by its id or sequence, as
         ``Database.run`` replays it), and ``done`` gets that outcome. Loop thread only."""
-        if (request_id is None) == (producer is None) or not self.can_append_on_loop(len(batch)):
+        if (request_id is None) == (producer is None) or not self.can_run_on_loop(len(batch)):
             return False
         pid = self._ids.get((topic, partition))
         if pid is None:
@@ -308,12 +313,80 @@ class PostgresStorage(LogStorage):
                     ) from e
             return self.append_sequenced(topic, partition, batch, count, *producer, append_time_ms)
 
-        def finished(row, failure: Failed | None) -> None:
+        def shape(rows: list[tuple]) -> tuple[int, bool]:
+            if not rows or rows[0][0] is None:
+                raise NotHosted(f"{topic}:{partition}")
+            return rows[0][0], rows[0][1]
+
+        self._run_on_loop("append", sql, params, shape, replay, done)
+        return True
+
+    def take_on_loop(
+        self,
+        group: str,
+        topic: str,
+        partition: str,
+        max_records: int,
+        take_id: str | None,
+        done: TakeDone,
+    ) -> bool:
+        """``take`` started on the loop's connection, as ``append_on_loop`` (a take is idempotent by
+        its id, one is made when none is given); ``done((records, end offset), None)`` or
+        ``done(None, error)`` follows on the loop. False, nothing started: the connection is busy,
+        or another take of the group on the partition is under way here. Loop thread only."""
+        pid = self._ids.get((topic, partition))
+        if pid is None or not self.can_run_on_loop(0):
+            return False
+        lock = self._take_lock(group, topic, partition)
+        if not lock.acquire(blocking=False):
+            return False
+        take_id = take_id or uuid.uuid4().hex
+
+        def replay() -> tuple[list[tuple[int, bytes]], int]:  # under the lock this take holds
+            return self._take_result(
+                self._take_rows(pid, group, max_records, take_id), topic, partition, max_records
+            )
+
+        def released(result: tuple[list[tuple[int, bytes]], int] | None, error: BaseException | None) -> None:
+            lock.release()
+            done(result, error)
+
+        try:
+            self._run_on_loop(
+                "take",
+                _TAKE,
+                (group, pid, max_records, take_id),
+                lambda rows: self._take_result(rows, topic, partition, max_records),
+                replay,
+                released,
+            )
+        except BaseException:
+            lock.release()
+            raise
+        return True
+
+    def _run_on_loop(
+        self,
+        what: str,
+        sql: str,
+        params: tuple,
+        shape: Callable[[list[tuple]], T],
+        replay: Callable[[], T],
+        done: Callable[[T | None, BaseException | None], None],
+    ) -> None:
+        """Send one idempotent statement on the loop's connection; ``done(shape(rows), None)`` or
+        ``done(None, error)`` on the loop, with the errors the pool's path raises. After a failure
+        with the statement maybe applied, ``replay`` runs (the pool's path, which recognises it) in
+        a thread of its own and ``done`` gets its outcome."""
+
+        def finished(rows, failure: Failed | None) -> None:
             if failure is None:
-                if row is None or row[0] is None:
-                    done(None, NotHosted(f"{topic}:{partition}"))
+                try:
+                    result = shape(rows)
+                except Exception as e:  # noqa: BLE001 - handed to the request, as the pool's path raises it
+                    done(None, e)
                 else:
-                    done((row[0], row[1]), None)
+                    done(result, None)
                 return
             cause = failure.cause
             if isinstance(cause, psycopg2.Error) and cause.pgcode == "MQ001":
@@ -323,26 +396,25 @@ class PostgresStorage(LogStorage):
             elif not failure.sent and cause is not None:
                 done(None, cause)  # the server refused the statement: as the pool would raise it
             else:
-                log.warning("%s; replaying the append through the pool", failure)
+                log.warning("%s; replaying the %s through the pool", failure, what)
                 loop = asyncio.get_running_loop()
 
                 def replay_then_answer() -> None:
                     try:
                         outcome = replay()
-                    except Exception as e:  # noqa: BLE001 - handed to the request, as append would raise it
+                    except Exception as e:  # noqa: BLE001 - handed to the request, as the pool's path raises it
                         loop.call_soon_threadsafe(done, None, e)
                     else:
                         loop.call_soon_threadsafe(done, outcome, None)
 
-                # A thread of its own: the server's pool may be full of appends waiting for this
-                # partition's order (``Parked.to_pool``), which this one holds until it is answered.
+                # A thread of its own: the server's pool may be full of requests waiting for what
+                # this one holds until it is answered (a partition's order, a group's take lock).
                 try:
                     threading.Thread(target=replay_then_answer, name="pg-loop-replay", daemon=True).start()
-                except RuntimeError as e:  # no thread to be had: the append may have been applied
-                    done(None, OutcomeUnknown(f"PostgreSQL lost the append's reply; no replay: {e}"))
+                except RuntimeError as e:  # no thread to be had: the statement may have been applied
+                    done(None, OutcomeUnknown(f"PostgreSQL lost the {what}'s reply; no replay: {e}"))
 
         self._loop_conn.execute(sql, params, finished)
-        return True
 
     def append_sequenced(
         self,
@@ -525,15 +597,24 @@ class PostgresStorage(LogStorage):
         the same records instead of the next ones; without one, each call gets its own."""
         pid = self._id(topic, partition)
         take_id = take_id or uuid.uuid4().hex
-
-        def work(cur):
-            cur.execute("SELECT * FROM mq_take_named(%s, %s, %s, %s)", (group, pid, max_records, take_id))
-            return cur.fetchall()
-
         # The per-(group, partition) lock serialises takes within this process (mq_take locks a
         # stored position, but two first takes of a group could both start from 0).
         with self._take_lock(group, topic, partition):
-            rows = self._db.run(work, idempotent=True, transaction=False, lost_is_unknown=True)
+            rows = self._take_rows(pid, group, max_records, take_id)
+        return self._take_result(rows, topic, partition, max_records)
+
+    def _take_rows(self, pid: int, group: str, max_records: int, take_id: str) -> list[tuple]:
+        def work(cur):
+            cur.execute(_TAKE, (group, pid, max_records, take_id))
+            return cur.fetchall()
+
+        return self._db.run(work, idempotent=True, transaction=False, lost_is_unknown=True)
+
+    @staticmethod
+    def _take_result(
+        rows: list[tuple], topic: str, partition: str, max_records: int
+    ) -> tuple[list[tuple[int, bytes]], int]:
+        """``mq_take_named``'s rows as ((offset, value) pairs, end offset)."""
         if not rows:
             raise NotHosted(f"{topic}:{partition}")
         start, end = rows[0][0], rows[0][1]

@@ -1,6 +1,7 @@
-"""Appends on the loop (``db/loop.py``, ``PostgresStorage.append_on_loop``): a broker on PostgreSQL
-sends an idempotent append from its HTTP server's loop, with no thread, and a reply lost there
-must still never duplicate or skip. Real PostgreSQL, behind the fault-injecting ``PgProxy``."""
+"""Calls from the loop (``db/loop.py``, ``PostgresStorage.append_on_loop`` and ``take_on_loop``): a
+broker on PostgreSQL sends an idempotent append or a group's take from its HTTP server's loop, with
+no thread, and a reply lost there must still never duplicate or skip. Real PostgreSQL, behind the
+fault-injecting ``PgProxy``."""
 
 import asyncio
 import json
@@ -56,7 +57,7 @@ async def _on_loop(storage: PostgresStorage, *, request_id=None, producer=None, 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LOOP_WAIT_S
     batch = framing.encode_batch(list(values))
-    while not storage.can_append_on_loop(len(batch)):
+    while not storage.can_run_on_loop(len(batch)):
         if loop.time() > deadline:
             raise AssertionError(f"the loop's connection was not idle within {LOOP_WAIT_S} s")
         await asyncio.sleep(0.01)  # polling a condition with a deadline
@@ -173,6 +174,47 @@ def test_a_host_name_in_the_dsn_is_resolved_before_the_loop_connects(pg_proxy):
         assert any("mq_append_request" in q for q in _loop_queries(pg_proxy.direct_dsn))
     finally:
         store.close()
+
+
+async def _take_on_loop(storage: PostgresStorage, take_id: str | None = None, max_records: int = 1):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LOOP_WAIT_S
+    while not storage.can_run_on_loop(0):
+        if loop.time() > deadline:
+            raise AssertionError(f"the loop's connection was not idle within {LOOP_WAIT_S} s")
+        await asyncio.sleep(0.01)  # polling a condition with a deadline
+    outcome: asyncio.Future = loop.create_future()
+    started = storage.take_on_loop(
+        "g", "T", "P", max_records, take_id, lambda result, error: outcome.set_result((result, error))
+    )
+    assert started, "a take on an idle connection did not start"
+    return await asyncio.wait_for(outcome, 30)
+
+
+def test_takes_on_the_loop_read_and_advance_and_a_lost_reply_skips_nothing(storage, pg_proxy):
+    storage.append("T", "P", framing.encode_batch([b"m0", b"m1", b"m2"]), 3)
+
+    async def takes():
+        first = await _take_on_loop(storage)
+        pg_proxy.proxy.lose_reply("mq_take")
+        second = await _take_on_loop(storage)  # replayed through the pool with its take id
+        third = await _take_on_loop(storage, max_records=5)
+        return first, second, third
+
+    first, second, third = asyncio.run(takes())
+    assert pg_proxy.proxy.counters.lost_replies == 1
+    assert first == (([(0, b"m0")], 3), None)
+    assert second == (([(1, b"m1")], 3), None), "the replayed take skipped or repeated a record"
+    assert third == (([(2, b"m2")], 3), None)
+    assert storage.get_position("g", "T", "P") == 3
+    assert any("mq_take_named" in q for q in _loop_queries(pg_proxy.direct_dsn))
+
+
+def test_a_take_of_a_partition_gone_from_the_database_is_not_hosted(storage, pg_proxy):
+    with psycopg2.connect(pg_proxy.direct_dsn) as conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM mq_partitions WHERE topic = 'T'")
+    result, error = asyncio.run(_take_on_loop(storage))
+    assert result is None and isinstance(error, NotHosted), (result, error)
 
 
 # --- through a broker process ------------------------------------------------------------------
@@ -338,3 +380,38 @@ def test_sigterm_waits_for_an_append_in_flight_on_the_loop_and_answers_its_outco
         finally:
             pool.close()
     assert _batches(pg_proxy.direct_dsn) == [(0, 1), (1, 1)]
+
+
+def test_seed_style_takes_through_the_broker_deliver_each_record_once(pg_broker, fresh_pg_dsn):
+    url, _ = pg_broker
+    pool = Pool()
+    try:
+        for i in range(30):
+            assert _append(pool, url, f"request_id=a{i}")[0] == 200
+
+        def take_all(worker: int) -> list[int]:
+            mine = Pool()
+            try:
+                offsets = []
+                while True:
+                    answer = mine.request(
+                        "POST",
+                        f"{url}/v1/partitions/T/P/positions/g/take",
+                        body=json.dumps({"max_records": 1}).encode(),
+                        headers={"Content-Type": "application/json"},
+                        timeout=30,
+                    )
+                    assert answer.status == 200, answer.body
+                    records = json.loads(answer.body)["message"]["records"]
+                    if not records:
+                        return offsets
+                    offsets += [r["offset"] for r in records]
+            finally:
+                mine.close()
+
+        with ThreadPoolExecutor(3) as workers:
+            taken = list(workers.map(take_all, range(3)))
+    finally:
+        pool.close()
+    assert sorted(o for offsets in taken for o in offsets) == list(range(30)), "a record taken twice or never"
+    assert any("mq_take_named" in q for q in _loop_queries(fresh_pg_dsn)), "no take went through the loop"
