@@ -107,7 +107,7 @@ RETAIN_MAX_BATCHES = 10_000
 # Batches at least this large are appended by binary COPY (two round trips, no hex encoding);
 # smaller ones by one statement. Measured crossover on loopback: a few kB.
 COPY_MIN_BYTES = 8 * 1024
-ON_LOOP_ENV = "MYQUEUE_PG_ON_LOOP"  # "off": no append on the loop's connection
+ON_LOOP_ENV = "MYQUEUE_PG_ON_LOOP"  # "off": no append or take on the loop's connection
 _COPY_APPEND = (
     "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body, append_time_ms) "
     "FROM STDIN (FORMAT binary)"
@@ -126,7 +126,7 @@ class PostgresStorage(LogStorage):
         super().__init__()
         self._db = Database(dsn, synchronous_commit=synchronous_commit)
         self._loop_conn = self._db.loop_connection()
-        # MYQUEUE_PG_ON_LOOP=off: every append through the pool (to compare, or to rule it out).
+        # MYQUEUE_PG_ON_LOOP=off: every append and take through the pool (to compare, or to rule it out).
         self.runs_on_loop = os.environ.get(ON_LOOP_ENV, "on") != "off"
         self._owner = owner
         self._ids: dict[tuple[str, str], int] = {}
