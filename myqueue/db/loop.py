@@ -82,6 +82,8 @@ class LoopConnection:
         not connected (and not failing lately), starts connecting for the next caller."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # the first call, on the service's loop (or a new loop: a new connection)
+            if self._done is not None:
+                raise RuntimeError("the loop's PostgreSQL connection is in a call of another loop")
             if self._loop is not None:
                 self._discard()
             self._loop, self._retry_at = loop, 0.0

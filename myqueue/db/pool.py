@@ -120,19 +120,22 @@ class Database:
         idempotent: bool = False,
         transaction: bool = True,
         lost_is_unknown: bool = False,
+        replay: bool = False,
     ) -> T:
         """Run ``work(cursor)`` and commit; replay once only when safe (see the module docstring).
 
         Raises ``StorageUnavailable`` when the work was not applied (or is idempotent: the caller
         may simply try again) and ``OutcomeUnknown`` when it may have been — also for idempotent
         work with ``lost_is_unknown``, whose replay is recognised only by this call (an id the
-        caller will not send again).
+        caller will not send again). ``replay``: this run is itself the replay of a send that may
+        have been applied (the loop's connection lost it, ``db/loop.py``): it counts as the first
+        attempt of this one.
 
         With ``transaction=False`` every statement commits by itself (autocommit): one round trip
         for a single-statement unit of work instead of three (BEGIN, statement, COMMIT).
         """
         attempts = 2
-        maybe_applied = False  # an earlier attempt was sent and may have been applied
+        maybe_applied = replay  # an earlier attempt was sent and may have been applied
         for attempt in range(attempts):
             committing = False
             try:

@@ -472,6 +472,9 @@ class _Connection(asyncio.Protocol):
 
         def submit() -> None:
             self.parked = None
+            if self.transport is None or self.transport.is_closing():  # nobody to answer: settle only
+                self._answer(environ, (status_line(503), [], b""))
+                return
             del environ[PARK]  # not on the loop: the handler may wait
             environ[PARKED] = False
             environ["wsgi.input"].seek(0)

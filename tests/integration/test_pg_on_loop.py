@@ -20,7 +20,9 @@ from psycopg2.extensions import make_dsn
 from myqueue.broker.storage.base import NotHosted, SequenceError
 from myqueue.broker.storage.postgres import PostgresStorage
 from myqueue.core import framing
+from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 from myqueue.db.loop import LOOP_APPLICATION_NAME
+from myqueue.db.pool import Database
 from myqueue.net.pool import Pool
 from tests.helpers import free_port, wait_until
 from tests.integration.conftest import ProxiedDatabase
@@ -37,8 +39,9 @@ def _batches(dsn: str) -> list[tuple[int, int]]:
 def _loop_queries(dsn: str) -> list[str]:
     """The last statement of every connection the loop opened, as PostgreSQL shows it."""
     with psycopg2.connect(dsn, connect_timeout=5) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT query FROM pg_stat_activity WHERE application_name = %s", (LOOP_APPLICATION_NAME,)
+        cur.execute(  # this test's database only: other tests (and CI runs) share the server
+            "SELECT query FROM pg_stat_activity WHERE application_name = %s AND datname = current_database()",
+            (LOOP_APPLICATION_NAME,),
         )
         return [row[0] for row in cur.fetchall()]
 
@@ -142,7 +145,8 @@ def test_a_connection_the_server_closed_is_replaced_before_use(storage, pg_proxy
     def terminate() -> None:
         with psycopg2.connect(pg_proxy.direct_dsn) as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND datname = current_database()",
                 (LOOP_APPLICATION_NAME,),
             )
             assert cur.fetchall() == [(True,)]
@@ -208,6 +212,30 @@ def test_takes_on_the_loop_read_and_advance_and_a_lost_reply_skips_nothing(stora
     assert third == (([(2, b"m2")], 3), None)
     assert storage.get_position("g", "T", "P") == 3
     assert any("mq_take_named" in q for q in _loop_queries(pg_proxy.direct_dsn))
+
+
+@pytest.mark.parametrize("call", ["append", "take"])
+def test_a_lost_reply_whose_replay_finds_no_connection_is_unknown(storage, pg_proxy, monkeypatch, call):
+    """The loop's send may have been applied, so a replay that cannot run answers OUTCOME_UNKNOWN
+    (``Database.run(replay=True)``), never UNAVAILABLE ("not applied", which invites a retry that
+    would store twice or skip)."""
+    storage.append("T", "P", framing.encode_batch([b"m0"]), 1)
+
+    def no_connection(self, pool):
+        raise StorageUnavailable("cannot connect to PostgreSQL: (injected)")
+
+    async def lost_then_no_connection():
+        if call == "append":
+            pg_proxy.proxy.lose_reply("mq_append_request")
+            monkeypatch.setattr(Database, "_live_connection", no_connection)
+            return await _on_loop(storage, request_id="req-x")
+        pg_proxy.proxy.lose_reply("mq_take")
+        monkeypatch.setattr(Database, "_live_connection", no_connection)
+        return await _take_on_loop(storage)
+
+    result, error = asyncio.run(lost_then_no_connection())
+    assert pg_proxy.proxy.counters.lost_replies == 1
+    assert result is None and isinstance(error, OutcomeUnknown), (result, error)
 
 
 def test_a_take_of_a_partition_gone_from_the_database_is_not_hosted(storage, pg_proxy):
@@ -411,7 +439,20 @@ def test_seed_style_takes_through_the_broker_deliver_each_record_once(pg_broker,
 
         with ThreadPoolExecutor(3) as workers:
             taken = list(workers.map(take_all, range(3)))
+        assert any("mq_take_named" in q for q in _loop_queries(fresh_pg_dsn)), "no take went through the loop"
+        for i in range(30, 230):
+            assert _append(pool, url, f"request_id=a{i}")[0] == 200
+        big = pool.request(  # over LOOP_TAKE_MAX_RECORDS: answered from the pool
+            "POST",
+            f"{url}/v1/partitions/T/P/positions/g/take",
+            body=json.dumps({"max_records": 150}).encode(),
+            headers={"Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert big.status == 200, big.body
+        taken.append([r["offset"] for r in json.loads(big.body)["message"]["records"]])
     finally:
         pool.close()
-    assert sorted(o for offsets in taken for o in offsets) == list(range(30)), "a record taken twice or never"
-    assert any("mq_take_named" in q for q in _loop_queries(fresh_pg_dsn)), "no take went through the loop"
+    assert sorted(o for offsets in taken for o in offsets) == list(range(180)), (
+        "a record taken twice or never"
+    )

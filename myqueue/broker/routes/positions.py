@@ -18,6 +18,9 @@ from .context import (
     request_id,
 )
 
+# A take of more records is answered from the pool: splitting and encoding them would hold the loop.
+LOOP_TAKE_MAX_RECORDS = 100
+
 
 def _position(broker: BrokerContext, group: str, offset: object, key: tuple[str, str]) -> dict:
     return {"group": group, "offset": offset, "end_offset": broker.storage.end_offset(*key)}
@@ -66,13 +69,16 @@ def take(broker: BrokerContext, call: Call, topic: str, partition: str, group: s
     if call.park is not None and storage.runs_on_loop:  # PostgreSQL, on the loop: park, hold no thread
         park_for_storage(
             call,
-            lambda waiting: storage.take_on_loop(
-                group,
-                key[0],
-                key[1],
-                max_records,
-                take_id,
-                lambda result, error: waiting.resume(result if error is None else error),
+            lambda waiting: (
+                max_records <= LOOP_TAKE_MAX_RECORDS
+                and storage.take_on_loop(
+                    group,
+                    key[0],
+                    key[1],
+                    max_records,
+                    take_id,
+                    lambda result, error: waiting.resume(result if error is None else error),
+                )
             ),
         )
         return {}  # never written: the outcome answers the request

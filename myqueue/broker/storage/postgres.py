@@ -239,17 +239,7 @@ class PostgresStorage(LogStorage):
         pid = self._id(topic, partition)
         stamp = now_ms() if append_time_ms is None else append_time_ms
         if request_id is not None:
-
-            def with_request(cur):
-                cur.execute(
-                    "SELECT base FROM mq_append_request(%s, %s, %s, %s, %s)",
-                    (pid, request_id, count, psycopg2.Binary(batch), stamp),
-                )
-                row = cur.fetchone()
-                return None if row is None else row[0]
-
-            # Safe to replay after a lost reply: the replay finds the request id stored with the batch.
-            base = self._db.run(with_request, idempotent=True, transaction=False, lost_is_unknown=True)
+            base = self._append_request(pid, request_id, count, batch, stamp)
         elif len(batch) >= COPY_MIN_BYTES:
             # Not idempotent: a retry after the data reached the server could append twice.
             base, _ = self._db.run(
@@ -265,6 +255,22 @@ class PostgresStorage(LogStorage):
         if base is None:
             raise NotHosted(f"{topic}:{partition}")
         return base
+
+    def _append_request(
+        self, pid: int, request_id: str, count: int, batch: bytes, stamp: int, replay: bool = False
+    ) -> int | None:
+        def with_request(cur):
+            cur.execute(
+                "SELECT base FROM mq_append_request(%s, %s, %s, %s, %s)",
+                (pid, request_id, count, psycopg2.Binary(batch), stamp),
+            )
+            row = cur.fetchone()
+            return None if row is None else row[0]
+
+        # Safe to replay after a lost reply: the replay finds the request id stored with the batch.
+        return self._db.run(
+            with_request, idempotent=True, transaction=False, lost_is_unknown=True, replay=replay
+        )
 
     def can_run_on_loop(self, size: int) -> bool:
         return self.runs_on_loop and size < COPY_MIN_BYTES and self._loaded and self._loop_conn.idle
@@ -303,14 +309,14 @@ class PostgresStorage(LogStorage):
             params = (pid, producer[0], producer[1], count, psycopg2.Binary(batch), append_time_ms)
 
         def replay() -> tuple[int, bool]:
-            if producer is None:
-                try:
-                    return self.append(topic, partition, batch, count, request_id, append_time_ms), False
-                except StorageUnavailable as e:
-                    # The first send may have been applied, and this id is not sent again: unknown.
-                    raise OutcomeUnknown(
-                        f"PostgreSQL lost the append's reply and the replay failed: {e}"
-                    ) from e
+            if (
+                request_id is not None
+            ):  # the first send may have been applied: ``replay`` makes a failure unknown
+                base = self._append_request(pid, request_id, count, batch, append_time_ms, replay=True)
+                if base is None:
+                    raise NotHosted(f"{topic}:{partition}")
+                return base, False
+            assert producer is not None  # one of the two, checked above
             return self.append_sequenced(topic, partition, batch, count, *producer, append_time_ms)
 
         def shape(rows: list[tuple]) -> tuple[int, bool]:
@@ -343,9 +349,8 @@ class PostgresStorage(LogStorage):
         take_id = take_id or uuid.uuid4().hex
 
         def replay() -> tuple[list[tuple[int, bytes]], int]:  # under the lock this take holds
-            return self._take_result(
-                self._take_rows(pid, group, max_records, take_id), topic, partition, max_records
-            )
+            rows = self._take_rows(pid, group, max_records, take_id, replay=True)
+            return self._take_result(rows, topic, partition, max_records)
 
         def released(result: tuple[list[tuple[int, bytes]], int] | None, error: BaseException | None) -> None:
             lock.release()
@@ -603,12 +608,14 @@ class PostgresStorage(LogStorage):
             rows = self._take_rows(pid, group, max_records, take_id)
         return self._take_result(rows, topic, partition, max_records)
 
-    def _take_rows(self, pid: int, group: str, max_records: int, take_id: str) -> list[tuple]:
+    def _take_rows(
+        self, pid: int, group: str, max_records: int, take_id: str, replay: bool = False
+    ) -> list[tuple]:
         def work(cur):
             cur.execute(_TAKE, (group, pid, max_records, take_id))
             return cur.fetchall()
 
-        return self._db.run(work, idempotent=True, transaction=False, lost_is_unknown=True)
+        return self._db.run(work, idempotent=True, transaction=False, lost_is_unknown=True, replay=replay)
 
     @staticmethod
     def _take_result(
