@@ -19,7 +19,6 @@ import http.client
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,9 +26,8 @@ from contextlib import ExitStack, contextmanager
 
 import psycopg2
 
-from myqueue.cluster.local import wait_for
-from myqueue.cluster.ports import free_port
 from myqueue.core import framing
+from tests.helpers import broker_process
 
 from .procs import cpu_seconds
 
@@ -55,42 +53,9 @@ def scratch_database(dsn: str) -> Iterator[str]:
 @contextmanager
 def broker(dsn: str, mode: str) -> Iterator[tuple[int, int]]:
     """A PostgreSQL broker hosting T:P: (its port, its pid)."""
-    port = free_port()
-    env = {**os.environ, "MYQUEUE_DSN": dsn, "MYQUEUE_PG_ON_LOOP": "on" if mode == "loop" else "off"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "myqueue.broker",
-            "--name",
-            "broker0",
-            "--port",
-            str(port),
-            "--store",
-            "postgres",
-            "--log-level",
-            "WARNING",
-        ],
-        env=env,
-    )
-
-    def ready() -> bool:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/readyz")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(ready, 30, f"the {mode} broker did not become ready (exit code {process.poll()})")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("PUT", "/v1/partitions/T/P")
-        conn.getresponse().read()
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
+    env = {"MYQUEUE_DSN": dsn, "MYQUEUE_PG_ON_LOOP": "on" if mode == "loop" else "off"}
+    with broker_process("--store", "postgres", env=env, hosting=("T", "P")) as (url, process):
+        yield int(url.rsplit(":", 1)[1]), process.pid
 
 
 def appends(port: int, pid: int, kind: str, count: int, round_no: int) -> tuple[list[float], float]:

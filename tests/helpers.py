@@ -279,8 +279,11 @@ def pipe(source: socket.socket, sink: socket.socket) -> None:
 
 
 @contextmanager
-def memory_broker(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A memory-store broker process on loopback hosting T1:P1: (its URL, the process); stopped after."""
+def broker_process(
+    *args: str, env: dict[str, str] | None = None, hosting: tuple[str, str] = ("T1", "P1")
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A broker process on loopback (memory store unless ``args`` say otherwise) hosting ``hosting``:
+    (its URL, the process); stopped with SIGTERM after."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -294,7 +297,8 @@ def memory_broker(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
             "--log-level",
             "WARNING",
             *args,
-        ]
+        ],
+        env=None if env is None else {**os.environ, **env},
     )
     url = f"http://127.0.0.1:{port}"
     pool = Pool()
@@ -306,11 +310,19 @@ def memory_broker(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
             return False
 
     try:
-        wait_until(ready, 20, message=lambda: f"the broker did not become ready (exit code {process.poll()})")
-        assert pool.request("PUT", url + "/v1/partitions/T1/P1", timeout=5).status == 200
+        wait_until(ready, 30, message=lambda: f"the broker did not become ready (exit code {process.poll()})")
+        topic, partition = hosting
+        assert pool.request("PUT", f"{url}/v1/partitions/{topic}/{partition}", timeout=5).status == 200
         yield url, process
     finally:
         pool.close()
         if process.poll() is None:
             process.terminate()
-        process.wait(20)
+        process.wait(30)
+
+
+@contextmanager
+def memory_broker(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A memory-store broker process on loopback hosting T1:P1: (its URL, the process); stopped after."""
+    with broker_process(*args) as broker:
+        yield broker

@@ -31,13 +31,14 @@ every other call is made on that loop (``close`` also after it has stopped).
 import asyncio
 import ipaddress
 import logging
-import select
 import socket
 from collections.abc import Callable
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+
+from .liveness import dead_while_idle
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class LoopConnection:
             if self._loop.time() >= self._retry_at:
                 self._connect()
             return False
-        if self._goodbye_waiting():
+        if self._conn is None or dead_while_idle(self._conn):
             log.info("discarding the loop's PostgreSQL connection closed by the server")
             self._discard()
             return False
@@ -239,16 +240,6 @@ class LoopConnection:
             done(None, failure)
 
     # --- helpers ------------------------------------------------------------------------------
-    def _goodbye_waiting(self) -> bool:
-        conn = self._conn
-        if conn is None or conn.closed:
-            return True
-        try:
-            readable, _, _ = select.select([conn.fileno()], [], [], 0)
-        except (OSError, ValueError, psycopg2.Error):
-            return True
-        return bool(readable)
-
     def _release_cursor(self) -> None:
         cursor, self._cursor, self._done = self._cursor, None, None
         if cursor is not None:

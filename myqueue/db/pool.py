@@ -19,7 +19,6 @@ replays it once on a fresh connection.
 
 import logging
 import os
-import select
 import socket
 import threading
 import time
@@ -34,6 +33,7 @@ import psycopg2.pool
 from myqueue.core import defaults
 from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 
+from .liveness import dead_while_idle
 from .loop import LOOP_APPLICATION_NAME, LoopConnection
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Database:
                 conn = pool.getconn()
             except psycopg2.OperationalError as e:
                 raise StorageUnavailable(f"cannot connect to PostgreSQL: {e}".strip()) from e
-            if not _dead_while_idle(conn):
+            if not dead_while_idle(conn):
                 return conn
             log.info("discarding a pooled PostgreSQL connection closed by the server")
             pool.putconn(conn, close=True)
@@ -211,18 +211,6 @@ class Database:
             if self._pool is not None:
                 self._pool.closeall()
                 self._pool = None
-
-
-def _dead_while_idle(conn: psycopg2.extensions.connection) -> bool:
-    """True when an idle pooled connection is closed or has something to read: an idle server sends
-    nothing but its goodbye (an error notice before it exits, or the FIN of a closed socket)."""
-    if conn.closed:
-        return True
-    try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    except (OSError, ValueError, psycopg2.Error):
-        return True
-    return bool(readable)
 
 
 def _select_one(cur: psycopg2.extensions.cursor) -> bool:

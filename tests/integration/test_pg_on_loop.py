@@ -5,13 +5,10 @@ fault-injecting ``PgProxy``."""
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import psycopg2
 import pytest
@@ -24,7 +21,7 @@ from myqueue.core.storage import OutcomeUnknown, StorageUnavailable
 from myqueue.db.loop import LOOP_APPLICATION_NAME
 from myqueue.db.pool import Database
 from myqueue.net.pool import Pool
-from tests.helpers import free_port, wait_until
+from tests.helpers import broker_process, wait_until
 from tests.integration.conftest import ProxiedDatabase
 
 LOOP_WAIT_S = 10.0
@@ -248,48 +245,25 @@ def test_a_take_of_a_partition_gone_from_the_database_is_not_hosted(storage, pg_
 # --- through a broker process ------------------------------------------------------------------
 
 
-@contextmanager
-def _pg_broker(dsn: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def _pg_broker(dsn: str):
     """A PostgreSQL broker process on ``dsn`` hosting T:P: (its URL, the process); stopped after."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "myqueue.broker",
-            "--name",
-            "broker0",
-            "--port",
-            str(port),
-            "--store",
-            "postgres",
-        ],
-        env={**os.environ, "MYQUEUE_DSN": dsn},
-    )
-    url = f"http://127.0.0.1:{port}"
-    pool = Pool()
-
-    def ready() -> bool:
-        try:
-            return pool.request("GET", url + "/readyz", timeout=1).status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_until(ready, 30, message=lambda: f"the broker did not become ready (exit code {process.poll()})")
-        assert pool.request("PUT", url + "/v1/partitions/T/P", timeout=5).status == 200
-        yield url, process
-    finally:
-        pool.close()
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.wait(30)
+    return broker_process("--store", "postgres", env={"MYQUEUE_DSN": dsn}, hosting=("T", "P"))
 
 
 @pytest.fixture
 def pg_broker(fresh_pg_dsn: str) -> Iterator[tuple[str, subprocess.Popen]]:
     with _pg_broker(fresh_pg_dsn) as broker:
         yield broker
+
+
+def _take(pool: Pool, url: str, max_records: int):
+    return pool.request(
+        "POST",
+        f"{url}/v1/partitions/T/P/positions/g/take",
+        body=json.dumps({"max_records": max_records}).encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
 
 
 def _append(pool: Pool, url: str, query: str, timeout: float = 30) -> tuple[int, dict]:
@@ -422,13 +396,7 @@ def test_seed_style_takes_through_the_broker_deliver_each_record_once(pg_broker,
             try:
                 offsets = []
                 while True:
-                    answer = mine.request(
-                        "POST",
-                        f"{url}/v1/partitions/T/P/positions/g/take",
-                        body=json.dumps({"max_records": 1}).encode(),
-                        headers={"Content-Type": "application/json"},
-                        timeout=30,
-                    )
+                    answer = _take(mine, url, 1)
                     assert answer.status == 200, answer.body
                     records = json.loads(answer.body)["message"]["records"]
                     if not records:
@@ -442,13 +410,7 @@ def test_seed_style_takes_through_the_broker_deliver_each_record_once(pg_broker,
         assert any("mq_take_named" in q for q in _loop_queries(fresh_pg_dsn)), "no take went through the loop"
         for i in range(30, 230):
             assert _append(pool, url, f"request_id=a{i}")[0] == 200
-        big = pool.request(  # over LOOP_TAKE_MAX_RECORDS: answered from the pool
-            "POST",
-            f"{url}/v1/partitions/T/P/positions/g/take",
-            body=json.dumps({"max_records": 150}).encode(),
-            headers={"Content-Type": "application/json"},
-            timeout=30,
-        )
+        big = _take(pool, url, 150)  # over LOOP_TAKE_MAX_RECORDS: answered from the pool
         assert big.status == 200, big.body
         taken.append([r["offset"] for r in json.loads(big.body)["message"]["records"]])
     finally:
