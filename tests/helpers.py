@@ -318,7 +318,11 @@ def broker_process(
         pool.close()
         if process.poll() is None:
             process.terminate()
-        process.wait(30)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:  # a broker stuck in its drain: never leave it behind
+            process.kill()
+            process.wait(10)
 
 
 @contextmanager
