@@ -115,6 +115,12 @@ _COPY_APPEND = (
 # 0001's view, without the time (the trigger of 0002 stamps now when it is missing).
 _COPY_APPEND_UNTIMED = "COPY mq_append_input (partition_id, producer_id, sequence, record_count, body) FROM STDIN (FORMAT binary)"
 _TAKE = "SELECT * FROM mq_take_named(%s, %s, %s, %s)"  # (group, partition id, max records, take id)
+# (partition id, request id, records, body, append time) -> (base, False): a request id's replay
+# answers as stored, not as a duplicate (the managers' appends never asked)
+_APPEND_REQUEST = "SELECT base, false FROM mq_append_request(%s, %s, %s, %s, %s)"
+# (partition id, producer id, sequence, records, body, append time)
+_APPEND_SEQUENCED = "SELECT base, duplicate FROM mq_append_sequenced(%s, %s, %s, %s, %s, %s)"
+SEQUENCE_GAP = "MQ001"  # the SQLSTATE mq_append_sequenced raises for a sequence that does not follow
 _APPEND_RESULT = re.compile(r"mq_append_result (?:(\d+) (stored|duplicate)|(not_hosted))")
 
 
@@ -260,10 +266,7 @@ class PostgresStorage(LogStorage):
         self, pid: int, request_id: str, count: int, batch: bytes, stamp: int, replay: bool = False
     ) -> int | None:
         def with_request(cur):
-            cur.execute(
-                "SELECT base FROM mq_append_request(%s, %s, %s, %s, %s)",
-                (pid, request_id, count, psycopg2.Binary(batch), stamp),
-            )
+            cur.execute(_APPEND_REQUEST, (pid, request_id, count, psycopg2.Binary(batch), stamp))
             row = cur.fetchone()
             return None if row is None else row[0]
 
@@ -302,16 +305,14 @@ class PostgresStorage(LogStorage):
         if pid is None:
             return False
         if producer is None:
-            sql = "SELECT base, false FROM mq_append_request(%s, %s, %s, %s, %s)"
+            sql = _APPEND_REQUEST
             params: tuple = (pid, request_id, count, psycopg2.Binary(batch), append_time_ms)
         else:
-            sql = "SELECT base, duplicate FROM mq_append_sequenced(%s, %s, %s, %s, %s, %s)"
+            sql = _APPEND_SEQUENCED
             params = (pid, producer[0], producer[1], count, psycopg2.Binary(batch), append_time_ms)
 
         def replay() -> tuple[int, bool]:
-            if (
-                request_id is not None
-            ):  # the first send may have been applied: ``replay`` makes a failure unknown
+            if request_id is not None:  # the first send may have been applied: a failure is unknown
                 base = self._append_request(pid, request_id, count, batch, append_time_ms, replay=True)
                 if base is None:
                     raise NotHosted(f"{topic}:{partition}")
@@ -394,7 +395,7 @@ class PostgresStorage(LogStorage):
                     done(result, None)
                 return
             cause = failure.cause
-            if isinstance(cause, psycopg2.Error) and cause.pgcode == "MQ001":
+            if isinstance(cause, psycopg2.Error) and cause.pgcode == SEQUENCE_GAP:
                 done(None, SequenceError(cause.diag.message_primary))
             elif isinstance(cause, psycopg2.extensions.QueryCanceledError):
                 done(None, StorageUnavailable(f"PostgreSQL statement timed out: {failure}"))
@@ -439,11 +440,10 @@ class PostgresStorage(LogStorage):
                 if len(batch) >= COPY_MIN_BYTES:
                     return _copy_append(cur, pid, producer_id, sequence, count, batch, stamp)
                 cur.execute(
-                    "SELECT base, duplicate FROM mq_append_sequenced(%s, %s, %s, %s, %s, %s)",
-                    (pid, producer_id, sequence, count, psycopg2.Binary(batch), stamp),
+                    _APPEND_SEQUENCED, (pid, producer_id, sequence, count, psycopg2.Binary(batch), stamp)
                 )
             except psycopg2.Error as e:
-                if e.pgcode == "MQ001":
+                if e.pgcode == SEQUENCE_GAP:
                     raise SequenceError(e.diag.message_primary) from e
                 raise
             row = cur.fetchone()
