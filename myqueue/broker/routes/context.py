@@ -163,10 +163,20 @@ class Waiting:
     def __init__(self) -> None:
         self.parked: Parked | None = None
 
-    def resume(self, outcome: object) -> None:
+    def settle(self, result: object, error: BaseException | None) -> None:
+        """A storage call's callback: resume the request with its result, or with its error."""
         if self.parked is None:  # the storage broke its promise of a later turn
             raise RuntimeError("a storage call's outcome arrived before its request was parked")
-        self.parked.resume(outcome)
+        self.parked.resume(result if error is None else error)
+
+
+def outcome_of(outcome: object) -> object:
+    """A resumed request's outcome (``Call.outcome``): the result, or its error raised here, an
+    unknown outcome in storage's words (the second run of the handler answers it)."""
+    if isinstance(outcome, BaseException):
+        with outcome_unknown_in_storage_words():
+            raise outcome
+    return outcome
 
 
 def park_for_storage(call: Call, start: Callable[[Waiting], bool]) -> None:

@@ -12,6 +12,7 @@ from myqueue.service.routes import Route
 
 from .context import (
     BrokerContext,
+    outcome_of,
     outcome_unknown_in_storage_words,
     park_for_storage,
     partition_key,
@@ -55,7 +56,7 @@ def set_position(broker: BrokerContext, call: Call, topic: str, partition: str, 
 def take(broker: BrokerContext, call: Call, topic: str, partition: str, group: str) -> dict:
     key = partition_key(topic, partition)
     if call.outcome is not None:  # resumed: the outcome of the take it parked for
-        return _taken(broker, key, call.outcome)
+        return _taken(broker, key, outcome_of(call.outcome))
     group = validate_group(group)
     data = call.json() if call.body() else {}
     if not isinstance(data, dict):
@@ -77,7 +78,7 @@ def take(broker: BrokerContext, call: Call, topic: str, partition: str, group: s
                     key[1],
                     max_records,
                     take_id,
-                    lambda result, error: waiting.resume(result if error is None else error),
+                    waiting.settle,
                 )
             ),
         )
@@ -88,10 +89,7 @@ def take(broker: BrokerContext, call: Call, topic: str, partition: str, group: s
 
 
 def _taken(broker: BrokerContext, key: tuple[str, str], outcome: object) -> dict:
-    """The answer to a take: ((offset, value) pairs, end offset), or the error storage raised."""
-    if isinstance(outcome, BaseException):
-        with outcome_unknown_in_storage_words():
-            raise outcome
+    """The answer to a take: ((offset, value) pairs, end offset)."""
     records, end = cast(tuple[list[tuple[int, bytes]], int], outcome)
     broker.metrics.returned(key, len(records), sum(len(value) for _, value in records))
     return {

@@ -19,6 +19,7 @@ from ..storage.base import LogStorage, OffsetOutOfRange
 from .context import (
     BrokerContext,
     Waiting,
+    outcome_of,
     outcome_unknown_in_storage_words,
     park_for_storage,
     partition_key,
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dict | Raw:
     key = partition_key(topic, partition)
     if call.outcome is not None:  # resumed: the outcome of the append it parked for
-        return _appended(broker, key, call.outcome)  # type: ignore[arg-type]
+        return _appended(broker, key, outcome_of(call.outcome))  # type: ignore[arg-type]
     args = call.args
     producer_id = args.get("producer_id")
     sequence = args.get("sequence")
@@ -97,7 +98,7 @@ def _append_on_loop(
 
     def done(result: tuple[int, bool] | None, error: BaseException | None) -> None:
         broker.clock.end(key)
-        waiting.resume((result, count, len(body)) if error is None else error)
+        waiting.settle((result, count, len(body)), error)
 
     try:
         body = framing.stamp_append_time(body, append_time_ms)
@@ -113,12 +114,9 @@ def _append_on_loop(
 
 
 def _appended(
-    broker: BrokerContext, key: tuple[str, str], outcome: tuple[tuple[int, bool], int, int] | BaseException
+    broker: BrokerContext, key: tuple[str, str], outcome: tuple[tuple[int, bool], int, int]
 ) -> dict:
-    """The answer to an append: ((base offset, duplicate), records, bytes), or the error storage raised."""
-    if isinstance(outcome, BaseException):
-        with outcome_unknown_in_storage_words():
-            raise outcome
+    """The answer to an append: ((base offset, duplicate), records, bytes)."""
     (base, duplicate), count, size = outcome
     if not duplicate:
         broker.metrics.appended(key, count, size)
