@@ -264,7 +264,7 @@ def _headers_size(pairs: tuple[tuple[bytes, bytes], ...]) -> int:
 class _Parts:
     """One batch's records as the framing wants them: values and parallel keys, headers, timestamps."""
 
-    __slots__ = ("values", "keys", "headers", "flat_headers", "timestamps")
+    __slots__ = ("values", "keys", "headers", "flat_headers", "timestamps", "body")
 
     def __init__(
         self,
@@ -273,12 +273,25 @@ class _Parts:
         headers: list[tuple[tuple[bytes, bytes], ...]] | None,
         timestamps: list[int],
         flat_headers: framing.FlatHeaders | None = None,
+        body: bytes | None = None,
     ):
         self.values = values
         self.keys = keys  # None: no record has a key
         self.headers = headers  # None: no record has headers (or they are in flat_headers)
         self.flat_headers = flat_headers  # send_batch's headers: counts, names, values
         self.timestamps = timestamps
+        self.body = body  # the batch already framed (send_batch's common case), or None
+
+    def framed(self, attributes: int) -> bytes:
+        """The record batch these parts make (format v2)."""
+        return self.body or framing.encode_batch_v2(
+            self.values,
+            self.timestamps,
+            self.keys,
+            self.headers,
+            attributes=attributes,
+            flat_headers=self.flat_headers,
+        )
 
     @classmethod
     def of(cls, batch: Batch) -> "_Parts":
@@ -468,7 +481,7 @@ class Producer:
         records = _batch_bytes(values)
         if not records:
             return []
-        parts = self._parts(records, keys, headers, timestamps_ms)
+        parts = self._parts(records, keys, headers, timestamps_ms, self._attributes)
         if (topic, partition) not in self._queues:
             self._metadata.partitions(topic, containing=partition)
         with self._lock:
@@ -498,14 +511,20 @@ class Producer:
         keys: Sequence[bytes | str | None] | None,
         headers: Sequence[HeadersIn | None] | None,
         timestamps_ms: Sequence[int | None] | int | None,
+        attributes: int = 0,
     ) -> _Parts:
-        """``send_batch``'s records checked as ``send`` checks one, in columns."""
+        """``send_batch``'s records checked as ``send`` checks one, in columns; framed in C when
+        they are of the usual shapes (``framing.encode_common_v2``), otherwise checked here."""
         count = len(records)
         for name, column in (("keys", keys), ("headers", headers)):
             if column is not None and len(column) != count:
                 raise InvalidRequest(
                     f"{name} has {len(column)} entries for {count} records", reason=Reason.INVALID_REQUEST
                 )
+        stamps = Producer._stamps(timestamps_ms, count)
+        body = framing.encode_common_v2(records, stamps, keys, headers, attributes=attributes, str_names=True)
+        if body is not None:
+            return _Parts(records, None, None, stamps, body=body)
         raw_keys = None if keys is None else _checked_keys(keys)
         raw_headers = None
         flat = None
@@ -517,16 +536,19 @@ class Producer:
                     raw_headers = None
             elif not flat.values:
                 flat = None
-        if timestamps_ms is None or isinstance(timestamps_ms, int):
-            stamps = [_checked_timestamp(timestamps_ms)] * count
-        else:
-            if len(timestamps_ms) != count:
-                raise InvalidRequest(
-                    f"timestamps_ms has {len(timestamps_ms)} entries for {count} records",
-                    reason=Reason.INVALID_REQUEST,
-                )
-            stamps = list(map(_checked_timestamp, timestamps_ms))
         return _Parts(records, raw_keys, raw_headers, stamps, flat)
+
+    @staticmethod
+    def _stamps(timestamps_ms: Sequence[int | None] | int | None, count: int) -> list[int]:
+        """``send_batch``'s create timestamps, one per record, checked."""
+        if timestamps_ms is None or isinstance(timestamps_ms, int):
+            return [_checked_timestamp(timestamps_ms)] * count
+        if len(timestamps_ms) != count:
+            raise InvalidRequest(
+                f"timestamps_ms has {len(timestamps_ms)} entries for {count} records",
+                reason=Reason.INVALID_REQUEST,
+            )
+        return list(map(_checked_timestamp, timestamps_ms))
 
     def flush(self, timeout: float | None = None) -> None:
         """Send everything queued now and wait until every record has an outcome.
@@ -645,14 +667,7 @@ class Producer:
         sequence fields until it returns.
         """
         records = parts.values
-        body = framing.encode_batch_v2(
-            records,
-            parts.timestamps,
-            parts.keys,
-            parts.headers,
-            attributes=self._attributes,
-            flat_headers=parts.flat_headers,
-        )
+        body = parts.framed(self._attributes)
         params = None
         if self.idempotent:
             params = {"producer_id": f"{self.producer_id}.{queue.epoch}", "sequence": queue.next_sequence}

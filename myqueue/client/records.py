@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from itertools import accumulate, chain, repeat
 from typing import NamedTuple, TypeVar
 
-from myqueue.core.framing import Columns, TimestampType
+from myqueue.core.framing import Columns, HeaderColumns, TimestampType
+from myqueue.core.speedups import native
 
 Headers = tuple[tuple[str, bytes], ...]
 _T = TypeVar("_T")
@@ -106,6 +107,7 @@ class Record(NamedTuple):
 
 
 _new_record = tuple.__new__  # a Record from a tuple of its eight fields, in C
+_CHUNK = 256  # records made at a time in C: a fetch is never held as tuples all at once
 
 
 class Records(_ListLike[Record]):
@@ -141,6 +143,10 @@ class Records(_ListLike[Record]):
         return last.first_offset + len(last.values) - 1
 
     def _made(self, segment: Columns, start: int, stop: int) -> Iterator[Record]:
+        if native is not None:
+            return chain.from_iterable(
+                self._made_in_c(segment, at, min(at + _CHUNK, stop)) for at in range(start, stop, _CHUNK)
+            )
         stamps = segment.timestamps
         return map(
             _new_record,
@@ -155,6 +161,31 @@ class Records(_ListLike[Record]):
                 stamps[start:stop] if isinstance(stamps, list) else repeat(stamps),
                 repeat(segment.timestamp_type),
             ),
+        )
+
+    def _made_in_c(self, segment: Columns, start: int, stop: int) -> list[Record]:
+        """Records ``start .. stop`` of ``segment`` made in one C loop (``_speedups.records``): a
+        keyless record in ~40 ns instead of ~200 through zip and map (``python -m bench.speedups``)."""
+        headers = segment.headers
+        lists = names = columns = None
+        if isinstance(headers, HeaderColumns):
+            names, columns = headers
+        elif headers is not None:
+            lists = headers
+        return native.records(  # type: ignore[union-attr]
+            Record,
+            self.topic,
+            self.partition,
+            segment.first_offset,
+            start,
+            stop,
+            segment.values,
+            segment.keys,
+            lists,
+            names,
+            columns,
+            segment.timestamps,
+            segment.timestamp_type,
         )
 
     def __iter__(self) -> Iterator[Record]:

@@ -48,6 +48,7 @@ import google_crc32c
 from . import defaults
 from .reasons import Reason
 from .refusal import Refusal
+from .speedups import native
 
 BATCH_MAGIC = b"MQB1"
 BATCH_MAGIC_V2 = b"MQB2"
@@ -424,6 +425,42 @@ class FlatHeaders(NamedTuple):
     pattern: list[bytes] | None = None
 
 
+def encode_common_v2(
+    values: list[bytes],
+    timestamps: list[int],
+    keys: Sequence[object] | None = None,
+    headers: Sequence[object] | None = None,
+    *,
+    attributes: int = 0,
+    str_names: bool = False,
+) -> bytes | None:
+    """The v2 batch ``encode_batch_v2`` frames, in one C pass (``_speedups.c``), for the common
+    case: values, and header values, exactly bytes; keys bytes, str (UTF-8) or None; headers
+    per record None or a list or tuple of (name, value) pairs, names exactly bytes (UTF-8
+    already), or with ``str_names`` exactly str (an application's, as ``send`` takes them);
+    every key, header count and name within the limits (``defaults``). None for anything else, and
+    where the extension was not built: the caller then takes the Python path, which frames the
+    unusual shapes and words every refusal.
+
+    A keyed batch of 1,000 records with two headers (``Producer.send_batch``'s checks and the
+    framing): ~40 us here against ~520 us in Python (``python -m bench.speedups``).
+    """
+    if native is None:
+        return None
+    return native.encode(
+        values,
+        timestamps,
+        keys,
+        headers,
+        attributes,
+        str_names,
+        defaults.MAX_KEY_BYTES,
+        defaults.MAX_HEADERS_PER_RECORD,
+        defaults.MAX_HEADER_NAME_BYTES,
+        google_crc32c.value,
+    )
+
+
 def encode_batch_v2(
     values: Sequence[bytes],
     timestamps: Sequence[int],
@@ -436,7 +473,26 @@ def encode_batch_v2(
     """Frame records into one v2 batch: ``values``, create ``timestamps`` (ms), optional ``keys``
     (None entries: no key) and ``headers`` (per record, (UTF-8 name, value) pairs; or
     ``flat_headers``, the same as columns). The log-append time is left at NO_APPEND_TIME for
-    the broker to stamp."""
+    the broker to stamp. The common case is framed in C (``encode_common_v2``), the rest here."""
+    if flat_headers is None and isinstance(values, list) and isinstance(timestamps, list):
+        framed = encode_common_v2(values, timestamps, keys, headers, attributes=attributes)
+        if framed is not None:
+            return framed
+    return encode_v2_in_python(
+        values, timestamps, keys, headers, attributes=attributes, flat_headers=flat_headers
+    )
+
+
+def encode_v2_in_python(
+    values: Sequence[bytes],
+    timestamps: Sequence[int],
+    keys: Sequence[bytes | None] | None = None,
+    headers: Sequence[Sequence[tuple[bytes, bytes]]] | None = None,
+    *,
+    attributes: int = 0,
+    flat_headers: FlatHeaders | None = None,
+) -> bytes:
+    """``encode_batch_v2`` without the C pass: the reference its bytes are tested against."""
     count = len(values)
     if not count:
         raise ValueError("a batch holds at least one record")

@@ -370,9 +370,7 @@ def test_send_batch_columns_frame_what_send_would():
     from myqueue.client.producer import Producer
 
     parts = Producer._parts([b"a", b"b"], [b"k", None], [[("h", b"1"), ("h", b"2")], []], [T0, T0 + 1])
-    body = framing.encode_batch_v2(
-        parts.values, parts.timestamps, parts.keys, parts.headers, flat_headers=parts.flat_headers
-    )
+    body = parts.framed(0)
     assert decoded(body).columns()[:3] == (
         [b"k", None],
         [(("h", b"1"), ("h", b"2")), ()],
@@ -400,9 +398,7 @@ def test_keys_and_headers_round_trip_through_send_batch_whatever_their_shape(rec
         names = [name for name, _ in headers[0]]
         headers = [[(name, bytes([i % 2] * j)) for j, name in enumerate(names)] for i in range(len(headers))]
     parts = Producer._parts([b"v"] * len(records), keys, headers, None)
-    body = framing.encode_batch_v2(
-        parts.values, parts.timestamps, parts.keys, parts.headers, flat_headers=parts.flat_headers
-    )
+    body = parts.framed(0)
     got_keys, got_headers, _, _ = decoded(body).columns()
     assert got_keys == keys
     assert got_headers == [tuple(h) for h in headers]

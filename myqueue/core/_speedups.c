@@ -1,0 +1,423 @@
+/* Record batch v2 (docs/record-format.md) framed in one C pass: the common case of
+ * myqueue.core.framing.encode_batch_v2 and of Producer.send_batch's checks.
+ *
+ * Why C: a keyed batch of 1,000 records with two headers took ~520 us of client CPU in Python
+ * (flattening the header pairs, encoding names, building the size tables), against ~40 us here;
+ * CPython's per-object work is the cost, and no library frames this layout.
+ *
+ * The contract is narrow on purpose. encode() frames only records of the usual shapes and within
+ * the limits it is given, and returns None for anything else (another type, a name that is not
+ * valid UTF-8, a key over the limit, ...). The caller then takes the Python path, which frames the
+ * unusual shapes and words every refusal: the errors are written once, in Python.
+ * The CRC-32C is computed by the callable passed in (google_crc32c.value), over the new batch's
+ * bytes 16 .. end, before the batch is returned.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define HEADER_SIZE 60
+#define CRC_START 16
+#define NO_APPEND_TIME (-1LL)
+
+static inline void put_u16(char *p, uint16_t v) {
+    p[0] = (char)(v & 0xff);
+    p[1] = (char)(v >> 8);
+}
+
+static inline void put_u32(char *p, uint32_t v) {
+    p[0] = (char)(v & 0xff);
+    p[1] = (char)((v >> 8) & 0xff);
+    p[2] = (char)((v >> 16) & 0xff);
+    p[3] = (char)(v >> 24);
+}
+
+static inline void put_i64(char *p, int64_t s) {
+    uint64_t v = (uint64_t)s;
+    for (int i = 0; i < 8; i++) {
+        p[i] = (char)((v >> (8 * i)) & 0xff);
+    }
+}
+
+/* A header name's bytes: with str_names an exact str's UTF-8, else an exact bytes object's. */
+static const char *name_of(PyObject *name, int str_names, Py_ssize_t *size);
+
+/* bytes -> its buffer; str -> its UTF-8 (cached on the str by CPython); else NULL with no error set. */
+static const char *raw_of(PyObject *item, Py_ssize_t *size) {
+    if (PyBytes_CheckExact(item)) {
+        *size = PyBytes_GET_SIZE(item);
+        return PyBytes_AS_STRING(item);
+    }
+    if (PyUnicode_CheckExact(item)) {
+        const char *raw = PyUnicode_AsUTF8AndSize(item, size);
+        if (raw == NULL) {
+            PyErr_Clear(); /* a lone surrogate: not UTF-8, the Python path refuses it */
+        }
+        return raw;
+    }
+    return NULL;
+}
+
+static const char *name_of(PyObject *name, int str_names, Py_ssize_t *size) {
+    if (str_names ? !PyUnicode_CheckExact(name) : !PyBytes_CheckExact(name)) {
+        return NULL;
+    }
+    return raw_of(name, size);
+}
+
+/* A record's headers as a sequence of pairs (list or tuple), or NULL for none (None or empty). */
+static int headers_of(PyObject *entry, PyObject ***items, Py_ssize_t *n) {
+    if (entry == Py_None) {
+        *n = 0;
+        return 1;
+    }
+    if (!PyList_CheckExact(entry) && !PyTuple_CheckExact(entry)) {
+        return 0;
+    }
+    *items = PySequence_Fast_ITEMS(entry);
+    *n = PySequence_Fast_GET_SIZE(entry);
+    return 1;
+}
+
+/* A header pair's two items, for an exact list or tuple of length 2. */
+static int pair_of(PyObject *pair, PyObject **name, PyObject **value) {
+    if ((!PyTuple_CheckExact(pair) && !PyList_CheckExact(pair)) || PySequence_Fast_GET_SIZE(pair) != 2) {
+        return 0;
+    }
+    PyObject **two = PySequence_Fast_ITEMS(pair);
+    *name = two[0];
+    *value = two[1];
+    return 1;
+}
+
+static PyObject *encode(PyObject *module, PyObject *args) {
+    PyObject *values, *timestamps, *keys, *headers, *crc;
+    unsigned int attributes;
+    int str_names;
+    Py_ssize_t max_key, max_headers, max_name;
+    if (!PyArg_ParseTuple(args, "O!O!OOIpnnnO:encode", &PyList_Type, &values, &PyList_Type, &timestamps,
+                          &keys, &headers, &attributes, &str_names, &max_key, &max_headers, &max_name,
+                          &crc)) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(values);
+    if (count == 0 || count > UINT32_MAX || PyList_GET_SIZE(timestamps) != count) {
+        Py_RETURN_NONE;
+    }
+    /* keys and headers: None, or a list or tuple with one entry per record */
+    PyObject **key_items = NULL, **header_items = NULL;
+    if (keys != Py_None) {
+        if ((!PyList_CheckExact(keys) && !PyTuple_CheckExact(keys)) || PySequence_Fast_GET_SIZE(keys) != count) {
+            Py_RETURN_NONE;
+        }
+        key_items = PySequence_Fast_ITEMS(keys);
+    }
+    if (headers != Py_None) {
+        if ((!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers)) ||
+            PySequence_Fast_GET_SIZE(headers) != count) {
+            Py_RETURN_NONE;
+        }
+        header_items = PySequence_Fast_ITEMS(headers);
+    }
+
+    /* Pass 1: check every item's shape and limits, add up the regions. */
+    size_t keys_len = 0, names_len = 0, hvalues_len = 0, values_len = 0, header_total = 0;
+    int64_t max_ts = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *value = PyList_GET_ITEM(values, i);
+        if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) > UINT32_MAX) {
+            Py_RETURN_NONE;
+        }
+        values_len += (size_t)PyBytes_GET_SIZE(value);
+        PyObject *stamp = PyList_GET_ITEM(timestamps, i);
+        if (!PyLong_CheckExact(stamp)) {
+            Py_RETURN_NONE;
+        }
+        long long ts = PyLong_AsLongLong(stamp);
+        if (ts == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        if (i == 0 || ts > max_ts) {
+            max_ts = ts;
+        }
+        if (key_items != NULL) {
+            PyObject *key = key_items[i];
+            if (key != Py_None) {
+                Py_ssize_t size;
+                if (raw_of(key, &size) == NULL || size > max_key || size >= UINT32_MAX) {
+                    Py_RETURN_NONE;
+                }
+                keys_len += (size_t)size;
+            }
+        }
+        if (header_items != NULL) {
+            PyObject **pairs = NULL;
+            Py_ssize_t n;
+            if (!headers_of(header_items[i], &pairs, &n) || n > max_headers || n > UINT16_MAX) {
+                Py_RETURN_NONE;
+            }
+            for (Py_ssize_t j = 0; j < n; j++) {
+                PyObject *name, *hvalue;
+                Py_ssize_t size;
+                if (!pair_of(pairs[j], &name, &hvalue) || name_of(name, str_names, &size) == NULL || size > max_name ||
+                    size > UINT16_MAX || !PyBytes_CheckExact(hvalue) || PyBytes_GET_SIZE(hvalue) > UINT32_MAX) {
+                    Py_RETURN_NONE;
+                }
+                names_len += (size_t)size;
+                hvalues_len += (size_t)PyBytes_GET_SIZE(hvalue);
+            }
+            header_total += (size_t)n;
+        }
+    }
+    if (keys_len > UINT32_MAX || names_len > UINT32_MAX || hvalues_len > UINT32_MAX ||
+        values_len > UINT32_MAX || header_total > UINT32_MAX) {
+        Py_RETURN_NONE;
+    }
+    size_t tables = 18 * (size_t)count + 6 * header_total;
+    size_t total = HEADER_SIZE + tables + keys_len + names_len + hvalues_len + values_len;
+    if (total > PY_SSIZE_T_MAX) {
+        Py_RETURN_NONE;
+    }
+    /* The batch's bytes from CRC_START on are written first, into a bytes object of their own:
+     * google_crc32c.value reads only bytes-like objects without a release hook (not a
+     * memoryview), so the CRC is taken over that object, and the batch is its 16-byte head plus
+     * a copy of it (one memcpy, ~10 us for a 170 KB batch). */
+    PyObject *tail = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(total - CRC_START));
+    if (tail == NULL) {
+        return NULL;
+    }
+
+    /* Pass 2: write the header, the tables and the regions (the objects checked above). */
+    char *out = PyBytes_AS_STRING(tail); /* the batch's byte 16 (CRC_START) */
+    put_u32(out + 16 - CRC_START, attributes);
+    put_u32(out + 20 - CRC_START, (uint32_t)count);
+    put_i64(out + 24 - CRC_START, PyLong_AsLongLong(PyList_GET_ITEM(timestamps, 0)));
+    put_i64(out + 32 - CRC_START, max_ts);
+    put_u32(out + 40 - CRC_START, (uint32_t)header_total);
+    put_u32(out + 44 - CRC_START, (uint32_t)keys_len);
+    put_u32(out + 48 - CRC_START, (uint32_t)names_len);
+    put_u32(out + 52 - CRC_START, (uint32_t)hvalues_len);
+    put_u32(out + 56 - CRC_START, (uint32_t)values_len);
+    char *ts_table = out + HEADER_SIZE - CRC_START;
+    char *key_sizes = ts_table + 8 * count;
+    char *header_counts = key_sizes + 4 * count;
+    char *value_sizes = header_counts + 2 * count;
+    char *name_sizes = value_sizes + 4 * count;
+    char *hvalue_sizes = name_sizes + 2 * header_total;
+    char *key_data = hvalue_sizes + 4 * header_total;
+    char *name_data = key_data + keys_len;
+    char *hvalue_data = name_data + names_len;
+    char *value_data = hvalue_data + hvalues_len;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        put_i64(ts_table + 8 * i, PyLong_AsLongLong(PyList_GET_ITEM(timestamps, i)));
+        PyObject *value = PyList_GET_ITEM(values, i);
+        Py_ssize_t size = PyBytes_GET_SIZE(value);
+        put_u32(value_sizes + 4 * i, (uint32_t)size);
+        memcpy(value_data, PyBytes_AS_STRING(value), (size_t)size);
+        value_data += size;
+        uint32_t key_size = 0;
+        if (key_items != NULL && key_items[i] != Py_None) {
+            const char *raw = raw_of(key_items[i], &size);
+            memcpy(key_data, raw, (size_t)size);
+            key_data += size;
+            key_size = (uint32_t)size + 1; /* 0 is "no key": a key of n bytes is n + 1 */
+        }
+        put_u32(key_sizes + 4 * i, key_size);
+        Py_ssize_t n = 0;
+        if (header_items != NULL) {
+            PyObject **pairs = NULL;
+            headers_of(header_items[i], &pairs, &n);
+            for (Py_ssize_t j = 0; j < n; j++) {
+                PyObject *name, *hvalue;
+                pair_of(pairs[j], &name, &hvalue);
+                const char *raw = raw_of(name, &size);
+                put_u16(name_sizes, (uint16_t)size);
+                name_sizes += 2;
+                memcpy(name_data, raw, (size_t)size);
+                name_data += size;
+                size = PyBytes_GET_SIZE(hvalue);
+                put_u32(hvalue_sizes, (uint32_t)size);
+                hvalue_sizes += 4;
+                memcpy(hvalue_data, PyBytes_AS_STRING(hvalue), (size_t)size);
+                hvalue_data += size;
+            }
+        }
+        put_u16(header_counts + 2 * i, (uint16_t)n);
+    }
+
+    PyObject *checksum = PyObject_CallOneArg(crc, tail);
+    if (checksum == NULL) {
+        Py_DECREF(tail);
+        return NULL;
+    }
+    unsigned long value = PyLong_AsUnsignedLong(checksum);
+    Py_DECREF(checksum);
+    if (value == (unsigned long)-1 && PyErr_Occurred()) {
+        Py_DECREF(tail);
+        return NULL;
+    }
+    PyObject *batch = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (batch == NULL) {
+        Py_DECREF(tail);
+        return NULL;
+    }
+    char *head = PyBytes_AS_STRING(batch);
+    memcpy(head, "MQB2", 4);
+    put_u32(head + 4, (uint32_t)value);
+    put_i64(head + 8, NO_APPEND_TIME);
+    memcpy(head + CRC_START, PyBytes_AS_STRING(tail), total - CRC_START);
+    Py_DECREF(tail);
+    return batch;
+}
+
+static void release_shared(PyObject **shared, Py_ssize_t width) {
+    if (shared == NULL) {
+        return;
+    }
+    for (Py_ssize_t j = 0; j < width; j++) {
+        Py_XDECREF(shared[j]);
+    }
+    PyMem_Free(shared);
+}
+
+/* records(cls, topic, partition, first_offset, start, stop, values, keys, header_lists,
+ *         header_names, header_columns, stamps, kind) -> list
+ *
+ * Records start .. stop of one fetched batch's columns (framing.Columns), each a ``cls`` tuple
+ * of (topic, partition, offset, value, key, headers, timestamp_ms, timestamp_type), made in one
+ * C loop: itertools' zip and map made two tuples per record and an iterator step per field.
+ * keys: a list or None (no key). Headers: header_lists, a list of each record's tuple; or
+ * header_names (a tuple of str) with header_columns (a tuple, per name, of a list of values, or
+ * one bytes value every record has); or all None (no headers). stamps: a list, or one object
+ * every record has. Everything is as framing.Columns makes it, checked once before the loop. */
+static PyObject *records(PyObject *module, PyObject *args) {
+    PyObject *cls, *topic, *partition, *values, *keys, *header_lists, *names, *columns, *stamps, *kind;
+    Py_ssize_t first, start, stop;
+    if (!PyArg_ParseTuple(args, "O!OOnnnO!OOOOOO:records", &PyType_Type, &cls, &topic, &partition, &first,
+                          &start, &stop, &PyList_Type, &values, &keys, &header_lists, &names, &columns,
+                          &stamps, &kind)) {
+        return NULL;
+    }
+    if (!PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "records: cls must be a tuple type");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    if (start < 0 || stop > n || start > stop) {
+        PyErr_SetString(PyExc_IndexError, "records: start .. stop outside the values");
+        return NULL;
+    }
+    if ((keys != Py_None && (!PyList_CheckExact(keys) || PyList_GET_SIZE(keys) != n)) ||
+        (header_lists != Py_None && (!PyList_CheckExact(header_lists) || PyList_GET_SIZE(header_lists) != n)) ||
+        (PyList_CheckExact(stamps) && PyList_GET_SIZE(stamps) != n)) {
+        PyErr_SetString(PyExc_ValueError, "records: every column has one entry per value");
+        return NULL;
+    }
+    Py_ssize_t width = 0;
+    PyObject **shared = NULL; /* per name: the (name, value) pair every record has, if it is one */
+    if (names != Py_None) {
+        if (!PyTuple_CheckExact(names) || !PyTuple_CheckExact(columns) ||
+            PyTuple_GET_SIZE(names) != PyTuple_GET_SIZE(columns)) {
+            PyErr_SetString(PyExc_ValueError, "records: header names and columns do not match");
+            return NULL;
+        }
+        width = PyTuple_GET_SIZE(names);
+        shared = PyMem_Calloc((size_t)width + 1, sizeof(PyObject *));
+        if (shared == NULL) {
+            return PyErr_NoMemory();
+        }
+        for (Py_ssize_t j = 0; j < width; j++) {
+            PyObject *column = PyTuple_GET_ITEM(columns, j);
+            if (PyBytes_CheckExact(column)) {
+                shared[j] = PyTuple_Pack(2, PyTuple_GET_ITEM(names, j), column);
+                if (shared[j] == NULL) {
+                    goto fail_shared;
+                }
+            } else if (!PyList_CheckExact(column) || PyList_GET_SIZE(column) != n) {
+                PyErr_SetString(PyExc_ValueError, "records: a header column has not one value per record");
+                goto fail_shared;
+            }
+        }
+    }
+    PyObject *out = PyList_New(stop - start);
+    if (out == NULL) {
+        goto fail_shared;
+    }
+    PyObject *no_headers = PyTuple_New(0);
+    if (no_headers == NULL) {
+        Py_DECREF(out);
+        goto fail_shared;
+    }
+    for (Py_ssize_t i = start; i < stop; i++) {
+        PyObject *record = PyTuple_Type.tp_alloc((PyTypeObject *)cls, 8);
+        if (record == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(out, i - start, record);
+        PyObject *offset = PyLong_FromSsize_t(first + i);
+        if (offset == NULL) {
+            goto fail;
+        }
+        PyObject *headers;
+        if (header_lists != Py_None) {
+            headers = Py_NewRef(PyList_GET_ITEM(header_lists, i));
+        } else if (width) {
+            headers = PyTuple_New(width);
+            if (headers == NULL) {
+                Py_DECREF(offset);
+                goto fail;
+            }
+            for (Py_ssize_t j = 0; j < width; j++) {
+                PyObject *pair = shared[j] ? Py_NewRef(shared[j])
+                                           : PyTuple_Pack(2, PyTuple_GET_ITEM(names, j),
+                                                          PyList_GET_ITEM(PyTuple_GET_ITEM(columns, j), i));
+                if (pair == NULL) {
+                    Py_DECREF(headers);
+                    Py_DECREF(offset);
+                    goto fail;
+                }
+                PyTuple_SET_ITEM(headers, j, pair);
+            }
+        } else {
+            headers = Py_NewRef(no_headers);
+        }
+        PyTuple_SET_ITEM(record, 0, Py_NewRef(topic));
+        PyTuple_SET_ITEM(record, 1, Py_NewRef(partition));
+        PyTuple_SET_ITEM(record, 2, offset);
+        PyTuple_SET_ITEM(record, 3, Py_NewRef(PyList_GET_ITEM(values, i)));
+        PyTuple_SET_ITEM(record, 4, Py_NewRef(keys == Py_None ? Py_None : PyList_GET_ITEM(keys, i)));
+        PyTuple_SET_ITEM(record, 5, headers);
+        PyTuple_SET_ITEM(record, 6, Py_NewRef(PyList_CheckExact(stamps) ? PyList_GET_ITEM(stamps, i) : stamps));
+        PyTuple_SET_ITEM(record, 7, Py_NewRef(kind));
+    }
+    Py_DECREF(no_headers);
+    release_shared(shared, width);
+    return out;
+fail:
+    /* slots not filled yet are NULL: list and tuple deallocation skip them */
+    Py_DECREF(no_headers);
+    Py_DECREF(out);
+fail_shared:
+    release_shared(shared, width);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"encode", encode, METH_VARARGS,
+     "encode(values, timestamps, keys, headers, attributes, str_names, max_key, max_headers, max_name, crc)\n"
+     "A v2 record batch, or None when a record is outside the common case (see the module)."},
+    {"records", records, METH_VARARGS,
+     "records(cls, topic, partition, first_offset, start, stop, values, keys, header_lists,\n"
+     "        header_names, header_columns, stamps, kind)\n"
+     "Records start .. stop of one batch's columns, as cls tuples (see the module)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "myqueue.core._speedups", "Record batch v2 framed in C (the common case).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
