@@ -522,7 +522,9 @@ class Producer:
                     f"{name} has {len(column)} entries for {count} records", reason=Reason.INVALID_REQUEST
                 )
         stamps = Producer._stamps(timestamps_ms, count)
-        body = framing.encode_common_v2(records, stamps, keys, headers, attributes=attributes, str_names=True)
+        body = framing.encode_common_v2(
+            records, stamps, keys, headers, attributes=attributes, application=True
+        )
         if body is not None:
             return _Parts(records, None, None, stamps, body=body)
         raw_keys = None if keys is None else _checked_keys(keys)

@@ -40,16 +40,17 @@ static inline void put_i64(char *p, int64_t s) {
     }
 }
 
-/* A header name's bytes: with str_names an exact str's UTF-8, else an exact bytes object's. */
-static const char *name_of(PyObject *name, int str_names, Py_ssize_t *size);
+/* A header name's bytes: an application's exact str as UTF-8, else an exact bytes object's. */
+static const char *name_of(PyObject *name, int application, Py_ssize_t *size);
 
-/* bytes -> its buffer; str -> its UTF-8 (cached on the str by CPython); else NULL with no error set. */
-static const char *raw_of(PyObject *item, Py_ssize_t *size) {
+/* bytes -> its buffer; with text, str -> its UTF-8 (cached on the str by CPython); else NULL with no
+ * error set. */
+static const char *raw_of(PyObject *item, int text, Py_ssize_t *size) {
     if (PyBytes_CheckExact(item)) {
         *size = PyBytes_GET_SIZE(item);
         return PyBytes_AS_STRING(item);
     }
-    if (PyUnicode_CheckExact(item)) {
+    if (text && PyUnicode_CheckExact(item)) {
         const char *raw = PyUnicode_AsUTF8AndSize(item, size);
         if (raw == NULL) {
             PyErr_Clear(); /* a lone surrogate: not UTF-8, the Python path refuses it */
@@ -59,12 +60,22 @@ static const char *raw_of(PyObject *item, Py_ssize_t *size) {
     return NULL;
 }
 
-static const char *name_of(PyObject *name, int str_names, Py_ssize_t *size) {
-    if (str_names ? !PyUnicode_CheckExact(name) : !PyBytes_CheckExact(name)) {
+static const char *name_of(PyObject *name, int application, Py_ssize_t *size) {
+    if (application ? !PyUnicode_CheckExact(name) : !PyBytes_CheckExact(name)) {
         return NULL;
     }
-    return raw_of(name, size);
+    return raw_of(name, application, size);
 }
+
+/* A region's running length: None (the Python path) as soon as it passes what its u32 field holds,
+ * so no sum can wrap, on 32-bit builds included. */
+#define ADD_OR_LEAVE(sum, n)                       \
+    do {                                           \
+        (sum) += (uint64_t)(n);                    \
+        if ((sum) > UINT32_MAX) {                  \
+            Py_RETURN_NONE;                        \
+        }                                          \
+    } while (0)
 
 /* A record's headers as a sequence of pairs (list or tuple), or NULL for none (None or empty). */
 static int headers_of(PyObject *entry, PyObject ***items, Py_ssize_t *n) {
@@ -92,14 +103,24 @@ static int pair_of(PyObject *pair, PyObject **name, PyObject **value) {
 }
 
 static PyObject *encode(PyObject *module, PyObject *args) {
-    PyObject *values, *timestamps, *keys, *headers, *crc;
-    unsigned int attributes;
-    int str_names;
-    Py_ssize_t max_key, max_headers, max_name;
-    if (!PyArg_ParseTuple(args, "O!O!OOIpnnnO:encode", &PyList_Type, &values, &PyList_Type, &timestamps,
-                          &keys, &headers, &attributes, &str_names, &max_key, &max_headers, &max_name,
-                          &crc)) {
+    PyObject *values, *timestamps, *keys, *headers, *attributes_arg, *crc;
+    int application;
+    Py_ssize_t max_value, max_key, max_headers, max_name;
+    if (!PyArg_ParseTuple(args, "O!O!OOOpnnnnO:encode", &PyList_Type, &values, &PyList_Type, &timestamps,
+                          &keys, &headers, &attributes_arg, &application, &max_value, &max_key, &max_headers,
+                          &max_name, &crc)) {
         return NULL;
+    }
+    if (!PyList_CheckExact(values) || !PyList_CheckExact(timestamps) || !PyLong_CheckExact(attributes_arg)) {
+        Py_RETURN_NONE;
+    }
+    unsigned long long attributes = PyLong_AsUnsignedLongLong(attributes_arg);
+    if (attributes == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear(); /* negative or past 64 bits: the Python path refuses it */
+        Py_RETURN_NONE;
+    }
+    if (attributes > UINT32_MAX) {
+        Py_RETURN_NONE;
     }
     Py_ssize_t count = PyList_GET_SIZE(values);
     if (count == 0 || count > UINT32_MAX || PyList_GET_SIZE(timestamps) != count) {
@@ -122,14 +143,14 @@ static PyObject *encode(PyObject *module, PyObject *args) {
     }
 
     /* Pass 1: check every item's shape and limits, add up the regions. */
-    size_t keys_len = 0, names_len = 0, hvalues_len = 0, values_len = 0, header_total = 0;
+    uint64_t keys_len = 0, names_len = 0, hvalues_len = 0, values_len = 0, header_total = 0;
     int64_t max_ts = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *value = PyList_GET_ITEM(values, i);
-        if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) > UINT32_MAX) {
+        if (!PyBytes_CheckExact(value) || PyBytes_GET_SIZE(value) > max_value) {
             Py_RETURN_NONE;
         }
-        values_len += (size_t)PyBytes_GET_SIZE(value);
+        ADD_OR_LEAVE(values_len, PyBytes_GET_SIZE(value));
         PyObject *stamp = PyList_GET_ITEM(timestamps, i);
         if (!PyLong_CheckExact(stamp)) {
             Py_RETURN_NONE;
@@ -146,10 +167,10 @@ static PyObject *encode(PyObject *module, PyObject *args) {
             PyObject *key = key_items[i];
             if (key != Py_None) {
                 Py_ssize_t size;
-                if (raw_of(key, &size) == NULL || size > max_key || size >= UINT32_MAX) {
+                if (raw_of(key, application, &size) == NULL || size > max_key || size >= UINT32_MAX) {
                     Py_RETURN_NONE;
                 }
-                keys_len += (size_t)size;
+                ADD_OR_LEAVE(keys_len, size);
             }
         }
         if (header_items != NULL) {
@@ -161,22 +182,20 @@ static PyObject *encode(PyObject *module, PyObject *args) {
             for (Py_ssize_t j = 0; j < n; j++) {
                 PyObject *name, *hvalue;
                 Py_ssize_t size;
-                if (!pair_of(pairs[j], &name, &hvalue) || name_of(name, str_names, &size) == NULL || size > max_name ||
-                    size > UINT16_MAX || !PyBytes_CheckExact(hvalue) || PyBytes_GET_SIZE(hvalue) > UINT32_MAX) {
+                if (!pair_of(pairs[j], &name, &hvalue) || name_of(name, application, &size) == NULL ||
+                    size > max_name || size > UINT16_MAX || !PyBytes_CheckExact(hvalue) ||
+                    PyBytes_GET_SIZE(hvalue) > max_value) {
                     Py_RETURN_NONE;
                 }
-                names_len += (size_t)size;
-                hvalues_len += (size_t)PyBytes_GET_SIZE(hvalue);
+                ADD_OR_LEAVE(names_len, size);
+                ADD_OR_LEAVE(hvalues_len, PyBytes_GET_SIZE(hvalue));
             }
-            header_total += (size_t)n;
+            ADD_OR_LEAVE(header_total, n);
         }
     }
-    if (keys_len > UINT32_MAX || names_len > UINT32_MAX || hvalues_len > UINT32_MAX ||
-        values_len > UINT32_MAX || header_total > UINT32_MAX) {
-        Py_RETURN_NONE;
-    }
-    size_t tables = 18 * (size_t)count + 6 * header_total;
-    size_t total = HEADER_SIZE + tables + keys_len + names_len + hvalues_len + values_len;
+    /* each term is at most 2^32 (times 18): the sum cannot wrap in 64 bits */
+    uint64_t tables = 18 * (uint64_t)count + 6 * header_total;
+    uint64_t total = HEADER_SIZE + tables + keys_len + names_len + hvalues_len + values_len;
     if (total > PY_SSIZE_T_MAX) {
         Py_RETURN_NONE;
     }
@@ -191,7 +210,7 @@ static PyObject *encode(PyObject *module, PyObject *args) {
 
     /* Pass 2: write the header, the tables and the regions (the objects checked above). */
     char *out = PyBytes_AS_STRING(tail); /* the batch's byte 16 (CRC_START) */
-    put_u32(out + 16 - CRC_START, attributes);
+    put_u32(out + 16 - CRC_START, (uint32_t)attributes);
     put_u32(out + 20 - CRC_START, (uint32_t)count);
     put_i64(out + 24 - CRC_START, PyLong_AsLongLong(PyList_GET_ITEM(timestamps, 0)));
     put_i64(out + 32 - CRC_START, max_ts);
@@ -219,7 +238,7 @@ static PyObject *encode(PyObject *module, PyObject *args) {
         value_data += size;
         uint32_t key_size = 0;
         if (key_items != NULL && key_items[i] != Py_None) {
-            const char *raw = raw_of(key_items[i], &size);
+            const char *raw = raw_of(key_items[i], application, &size);
             memcpy(key_data, raw, (size_t)size);
             key_data += size;
             key_size = (uint32_t)size + 1; /* 0 is "no key": a key of n bytes is n + 1 */
@@ -232,7 +251,7 @@ static PyObject *encode(PyObject *module, PyObject *args) {
             for (Py_ssize_t j = 0; j < n; j++) {
                 PyObject *name, *hvalue;
                 pair_of(pairs[j], &name, &hvalue);
-                const char *raw = raw_of(name, &size);
+                const char *raw = raw_of(name, application, &size);
                 put_u16(name_sizes, (uint16_t)size);
                 name_sizes += 2;
                 memcpy(name_data, raw, (size_t)size);
@@ -272,14 +291,29 @@ static PyObject *encode(PyObject *module, PyObject *args) {
     return batch;
 }
 
-static void release_shared(PyObject **shared, Py_ssize_t width) {
-    if (shared == NULL) {
+static void release_slots(PyObject **slots, Py_ssize_t width) {
+    if (slots == NULL) {
         return;
     }
-    for (Py_ssize_t j = 0; j < width; j++) {
-        Py_XDECREF(shared[j]);
+    for (Py_ssize_t j = 0; j < 2 * width; j++) {
+        Py_XDECREF(slots[j]);
     }
-    PyMem_Free(shared);
+    PyMem_Free(slots);
+}
+
+/* The deallocator of a tuple subclass defined in Python (found at import): the only kind of class
+ * records() makes instances of. A C tuple subclass (a struct sequence: more slots than eight, read
+ * by its own getters) would be built wrong, so it is refused. */
+static destructor python_tuple_subclass_dealloc = NULL;
+
+/* The item at ``i`` of list ``list`` as a new reference, or NULL with IndexError when the list has
+ * shrunk (code run by the collector while records() allocated could have changed it). */
+static PyObject *item_at(PyObject *list, Py_ssize_t i) {
+    if (i >= PyList_GET_SIZE(list)) {
+        PyErr_SetString(PyExc_IndexError, "records: a column changed while its records were made");
+        return NULL;
+    }
+    return Py_NewRef(PyList_GET_ITEM(list, i));
 }
 
 /* records(cls, topic, partition, first_offset, start, stop, values, keys, header_lists,
@@ -291,22 +325,32 @@ static void release_shared(PyObject **shared, Py_ssize_t width) {
  * keys: a list or None (no key). Headers: header_lists, a list of each record's tuple; or
  * header_names (a tuple of str) with header_columns (a tuple, per name, of a list of values, or
  * one bytes value every record has); or all None (no headers). stamps: a list, or one object
- * every record has. Everything is as framing.Columns makes it, checked once before the loop. */
+ * every record has.
+ *
+ * Any allocation may run the collector, and with it finalizers that could change the lists: every
+ * item a record needs is taken (a new reference, its list's length checked again) before the
+ * record's objects are allocated. */
 static PyObject *records(PyObject *module, PyObject *args) {
     PyObject *cls, *topic, *partition, *values, *keys, *header_lists, *names, *columns, *stamps, *kind;
-    Py_ssize_t first, start, stop;
-    if (!PyArg_ParseTuple(args, "O!OOnnnO!OOOOOO:records", &PyType_Type, &cls, &topic, &partition, &first,
+    long long first;
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "O!OOLnnO!OOOOOO:records", &PyType_Type, &cls, &topic, &partition, &first,
                           &start, &stop, &PyList_Type, &values, &keys, &header_lists, &names, &columns,
                           &stamps, &kind)) {
         return NULL;
     }
-    if (!PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "records: cls must be a tuple type");
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (type->tp_base != &PyTuple_Type || type->tp_dealloc != python_tuple_subclass_dealloc) {
+        PyErr_SetString(PyExc_TypeError, "records: cls must be a tuple subclass defined in Python");
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(values);
     if (start < 0 || stop > n || start > stop) {
         PyErr_SetString(PyExc_IndexError, "records: start .. stop outside the values");
+        return NULL;
+    }
+    if (first < 0 || first > LLONG_MAX - stop) {
+        PyErr_SetString(PyExc_OverflowError, "records: offsets past 2**63 - 1");
         return NULL;
     }
     if ((keys != Py_None && (!PyList_CheckExact(keys) || PyList_GET_SIZE(keys) != n)) ||
@@ -316,7 +360,6 @@ static PyObject *records(PyObject *module, PyObject *args) {
         return NULL;
     }
     Py_ssize_t width = 0;
-    PyObject **shared = NULL; /* per name: the (name, value) pair every record has, if it is one */
     if (names != Py_None) {
         if (!PyTuple_CheckExact(names) || !PyTuple_CheckExact(columns) ||
             PyTuple_GET_SIZE(names) != PyTuple_GET_SIZE(columns)) {
@@ -324,89 +367,110 @@ static PyObject *records(PyObject *module, PyObject *args) {
             return NULL;
         }
         width = PyTuple_GET_SIZE(names);
-        shared = PyMem_Calloc((size_t)width + 1, sizeof(PyObject *));
-        if (shared == NULL) {
+        for (Py_ssize_t j = 0; j < width; j++) {
+            PyObject *column = PyTuple_GET_ITEM(columns, j);
+            if (!PyBytes_CheckExact(column) && (!PyList_CheckExact(column) || PyList_GET_SIZE(column) != n)) {
+                PyErr_SetString(PyExc_ValueError, "records: a header column has not one value per record");
+                return NULL;
+            }
+        }
+    }
+    /* per name: [0, width) the (name, value) pair every record shares (a bytes column) or NULL;
+     * [width, 2 * width) the record's own value, taken before its pairs are made */
+    PyObject **slots = NULL;
+    if (width) {
+        slots = PyMem_Calloc(2 * (size_t)width, sizeof(PyObject *));
+        if (slots == NULL) {
             return PyErr_NoMemory();
         }
         for (Py_ssize_t j = 0; j < width; j++) {
             PyObject *column = PyTuple_GET_ITEM(columns, j);
-            if (PyBytes_CheckExact(column)) {
-                shared[j] = PyTuple_Pack(2, PyTuple_GET_ITEM(names, j), column);
-                if (shared[j] == NULL) {
-                    goto fail_shared;
-                }
-            } else if (!PyList_CheckExact(column) || PyList_GET_SIZE(column) != n) {
-                PyErr_SetString(PyExc_ValueError, "records: a header column has not one value per record");
-                goto fail_shared;
+            if (PyBytes_CheckExact(column) && (slots[j] = PyTuple_Pack(2, PyTuple_GET_ITEM(names, j), column)) == NULL) {
+                goto fail_slots;
             }
         }
-    }
-    PyObject *out = PyList_New(stop - start);
-    if (out == NULL) {
-        goto fail_shared;
     }
     PyObject *no_headers = PyTuple_New(0);
     if (no_headers == NULL) {
-        Py_DECREF(out);
-        goto fail_shared;
+        goto fail_slots;
+    }
+    PyObject *out = PyList_New(stop - start);
+    if (out == NULL) {
+        Py_DECREF(no_headers);
+        goto fail_slots;
     }
     for (Py_ssize_t i = start; i < stop; i++) {
-        PyObject *record = PyTuple_Type.tp_alloc((PyTypeObject *)cls, 8);
-        if (record == NULL) {
-            goto fail;
-        }
-        PyList_SET_ITEM(out, i - start, record);
-        PyObject *offset = PyLong_FromSsize_t(first + i);
-        if (offset == NULL) {
-            goto fail;
-        }
-        PyObject *headers;
-        if (header_lists != Py_None) {
-            headers = Py_NewRef(PyList_GET_ITEM(header_lists, i));
-        } else if (width) {
-            headers = PyTuple_New(width);
-            if (headers == NULL) {
-                Py_DECREF(offset);
-                goto fail;
+        /* 1: every item this record needs, as new references (no allocation here) */
+        PyObject *value = item_at(values, i);
+        PyObject *key = keys == Py_None ? Py_NewRef(Py_None) : item_at(keys, i);
+        PyObject *stamp = PyList_CheckExact(stamps) ? item_at(stamps, i) : Py_NewRef(stamps);
+        PyObject *headers = header_lists != Py_None ? item_at(header_lists, i) : NULL;
+        int taken = value != NULL && key != NULL && stamp != NULL && (header_lists == Py_None || headers != NULL);
+        for (Py_ssize_t j = 0; j < width && taken; j++) {
+            if (slots[j] == NULL) {
+                slots[width + j] = item_at(PyTuple_GET_ITEM(columns, j), i);
+                taken = slots[width + j] != NULL;
             }
-            for (Py_ssize_t j = 0; j < width; j++) {
-                PyObject *pair = shared[j] ? Py_NewRef(shared[j])
-                                           : PyTuple_Pack(2, PyTuple_GET_ITEM(names, j),
-                                                          PyList_GET_ITEM(PyTuple_GET_ITEM(columns, j), i));
+        }
+        /* 2: the record's own objects; each reference taken above is handed to one of them */
+        PyObject *offset = taken ? PyLong_FromLongLong(first + i) : NULL;
+        if (offset != NULL && headers == NULL) {
+            headers = width ? PyTuple_New(width) : Py_NewRef(no_headers);
+            for (Py_ssize_t j = 0; j < width && headers != NULL; j++) {
+                PyObject *pair = slots[j] ? Py_NewRef(slots[j]) : PyTuple_New(2);
                 if (pair == NULL) {
-                    Py_DECREF(headers);
-                    Py_DECREF(offset);
-                    goto fail;
+                    Py_CLEAR(headers);
+                    break;
+                }
+                if (slots[j] == NULL) {
+                    PyTuple_SET_ITEM(pair, 0, Py_NewRef(PyTuple_GET_ITEM(names, j)));
+                    PyTuple_SET_ITEM(pair, 1, slots[width + j]);
+                    slots[width + j] = NULL;
                 }
                 PyTuple_SET_ITEM(headers, j, pair);
             }
-        } else {
-            headers = Py_NewRef(no_headers);
         }
+        PyObject *record = offset != NULL && headers != NULL ? type->tp_alloc(type, 8) : NULL;
+        if (record == NULL) {
+            Py_XDECREF(value);
+            Py_XDECREF(key);
+            Py_XDECREF(stamp);
+            Py_XDECREF(headers);
+            Py_XDECREF(offset);
+            for (Py_ssize_t j = width; j < 2 * width; j++) {
+                Py_CLEAR(slots[j]);
+            }
+            goto fail;
+        }
+#if PY_VERSION_HEX >= 0x030E0000
+        ((PyTupleObject *)record)->ob_hash = -1; /* 3.14 caches a tuple's hash: "not computed yet" */
+#endif
         PyTuple_SET_ITEM(record, 0, Py_NewRef(topic));
         PyTuple_SET_ITEM(record, 1, Py_NewRef(partition));
         PyTuple_SET_ITEM(record, 2, offset);
-        PyTuple_SET_ITEM(record, 3, Py_NewRef(PyList_GET_ITEM(values, i)));
-        PyTuple_SET_ITEM(record, 4, Py_NewRef(keys == Py_None ? Py_None : PyList_GET_ITEM(keys, i)));
+        PyTuple_SET_ITEM(record, 3, value);
+        PyTuple_SET_ITEM(record, 4, key);
         PyTuple_SET_ITEM(record, 5, headers);
-        PyTuple_SET_ITEM(record, 6, Py_NewRef(PyList_CheckExact(stamps) ? PyList_GET_ITEM(stamps, i) : stamps));
+        PyTuple_SET_ITEM(record, 6, stamp);
         PyTuple_SET_ITEM(record, 7, Py_NewRef(kind));
+        PyList_SET_ITEM(out, i - start, record);
     }
     Py_DECREF(no_headers);
-    release_shared(shared, width);
+    release_slots(slots, width);
     return out;
 fail:
-    /* slots not filled yet are NULL: list and tuple deallocation skip them */
+    /* the list's slots not filled yet are NULL: its deallocation skips them */
     Py_DECREF(no_headers);
     Py_DECREF(out);
-fail_shared:
-    release_shared(shared, width);
+fail_slots:
+    release_slots(slots, width);
     return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
-     "encode(values, timestamps, keys, headers, attributes, str_names, max_key, max_headers, max_name, crc)\n"
+     "encode(values, timestamps, keys, headers, attributes, application, max_value, max_key, max_headers,\n"
+     "       max_name, crc)\n"
      "A v2 record batch, or None when a record is outside the common case (see the module)."},
     {"records", records, METH_VARARGS,
      "records(cls, topic, partition, first_offset, start, stop, values, keys, header_lists,\n"
@@ -420,4 +484,13 @@ static struct PyModuleDef module = {
     methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) {
+    PyObject *probe = PyObject_CallFunction((PyObject *)&PyType_Type, "s(O){s:()}", "_probe", &PyTuple_Type,
+                                            "__slots__");
+    if (probe == NULL) {
+        return NULL;
+    }
+    python_tuple_subclass_dealloc = ((PyTypeObject *)probe)->tp_dealloc;
+    Py_DECREF(probe);
+    return PyModule_Create(&module);
+}

@@ -432,13 +432,14 @@ def encode_common_v2(
     headers: Sequence[object] | None = None,
     *,
     attributes: int = 0,
-    str_names: bool = False,
+    application: bool = False,
 ) -> bytes | None:
     """The v2 batch ``encode_batch_v2`` frames, in one C pass (``_speedups.c``), for the common
-    case: values, and header values, exactly bytes; keys bytes, str (UTF-8) or None; headers
-    per record None or a list or tuple of (name, value) pairs, names exactly bytes (UTF-8
-    already), or with ``str_names`` exactly str (an application's, as ``send`` takes them);
-    every key, header count and name within the limits (``defaults``). None for anything else, and
+    case: values and header values exactly bytes; keys exactly bytes or None; headers per record
+    None or a list or tuple of (name, value) pairs, names exactly bytes (UTF-8 already). With
+    ``application`` (an application's records, as ``send_batch`` takes them) names are exactly
+    str instead, and keys may be str too (both framed as UTF-8). Every value, key, header count,
+    name and header value within the limits (``defaults``). None for anything else, and
     where the extension was not built: the caller then takes the Python path, which frames the
     unusual shapes and words every refusal.
 
@@ -453,7 +454,8 @@ def encode_common_v2(
         keys,
         headers,
         attributes,
-        str_names,
+        application,
+        defaults.MAX_MESSAGE_BYTES,
         defaults.MAX_KEY_BYTES,
         defaults.MAX_HEADERS_PER_RECORD,
         defaults.MAX_HEADER_NAME_BYTES,
