@@ -593,6 +593,8 @@ def _cut(data: bytes, start: int, sizes: array) -> list[bytes]:
     record), is read in chunks with a cached compiled format (about 8x cheaper than slicing
     record by record), any other batch with a format made for it (still a little cheaper).
     """
+    if native is not None and sizes.typecode == "I":
+        return native.cut(data, start, sizes, False)  # one C loop: ~0.7x struct's time (bench.speedups)
     count = len(sizes)
     if not count:
         return []
@@ -816,6 +818,8 @@ class Columns(NamedTuple):
 
 def _keys(data: bytes, layout: _V2Layout) -> list[bytes | None]:
     sizes = layout.key_sizes
+    if native is not None:  # the key table as it is (0: no key, n + 1: n bytes), read in C
+        return native.cut(data, layout.keys_at, sizes, True)
     absent = sizes.count(0)
     if absent == len(sizes):
         return [None] * len(sizes)
@@ -851,9 +855,15 @@ def _header_columns(
     if not layout.header_count:
         return None
     each = layout.header_counts[0]
-    values = _cut(data, layout.header_values_at, layout.header_value_sizes)
-    if each and _same_names_each_record(data, layout, each):
+    same_names = bool(each) and _same_names_each_record(data, layout, each)
+    if same_names:
         names = tuple(name.decode() for name in _cut(data, layout.names_at, layout.name_sizes[:each]))
+        if native is not None:  # by name in C: a value every record shares is found before it is cut
+            return HeaderColumns(
+                names, native.columns(data, layout.header_values_at, layout.header_value_sizes, each)
+            )
+    values = _cut(data, layout.header_values_at, layout.header_value_sizes)
+    if same_names:
         by_name: list[list[bytes] | bytes] = []
         for j in range(each):
             column = values[j::each]

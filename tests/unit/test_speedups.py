@@ -173,7 +173,8 @@ def _both_ways(monkeypatch, decoded) -> tuple[list, list]:
     from myqueue.client import records as records_module
 
     made_in_c = list(records_module.Records("T", "P", decoded.segments()))
-    with monkeypatch.context() as patched:
+    with monkeypatch.context() as patched:  # the fetch's columns cut, and its records made, in Python
+        patched.setattr(framing, "native", None)
         patched.setattr(records_module, "native", None)
         made_in_python = list(records_module.Records("T", "P", decoded.segments()))
     return made_in_c, made_in_python
@@ -261,25 +262,41 @@ class _ClearsOnCollection:
 
 @built
 def test_a_column_emptied_by_a_finalizer_while_records_are_made_is_an_error_not_a_crash():
+    """The collector runs a finalizer inside records() (the 500th tracked allocation after a full
+    collection: some hundred records in, with nothing else allocating meanwhile, as the call holds
+    the GIL), and the finalizer empties a column the loop is reading."""
     from myqueue.client.records import Record
 
     n = 20_000
-    values = [b"v%d" % i for i in range(n)]
-    column = [b"h%d" % i for i in range(n)]
     threshold = gc.get_threshold()
-    gc.collect()
-    gc.set_threshold(50)
     try:
-        for target in (values, column):
-            _ClearsOnCollection(target)
+        for target in ("values", "column"):
+            columns = {"values": [b"v%d" % i for i in range(n)], "column": [b"h%d" % i for i in range(n)]}
+            gc.disable()
+            gc.collect()
+            _ClearsOnCollection(columns[target])  # garbage at once: a cycle only the collector frees
+            gc.set_threshold(500)
+            gc.enable()
             with pytest.raises(IndexError, match="changed while"):
                 speedups.native.records(
-                    Record, "T", "P", 0, 0, n, values, None, None, ("h",), (column,), T0, "k"
+                    Record,
+                    "T",
+                    "P",
+                    0,
+                    0,
+                    n,
+                    columns["values"],
+                    None,
+                    None,
+                    ("h",),
+                    (columns["column"],),
+                    T0,
+                    "k",
                 )
-            values[:] = [b"v%d" % i for i in range(n)]
-            column[:] = [b"h%d" % i for i in range(n)]
+            assert columns[target] == []  # the finalizer did run, inside the call
     finally:
         gc.set_threshold(*threshold)
+        gc.enable()
 
 
 @built
@@ -358,3 +375,27 @@ def test_neither_function_leaks_or_drops_a_reference_on_success_or_failure():
     for _ in range(20):
         calls()
     assert counts() == before
+
+
+@built
+def test_cut_and_columns_refuse_tables_that_run_past_the_data_or_do_not_fit():
+    from array import array
+
+    native = speedups.native
+    data = b"abcdefgh"
+    assert native.cut(data, 2, array("I", [3, 0, 2]), False) == [b"cde", b"", b"fg"]
+    assert native.cut(data, 0, array("I", [0, 3, 1]), True) == [None, b"ab", b""]
+    assert native.columns(data, 0, array("I", [1, 1, 1, 1]), 2) == ([b"a", b"c"], [b"b", b"d"])
+    assert native.columns(b"xyxy", 0, array("I", [1, 1, 1, 1]), 2) == (b"x", b"y")
+    with pytest.raises(ValueError, match="past the data"):
+        native.cut(data, 4, array("I", [3, 2]), False)
+    with pytest.raises(ValueError, match="past the data"):
+        native.cut(data, 9, array("I", [0]), False)
+    with pytest.raises(ValueError, match="past the data"):
+        native.columns(data, 6, array("I", [1, 1, 1, 1]), 2)
+    with pytest.raises(ValueError, match="same header count"):
+        native.columns(data, 0, array("I", [1, 1, 1]), 2)
+    with pytest.raises(TypeError, match="array"):
+        native.cut(data, 0, array("H", [1]), False)
+    with pytest.raises(TypeError):
+        native.cut(data, 0, [1, 2], False)
