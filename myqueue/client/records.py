@@ -164,8 +164,9 @@ class Records(_ListLike[Record]):
         )
 
     def _made_in_c(self, segment: Columns, start: int, stop: int) -> list[Record]:
-        """Records ``start .. stop`` of ``segment`` made in one C loop (``_speedups.records``): a
-        keyless record in ~40 ns instead of ~200 through zip and map (``python -m bench.speedups``)."""
+        """Records ``start .. stop`` of ``segment`` made in one C loop (``_speedups.records``), not
+        through zip and map: a keyless fetch of 1,000 records decoded, made and read in 156 µs of
+        CPU against 266 (``python -m bench.speedups``, which measures the cutting in C too)."""
         headers = segment.headers
         lists = names = columns = None
         if isinstance(headers, HeaderColumns):

@@ -444,7 +444,7 @@ def encode_common_v2(
     unusual shapes and words every refusal.
 
     A keyed batch of 1,000 records with two headers (``Producer.send_batch``'s checks and the
-    framing): ~40 us here against ~520 us in Python (``python -m bench.speedups``).
+    framing): 108 µs of CPU here against 609 µs in Python (``python -m bench.speedups``).
     """
     if native is None:
         return None
@@ -594,7 +594,7 @@ def _cut(data: bytes, start: int, sizes: array) -> list[bytes]:
     record by record), any other batch with a format made for it (still a little cheaper).
     """
     if native is not None and sizes.typecode == "I":
-        return native.cut(data, start, sizes, False)  # one C loop: ~0.7x struct's time (bench.speedups)
+        return native.cut(data, start, sizes, False)  # one C loop: 16 µs for 1,000 values, struct 25
     count = len(sizes)
     if not count:
         return []

@@ -247,6 +247,10 @@ def test_records_refuses_columns_that_do_not_line_up():
         records(time.struct_time, "T", "P", 0, 0, 2, [b"a", b"b"], None, None, None, None, T0, kind)
     with pytest.raises(OverflowError):
         records(Record, "T", "P", 2**63 - 1, 0, 2, [b"a", b"b"], None, None, None, None, T0, kind)
+    last = records(Record, "T", "P", 2**63 - 2, 0, 2, [b"a", b"b"], None, None, None, None, T0, kind)
+    assert [r.offset for r in last] == [2**63 - 2, 2**63 - 1]  # the largest offset there is
+    with pytest.raises(ValueError, match="not both"):
+        records(Record, "T", "P", 0, 0, 1, [b"a"], None, [()], ("h",), ([b"1"],), T0, kind)
 
 
 class _ClearsOnCollection:
