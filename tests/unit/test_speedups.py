@@ -229,6 +229,40 @@ def test_more_records_than_a_chunk_split_and_indexed_are_the_same_in_c(monkeypat
     assert records[n - 1] == made_in_c[-1] and records[257] == made_in_c[257]
 
 
+def _native_records(
+    values: list,
+    *,
+    topic: str = "T",
+    first: int = 0,
+    start: int = 0,
+    stop: int | None = None,
+    keys: list | None = None,
+    header_lists: list | None = None,
+    header_names: tuple | None = None,
+    header_columns: tuple | None = None,
+    stamps: int | list = T0,
+    kind: object = "k",
+) -> list:
+    """speedups.native.records by keyword: its arguments are positional, and thirteen of them."""
+    from myqueue.client.records import Record
+
+    return speedups.native.records(
+        Record,
+        topic,
+        "P",
+        first,
+        start,
+        len(values) if stop is None else stop,
+        values,
+        keys,
+        header_lists,
+        header_names,
+        header_columns,
+        stamps,
+        kind,
+    )
+
+
 @built
 def test_records_refuses_columns_that_do_not_line_up():
     from myqueue.client.records import Record
@@ -275,8 +309,6 @@ def test_a_column_emptied_by_a_finalizer_while_records_are_made_is_an_error_not_
     finalizer run after it."""
     import sys
 
-    from myqueue.client.records import Record
-
     n = 20_000
     collects_on_allocation = sys.version_info < (3, 12)
     threshold = gc.get_threshold()
@@ -290,20 +322,8 @@ def test_a_column_emptied_by_a_finalizer_while_records_are_made_is_an_error_not_
             gc.enable()
 
             def make(columns: dict = columns) -> list:
-                return speedups.native.records(
-                    Record,
-                    "T",
-                    "P",
-                    0,
-                    0,
-                    n,
-                    columns["values"],
-                    None,
-                    None,
-                    ("h",),
-                    (columns["column"],),
-                    T0,
-                    "k",
+                return _native_records(
+                    columns["values"], header_names=("h",), header_columns=(columns["column"],)
                 )
 
             if collects_on_allocation:
@@ -327,8 +347,6 @@ def test_neither_function_leaks_or_drops_a_reference_on_success_or_failure():
     reference kept) or a double release (one taken away) in any path shows up here."""
     import sys
 
-    from myqueue.client.records import Record
-
     key, name, value, shared = b"key-1", "trace-id", b"v" * 10, b"text/plain"
     topic, kind, stamp = "T-leak", framing.TimestampType.CREATE_TIME, 10**15 + 7
     watched = (key, name, value, shared, topic, kind, stamp)
@@ -344,52 +362,32 @@ def test_neither_function_leaks_or_drops_a_reference_on_success_or_failure():
         framing.encode_common_v2(
             values, [stamp] * 50, [key] * 49 + [b"k" * 40_000], headers, application=True
         )
-        records = speedups.native.records
-        records(
-            Record,
-            topic,
-            "P",
-            0,
-            0,
-            50,
+        _native_records(
             values,
-            keys,
-            None,
-            (name, name),
-            ([value] * 50, shared),
-            stamp,
-            kind,
+            topic=topic,
+            keys=keys,
+            header_names=(name, name),
+            header_columns=([value] * 50, shared),
+            stamps=stamp,
+            kind=kind,
         )
-        records(
-            Record,
-            topic,
-            "P",
-            0,
-            10,
-            20,
+        _native_records(
             values,
-            None,
-            [((name, value),)] * 50,
-            None,
-            None,
-            [stamp] * 50,
-            kind,
+            topic=topic,
+            start=10,
+            stop=20,
+            header_lists=[((name, value),)] * 50,
+            stamps=[stamp] * 50,
+            kind=kind,
         )
         with pytest.raises(ValueError):
-            records(
-                Record,
-                topic,
-                "P",
-                0,
-                0,
-                50,
+            _native_records(
                 values,
-                None,
-                None,
-                (name, name),
-                ([value] * 49, shared),
-                stamp,
-                kind,
+                topic=topic,
+                header_names=(name, name),
+                header_columns=([value] * 49, shared),
+                stamps=stamp,
+                kind=kind,
             )
 
     calls()  # warm: interned and cached objects settle first
