@@ -132,6 +132,7 @@ def main(argv=None) -> None:
         access_log=args.access_log or access_log_from_env(),
         on_drain=node.stop,
         on_shutdown=shutdown,
+        on_loop_stop=brokers.close_on_loop,
     )
 
 

@@ -7,12 +7,15 @@ of the lean WSGI lane in front of Flask (``service/lean.py``); every other reque
 unusual form of those two, goes through Flask.
 """
 
+import os
+
 from flask import Flask
 from prometheus_client import Counter
 
 from myqueue.core import defaults
 from myqueue.service.base_app import ServiceState, create_base_app
 from myqueue.service.routes import install_routes
+from myqueue.service.server import INLINE_REQUESTS
 
 from .console import mount as mount_console
 from .metrics import ManagerCollector
@@ -20,6 +23,9 @@ from .primary import Primary
 from .replica import Replica
 from .routes import ROUTES
 from .routes.context import ManagerContext
+from .routes.seed import produced_on_loop
+
+ON_LOOP_ENV = "MYQUEUE_PRIMARY_ON_LOOP"  # "off": every seed produce through the pool (to compare)
 
 
 def create_app(
@@ -45,10 +51,17 @@ def create_app(
         consumed=Counter(
             "myqueue_manager_consumed_messages_total", "Seed-path messages consumed", registry=registry
         ),
+        produced_on_loop=Counter(
+            "myqueue_manager_produced_on_loop_messages_total",
+            "Seed-path messages produced whose broker append the primary's loop sent (the rest: its threads)",
+            registry=registry,
+        ),
     )
     registry.register(ManagerCollector(primary, replica))  # manager/metrics.py
     mount_console(
         app, replica, token
     )  # the read-only web console at /console (manager/console/), before the lane
     install_routes(app, state, ROUTES, manager, token=token)
+    if primary is not None and os.environ.get(ON_LOOP_ENV, "on") != "off":
+        app.extensions[INLINE_REQUESTS] = produced_on_loop
     return app, state

@@ -145,6 +145,30 @@ class GroupAppender:
                     queue.busy = False
         return slot.outcome()
 
+    def begin_alone(self, topic: str, partition: str) -> bool:
+        """For a sender that cannot wait (the primary's loop, ``Primary.produce_on_loop``): True when
+        no append of the partition is in flight, and then it is, until ``end_alone``; messages that
+        arrive meanwhile queue as behind any append. False: another append is under way."""
+        queue = self._queue((topic, partition))
+        if not queue.lock.acquire(blocking=False):
+            return False
+        try:
+            if queue.busy:
+                return False
+            queue.busy = True
+            return True
+        finally:
+            queue.lock.release()
+
+    def end_alone(self, topic: str, partition: str) -> None:
+        """The lone append of ``begin_alone`` is settled: the oldest queued caller sends next."""
+        queue = self._queues[(topic, partition)]
+        with queue.lock:  # held by the others for a few lines, never across I/O
+            if queue.pending:
+                queue.pending[0].wake()  # hand the sending on; busy stays True
+            else:
+                queue.busy = False
+
     def _flush(self, topic: str, partition: str, batch: list[_Slot]) -> None:
         """Send one batch and settle every slot in it (never raises for a slot's failure)."""
         try:

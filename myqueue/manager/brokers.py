@@ -34,7 +34,8 @@ from myqueue.core import defaults, framing
 from myqueue.core.paths import PARTITIONS, partition_path, position_path
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.net.envelope import JSON, CallFailed, EnvelopeClient, Reach, read
+from myqueue.net.envelope import JSON, CallFailed, EnvelopeClient, Reach, bearer, read
+from myqueue.net.loop import LoopClient
 from myqueue.net.pool import Answer
 
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
@@ -135,6 +136,19 @@ class BrokerGuard:
                 del held[address]
                 self._slots[address].release()
 
+    def take_slot_now(self, address: str) -> bool:
+        """A slot for a call from the service's loop, which cannot wait: False while the broker's
+        circuit is open or half-open (the pool's calls probe it) or when every slot is taken.
+        Given back with ``give_slot_back``."""
+        with self._lock:
+            if address in self._open_until:
+                return False
+            semaphore = self._slots.setdefault(address, threading.BoundedSemaphore(self._max_calls))
+        return semaphore.acquire(blocking=False)
+
+    def give_slot_back(self, address: str) -> None:
+        self._slots[address].release()
+
     def _end_probe(self, address: str) -> None:
         with self._lock:
             self._probing.discard(address)
@@ -151,10 +165,15 @@ class BrokerClient:
     ):
         self._timeout = timeout
         self._client = EnvelopeClient(token=token, max_idle_per_host=defaults.SERVICE_THREADS)
+        self._loop_client = LoopClient(headers=bearer(token))  # calls made on the service's loop
         self.guard = guard or BrokerGuard()
 
     def close(self) -> None:
         self._client.close()
+
+    def close_on_loop(self) -> None:
+        """Close the loop's connections (on the loop's thread, or once it has stopped)."""
+        self._loop_client.close()
 
     def _send(
         self,
@@ -224,12 +243,7 @@ class BrokerClient:
             body, content_type = json.dumps(json_body).encode(), JSON
         seconds = timeout or self._timeout
         answer = self._send(method, address, path, seconds, body, content_type, health)
-        try:
-            return read(method, f"{address}{path}", answer)["message"]
-        except CallFailed as e:
-            if e.known_reason is Reason.NOT_HERE:
-                raise BrokerLostPartition(e.message) from e
-            raise _refusal(e, method, address, seconds) from e
+        return _message(method, address, path, seconds, answer)
 
     # --- partitions -------------------------------------------------------------------------
     def list_partitions(self, address: str, timeout: float = 2.0) -> dict:
@@ -262,15 +276,59 @@ class BrokerClient:
 
     def post_records(self, address: str, topic: str, partition: str, values: list[bytes]) -> int:
         """POST ``values`` to the broker as one batch (one storage write there); the first one's offset."""
-        # The request id lets the broker recognise its own replay after a lost PostgreSQL reply.
         result = self._call(
             "POST",
             address,
-            partition_path(topic, partition, f"/records?request_id={uuid.uuid4().hex}"),
+            _records_path(topic, partition),
             body=framing.encode_batch(values),
             content_type=framing.BATCH_CONTENT_TYPE,
         )
         return int(result["base_offset"])
+
+    def post_records_on_loop(
+        self,
+        address: str,
+        topic: str,
+        partition: str,
+        values: list[bytes],
+        done: Callable[[int | None, Exception | None], None],
+    ) -> bool:
+        """``post_records`` from the service's running loop, holding no thread: in a later turn of the
+        loop, ``done(base offset, None)`` or ``done(None, the Refusal or BrokerLostPartition)``, the
+        same answers ``post_records`` gives. False, nothing sent: the broker's circuit is not closed,
+        its slots are taken, or its loop connection is busy or not plain HTTP (``post_records`` then)."""
+        if not self.guard.take_slot_now(address):
+            return False
+        path, seconds = _records_path(topic, partition), self._timeout
+
+        def answered(answer: Answer | None, failed: CallFailed | None) -> None:
+            self.guard.give_slot_back(address)
+            self.guard.record(address, failed is not None and failed.reach is Reach.NO_ANSWER)
+            try:
+                if failed is not None:
+                    raise _refusal(failed, "POST", address, seconds) from failed
+                base = int(_message("POST", address, path, seconds, answer)["base_offset"])  # type: ignore[arg-type]
+            except (Refusal, BrokerLostPartition) as e:
+                done(None, e)
+                return
+            done(base, None)
+
+        try:
+            started = self._loop_client.request(
+                "POST",
+                address,
+                path,
+                body=framing.encode_batch(values),
+                content_type=framing.BATCH_CONTENT_TYPE,
+                timeout=seconds,
+                done=answered,
+            )
+        except BaseException:
+            self.guard.give_slot_back(address)
+            raise
+        if not started:
+            self.guard.give_slot_back(address)
+        return started
 
     # --- positions -------------------------------------------------------------------------------
     def set_position_latest(self, address: str, topic: str, partition: str, group: str) -> int:
@@ -316,6 +374,21 @@ class BrokerClient:
 
     def selftest(self, address: str) -> dict:
         return self._call("POST", address, "/v1/selftest", timeout=30)
+
+
+def _records_path(topic: str, partition: str) -> str:
+    # The request id lets the broker recognise its own replay after a lost PostgreSQL reply.
+    return partition_path(topic, partition, f"/records?request_id={uuid.uuid4().hex}")
+
+
+def _message(method: str, address: str, path: str, seconds: float, answer: Answer) -> Any:
+    """A broker's answer as its success envelope's message, or the error it means."""
+    try:
+        return read(method, f"{address}{path}", answer)["message"]
+    except CallFailed as e:
+        if e.known_reason is Reason.NOT_HERE:
+            raise BrokerLostPartition(e.message) from e
+        raise _refusal(e, method, address, seconds) from e
 
 
 def _refusal(failed: CallFailed, method: str, address: str, timeout: float) -> Refusal:

@@ -74,6 +74,8 @@ from .store import MetaStore
 log = logging.getLogger(__name__)
 STREAM = "cluster"
 T = TypeVar("T")
+# produce_on_loop's callback: ((topic, partition, offset), None), or (None, the error)
+Produced = Callable[[tuple[str, str, int] | None, Exception | None], None]
 
 
 class _StoreTimeout(Exception):
@@ -530,31 +532,72 @@ class Primary:
     def produce(self, producer_id: int, value: bytes) -> tuple[str, str, int]:
         """Append one message for a registered producer; returns (topic, partition, offset)."""
         self._require_recovered()
-        with self._state_lock:
-            topic, fixed = self._state.producer(producer_id)
-            if topic not in self._state.topics or (
-                fixed is not None and fixed not in self._state.topics[topic]
-            ):
-                raise Refusal(Reason.TOPIC_NOT_FOUND, f"producer {producer_id}'s topic {topic} was deleted")
         with self._producer_lock(producer_id):
-            cursor = self._cursors.get(producer_id, 0)
-            if fixed is None:
-                with self._state_lock:
-                    partitions = self._state.partitions_of(topic)
-                partition, cursor = next_round_robin(partitions, cursor)
-            else:
-                partition = fixed
-            address = self._partition_address(topic, partition)
-            if address is None:
-                raise Refusal(
-                    Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry"
-                )
+            with self._state_lock:
+                topic, partition, cursor, address = self._route(producer_id)
             # The broker's slot is held while queued for the grouped append, so a hung broker
             # holds at most its bulkhead's share of this manager's threads.
             with self._brokers.guard.slot(address):
                 offset = self._appender.submit(topic, partition, value)
             self._cursors[producer_id] = cursor
         return topic, partition, offset
+
+    def produce_on_loop(self, producer_id: int, value: bytes, done: Produced) -> bool:
+        """``produce`` from the server's loop thread, holding no thread (``net/loop.py``): in a later
+        turn of the loop, ``done((topic, partition, offset), None)`` or ``done(None, error)``, where a
+        BrokerLostPartition means "nothing stored: ``produce`` it" (that re-hosts the partition).
+        False, nothing started: whatever would wait here — a lock another thread holds, an append of
+        the partition under way (then the message joins the group commit there), the broker's loop
+        connection busy or its circuit not closed — is left to ``produce``. Refusals raise, as there."""
+        self._require_recovered()
+        lock = self._producer_lock(producer_id)
+        if not lock.acquire(blocking=False):
+            return False
+        started = False
+        try:
+            if not self._state_lock.acquire(blocking=False):
+                return False
+            try:
+                topic, partition, cursor, address = self._route(producer_id)
+            finally:
+                self._state_lock.release()
+            if not self._appender.begin_alone(topic, partition):
+                return False
+
+            def sent(base: int | None, error: Exception | None) -> None:
+                self._appender.end_alone(topic, partition)
+                if error is None:
+                    self._cursors[producer_id] = cursor
+                lock.release()
+                done(None if base is None else (topic, partition, base), error)
+
+            try:
+                started = self._brokers.post_records_on_loop(address, topic, partition, [value], sent)
+            finally:
+                if not started:
+                    self._appender.end_alone(topic, partition)
+            return started
+        finally:
+            if not started:
+                lock.release()
+
+    def _route(self, producer_id: int) -> tuple[str, str, int, str]:
+        """Where a producer's next message goes: (topic, partition, the cursor after it, the broker's
+        address). Called with the producer's lock and the state lock held."""
+        topic, fixed = self._state.producer(producer_id)
+        partitions = self._state.topics.get(topic)
+        if partitions is None or (fixed is not None and fixed not in partitions):
+            raise Refusal(Reason.TOPIC_NOT_FOUND, f"producer {producer_id}'s topic {topic} was deleted")
+        cursor = self._cursors.get(producer_id, 0)
+        if fixed is None:
+            partition, cursor = next_round_robin(self._state.partitions_of(topic), cursor)
+        else:
+            partition = fixed
+        broker = partitions.get(partition)
+        address = self._state.brokers.get(broker) if broker else None
+        if address is None:
+            raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
+        return topic, partition, cursor, address
 
     def _partition_address(self, topic: str, partition: str) -> str | None:
         with self._state_lock:

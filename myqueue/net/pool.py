@@ -193,9 +193,8 @@ class Answer:
         return (self.headers.get("Content-Type") or "").split(";", 1)[0].strip()
 
 
-def _dropped(conn: http.client.HTTPConnection) -> bool:
-    """True if an idle kept connection was closed by the peer (it is readable: EOF or junk)."""
-    sock = conn.sock
+def dropped(sock: socket.socket | None) -> bool:
+    """True if an idle kept connection was closed by the peer (its socket is readable: EOF or junk)."""
     if sock is None:
         return True
     poller = select.poll()  # not select.select: it refuses fds >= 1024, common in a busy process
@@ -293,7 +292,7 @@ class Pool:
             with self._lock:
                 conns = self._idle.get(key)
                 conn = conns.pop() if conns else None
-            if conn is None or not _dropped(conn):
+            if conn is None or not dropped(conn.sock):
                 return conn
             conn.close()
 

@@ -72,3 +72,33 @@ class Call:
         if not isinstance(data, dict):
             raise Refusal(Reason.INVALID_REQUEST, "request body must be a JSON object")
         return data
+
+
+class Waiting:
+    """The parked request an outcome answers (``park_for_outcome``): storage's, or another service's."""
+
+    __slots__ = ("parked",)
+
+    def __init__(self) -> None:
+        self.parked: Parked | None = None
+
+    def settle(self, result: object, error: BaseException | None) -> None:
+        """A call's callback: resume the request with its result, or with its error."""
+        if self.parked is None:  # the call broke its promise of a later turn
+            raise RuntimeError("a call's outcome arrived before its request was parked")
+        self.parked.resume(result if error is None else error)
+
+
+def park_for_outcome(call: Call, start: Callable[[Waiting], bool]) -> None:
+    """On the loop thread: ``start`` a call whose outcome resumes the request (it returns False
+    when it started nothing) and park the request until then; when nothing started, hand the
+    request to the server's pool, where it waits as any request that may wait."""
+    if call.park is None:
+        raise RuntimeError("park_for_outcome off the loop thread")
+    waiting = Waiting()
+    started = start(waiting)
+    # Parked once the call is under way (nothing here raises after it started): its outcome
+    # arrives in a later turn of the loop, never before this returns.
+    parked = waiting.parked = call.park(interruptible=False)
+    if not started:
+        parked.to_pool()

@@ -660,15 +660,22 @@ def serve(
     grace_s: float,
     on_drain: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    on_loop_stop: Callable[[], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then drain (module docstring) and return after ``on_shutdown``."""
-    asyncio.run(_run(server, grace_s, on_drain))
+    """Serve until SIGTERM/SIGINT, then drain (module docstring), run ``on_loop_stop`` on the loop
+    and return after ``on_shutdown``."""
+    asyncio.run(_run(server, grace_s, on_drain, on_loop_stop))
     if on_shutdown is not None:
         on_shutdown()
     log.info("stopped")
 
 
-async def _run(server: Server, grace_s: float, on_drain: Callable[[], None] | None) -> None:
+async def _run(
+    server: Server,
+    grace_s: float,
+    on_drain: Callable[[], None] | None,
+    on_loop_stop: Callable[[], None] | None = None,
+) -> None:
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -695,3 +702,5 @@ async def _run(server: Server, grace_s: float, on_drain: Callable[[], None] | No
             break
         await asyncio.sleep(DRAIN_POLL_S)
     await server.stop()
+    if on_loop_stop is not None:
+        on_loop_stop()

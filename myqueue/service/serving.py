@@ -32,9 +32,11 @@ def serve(
     grace_s: float = defaults.SHUTDOWN_GRACE_S,
     on_drain: Callable[[], None] | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    on_loop_stop: Callable[[], None] | None = None,
     access_log: bool = False,
 ) -> None:
     """Run until SIGTERM/SIGINT. ``on_drain`` runs when draining starts (end long-polls there);
+    ``on_loop_stop`` on the loop once the server has stopped (close what the loop drives there);
     ``on_shutdown`` after the last request finished (close stores there). ``max_body`` is this
     service's own request-body limit, refused from the Content-Length header before any of the
     body is read. ``access_log``: one record per request (``service/access_log.py``)."""
@@ -76,7 +78,9 @@ def serve(
         port=port,
         inline=extensions.get(server.INLINE_REQUESTS),
     )
-    server.serve(served, grace_s=grace_s, on_drain=on_drain, on_shutdown=on_shutdown)
+    server.serve(
+        served, grace_s=grace_s, on_drain=on_drain, on_shutdown=on_shutdown, on_loop_stop=on_loop_stop
+    )
 
 
 def _env_int(name: str, default: int) -> int:

@@ -166,3 +166,39 @@ def test_many_concurrent_callers_each_get_the_offset_of_their_own_message():
         offsets = [offset for offset, _ in acks]
         assert offsets == sorted(offsets)  # each caller's messages in its order
         assert all(broker.log[offset] == value for offset, value in acks)
+
+
+def test_a_lone_append_from_the_loop_holds_the_partition_and_hands_it_to_whoever_queued():
+    """``begin_alone``/``end_alone`` (the primary's loop): while its append is out, the partition
+    is busy — a second lone append is refused and threads queue — and ending it hands the sending
+    to the oldest queued caller, who sends everything queued as one batch."""
+    broker = FakeBroker()
+    appender = GroupAppender(broker.send)
+    assert appender.begin_alone("T", "P1")
+    assert not appender.begin_alone("T", "P1")  # one append of a partition at a time
+    with ThreadPoolExecutor(3) as pool:
+        futures = []
+        for count, value in enumerate([b"a", b"b", b"c"], start=1):
+            futures.append(pool.submit(appender.submit, "T", "P1", value))
+            wait_until(lambda count=count: appender.pending("T", "P1") == count, TIMEOUT)
+        assert broker.calls == []  # nobody sends while the loop's append is out
+        appender.end_alone("T", "P1")
+        assert [f.result(TIMEOUT) for f in futures] == [0, 1, 2]
+    assert broker.calls == [[b"a", b"b", b"c"]]
+    assert appender.begin_alone("T", "P1")  # idle again once the batch was settled
+    appender.end_alone("T", "P1")
+    assert appender.begin_alone("T", "P1")  # and nothing was pending: ending freed it
+    appender.end_alone("T", "P1")
+
+
+def test_a_lone_append_is_refused_while_a_thread_sends():
+    broker = FakeBroker()
+    appender = GroupAppender(broker.send)
+    broker.hold()
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(appender.submit, "T", "P1", b"x")
+        assert broker.entered.wait(TIMEOUT)
+        assert not appender.begin_alone("T", "P1")
+        broker.gate.set()
+        assert future.result(TIMEOUT) == 0
+    assert appender.begin_alone("T", "P1")

@@ -17,7 +17,6 @@ from myqueue.core.names import validate_partition, validate_topic
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
 from myqueue.core.storage import OutcomeUnknown
-from myqueue.service.call import Call
 from myqueue.service.parking import Parked
 
 from ..appendtime import AppendClock
@@ -155,21 +154,6 @@ class Waiters:
                 self._loop.call_soon_threadsafe(self._wake, key)
 
 
-class Waiting:
-    """The parked request a storage call's outcome answers (``park_for_storage``)."""
-
-    __slots__ = ("parked",)
-
-    def __init__(self) -> None:
-        self.parked: Parked | None = None
-
-    def settle(self, result: object, error: BaseException | None) -> None:
-        """A storage call's callback: resume the request with its result, or with its error."""
-        if self.parked is None:  # the storage broke its promise of a later turn
-            raise RuntimeError("a storage call's outcome arrived before its request was parked")
-        self.parked.resume(result if error is None else error)
-
-
 def outcome_of(outcome: object) -> object:
     """A resumed request's outcome (``Call.outcome``): the result, or its error raised here, an
     unknown outcome in storage's words (the second run of the handler answers it)."""
@@ -177,21 +161,6 @@ def outcome_of(outcome: object) -> object:
         with outcome_unknown_in_storage_words():
             raise outcome
     return outcome
-
-
-def park_for_storage(call: Call, start: Callable[[Waiting], bool]) -> None:
-    """On the loop thread: ``start`` a storage call whose outcome resumes the request (it returns
-    False when it started nothing) and park the request until then; when nothing started, hand
-    the request to the server's pool, where it waits as any request that may wait."""
-    if call.park is None:
-        raise RuntimeError("park_for_storage off the loop thread")
-    waiting = Waiting()
-    started = start(waiting)
-    # Parked once the call is under way (nothing here raises after it started): its outcome
-    # arrives in a later turn of the loop, never before this returns.
-    parked = waiting.parked = call.park(interruptible=False)
-    if not started:
-        parked.to_pool()
 
 
 @dataclass(frozen=True)

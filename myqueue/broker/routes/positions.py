@@ -6,7 +6,7 @@ from typing import cast
 from myqueue.core.names import parse_int, validate_group
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.service.call import Call
+from myqueue.service.call import Call, park_for_outcome
 from myqueue.service.envelope import reject_unknown_fields
 from myqueue.service.routes import Route
 
@@ -14,7 +14,6 @@ from .context import (
     BrokerContext,
     outcome_of,
     outcome_unknown_in_storage_words,
-    park_for_storage,
     partition_key,
     request_id,
 )
@@ -68,7 +67,7 @@ def take(broker: BrokerContext, call: Call, topic: str, partition: str, group: s
     max_records = parse_int(data.get("max_records"), "max_records", low=1, high=1000, default=1)
     storage = broker.storage
     if call.park is not None and storage.runs_on_loop:  # PostgreSQL, on the loop: park, hold no thread
-        park_for_storage(
+        park_for_outcome(
             call,
             lambda waiting: (
                 max_records <= LOOP_TAKE_MAX_RECORDS

@@ -11,17 +11,15 @@ from myqueue.core import defaults, framing
 from myqueue.core.names import parse_int, validate_producer_id
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.service.call import Call
+from myqueue.service.call import Call, Waiting, park_for_outcome
 from myqueue.service.envelope import Raw
 from myqueue.service.routes import Route
 
 from ..storage.base import LogStorage, OffsetOutOfRange
 from .context import (
     BrokerContext,
-    Waiting,
     outcome_of,
     outcome_unknown_in_storage_words,
-    park_for_storage,
     partition_key,
     request_id,
 )
@@ -52,7 +50,7 @@ def append(broker: BrokerContext, call: Call, topic: str, partition: str) -> dic
         seq = parse_int(sequence, "sequence", low=0, high=2**62)
     producer = None if producer_id is None else (producer_id, seq)
     if call.park is not None and storage.runs_on_loop:  # PostgreSQL, on the loop: park, hold no thread
-        park_for_storage(
+        park_for_outcome(
             call, lambda waiting: _append_on_loop(broker, waiting, key, body, count, rid, producer)
         )
         return _PARKED

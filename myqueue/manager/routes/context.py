@@ -64,6 +64,7 @@ class ManagerContext:
     replica: Replica | None
     produced: Counter
     consumed: Counter
+    produced_on_loop: Counter  # of ``produced``: the ones whose broker append the loop sent
     waiters: WaiterBudget = field(default_factory=WaiterBudget)
 
     def need_primary(self) -> Primary:

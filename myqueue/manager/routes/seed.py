@@ -8,11 +8,16 @@ HEAD and cross-site requests on them (``service/guard.py``).
 from myqueue.core.names import parse_id, validate_message
 from myqueue.core.reasons import Reason
 from myqueue.core.refusal import Refusal
-from myqueue.service.call import Call
-from myqueue.service.envelope import Success, reject_unknown_fields
+from myqueue.net.envelope import JSON
+from myqueue.service.call import Call, Waiting, park_for_outcome
+from myqueue.service.envelope import Raw, Success, reject_unknown_fields
 from myqueue.service.routes import Route
 
+from ..brokers import BrokerLostPartition
+from ..primary import Primary
 from .context import ManagerContext, force, topic_body
+
+LOOP_BODY_BYTES = 64 * 1024  # a seed produce's JSON up to this is parsed on the loop; larger, in the pool
 
 
 # --- both roles ----------------------------------------------------------------------------------------
@@ -60,8 +65,13 @@ def register_producer(m: ManagerContext, call: Call) -> object:
     return p.register_producer(topic, part)
 
 
-def produce(m: ManagerContext, call: Call) -> Success:
+def produce(m: ManagerContext, call: Call) -> Success | Raw:
     p = m.need_primary()
+    if call.outcome is not None:  # resumed: the outcome of the append it parked for
+        if isinstance(call.outcome, Exception):
+            raise call.outcome
+        m.produced_on_loop.inc()
+        return _produced(m, *call.outcome)  # type: ignore[misc]
     data = call.json_object()
     reject_unknown_fields(data, {"producer_id", "message"})
     if "producer_id" not in data or "message" not in data:
@@ -70,9 +80,40 @@ def produce(m: ManagerContext, call: Call) -> Success:
         raise Refusal(Reason.INVALID_REQUEST, "producer_id must be a JSON integer")
     producer_id = parse_id(data["producer_id"], "producer_id")
     value = validate_message(data["message"])
-    topic, partition, offset = p.produce(producer_id, value)
+    if call.park is not None:  # on the loop thread (``produced_on_loop``): park, hold no thread
+        park_for_outcome(call, lambda waiting: _produce_on_loop(p, waiting, producer_id, value))
+        return _PARKED
+    return _produced(m, *p.produce(producer_id, value))
+
+
+def _produce_on_loop(p: Primary, waiting: Waiting, producer_id: int, value: bytes) -> bool:
+    def done(produced: tuple[str, str, int] | None, error: Exception | None) -> None:
+        if isinstance(error, BrokerLostPartition) and waiting.parked is not None:
+            waiting.parked.to_pool()  # nothing stored: produce() there hosts the partition again
+        else:
+            waiting.settle(produced, error)
+
+    return p.produce_on_loop(producer_id, value, done)
+
+
+def _produced(m: ManagerContext, topic: str, partition: str, offset: int) -> Success:
     m.produced.inc()
     return Success(f"{topic}x{partition}:Success", extra={"topic": f"{topic}:{partition}", "offset": offset})
+
+
+_PARKED = Raw(JSON, b"", ())  # what produce returns for a parked request (never written)
+
+
+def produced_on_loop(environ: dict) -> bool:
+    """The primary's seed produce, answered on the server's loop thread: its JSON is parsed there
+    (a body under ``LOOP_BODY_BYTES``) and its append sent by the loop (``Primary.produce_on_loop``).
+    ``MYQUEUE_PRIMARY_ON_LOOP=off`` sends every produce through the pool (to compare)."""
+    return (
+        environ.get("PATH_INFO") == "/producer/produce"
+        and environ.get("REQUEST_METHOD") == "POST"
+        and (environ.get("CONTENT_LENGTH") or "").isdigit()
+        and int(environ["CONTENT_LENGTH"]) <= LOOP_BODY_BYTES
+    )
 
 
 # --- replica -------------------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""The primary's seed produce sent to its broker from the primary's loop (``Primary.produce_on_loop``):
+taken for a lone producer in both stores, off with MYQUEUE_PRIMARY_ON_LOOP=off, and never a
+stall of the loop: a produce parked on a broker that does not answer leaves every other request
+of the primary answered meanwhile."""
+
+import re
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.integration.seedcalls import Seed
+
+MESSAGES = 40
+
+
+def _on_loop(s: Seed) -> float:
+    text = s.get(s.p, "/metrics").text
+    found = re.search(r"^myqueue_manager_produced_on_loop_messages_total (\S+)$", text, re.M)
+    assert found, "the primary exports no myqueue_manager_produced_on_loop_messages_total"
+    return float(found.group(1))
+
+
+def _broker_of(s: Seed, topic: str, partition: str) -> str:
+    return next(p["broker"] for p in s.metadata(s.p)["topics"][topic] if p["partition"] == partition)
+
+
+def _produce_in_order(s: Seed, topic: str, partition: str) -> None:
+    producer = s.ok(s.post(s.p, "/producer/register", {"topic": topic, "part": partition}))
+    offsets = []
+    for n in range(MESSAGES):
+        response = s.post(s.p, "/producer/produce", {"producer_id": producer, "message": f"m{n}"})
+        assert s.ok(response) == f"{topic}x{partition}:Success"
+        offsets.append(response.json()["offset"])
+    assert offsets == list(range(MESSAGES))
+    assert s.partition_log(topic, partition) == [f"m{n}" for n in range(MESSAGES)]
+
+
+@pytest.mark.parametrize("store", ["memory", "postgres"])
+def test_a_lone_producer_is_produced_from_the_loop_in_order(store, local_cluster, request):
+    kwargs = {"dsn": request.getfixturevalue("fresh_pg_dsn")} if store == "postgres" else {}
+    with local_cluster(store=store, brokers=1, **kwargs) as cluster:
+        s = Seed(cluster.primary_url, cluster.replica_url)
+        s.add_partition("Lone", "P1")
+        before = _on_loop(s)
+        _produce_in_order(s, "Lone", "P1")
+        assert _on_loop(s) - before == MESSAGES
+
+
+def test_with_the_loop_turned_off_every_produce_goes_through_the_threads(local_cluster, monkeypatch):
+    monkeypatch.setenv("MYQUEUE_PRIMARY_ON_LOOP", "off")  # inherited by the cluster's processes
+    with local_cluster(store="memory", brokers=1) as cluster:
+        s = Seed(cluster.primary_url, cluster.replica_url)
+        s.add_partition("Threads", "P1")
+        _produce_in_order(s, "Threads", "P1")
+        assert _on_loop(s) == 0
+
+
+def test_a_produce_parked_on_a_silent_broker_leaves_the_primary_answering(local_cluster):
+    """While one produce waits on a stopped broker (parked on the loop, no thread), the primary
+    answers its other requests, including a produce to a partition on the other broker, at once;
+    the parked one is answered OUTCOME_UNKNOWN when the call times out."""
+    with local_cluster(store="memory", brokers=2) as cluster:
+        s = Seed(cluster.primary_url, cluster.replica_url)
+        s.add_partition("Stuck", "P1")
+        s.add_partition("Free", "P1")
+        if _broker_of(s, "Stuck", "P1") == _broker_of(s, "Free", "P1"):
+            s.add_partition("Free", "P2")
+        free = next(
+            p["partition"]
+            for p in s.metadata(s.p)["topics"]["Free"]
+            if p["broker"] != _broker_of(s, "Stuck", "P1")
+        )
+        stuck_producer = s.ok(s.post(s.p, "/producer/register", {"topic": "Stuck", "part": "P1"}))
+        free_producer = s.ok(s.post(s.p, "/producer/register", {"topic": "Free", "part": free}))
+        s.ok(s.post(s.p, "/producer/produce", {"producer_id": stuck_producer, "message": "warm"}))
+        broker = _broker_of(s, "Stuck", "P1")
+        cluster.kill(broker, signal.SIGSTOP)
+        try:
+            answered: dict = {}
+
+            def stuck() -> None:
+                mine = Seed(cluster.primary_url, cluster.replica_url)
+                started = time.monotonic()
+                answered["response"] = mine.post(
+                    mine.p, "/producer/produce", {"producer_id": stuck_producer, "message": "late"}
+                )
+                answered["seconds"] = time.monotonic() - started
+
+            thread = threading.Thread(target=stuck)
+            thread.start()
+            deadline = time.monotonic() + 10
+            while _on_loop(s) < 1 and time.monotonic() < deadline:  # the warm-up went on the loop
+                time.sleep(0.01)
+            other = Seed(cluster.primary_url, cluster.replica_url)
+            started = time.monotonic()
+            for n in range(5):
+                response = other.post(
+                    other.p, "/producer/produce", {"producer_id": free_producer, "message": f"f{n}"}
+                )
+                assert other.ok(response) == f"Freex{free}:Success"
+                assert other.get(other.p, "/topics").status_code == 200
+            took = time.monotonic() - started
+            assert "response" not in answered, "the stuck produce was answered before its broker could"
+            assert took < 2.0, f"the primary's other requests took {took:.2f} s while one was parked"
+            thread.join(30)
+            assert not thread.is_alive()
+        finally:
+            cluster.kill(broker, signal.SIGCONT)
+        body = s.refused(answered["response"], "OUTCOME_UNKNOWN")
+        assert "did not answer" in body["message"]
