@@ -187,12 +187,14 @@ def serve_stub(handler: type[BaseHTTPRequestHandler], state: S) -> Iterator[S]:
 class ScriptedServer:
     """A loopback socket server that fails in one precise way: it reads each request whole, then
     answers ``reply`` (raw bytes), or ``close``s without a byte, or sends half a body (``mid-body``),
-    or never answers (``silent``, until closed). Counts requests and their Authorization headers."""
+    or never answers (``silent``, until closed), and closes the connection. Counts requests, their
+    Authorization headers and the connections it closed."""
 
     def __init__(self, reply: bytes | str):
         self.reply = reply
         self.lock = threading.Lock()
         self.requests = 0
+        self.closed = 0  # connections it has closed
         self.authorizations: list[str | None] = []
         self.release = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -209,6 +211,13 @@ class ScriptedServer:
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            with self.lock:
+                self.closed += 1
+
+    def _answer(self, conn: socket.socket) -> None:
         with conn:
             data = b""
             while b"\r\n\r\n" not in data:

@@ -565,10 +565,12 @@ class Primary:
                 return False
 
             def sent(base: int | None, error: Exception | None) -> None:
-                self._appender.end_alone(topic, partition)
-                if error is None:
-                    self._cursors[producer_id] = cursor
-                lock.release()
+                try:
+                    self._appender.end_alone(topic, partition)
+                    if error is None:
+                        self._cursors[producer_id] = cursor
+                finally:
+                    lock.release()
                 done(None if base is None else (topic, partition, base), error)
 
             try:

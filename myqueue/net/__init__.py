@@ -1,5 +1,7 @@
-"""Every call from one myqueue component to another: keep-alive HTTP/1.1 connections (``pool``)
-and the one envelope client on them (``envelope``).
+"""Every call from one myqueue component to another: keep-alive HTTP/1.1 connections (``pool``),
+the same calls from a service's asyncio loop (``loop``) and the one envelope client on them
+(``envelope``).
 
-Imports only the standard library and ``myqueue.core`` (an import-linter contract).
+Imports only the standard library, httptools (``loop``'s parser) and ``myqueue.core`` (an
+import-linter contract).
 """

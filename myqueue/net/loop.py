@@ -67,28 +67,24 @@ class _Connection(asyncio.Protocol):
         self._host, self._port = host, port
         self._max = max_answer_bytes
         self._transport: asyncio.Transport | None = None
-        self._connecting = False
+        self._connect_task: asyncio.Task | None = None
         self._exchange: _Exchange | None = None
         self._pending: bytes | None = None  # the request, while the connection is being made
         self._parser: httptools.HttpResponseParser | None = None
-        self._status_reason = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._body: list[bytes] = []
-        self._size = 0
-        self._complete = False
-        self._keep = False
+        self._reset_answer()
         self.dead = False  # dropped, lost or closed: takes no more requests
 
     @property
     def busy(self) -> bool:
-        return self._exchange is not None or self._connecting
+        return self._exchange is not None or self._connect_task is not None
 
     def usable(self) -> bool:
         """Not busy, not dead, and not closed by the peer meanwhile (the loop may not have read
         that yet: an idle kept connection is readable only at EOF or with junk)."""
         if self.busy or self.dead:
             return False
-        if self._transport is not None and dropped(self._transport.get_extra_info("socket")):
+        transport = self._transport
+        if transport is not None and (transport.is_closing() or dropped(transport.get_extra_info("socket"))):
             self._drop()
             return False
         return True
@@ -103,21 +99,24 @@ class _Connection(asyncio.Protocol):
             self._transport.write(data)
             return
         self._pending = data
-        self._connecting = True
-        self._loop.create_task(self._connect())
+        self._connect_task = self._loop.create_task(self._connect())
 
     async def _connect(self) -> None:
         try:
             await self._loop.create_connection(lambda: self, self._host, self._port)
-        except OSError as e:
-            self._connecting = False
+        except asyncio.CancelledError:  # timed out or closed meanwhile: that ended the request
+            pass
+        except Exception as e:  # noqa: BLE001 - any failure to connect: nothing was sent
+            self._connect_task = None  # not cancelled by the drop: it is this task, ending
+            self._drop()
             self._end(
                 Reach.NOT_SENT, f"cannot connect to {self._host}:{self._port} ({type(e).__name__}: {e})"
             )
+        finally:
+            self._connect_task = None
         # connection_made has written the request
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._connecting = False
         if self._exchange is None or self.dead:  # timed out (or closed) while connecting
             transport.close()
             return
@@ -130,10 +129,15 @@ class _Connection(asyncio.Protocol):
     # --- the answer ------------------------------------------------------------------------------
     def _reset_answer(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
-        self._status_reason = b""
-        self._headers = []
-        self._body = []
         self._size = 0
+        self._more = False  # bytes after the answer: a peer that broke the protocol
+        self._next_message()
+
+    def _next_message(self) -> None:
+        self._status_reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._headers_done = False
         self._complete = False
         self._keep = False
 
@@ -148,44 +152,57 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)  # type: ignore[union-attr]
         except httptools.HttpParserError as e:
-            self._broke(f"the answer is not HTTP ({e})")
-            return
+            if not self._complete:
+                self._broke(f"the answer is not HTTP ({e})")
+                return
+            self._more = True  # the answer was whole; what followed it is not ours
         if self._complete:
             self._answered()
 
     def on_status(self, reason: bytes) -> None:
-        self._status_reason += reason
+        if self._complete:
+            self._more = True
+        else:
+            self._status_reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if not self._complete:
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        # asked here: once the message is complete the parser has begun the next one
-        self._keep = self._parser.should_keep_alive()  # type: ignore[union-attr]
+        if not self._complete:
+            self._headers_done = True
+            # asked here: once the message is complete the parser has begun the next one
+            self._keep = self._parser.should_keep_alive()  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if not self._complete:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
-        self._complete = True
+        if self._complete:
+            self._more = True
+        elif self._parser.get_status_code() < 200:  # type: ignore[union-attr]  # 1xx: the answer follows
+            self._next_message()
+        else:
+            self._complete = True
 
     def _answered(self) -> None:
-        parser = self._parser
         headers = http.client.HTTPMessage()
         for name, value in self._headers:
             headers[name.decode("iso-8859-1")] = value.decode("iso-8859-1")
         answer = Answer(
-            parser.get_status_code(),  # type: ignore[union-attr]
+            self._parser.get_status_code(),  # type: ignore[union-attr]
             self._status_reason.decode("iso-8859-1"),
             headers,
             b"".join(self._body),
         )
-        keep = self._keep
+        keep = self._keep and not self._more
         exchange = self._finish()
         if not keep:
             self._drop()
         if exchange is not None:
-            exchange.done(answer, None)
+            _deliver(exchange, answer, None)
 
     # --- endings ---------------------------------------------------------------------------------
     def _finish(self) -> _Exchange | None:
@@ -200,11 +217,14 @@ class _Connection(asyncio.Protocol):
             message = f"{exchange.method} {exchange.url}: {why}"
             failed = CallFailed(exchange.method, exchange.url, reach, message)
             failed.__cause__ = _AS_POOL_SAYS[reach](message)  # what the pool would have raised
-            exchange.done(None, failed)
+            _deliver(exchange, None, failed)
+
+    def _unsent_or(self, reach: Reach) -> Reach:
+        exchange = self._exchange
+        return reach if exchange is not None and exchange.sent else Reach.NOT_SENT
 
     def _timed_out(self, timeout: float) -> None:
-        exchange = self._exchange
-        reach = Reach.NO_ANSWER if exchange is not None and exchange.sent else Reach.NOT_SENT
+        reach = self._unsent_or(Reach.NO_ANSWER)
         self._drop()
         self._end(reach, f"no answer within {timeout} s")
 
@@ -214,21 +234,44 @@ class _Connection(asyncio.Protocol):
 
     def _drop(self) -> None:
         self.dead = True
-        transport, self._transport = self._transport, None
         self._pending = None
+        task, self._connect_task = self._connect_task, None
+        if task is not None:
+            task.cancel()
+        transport, self._transport = self._transport, None
         if transport is not None:
             transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.dead = True
         self._transport = None
-        if self._exchange is not None:
-            why = f"{type(exc).__name__}: {exc}" if exc else "closed by the peer"
-            self._end(Reach.BROKE, f"connection failed ({why})")
+        if self._exchange is None:
+            return
+        if exc is None and self._headers_done and not self._complete and not self._framed():
+            self._complete = True  # an answer without a length ends where the connection does
+            self._answered()
+            return
+        why = f"{type(exc).__name__}: {exc}" if exc else "closed by the peer"
+        self._end(Reach.BROKE, f"connection failed ({why})")
+
+    def _framed(self) -> bool:
+        """The answer's head gave its length (Content-Length or chunked)."""
+        names = {name.lower() for name, _ in self._headers}
+        return b"content-length" in names or b"transfer-encoding" in names
 
     def close(self) -> None:
+        reach = self._unsent_or(Reach.BROKE)
         self._drop()
-        self._end(Reach.BROKE, "the client was closed")
+        self._end(reach, "the client was closed")
+
+
+def _deliver(exchange: _Exchange, answer: Answer | None, failed: CallFailed | None) -> None:
+    """Call the request's callback; its own exception is logged, never left to break the protocol
+    that called it (the connection's state is already settled by then)."""
+    try:
+        exchange.done(answer, failed)
+    except Exception:
+        log.exception("the callback of %s %s failed", exchange.method, exchange.url)
 
 
 class LoopClient:
@@ -265,7 +308,7 @@ class LoopClient:
         if where is None or self._closed:
             return False
         connection = self._connections.get(address)
-        if connection is not None and connection.busy:
+        if connection is not None and connection.busy and not connection.dead:
             return False
         if connection is None or not connection.usable():
             connection = self._connections[address] = _Connection(loop, where[0], where[1], self._max)

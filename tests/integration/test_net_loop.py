@@ -124,11 +124,12 @@ def test_a_kept_connection_the_peer_closed_while_idle_is_replaced_not_failed():
 
         async def run() -> list:
             client = LoopClient()
+            deadline = time.monotonic() + 5
             try:
                 first = await _call(client, scripted.url)
-                deadline = time.monotonic() + 5
-                while scripted.requests < 1 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.01)
+                while scripted.closed < 1:  # the server hung up (its FIN is in our socket on loopback)
+                    assert time.monotonic() < deadline, "the server did not close the connection"
+                    time.sleep(0.001)  # not awaited: the loop must not read the FIN first
                 second = await _call(client, scripted.url)
                 return [first, second]
             finally:
@@ -236,3 +237,55 @@ def test_closing_the_client_ends_a_request_under_way_as_broken():
     finally:
         scripted.close()
     assert answer is None and failed is not None and failed.reach is Reach.BROKE
+
+
+@pytest.mark.parametrize(
+    "reply, body",
+    [
+        # an interim 1xx answer, then the answer
+        (b"HTTP/1.1 100 Continue\r\n\r\n" + OK, b"{}"),
+        # no Content-Length, not chunked: the body ends where the connection does
+        (b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"a": 1}', b'{"a": 1}'),
+        # chunked
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", b"{}"),
+        # a second answer nobody asked for: the first is the answer, the connection is not kept
+        (OK + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nxx", b"{}"),
+    ],
+)
+def test_answers_of_every_framing_are_read_whole_and_alone(reply, body):
+    scripted = ScriptedServer(reply)
+    try:
+
+        async def run():
+            client = LoopClient()
+            try:
+                return await _call(client, scripted.url)
+            finally:
+                client.close()
+
+        answer, failed = asyncio.run(run())
+    finally:
+        scripted.close()
+    assert failed is None, failed.message
+    assert (answer.status, answer.reason, answer.body) == (200, "OK", body)
+
+
+def test_a_callback_that_raises_leaves_the_connection_serving(server, caplog):
+    async def run():
+        client = LoopClient()
+        try:
+            raised = asyncio.get_running_loop().create_future()
+
+            def explode(answer, failed):
+                raised.set_result(answer.status)
+                raise KeyError("base_offset")
+
+            assert client.request("POST", server.base_url, "/", timeout=5, done=explode)
+            status = await raised
+            return status, await _call(client, server.base_url)
+        finally:
+            client.close()
+
+    status, (answer, failed) = asyncio.run(run())
+    assert status == 200 and failed is None and answer.status == 200
+    assert "callback of POST" in caplog.text

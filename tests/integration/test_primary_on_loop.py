@@ -3,6 +3,7 @@ taken for a lone producer in both stores, off with MYQUEUE_PRIMARY_ON_LOOP=off, 
 stall of the loop: a produce parked on a broker that does not answer leaves every other request
 of the primary answered meanwhile."""
 
+import asyncio
 import re
 import signal
 import threading
@@ -10,6 +11,8 @@ import time
 
 import pytest
 
+from myqueue.manager.brokers import BrokerClient, BrokerGuard
+from tests.helpers import ScriptedServer
 from tests.integration.seedcalls import Seed
 
 MESSAGES = 40
@@ -110,3 +113,34 @@ def test_a_produce_parked_on_a_silent_broker_leaves_the_primary_answering(local_
             cluster.kill(broker, signal.SIGCONT)
         body = s.refused(answered["response"], "OUTCOME_UNKNOWN")
         assert "did not answer" in body["message"]
+
+
+def test_a_success_answer_without_a_base_offset_is_an_error_and_frees_the_slot():
+    """A broker (or something in front of it) answering 2xx without the append's offsets: the caller
+    gets the error (a 500 on the seed path, as on the threads' path), never a silence, and the
+    broker's slot is given back."""
+    body = b'{"status":"success","message":{"offsets":[0]}}'
+    scripted = ScriptedServer(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+    guard = BrokerGuard(max_calls=1)
+    brokers = BrokerClient(guard=guard)
+    try:
+
+        async def run():
+            outcome = asyncio.get_running_loop().create_future()
+            assert brokers.post_records_on_loop(
+                scripted.url, "T", "P", [b"m"], lambda base, error: outcome.set_result((base, error))
+            )
+            try:
+                return await asyncio.wait_for(outcome, 10)
+            finally:
+                brokers.close_on_loop()
+
+        base, error = asyncio.run(run())
+    finally:
+        brokers.close()
+        scripted.close()
+    assert base is None and isinstance(error, KeyError)
+    assert guard.take_slot_now(scripted.url)  # the one slot is free again
