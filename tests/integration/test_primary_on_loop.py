@@ -12,7 +12,7 @@ import time
 import pytest
 
 from myqueue.manager.brokers import BrokerClient, BrokerGuard
-from tests.helpers import ScriptedServer
+from tests.helpers import ScriptedServer, wait_until
 from tests.integration.seedcalls import Seed
 
 MESSAGES = 40
@@ -22,6 +22,14 @@ def _on_loop(s: Seed) -> float:
     text = s.get(s.p, "/metrics").text
     found = re.search(r"^myqueue_manager_produced_on_loop_messages_total (\S+)$", text, re.M)
     assert found, "the primary exports no myqueue_manager_produced_on_loop_messages_total"
+    return float(found.group(1))
+
+
+def _in_flight(s: Seed) -> float:
+    """The primary's requests being answered now, counting the scrape itself."""
+    text = s.get(s.p, "/metrics").text
+    found = re.search(r"^myqueue_http_requests_in_flight\{[^}]*\} (\S+)$", text, re.M)
+    assert found, "the primary exports no myqueue_http_requests_in_flight"
     return float(found.group(1))
 
 
@@ -93,9 +101,12 @@ def test_a_produce_parked_on_a_silent_broker_leaves_the_primary_answering(local_
 
             thread = threading.Thread(target=stuck)
             thread.start()
-            deadline = time.monotonic() + 10
-            while _on_loop(s) < 1 and time.monotonic() < deadline:  # the warm-up went on the loop
-                time.sleep(0.01)
+            # the stuck produce is in the primary (parked): its request is in flight besides the scrape
+            wait_until(
+                lambda: _in_flight(s) >= 2,
+                10,
+                message=lambda: f"{_in_flight(s)} request(s) in flight at the primary; answered: {answered}",
+            )
             other = Seed(cluster.primary_url, cluster.replica_url)
             started = time.monotonic()
             for n in range(5):

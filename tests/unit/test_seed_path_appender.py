@@ -180,7 +180,11 @@ def test_a_lone_append_from_the_loop_holds_the_partition_and_hands_it_to_whoever
         futures = []
         for count, value in enumerate([b"a", b"b", b"c"], start=1):
             futures.append(pool.submit(appender.submit, "T", "P1", value))
-            wait_until(lambda count=count: appender.pending("T", "P1") == count, TIMEOUT)
+            wait_until(
+                lambda count=count: appender.pending("T", "P1") == count,
+                TIMEOUT,
+                message=lambda count=count: f"{appender.pending('T', 'P1')} queued, not {count}",
+            )
         assert broker.calls == []  # nobody sends while the loop's append is out
         appender.end_alone("T", "P1")
         assert [f.result(TIMEOUT) for f in futures] == [0, 1, 2]
