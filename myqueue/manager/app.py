@@ -7,6 +7,7 @@ of the lean WSGI lane in front of Flask (``service/lean.py``); every other reque
 unusual form of those two, goes through Flask.
 """
 
+import functools
 import os
 
 from flask import Flask
@@ -63,5 +64,5 @@ def create_app(
     )  # the read-only web console at /console (manager/console/), before the lane
     install_routes(app, state, ROUTES, manager, token=token)
     if primary is not None and os.environ.get(ON_LOOP_ENV, "on") != "off":
-        app.extensions[INLINE_REQUESTS] = produced_on_loop
+        app.extensions[INLINE_REQUESTS] = functools.partial(produced_on_loop, primary)
     return app, state

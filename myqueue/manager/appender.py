@@ -97,6 +97,13 @@ class GroupAppender:
         self._send = send
         self._queues: dict[tuple[str, str], _Queue] = {}
         self._guard = threading.Lock()
+        # The partitions with an append under way (set.add and discard are atomic): read without a
+        # lock by ``idle``, a hint for the primary's loop (manager/routes/seed.py, produced_on_loop).
+        self._busy: set[tuple[str, str]] = set()
+
+    def idle(self) -> bool:
+        """No append of any partition under way right now (a hint: it may change at once)."""
+        return not self._busy
 
     def _queue(self, key: tuple[str, str]) -> _Queue:
         queue = self._queues.get(key)
@@ -122,6 +129,7 @@ class GroupAppender:
             sender = not queue.busy
             if sender:
                 queue.busy = True
+                self._busy.add((topic, partition))
             else:
                 slot.park()
         if not sender:
@@ -143,6 +151,7 @@ class GroupAppender:
                     queue.pending[0].wake()  # hand the sending on; busy stays True
                 else:
                     queue.busy = False
+                    self._busy.discard((topic, partition))
         return slot.outcome()
 
     def begin_alone(self, topic: str, partition: str) -> bool:
@@ -156,6 +165,7 @@ class GroupAppender:
             if queue.busy:
                 return False
             queue.busy = True
+            self._busy.add((topic, partition))
             return True
         finally:
             queue.lock.release()
@@ -168,6 +178,7 @@ class GroupAppender:
                 queue.pending[0].wake()  # hand the sending on; busy stays True
             else:
                 queue.busy = False
+                self._busy.discard((topic, partition))
 
     def _flush(self, topic: str, partition: str, batch: list[_Slot]) -> None:
         """Send one batch and settle every slot in it (never raises for a slot's failure)."""

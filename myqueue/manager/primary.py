@@ -583,6 +583,11 @@ class Primary:
             if not started:
                 lock.release()
 
+    def appends_idle(self) -> bool:
+        """No seed append under way to any partition: a produce arriving now can go from the loop
+        (``produce_on_loop``); while some are, produces go to the threads, where they group."""
+        return self._appender.idle()
+
     def _route(self, producer_id: int) -> tuple[str, str, int, str]:
         """Where a producer's next message goes: (topic, partition, the cursor after it, the broker's
         address). Called with the producer's lock and the state lock held."""

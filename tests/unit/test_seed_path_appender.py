@@ -174,7 +174,9 @@ def test_a_lone_append_from_the_loop_holds_the_partition_and_hands_it_to_whoever
     to the oldest queued caller, who sends everything queued as one batch."""
     broker = FakeBroker()
     appender = GroupAppender(broker.send)
+    assert appender.idle()
     assert appender.begin_alone("T", "P1")
+    assert not appender.idle()
     assert not appender.begin_alone("T", "P1")  # one append of a partition at a time
     with ThreadPoolExecutor(3) as pool:
         futures = []
@@ -189,6 +191,7 @@ def test_a_lone_append_from_the_loop_holds_the_partition_and_hands_it_to_whoever
         appender.end_alone("T", "P1")
         assert [f.result(TIMEOUT) for f in futures] == [0, 1, 2]
     assert broker.calls == [[b"a", b"b", b"c"]]
+    assert appender.idle()
     assert appender.begin_alone("T", "P1")  # idle again once the batch was settled
     appender.end_alone("T", "P1")
     assert appender.begin_alone("T", "P1")  # and nothing was pending: ending freed it
@@ -202,6 +205,7 @@ def test_a_lone_append_is_refused_while_a_thread_sends():
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(appender.submit, "T", "P1", b"x")
         assert broker.entered.wait(TIMEOUT)
+        assert not appender.idle()
         assert not appender.begin_alone("T", "P1")
         broker.gate.set()
         assert future.result(TIMEOUT) == 0
