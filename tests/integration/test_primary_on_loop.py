@@ -75,18 +75,18 @@ def test_a_produce_parked_on_a_silent_broker_leaves_the_primary_answering(local_
     with local_cluster(store="memory", brokers=2) as cluster:
         s = Seed(cluster.primary_url, cluster.replica_url)
         s.add_partition("Stuck", "P1")
-        s.add_partition("Free", "P1")
-        if _broker_of(s, "Stuck", "P1") == _broker_of(s, "Free", "P1"):
-            s.add_partition("Free", "P2")
-        free = next(
-            p["partition"]
-            for p in s.metadata(s.p)["topics"]["Free"]
-            if p["broker"] != _broker_of(s, "Stuck", "P1")
-        )
+        stuck_broker = _broker_of(s, "Stuck", "P1")
+        free = None
+        for n in range(1, 21):  # placement is random: add partitions until one is on the other broker
+            s.add_partition("Free", f"P{n}")
+            if _broker_of(s, "Free", f"P{n}") != stuck_broker:
+                free = f"P{n}"
+                break
+        assert free is not None, f"20 partitions of Free all placed on {stuck_broker}: {s.metadata(s.p)}"
         stuck_producer = s.ok(s.post(s.p, "/producer/register", {"topic": "Stuck", "part": "P1"}))
         free_producer = s.ok(s.post(s.p, "/producer/register", {"topic": "Free", "part": free}))
         s.ok(s.post(s.p, "/producer/produce", {"producer_id": stuck_producer, "message": "warm"}))
-        broker = _broker_of(s, "Stuck", "P1")
+        broker = stuck_broker
         cluster.kill(broker, signal.SIGSTOP)
         try:
             answered: dict = {}
