@@ -109,8 +109,7 @@ def produced_on_loop(primary: Primary, environ: dict) -> bool:
     is under way: its JSON is parsed there (a body under ``LOOP_BODY_BYTES``) and its append sent
     by the loop (``Primary.produce_on_loop``). While appends are under way, produces go to the
     threads at once, where they group: on the loop most would find their partition busy and be
-    parsed twice (four closed-loop clients lost up to 9 % that way). ``MYQUEUE_PRIMARY_ON_LOOP=off``
-    sends every produce through the pool (to compare)."""
+    parsed twice. ``MYQUEUE_PRIMARY_ON_LOOP=off`` sends every produce through the pool (to compare)."""
     return (
         primary.appends_idle()
         and environ.get("PATH_INFO") == "/producer/produce"
