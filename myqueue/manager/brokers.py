@@ -297,9 +297,9 @@ class BrokerClient:
         loop, ``done(base offset, None)`` or ``done(None, the Refusal or BrokerLostPartition)``, the
         same answers ``post_records`` gives. False, nothing sent: the broker's circuit is not closed,
         its slots are taken, or its loop connection is busy or not plain HTTP (``post_records`` then)."""
+        path, seconds = _records_path(topic, partition), self._timeout
         if not self.guard.take_slot_now(address):
             return False
-        path, seconds = _records_path(topic, partition), self._timeout
 
         def answered(answer: Answer | None, failed: CallFailed | None) -> None:
             self.guard.give_slot_back(address)

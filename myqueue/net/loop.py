@@ -106,12 +106,11 @@ class _Connection(asyncio.Protocol):
             await self._loop.create_connection(lambda: self, self._host, self._port)
         except asyncio.CancelledError:  # timed out or closed meanwhile: that ended the request
             pass
-        except Exception as e:  # noqa: BLE001 - any failure to connect: nothing was sent
+        except Exception as e:  # noqa: BLE001 - any failure to connect (nothing sent, unless it was)
             self._connect_task = None  # not cancelled by the drop: it is this task, ending
+            reach = self._unsent_or(Reach.BROKE)
             self._drop()
-            self._end(
-                Reach.NOT_SENT, f"cannot connect to {self._host}:{self._port} ({type(e).__name__}: {e})"
-            )
+            self._end(reach, f"cannot connect to {self._host}:{self._port} ({type(e).__name__}: {e})")
         finally:
             self._connect_task = None
         # connection_made has written the request
@@ -140,6 +139,7 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._complete = False
         self._keep = False
+        self._status = 0
 
     def data_received(self, data: bytes) -> None:
         if self._exchange is None:  # nothing asked: a kept connection says nothing until asked
@@ -151,13 +151,17 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)  # type: ignore[union-attr]
-        except httptools.HttpParserError as e:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:  # Upgrade: not an Error
             if not self._complete:
                 self._broke(f"the answer is not HTTP ({e})")
                 return
             self._more = True  # the answer was whole; what followed it is not ours
         if self._complete:
             self._answered()
+
+    def on_message_begin(self) -> None:
+        if self._complete:  # a message after the answer, even one only begun
+            self._more = True
 
     def on_status(self, reason: bytes) -> None:
         if self._complete:
@@ -172,7 +176,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if not self._complete:
             self._headers_done = True
-            # asked here: once the message is complete the parser has begun the next one
+            # asked here: once feed_data returns, the parser may be reading what followed the answer
+            self._status = self._parser.get_status_code()  # type: ignore[union-attr]
             self._keep = self._parser.should_keep_alive()  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
@@ -182,7 +187,7 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._complete:
             self._more = True
-        elif self._parser.get_status_code() < 200:  # type: ignore[union-attr]  # 1xx: the answer follows
+        elif self._status < 200:  # 1xx: the answer follows
             self._next_message()
         else:
             self._complete = True
@@ -192,7 +197,7 @@ class _Connection(asyncio.Protocol):
         for name, value in self._headers:
             headers[name.decode("iso-8859-1")] = value.decode("iso-8859-1")
         answer = Answer(
-            self._parser.get_status_code(),  # type: ignore[union-attr]
+            self._status,
             self._status_reason.decode("iso-8859-1"),
             headers,
             b"".join(self._body),

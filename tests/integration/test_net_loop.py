@@ -248,8 +248,11 @@ def test_closing_the_client_ends_a_request_under_way_as_broken():
         (b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"a": 1}', b'{"a": 1}'),
         # chunked
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", b"{}"),
-        # a second answer nobody asked for: the first is the answer, the connection is not kept
+        # after the answer, a message nobody asked for: the first is the answer, the connection is dropped
         (OK + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nxx", b"{}"),
+        (OK + b"HTTP/1.1 500 Bad\r\nContent-Length: 0\r\n\r\n", b"{}"),
+        (OK + b"HTTP/1.1 2", b"{}"),  # only begun: still not the answer's status
+        (OK + b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", b"{}"),
     ],
 )
 def test_answers_of_every_framing_are_read_whole_and_alone(reply, body):
