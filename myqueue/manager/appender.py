@@ -147,11 +147,7 @@ class GroupAppender:
                 if other is not slot:
                     other.wake()
             with queue.lock:
-                if queue.pending:
-                    queue.pending[0].wake()  # hand the sending on; busy stays True
-                else:
-                    queue.busy = False
-                    self._busy.discard((topic, partition))
+                self._hand_on(queue, (topic, partition))
         return slot.outcome()
 
     def begin_alone(self, topic: str, partition: str) -> bool:
@@ -174,11 +170,16 @@ class GroupAppender:
         """The lone append of ``begin_alone`` is settled: the oldest queued caller sends next."""
         queue = self._queues[(topic, partition)]
         with queue.lock:  # held by the others for a few lines, never across I/O
-            if queue.pending:
-                queue.pending[0].wake()  # hand the sending on; busy stays True
-            else:
-                queue.busy = False
-                self._busy.discard((topic, partition))
+            self._hand_on(queue, (topic, partition))
+
+    def _hand_on(self, queue: _Queue, key: tuple[str, str]) -> None:
+        """An append of the partition is settled: the oldest queued caller sends next, or the
+        partition is idle. Called with the queue's lock held."""
+        if queue.pending:
+            queue.pending[0].wake()  # hand the sending on; busy stays True
+        else:
+            queue.busy = False
+            self._busy.discard(key)
 
     def _flush(self, topic: str, partition: str, batch: list[_Slot]) -> None:
         """Send one batch and settle every slot in it (never raises for a slot's failure)."""

@@ -119,7 +119,7 @@ class BrokerGuard:
             held[address] += 1
         else:
             with self._lock:
-                semaphore = self._slots.setdefault(address, threading.BoundedSemaphore(self._max_calls))
+                semaphore = self._semaphore(address)
             if not semaphore.acquire(timeout=self._slot_wait_s):
                 if probe:
                     self._end_probe(address)
@@ -143,11 +143,15 @@ class BrokerGuard:
         with self._lock:
             if address in self._open_until:
                 return False
-            semaphore = self._slots.setdefault(address, threading.BoundedSemaphore(self._max_calls))
+            semaphore = self._semaphore(address)
         return semaphore.acquire(blocking=False)
 
     def give_slot_back(self, address: str) -> None:
         self._slots[address].release()
+
+    def _semaphore(self, address: str) -> threading.BoundedSemaphore:
+        """The broker's slots (made at its first call). Called with ``_lock`` held."""
+        return self._slots.setdefault(address, threading.BoundedSemaphore(self._max_calls))
 
     def _end_probe(self, address: str) -> None:
         with self._lock:
@@ -172,7 +176,7 @@ class BrokerClient:
         self._client.close()
 
     def close_on_loop(self) -> None:
-        """Close the loop's connections (on the loop's thread, or once it has stopped)."""
+        """Close the loop's connections, on the loop's thread (the server's ``on_loop_stop``)."""
         self._loop_client.close()
 
     def _send(

@@ -600,16 +600,19 @@ class Primary:
             partition, cursor = next_round_robin(self._state.partitions_of(topic), cursor)
         else:
             partition = fixed
-        broker = partitions.get(partition)
-        address = self._state.brokers.get(broker) if broker else None
+        address = self._address_in_state(topic, partition)
         if address is None:
             raise Refusal(Reason.NO_BROKER, f"partition {topic}:{partition} has no broker right now; retry")
         return topic, partition, cursor, address
 
     def _partition_address(self, topic: str, partition: str) -> str | None:
         with self._state_lock:
-            broker = self._state.topics.get(topic, {}).get(partition)
-            return self._state.brokers.get(broker) if broker else None
+            return self._address_in_state(topic, partition)
+
+    def _address_in_state(self, topic: str, partition: str) -> str | None:
+        """The address of the partition's broker, None when it has none. State lock held."""
+        broker = self._state.topics.get(topic, {}).get(partition)
+        return self._state.brokers.get(broker) if broker else None
 
     def _append_batch(self, topic: str, partition: str, values: list[bytes]) -> int:
         """Append values as one batch on the partition's current broker; returns the base offset."""

@@ -17,8 +17,9 @@ What it does and does not do (everything else stays with ``pool.Pool``):
   connection broke or the answer was not HTTP: BROKE). It never resends a request;
 - connecting never blocks the loop (``loop.create_connection``: a host name is looked up in the
   loop's resolver thread); the call's timeout covers connecting, sending and the whole answer;
-- a kept connection the peer closed is noticed by the loop (``connection_lost``) and a new one is
-  made for the next request, as the pool drops a closed connection before reuse;
+- a kept connection the peer closed is noticed by the loop (``connection_lost``), or before the
+  loop has read that by a poll of its socket (``pool.dropped``), and a new one is made for the next
+  request, as the pool drops a closed connection before reuse;
 - answers are parsed by httptools (llhttp), the parser the service's own server uses, and held up
   to ``max_answer_bytes``: a longer one breaks the connection.
 

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from myqueue.net.envelope import CallFailed, Reach
-from myqueue.net.loop import LoopClient
+from myqueue.net.loop import MAX_ANSWER_BYTES, LoopClient
 from myqueue.net.pool import Answer
 from tests.helpers import ScriptedServer, free_port, serve_stub
 
@@ -80,6 +80,21 @@ async def _call(
     return await asyncio.wait_for(outcome, timeout + 5)
 
 
+def _call_once(
+    address: str, target: str = "/", *, timeout: float = 5.0, max_answer_bytes: int = MAX_ANSWER_BYTES
+) -> tuple[Answer | None, CallFailed | None]:
+    """One request on a client of its own, in a loop of its own."""
+
+    async def run() -> tuple[Answer | None, CallFailed | None]:
+        client = LoopClient(max_answer_bytes=max_answer_bytes)
+        try:
+            return await _call(client, address, target, timeout=timeout)
+        finally:
+            client.close()
+
+    return asyncio.run(run())
+
+
 def test_requests_share_one_kept_connection_and_carry_the_head_a_service_expects(server):
     async def run() -> list:
         client = LoopClient(headers={"Authorization": "Bearer t0k"})
@@ -143,14 +158,7 @@ def test_a_kept_connection_the_peer_closed_while_idle_is_replaced_not_failed():
 
 
 def test_no_listener_is_not_sent():
-    async def run():
-        client = LoopClient()
-        try:
-            return await _call(client, f"http://127.0.0.1:{free_port()}")
-        finally:
-            client.close()
-
-    answer, failed = asyncio.run(run())
+    answer, failed = _call_once(f"http://127.0.0.1:{free_port()}")
     assert answer is None and failed is not None and failed.reach is Reach.NOT_SENT
 
 
@@ -166,17 +174,9 @@ def test_no_listener_is_not_sent():
 def test_each_failure_after_sending_has_the_reach_the_pool_gives(reply, reach):
     scripted = ScriptedServer(reply)
     try:
-
-        async def run():
-            client = LoopClient()
-            try:
-                started = time.monotonic()
-                outcome = await _call(client, scripted.url, timeout=0.5)
-                return outcome, time.monotonic() - started
-            finally:
-                client.close()
-
-        (answer, failed), took = asyncio.run(run())
+        started = time.monotonic()
+        answer, failed = _call_once(scripted.url, timeout=0.5)
+        took = time.monotonic() - started
     finally:
         scripted.close()
     assert answer is None and failed is not None, (answer, failed)
@@ -186,14 +186,7 @@ def test_each_failure_after_sending_has_the_reach_the_pool_gives(reply, reach):
 
 
 def test_an_answer_over_the_limit_breaks_the_connection(server):
-    async def run():
-        client = LoopClient(max_answer_bytes=1 << 20)
-        try:
-            return await _call(client, server.base_url, "/big")
-        finally:
-            client.close()
-
-    answer, failed = asyncio.run(run())
+    answer, failed = _call_once(server.base_url, "/big", max_answer_bytes=1 << 20)
     assert answer is None and failed is not None and failed.reach is Reach.BROKE
     assert "over 1048576 bytes" in failed.message
 
@@ -258,15 +251,7 @@ def test_closing_the_client_ends_a_request_under_way_as_broken():
 def test_answers_of_every_framing_are_read_whole_and_alone(reply, body):
     scripted = ScriptedServer(reply)
     try:
-
-        async def run():
-            client = LoopClient()
-            try:
-                return await _call(client, scripted.url)
-            finally:
-                client.close()
-
-        answer, failed = asyncio.run(run())
+        answer, failed = _call_once(scripted.url)
     finally:
         scripted.close()
     assert failed is None, failed.message
